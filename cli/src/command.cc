@@ -1,0 +1,58 @@
+#include "command.h"
+
+#include <iostream>
+
+namespace lockstep::cli {
+
+bool ParseOrHelp(const std::vector<std::string>& args, const std::string& usage,
+                 const po::options_description& options,
+                 const po::positional_options_description& positional, po::variables_map& vm) {
+  po::options_description all;
+  all.add(options);
+  all.add_options()("help,h", "show this help");
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: " << usage << "\n\n" << all << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (see: " + usage.substr(0, usage.find(' ', 9)) +
+                     " --help)");
+  }
+  return true;
+}
+
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+
+int DispatchSubcommand(const std::string& group, const std::string& group_summary,
+                       const std::vector<Subcommand>& subcommands,
+                       const std::vector<std::string>& args, Context& ctx) {
+  auto help = [&] {
+    std::cout << "usage: lockstep " << group << " <command> [options]\n\n"
+              << group_summary << "\n\ncommands:\n";
+    for (const Subcommand& s : subcommands) {
+      std::cout << "  " << s.name << std::string(12 - std::min<size_t>(11, s.name.size()), ' ')
+                << s.summary << "\n";
+    }
+    std::cout << "\nRun 'lockstep " << group << " <command> --help' for its options.\n";
+  };
+  if (args.empty()) {
+    help();
+    throw UsageError("'lockstep " + group + "' needs a command");
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    help();
+    return 0;
+  }
+  for (const Subcommand& s : subcommands) {
+    if (s.name == args[0]) return s.run({args.begin() + 1, args.end()}, ctx);
+  }
+  std::string valid;
+  for (const Subcommand& s : subcommands) valid += (valid.empty() ? "" : ", ") + s.name;
+  throw UsageError("unknown command 'lockstep " + group + " " + args[0] + "' (valid: " + valid +
+                   ")");
+}
+
+}  // namespace lockstep::cli

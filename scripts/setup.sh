@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian 12 packages Lockstep needs, then configures and builds.
+# Idempotent: packages already present are not fetched again; the build is incremental.
+#
+#   scripts/setup.sh [--sanitize] [--build-dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config clang-format  # toolchain, formatting
+  libboost-program-options-dev    # CLI
+  libspdlog-dev                   # logging
+  nlohmann-json3-dev              # JSON output, HF config.json, traces
+  libyaml-cpp-dev                 # topology files
+  capnproto libcapnp-dev          # schemas, wire format
+  libzmq3-dev cppzmq-dev          # transport
+  libhwloc-dev hwloc              # host discovery and pinning
+  libopenblas-dev                 # worker kernels
+  libgtest-dev libgmock-dev       # tests
+  libbenchmark-dev                # benchmarks
+)
+
+build_dir=build
+cmake_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sanitize) build_dir=build-asan; cmake_args+=(-DLOCKSTEP_SANITIZE=ON -DLOCKSTEP_BUILD_BENCH=OFF) ;;
+    --build-dir) build_dir=$2; shift ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$1' (valid: --sanitize, --build-dir DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#PACKAGES[@]} packages present"
+fi
+
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_args[@]}" >/dev/null
+cmake --build "$build_dir" --parallel "$(nproc)"
+echo "setup: built in $build_dir"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the `lockstep` binary as a user would and checks exit codes, one-line errors and JSON.
+set -euo pipefail
+LOCKSTEP=${1:?usage: cli_test.sh path/to/lockstep}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_exit() {  # expect_exit CODE cmd...
+  local want=$1; shift
+  set +e; "$@" >out.txt 2>err.txt; local got=$?; set -e
+  [ "$got" = "$want" ] || { cat out.txt err.txt >&2; fail "'$*' exited $got, want $want"; }
+}
+expect_exit 0 "$LOCKSTEP" --version
+grep -q '^lockstep [0-9]' out.txt || fail "--version output"
+expect_exit 0 "$LOCKSTEP" --help
+grep -q 'topo' out.txt || fail "--help lists topo"
+expect_exit 2 "$LOCKSTEP" no-such-command
+grep -q "unknown command 'no-such-command'" err.txt || fail "unknown command message"
+[ "$(wc -l <err.txt)" = 1 ] || fail "usage error is one line"
+expect_exit 2 "$LOCKSTEP" --log-level loud topo
+echo "cli_test: all passed"
