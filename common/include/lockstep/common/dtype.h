@@ -13,9 +13,8 @@ namespace lockstep {
 enum class Dtype : uint8_t { kFp32 = 0, kFp16 = 1, kBf16 = 2, kInt8 = 3, kFp8 = 4 };
 
 inline constexpr int kDtypeCount = 5;
-inline constexpr std::array<Dtype, kDtypeCount> kAllDtypes = {Dtype::kFp32, Dtype::kFp16,
-                                                              Dtype::kBf16, Dtype::kInt8,
-                                                              Dtype::kFp8};
+inline constexpr std::array<Dtype, kDtypeCount> kAllDtypes = {
+    Dtype::kFp32, Dtype::kFp16, Dtype::kBf16, Dtype::kInt8, Dtype::kFp8};
 
 // Bytes per element.
 int DtypeBytes(Dtype dtype);

@@ -32,8 +32,8 @@ struct PortRef {
 
 struct Chip {
   ChipId id = 0;
-  int node = 0;   // global node index (unique across racks)
-  int rack = 0;   // rack index
+  int node = 0;  // global node index (unique across racks)
+  int rack = 0;  // rack index
   bool spare = false;
   bool down = false;
   int spec = 0;  // index into Topology::specs()
