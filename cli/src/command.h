@@ -60,4 +60,10 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 // Command groups (one file each).
 CommandGroup TopoCommand();
 
+// `lockstep topo` subcommands (one file each).
+Subcommand TopoGenerateSubcommand();
+Subcommand TopoShowSubcommand();
+Subcommand TopoValidateSubcommand();
+Subcommand TopoRouteSubcommand();
+
 }  // namespace lockstep::cli

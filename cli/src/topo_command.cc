@@ -6,9 +6,12 @@ namespace lockstep::cli {
 CommandGroup TopoCommand() {
   return {"topo", "generate, show, validate and route chip topologies",
           [](const std::vector<std::string>& args, Context& ctx) {
-            std::vector<Subcommand> subs;
-            return DispatchSubcommand("topo", "Generate, show, validate and route topologies.",
-                                      subs, args, ctx);
+            std::vector<Subcommand> subs = {TopoGenerateSubcommand(), TopoShowSubcommand(),
+                                            TopoValidateSubcommand(), TopoRouteSubcommand()};
+            return DispatchSubcommand(
+                "topo",
+                "Generate, show, validate and route chip topologies (chips, nodes, racks, links).",
+                subs, args, ctx);
           }};
 }
 
