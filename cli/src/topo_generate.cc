@@ -37,8 +37,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "intra-rack-ports", po::value<int>(&shape.intra_rack_ports)->default_value(2),
       "rack/system: ports per chip joining the nodes of a rack")(
       "inter-rack-ports", po::value<int>(&shape.inter_rack_ports)->default_value(2),
-      "system: ports per chip joining racks")(
-      "name", po::value<std::string>(&name), "topology name (default: from the preset)");
+      "system: ports per chip joining racks")("name", po::value<std::string>(&name),
+                                              "topology name (default: from the preset)");
   po::variables_map vm;
   if (!ParseOrHelp(args, kUsage, opts, {}, vm)) return 0;
 
@@ -77,9 +77,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                {"nodes", topo.node_count()},
                {"racks", topo.rack_count()}});
   } else {
-    std::cout << "wrote " << out << ": " << topo.name() << ", " << topo.chip_count()
-              << " chips (" << topo.spare_count() << " spare), " << topo.link_count()
-              << " links\n";
+    std::cout << "wrote " << out << ": " << topo.name() << ", " << topo.chip_count() << " chips ("
+              << topo.spare_count() << " spare), " << topo.link_count() << " links\n";
   }
   return 0;
 }

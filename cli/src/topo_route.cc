@@ -77,7 +77,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (ctx.json) {
     nlohmann::json hops = nlohmann::json::array();
     for (const Hop& h : route->hops) {
-      hops.push_back({{"link", h.link}, {"from", FormatPortRef(h.from)}, {"to", FormatPortRef(h.to)}});
+      hops.push_back(
+          {{"link", h.link}, {"from", FormatPortRef(h.from)}, {"to", FormatPortRef(h.to)}});
     }
     PrintJson({{"src", src},
                {"dst", dst},
@@ -88,10 +89,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                {"bottleneck_bandwidth_bytes_per_s", route->bottleneck_bandwidth_bytes_per_s}});
     return 0;
   }
-  std::cout << "route chip " << src << " -> chip " << dst << ": " << route->hop_count()
-            << " hop" << (route->hop_count() == 1 ? "" : "s") << ", latency "
-            << FormatNs(route->latency_ns) << ", bottleneck "
-            << FormatRate(route->bottleneck_bandwidth_bytes_per_s) << "\n";
+  std::cout << "route chip " << src << " -> chip " << dst << ": " << route->hop_count() << " hop"
+            << (route->hop_count() == 1 ? "" : "s") << ", latency " << FormatNs(route->latency_ns)
+            << ", bottleneck " << FormatRate(route->bottleneck_bandwidth_bytes_per_s) << "\n";
   for (const Hop& h : route->hops) {
     const Chip& from = topo.chip(h.from.chip);
     const Chip& to = topo.chip(h.to.chip);
@@ -108,8 +108,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
 }  // namespace
 
 Subcommand TopoRouteSubcommand() {
-  return {"route", "minimal deterministic route between two chips: hops, latency, bandwidth",
-          Run};
+  return {"route", "minimal deterministic route between two chips: hops, latency, bandwidth", Run};
 }
 
 }  // namespace lockstep::cli

@@ -60,8 +60,8 @@ nlohmann::json StatsJson(const Topology& topo, const TopologyStats& s) {
 void PrintStats(const std::string& file, const Topology& topo, const TopologyStats& s) {
   std::cout << file << ": " << topo.name() << "\n"
             << "  " << Label("chips") << s.chips << " (" << s.spares << " spare, "
-            << s.chips - s.chips_up << " down) in " << s.nodes << " nodes, " << s.racks
-            << " rack" << (s.racks == 1 ? "" : "s") << "\n"
+            << s.chips - s.chips_up << " down) in " << s.nodes << " nodes, " << s.racks << " rack"
+            << (s.racks == 1 ? "" : "s") << "\n"
             << "  " << Label("links") << s.links << " (" << s.links - s.links_up << " down)\n"
             << "  " << Label("ports used") << s.ports_used << " of " << s.ports_total
             << " (busiest chip: " << s.max_ports_used << ")\n"

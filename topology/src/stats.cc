@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <limits>
 #include <vector>
 
 namespace lockstep::topology {
@@ -97,36 +96,13 @@ TopologyStats ComputeStats(const Topology& topo) {
   s.hop_pairs = hops.pairs;
   s.hop_sum = hops.sum;
 
-  // Candidate halves: exactly half the chips by id, and the nearest node and rack boundaries
-  // (which keep nodes and racks whole, usually the cheaper cut in these shapes).
+  // Chips in id order are laid out rack by rack and node by node, so the id halves keep racks
+  // (and, where the halves allow, nodes) whole: the natural cut of these shapes.
   if (s.chips >= 2) {
     const ChipId half = s.chips / 2;
-    struct Candidate {
-      ChipId cut;
-      const char* what;
-    };
-    std::vector<Candidate> cuts = {{half, "chips by id"}};
-    auto nearest_boundary = [&](auto group_of) {
-      ChipId best = -1;
-      for (ChipId c = 1; c < s.chips; ++c) {
-        if (group_of(c) == group_of(c - 1)) continue;
-        if (best < 0 || std::abs(c - half) < std::abs(best - half)) best = c;
-      }
-      return best;
-    };
-    ChipId node_cut = nearest_boundary([&](ChipId c) { return topo.chip(c).node; });
-    ChipId rack_cut = nearest_boundary([&](ChipId c) { return topo.chip(c).rack; });
-    if (node_cut > 0) cuts.push_back({node_cut, "whole nodes"});
-    if (rack_cut > 0) cuts.push_back({rack_cut, "whole racks"});
-    s.bisection_bytes_per_s = std::numeric_limits<int64_t>::max();
-    for (const Candidate& c : cuts) {
-      int64_t bw = CutBandwidth(topo, c.cut);
-      if (bw < s.bisection_bytes_per_s) {
-        s.bisection_bytes_per_s = bw;
-        s.bisection_cut = std::string(c.what) + ": chips 0.." + std::to_string(c.cut - 1) + " | " +
-                          std::to_string(c.cut) + ".." + std::to_string(s.chips - 1);
-      }
-    }
+    s.bisection_bytes_per_s = CutBandwidth(topo, half);
+    s.bisection_cut = "chips 0.." + std::to_string(half - 1) + " | " + std::to_string(half) + ".." +
+                      std::to_string(s.chips - 1);
   }
   return s;
 }

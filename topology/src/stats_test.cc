@@ -39,6 +39,13 @@ TEST(Stats, RackCountsSparesAndWorkingMemory) {
   EXPECT_GT(s.bisection_bytes_per_s, 0);
 }
 
+TEST(Stats, TwoRackBisectionIsEveryRackLink) {
+  // The id halves of a 2-rack system are the racks; all 144 inter-rack links cross.
+  TopologyStats s = ComputeStats(GenerateSystem(LpuV1(), 2));
+  EXPECT_EQ(s.bisection_bytes_per_s, 144 * LpuV1().link_bandwidth_bytes_per_s);
+  EXPECT_EQ(s.bisection_cut, "chips 0..71 | 72..143");
+}
+
 TEST(Stats, DisconnectedWhenAChipIsCutOff) {
   Topology topo = GenerateRing(LpuV1(), 4);
   topo.SetLinkDown(*topo.LinkAt(PortRef{0, 0}));

@@ -2,9 +2,9 @@
 //
 // Hop figures (diameter, average hops) are exact: an all-pairs breadth-first search over links
 // that are up between chips that are up, run 64 sources at a time with bit sets, so a 10,440-chip
-// system takes a fraction of a second. The bisection figure is an estimate: the smallest link
-// bandwidth across a few cuts of the chips (in id order) into two equal halves — an upper bound
-// on the true minimum bisection, exact for rings and tori. Pure function, deterministic.
+// system takes a fraction of a second. The bisection figure is an estimate: the link bandwidth
+// across the cut of the chips, in id order, into two equal halves — an upper bound on the true
+// minimum bisection, exact for rings and tori. Pure function, deterministic.
 #pragma once
 
 #include <cstdint>
