@@ -155,6 +155,23 @@ TEST(TopologyIoTest, ModifiedPresetRoundTripsAsPresetPlusDifferences) {
   ExpectRoundTrip(topo);
 }
 
+TEST(TopologyIoTest, NamesNeedingQuotesRoundTrip) {
+  for (const std::string name :
+       {"", "null", "~", "123", "true", "-x", "a \"b\" \\c", "line\nbreak\ttab",
+        "\xc3\xbcnic\xc3\xb6"
+        "de"}) {
+    Topology topo(name);
+    ChipSpec spec = LpuV1();
+    spec.name = name.empty() ? "unnamed" : name;
+    topo.AddSpec(LpuV1());
+    topo.AddSpec(spec.name == "lpu-v1" ? LpuV1() : spec);
+    topo.AddChip(0, 0, false, 1);
+    SCOPED_TRACE(name);
+    ExpectRoundTrip(topo);
+    EXPECT_EQ(ParseTopologyYaml(WriteTopologyYaml(topo), "names.yaml").name(), name);
+  }
+}
+
 TEST(TopologyIoTest, EmptyTopologyRoundTrips) { ExpectRoundTrip(Topology("empty")); }
 
 // 10,440 chips, ~57,000 links; one test, and it must stay fast (see bench/topology_io_bench.cc).
@@ -239,6 +256,43 @@ links:
   EXPECT_EQ(topo.link(0).bandwidth_bytes_per_s, LpuV1().link_bandwidth_bytes_per_s);
   EXPECT_EQ(topo.link(0).latency_ns, 250);
   EXPECT_EQ(topo.link(1).bandwidth_bytes_per_s, 12'000'000'000);  // chip 0 is slow
+  EXPECT_TRUE(topo.link(1).down);
+}
+
+TEST(TopologyIoTest, BlankListsAreEmptyAndAnchorsExpand) {
+  const Topology topo = ParseTopologyYaml(R"(format: lockstep-topology/1
+chip_specs:
+  - {name: &chip lpu-v1, preset: lpu-v1}
+defaults: {spec: *chip}
+chips:
+  - &plain {id: 0, node: 0, rack: 0}
+links:
+)",
+                                          "blank.yaml");
+  EXPECT_EQ(topo.chip_count(), 1);
+  EXPECT_EQ(topo.link_count(), 0);
+  EXPECT_THAT(ParseError("format: lockstep-topology/1\nchip_specs: [{name: a, preset: lpu-v1}]\n"
+                         "chips:\n  - &c {id: 0, node: 0, rack: 0}\n  - *c\n"),
+              StartsWith("rack.yaml:5: chips[1].id: duplicate id 0 (also chips[0] at line 4)"));
+}
+
+// The example in topology/FORMAT.md is a valid file (tests run in topology/).
+TEST(TopologyIoTest, FormatDocumentExampleParses) {
+  std::ifstream in("FORMAT.md");
+  ASSERT_TRUE(in) << "FORMAT.md not found from " << std::filesystem::current_path();
+  std::stringstream doc;
+  doc << in.rdbuf();
+  const std::string text = doc.str();
+  const size_t begin = text.find("```yaml\n");
+  ASSERT_NE(begin, std::string::npos);
+  const size_t end = text.find("```", begin + 8);
+  ASSERT_NE(end, std::string::npos);
+  const Topology topo = ParseTopologyYaml(text.substr(begin + 8, end - begin - 8), "FORMAT.md");
+  EXPECT_EQ(topo.chip_count(), 3);
+  EXPECT_EQ(topo.link_count(), 2);
+  EXPECT_EQ(topo.spec_of(2).name, "my-chip");
+  EXPECT_EQ(topo.spec_of(2).peak_ops(Dtype::kInt8), 400'000'000'000'000);
+  EXPECT_TRUE(topo.chip(1).down);
   EXPECT_TRUE(topo.link(1).down);
 }
 
@@ -400,6 +454,15 @@ chips: []
 )");
   EXPECT_THAT(msg, StartsWith("rack.yaml:5: chip_specs[0].ports: chip spec 'tiny': ports must be "
                               "> 0, got 0"));
+}
+
+TEST(TopologyIoTest, PortCountIsBounded) {
+  const std::string msg = ParseError(R"(format: lockstep-topology/1
+chip_specs:
+  - {name: wide, preset: lpu-v1, ports: 1600000000}
+chips: []
+)");
+  EXPECT_THAT(msg, StartsWith("rack.yaml:3: chip_specs[0].ports: must be <= 4096, got 1600000000"));
 }
 
 TEST(TopologyIoTest, DuplicateSpecName) {
