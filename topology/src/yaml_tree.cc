@@ -83,6 +83,8 @@ class TreeBuilder : public YAML::EventHandler {
     YamlNode n;
     n.kind = kind;
     n.line = LineOf(mark);
+    // Most maps in a topology file are chip and link lines of 2-3 fields: one allocation.
+    if (kind == YamlNode::Kind::kMap) n.items.reserve(6);
     stack_.push_back(std::move(n));
     open_anchors_.push_back(anchor);
   }
