@@ -23,8 +23,8 @@ Topology GenerateNode(const ChipSpec& chip, int chips) {
   if (chips - 1 > chip.ports) {
     throw InvalidInput("node: " + std::to_string(chips) + " fully connected chips need " +
                        std::to_string(chips - 1) + " ports each, " + chip.name + " has " +
-                       std::to_string(chip.ports) + " (at most " + std::to_string(chip.ports + 1) +
-                       " chips)");
+                       std::to_string(chip.ports) + " (at most " +
+                       std::to_string(chip.ports + 1) + " chips)");
   }
   Topology topo("node" + std::to_string(chips));
   int spec = topo.AddSpec(chip);

@@ -19,8 +19,7 @@ void CheckShape(const ChipSpec& chip, const RackShape& s, bool system) {
     throw InvalidInput("rack: spare nodes must be 0.." + Num(s.nodes - 1) + ", got " +
                        Num(s.spare_nodes));
   }
-  const int needed =
-      (s.chips_per_node - 1) + s.intra_rack_ports + (system ? s.inter_rack_ports : 0);
+  const int needed = (s.chips_per_node - 1) + s.intra_rack_ports + (system ? s.inter_rack_ports : 0);
   if (needed > chip.ports) {
     throw InvalidInput("rack: each chip needs " + Num(s.chips_per_node - 1) + " local + " +
                        Num(s.intra_rack_ports) + " intra-rack" +
@@ -30,9 +29,9 @@ void CheckShape(const ChipSpec& chip, const RackShape& s, bool system) {
   const int slots = s.chips_per_node * s.intra_rack_ports;
   if (s.nodes > 1 && internal::LinksPerPair(s.nodes, slots) < 1) {
     throw InvalidInput("rack: " + Num(s.nodes) + " nodes need " + Num(s.nodes - 1) +
-                       " global ports per node to join every other node, a node has " + Num(slots) +
-                       " (" + Num(s.chips_per_node) + " chips x " + Num(s.intra_rack_ports) +
-                       " intra-rack ports)");
+                       " global ports per node to join every other node, a node has " +
+                       Num(slots) + " (" + Num(s.chips_per_node) + " chips x " +
+                       Num(s.intra_rack_ports) + " intra-rack ports)");
   }
 }
 
@@ -43,8 +42,7 @@ void AddRack(Topology& topo, int spec, int rack, const RackShape& s) {
     const bool spare = n >= s.nodes - s.spare_nodes;
     for (int c = 0; c < s.chips_per_node; ++c) topo.AddChip(rack * s.nodes + n, rack, spare, spec);
   }
-  for (int n = 0; n < s.nodes; ++n)
-    internal::WireNode(topo, first + n * s.chips_per_node, s.chips_per_node);
+  for (int n = 0; n < s.nodes; ++n) internal::WireNode(topo, first + n * s.chips_per_node, s.chips_per_node);
   const int local_ports = s.chips_per_node - 1;
   const int slots = s.chips_per_node * s.intra_rack_ports;
   // Slot k of a node: port layer k / chips_per_node, and within a layer the chip is shifted by
@@ -78,8 +76,9 @@ Topology GenerateSystem(const ChipSpec& chip, int racks, const RackShape& shape)
   const int slots = chips_per_rack * shape.inter_rack_ports;
   if (racks < 1 || racks > MaxSystemRacks(chip, shape)) {
     throw InvalidInput("system: --racks must be 1.." + Num(MaxSystemRacks(chip, shape)) +
-                       " (a rack has " + Num(slots) + " inter-rack ports: " + Num(chips_per_rack) +
-                       " chips x " + Num(shape.inter_rack_ports) + "), got " + Num(racks));
+                       " (a rack has " + Num(slots) + " inter-rack ports: " +
+                       Num(chips_per_rack) + " chips x " + Num(shape.inter_rack_ports) +
+                       "), got " + Num(racks));
   }
   Topology topo("system" + Num(racks));
   int spec = topo.AddSpec(chip);

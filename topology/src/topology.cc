@@ -36,7 +36,8 @@ ChipId Topology::AddChip(int node, int rack, bool spare, int spec) {
                        std::to_string(spec));
   }
   if (node < 0 || rack < 0) {
-    throw InvalidInput("chip " + std::to_string(chips_.size()) + ": node and rack must be >= 0");
+    throw InvalidInput("chip " + std::to_string(chips_.size()) +
+                       ": node and rack must be >= 0");
   }
   Chip c;
   c.id = static_cast<ChipId>(chips_.size());
@@ -55,7 +56,8 @@ LinkId Topology::AddLink(PortRef a, PortRef b) {
   return AddLink(a, b, s.link_bandwidth_bytes_per_s, s.link_latency_ns);
 }
 
-LinkId Topology::AddLink(PortRef a, PortRef b, int64_t bandwidth_bytes_per_s, int64_t latency_ns) {
+LinkId Topology::AddLink(PortRef a, PortRef b, int64_t bandwidth_bytes_per_s,
+                         int64_t latency_ns) {
   const std::string what = "link " + FormatPortRef(a) + " <-> " + FormatPortRef(b);
   for (PortRef p : {a, b}) {
     if (!has_chip(p.chip)) {
@@ -65,7 +67,8 @@ LinkId Topology::AddLink(PortRef a, PortRef b, int64_t bandwidth_bytes_per_s, in
     const int ports = spec_of(p.chip).ports;
     if (p.port < 0 || p.port >= ports) {
       throw InvalidInput(what + ": " + DescribePort(p) + " is out of range (" +
-                         spec_of(p.chip).name + " has ports 0.." + std::to_string(ports - 1) + ")");
+                         spec_of(p.chip).name + " has ports 0.." + std::to_string(ports - 1) +
+                         ")");
     }
     if (LinkId used = port_links_[p.chip][p.port]; used >= 0) {
       throw InvalidInput(what + ": " + DescribePort(p) + " is already used by link " +
@@ -105,8 +108,7 @@ std::optional<LinkId> Topology::LinkAt(PortRef port) const {
 
 int Topology::PortsUsed(ChipId chip) const {
   const auto& ports = port_links_.at(chip);
-  return static_cast<int>(
-      std::count_if(ports.begin(), ports.end(), [](LinkId l) { return l >= 0; }));
+  return static_cast<int>(std::count_if(ports.begin(), ports.end(), [](LinkId l) { return l >= 0; }));
 }
 
 std::vector<Adjacent> Topology::Neighbors(ChipId chip) const {
@@ -125,8 +127,7 @@ std::vector<Adjacent> Topology::Neighbors(ChipId chip) const {
 }
 
 int Topology::spare_count() const {
-  return static_cast<int>(
-      std::count_if(chips_.begin(), chips_.end(), [](const Chip& c) { return c.spare; }));
+  return static_cast<int>(std::count_if(chips_.begin(), chips_.end(), [](const Chip& c) { return c.spare; }));
 }
 
 int Topology::node_count() const {
