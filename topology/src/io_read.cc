@@ -21,6 +21,9 @@ namespace {
 
 using internal::YamlNode;
 
+// Far beyond any real chip (lpu-v1 has 16), small enough that a typo cannot exhaust memory.
+constexpr int64_t kMaxPorts = 4096;
+
 constexpr std::array<std::string_view, 6> kTopFields = {"format",   "name",  "chip_specs",
                                                         "defaults", "chips", "links"};
 constexpr std::array<std::string_view, 9> kSpecFields = {"name",
@@ -213,8 +216,9 @@ class Reader {
     Fail(n.line, f.Path(field), "expected true or false, got " + Describe(n));
   }
 
-  std::string String(const YamlNode& n, const Fields& f, std::string_view field) const {
-    if (!n.is_scalar() || n.text.empty()) {
+  std::string String(const YamlNode& n, const Fields& f, std::string_view field,
+                     bool allow_empty = false) const {
+    if (!n.is_scalar() || (n.text.empty() && !allow_empty)) {
       Fail(n.line, f.Path(field), "expected a name, got " + Describe(n));
     }
     return n.text;
@@ -243,7 +247,10 @@ class Reader {
     Fail(n.line, f.Path(field), "expected \"chip:port\" like \"3:7\", got " + Describe(n));
   }
 
+  // A list; `key:` with nothing after it is an empty list.
   const YamlNode& List(const YamlNode& n, std::string_view path) const {
+    static const YamlNode kEmpty{YamlNode::Kind::kSequence, 0, {}, {}};
+    if (n.is_null()) return kEmpty;
     if (!n.is_sequence()) Fail(n.line, path, "expected a list, got " + Describe(n));
     return n;
   }
@@ -279,7 +286,8 @@ Topology Reader::Read(const YamlNode& root) {
   }
 
   Topology topo;
-  if (const YamlNode* name = top.Find("name")) topo.set_name(String(*name, top, "name"));
+  if (const YamlNode* name = top.Find("name"))
+    topo.set_name(String(*name, top, "name", /*allow_empty=*/true));
 
   const YamlNode& specs = List(top.Require("chip_specs",
                                            "e.g. chip_specs: [{name: lpu-v1, "
@@ -327,19 +335,19 @@ void Reader::ReadSpec(Topology& topo, const YamlNode& entry, size_t index) const
   }
   const YamlNode& name = f.Require("name");
   spec.name = String(name, f, "name");
-  auto int_field = [&](std::string_view field, auto& out) {
+  auto int_field = [&](std::string_view field, auto& out, int64_t hi) {
     if (const YamlNode* n = f.Find(field)) {
       using T = std::remove_reference_t<decltype(out)>;
-      out = static_cast<T>(
-          IntIn(*n, f, field, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+      out = static_cast<T>(IntIn(*n, f, field, std::numeric_limits<T>::min(), hi));
     }
   };
-  int_field("sram_bytes", spec.sram_bytes);
-  int_field("memory_bandwidth_bytes_per_s", spec.memory_bandwidth_bytes_per_s);
-  int_field("clock_hz", spec.clock_hz);
-  int_field("ports", spec.ports);
-  int_field("link_bandwidth_bytes_per_s", spec.link_bandwidth_bytes_per_s);
-  int_field("link_latency_ns", spec.link_latency_ns);
+  constexpr int64_t kMax = INT64_MAX;
+  int_field("sram_bytes", spec.sram_bytes, kMax);
+  int_field("memory_bandwidth_bytes_per_s", spec.memory_bandwidth_bytes_per_s, kMax);
+  int_field("clock_hz", spec.clock_hz, kMax);
+  int_field("ports", spec.ports, kMaxPorts);
+  int_field("link_bandwidth_bytes_per_s", spec.link_bandwidth_bytes_per_s, kMax);
+  int_field("link_latency_ns", spec.link_latency_ns, kMax);
   if (const YamlNode* peak = f.Find("peak_ops_per_s")) {
     // Listed dtypes override the preset's figure; unlisted ones keep it (0 without a preset).
     const Fields p(*this, *peak, f.Path("peak_ops_per_s"), kDtypeFields);

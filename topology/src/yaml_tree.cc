@@ -45,7 +45,8 @@ class TreeBuilder : public YAML::EventHandler {
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     YamlNode n;
     if (anchor >= 1 && anchor <= anchored_.size()) n = anchored_[anchor - 1];
-    n.line = LineOf(mark);
+    // A problem inside the copy is reported where the alias uses it.
+    SetLines(n, LineOf(mark));
     Add(std::move(n), 0);
   }
 
@@ -73,10 +74,17 @@ class TreeBuilder : public YAML::EventHandler {
  private:
   static int LineOf(const YAML::Mark& mark) { return mark.is_null() ? 0 : mark.line + 1; }
 
+  static void SetLines(YamlNode& n, int line) {
+    n.line = line;
+    for (YamlNode& item : n.items) SetLines(item, line);
+  }
+
   void Open(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
     YamlNode n;
     n.kind = kind;
     n.line = LineOf(mark);
+    // Most maps in a topology file are chip and link lines of 2-3 fields: one allocation.
+    if (kind == YamlNode::Kind::kMap) n.items.reserve(6);
     stack_.push_back(std::move(n));
     open_anchors_.push_back(anchor);
   }
