@@ -60,4 +60,7 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 // Command groups (one file each).
 CommandGroup TopoCommand();
 
+// `lockstep topo` subcommands (one file each).
+Subcommand TopoHostSubcommand();  // topo_host.cc
+
 }  // namespace lockstep::cli

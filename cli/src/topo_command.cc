@@ -6,7 +6,7 @@ namespace lockstep::cli {
 CommandGroup TopoCommand() {
   return {"topo", "generate, show, validate and route chip topologies",
           [](const std::vector<std::string>& args, Context& ctx) {
-            std::vector<Subcommand> subs;
+            std::vector<Subcommand> subs = {TopoHostSubcommand()};
             return DispatchSubcommand("topo", "Generate, show, validate and route topologies.",
                                       subs, args, ctx);
           }};
