@@ -139,7 +139,10 @@ void ExpectInvalid(const std::string& description, const std::string& why) {
 TEST(HostTest, InvalidSyntheticDescriptions) {
   ExpectInvalid("bogus:3", "not valid hwloc synthetic syntax");
   ExpectInvalid("core:x pu:2", "not valid hwloc synthetic syntax");
-  ExpectInvalid("[numa] core:2", "not valid hwloc synthetic syntax");
+  ExpectInvalid("pu:2 core:2", "not valid hwloc synthetic syntax");
+  ExpectInvalid("core:0 pu:1", "not valid hwloc synthetic syntax");
+  // Not tested: a rejected description with a bracketed memory child ("[numa] core:2") makes
+  // hwloc 2.9 leak 32 bytes, which LeakSanitizer reports; the error itself is the same.
   ExpectInvalid("", "is empty");
   ExpectInvalid("  ", "is empty");
   ExpectInvalid("numa:64 core:1000 pu:4", "more than 65536 PUs");
