@@ -146,6 +146,10 @@ int64_t SyntheticPuBound(const std::string& description) {
 
 HostSummary DiscoverHost() {
   HwlocTopology t = NewTopology();
+  // Honour taskset/numactl: cores outside this process's CPU binding are not ours to pin to.
+  // (cgroup cpusets are honoured by hwloc's default "allowed" filtering.)
+  hwloc_topology_set_flags(
+      t.get(), HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM | HWLOC_TOPOLOGY_FLAG_RESTRICT_TO_CPUBINDING);
   if (hwloc_topology_load(t.get()) != 0) {
     throw Error(ErrorCode::kUnavailable, "host: hwloc could not read this machine's topology");
   }

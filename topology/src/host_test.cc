@@ -2,7 +2,9 @@
 #include "lockstep/topology/host.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -51,7 +53,36 @@ TEST(HostTest, ThisMachine) {
     EXPECT_EQ(c.name.rfind("L" + std::to_string(c.level), 0), 0u) << c.name;
   }
   ExpectCoresAndPusUnique(host);
-  EXPECT_EQ(DiscoverHost(), host);  // same machine, same summary
+  // Same machine, same summary (but for memory: a VM's balloon may change it meanwhile).
+  auto without_memory = [](HostSummary h) {
+    for (NumaDomain& d : h.numa) d.memory_bytes = 0;
+    return h;
+  };
+  EXPECT_EQ(without_memory(DiscoverHost()), without_memory(host));
+}
+
+// Binding the (single-threaded) test process to one CPU, as taskset would, leaves one core.
+TEST(HostTest, ThisMachineHonoursCpuBinding) {
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "needs 2 CPUs";
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const HostSummary host = DiscoverHost();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  EXPECT_EQ(host.cores, 1);
+  int found = 0;
+  for (const NumaDomain& d : host.numa) {
+    for (const HostCore& c : d.cores) {
+      EXPECT_EQ(std::count(c.pus.begin(), c.pus.end(), first), 1);
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 1);
 }
 
 TEST(HostTest, SyntheticTwoDomainsWithSmt) {

@@ -62,7 +62,8 @@ struct HostSummary {
   friend bool operator==(const HostSummary&, const HostSummary&) = default;
 };
 
-// This machine, restricted to the CPUs and memory this process may use (cgroups, taskset).
+// This machine, restricted to the CPUs this process may use and is bound to (cgroup cpusets,
+// taskset / numactl binding at the time of the call: call it before pinning any thread).
 // Throws Error (kUnavailable) if hwloc cannot read the topology.
 HostSummary DiscoverHost();
 
