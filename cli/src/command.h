@@ -65,5 +65,6 @@ Subcommand TopoGenerateSubcommand();
 Subcommand TopoShowSubcommand();
 Subcommand TopoValidateSubcommand();
 Subcommand TopoRouteSubcommand();
+Subcommand TopoHostSubcommand();  // topo_host.cc
 
 }  // namespace lockstep::cli
