@@ -1,6 +1,8 @@
 #include "command.h"
 
+#include <cctype>
 #include <iostream>
+#include <sstream>
 
 namespace lockstep::cli {
 
@@ -18,8 +20,13 @@ bool ParseOrHelp(const std::vector<std::string>& args, const std::string& usage,
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + " (see: " + usage.substr(0, usage.find(' ', 9)) +
-                     " --help)");
+    // The command is the usage line's leading words, up to the first argument or option.
+    std::string command;
+    std::istringstream words(usage);
+    for (std::string w; words >> w && std::islower(static_cast<unsigned char>(w[0]));) {
+      command += (command.empty() ? "" : " ") + w;
+    }
+    throw UsageError(std::string(e.what()) + " (see: " + command + " --help)");
   }
   return true;
 }
