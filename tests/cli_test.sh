@@ -78,6 +78,10 @@ expect_exit 1 "$LOCKSTEP" topo host --synthetic "bogus:3"
 [ "$(wc -l <err.txt)" = 1 ] || fail "bad --synthetic is one line"
 grep -q "'bogus:3'.*valid example" err.txt || fail "bad --synthetic names it and an example"
 expect_exit 2 "$LOCKSTEP" topo host --no-spares
+expect_exit 0 "$LOCKSTEP" topo host --synthetic "numa:2 core:8 pu:2" --map node.yaml --json
+python3 -c 'import json,sys; j=json.load(sys.stdin); assert sorted(p["core"] for p in j["placements"])==[0,1,2,3,4,5,6,7], j' <out.txt \
+  || fail "topo host --map spreads a node over distinct cores"
+expect_exit 2 "$LOCKSTEP" topo host --map node.yaml --map-rack
 expect_exit 2 "$LOCKSTEP" topo host --frobnicate
 [ "$(wc -l <err.txt)" = 1 ] || fail "unknown option is one line"
 expect_exit 0 "$LOCKSTEP" topo host --help

@@ -10,6 +10,7 @@
 #include "command.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/topology/host.h"
+#include "lockstep/topology/io.h"
 
 namespace lockstep::cli {
 namespace {
@@ -129,20 +130,28 @@ void PrintPlacements(const topology::Topology& topo, const HostSummary& host,
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("topo host options");
-  std::string synthetic;
+  std::string synthetic, map_file;
   opts.add_options()("synthetic", po::value<std::string>(&synthetic),
                      "describe an hwloc synthetic host instead of this machine, e.g. "
                      "\"pack:2 numa:2 l3:1 core:4 pu:2\"")(
       "map-rack", "also show where the 72 chips of a default lpu-v1 rack would be pinned")(
-      "no-spares", "with --map-rack: leave the spare node out");
+      "map", po::value<std::string>(&map_file),
+      "also show where the chips of this topology file would be pinned")(
+      "no-spares", "with --map-rack or --map: leave the spare chips out");
   po::variables_map vm;
-  if (!ParseOrHelp(args,
-                   "lockstep topo host [--synthetic DESC] [--map-rack [--no-spares]] [--json]",
-                   opts, {}, vm)) {
+  if (!ParseOrHelp(
+          args,
+          "lockstep topo host [--synthetic DESC] [--map-rack | --map TOPOLOGY] [--no-spares] "
+          "[--json]",
+          opts, {}, vm)) {
     return 0;
   }
-  if (vm.count("no-spares") && !vm.count("map-rack")) {
-    throw UsageError("--no-spares needs --map-rack (see: lockstep topo host --help)");
+  const bool mapping = vm.count("map-rack") || vm.count("map");
+  if (vm.count("map-rack") && vm.count("map")) {
+    throw UsageError("--map-rack and --map exclude each other (see: lockstep topo host --help)");
+  }
+  if (vm.count("no-spares") && !mapping) {
+    throw UsageError("--no-spares needs --map-rack or --map (see: lockstep topo host --help)");
   }
   const HostSummary host =
       vm.count("synthetic") ? topology::DiscoverSyntheticHost(synthetic) : topology::DiscoverHost();
@@ -150,13 +159,14 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
 
   std::vector<ChipPlacement> placements;
   topology::Topology rack;
-  if (vm.count("map-rack")) {
-    rack = topology::GenerateRack(topology::LpuV1());
+  if (mapping) {
+    rack = vm.count("map") ? topology::LoadTopology(map_file)
+                           : topology::GenerateRack(topology::LpuV1());
     placements = topology::MapChipsToCores(rack, host, vm.count("no-spares") == 0);
   }
   if (ctx.json) {
     nlohmann::json j = HostJson(host);
-    if (vm.count("map-rack")) {
+    if (mapping) {
       j["placements"] = nlohmann::json::array();
       for (const ChipPlacement& p : placements) {
         const topology::Chip& chip = rack.chip(p.chip);
@@ -172,7 +182,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     return 0;
   }
   PrintHost(host);
-  if (vm.count("map-rack")) PrintPlacements(rack, host, placements);
+  if (mapping) PrintPlacements(rack, host, placements);
   return 0;
 }
 
