@@ -267,7 +267,7 @@ class Reader {
     return names.empty() ? "none: chip_specs is empty" : "chip_specs defines " + Join(names);
   }
 
-  const std::string& source_;
+  const std::string& source_;  // the caller's; a Reader lives only inside ParseTopologyYaml
 };
 
 Topology Reader::Read(const YamlNode& root) {
@@ -286,13 +286,12 @@ Topology Reader::Read(const YamlNode& root) {
   }
 
   Topology topo;
-  if (const YamlNode* name = top.Find("name"))
+  if (const YamlNode* name = top.Find("name")) {
     topo.set_name(String(*name, top, "name", /*allow_empty=*/true));
+  }
 
-  const YamlNode& specs = List(top.Require("chip_specs",
-                                           "e.g. chip_specs: [{name: lpu-v1, "
-                                           "preset: lpu-v1}]"),
-                               "chip_specs");
+  const YamlNode& specs = List(
+      top.Require("chip_specs", "e.g. chip_specs: [{name: lpu-v1, preset: lpu-v1}]"), "chip_specs");
   for (size_t i = 0; i < specs.items.size(); ++i) ReadSpec(topo, specs.items[i], i);
 
   int default_spec = topo.specs().empty() ? -1 : 0;
