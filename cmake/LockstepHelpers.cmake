@@ -27,6 +27,7 @@ function(lockstep_test name)
     set(ARG_TIMEOUT 120)
   endif()
   gtest_discover_tests(${name}
+    TEST_PREFIX "${name}."
     DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
