@@ -16,4 +16,31 @@ expect_exit 2 "$LOCKSTEP" no-such-command
 grep -q "unknown command 'no-such-command'" err.txt || fail "unknown command message"
 [ "$(wc -l <err.txt)" = 1 ] || fail "usage error is one line"
 expect_exit 2 "$LOCKSTEP" --log-level loud topo
+# lockstep model show
+MODELS=$(cd "$(dirname "$0")/../examples/models" && pwd)
+expect_exit 0 "$LOCKSTEP" model --help
+grep -q 'show' out.txt || fail "model --help lists show"
+expect_exit 0 "$LOCKSTEP" model show "$MODELS/llama-2-7b"
+grep -q '6,738,415,616' out.txt || fail "model show prints the Llama-2-7B total"
+expect_exit 0 "$LOCKSTEP" model show "$MODELS/llama-2-70b/config.json" --dtype int8 --json
+python3 - out.txt <<'PY' || fail "model show --json for Llama-2-70B"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["parameters"] == 68976648192, j["parameters"]
+assert j["weight_bytes"] == 68976648192, j["weight_bytes"]  # int8: one byte each
+assert j["kv_cache_bytes_per_token"] == 2 * 80 * 8 * 128, j["kv_cache_bytes_per_token"]
+assert j["parameters_per_layer"]["total"] * 80 + 2 * j["parameters_embedding"] + 8192 == j["parameters"]
+PY
+expect_exit 0 "$LOCKSTEP" --json model show "$MODELS/mixtral-8x7b" --dtype bf16
+python3 -c 'import json,sys; j=json.load(open("out.txt")); assert j["parameters"] == 46702792704 and j["weight_bytes"] == 2 * 46702792704' \
+  || fail "model show --json for Mixtral-8x7B"
+expect_exit 1 "$LOCKSTEP" model show "$MODELS/no-such-model"
+grep -q 'no-such-model' err.txt || fail "missing config names the path"
+[ "$(wc -l <err.txt)" = 1 ] || fail "missing config error is one line"
+echo '{"model_type": "gpt2", "hidden_size": 8}' >bad_config.json
+expect_exit 1 "$LOCKSTEP" model show bad_config.json
+grep -q "model_type 'gpt2' is not supported" err.txt || fail "unsupported model_type message"
+[ "$(wc -l <err.txt)" = 1 ] || fail "bad config error is one line"
+expect_exit 2 "$LOCKSTEP" model show "$MODELS/tiny-llama" --dtype int4
+expect_exit 2 "$LOCKSTEP" model show
 echo "cli_test: all passed"
