@@ -4,15 +4,15 @@
 // main.cc.
 #pragma once
 
+#include <spdlog/logger.h>
+
+#include <boost/program_options.hpp>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
-#include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
 
 namespace lockstep::cli {
 
@@ -25,8 +25,8 @@ class UsageError : public std::runtime_error {
 };
 
 struct Context {
-  bool json = false;                        // --json: print one JSON object on stdout
-  std::shared_ptr<spdlog::logger> log;      // stderr, level from --log-level
+  bool json = false;                    // --json: print one JSON object on stdout
+  std::shared_ptr<spdlog::logger> log;  // stderr, level from --log-level
 };
 
 // One command group: `lockstep <name> ...`.
@@ -60,5 +60,6 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 // Command groups (one file each).
 CommandGroup TopoCommand();
 CommandGroup ModelCommand();
+CommandGroup PlanCommand();
 
 }  // namespace lockstep::cli

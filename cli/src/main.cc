@@ -12,7 +12,7 @@
 namespace lockstep::cli {
 namespace {
 
-std::vector<CommandGroup> Groups() { return {TopoCommand(), ModelCommand()}; }
+std::vector<CommandGroup> Groups() { return {TopoCommand(), ModelCommand(), PlanCommand()}; }
 
 void PrintHelp(const po::options_description& global) {
   std::cout << "usage: lockstep [--log-level LEVEL] [--json] <command> [options]\n\n"
@@ -23,7 +23,8 @@ void PrintHelp(const po::options_description& global) {
     std::cout << "  " << g.name << std::string(10 - std::min<size_t>(9, g.name.size()), ' ')
               << g.summary << "\n";
   }
-  std::cout << "\n" << global << "\nRun 'lockstep <command> --help' for a command's options.\n"
+  std::cout << "\n"
+            << global << "\nRun 'lockstep <command> --help' for a command's options.\n"
             << "Exit status: 0 success, 1 runtime failure, 2 usage error.\n";
 }
 
