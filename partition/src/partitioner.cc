@@ -174,7 +174,9 @@ SearchResult Search(const Context& cx, const PlanOptions& options, int64_t seque
             std::optional<StageCost> sc = CostStage(cx, units, u, k, dc, sequences);
             if (!sc) break;  // memory only grows with k
             const int64_t stage_ns = sc->compute_ns + sc->collective_ns;
-            const int64_t out_ns = u + k == units ? return_ns : send_ns;
+            // A single stage keeps the token on its chips; the last stage returns it to the
+            // first.
+            const int64_t out_ns = u + k < units ? send_ns : (u == 0 ? 0 : return_ns);
             const int64_t path = cur.second + stage_ns + out_ns;
             std::pair<int64_t, int64_t> value =
                 latency ? std::pair<int64_t, int64_t>{cur.first + stage_ns + out_ns, 0}
@@ -211,6 +213,46 @@ SearchResult Search(const Context& cx, const PlanOptions& options, int64_t seque
     if (options.pp) --s;
   }
   std::reverse(r.stages.begin(), r.stages.end());
+  return r;
+}
+
+// The explicit layout as a search result; checks coverage and memory.
+SearchResult FromLayout(const Context& cx, const PlanOptions& options, const std::string& topo) {
+  const int64_t units = cx.spec->num_layers + 2;
+  SearchResult r;
+  int64_t u = 0, used = 0;
+  for (size_t i = 0; i < options.layout.size(); ++i) {
+    const auto& [k, t] = options.layout[i];
+    const std::string stage = "layout stage " + std::to_string(i);
+    if (k < 1 || u + k > units) {
+      throw InvalidInput(stage + " has " + std::to_string(k) + " units; the model has " +
+                         std::to_string(units) + " (embedding, " +
+                         std::to_string(cx.spec->num_layers) + " layers, LM head) and " +
+                         std::to_string(units - u) + " remain");
+    }
+    size_t d = 0;
+    while (cx.degrees[d].tp != t) ++d;  // MakePlan put every layout degree in cx.degrees
+    if (!CostStage(cx, units, u, k, cx.degrees[d], cx.decode.batch)) {
+      throw Error(ErrorCode::kCannotFit, stage + " (units " + std::to_string(u) + "-" +
+                                             std::to_string(u + k - 1) + ", TP " +
+                                             std::to_string(t) + ") does not fit in " +
+                                             Gib(cx.sram_budget) + " per chip");
+    }
+    r.stages.emplace_back(k, static_cast<int>(d));
+    u += k;
+    used += t;
+  }
+  if (u != units) {
+    throw InvalidInput("layout covers " + std::to_string(u) + " of " + std::to_string(units) +
+                       " units (embedding, " + std::to_string(cx.spec->num_layers) +
+                       " layers, LM head)");
+  }
+  if (used > static_cast<int64_t>(cx.available.size())) {
+    throw Error(ErrorCode::kCannotFit, "layout needs " + std::to_string(used) + " chips; " + topo +
+                                           " has " + std::to_string(cx.available.size()) +
+                                           " usable");
+  }
+  r.found = true;
   return r;
 }
 
@@ -310,20 +352,24 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   for (int t : CandidateDegrees(cx.node_size, chips)) {
     if (TensorParallelProblem(spec, t).empty()) allowed.push_back(t);
   }
-  if (options.tp) {
-    if (std::find(allowed.begin(), allowed.end(), *options.tp) == allowed.end()) {
-      std::string list;
-      for (int t : allowed) list += (list.empty() ? "" : ", ") + std::to_string(t);
-      std::string why = TensorParallelProblem(spec, *options.tp);
-      if (why.empty()) {
-        why = "TP groups must divide the node size " + std::to_string(cx.node_size) +
-              " or be whole nodes, within " + std::to_string(chips) + " usable chips";
-      }
-      throw InvalidInput("--tp " + std::to_string(*options.tp) + ": " + why + " (usable: " + list +
-                         ")");
-    }
-    allowed = {*options.tp};
+  std::vector<int> wanted;
+  if (options.tp) wanted.push_back(*options.tp);
+  for (const auto& [k, t] : options.layout) {
+    if (std::find(wanted.begin(), wanted.end(), t) == wanted.end()) wanted.push_back(t);
   }
+  std::sort(wanted.begin(), wanted.end());
+  for (int want : wanted) {
+    if (std::find(allowed.begin(), allowed.end(), want) != allowed.end()) continue;
+    std::string list;
+    for (int t : allowed) list += (list.empty() ? "" : ", ") + std::to_string(t);
+    std::string why = TensorParallelProblem(spec, want);
+    if (why.empty()) {
+      why = "TP groups must divide the node size " + std::to_string(cx.node_size) +
+            " or be whole nodes, within " + std::to_string(chips) + " usable chips";
+    }
+    throw InvalidInput("tp " + std::to_string(want) + ": " + why + " (usable: " + list + ")");
+  }
+  if (!wanted.empty()) allowed = wanted;
   for (int t : allowed) {
     DegreeCosts dc;
     dc.tp = t;
@@ -341,8 +387,13 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   // 2, 4, ... and keep the m whose plan gives the most tokens/s (the DP itself minimises the
   // slowest stage for a given m).
   int64_t in_flight = 1;
-  SearchResult found = Search(cx, options, cx.decode.batch);
-  if (options.objective == Objective::kThroughput && found.found) {
+  SearchResult found;
+  if (!options.layout.empty()) {
+    found = FromLayout(cx, options, topo.name());
+  } else {
+    found = Search(cx, options, cx.decode.batch);
+  }
+  if (options.objective == Objective::kThroughput && found.found && options.layout.empty()) {
     auto rate = [&](const SearchResult& r, int64_t m) {
       const int64_t units_total = spec.num_layers + 2;
       int64_t latency_ns = 0, interval_ns = 0, u0 = 0;
@@ -357,7 +408,8 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
       return static_cast<double>(m) / static_cast<double>(std::max(latency_ns, m * interval_ns));
     };
     double best_rate = rate(found, 1);
-    for (int64_t m = 2; m <= chips; m *= 2) {
+    const int64_t cap = options.max_micro_batches > 0 ? options.max_micro_batches : chips;
+    for (int64_t m = 2; m <= cap; m *= 2) {
       SearchResult r = Search(cx, options, cx.decode.batch * m);
       if (!r.found) break;
       const double candidate = rate(r, m);

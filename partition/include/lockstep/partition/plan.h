@@ -44,6 +44,12 @@ struct PlanOptions {
   // Overrides: a fixed TP degree for every stage, a fixed number of stages.
   std::optional<int> tp;
   std::optional<int> pp;
+  // Throughput: the most micro-batches (each of workload.batch sequences) kept in flight; each
+  // one's KV cache lives on every stage. 0 = no cap (the search tries 1, 2, 4, ...).
+  int64_t max_micro_batches = 0;
+  // An explicit layout instead of the search: (units, tp) per stage, in order, covering all
+  // num_layers + 2 units. Memory is still checked (kCannotFit names the stage that overflows).
+  std::vector<std::pair<int64_t, int>> layout;
   // Bytes of each chip's SRAM kept free for the program, buffers the cost model does not see
   // and fragmentation. 5% is a margin, not a measured figure.
   double sram_reserve_fraction = 0.05;
