@@ -14,9 +14,12 @@ namespace lockstep::cli {
 namespace {
 
 // Built-in topologies by name until topology files land: node, rack, racks:N.
-topology::Topology TopologyFromName(const std::string& name, const topology::ChipSpec& chip) {
+topology::Topology TopologyFromName(const std::string& name, const topology::ChipSpec& chip,
+                                    int spare_nodes) {
+  topology::RackShape shape;
+  shape.spare_nodes = spare_nodes;
   if (name == "node") return topology::GenerateNode(chip);
-  if (name == "rack") return topology::GenerateRack(chip);
+  if (name == "rack") return topology::GenerateRack(chip, shape);
   if (name.rfind("racks:", 0) == 0) {
     int racks = 0;
     try {
@@ -25,7 +28,7 @@ topology::Topology TopologyFromName(const std::string& name, const topology::Chi
       racks = 0;
     }
     if (racks < 1) throw UsageError("--topology racks:N needs N >= 1, got '" + name + "'");
-    topology::Topology t = topology::GenerateSystem(chip, racks);
+    topology::Topology t = topology::GenerateSystem(chip, racks, shape);
     t.set_name(name);
     return t;
   }
@@ -49,12 +52,14 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   std::string model, topo_name = "rack", chip_name = "lpu-v1", dtype_name = "int8",
                      objective_name = "latency", out;
   int64_t batch = 1, context = 4096, prompt_len = 0;
-  int tp = 0, pp = 0;
+  int tp = 0, pp = 0, spare_nodes = 1;
   opts.add_options()("model", po::value<std::string>(&model),
                      "config.json or a folder holding one")(
       "topology", po::value<std::string>(&topo_name)->default_value("rack"),
       "node (8 chips), rack (9 nodes, 1 spare) or racks:N (a Dragonfly system)")(
       "chip", po::value<std::string>(&chip_name)->default_value("lpu-v1"), "chip preset")(
+      "spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
+      "spare nodes per rack, kept free (rack and racks:N)")(
       "dtype", po::value<std::string>(&dtype_name)->default_value("int8"),
       "fp32, fp16, bf16, int8, fp8")("batch", po::value<int64_t>(&batch)->default_value(1),
                                      "sequences per micro-batch")(
@@ -90,7 +95,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   }
 
   const partition::ModelSpec spec = partition::LoadModelSpec(model);
-  const topology::Topology topo = TopologyFromName(topo_name, *chip);
+  const topology::Topology topo = TopologyFromName(topo_name, *chip, spare_nodes);
   partition::PlanOptions options;
   options.objective = *objective;
   options.workload.batch = batch;

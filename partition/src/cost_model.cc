@@ -314,7 +314,7 @@ OpCost SumOps(const std::vector<OpCost>& ops) {
 ChipCostParams LpuV1CostParams() {
   ChipCostParams p;
   p.matrix_efficiency = 0.8;
-  p.weight_stream_bytes_per_s = 4'000'000'000'000LL;  // 4 TB/s: see the header; to calibrate
+  p.weight_stream_bytes_per_s = 3'200'000'000'000LL;  // calibrated: see the header
   p.vector_ops_per_s = 16LL * 320 * 900'000'000;      // 16 ALUs x 320 lanes x 900 MHz
   p.memory_efficiency = 0.8;
   p.op_overhead_ns = 200;

@@ -141,8 +141,8 @@ TEST(CostModelTest, DecodeAtBatchOneIsWeightStreamBoundOnLpu) {
   const OpCost mlp = Find(LayerOps(m, Workload{.dtype = Dtype::kInt8}, 8), OpKind::kMlp);
   const OpTime t = TimeOp(mlp, Dtype::kInt8, chip, p);
   EXPECT_EQ(t.bound, Bound::kWeightStream);
-  // 3 x 8192 x 3584 bytes at 4 TB/s.
-  EXPECT_EQ(t.weight_ns, (3LL * 8192 * 3584 + 3999) / 4000);
+  // 3 x 8192 x 3584 bytes at 3.2 TB/s.
+  EXPECT_EQ(t.weight_ns, (3LL * 8192 * 3584 + 3199) / 3200);
   EXPECT_EQ(t.ns, p.op_overhead_ns + t.weight_ns);
   // A long prefill reuses each weight thousands of times: compute bound.
   const OpCost prefill = Find(

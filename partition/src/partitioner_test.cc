@@ -80,6 +80,19 @@ TEST(PartitionerTest, Llama70bSplitsIntoManyStagesWithTheHeadVocabParallel) {
   EXPECT_GE(plan.predicted.token_latency_ns, plan.predicted.link_bound_ns);
 }
 
+// Issue #3's calibration target: Groq's Llama-2-70B INT8, 4k context, 576 chips (8 racks with
+// every node in use), ~300 tokens/s per user; the latency plan must predict it within +-20%.
+TEST(PartitionerTest, CalibratedAgainstGroqLlama70b) {
+  const ModelSpec spec = Example("llama-2-70b");
+  topology::RackShape shape;
+  shape.spare_nodes = 0;
+  const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 8, shape);
+  ASSERT_EQ(topo.chip_count(), 576);
+  const Plan plan = MakePlan(spec, topo, Options(Dtype::kInt8, 4096));
+  EXPECT_GE(plan.predicted.tokens_per_s_per_user, 240.0);
+  EXPECT_LE(plan.predicted.tokens_per_s_per_user, 360.0);
+}
+
 TEST(PartitionerTest, CannotFitSaysWhatWouldFit) {
   const ModelSpec spec = Example("llama-2-70b");
   const topology::Topology rack = topology::GenerateRack(topology::LpuV1());
