@@ -43,4 +43,28 @@ grep -q "model_type 'gpt2' is not supported" err.txt || fail "unsupported model_
 [ "$(wc -l <err.txt)" = 1 ] || fail "bad config error is one line"
 expect_exit 2 "$LOCKSTEP" model show "$MODELS/tiny-llama" --dtype int4
 expect_exit 2 "$LOCKSTEP" model show
+# lockstep plan
+expect_exit 0 "$LOCKSTEP" plan --help
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-70b" --topology racks:8 --spare-nodes 0 --json -o plan.json
+python3 - out.txt plan.json <<'PY' || fail "plan --json for Llama-2-70B on 8 racks"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert json.load(open(sys.argv[2])) == j, "-o file differs from stdout"
+p = j["predicted"]
+assert 240 <= p["tokens_per_s_per_user"] <= 360, p  # Groq: ~300 tokens/s/user (+-20%)
+assert p["token_latency_ns"] > 0 and p["tokens_per_s"] > 0
+assert j["chips_used"] == sum(s["tp"] for s in j["stages"]) <= 576
+layers = [l for s in j["stages"] for l in range(s["first_layer"], s["end_layer"])]
+assert layers == list(range(80)), "every layer exactly once"
+assert all(s["headroom_bytes_per_chip"] >= 0 for s in j["stages"])
+PY
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4
+grep -q 'tokens/s per user' out.txt || fail "plan prints predictions"
+expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-70b" --topology rack
+grep -q 'does not fit on rack' err.txt || fail "cannot-fit message"
+grep -q 'smallest system that fits' err.txt || fail "cannot-fit names what would fit"
+[ "$(wc -l <err.txt)" = 1 ] || fail "cannot-fit error is one line"
+expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 3
+expect_exit 2 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --objective fastest
+expect_exit 2 "$LOCKSTEP" plan
 echo "cli_test: all passed"
