@@ -70,7 +70,8 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
       "latency or throughput")("tp", po::value<int>(&tp)->default_value(0),
                                "fixed tensor-parallel degree (0 = search)")(
       "pp", po::value<int>(&pp)->default_value(0), "fixed number of stages (0 = search)")(
-      "output,o", po::value<std::string>(&out), "write the plan (JSON) to this file");
+      "output,o", po::value<std::string>(&out), "write the plan (JSON) to this file")(
+      "explain", "also list the best plan at each TP degree and why it lost");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!ParseOrHelp(args,
@@ -112,8 +113,28 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
     if (!f) throw Error(ErrorCode::kNotFound, out + ": cannot write the plan");
     ctx.log->info("wrote {}", out);
   }
+  std::vector<partition::Alternative> alternatives;
+  if (vm.count("explain")) alternatives = partition::ExplainAlternatives(spec, topo, options, plan);
   if (ctx.json) {
-    std::cout << json;
+    if (alternatives.empty()) {
+      std::cout << json;
+      return 0;
+    }
+    nlohmann::json j = nlohmann::json::parse(json);
+    nlohmann::json alts = nlohmann::json::array();
+    for (const partition::Alternative& a : alternatives) {
+      nlohmann::json x = {{"tp", a.tp}, {"fits", a.fits}, {"why", a.why}};
+      if (a.fits) {
+        x["chips_used"] = a.chips_used;
+        x["stages"] = a.stages;
+        x["token_latency_ns"] = a.predicted.token_latency_ns;
+        x["tokens_per_s_per_user"] = a.predicted.tokens_per_s_per_user;
+        x["tokens_per_s"] = a.predicted.tokens_per_s;
+      }
+      alts.push_back(x);
+    }
+    j["alternatives"] = alts;
+    PrintJson(j);
     return 0;
   }
   const partition::Prediction& p = plan.predicted;
@@ -147,6 +168,19 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
             << "); bottleneck stage " << p.bottleneck_stage << "\n"
             << "lower bounds: compute " << Us(p.compute_bound_ns) << " us, weight stream "
             << Us(p.weight_stream_bound_ns) << " us, links " << Us(p.link_bound_ns) << " us\n";
+  if (!alternatives.empty()) {
+    std::cout << "\nalternatives (every stage at one TP degree):\n";
+    for (const partition::Alternative& a : alternatives) {
+      std::cout << "  TP " << std::left << std::setw(5) << a.tp << std::right;
+      if (a.fits) {
+        std::cout << std::setw(5) << a.chips_used << " chips " << std::setw(4) << a.stages
+                  << " stages " << std::setw(9) << Us(a.predicted.token_latency_ns) << " us/token "
+                  << std::setw(10) << std::setprecision(4) << a.predicted.tokens_per_s
+                  << " tokens/s  ";
+      }
+      std::cout << a.why << "\n";
+    }
+  }
   return 0;
 }
 

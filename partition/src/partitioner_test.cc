@@ -161,6 +161,25 @@ TEST(PartitionerTest, OverridesAreHonoured) {
   }
 }
 
+TEST(PartitionerTest, ExplainListsLosingAlternatives) {
+  const ModelSpec spec = Example("llama-2-7b");
+  const topology::Topology rack = topology::GenerateRack(topology::LpuV1());
+  const PlanOptions o = Options(Dtype::kInt8);
+  const Plan chosen = MakePlan(spec, rack, o);
+  const std::vector<Alternative> alts = ExplainAlternatives(spec, rack, o, chosen);
+  ASSERT_GE(alts.size(), 4u);  // TP 1, 2, 4, 8, 16, 32 are usable degrees for 32 heads
+  for (size_t i = 0; i < alts.size(); ++i) {
+    EXPECT_FALSE(alts[i].why.empty());
+    if (!alts[i].fits) continue;
+    // The search over mixed degrees is at least as good as every uniform one.
+    EXPECT_GE(alts[i].predicted.token_latency_ns, chosen.predicted.token_latency_ns) << alts[i].tp;
+    if (i > 0 && alts[i - 1].fits) {
+      EXPECT_LE(alts[i - 1].predicted.token_latency_ns, alts[i].predicted.token_latency_ns);
+    }
+  }
+  EXPECT_TRUE(alts.front().fits);
+}
+
 // A chip small enough that a 3-layer toy needs several stages, in one 8-chip node (every hop is
 // one link, so the search's hop estimate is exact).
 struct SmallCase {

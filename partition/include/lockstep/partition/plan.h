@@ -121,6 +121,22 @@ struct Plan {
 // and the smallest chip count that would fit.
 Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanOptions& options);
 
+// An alternative the search considered: the best plan with every stage at one TP degree (or
+// why there is none), and why it lost to `chosen`.
+struct Alternative {
+  int tp = 1;
+  bool fits = false;
+  int chips_used = 0;
+  int stages = 0;
+  Prediction predicted;
+  std::string why;  // "slower: 3.61 ms per token vs 3.18 ms", "does not fit: ...", "chosen"
+};
+
+// For --explain: one alternative per usable TP degree, best first by the objective. Same
+// options as MakePlan (its tp is ignored). Pure, deterministic.
+std::vector<Alternative> ExplainAlternatives(const ModelSpec& spec, const topology::Topology& topo,
+                                             const PlanOptions& options, const Plan& chosen);
+
 // The plan as one JSON object (stable key order, fixed formatting): same plan, same bytes.
 std::string PlanToJson(const Plan& plan);
 
