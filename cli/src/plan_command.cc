@@ -1,6 +1,5 @@
 // `lockstep plan`: split a model into pipeline stages x tensor-parallel groups on a topology and
 // predict its latency and throughput.
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -70,7 +69,8 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
       "latency or throughput")("tp", po::value<int>(&tp)->default_value(0),
                                "fixed tensor-parallel degree (0 = search)")(
       "pp", po::value<int>(&pp)->default_value(0), "fixed number of stages (0 = search)")(
-      "output,o", po::value<std::string>(&out), "write the plan (JSON) to this file")(
+      "output,o", po::value<std::string>(&out),
+      "write the plan to this file: Cap'n Proto (proto/plan.capnp), or JSON if it ends in .json")(
       "explain", "also list the best plan at each TP degree and why it lost");
   po::positional_options_description pos;
   po::variables_map vm;
@@ -108,9 +108,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   const partition::Plan plan = partition::MakePlan(spec, topo, options);
   const std::string json = partition::PlanToJson(plan);
   if (!out.empty()) {
-    std::ofstream f(out, std::ios::binary);
-    f << json;
-    if (!f) throw Error(ErrorCode::kNotFound, out + ": cannot write the plan");
+    partition::WritePlanFile(out, plan);  // .json: the JSON below; else proto/plan.capnp binary
     ctx.log->info("wrote {}", out);
   }
   std::vector<partition::Alternative> alternatives;

@@ -47,6 +47,8 @@ struct Workload {
 
   // Tokens that pass through the decoder layers in one step.
   int64_t tokens() const { return phase == Phase::kDecode ? batch : batch * context; }
+
+  friend bool operator==(const Workload&, const Workload&) = default;
 };
 
 enum class OpKind {

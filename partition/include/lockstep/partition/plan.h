@@ -86,6 +86,8 @@ struct StagePlan {
   int64_t send_ns = 0;
   int send_hops = 0;
   int64_t prefill_ns = 0;  // the prompt through this stage (ops + collectives + send)
+
+  friend bool operator==(const StagePlan&, const StagePlan&) = default;
 };
 
 struct Prediction {
@@ -101,6 +103,8 @@ struct Prediction {
   int64_t compute_bound_ns = 0;
   int64_t weight_stream_bound_ns = 0;
   int64_t link_bound_ns = 0;
+
+  friend bool operator==(const Prediction&, const Prediction&) = default;
 };
 
 struct Plan {
@@ -114,6 +118,8 @@ struct Plan {
   int chips_used = 0;
   std::vector<StagePlan> stages;
   Prediction predicted;
+
+  friend bool operator==(const Plan&, const Plan&) = default;
 };
 
 // Plans `spec` on `topo`. Throws Error(kInvalidInput) for bad options (tp that the model cannot
@@ -139,6 +145,17 @@ std::vector<Alternative> ExplainAlternatives(const ModelSpec& spec, const topolo
 
 // The plan as one JSON object (stable key order, fixed formatting): same plan, same bytes.
 std::string PlanToJson(const Plan& plan);
+
+// The plan in the binary format of proto/plan.capnp. Deterministic: the same plan gives the
+// same bytes, and SerializePlan(ParsePlan(b)) == b for any b SerializePlan produced.
+std::string SerializePlan(const Plan& plan);
+// Reads SerializePlan's bytes. Throws Error (kInvalidInput) naming `source` when the bytes are
+// not a plan message (truncated, garbage, an unknown enum value).
+Plan ParsePlan(std::string_view bytes, const std::string& source);
+// File forms: a path ending in ".json" holds PlanToJson (write only); anything else the binary
+// form. Throw Error (kNotFound) when the file cannot be opened.
+void WritePlanFile(const std::string& path, const Plan& plan);
+Plan ReadPlanFile(const std::string& path);
 
 // Structural problems of a plan (each unit exactly once and in order, memory within SRAM, TP
 // divisibility, chips distinct, usable and not spares); empty when valid.
