@@ -86,4 +86,55 @@ expect_exit 2 "$LOCKSTEP" topo host --frobnicate
 [ "$(wc -l <err.txt)" = 1 ] || fail "unknown option is one line"
 expect_exit 0 "$LOCKSTEP" topo host --help
 grep -q -- '--synthetic' out.txt || fail "topo host --help lists --synthetic"
+# lockstep model show
+MODELS=$(cd "$(dirname "$0")/../examples/models" && pwd)
+expect_exit 0 "$LOCKSTEP" model --help
+grep -q 'show' out.txt || fail "model --help lists show"
+expect_exit 0 "$LOCKSTEP" model show "$MODELS/llama-2-7b"
+grep -q '6,738,415,616' out.txt || fail "model show prints the Llama-2-7B total"
+expect_exit 0 "$LOCKSTEP" model show "$MODELS/llama-2-70b/config.json" --dtype int8 --json
+python3 - out.txt <<'PY' || fail "model show --json for Llama-2-70B"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["parameters"] == 68976648192, j["parameters"]
+assert j["weight_bytes"] == 68976648192, j["weight_bytes"]  # int8: one byte each
+assert j["kv_cache_bytes_per_token"] == 2 * 80 * 8 * 128, j["kv_cache_bytes_per_token"]
+assert j["parameters_per_layer"]["total"] * 80 + 2 * j["parameters_embedding"] + 8192 == j["parameters"]
+PY
+expect_exit 0 "$LOCKSTEP" --json model show "$MODELS/mixtral-8x7b" --dtype bf16
+python3 -c 'import json,sys; j=json.load(open("out.txt")); assert j["parameters"] == 46702792704 and j["weight_bytes"] == 2 * 46702792704' \
+  || fail "model show --json for Mixtral-8x7B"
+expect_exit 1 "$LOCKSTEP" model show "$MODELS/no-such-model"
+grep -q 'no-such-model' err.txt || fail "missing config names the path"
+[ "$(wc -l <err.txt)" = 1 ] || fail "missing config error is one line"
+echo '{"model_type": "gpt2", "hidden_size": 8}' >bad_config.json
+expect_exit 1 "$LOCKSTEP" model show bad_config.json
+grep -q "model_type 'gpt2' is not supported" err.txt || fail "unsupported model_type message"
+[ "$(wc -l <err.txt)" = 1 ] || fail "bad config error is one line"
+expect_exit 2 "$LOCKSTEP" model show "$MODELS/tiny-llama" --dtype int4
+expect_exit 2 "$LOCKSTEP" model show
+# lockstep plan
+expect_exit 0 "$LOCKSTEP" plan --help
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-70b" --topology racks:8 --spare-nodes 0 --json -o plan.json
+python3 - out.txt plan.json <<'PY' || fail "plan --json for Llama-2-70B on 8 racks"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert json.load(open(sys.argv[2])) == j, "-o file differs from stdout"
+p = j["predicted"]
+assert 240 <= p["tokens_per_s_per_user"] <= 360, p  # Groq: ~300 tokens/s/user (+-20%)
+assert p["token_latency_ns"] > 0 and p["tokens_per_s"] > 0
+assert j["chips_used"] == sum(s["tp"] for s in j["stages"]) <= 576
+layers = [l for s in j["stages"] for l in range(s["first_layer"], s["end_layer"])]
+assert layers == list(range(80)), "every layer exactly once"
+assert all(s["headroom_bytes_per_chip"] >= 0 for s in j["stages"])
+PY
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4
+grep -q 'tokens/s per user' out.txt || fail "plan prints predictions"
+expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-70b" --topology rack
+grep -q 'does not fit on rack' err.txt || fail "cannot-fit message"
+grep -q 'smallest system that fits' err.txt || fail "cannot-fit names what would fit"
+[ "$(wc -l <err.txt)" = 1 ] || fail "cannot-fit error is one line"
+expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 3
+expect_exit 2 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --objective fastest
+expect_exit 2 "$LOCKSTEP" plan
 echo "cli_test: all passed"

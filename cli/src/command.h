@@ -59,6 +59,8 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 
 // Command groups (one file each).
 CommandGroup TopoCommand();
+CommandGroup ModelCommand();
+CommandGroup PlanCommand();
 
 // `lockstep topo` subcommands (one file each).
 Subcommand TopoGenerateSubcommand();
