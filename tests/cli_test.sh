@@ -43,4 +43,21 @@ grep -q "model_type 'gpt2' is not supported" err.txt || fail "unsupported model_
 [ "$(wc -l <err.txt)" = 1 ] || fail "bad config error is one line"
 expect_exit 2 "$LOCKSTEP" model show "$MODELS/tiny-llama" --dtype int4
 expect_exit 2 "$LOCKSTEP" model show
+# lockstep weights generate / check
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 -o w1.safetensors
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 -o w2.safetensors
+cmp -s w1.safetensors w2.safetensors || fail "weights generate is not deterministic"
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 --dtype bf16 -o wb.safetensors --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["tensors"] == 21 and j["parameters"] == 123712 and j["dtype"] == "bf16", j' \
+  || fail "weights generate --json"
+expect_exit 0 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights wb.safetensors
+expect_exit 1 "$LOCKSTEP" weights check --model "$MODELS/llama-2-7b" --weights wb.safetensors
+grep -q "tensor 'model.embed_tokens.weight' has shape \[256, 64\]" err.txt || fail "weights check names the tensor"
+[ "$(wc -l <err.txt)" = 1 ] || fail "weights check error is one line"
+head -c 100 w1.safetensors >trunc.safetensors
+expect_exit 1 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights trunc.safetensors
+grep -q "trunc.safetensors" err.txt || fail "malformed file error names the file"
+expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" -o x.safetensors
+expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 1 --dtype int8 -o x.safetensors
+expect_exit 1 "$LOCKSTEP" weights generate --model "$MODELS/mixtral-8x7b" --seed 1 -o x.safetensors
 echo "cli_test: all passed"

@@ -60,5 +60,6 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 // Command groups (one file each).
 CommandGroup TopoCommand();
 CommandGroup ModelCommand();
+CommandGroup WeightsCommand();
 
 }  // namespace lockstep::cli
