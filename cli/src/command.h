@@ -61,5 +61,6 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 CommandGroup TopoCommand();
 CommandGroup ModelCommand();
 CommandGroup WeightsCommand();
+CommandGroup RunCommand();
 
 }  // namespace lockstep::cli
