@@ -8,6 +8,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
+#include "ops.h"
 
 namespace lockstep::model {
 namespace {
@@ -53,25 +54,6 @@ void CheckWeights(const ModelSpec& s, const LlamaWeights& w) {
 }
 
 const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-
-// transformers' LlamaRMSNorm in fp32: weight * (x * rsqrt(mean(x^2) + eps)).
-void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
-  const float mean = Dot(x, x, n) / static_cast<float>(n);
-  const float r = 1.0f / std::sqrt(mean + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * r);
-}
-
-// Rotate-half RoPE on one head: x * cos + rotate_half(x) * sin, cos/sin of `half` frequencies
-// (the second half of emb = cat(freqs, freqs) repeats the first).
-void ApplyRope(float* x, const float* cos, const float* sin, int64_t half) {
-  for (int64_t i = 0; i < half; ++i) {
-    const float a = x[i], b = x[i + half];
-    x[i] = a * cos[i] + (-b) * sin[i];
-    x[i + half] = b * cos[i] + a * sin[i];
-  }
-}
-
-float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 uint64_t Mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -193,11 +175,7 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
   // cos/sin per row, shared by every layer: freqs = position * inv_freq (fp32).
   std::vector<float> cos(static_cast<size_t>(rows * half)), sin(cos.size());
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < half; ++i) {
-      const float freq = static_cast<float>(row_pos[r]) * inv_freq_[static_cast<size_t>(i)];
-      cos[r * half + i] = std::cos(freq);
-      sin[r * half + i] = std::sin(freq);
-    }
+    ops::RopeTable(row_pos[r], inv_freq_, &cos[r * half], &sin[r * half]);
   }
 
   std::vector<float> xn(x.size()), q(static_cast<size_t>(rows * qw)),
@@ -211,17 +189,17 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
   for (int64_t layer = 0; layer < s.num_layers; ++layer) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
     for (int64_t r = 0; r < rows; ++r) {
-      RmsNorm(&x[r * h], w.input_norm.data(), h, eps, &xn[r * h]);
+      ops::RmsNorm(&x[r * h], w.input_norm.data(), h, eps, &xn[r * h]);
     }
     MatMulTransposed(xn.data(), rows, w.q.data(), qw, h, OrNull(w.q_bias), q.data());
     MatMulTransposed(xn.data(), rows, w.k.data(), kvw, h, OrNull(w.k_bias), k.data());
     MatMulTransposed(xn.data(), rows, w.v.data(), kvw, h, OrNull(w.v_bias), v.data());
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t head = 0; head < s.num_heads; ++head) {
-        ApplyRope(&q[r * qw + head * hd], &cos[r * half], &sin[r * half], half);
+        ops::ApplyRope(&q[r * qw + head * hd], &cos[r * half], &sin[r * half], half);
       }
       for (int64_t head = 0; head < s.num_kv_heads; ++head) {
-        ApplyRope(&k[r * kvw + head * hd], &cos[r * half], &sin[r * half], half);
+        ops::ApplyRope(&k[r * kvw + head * hd], &cos[r * half], &sin[r * half], half);
       }
       // Store this row's key and value; rows of a prefill are all stored before any attends.
       KvCache& cache = *batch[static_cast<size_t>(row_seq[r])].cache;
@@ -230,35 +208,23 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
     }
     for (int64_t r = 0; r < rows; ++r) {
       const KvCache& cache = *batch[static_cast<size_t>(row_seq[r])].cache;
-      const int64_t pos = row_pos[r];
-      const int64_t start =
-          s.sliding_window > 0 ? std::max<int64_t>(0, pos - s.sliding_window + 1) : 0;
-      const int64_t count = pos - start + 1;
       const float* keys = cache.keys_[layer].data();
       const float* values = cache.values_[layer].data();
       for (int64_t head = 0; head < s.num_heads; ++head) {
         const int64_t kv_off = (head / group) * hd;
-        const float* qh = &q[r * qw + head * hd];
-        float max = -INFINITY;
-        for (int64_t p = 0; p < count; ++p) {
-          scores[p] = Dot(qh, keys + (start + p) * kvw + kv_off, hd) * scale;
-          max = std::max(max, scores[p]);
-        }
-        for (int64_t p = 0; p < count; ++p) scores[p] = std::exp(scores[p] - max);
-        const float total = Sum(scores.data(), count);
-        for (int64_t p = 0; p < count; ++p) scores[p] = scores[p] / total;
-        WeightedSum(scores.data(), values + start * kvw + kv_off, count, kvw, hd,
-                    &attn[r * qw + head * hd], scratch);
+        ops::AttendHead(&q[r * qw + head * hd], keys + kv_off, values + kv_off, kvw, row_pos[r],
+                        s.sliding_window, hd, scale, scores.data(), scratch,
+                        &attn[r * qw + head * hd]);
       }
     }
     MatMulTransposed(attn.data(), rows, w.o.data(), h, qw, OrNull(w.o_bias), proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
     for (int64_t r = 0; r < rows; ++r) {
-      RmsNorm(&x[r * h], w.post_norm.data(), h, eps, &xn[r * h]);
+      ops::RmsNorm(&x[r * h], w.post_norm.data(), h, eps, &xn[r * h]);
     }
     MatMulTransposed(xn.data(), rows, w.gate.data(), f, h, OrNull(w.gate_bias), gate.data());
     MatMulTransposed(xn.data(), rows, w.up.data(), f, h, OrNull(w.up_bias), up.data());
-    for (size_t i = 0; i < gate.size(); ++i) gate[i] = Silu(gate[i]) * up[i];
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
     MatMulTransposed(gate.data(), rows, w.down.data(), h, f, OrNull(w.down_bias), proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
@@ -269,7 +235,7 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
   int64_t end = 0;
   for (SequenceStep& step : batch) {
     end += static_cast<int64_t>(step.tokens.size());
-    RmsNorm(&x[(end - 1) * h], weights_.final_norm.data(), h, eps, last.data());
+    ops::RmsNorm(&x[(end - 1) * h], weights_.final_norm.data(), h, eps, last.data());
     std::vector<float> out(static_cast<size_t>(s.vocab_size));
     MatMulTransposed(last.data(), 1, weights_.head().data(), s.vocab_size, h, nullptr, out.data());
     logits.push_back(std::move(out));
