@@ -137,4 +137,48 @@ grep -q 'smallest system that fits' err.txt || fail "cannot-fit names what would
 expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 3
 expect_exit 2 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --objective fastest
 expect_exit 2 "$LOCKSTEP" plan
+# lockstep weights generate / check
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 -o w1.safetensors
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 -o w2.safetensors
+cmp -s w1.safetensors w2.safetensors || fail "weights generate is not deterministic"
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 --dtype bf16 -o wb.safetensors --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["tensors"] == 21 and j["parameters"] == 123712 and j["dtype"] == "bf16", j' \
+  || fail "weights generate --json"
+expect_exit 0 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights wb.safetensors
+expect_exit 1 "$LOCKSTEP" weights check --model "$MODELS/llama-2-7b" --weights wb.safetensors
+grep -q "tensor 'model.embed_tokens.weight' has shape \[256, 64\]" err.txt || fail "weights check names the tensor"
+[ "$(wc -l <err.txt)" = 1 ] || fail "weights check error is one line"
+head -c 100 w1.safetensors >trunc.safetensors
+expect_exit 1 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights trunc.safetensors
+grep -q "trunc.safetensors" err.txt || fail "malformed file error names the file"
+expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" -o x.safetensors
+expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 1 --dtype int8 -o x.safetensors
+expect_exit 1 "$LOCKSTEP" weights generate --model "$MODELS/mixtral-8x7b" --seed 1 -o x.safetensors
+# lockstep run (reference): generated weights in memory == the same seed's file; greedy tokens
+# are the argmax of the dumped logits rows.
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8
+cp out.txt run_seed.txt
+[ "$(wc -w <run_seed.txt)" = 8 ] || fail "run prints 8 tokens"
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights w1.safetensors --prompt 1,2,3 --max-new 8 --json --dump-logits logits.npy
+python3 - out.txt run_seed.txt logits.npy <<'PY' || fail "run --json / --dump-logits"
+import json, struct, sys
+j = json.load(open(sys.argv[1]))
+assert j["tokens"] == [int(t) for t in open(sys.argv[2]).read().split()], j
+raw = open(sys.argv[3], "rb").read()
+assert raw[:8] == b"\x93NUMPY\x01\x00"
+n = struct.unpack("<H", raw[8:10])[0]
+assert "'shape': (8, 256)" in raw[10:10 + n].decode()
+vals = struct.unpack("<%df" % (8 * 256), raw[10 + n:])
+for i, t in enumerate(j["tokens"]):
+    row = vals[i * 256:(i + 1) * 256]
+    assert row.index(max(row)) == t, (i, t)
+PY
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8 --temperature 1 --top-p 0.9 --sample-seed 5
+cp out.txt sampled1.txt
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8 --temperature 1 --top-p 0.9 --sample-seed 5
+cmp -s out.txt sampled1.txt || fail "seeded sampling is not reproducible"
+expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,x
+expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --prompt 1
+expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,999
+grep -q "token 999 is outside the vocabulary" err.txt || fail "bad token message"
 echo "cli_test: all passed"

@@ -68,5 +68,7 @@ Subcommand TopoShowSubcommand();
 Subcommand TopoValidateSubcommand();
 Subcommand TopoRouteSubcommand();
 Subcommand TopoHostSubcommand();  // topo_host.cc
+CommandGroup WeightsCommand();
+CommandGroup RunCommand();
 
 }  // namespace lockstep::cli

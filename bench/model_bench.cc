@@ -1,0 +1,100 @@
+// Reference decode speed against the memory-bandwidth bound (issue #6): a 205M-parameter Llama
+// (hidden 1024, intermediate 2816, 16 layers, 16 heads, vocab 32000) in fp32. Decode reads
+// every weight once per token, so tokens/s <= read bandwidth / weight bytes per token.
+//
+//   build/bench/model_bench --benchmark_filter='ReadBandwidth|Decode'
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "lockstep/model/kernels.h"
+#include "lockstep/model/reference.h"
+#include "lockstep/partition/model_spec.h"
+
+namespace lockstep::model {
+namespace {
+
+typedef float Lanes __attribute__((vector_size(32)));
+
+// One core's sustained read bandwidth: a 512 MiB buffer (far beyond the caches) summed with
+// independent accumulators, so the loop is bound by memory, not by add latency.
+void BM_ReadBandwidth(benchmark::State& state) {
+  const size_t n = size_t{512} << 20 >> 2;
+  std::vector<float> buffer(n, 1.0f);
+  for (auto _ : state) {
+    Lanes a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (size_t i = 0; i < n; i += 32) {
+      Lanes v[4];
+      std::memcpy(v, buffer.data() + i, sizeof(v));
+      a0 += v[0];
+      a1 += v[1];
+      a2 += v[2];
+      a3 += v[3];
+    }
+    Lanes s = a0 + a1 + a2 + a3;
+    benchmark::DoNotOptimize(s);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(n * sizeof(float)));
+}
+BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+partition::ModelSpec Llama205M() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "llama-205m", "model_type": "llama",
+      "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
+      "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 32000,
+      "rms_norm_eps": 1e-5, "max_position_embeddings": 2048})",
+                                   "bench");
+}
+
+// Weight bytes one decoded token reads: everything but the embedding table (one row of it).
+int64_t DecodeWeightBytes(const partition::ModelSpec& spec) {
+  const partition::ParameterCounts c = partition::CountParameters(spec);
+  return (c.total - c.embedding + spec.hidden_size) * 4;
+}
+
+void BM_DecodeReference205M(benchmark::State& state) {
+  const partition::ModelSpec spec = Llama205M();
+  static const ReferenceModel* model = new ReferenceModel(spec, GenerateLlamaWeights(spec, 1));
+  KvCache cache = model->NewCache(2048);
+  std::vector<SequenceStep> step = {{&cache, {1, 2, 3, 4, 5, 6, 7, 8}}};
+  model->Forward(step);
+  int32_t token = 9;
+  for (auto _ : state) {
+    if (cache.length() >= cache.capacity()) state.SkipWithError("cache full");
+    step[0].tokens = {token};
+    const std::vector<std::vector<float>> logits = model->Forward(step);
+    token = static_cast<int32_t>(std::max_element(logits[0].begin(), logits[0].end()) -
+                                 logits[0].begin());
+  }
+  const int64_t bytes = DecodeWeightBytes(spec);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["weight_MB_per_token"] = static_cast<double>(bytes) / 1e6;
+}
+BENCHMARK(BM_DecodeReference205M)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+
+}  // namespace
+}  // namespace lockstep::model
+
+namespace lockstep::model {
+namespace {
+
+// One decode-shaped product (1 row) against a 2816 x 1024 weight, out of cache.
+void BM_MatVec(benchmark::State& state) {
+  const int64_t out = 2816, in = 1024, copies = 24;  // 277 MB: no cache reuse
+  std::vector<float> w(static_cast<size_t>(out * in * copies), 0.5f), x(in, 1.0f), y(out);
+  int64_t c = 0;
+  for (auto _ : state) {
+    MatMulTransposed(x.data(), 1, w.data() + (c++ % copies) * out * in, out, in, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * out * in * 4);
+}
+BENCHMARK(BM_MatVec)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace lockstep::model

@@ -1,0 +1,118 @@
+// `lockstep run`: generate tokens in this one process. Without a plan (the only mode so far)
+// it runs the fp32 reference forward pass; a plan-driven sharded run will come with the
+// partitioner's Plan.
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include "command.h"
+#include "lockstep/model/llama_weights.h"
+#include "lockstep/model/npy.h"
+#include "lockstep/model/reference.h"
+#include "lockstep/model/safetensors.h"
+#include "lockstep/partition/model_spec.h"
+
+namespace lockstep::cli {
+namespace {
+
+std::vector<int32_t> ParseTokens(const std::string& text) {
+  std::vector<int32_t> tokens;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
+      throw UsageError("--prompt: '" + item +
+                       "' is not a token id (want comma-separated integers >= 0, e.g. 1,2,3)");
+    }
+    tokens.push_back(static_cast<int32_t>(v));
+  }
+  if (tokens.empty()) throw UsageError("--prompt needs at least one token id, e.g. --prompt 1,2,3");
+  return tokens;
+}
+
+int Run(const std::vector<std::string>& args, Context& ctx) {
+  po::options_description opts("options");
+  std::string config, weights_path, prompt_text, dump;
+  uint64_t seed = 0, sample_seed = 0;
+  int64_t max_new = 16;
+  model::SamplingOptions sampling;
+  opts.add_options()("model", po::value<std::string>(&config),
+                     "config.json, or a folder holding one (required)")(
+      "weights", po::value<std::string>(&weights_path),
+      "safetensors checkpoint: a file, an index.json, or a folder")(
+      "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
+      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3 (required)")(
+      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate")(
+      "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
+      "sampling temperature; 0 = greedy")("top-p",
+                                          po::value<double>(&sampling.top_p)->default_value(1.0),
+                                          "nucleus sampling mass in (0, 1]")(
+      "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0),
+      "seed of the sampling draws")(
+      "dump-logits", po::value<std::string>(&dump),
+      "write the logits of every generated token to a float32 .npy [max_new, vocab]");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  const std::string usage =
+      "lockstep run --model CONFIG (--weights FILE | --seed S) --prompt 1,2,3 [--max-new N] "
+      "[--temperature T --top-p P --sample-seed S] [--dump-logits FILE.npy] [--json]";
+  if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
+  if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
+  if (weights_path.empty() == !vm.count("seed")) {
+    throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
+  }
+  if (prompt_text.empty()) throw UsageError("missing --prompt, e.g. --prompt 1,2,3");
+  if (max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(max_new));
+  if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
+  if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) {
+    throw UsageError("--top-p must be in (0, 1]");
+  }
+  sampling.seed = sample_seed;
+  const std::vector<int32_t> prompt = ParseTokens(prompt_text);
+
+  const partition::ModelSpec spec = partition::LoadModelSpec(config);
+  model::LlamaWeights weights;
+  if (!weights_path.empty()) {
+    weights = model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
+  } else {
+    weights = model::GenerateLlamaWeights(spec, seed);
+  }
+  const model::ReferenceModel reference(spec, std::move(weights));
+  const auto start = std::chrono::steady_clock::now();
+  const model::Generation g =
+      model::Generate(reference, prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s (reference, fp32)", prompt.size(),
+                g.tokens.size(), seconds);
+  if (!dump.empty()) {
+    std::vector<float> flat;
+    for (const std::vector<float>& row : g.logits) flat.insert(flat.end(), row.begin(), row.end());
+    model::WriteNpyFloat32(dump, static_cast<int64_t>(g.logits.size()), spec.vocab_size, flat);
+  }
+  if (ctx.json) {
+    nlohmann::json j = {
+        {"model", spec.name}, {"mode", "reference"}, {"prompt", prompt}, {"tokens", g.tokens}};
+    if (!dump.empty()) j["logits_file"] = dump;
+    PrintJson(j);
+  } else {
+    for (size_t i = 0; i < g.tokens.size(); ++i) std::cout << (i ? " " : "") << g.tokens[i];
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandGroup RunCommand() {
+  return {"run", "generate tokens in this process (the fp32 reference forward pass)", Run};
+}
+
+}  // namespace lockstep::cli

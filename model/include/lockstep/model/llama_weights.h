@@ -1,0 +1,91 @@
+// Llama-family weights: the Hugging Face tensor names and shapes a ModelSpec implies, a check
+// that a checkpoint matches them, a deterministic generator of weights for any config (so demos
+// and tests need no download), and the fp32 in-memory weights the reference forward pass runs.
+//
+// Names follow transformers' LlamaForCausalLM state dict (also mistral and qwen2):
+//   model.embed_tokens.weight                         [vocab, hidden]
+//   model.layers.{i}.input_layernorm.weight           [hidden]
+//   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight  [q_width|kv_width|hidden, hidden|q_width]
+//   model.layers.{i}.self_attn.{q,k,v}_proj.bias      qwen2 / attention_bias
+//   model.layers.{i}.self_attn.o_proj.bias            llama attention_bias
+//   model.layers.{i}.post_attention_layernorm.weight  [hidden]
+//   model.layers.{i}.mlp.{gate,up}_proj.weight        [intermediate, hidden]
+//   model.layers.{i}.mlp.down_proj.weight             [hidden, intermediate]
+//   model.layers.{i}.mlp.{gate,up,down}_proj.bias     llama mlp_bias
+//   model.norm.weight                                 [hidden]
+//   lm_head.weight                                    [vocab, hidden], absent when tied
+// Mixture-of-experts (mixtral) tensor names are not supported yet: every function here throws
+// Error (kInvalidInput) for an MoE spec.
+//
+// Pure functions over their arguments; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lockstep/common/dtype.h"
+#include "lockstep/model/safetensors.h"
+#include "lockstep/partition/model_spec.h"
+
+namespace lockstep::model {
+
+// "model.layers.{layer}.{suffix}".
+std::string LayerTensorName(int64_t layer, std::string_view suffix);
+
+// Every tensor the spec implies, in the canonical order (embedding, layers in order, final norm,
+// LM head), all at `dtype`.
+std::vector<TensorSpec> LlamaTensorSpecs(const partition::ModelSpec& spec, Dtype dtype);
+
+// Checks that `checkpoint` holds every tensor of LlamaTensorSpecs(spec) with the right shape,
+// and, when `dtype` is given, at that dtype (otherwise all tensors must share one dtype).
+// Extra tensors are allowed (older checkpoints carry rotary_emb.inv_freq). Throws Error naming
+// the checkpoint, the tensor, what it has and what the spec needs: kNotFound for a missing
+// tensor, kInvalidInput for a wrong shape or dtype. Runs before any weight is touched.
+void CheckLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec,
+                       std::optional<Dtype> dtype = std::nullopt);
+
+// The deterministic generator. Element `index` of tensor `name` is a function of (seed, name,
+// index) only: a SplitMix64 counter hash feeds four uniforms whose sum (Irwin–Hall, integer and
+// IEEE double arithmetic only, so the same bits on every platform) gives a normal-ish value.
+// Matrices and biases get std 0.02 (transformers' initializer_range); norm weights 1.0 plus
+// std 0.02. Naming the tensor rather than numbering it means a layer's weights do not change
+// when the model gains layers or unties its embedding.
+float GeneratedWeight(uint64_t seed, std::string_view tensor_name, int64_t index);
+
+// Writes generated weights for `spec` to a .safetensors file at `dtype` (streamed: memory use
+// does not grow with the model). Metadata records the seed and the model name.
+void WriteGeneratedWeights(const partition::ModelSpec& spec, uint64_t seed, Dtype dtype,
+                           const std::filesystem::path& path);
+
+// One decoder layer's weights in fp32, row-major as stored ([out_features, in_features] for a
+// projection). Empty bias vectors mean no bias.
+struct LayerWeights {
+  std::vector<float> input_norm;
+  std::vector<float> q, k, v, o;
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;
+  std::vector<float> post_norm;
+  std::vector<float> gate, up, down;
+  std::vector<float> gate_bias, up_bias, down_bias;
+};
+
+struct LlamaWeights {
+  std::vector<float> embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> lm_head;     // [vocab, hidden]; empty when tied to `embed`
+
+  // The LM head matrix: lm_head, or the embedding when tied.
+  const std::vector<float>& head() const { return lm_head.empty() ? embed : lm_head; }
+};
+
+// Checks (CheckLlamaWeights) and loads a checkpoint as fp32.
+LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec);
+
+// The generated weights in memory, exactly what WriteGeneratedWeights at fp32 then
+// LoadLlamaWeights would give.
+LlamaWeights GenerateLlamaWeights(const partition::ModelSpec& spec, uint64_t seed);
+
+}  // namespace lockstep::model

@@ -1,0 +1,142 @@
+// Safetensors checkpoints: reading (memory-mapped, single file or sharded with
+// `model.safetensors.index.json`) and writing (streamed, one tensor at a time).
+//
+// The format (https://huggingface.co/docs/safetensors): 8 bytes little-endian header length N,
+// N bytes of JSON `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {"key": "value"}}`, then the data; offsets are relative to the data start.
+// Lockstep stores and reads F32, F16 and BF16 and hands every tensor out as fp32: fp16/bf16 ->
+// fp32 is exact; fp32 -> fp16/bf16 on write rounds to nearest, ties to even.
+//
+// Files are mapped, never read whole: opening parses and validates only the header, and a
+// tensor's bytes are touched when it is read. Every malformed input (bad header length, header
+// beyond the file, malformed JSON, unknown dtype, shape/byte-count mismatch, offsets out of
+// range or overlapping, truncated data) is an Error (kInvalidInput) naming the file and the
+// tensor, never a crash.
+//
+// Thread-safety: an open SafetensorsFile / Checkpoint is immutable; concurrent reads are safe.
+// Ownership: a Checkpoint owns its mapped files; TensorInfo pointers and byte spans stay valid
+// while it lives.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockstep/common/dtype.h"
+
+namespace lockstep::model {
+
+// Safetensors dtype name ("F32", "F16", "BF16") for a storable Dtype; Error for the others.
+std::string_view SafetensorsDtypeName(Dtype dtype);
+
+// Exact widening, and round-to-nearest-even narrowing (NaN stays NaN, overflow -> inf).
+float Fp16ToFp32(uint16_t bits);
+float Bf16ToFp32(uint16_t bits);
+uint16_t Fp32ToFp16(float value);
+uint16_t Fp32ToBf16(float value);
+
+struct TensorInfo {
+  std::string name;
+  Dtype dtype = Dtype::kFp32;
+  std::vector<int64_t> shape;
+  // Byte range in the data section (after the header), as in the file.
+  int64_t begin = 0;
+  int64_t end = 0;
+
+  int64_t num_elements() const;
+};
+
+// One mapped .safetensors file.
+class SafetensorsFile {
+ public:
+  // Maps and validates `path`. Throws Error: kNotFound if it cannot be opened, kInvalidInput if
+  // malformed.
+  static std::unique_ptr<SafetensorsFile> Open(const std::filesystem::path& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  // All tensors, sorted by name.
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // nullptr when absent.
+  const TensorInfo* Find(std::string_view name) const;
+  // The `__metadata__` string map (empty when absent).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // The stored bytes of a tensor (unaligned; little-endian).
+  std::span<const std::byte> Bytes(const TensorInfo& tensor) const;
+  // The tensor converted to fp32 into `out` (out.size() must equal its element count).
+  void ReadFp32(const TensorInfo& tensor, std::span<float> out) const;
+
+ private:
+  SafetensorsFile() = default;
+  std::filesystem::path path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  const std::byte* data_ = nullptr;  // start of the data section
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A checkpoint: one .safetensors file or a set of shards listed by an index
+// (`{"weight_map": {"tensor": "file.safetensors", ...}}`).
+class Checkpoint {
+ public:
+  // `path` is a .safetensors file, a `*.safetensors.index.json`, or a folder holding
+  // `model.safetensors` or `model.safetensors.index.json`. Every shard is opened and validated;
+  // a tensor the index places in a shard that does not hold it, or a tensor in two shards, is an
+  // error.
+  static Checkpoint Open(const std::filesystem::path& path);
+
+  // Names of all tensors, sorted.
+  std::vector<std::string> names() const;
+  // nullptr when absent.
+  const TensorInfo* Find(std::string_view name) const;
+  // Throws Error (kNotFound) naming the tensor and the checkpoint when absent.
+  const TensorInfo& Get(std::string_view name) const;
+  // The tensor as fp32 (converted from its stored dtype).
+  std::vector<float> ReadFp32(std::string_view name) const;
+  void ReadFp32(std::string_view name, std::span<float> out) const;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  // name -> index in files_ (ordered map: deterministic iteration).
+  std::map<std::string, size_t, std::less<>> where_;
+};
+
+// A tensor to write: its name, shape and storage dtype (F32/F16/BF16).
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  Dtype dtype = Dtype::kFp32;
+
+  int64_t num_elements() const;
+};
+
+// Fills `out` (the tensor's elements in row-major order, fp32) for specs[index]. Called once
+// per tensor, in order, possibly several times per tensor with consecutive element ranges
+// starting at `first_element` (so huge tensors need no full-size buffer).
+using TensorFill = std::function<void(size_t index, int64_t first_element, std::span<float> out)>;
+
+// Writes a .safetensors file: header (padded with spaces to a multiple of 8 bytes so every
+// tensor is 8-byte aligned in the file), tensors in the order given. Throws Error on a duplicate
+// name, a dtype that cannot be stored, or an I/O failure (naming the path).
+void WriteSafetensors(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
+                      const TensorFill& fill,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Convenience: tensors held in memory (data[i].size() == specs[i].num_elements()).
+void WriteSafetensors(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
+                      const std::vector<std::vector<float>>& data,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace lockstep::model

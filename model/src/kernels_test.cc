@@ -1,0 +1,110 @@
+#include "lockstep/model/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <random>
+#include <vector>
+
+namespace lockstep::model {
+namespace {
+
+// The canonical order written out plainly from its definition in kernels.h.
+float ReferenceTree(const std::vector<float>& p, size_t begin, size_t end) {
+  const size_t n = end - begin;
+  if (n == 0) return 0.0f;
+  if (n == 1) return p[begin];
+  size_t m = 1;
+  while (m * 2 < n) m *= 2;  // largest power of two below n (n/2 when n is a power of two)
+  return ReferenceTree(p, begin, begin + m) + ReferenceTree(p, begin + m, end);
+}
+
+float ReferenceDot(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> partials;
+  for (size_t c = 0; c < a.size(); c += 64) {
+    float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = c; i < std::min(a.size(), c + 64); ++i) lanes[(i - c) % 8] += a[i] * b[i];
+    partials.push_back(((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                       ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7])));
+  }
+  return ReferenceTree(partials, 0, partials.size());
+}
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng) * (1.0f + static_cast<float>(rng() % 1000));  // mixed scales
+  return v;
+}
+
+uint32_t Bits(float f) { return std::bit_cast<uint32_t>(f); }
+
+TEST(Kernels, TreeSumFollowsTheCanonicalDefinition) {
+  for (size_t n = 0; n <= 300; ++n) {
+    std::vector<float> v = Random(n, static_cast<uint32_t>(n));
+    ASSERT_EQ(Bits(TreeSum(v)), Bits(ReferenceTree(v, 0, n))) << n;
+  }
+}
+
+TEST(Kernels, DotAndSumFollowTheCanonicalOrder) {
+  for (size_t n : {1u, 7u, 8u, 63u, 64u, 65u, 100u, 128u, 192u, 1000u, 4097u}) {
+    std::vector<float> a = Random(n, 1), b = Random(n, 2), ones(n, 1.0f);
+    const float want = ReferenceDot(a, b);
+    EXPECT_EQ(Bits(Dot(a.data(), b.data(), static_cast<int64_t>(n))), Bits(want)) << n;
+    EXPECT_EQ(Bits(Sum(a.data(), static_cast<int64_t>(n))), Bits(ReferenceDot(a, ones))) << n;
+  }
+  // The order matters: a plain left-to-right sum of these terms rounds differently.
+  std::vector<float> a = Random(4096, 3), b = Random(4096, 4);
+  float naive = 0.0f;
+  for (size_t i = 0; i < a.size(); ++i) naive += a[i] * b[i];
+  EXPECT_NE(Bits(naive), Bits(Dot(a.data(), b.data(), 4096)));
+}
+
+TEST(Kernels, TensorParallelSubtreesReproduceTheDot) {
+  const int64_t n = 1024;  // 16 chunks
+  std::vector<float> a = Random(n, 5), b = Random(n, 6);
+  const float whole = Dot(a.data(), b.data(), n);
+  for (int64_t shards : {1, 2, 4, 8, 16}) {
+    const int64_t per = n / shards;
+    std::vector<float> shard_results;
+    for (int64_t s = 0; s < shards; ++s) {
+      std::vector<float> partials(static_cast<size_t>(per / kReductionChunk));
+      ChunkPartials(a.data() + s * per, b.data() + s * per, per, partials);
+      shard_results.push_back(TreeSum(partials));  // each chip reduces its own subtree
+    }
+    EXPECT_EQ(Bits(TreeSum(shard_results)), Bits(whole)) << shards;  // the collective
+  }
+}
+
+TEST(Kernels, MatMulRowsDoNotDependOnTheBatch) {
+  const int64_t in = 200, out = 11;  // not multiples of 64 or 4
+  std::vector<float> x = Random(5 * in, 7), w = Random(out * in, 8), bias = Random(out, 9);
+  std::vector<float> y5(5 * out), y1(out);
+  MatMulTransposed(x.data(), 5, w.data(), out, in, bias.data(), y5.data());
+  for (int64_t r = 0; r < 5; ++r) {
+    MatMulTransposed(x.data() + r * in, 1, w.data(), out, in, bias.data(), y1.data());
+    for (int64_t o = 0; o < out; ++o) {
+      const float want = Dot(x.data() + r * in, w.data() + o * in, in) + bias[o];
+      ASSERT_EQ(Bits(y5[r * out + o]), Bits(want)) << r << "," << o;
+      ASSERT_EQ(Bits(y1[o]), Bits(want)) << r << "," << o;
+    }
+  }
+}
+
+TEST(Kernels, WeightedSumIsTheCanonicalSumPerColumn) {
+  for (int64_t count : {1, 5, 64, 65, 300}) {
+    const int64_t dim = 12, stride = 20;
+    std::vector<float> w = Random(count, 10), v = Random(count * stride, 11), out(dim);
+    std::vector<float> scratch(ScratchForWeightedSum(count, dim));
+    WeightedSum(w.data(), v.data(), count, stride, dim, out.data(), scratch);
+    for (int64_t d = 0; d < dim; ++d) {
+      std::vector<float> column(count);
+      for (int64_t p = 0; p < count; ++p) column[p] = v[p * stride + d];
+      ASSERT_EQ(Bits(out[d]), Bits(Dot(w.data(), column.data(), count))) << count << "," << d;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lockstep::model

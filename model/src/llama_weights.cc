@@ -1,0 +1,221 @@
+#include "lockstep/model/llama_weights.h"
+
+#include <functional>
+
+#include "lockstep/common/error.h"
+
+namespace lockstep::model {
+namespace {
+
+using partition::ModelSpec;
+
+std::string ModelLabel(const ModelSpec& spec) {
+  return spec.name.empty() ? "the " + spec.model_type + " config" : "model '" + spec.name + "'";
+}
+
+void RequireDense(const ModelSpec& spec) {
+  if (spec.is_moe()) {
+    throw InvalidInput(ModelLabel(spec) + " (" + spec.model_type +
+                       ") is a mixture of experts; Lockstep's weights and reference forward "
+                       "pass support dense Llama-family models only for now");
+  }
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+
+uint64_t NameHash(std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+  for (char c : name) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+bool IsNorm(std::string_view name) { return name.ends_with("norm.weight"); }
+
+// The per-tensor key: everything but the element index.
+uint64_t TensorKey(uint64_t seed, std::string_view name) {
+  return Mix64(Mix64(seed ^ kGolden) + NameHash(name));
+}
+
+float GeneratedFromKey(uint64_t key, bool norm, int64_t index) {
+  const auto i = static_cast<uint64_t>(index);
+  const uint64_t a = Mix64(key + (2 * i + 1) * kGolden);
+  const uint64_t b = Mix64(key + (2 * i + 2) * kGolden);
+  constexpr double kInv32 = 1.0 / 4294967296.0;
+  const double sum =
+      static_cast<double>(a >> 32) * kInv32 + static_cast<double>(a & 0xffffffffu) * kInv32 +
+      static_cast<double>(b >> 32) * kInv32 + static_cast<double>(b & 0xffffffffu) * kInv32;
+  // Irwin–Hall(4): mean 2, variance 1/3 -> unit variance.
+  const double z = (sum - 2.0) * 1.7320508075688772;
+  return static_cast<float>(norm ? 1.0 + 0.02 * z : 0.02 * z);
+}
+
+void FillGenerated(uint64_t seed, const std::string& name, int64_t first, std::span<float> out) {
+  const uint64_t key = TensorKey(seed, name);
+  const bool norm = IsNorm(name);
+  for (size_t j = 0; j < out.size(); ++j) {
+    out[j] = GeneratedFromKey(key, norm, first + static_cast<int64_t>(j));
+  }
+}
+
+// Calls visit(name, destination) for every tensor of the spec, in canonical order.
+void ForEachTensor(const ModelSpec& spec, LlamaWeights& w,
+                   const std::function<void(const std::string&, std::vector<float>&)>& visit) {
+  visit("model.embed_tokens.weight", w.embed);
+  w.layers.resize(static_cast<size_t>(spec.num_layers));
+  for (int64_t i = 0; i < spec.num_layers; ++i) {
+    LayerWeights& l = w.layers[static_cast<size_t>(i)];
+    auto v = [&](std::string_view suffix, std::vector<float>& dst) {
+      visit(LayerTensorName(i, suffix), dst);
+    };
+    v("input_layernorm.weight", l.input_norm);
+    v("self_attn.q_proj.weight", l.q);
+    v("self_attn.k_proj.weight", l.k);
+    v("self_attn.v_proj.weight", l.v);
+    v("self_attn.o_proj.weight", l.o);
+    if (spec.qkv_bias) {
+      v("self_attn.q_proj.bias", l.q_bias);
+      v("self_attn.k_proj.bias", l.k_bias);
+      v("self_attn.v_proj.bias", l.v_bias);
+    }
+    if (spec.o_bias) v("self_attn.o_proj.bias", l.o_bias);
+    v("post_attention_layernorm.weight", l.post_norm);
+    v("mlp.gate_proj.weight", l.gate);
+    v("mlp.up_proj.weight", l.up);
+    v("mlp.down_proj.weight", l.down);
+    if (spec.mlp_bias) {
+      v("mlp.gate_proj.bias", l.gate_bias);
+      v("mlp.up_proj.bias", l.up_bias);
+      v("mlp.down_proj.bias", l.down_bias);
+    }
+  }
+  visit("model.norm.weight", w.final_norm);
+  if (!spec.tie_word_embeddings) visit("lm_head.weight", w.lm_head);
+}
+
+}  // namespace
+
+std::string LayerTensorName(int64_t layer, std::string_view suffix) {
+  return "model.layers." + std::to_string(layer) + "." + std::string(suffix);
+}
+
+std::vector<TensorSpec> LlamaTensorSpecs(const ModelSpec& spec, Dtype dtype) {
+  RequireDense(spec);
+  SafetensorsDtypeName(dtype);  // throws for a dtype safetensors cannot hold
+  const int64_t h = spec.hidden_size, q = spec.q_width(), kv = spec.kv_width();
+  const int64_t f = spec.intermediate_size, vocab = spec.vocab_size;
+  std::vector<TensorSpec> out;
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    out.push_back({std::move(name), std::move(shape), dtype});
+  };
+  add("model.embed_tokens.weight", {vocab, h});
+  for (int64_t i = 0; i < spec.num_layers; ++i) {
+    auto layer = [&](std::string_view suffix, std::vector<int64_t> shape) {
+      add(LayerTensorName(i, suffix), std::move(shape));
+    };
+    layer("input_layernorm.weight", {h});
+    layer("self_attn.q_proj.weight", {q, h});
+    layer("self_attn.k_proj.weight", {kv, h});
+    layer("self_attn.v_proj.weight", {kv, h});
+    layer("self_attn.o_proj.weight", {h, q});
+    if (spec.qkv_bias) {
+      layer("self_attn.q_proj.bias", {q});
+      layer("self_attn.k_proj.bias", {kv});
+      layer("self_attn.v_proj.bias", {kv});
+    }
+    if (spec.o_bias) layer("self_attn.o_proj.bias", {h});
+    layer("post_attention_layernorm.weight", {h});
+    layer("mlp.gate_proj.weight", {f, h});
+    layer("mlp.up_proj.weight", {f, h});
+    layer("mlp.down_proj.weight", {h, f});
+    if (spec.mlp_bias) {
+      layer("mlp.gate_proj.bias", {f});
+      layer("mlp.up_proj.bias", {f});
+      layer("mlp.down_proj.bias", {h});
+    }
+  }
+  add("model.norm.weight", {h});
+  if (!spec.tie_word_embeddings) add("lm_head.weight", {vocab, h});
+  return out;
+}
+
+void CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec,
+                       std::optional<Dtype> dtype) {
+  const std::string where = checkpoint.path().string() + ": ";
+  for (const TensorSpec& want : LlamaTensorSpecs(spec, dtype.value_or(Dtype::kFp32))) {
+    const TensorInfo* have = checkpoint.Find(want.name);
+    if (have == nullptr) {
+      throw Error(
+          ErrorCode::kNotFound,
+          where + "missing tensor '" + want.name + "' " + ShapeText(want.shape) + " that model '" +
+              spec.name + "' needs" +
+              (want.name == "lm_head.weight" ? " (config has tie_word_embeddings false)" : ""));
+    }
+    if (have->shape != want.shape) {
+      throw InvalidInput(where + "tensor '" + want.name + "' has shape " + ShapeText(have->shape) +
+                         ", model '" + spec.name + "' needs " + ShapeText(want.shape));
+    }
+    if (!dtype) dtype = have->dtype;  // the first tensor sets the checkpoint's dtype
+    if (have->dtype != *dtype) {
+      throw InvalidInput(where + "tensor '" + want.name + "' is " +
+                         std::string(SafetensorsDtypeName(have->dtype)) + ", expected " +
+                         std::string(SafetensorsDtypeName(*dtype)) +
+                         " like the checkpoint's other tensors");
+    }
+  }
+}
+
+float GeneratedWeight(uint64_t seed, std::string_view tensor_name, int64_t index) {
+  return GeneratedFromKey(TensorKey(seed, tensor_name), IsNorm(tensor_name), index);
+}
+
+void WriteGeneratedWeights(const ModelSpec& spec, uint64_t seed, Dtype dtype,
+                           const std::filesystem::path& path) {
+  const std::vector<TensorSpec> specs = LlamaTensorSpecs(spec, dtype);
+  WriteSafetensors(path, specs,
+                   [&](size_t index, int64_t first, std::span<float> out) {
+                     FillGenerated(seed, specs[index].name, first, out);
+                   },
+                   {{"format", "pt"},
+                    {"lockstep.generator", "splitmix64-irwin-hall-v1"},
+                    {"lockstep.seed", std::to_string(seed)},
+                    {"lockstep.model", spec.name}});
+}
+
+LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec) {
+  CheckLlamaWeights(checkpoint, spec);
+  LlamaWeights w;
+  ForEachTensor(spec, w, [&](const std::string& name, std::vector<float>& dst) {
+    dst = checkpoint.ReadFp32(name);
+  });
+  return w;
+}
+
+LlamaWeights GenerateLlamaWeights(const ModelSpec& spec, uint64_t seed) {
+  std::map<std::string, int64_t> sizes;
+  for (const TensorSpec& t : LlamaTensorSpecs(spec, Dtype::kFp32)) {
+    sizes[t.name] = t.num_elements();
+  }
+  LlamaWeights w;
+  ForEachTensor(spec, w, [&](const std::string& name, std::vector<float>& dst) {
+    dst.resize(static_cast<size_t>(sizes.at(name)));
+    FillGenerated(seed, name, 0, dst);
+  });
+  return w;
+}
+
+}  // namespace lockstep::model

@@ -1,0 +1,62 @@
+// Building blocks shared by the reference and the sharded forward passes (internal header).
+// Both must compute exactly the same bits, so both call these.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+
+#include "lockstep/model/kernels.h"
+
+namespace lockstep::model::ops {
+
+// transformers' LlamaRMSNorm in fp32: weight * (x * rsqrt(mean(x^2) + eps)).
+inline void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  const float mean = Dot(x, x, n) / static_cast<float>(n);
+  const float r = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * r);
+}
+
+// Rotate-half RoPE on one head: x * cos + rotate_half(x) * sin, cos/sin of `half` frequencies
+// (the second half of emb = cat(freqs, freqs) repeats the first).
+inline void ApplyRope(float* x, const float* cos, const float* sin, int64_t half) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = x[i], b = x[i + half];
+    x[i] = a * cos[i] + (-b) * sin[i];
+    x[i + half] = b * cos[i] + a * sin[i];
+  }
+}
+
+// cos/sin of position * inv_freq (fp32), `half` each.
+inline void RopeTable(int64_t position, std::span<const float> inv_freq, float* cos, float* sin) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    const float freq = static_cast<float>(position) * inv_freq[i];
+    cos[i] = std::cos(freq);
+    sin[i] = std::sin(freq);
+  }
+}
+
+inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// Causal attention of one query head at `position` over cached keys/values (row stride
+// `stride`, this head's KV columns at `keys`/`values`), optionally within a sliding window.
+// `scores` holds at least position + 1 floats; `scratch` ScratchForWeightedSum(position + 1,
+// head_dim).
+inline void AttendHead(const float* q, const float* keys, const float* values, int64_t stride,
+                       int64_t position, int64_t window, int64_t head_dim, float scale,
+                       float* scores, std::span<float> scratch, float* out) {
+  const int64_t start = window > 0 ? std::max<int64_t>(0, position - window + 1) : 0;
+  const int64_t count = position - start + 1;
+  float max = -INFINITY;
+  for (int64_t p = 0; p < count; ++p) {
+    scores[p] = Dot(q, keys + (start + p) * stride, head_dim) * scale;
+    max = std::max(max, scores[p]);
+  }
+  for (int64_t p = 0; p < count; ++p) scores[p] = std::exp(scores[p] - max);
+  const float total = Sum(scores, count);
+  for (int64_t p = 0; p < count; ++p) scores[p] = scores[p] / total;
+  WeightedSum(scores, values + start * stride, count, stride, head_dim, out, scratch);
+}
+
+}  // namespace lockstep::model::ops

@@ -1,0 +1,383 @@
+#include "lockstep/model/sharded.h"
+
+#include <algorithm>
+#include <set>
+
+#include "lockstep/common/error.h"
+#include "lockstep/model/kernels.h"
+#include "lockstep/model/reference.h"
+#include "ops.h"
+
+namespace lockstep::model {
+namespace {
+
+using partition::ModelSpec;
+
+// Rows [begin, begin + count) of a row-major [*, cols] matrix.
+std::vector<float> Rows(const std::vector<float>& m, int64_t cols, int64_t begin, int64_t count) {
+  if (m.empty()) return {};
+  return {m.begin() + begin * cols, m.begin() + (begin + count) * cols};
+}
+
+// Columns [begin, begin + count) of a row-major [rows, cols] matrix, as [rows, count].
+std::vector<float> Columns(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t begin,
+                           int64_t count) {
+  std::vector<float> out(static_cast<size_t>(rows * count));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(m.begin() + r * cols + begin, count, out.begin() + r * count);
+  }
+  return out;
+}
+
+const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+int64_t Chunks(int64_t n) { return (n + kReductionChunk - 1) / kReductionChunk; }
+
+// One shard's slice of one row-parallel reduction: chunk partials of its contraction range
+// for every (row, output), and where its chunks sit in the whole contraction.
+struct PartialSlice {
+  int64_t first_chunk = 0;
+  int64_t chunks = 0;
+  std::vector<float> partials;  // [rows][outputs][chunks]
+};
+
+// The canonical tree over chunks [begin, end): a node inside one shard's range is that shard's
+// own subtree (TreeSum of its partials); above that the collective combines, in the same tree.
+float CombineNode(const std::vector<PartialSlice>& slices, size_t offset, int64_t begin,
+                  int64_t end) {
+  for (const PartialSlice& s : slices) {
+    if (s.first_chunk <= begin && end <= s.first_chunk + s.chunks) {
+      const float* p =
+          s.partials.data() + offset * static_cast<size_t>(s.chunks) + (begin - s.first_chunk);
+      return TreeSum({p, static_cast<size_t>(end - begin)});
+    }
+  }
+  int64_t m = 1;
+  while (m * 2 < end - begin) m *= 2;
+  return CombineNode(slices, offset, begin, begin + m) +
+         CombineNode(slices, offset, begin + m, end);
+}
+
+// The collective of a row-parallel product: y[r, o] = tree over all shards' partials + bias.
+void ReduceRowParallel(const std::vector<PartialSlice>& slices, int64_t rows, int64_t outputs,
+                       int64_t total_chunks, const std::vector<float>& bias, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      const auto offset = static_cast<size_t>(r * outputs + o);
+      y[offset] = CombineNode(slices, offset, 0, total_chunks);
+      if (!bias.empty()) y[offset] += bias[static_cast<size_t>(o)];
+    }
+  }
+}
+
+// One shard computes its partials of x[rows, width] . w[outputs, width] (its contraction slice
+// starting at element `first`).
+PartialSlice ShardPartials(const float* x, int64_t rows, const std::vector<float>& w,
+                           int64_t outputs, int64_t width, int64_t first) {
+  PartialSlice s;
+  s.first_chunk = first / kReductionChunk;
+  s.chunks = Chunks(width);
+  s.partials.resize(static_cast<size_t>(rows * outputs * s.chunks));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      ChunkPartials(
+          x + r * width, w.data() + o * width, width,
+          {s.partials.data() + (r * outputs + o) * s.chunks, static_cast<size_t>(s.chunks)});
+    }
+  }
+  return s;
+}
+
+struct LayerShard {
+  int64_t q_head_begin = 0, q_heads = 0, kv_heads = 0;
+  std::vector<float> q, k, v, q_bias, k_bias, v_bias;  // output rows of this shard's heads
+  std::vector<float> o;                                // [hidden, q_heads * head_dim]
+  int64_t f_begin = 0, f_count = 0;
+  std::vector<float> gate, up, gate_bias, up_bias;  // [f_count, hidden]
+  std::vector<float> down;                          // [hidden, f_count]
+};
+
+struct Replicated {
+  std::vector<float> input_norm, post_norm, o_bias, down_bias;
+};
+
+struct VocabShard {
+  int64_t begin = 0, count = 0;
+  std::vector<float> rows;  // [count, hidden]
+};
+
+std::vector<VocabShard> SplitVocab(const std::vector<float>& m, int64_t vocab, int64_t hidden,
+                                   int64_t tp) {
+  std::vector<VocabShard> out;
+  for (int64_t s = 0; s < tp; ++s) {
+    VocabShard v;
+    v.begin = vocab * s / tp;
+    v.count = vocab * (s + 1) / tp - v.begin;
+    v.rows = Rows(m, hidden, v.begin, v.count);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct ShardedModel::Shards {
+  std::vector<std::vector<LayerShard>> layers;  // [layer][shard]
+  std::vector<Replicated> replicated;           // [layer]
+  std::vector<VocabShard> embed, head;
+  std::vector<float> final_norm;
+};
+
+ModelLayout ModelLayout::Uniform(int64_t num_layers, int64_t stages, int64_t tp) {
+  ModelLayout l;
+  int64_t first = 0;
+  for (int64_t s = 0; s < stages; ++s) {
+    const int64_t n = num_layers / stages + (s < num_layers % stages ? 1 : 0);
+    l.stages.push_back({first, first + n, tp});
+    first += n;
+  }
+  return l;
+}
+
+std::string ModelLayout::ToString() const {
+  std::string out;
+  for (const StageLayout& s : stages) {
+    out += (out.empty() ? "" : " ") + std::string("[") + std::to_string(s.first_layer) + "," +
+           std::to_string(s.end_layer) + ")x" + std::to_string(s.tp);
+  }
+  return out;
+}
+
+void ValidateLayout(const ModelSpec& spec, const ModelLayout& layout) {
+  if (spec.is_moe()) throw InvalidInput("sharded execution supports dense models only for now");
+  if (layout.stages.empty()) throw InvalidInput("layout has no pipeline stages");
+  int64_t next = 0;
+  for (size_t i = 0; i < layout.stages.size(); ++i) {
+    const StageLayout& s = layout.stages[i];
+    const std::string where = "layout stage " + std::to_string(i) + " (" + layout.ToString() + ")";
+    if (s.first_layer != next || s.end_layer <= s.first_layer) {
+      throw InvalidInput(where +
+                         ": stages must cover layers in order without gaps; expected a "
+                         "non-empty range starting at layer " +
+                         std::to_string(next));
+    }
+    next = s.end_layer;
+    if (s.tp < 1 || spec.num_kv_heads % s.tp != 0) {
+      throw InvalidInput(where + ": tensor-parallel degree " + std::to_string(s.tp) +
+                         " must be >= 1 and divide num_key_value_heads " +
+                         std::to_string(spec.num_kv_heads));
+    }
+    if (s.tp > 1 &&
+        ((spec.q_width() / s.tp) % kReductionChunk != 0 || spec.intermediate_size % s.tp != 0 ||
+         (spec.intermediate_size / s.tp) % kReductionChunk != 0)) {
+      throw InvalidInput(where + ": degree " + std::to_string(s.tp) + " splits the query width " +
+                         std::to_string(spec.q_width()) + " and intermediate size " +
+                         std::to_string(spec.intermediate_size) +
+                         " into slices that are not multiples of 64 elements, so the row-parallel "
+                         "reductions could not follow the canonical order");
+    }
+    if (s.tp > spec.vocab_size) throw InvalidInput(where + ": degree exceeds the vocabulary");
+  }
+  if (next != spec.num_layers) {
+    throw InvalidInput("layout " + layout.ToString() + " covers " + std::to_string(next) +
+                       " layers, the model has " + std::to_string(spec.num_layers));
+  }
+}
+
+ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLayout layout)
+    : spec_(std::move(spec)), layout_(std::move(layout)), shards_(std::make_unique<Shards>()) {
+  ValidateLayout(spec_, layout_);
+  // The reference constructor checks the weights against the spec; reuse it on a view-sized
+  // check rather than duplicating the rules.
+  ReferenceModel(spec_, weights);
+  inv_freq_ = RopeInverseFrequencies(spec_);
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;
+  for (const StageLayout& stage : layout_.stages) {
+    const int64_t tp = stage.tp;
+    for (int64_t layer = stage.first_layer; layer < stage.end_layer; ++layer) {
+      const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
+      shards_->replicated.push_back({w.input_norm, w.post_norm, w.o_bias, w.down_bias});
+      std::vector<LayerShard> shards;
+      for (int64_t t = 0; t < tp; ++t) {
+        LayerShard ls;
+        ls.kv_heads = s.num_kv_heads / tp;
+        ls.q_heads = ls.kv_heads * group;
+        ls.q_head_begin = t * ls.q_heads;
+        const int64_t kv_begin = t * ls.kv_heads;
+        const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
+        ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
+        ls.k = Rows(w.k, h, kv_begin * hd, kvw);
+        ls.v = Rows(w.v, h, kv_begin * hd, kvw);
+        ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
+        ls.k_bias = Rows(w.k_bias, 1, kv_begin * hd, kvw);
+        ls.v_bias = Rows(w.v_bias, 1, kv_begin * hd, kvw);
+        ls.o = Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw);
+        ls.f_count = s.intermediate_size / tp;
+        ls.f_begin = t * ls.f_count;
+        ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
+        ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
+        ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
+        ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
+        ls.down = Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count);
+        shards.push_back(std::move(ls));
+      }
+      shards_->layers.push_back(std::move(shards));
+    }
+  }
+  shards_->embed = SplitVocab(weights.embed, s.vocab_size, h, layout_.stages.front().tp);
+  shards_->head = SplitVocab(weights.head(), s.vocab_size, h, layout_.stages.back().tp);
+  shards_->final_norm = weights.final_norm;
+}
+
+ShardedModel::~ShardedModel() = default;
+ShardedModel::ShardedModel(ShardedModel&&) noexcept = default;
+
+ShardedKvCache ShardedModel::NewCache(int64_t capacity) const {
+  if (capacity <= 0) {
+    throw InvalidInput("KV cache capacity must be > 0 positions, got " + std::to_string(capacity));
+  }
+  ShardedKvCache c;
+  c.capacity_ = capacity;
+  for (const std::vector<LayerShard>& layer : shards_->layers) {
+    std::vector<std::vector<float>> per_shard;
+    for (const LayerShard& ls : layer) {
+      per_shard.emplace_back(static_cast<size_t>(capacity * ls.kv_heads * spec_.head_dim));
+    }
+    c.keys_.push_back(per_shard);
+    c.values_.push_back(std::move(per_shard));
+  }
+  return c;
+}
+
+std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> batch) const {
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden_size, hd = s.head_dim, half = hd / 2;
+  const int64_t group = s.num_heads / s.num_kv_heads;
+  const auto eps = static_cast<float>(s.rms_norm_eps);
+  const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+
+  std::set<const ShardedKvCache*> seen;
+  int64_t rows = 0;
+  for (const ShardedStep& step : batch) {
+    if (step.cache == nullptr || !seen.insert(step.cache).second) {
+      throw InvalidInput("Forward: each sequence needs its own KV cache");
+    }
+    if (step.cache->keys_.size() != shards_->layers.size()) {
+      throw InvalidInput("Forward: KV cache was made for a different model");
+    }
+    if (step.tokens.empty()) throw InvalidInput("Forward: a sequence has no new tokens");
+    if (step.cache->length_ + static_cast<int64_t>(step.tokens.size()) > step.cache->capacity_) {
+      throw InvalidInput("Forward: new tokens overflow a KV cache of " +
+                         std::to_string(step.cache->capacity_) + " positions");
+    }
+    for (int32_t t : step.tokens) {
+      if (t < 0 || t >= s.vocab_size) {
+        throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
+                           std::to_string(s.vocab_size) + ")");
+      }
+    }
+    rows += static_cast<int64_t>(step.tokens.size());
+  }
+
+  // Embedding, vocab-parallel: each token's row comes from the shard that holds it.
+  std::vector<int64_t> row_pos, row_seq;
+  std::vector<float> x(static_cast<size_t>(rows * h));
+  for (size_t b = 0; b < batch.size(); ++b) {
+    for (size_t i = 0; i < batch[b].tokens.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(row_pos.size());
+      const int32_t token = batch[b].tokens[i];
+      row_pos.push_back(batch[b].cache->length_ + static_cast<int64_t>(i));
+      row_seq.push_back(static_cast<int64_t>(b));
+      for (const VocabShard& v : shards_->embed) {
+        if (token >= v.begin && token < v.begin + v.count) {
+          std::copy_n(v.rows.begin() + (token - v.begin) * h, h, x.begin() + r * h);
+        }
+      }
+    }
+  }
+  std::vector<float> cos(static_cast<size_t>(rows * half)), sin(cos.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    ops::RopeTable(row_pos[r], inv_freq_, &cos[r * half], &sin[r * half]);
+  }
+  int64_t max_context = 0;
+  for (int64_t p : row_pos) max_context = std::max(max_context, p + 1);
+  std::vector<float> scores(static_cast<size_t>(max_context));
+  std::vector<float> scratch(static_cast<size_t>(ScratchForWeightedSum(max_context, hd)));
+  std::vector<float> xn(x.size()), proj(x.size());
+
+  for (size_t layer = 0; layer < shards_->layers.size(); ++layer) {
+    const std::vector<LayerShard>& shards = shards_->layers[layer];
+    const Replicated& rep = shards_->replicated[layer];
+    for (int64_t r = 0; r < rows; ++r) {
+      ops::RmsNorm(&x[r * h], rep.input_norm.data(), h, eps, &xn[r * h]);
+    }
+    std::vector<PartialSlice> o_slices;
+    for (size_t t = 0; t < shards.size(); ++t) {
+      const LayerShard& ls = shards[t];
+      const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
+      std::vector<float> q(static_cast<size_t>(rows * qw)), k(static_cast<size_t>(rows * kvw)),
+          v(k.size()), attn(q.size());
+      MatMulTransposed(xn.data(), rows, ls.q.data(), qw, h, OrNull(ls.q_bias), q.data());
+      MatMulTransposed(xn.data(), rows, ls.k.data(), kvw, h, OrNull(ls.k_bias), k.data());
+      MatMulTransposed(xn.data(), rows, ls.v.data(), kvw, h, OrNull(ls.v_bias), v.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < ls.q_heads; ++j) {
+          ops::ApplyRope(&q[r * qw + j * hd], &cos[r * half], &sin[r * half], half);
+        }
+        for (int64_t j = 0; j < ls.kv_heads; ++j) {
+          ops::ApplyRope(&k[r * kvw + j * hd], &cos[r * half], &sin[r * half], half);
+        }
+        ShardedKvCache& cache = *batch[static_cast<size_t>(row_seq[r])].cache;
+        std::copy_n(&k[r * kvw], kvw, &cache.keys_[layer][t][row_pos[r] * kvw]);
+        std::copy_n(&v[r * kvw], kvw, &cache.values_[layer][t][row_pos[r] * kvw]);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const ShardedKvCache& cache = *batch[static_cast<size_t>(row_seq[r])].cache;
+        for (int64_t j = 0; j < ls.q_heads; ++j) {
+          const int64_t kv_off = (j / group) * hd;
+          ops::AttendHead(&q[r * qw + j * hd], cache.keys_[layer][t].data() + kv_off,
+                          cache.values_[layer][t].data() + kv_off, kvw, row_pos[r],
+                          s.sliding_window, hd, scale, scores.data(), scratch,
+                          &attn[r * qw + j * hd]);
+        }
+      }
+      o_slices.push_back(ShardPartials(attn.data(), rows, ls.o, h, qw, ls.q_head_begin * hd));
+    }
+    ReduceRowParallel(o_slices, rows, h, Chunks(s.q_width()), rep.o_bias, proj.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
+    for (int64_t r = 0; r < rows; ++r) {
+      ops::RmsNorm(&x[r * h], rep.post_norm.data(), h, eps, &xn[r * h]);
+    }
+    std::vector<PartialSlice> down_slices;
+    for (const LayerShard& ls : shards) {
+      std::vector<float> gate(static_cast<size_t>(rows * ls.f_count)), up(gate.size());
+      MatMulTransposed(xn.data(), rows, ls.gate.data(), ls.f_count, h, OrNull(ls.gate_bias),
+                       gate.data());
+      MatMulTransposed(xn.data(), rows, ls.up.data(), ls.f_count, h, OrNull(ls.up_bias), up.data());
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
+      down_slices.push_back(ShardPartials(gate.data(), rows, ls.down, h, ls.f_count, ls.f_begin));
+    }
+    ReduceRowParallel(down_slices, rows, h, Chunks(s.intermediate_size), rep.down_bias,
+                      proj.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
+  }
+
+  // Final norm (replicated) and the vocab-parallel LM head: slices concatenated.
+  std::vector<std::vector<float>> logits;
+  std::vector<float> last(static_cast<size_t>(h));
+  int64_t end = 0;
+  for (ShardedStep& step : batch) {
+    end += static_cast<int64_t>(step.tokens.size());
+    ops::RmsNorm(&x[(end - 1) * h], shards_->final_norm.data(), h, eps, last.data());
+    std::vector<float> out(static_cast<size_t>(s.vocab_size));
+    for (const VocabShard& v : shards_->head) {
+      MatMulTransposed(last.data(), 1, v.rows.data(), v.count, h, nullptr, &out[v.begin]);
+    }
+    logits.push_back(std::move(out));
+    step.cache->length_ += static_cast<int64_t>(step.tokens.size());
+  }
+  return logits;
+}
+
+}  // namespace lockstep::model
