@@ -117,6 +117,13 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
     throw Garbled(context, std::string(e.getDescription().cStr()));
   }
   const std::string step = "step " + std::to_string(out.message.step);
+  if (out.kind != FrameKind::kData) {
+    if (out.payload_length != 0) {
+      throw Garbled(context, "control frame with a payload of " +
+                                 std::to_string(out.payload_length) + " bytes");
+    }
+    return out;
+  }
   uint64_t expected = 0;
   try {
     expected = ShapeBytes(out.message.shape, out.message.dtype, context);
@@ -132,10 +139,6 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
   if (out.payload_length > max_payload_bytes) {
     throw Garbled(context, step + ": payload length " + std::to_string(out.payload_length) +
                                " exceeds the limit of " + std::to_string(max_payload_bytes) +
-                               " bytes");
-  }
-  if (out.kind != FrameKind::kData && out.payload_length != 0) {
-    throw Garbled(context, "control frame with a payload of " + std::to_string(out.payload_length) +
                                " bytes");
   }
   return out;

@@ -117,6 +117,13 @@ class SimTransport : public Transport {
       int other = endpoints[i]->local() == std::min(link.spec.a, link.spec.b) ? 1 : 0;
       std::unique_lock lock(link.mu);
       if (!link.cv.wait_until(lock, deadline, [&] { return link.open[other]; })) {
+        lock.unlock();
+        // Withdraw this chip's ends so a later attempt can open them again.
+        for (size_t k = 0; k < links.size(); ++k) {
+          std::lock_guard withdraw(shared[k]->mu);
+          shared[k]->open[endpoints[k]->local() == std::min(links[k].a, links[k].b) ? 0 : 1] =
+              false;
+        }
         throw Error(ErrorCode::kUnavailable,
                     PeerTimeoutMessage(links[i], endpoints[i]->remote(), connect_timeout));
       }

@@ -285,9 +285,16 @@ class ZmqTransport : public Transport {
   void Configure(void* socket, const LinkSpec& link, PortRef remote, bool bind) {
     const TransportOptions& opt = options();
     const std::string what = LinkName(link);
-    SetInt(socket, ZMQ_SNDHWM, opt.queue_capacity, what);
-    SetInt(socket, ZMQ_RCVHWM, opt.queue_capacity, what);
+    // ZeroMQ pipes report reads back to the writer in batches of about hwm / 2 (and an inproc
+    // peer that connects before the bind gets one pipe, not two), so a pipe can look full with
+    // only hwm / 2 unread. 2 * capacity + 2 (the hello) keeps room for queue_capacity messages.
+    const int hwm = 2 * opt.queue_capacity + 2;
+    SetInt(socket, ZMQ_SNDHWM, hwm, what);
+    SetInt(socket, ZMQ_RCVHWM, hwm, what);
     SetInt(socket, ZMQ_LINGER, 0, what);
+    // Peers start in any order; retry a connect to a not-yet-bound end quickly.
+    SetInt(socket, ZMQ_RECONNECT_IVL, 10, what);
+    SetInt(socket, ZMQ_RECONNECT_IVL_MAX, 200, what);
     if (opt.backend != "inproc") {
       // A peer cannot make us allocate more than the largest legal frame.
       int64_t max = static_cast<int64_t>(std::max<uint64_t>(opt.max_payload_bytes, 1 << 16));

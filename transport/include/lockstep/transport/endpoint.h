@@ -70,8 +70,9 @@ class Endpoint {
   Message Receive(const Expect& expect, Millis timeout);
 
   // Sends the end-of-stream marker and releases the link; messages sent before are still
-  // delivered (waits up to `timeout` for them to leave). Idempotent; also done by the destructor
-  // of the backends, without the marker.
+  // delivered (waits up to `timeout` for them to leave). Frames from the peer not received yet
+  // are discarded; no marker is sent to a peer that already closed. Idempotent. Destroying an
+  // endpoint without Close releases it at once, dropping whatever is still queued.
   void Close(Millis timeout);
 
   // Messages sent / received so far on this endpoint.

@@ -42,7 +42,9 @@ struct CurveOptions {
 
 struct TransportOptions {
   std::string backend = "sim";  // sim, inproc, ipc, tcp
-  // Messages buffered per link direction before Send blocks (back-pressure), >= 1.
+  // Per link direction, Send never blocks while fewer than queue_capacity messages are unreceived
+  // (>= 1). sim blocks exactly there; the ZeroMQ backends may hold up to about twice as many,
+  // plus what the OS socket buffers take for ipc/tcp. Either way memory stays bounded.
   int queue_capacity = 16;
   // Largest accepted payload; larger frames are refused by sender and receiver (256 MiB).
   uint64_t max_payload_bytes = uint64_t{256} << 20;
