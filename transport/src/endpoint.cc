@@ -53,7 +53,15 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
                                               " closed the link after " +
                                               std::to_string(next_receive_sequence_) + " messages");
   }
-  std::optional<RawFrame> frame = ReceiveFrame(timeout);
+  std::optional<RawFrame> frame;
+  try {
+    frame = ReceiveFrame(timeout);
+  } catch (const Error& e) {
+    // Backend errors start with the link name; say what was expected, too.
+    std::string what = e.what();
+    if (what.rfind(name_, 0) == 0) what = what.substr(name_.size() + 2);
+    throw Error(e.code(), context + ": " + what);
+  }
   if (!frame) {
     throw Error(ErrorCode::kUnavailable, context + ": nothing received from " + ToString(remote_) +
                                              " within " + std::to_string(timeout.count()) + " ms");
@@ -107,15 +115,21 @@ void Endpoint::Close(Millis timeout) {
   closed_ = true;
   // If the peer already said goodbye it may have released its end: sending our marker could
   // only block. Its marker comes after everything it sent, so look past unread frames for it.
-  while (!peer_closed_) {
-    std::optional<RawFrame> frame = ReceiveFrame(Millis(0));
-    if (!frame) break;
-    try {
-      peer_closed_ =
-          DecodeFrameHeader(frame->header, name_, max_payload_bytes_).kind == FrameKind::kClose;
-    } catch (const Error&) {
-      // A garbled leftover frame changes nothing about closing.
+  try {
+    while (!peer_closed_) {
+      std::optional<RawFrame> frame = ReceiveFrame(Millis(0));
+      if (!frame) break;
+      try {
+        peer_closed_ =
+            DecodeFrameHeader(frame->header, name_, max_payload_bytes_).kind == FrameKind::kClose;
+      } catch (const Error&) {
+        // A garbled leftover frame changes nothing about closing.
+      }
     }
+  } catch (const Error&) {
+    // The link is already down (the peer vanished or a fault cut it): no one to say goodbye to.
+    Shutdown(Millis(0));
+    return;
   }
   if (peer_closed_) {
     Shutdown(timeout);

@@ -72,7 +72,15 @@ class SimEndpoint : public Endpoint {
   std::optional<RawFrame> ReceiveFrame(Millis timeout) override {
     std::unique_lock lock(link_->mu);
     std::deque<RawFrame>& q = link_->queue[1 - side_];
-    if (!link_->cv.wait_for(lock, timeout, [&] { return !q.empty(); })) return std::nullopt;
+    if (!link_->cv.wait_for(lock, timeout, [&] { return !q.empty() || link_->shut[1 - side_]; })) {
+      return std::nullopt;
+    }
+    if (q.empty()) {
+      // Everything the peer sent has been received and it is gone. A Close marker would have
+      // been the last frame, so this peer vanished without closing.
+      throw Error(ErrorCode::kDisconnected,
+                  name() + ": peer " + ToString(remote()) + " went away without closing the link");
+    }
     RawFrame frame = std::move(q.front());
     q.pop_front();
     link_->cv.notify_all();

@@ -75,6 +75,9 @@ class Endpoint {
   // endpoint without Close releases it at once, dropping whatever is still queued.
   void Close(Millis timeout);
 
+  // Largest payload this endpoint sends or accepts.
+  uint64_t max_payload_bytes() const { return max_payload_bytes_; }
+
   // Messages sent / received so far on this endpoint.
   uint64_t sent() const { return next_send_sequence_; }
   uint64_t received() const { return next_receive_sequence_; }
