@@ -59,5 +59,6 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 
 // Command groups (one file each).
 CommandGroup TopoCommand();
+CommandGroup KeysCommand();
 
 }  // namespace lockstep::cli

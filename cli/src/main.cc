@@ -12,7 +12,7 @@
 namespace lockstep::cli {
 namespace {
 
-std::vector<CommandGroup> Groups() { return {TopoCommand()}; }
+std::vector<CommandGroup> Groups() { return {TopoCommand(), KeysCommand()}; }
 
 void PrintHelp(const po::options_description& global) {
   std::cout << "usage: lockstep [--log-level LEVEL] [--json] <command> [options]\n\n"
