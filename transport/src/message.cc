@@ -14,7 +14,22 @@ class VectorOwner : public Payload::Owner {
   std::vector<std::byte> bytes_;
 };
 
+class ArrayOwner : public Payload::Owner {
+ public:
+  explicit ArrayOwner(size_t size) : bytes_(new std::byte[size]) {}
+  std::byte* data() { return bytes_.get(); }
+
+ private:
+  std::unique_ptr<std::byte[]> bytes_;
+};
+
 }  // namespace
+
+Payload Payload::Uninitialized(size_t size) {
+  auto owner = std::make_unique<ArrayOwner>(size);
+  std::byte* data = owner->data();
+  return Payload(data, size, std::move(owner));
+}
 
 std::string ToString(PortRef end) {
   return "chip " + std::to_string(end.chip) + ":" + std::to_string(end.port);

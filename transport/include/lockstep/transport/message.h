@@ -54,6 +54,8 @@ class Payload {
 
   Payload() = default;
   explicit Payload(size_t size);  // zero-filled
+  // `size` bytes the caller will overwrite (no zero-fill pass over large tensors).
+  static Payload Uninitialized(size_t size);
   explicit Payload(std::vector<std::byte> bytes);
   // Adopts `size` bytes at `data`, kept alive by `owner`.
   Payload(std::byte* data, size_t size, std::unique_ptr<Owner> owner);
