@@ -14,7 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
+#include "lockstep/transport/crc32c.h"
 #include "lockstep/transport/transport.h"
 
 namespace lockstep::transport {
@@ -187,6 +189,14 @@ void RawLatency(benchmark::State& state, const char* backend) {
       benchmark::Counter(static_cast<double>(state.iterations()) * 2e-6,
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
+
+// CRC32C speed: every payload is checksummed once by the sender and once by the receiver.
+void Crc32cSpeed(benchmark::State& state) {
+  std::vector<std::byte> data(static_cast<size_t>(state.range(0)), std::byte{0x5A});
+  for (auto _ : state) benchmark::DoNotOptimize(Crc32c(data));
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(1 << 20)->Arg(16 << 20);
 
 // Registered backend by backend so raw and Lockstep figures sit next to each other.
 int Register() {

@@ -61,6 +61,61 @@ __attribute__((target("sse4.2"))) uint32_t HardwareRaw(const unsigned char* p, s
   return c32;
 }
 
+// The crc32 instruction has a latency of 3 cycles but a throughput of 1 per cycle: three
+// independent streams over three stripes of a block run ~3x faster than one chain. The stripe
+// CRCs are then combined: process(s, A B) = Z(process(s, A)) ^ process(0, B), where Z feeds
+// kStripe zero bytes and is linear in the register, so it is a 4 x 256 table lookup.
+constexpr size_t kStripe = 4096;
+
+struct ShiftTables {
+  uint32_t t[4][256];
+};
+
+const ShiftTables& Shift() {
+  static const ShiftTables tables = [] {
+    ShiftTables st{};
+    static const unsigned char zeros[kStripe] = {};
+    for (int k = 0; k < 4; ++k) {
+      for (uint32_t b = 0; b < 256; ++b) st.t[k][b] = HardwareRaw(zeros, kStripe, b << (8 * k));
+    }
+    return st;
+  }();
+  return tables;
+}
+
+uint32_t ShiftStripe(const ShiftTables& st, uint32_t c) {
+  return st.t[0][c & 0xFF] ^ st.t[1][(c >> 8) & 0xFF] ^ st.t[2][(c >> 16) & 0xFF] ^
+         st.t[3][c >> 24];
+}
+
+__attribute__((target("sse4.2"))) uint32_t HardwareRaw3(const unsigned char* p, size_t n,
+                                                        uint32_t c) {
+  if (n >= 3 * kStripe) {
+    const ShiftTables& st = Shift();
+    while (n >= 3 * kStripe) {
+      uint64_t c0 = c;
+      uint64_t c1 = 0;
+      uint64_t c2 = 0;
+      for (size_t i = 0; i < kStripe; i += 8) {
+        uint64_t v0;
+        uint64_t v1;
+        uint64_t v2;
+        std::memcpy(&v0, p + i, 8);
+        std::memcpy(&v1, p + kStripe + i, 8);
+        std::memcpy(&v2, p + 2 * kStripe + i, 8);
+        c0 = _mm_crc32_u64(c0, v0);
+        c1 = _mm_crc32_u64(c1, v1);
+        c2 = _mm_crc32_u64(c2, v2);
+      }
+      c = ShiftStripe(st, ShiftStripe(st, static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1)) ^
+          static_cast<uint32_t>(c2);
+      p += 3 * kStripe;
+      n -= 3 * kStripe;
+    }
+  }
+  return HardwareRaw(p, n, c);
+}
+
 bool DetectHardware() { return __builtin_cpu_supports("sse4.2"); }
 #else
 bool DetectHardware() { return false; }
@@ -78,7 +133,7 @@ uint32_t Crc32cPortable(std::span<const std::byte> data, uint32_t crc) {
 uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
 #if defined(__x86_64__)
   if (kHaveHardware) {
-    return ~HardwareRaw(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
+    return ~HardwareRaw3(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
   }
 #endif
   return Crc32cPortable(data, crc);

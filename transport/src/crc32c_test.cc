@@ -40,6 +40,20 @@ TEST(Crc32c, HardwareAndPortableAgreeAtEveryLengthAndAlignment) {
   }
 }
 
+TEST(Crc32c, ThreeStripePathAgreesWithPortableAroundBlockBoundaries) {
+  std::mt19937 rng(11);
+  std::vector<std::byte> buf(5 * 3 * 4096 + 64);
+  for (auto& b : buf) b = std::byte(rng() & 0xFF);
+  for (size_t n : {size_t{3 * 4096 - 1}, size_t{3 * 4096}, size_t{3 * 4096 + 1},
+                   size_t{2 * 3 * 4096 + 7}, size_t{5 * 3 * 4096 + 3}}) {
+    for (size_t offset : {0, 3}) {
+      std::span<const std::byte> s(buf.data() + offset, n);
+      ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << "length " << n << " offset " << offset;
+      ASSERT_EQ(Crc32c(s, 0x12345678u), Crc32cPortable(s, 0x12345678u)) << "seeded, length " << n;
+    }
+  }
+}
+
 TEST(Crc32c, IncrementalEqualsWhole) {
   auto whole = Crc32c(Bytes("The quick brown fox jumps over the lazy dog"));
   auto part = Crc32c(Bytes(" jumps over the lazy dog"), Crc32c(Bytes("The quick brown fox")));
