@@ -1,7 +1,8 @@
 // Lockstep transport vs raw ZeroMQ, same socket type (PAIR), same high-water marks, same
-// transports (inproc, ipc, tcp on loopback), same message sizes. Both sides allocate a fresh,
-// uninitialized buffer per message and hand it over without copying; Lockstep adds the
-// Cap'n Proto header frame and CRC32C on both ends.
+// transports (inproc, ipc, tcp on loopback), same message sizes. Both senders take a buffer from
+// a pool, fill it (the producer's work) and hand it to ZeroMQ without copying; it returns to the
+// pool when the receiver drops it. Lockstep adds the Cap'n Proto header frame, CRC32C on both
+// ends and the schedule checks on receive.
 //
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,6 +25,48 @@ namespace lockstep::transport {
 namespace {
 
 constexpr Millis kWait{10000};
+
+// Tensor buffers are recycled, as a worker recycles its activation buffers: fresh multi-MiB
+// allocations would make both sides measure the kernel's page faults instead of the transport.
+class BufferPool {
+ public:
+  // Starts with enough touched buffers for everything the link can hold in flight.
+  explicit BufferPool(size_t bytes) : bytes_(bytes) {
+    for (int i = 0; i < 24; ++i) {
+      free_.push_back(new std::byte[bytes]);
+      std::memset(free_.back(), 0, bytes);
+    }
+  }
+  std::byte* Get() {
+    std::lock_guard lock(mu_);
+    if (free_.empty()) return new std::byte[bytes_];
+    std::byte* b = free_.back();
+    free_.pop_back();
+    return b;
+  }
+  void Put(std::byte* b) {
+    std::lock_guard lock(mu_);
+    free_.push_back(b);
+  }
+  ~BufferPool() {
+    for (std::byte* b : free_) delete[] b;
+  }
+
+ private:
+  size_t bytes_;
+  std::mutex mu_;
+  std::vector<std::byte*> free_;
+};
+
+class PooledOwner : public Payload::Owner {
+ public:
+  PooledOwner(BufferPool& pool, std::byte* data) : pool_(pool), data_(data) {}
+  ~PooledOwner() override { pool_.Put(data_); }
+
+ private:
+  BufferPool& pool_;
+  std::byte* data_;
+};
 const char* const kBackends[] = {"inproc", "ipc", "tcp"};
 std::atomic<int> g_run{0};
 
@@ -37,7 +81,7 @@ struct LockstepLink {
   explicit LockstepLink(const std::string& backend) {
     TransportOptions o;
     o.backend = backend;
-    o.queue_capacity = 16;
+    o.queue_capacity = 4;
     dir = "/tmp/lsbench-" + std::to_string(getpid());
     std::filesystem::create_directories(dir);
     o.ipc_dir = dir;
@@ -58,12 +102,14 @@ struct LockstepLink {
   }
 };
 
-Message Msg(int64_t step, size_t bytes) {
+Message Msg(int64_t step, size_t bytes, BufferPool& pool) {
   Message m;
   m.header.step = step;
   m.header.dtype = Dtype::kInt8;
   m.header.shape = {static_cast<int64_t>(bytes)};
-  m.payload = Payload::Uninitialized(bytes);
+  std::byte* data = pool.Get();
+  std::memset(data, static_cast<int>(step & 0xFF), bytes);  // the producer's work
+  m.payload = Payload(data, bytes, std::make_unique<PooledOwner>(pool, data));
   return m;
 }
 
@@ -76,9 +122,10 @@ Expect Step(int64_t step) {
 void LockstepThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   LockstepLink link(backend);
+  BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread sender([&] {
-    for (int64_t i = 0; i < n; ++i) link.a->Send(Msg(i, bytes), kWait);
+    for (int64_t i = 0; i < n; ++i) link.a->Send(Msg(i, bytes, pool), kWait);
   });
   int64_t i = 0;
   for (auto _ : state) benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
@@ -89,13 +136,14 @@ void LockstepThroughput(benchmark::State& state, const char* backend) {
 void LockstepLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   LockstepLink link(backend);
+  BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
     for (int64_t i = 0; i < n; ++i) link.b->Send(link.b->Receive(Step(i), kWait), kWait);
   });
   int64_t i = 0;
   for (auto _ : state) {
-    link.a->Send(Msg(i, bytes), kWait);
+    link.a->Send(Msg(i, bytes, pool), kWait);
     benchmark::DoNotOptimize(link.a->Receive(Step(i), kWait));
     ++i;
   }
@@ -114,7 +162,7 @@ struct RawLink {
   std::string dir;
 
   explicit RawLink(const std::string& backend) {
-    const int hwm = 2 * 16 + 2;  // as the Lockstep endpoints
+    const int hwm = 2 * 4 + 2;  // as the Lockstep endpoints (queue_capacity 4)
     for (void* s : {a, b}) {
       zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
       zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
@@ -142,9 +190,15 @@ struct RawLink {
   }
 };
 
-void RawSend(void* socket, size_t bytes) {
+void PutBack(void* data, void* pool) {
+  static_cast<BufferPool*>(pool)->Put(static_cast<std::byte*>(data));
+}
+
+void RawSend(void* socket, size_t bytes, int64_t i, BufferPool& pool) {
   zmq_msg_t m;
-  zmq_msg_init_size(&m, bytes);
+  std::byte* data = pool.Get();
+  std::memset(data, static_cast<int>(i & 0xFF), bytes);  // the producer's work
+  zmq_msg_init_data(&m, data, bytes, PutBack, &pool);
   if (zmq_msg_send(&m, socket, 0) < 0) std::abort();
 }
 
@@ -160,9 +214,10 @@ size_t RawReceive(void* socket) {
 void RawThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
+  BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread sender([&] {
-    for (int64_t i = 0; i < n; ++i) RawSend(link.b, bytes);
+    for (int64_t i = 0; i < n; ++i) RawSend(link.b, bytes, i, pool);
   });
   for (auto _ : state) benchmark::DoNotOptimize(RawReceive(link.a));
   sender.join();
@@ -172,6 +227,7 @@ void RawThroughput(benchmark::State& state, const char* backend) {
 void RawLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
+  BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
     for (int64_t i = 0; i < n; ++i) {
@@ -180,8 +236,9 @@ void RawLatency(benchmark::State& state, const char* backend) {
       if (zmq_msg_recv(&m, link.b, 0) < 0 || zmq_msg_send(&m, link.b, 0) < 0) std::abort();
     }
   });
+  int64_t i = 0;
   for (auto _ : state) {
-    RawSend(link.a, bytes);
+    RawSend(link.a, bytes, i++, pool);
     benchmark::DoNotOptimize(RawReceive(link.a));
   }
   echo.join();

@@ -41,7 +41,7 @@ TEST_P(Conformance, DeliversInOrderBothDirectionsWithEveryHeaderField) {
   // Chip b answers each message; chip a keeps two messages ahead of the answers, so both
   // directions are busy at once without exceeding the buffers.
   std::string failure;
-  std::thread back([&] {
+  auto back = std::async(std::launch::async, [&] {
     try {
       for (int i = 0; i < kCount; ++i) {
         Message m = p.b->Receive(Want(i, i), kWait);
@@ -69,7 +69,7 @@ TEST_P(Conformance, DeliversInOrderBothDirectionsWithEveryHeaderField) {
   }
   receive_answer(kCount - 2);
   receive_answer(kCount - 1);
-  back.join();
+  back.get();
   EXPECT_EQ(failure, "");
   EXPECT_EQ(p.a->sent(), static_cast<uint64_t>(kCount));
   EXPECT_EQ(p.a->received(), static_cast<uint64_t>(kCount));
@@ -78,7 +78,7 @@ TEST_P(Conformance, DeliversInOrderBothDirectionsWithEveryHeaderField) {
 TEST_P(Conformance, Carries64MiBTensorIntact) {
   Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
   constexpr size_t kBytes = size_t{64} << 20;
-  std::thread sender([&] {
+  auto sender = std::async(std::launch::async, [&] {
     p.a->Send(Tensor(7, 3, kBytes, 99), kWait);
     p.a->Send(Tensor(8, 3, 16, 98), kWait);
   });
@@ -86,7 +86,7 @@ TEST_P(Conformance, Carries64MiBTensorIntact) {
   EXPECT_EQ(big.payload.size(), kBytes);
   EXPECT_TRUE(HasPattern(big.payload, 99));
   EXPECT_TRUE(HasPattern(p.b->Receive(Want(8, 3), kWait).payload, 98));
-  sender.join();
+  sender.get();
 }
 
 TEST_P(Conformance, ManyLinksFullyConnectedChips) {
@@ -97,10 +97,10 @@ TEST_P(Conformance, ManyLinksFullyConnectedChips) {
   for (uint32_t i = 0; i < kChips; ++i) {
     for (uint32_t j = i + 1; j < kChips; ++j) all.push_back(Link(i, j, j, i));
   }
-  std::vector<std::thread> chips;
+  std::vector<std::future<void>> chips;
   std::vector<std::string> failures(kChips);
   for (uint32_t c = 0; c < kChips; ++c) {
-    chips.emplace_back([&, c] {
+    chips.push_back(std::async(std::launch::async, [&, c] {
       try {
         std::vector<LinkSpec> mine;
         for (const LinkSpec& l : all) {
@@ -125,9 +125,9 @@ TEST_P(Conformance, ManyLinksFullyConnectedChips) {
       } catch (const std::exception& ex) {
         failures[c] = ex.what();
       }
-    });
+    }));
   }
-  for (auto& t : chips) t.join();
+  for (auto& t : chips) t.get();
   for (uint32_t c = 0; c < kChips; ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
 }
 
@@ -136,10 +136,10 @@ TEST_P(Conformance, InterleavedSendsAcrossLinksAndDirections) {
   // (ping-pong) on the same link: both directions are interleaved with each other.
   std::vector<LinkSpec> links = {Link(0, 0, 1, 0), Link(0, 1, 2, 0), Link(0, 2, 3, 0)};
   constexpr int kRounds = 10;
-  std::vector<std::thread> peers;
+  std::vector<std::future<void>> peers;
   std::vector<std::string> failures(4);
   for (uint32_t c = 1; c <= 3; ++c) {
-    peers.emplace_back([&, c] {
+    peers.push_back(std::async(std::launch::async, [&, c] {
       try {
         auto e = transport_->Open(links[c - 1], {c, 0}, kWait);
         for (int r = 0; r < kRounds; ++r) {
@@ -150,7 +150,7 @@ TEST_P(Conformance, InterleavedSendsAcrossLinksAndDirections) {
       } catch (const std::exception& ex) {
         failures[c] = ex.what();
       }
-    });
+    }));
   }
   auto eps = transport_->OpenChip(0, links, kWait);
   for (int r = 0; r < kRounds; ++r) {
@@ -162,7 +162,7 @@ TEST_P(Conformance, InterleavedSendsAcrossLinksAndDirections) {
       EXPECT_TRUE(HasPattern(m.payload, r * 7 + c));
     }
   }
-  for (auto& t : peers) t.join();
+  for (auto& t : peers) t.get();
   for (const auto& f : failures) EXPECT_EQ(f, "");
 }
 
@@ -191,7 +191,7 @@ TEST_P(Conformance, SlowReceiverAppliesBackPressureAndLosesNothing) {
 TEST_P(Conformance, ShutdownMidStreamDeliversEverythingThenReportsClose) {
   Pair p = OpenPair(*transport_, Link(2, 5, 9, 1));
   // The sender closes while messages are still in flight; the receiver gets all of them.
-  std::thread sender([&] {
+  auto sender = std::async(std::launch::async, [&] {
     for (int i = 0; i < 10; ++i) p.a->Send(Tensor(i, 4, 4096, i), kWait);
     p.a->Close(kWait);
   });
@@ -201,7 +201,7 @@ TEST_P(Conformance, ShutdownMidStreamDeliversEverythingThenReportsClose) {
   ExpectError([&] { p.b->Receive(Want(10, 4), kWait); }, ErrorCode::kDisconnected,
               {"link chip 2:5 <-> chip 9:1", "expecting step 10", "peer chip 2:5 closed the link",
                "after 10 messages"});
-  sender.join();
+  sender.get();
   ExpectError([&] { p.a->Send(Tensor(10, 4, 8, 0), kWait); }, ErrorCode::kDisconnected,
               {"link chip 2:5 <-> chip 9:1", "closed"});
 }

@@ -7,6 +7,17 @@
 #include "lockstep/transport/frame.h"
 
 namespace lockstep::transport {
+namespace {
+
+// Error messages are built only when something fails: the happy path must not pay for strings.
+// Re-throws `e` (whose message starts with `name`) with `context` in place of the name.
+[[noreturn]] void Rethrow(const Error& e, const std::string& name, const std::string& context) {
+  std::string what = e.what();
+  if (what.rfind(name, 0) == 0) what = what.substr(name.size() + 2);
+  throw Error(e.code(), context + ": " + what);
+}
+
+}  // namespace
 
 Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes)
     : link_(link),
@@ -16,15 +27,20 @@ Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes)
       max_payload_bytes_(max_payload_bytes) {}
 
 void Endpoint::Send(Message message, Millis timeout) {
-  const std::string context = name_ + ": send step " + std::to_string(message.header.step);
-  if (closed_) throw Error(ErrorCode::kDisconnected, context + ": endpoint already closed");
-  uint64_t bytes = ShapeBytes(message.header.shape, message.header.dtype, context);
+  auto context = [&] { return name_ + ": send step " + std::to_string(message.header.step); };
+  if (closed_) throw Error(ErrorCode::kDisconnected, context() + ": endpoint already closed");
+  uint64_t bytes = 0;
+  try {
+    bytes = ShapeBytes(message.header.shape, message.header.dtype, name_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
   if (bytes != message.payload.size()) {
-    throw InvalidInput(context + ": payload has " + std::to_string(message.payload.size()) +
+    throw InvalidInput(context() + ": payload has " + std::to_string(message.payload.size()) +
                        " bytes, shape and dtype need " + std::to_string(bytes));
   }
   if (bytes > max_payload_bytes_) {
-    throw InvalidInput(context + ": payload of " + std::to_string(bytes) +
+    throw InvalidInput(context() + ": payload of " + std::to_string(bytes) +
                        " bytes exceeds max_payload_bytes " + std::to_string(max_payload_bytes_));
   }
   FrameHeader header;
@@ -44,12 +60,14 @@ void Endpoint::Send(Message message, Millis timeout) {
 }
 
 Message Endpoint::Receive(const Expect& expect, Millis timeout) {
-  const std::string want = "step " + std::to_string(expect.step) + " (tensor " +
-                           std::to_string(expect.tensor_id) + ", sequence " +
-                           std::to_string(next_receive_sequence_) + ")";
-  const std::string context = name_ + ": at " + ToString(local_) + " expecting " + want;
+  const uint64_t sequence = next_receive_sequence_;
+  auto context = [&] {
+    return name_ + ": at " + ToString(local_) + " expecting step " + std::to_string(expect.step) +
+           " (tensor " + std::to_string(expect.tensor_id) + ", sequence " +
+           std::to_string(sequence) + ")";
+  };
   if (peer_closed_) {
-    throw Error(ErrorCode::kDisconnected, context + ": peer " + ToString(remote_) +
+    throw Error(ErrorCode::kDisconnected, context() + ": peer " + ToString(remote_) +
                                               " closed the link after " +
                                               std::to_string(next_receive_sequence_) + " messages");
   }
@@ -57,50 +75,57 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
   try {
     frame = ReceiveFrame(timeout);
   } catch (const Error& e) {
-    // Backend errors start with the link name; say what was expected, too.
-    std::string what = e.what();
-    if (what.rfind(name_, 0) == 0) what = what.substr(name_.size() + 2);
-    throw Error(e.code(), context + ": " + what);
+    Rethrow(e, name_, context());
   }
   if (!frame) {
-    throw Error(ErrorCode::kUnavailable, context + ": nothing received from " + ToString(remote_) +
-                                             " within " + std::to_string(timeout.count()) + " ms");
+    throw Error(ErrorCode::kUnavailable, context() + ": nothing received from " +
+                                             ToString(remote_) + " within " +
+                                             std::to_string(timeout.count()) + " ms");
   }
-  FrameHeader header = DecodeFrameHeader(frame->header, context, max_payload_bytes_);
+  FrameHeader header;
+  try {
+    header = DecodeFrameHeader(frame->header, name_, max_payload_bytes_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
   MessageHeader& m = header.message;
   if (m.src != remote_ || m.dst != local_) {
-    throw Error(ErrorCode::kProtocol, context + ": received a frame addressed " + ToString(m.src) +
-                                          " -> " + ToString(m.dst));
+    throw Error(ErrorCode::kProtocol, context() + ": received a frame addressed " +
+                                          ToString(m.src) + " -> " + ToString(m.dst));
   }
   if (header.kind == FrameKind::kClose) {
     peer_closed_ = true;
-    throw Error(ErrorCode::kDisconnected, context + ": peer " + ToString(remote_) +
+    throw Error(ErrorCode::kDisconnected, context() + ": peer " + ToString(remote_) +
                                               " closed the link after " +
                                               std::to_string(next_receive_sequence_) + " messages");
   }
   if (header.kind != FrameKind::kData) {
-    throw Error(ErrorCode::kProtocol, context + ": unexpected control frame");
+    throw Error(ErrorCode::kProtocol, context() + ": unexpected control frame");
   }
-  CheckPayload(header, frame->payload.bytes(), context);
+  try {
+    CheckPayload(header, frame->payload.bytes(), name_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
   const std::string got = "step " + std::to_string(m.step) + " (tensor " +
                           std::to_string(m.tensor_id) + ", sequence " + std::to_string(m.sequence) +
                           ")";
   if (m.sequence != next_receive_sequence_) {
     throw Error(ErrorCode::kProtocol,
-                context + ", received " + got +
+                context() + ", received " + got +
                     (m.sequence > next_receive_sequence_ ? ": a message was lost"
                                                          : ": a message was repeated"));
   }
   ++next_receive_sequence_;
   if (m.schedule_id != expect.schedule_id || m.step != expect.step ||
       m.tensor_id != expect.tensor_id) {
-    throw Error(ErrorCode::kProtocol, context + ", received " + got + " of schedule " +
+    throw Error(ErrorCode::kProtocol, context() + ", received " + got + " of schedule " +
                                           std::to_string(m.schedule_id) +
                                           ": not what the schedule says comes next");
   }
   if (expect.deadline_ns >= 0 && frame->arrival_time_ns > expect.deadline_ns) {
     throw Error(ErrorCode::kProtocol,
-                context + ": arrived at " + std::to_string(frame->arrival_time_ns) +
+                context() + ": arrived at " + std::to_string(frame->arrival_time_ns) +
                     " ns, after the planned " + std::to_string(expect.deadline_ns) + " ns");
   }
   Message out;

@@ -118,18 +118,18 @@ TEST_P(Faults, DelayMakesTheMessageLate) {
   fo.delay_ns = 50'000;
   fo.delay_real = Millis(150);
   auto faulty = InjectFaults(std::move(sender_), fo);
-  std::thread sender([&] { faulty->Send(Tensor(0, 0, 1000, 0), kWait); });
+  auto sender = std::async(std::launch::async, [&] { faulty->Send(Tensor(0, 0, 1000, 0), kWait); });
   Expect e = Want(0, 0);
   if (GetParam() == "sim") {
     // Planned: 1000 B at 1 B/ns + 100 ns latency = 1100 ns; the fault adds 50 us.
-    sender.join();
+    sender.get();
     e.deadline_ns = 1100;
     ExpectError([&] { receiver_->Receive(e, kWait); }, ErrorCode::kProtocol,
                 {"expecting step 0", "arrived at 51100 ns, after the planned 1100 ns"});
   } else {
     ExpectError([&] { receiver_->Receive(e, Millis(20)); }, ErrorCode::kUnavailable,
                 {"expecting step 0", "nothing received from chip 0:2 within 20 ms"});
-    sender.join();
+    sender.get();
     EXPECT_TRUE(HasPattern(receiver_->Receive(e, kWait).payload, 0));
   }
 }

@@ -92,16 +92,21 @@ class ZmqEndpoint : public Endpoint {
 
   std::optional<RawFrame> ReceiveFrame(Millis timeout) override {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
-    zmq_pollitem_t item{socket_, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, static_cast<long>(timeout.count()));
-    if (n < 0) throw Error(ErrorCode::kDisconnected, name() + ": poll failed: " + ZmqError());
-    if (n == 0) return std::nullopt;
     RawFrame frame;
     zmq_msg_t header;
     zmq_msg_init(&header);
+    // Take a queued message without a poll system call; wait only when there is none.
     if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&header);
-      return std::nullopt;
+      zmq_pollitem_t item{socket_, 0, ZMQ_POLLIN, 0};
+      int n = zmq_poll(&item, 1, static_cast<long>(timeout.count()));
+      if (n < 0) {
+        zmq_msg_close(&header);
+        throw Error(ErrorCode::kDisconnected, name() + ": poll failed: " + ZmqError());
+      }
+      if (n == 0 || zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&header);
+        return std::nullopt;
+      }
     }
     auto* h = static_cast<const std::byte*>(zmq_msg_data(&header));
     // Cap the copy: an oversized header is rejected by the decoder from its size alone.
