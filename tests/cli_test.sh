@@ -181,4 +181,15 @@ expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,x
 expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --prompt 1
 expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,999
 grep -q "token 999 is outside the vocabulary" err.txt || fail "bad token message"
+# keys generate: Z85 key files, secret owner-only, no silent overwrite, --json.
+keydir=$(mktemp -d)
+expect_exit 0 "$LOCKSTEP" keys generate -o "$keydir/k" --json
+grep -q '"public_key"' out.txt || fail "keys generate --json prints public_key"
+[ "$(stat -c %a "$keydir/k/lockstep.secret")" = 600 ] || fail "secret key file mode is not 0600"
+[ "$(head -c 40 "$keydir/k/lockstep.public" | wc -c)" = 40 ] || fail "public key file"
+expect_exit 1 "$LOCKSTEP" keys generate -o "$keydir/k"
+grep -q "already exists" err.txt || fail "keys generate refuses to overwrite"
+expect_exit 0 "$LOCKSTEP" keys generate -o "$keydir/k" --force
+expect_exit 2 "$LOCKSTEP" keys generate
+rm -rf "$keydir"
 echo "cli_test: all passed"

@@ -70,5 +70,6 @@ Subcommand TopoRouteSubcommand();
 Subcommand TopoHostSubcommand();  // topo_host.cc
 CommandGroup WeightsCommand();
 CommandGroup RunCommand();
+CommandGroup KeysCommand();
 
 }  // namespace lockstep::cli

@@ -1,0 +1,23 @@
+// CRC32C (Castagnoli polynomial 0x1EDC6F41, reflected; init and final xor 0xFFFFFFFF), the
+// checksum every transport payload carries in its frame header. Pure functions, thread-safe.
+// On x86-64 CPUs with SSE4.2 the hardware instruction is used (checked once at run time);
+// otherwise a slicing-by-8 table. Both give bit-identical results.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace lockstep::transport {
+
+// CRC32C of `data`. To checksum a buffer in pieces pass the previous result as `crc`:
+// Crc32c(b, Crc32c(a)) == Crc32c(a ++ b).
+uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc = 0);
+
+// The slicing-by-8 table implementation, always (tests compare it with the hardware path).
+uint32_t Crc32cPortable(std::span<const std::byte> data, uint32_t crc = 0);
+
+// True when Crc32c uses the SSE4.2 crc32 instruction on this CPU.
+bool Crc32cHardwareAvailable();
+
+}  // namespace lockstep::transport

@@ -1,0 +1,49 @@
+// Encoding and checking of the two-frame wire format documented in proto/frame.capnp: a Cap'n
+// Proto header frame and a raw payload frame. The decoder is the transport's trust boundary:
+// whatever bytes arrive, it either returns a well-formed header or throws lockstep::Error
+// (kProtocol) whose message starts with the caller's `context` (link and step) — never a crash,
+// never an allocation driven by the peer beyond kMaxHeaderBytes. Pure functions, thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lockstep/transport/message.h"
+
+namespace lockstep::transport {
+
+inline constexpr uint16_t kWireVersion = 1;
+inline constexpr size_t kMaxHeaderBytes = 4096;
+inline constexpr size_t kMaxShapeRank = 8;
+
+enum class FrameKind : uint8_t { kData = 0, kHello = 1, kClose = 2 };
+
+struct FrameHeader {
+  FrameKind kind = FrameKind::kData;
+  MessageHeader message;
+  uint64_t payload_length = 0;
+  uint32_t payload_crc32c = 0;
+};
+
+// Serializes `header` (a few hundred bytes at most).
+std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header);
+
+// Parses and validates a header frame: size, Cap'n Proto structure, version, kind, dtype, shape
+// (rank, non-negative dims) and that product(shape) * DtypeBytes(dtype) == payload_length <=
+// max_payload_bytes. Throws Error(kProtocol) "<context>: garbled frame header: <why>".
+FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
+                              uint64_t max_payload_bytes);
+
+// Checks a payload frame against its decoded header: length, then CRC32C. Throws
+// Error(kProtocol) "<context>: ..." naming the step on mismatch.
+void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
+                  const std::string& context);
+
+// Number of payload bytes `shape` and `dtype` describe; throws InvalidInput naming `context` on a
+// negative dimension, too many dimensions, or overflow.
+uint64_t ShapeBytes(const std::vector<int64_t>& shape, Dtype dtype, const std::string& context);
+
+}  // namespace lockstep::transport

@@ -1,0 +1,90 @@
+// A `Transport` opens the endpoints of a chip's direct links on one backend. Callers (workers,
+// the coordinator, tests) only see `Transport` and `Endpoint`; the backend is chosen by name:
+//
+//   sim     in-process links in virtual time: each link direction moves one transfer at a time;
+//           a message issued at send_time_ns starts when the direction is free, takes
+//           ceil(bytes * 1e9 / bytes_per_second) ns and arrives latency_ns later. Deterministic.
+//   inproc  ZeroMQ inproc sockets: chips are threads of one process sharing this Transport.
+//   ipc     ZeroMQ ipc sockets: chips are processes on one host; socket files in `ipc_dir`.
+//   tcp     ZeroMQ tcp sockets between hosts, optionally CURVE-encrypted and authenticated.
+//
+// The socket graph equals the link graph: one ZeroMQ PAIR socket per link end, opened only
+// between the two directly linked chips. The lower (chip, port) end binds, the other connects.
+// `OpenChip` returns when every peer has answered a hello frame naming the expected ends, or
+// throws naming the first peer that did not ("link chip 3:7 <-> chip 12:7: peer chip 12 did not
+// connect within 5000 ms").
+//
+// Thread-safety: OpenChip may be called concurrently from several threads (one per chip, which
+// is how the sim and inproc backends are used). A Transport must outlive its endpoints.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockstep/transport/endpoint.h"
+
+namespace lockstep::transport {
+
+// CURVE keys for the tcp backend (Z85 text, 40 characters each); see `lockstep keys generate`.
+struct CurveOptions {
+  bool enabled = false;
+  std::string public_key;  // this process's key pair
+  std::string secret_key;
+  // The public keys of the chips it may link to: the connecting end uses the binding peer's key
+  // as server key; the binding end accepts only clients whose key is in this map.
+  std::map<uint32_t, std::string> peer_public_keys;
+};
+
+struct TransportOptions {
+  std::string backend = "sim";  // sim, inproc, ipc, tcp
+  // Per link direction, Send never blocks while fewer than queue_capacity messages are unreceived
+  // (>= 1). sim blocks exactly there; the ZeroMQ backends may hold up to about twice as many,
+  // plus what the OS socket buffers take for ipc/tcp. Either way memory stays bounded.
+  int queue_capacity = 16;
+  // Largest accepted payload; larger frames are refused by sender and receiver (256 MiB).
+  uint64_t max_payload_bytes = uint64_t{256} << 20;
+  // ipc: directory holding the socket files (path length <= 100 characters in total).
+  std::string ipc_dir = "/tmp";
+  // tcp: host (name or IP) of each chip; chips not listed are on 127.0.0.1.
+  std::map<uint32_t, std::string> tcp_hosts;
+  // tcp: the binding end of a link listens on tcp_base_port + chip * 16 + port (ports < 16).
+  int tcp_base_port = 27000;
+  CurveOptions curve;
+  // Receives warnings (e.g. a refused peer); empty: dropped. Called from a backend thread.
+  std::function<void(std::string_view)> log;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Opens `chip`'s end of each of `links` (each link must have `chip` at exactly one end) and
+  // waits up to `connect_timeout` for all peers. Endpoints are returned in the order of `links`.
+  virtual std::vector<std::unique_ptr<Endpoint>> OpenChip(uint32_t chip,
+                                                          const std::vector<LinkSpec>& links,
+                                                          Millis connect_timeout) = 0;
+
+  // One link end; shorthand for OpenChip with one link.
+  std::unique_ptr<Endpoint> Open(const LinkSpec& link, PortRef local, Millis connect_timeout);
+
+  const TransportOptions& options() const { return options_; }
+
+ protected:
+  explicit Transport(TransportOptions options) : options_(std::move(options)) {}
+
+ private:
+  TransportOptions options_;
+};
+
+// Creates a transport; InvalidInput for an unknown backend or bad options.
+std::unique_ptr<Transport> CreateTransport(const TransportOptions& options);
+
+// The backend names CreateTransport accepts.
+std::vector<std::string> TransportBackends();
+
+}  // namespace lockstep::transport

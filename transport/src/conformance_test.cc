@@ -1,0 +1,271 @@
+// The one conformance suite every transport backend runs (STYLE.md rule 10): ordering, large
+// tensors, many links, interleaving, back-pressure, shutdown, corruption and wrong-step
+// detection. Chips are threads here; fork_test.cc runs ipc across real processes.
+#include <thread>
+
+#include "lockstep/transport/crc32c.h"
+#include "lockstep/transport/frame.h"
+#include "test_util.h"
+
+namespace lockstep::transport {
+namespace {
+
+using namespace testing;
+
+class Conformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    options_ = OptionsFor(GetParam());
+    transport_ = CreateTransport(options_);
+  }
+  void TearDown() override {
+    if (GetParam() == "ipc") std::filesystem::remove_all(options_.ipc_dir);
+  }
+  static LinkSpec Link(uint32_t ca, uint32_t pa, uint32_t cb, uint32_t pb) {
+    LinkSpec l;
+    l.a = {ca, pa};
+    l.b = {cb, pb};
+    l.latency_ns = 500;
+    l.bytes_per_second = 1'000'000'000;
+    return l;
+  }
+
+  TransportOptions options_;
+  std::unique_ptr<Transport> transport_;
+};
+
+TEST_P(Conformance, DeliversInOrderBothDirectionsWithEveryHeaderField) {
+  LinkSpec link = Link(0, 1, 1, 0);
+  Pair p = OpenPair(*transport_, link);
+  constexpr int kCount = 40;
+  // Chip b answers each message; chip a keeps two messages ahead of the answers, so both
+  // directions are busy at once without exceeding the buffers.
+  std::string failure;
+  auto back = std::async(std::launch::async, [&] {
+    try {
+      for (int i = 0; i < kCount; ++i) {
+        Message m = p.b->Receive(Want(i, i), kWait);
+        EXPECT_EQ(m.header.src, link.a);
+        EXPECT_EQ(m.header.dst, link.b);
+        EXPECT_EQ(m.header.sequence, static_cast<uint64_t>(i));
+        EXPECT_EQ(m.header.token_index, i);
+        EXPECT_EQ(m.header.dtype, Dtype::kInt8);
+        EXPECT_EQ(m.header.shape, (std::vector<int64_t>{64 + i * 13}));
+        EXPECT_TRUE(HasPattern(m.payload, 1000 + i)) << "message " << i;
+        p.b->Send(Tensor(i, 100 + i, 1000 + i * 97, i), kWait);
+      }
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  auto receive_answer = [&](int i) {
+    Message m = p.a->Receive(Want(i, 100 + i), kWait);
+    ASSERT_EQ(m.payload.size(), static_cast<size_t>(1000 + i * 97));
+    ASSERT_TRUE(HasPattern(m.payload, i));
+  };
+  for (int i = 0; i < kCount; ++i) {
+    p.a->Send(Tensor(i, i, 64 + i * 13, 1000 + i), kWait);
+    if (i >= 2) receive_answer(i - 2);
+  }
+  receive_answer(kCount - 2);
+  receive_answer(kCount - 1);
+  back.get();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(p.a->sent(), static_cast<uint64_t>(kCount));
+  EXPECT_EQ(p.a->received(), static_cast<uint64_t>(kCount));
+}
+
+TEST_P(Conformance, Carries64MiBTensorIntact) {
+  Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
+  constexpr size_t kBytes = size_t{64} << 20;
+  auto sender = std::async(std::launch::async, [&] {
+    p.a->Send(Tensor(7, 3, kBytes, 99), kWait);
+    p.a->Send(Tensor(8, 3, 16, 98), kWait);
+  });
+  Message big = p.b->Receive(Want(7, 3), Millis(20000));
+  EXPECT_EQ(big.payload.size(), kBytes);
+  EXPECT_TRUE(HasPattern(big.payload, 99));
+  EXPECT_TRUE(HasPattern(p.b->Receive(Want(8, 3), kWait).payload, 98));
+  sender.get();
+}
+
+TEST_P(Conformance, ManyLinksFullyConnectedChips) {
+  constexpr uint32_t kChips = 5;
+  constexpr int kPerLink = 3;  // below queue_capacity: all chips send before receiving
+  // Chip c uses port p for peer p (p != c), as in a fully connected node.
+  std::vector<LinkSpec> all;
+  for (uint32_t i = 0; i < kChips; ++i) {
+    for (uint32_t j = i + 1; j < kChips; ++j) all.push_back(Link(i, j, j, i));
+  }
+  std::vector<std::future<void>> chips;
+  std::vector<std::string> failures(kChips);
+  for (uint32_t c = 0; c < kChips; ++c) {
+    chips.push_back(std::async(std::launch::async, [&, c] {
+      try {
+        std::vector<LinkSpec> mine;
+        for (const LinkSpec& l : all) {
+          if (l.a.chip == c || l.b.chip == c) mine.push_back(l);
+        }
+        auto eps = transport_->OpenChip(c, mine, kWait);
+        // Steps encode (sender, receiver, k) so a misrouted message cannot pass.
+        for (int k = 0; k < kPerLink; ++k) {
+          for (auto& e : eps) {
+            int64_t step = (e->local().chip * 100 + e->remote().chip) * 100 + k;
+            e->Send(Tensor(step, k, 256 + k, step), kWait);
+          }
+        }
+        for (auto& e : eps) {
+          for (int k = 0; k < kPerLink; ++k) {
+            int64_t step = (e->remote().chip * 100 + e->local().chip) * 100 + k;
+            Message m = e->Receive(Want(step, k), kWait);
+            if (!HasPattern(m.payload, step)) throw std::runtime_error("payload corrupted");
+          }
+        }
+        for (auto& e : eps) e->Close(kWait);
+      } catch (const std::exception& ex) {
+        failures[c] = ex.what();
+      }
+    }));
+  }
+  for (auto& t : chips) t.get();
+  for (uint32_t c = 0; c < kChips; ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
+}
+
+TEST_P(Conformance, InterleavedSendsAcrossLinksAndDirections) {
+  // Chip 0 alternates sends on three links while each peer answers every message it receives
+  // (ping-pong) on the same link: both directions are interleaved with each other.
+  std::vector<LinkSpec> links = {Link(0, 0, 1, 0), Link(0, 1, 2, 0), Link(0, 2, 3, 0)};
+  constexpr int kRounds = 10;
+  std::vector<std::future<void>> peers;
+  std::vector<std::string> failures(4);
+  for (uint32_t c = 1; c <= 3; ++c) {
+    peers.push_back(std::async(std::launch::async, [&, c] {
+      try {
+        auto e = transport_->Open(links[c - 1], {c, 0}, kWait);
+        for (int r = 0; r < kRounds; ++r) {
+          Message m = e->Receive(Want(r * 3 + c - 1, c), kWait);
+          if (!HasPattern(m.payload, r * 10 + c)) throw std::runtime_error("bad payload");
+          e->Send(Tensor(r, c, 100 + r, r * 7 + c), kWait);
+        }
+      } catch (const std::exception& ex) {
+        failures[c] = ex.what();
+      }
+    }));
+  }
+  auto eps = transport_->OpenChip(0, links, kWait);
+  for (int r = 0; r < kRounds; ++r) {
+    for (uint32_t c = 1; c <= 3; ++c) {
+      eps[c - 1]->Send(Tensor(r * 3 + c - 1, c, 500 + r, r * 10 + c), kWait);
+    }
+    for (uint32_t c = 1; c <= 3; ++c) {
+      Message m = eps[c - 1]->Receive(Want(r, c), kWait);
+      EXPECT_TRUE(HasPattern(m.payload, r * 7 + c));
+    }
+  }
+  for (auto& t : peers) t.get();
+  for (const auto& f : failures) EXPECT_EQ(f, "");
+}
+
+TEST_P(Conformance, SlowReceiverAppliesBackPressureAndLosesNothing) {
+  Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
+  constexpr size_t kBytes = 1 << 20;
+  int sent = 0;
+  // With nobody reading, the sender must block and time out after a bounded number of messages.
+  try {
+    for (; sent < 200; ++sent) p.a->Send(Tensor(sent, 0, kBytes, sent), Millis(200));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("link chip 0:0 <-> chip 1:0"), std::string::npos);
+  }
+  EXPECT_LT(sent, 200) << "sender never felt back-pressure";
+  EXPECT_GE(sent, 1);
+  for (int i = 0; i < sent; ++i) {
+    Message m = p.b->Receive(Want(i, 0), kWait);
+    ASSERT_TRUE(HasPattern(m.payload, i)) << i;
+  }
+  // Once drained, the link works again.
+  p.a->Send(Tensor(sent, 0, 8, 1), kWait);
+  EXPECT_EQ(p.b->Receive(Want(sent, 0), kWait).payload.size(), 8u);
+}
+
+TEST_P(Conformance, ShutdownMidStreamDeliversEverythingThenReportsClose) {
+  Pair p = OpenPair(*transport_, Link(2, 5, 9, 1));
+  // The sender closes while messages are still in flight; the receiver gets all of them.
+  auto sender = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 10; ++i) p.a->Send(Tensor(i, 4, 4096, i), kWait);
+    p.a->Close(kWait);
+  });
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(HasPattern(p.b->Receive(Want(i, 4), kWait).payload, i)) << i;
+  }
+  ExpectError([&] { p.b->Receive(Want(10, 4), kWait); }, ErrorCode::kDisconnected,
+              {"link chip 2:5 <-> chip 9:1", "expecting step 10", "peer chip 2:5 closed the link",
+               "after 10 messages"});
+  sender.get();
+  ExpectError([&] { p.a->Send(Tensor(10, 4, 8, 0), kWait); }, ErrorCode::kDisconnected,
+              {"link chip 2:5 <-> chip 9:1", "closed"});
+}
+
+TEST_P(Conformance, DetectsCorruptedPayloadNamingLinkAndStep) {
+  Pair p = OpenPair(*transport_, Link(0, 3, 1, 3));
+  // Build a correct frame at the raw layer, then flip one payload bit after the CRC was taken.
+  Message m = Tensor(12, 5, 1000, 3);
+  FrameHeader h;
+  h.message = m.header;
+  h.message.src = {0, 3};
+  h.message.dst = {1, 3};
+  h.payload_length = 1000;
+  h.payload_crc32c = Crc32c(m.payload.bytes());
+  m.payload.mutable_bytes()[500] ^= std::byte{0x10};
+  RawFrame frame;
+  frame.header = EncodeFrameHeader(h);
+  frame.payload = std::move(m.payload);
+  p.a->SendFrame(std::move(frame), kWait);
+  ExpectError([&] { p.b->Receive(Want(12, 5), kWait); }, ErrorCode::kProtocol,
+              {"link chip 0:3 <-> chip 1:3", "step 12", "CRC32C mismatch"});
+}
+
+TEST_P(Conformance, RejectsGarbledHeaderWithoutCrashing) {
+  Pair p = OpenPair(*transport_, Link(0, 3, 1, 3));
+  RawFrame frame;
+  frame.header.assign(40, std::byte{0xAB});
+  p.a->SendFrame(std::move(frame), kWait);
+  ExpectError([&] { p.b->Receive(Want(0, 0), kWait); }, ErrorCode::kProtocol,
+              {"link chip 0:3 <-> chip 1:3", "expecting step 0", "garbled frame header"});
+}
+
+TEST_P(Conformance, DetectsWrongStepNamingExpectedAndReceived) {
+  Pair p = OpenPair(*transport_, Link(4, 1, 6, 2));
+  p.a->Send(Tensor(5, 2, 32, 0), kWait);
+  ExpectError([&] { p.b->Receive(Want(4, 2), kWait); }, ErrorCode::kProtocol,
+              {"link chip 4:1 <-> chip 6:2", "expecting step 4", "received step 5"});
+}
+
+TEST_P(Conformance, RejectsPayloadThatDoesNotMatchShape) {
+  Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
+  Message m = Tensor(0, 0, 10, 0);
+  m.header.shape = {11};
+  ExpectError([&] { p.a->Send(std::move(m), kWait); }, ErrorCode::kInvalidInput,
+              {"link chip 0:0 <-> chip 1:0", "send step 0", "payload has 10 bytes"});
+}
+
+TEST_P(Conformance, NamesPeerThatNeverConnects) {
+  LinkSpec link = Link(3, 7, 12, 7);
+  for (PortRef local : {link.a, link.b}) {
+    ExpectError([&] { transport_->Open(link, local, Millis(150)); }, ErrorCode::kUnavailable,
+                {"link chip 3:7 <-> chip 12:7: peer chip " +
+                 std::to_string(local == link.a ? 12 : 3) + " did not connect within 150 ms"});
+  }
+}
+
+TEST_P(Conformance, ReceiveTimesOutWhenNothingComes) {
+  Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
+  ExpectError([&] { p.b->Receive(Want(3, 0), Millis(50)); }, ErrorCode::kUnavailable,
+              {"link chip 0:0 <-> chip 1:0", "expecting step 3", "nothing received from chip 0:0"});
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::Values("sim", "inproc", "ipc", "tcp"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
+}  // namespace lockstep::transport

@@ -1,0 +1,72 @@
+#include "lockstep/transport/crc32c.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string_view>
+#include <vector>
+
+namespace lockstep::transport {
+namespace {
+
+std::span<const std::byte> Bytes(std::string_view s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+TEST(Crc32c, KnownAnswers) {
+  EXPECT_EQ(Crc32c(Bytes("123456789")), 0xE3069283u);
+  EXPECT_EQ(Crc32cPortable(Bytes("123456789")), 0xE3069283u);
+  EXPECT_EQ(Crc32c(Bytes("")), 0u);
+  // RFC 3720 (iSCSI) B.4: 32 bytes of zeros, of 0xFF, and an ascending sequence.
+  std::vector<std::byte> zeros(32, std::byte{0});
+  std::vector<std::byte> ones(32, std::byte{0xFF});
+  std::vector<std::byte> ascending(32);
+  for (int i = 0; i < 32; ++i) ascending[i] = std::byte(i);
+  EXPECT_EQ(Crc32c(zeros), 0x8A9136AAu);
+  EXPECT_EQ(Crc32c(ones), 0x62A8AB43u);
+  EXPECT_EQ(Crc32c(ascending), 0x46DD794Eu);
+  EXPECT_EQ(Crc32cPortable(ascending), 0x46DD794Eu);
+}
+
+TEST(Crc32c, HardwareAndPortableAgreeAtEveryLengthAndAlignment) {
+  std::mt19937 rng(7);
+  std::vector<std::byte> buf(1100);
+  for (auto& b : buf) b = std::byte(rng() & 0xFF);
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t n = 0; n + offset <= buf.size(); n += 37) {
+      std::span<const std::byte> s(buf.data() + offset, n);
+      ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << "offset " << offset << " length " << n;
+    }
+  }
+}
+
+TEST(Crc32c, ThreeStripePathAgreesWithPortableAroundBlockBoundaries) {
+  std::mt19937 rng(11);
+  std::vector<std::byte> buf(5 * 3 * 4096 + 64);
+  for (auto& b : buf) b = std::byte(rng() & 0xFF);
+  for (size_t n : {size_t{3 * 4096 - 1}, size_t{3 * 4096}, size_t{3 * 4096 + 1},
+                   size_t{2 * 3 * 4096 + 7}, size_t{5 * 3 * 4096 + 3}}) {
+    for (size_t offset : {0, 3}) {
+      std::span<const std::byte> s(buf.data() + offset, n);
+      ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << "length " << n << " offset " << offset;
+      ASSERT_EQ(Crc32c(s, 0x12345678u), Crc32cPortable(s, 0x12345678u)) << "seeded, length " << n;
+    }
+  }
+}
+
+TEST(Crc32c, IncrementalEqualsWhole) {
+  auto whole = Crc32c(Bytes("The quick brown fox jumps over the lazy dog"));
+  auto part = Crc32c(Bytes(" jumps over the lazy dog"), Crc32c(Bytes("The quick brown fox")));
+  EXPECT_EQ(whole, part);
+  EXPECT_EQ(whole, 0x22620404u);
+}
+
+TEST(Crc32c, DetectsSingleBitFlip) {
+  std::vector<std::byte> data(4096, std::byte{0x5A});
+  uint32_t before = Crc32c(data);
+  data[1234] ^= std::byte{0x04};
+  EXPECT_NE(Crc32c(data), before);
+}
+
+}  // namespace
+}  // namespace lockstep::transport

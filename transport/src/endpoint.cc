@@ -1,0 +1,181 @@
+#include "lockstep/transport/endpoint.h"
+
+#include <utility>
+
+#include "lockstep/common/error.h"
+#include "lockstep/transport/crc32c.h"
+#include "lockstep/transport/frame.h"
+
+namespace lockstep::transport {
+namespace {
+
+// Error messages are built only when something fails: the happy path must not pay for strings.
+// Re-throws `e` (whose message starts with `name`) with `context` in place of the name.
+[[noreturn]] void Rethrow(const Error& e, const std::string& name, const std::string& context) {
+  std::string what = e.what();
+  if (what.rfind(name, 0) == 0) what = what.substr(name.size() + 2);
+  throw Error(e.code(), context + ": " + what);
+}
+
+}  // namespace
+
+Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes)
+    : link_(link),
+      local_(local),
+      remote_(local == link.a ? link.b : link.a),
+      name_(LinkName(link)),
+      max_payload_bytes_(max_payload_bytes) {}
+
+void Endpoint::Send(Message message, Millis timeout) {
+  auto context = [&] { return name_ + ": send step " + std::to_string(message.header.step); };
+  if (closed_) throw Error(ErrorCode::kDisconnected, context() + ": endpoint already closed");
+  uint64_t bytes = 0;
+  try {
+    bytes = ShapeBytes(message.header.shape, message.header.dtype, name_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
+  if (bytes != message.payload.size()) {
+    throw InvalidInput(context() + ": payload has " + std::to_string(message.payload.size()) +
+                       " bytes, shape and dtype need " + std::to_string(bytes));
+  }
+  if (bytes > max_payload_bytes_) {
+    throw InvalidInput(context() + ": payload of " + std::to_string(bytes) +
+                       " bytes exceeds max_payload_bytes " + std::to_string(max_payload_bytes_));
+  }
+  FrameHeader header;
+  header.kind = FrameKind::kData;
+  header.message = std::move(message.header);
+  header.message.src = local_;
+  header.message.dst = remote_;
+  header.message.sequence = next_send_sequence_;
+  header.payload_length = bytes;
+  header.payload_crc32c = Crc32c(message.payload.bytes());
+  RawFrame frame;
+  frame.header = EncodeFrameHeader(header);
+  frame.payload = std::move(message.payload);
+  frame.send_time_ns = header.message.send_time_ns;
+  SendFrame(std::move(frame), timeout);
+  ++next_send_sequence_;
+}
+
+Message Endpoint::Receive(const Expect& expect, Millis timeout) {
+  const uint64_t sequence = next_receive_sequence_;
+  auto context = [&] {
+    return name_ + ": at " + ToString(local_) + " expecting step " + std::to_string(expect.step) +
+           " (tensor " + std::to_string(expect.tensor_id) + ", sequence " +
+           std::to_string(sequence) + ")";
+  };
+  if (peer_closed_) {
+    throw Error(ErrorCode::kDisconnected, context() + ": peer " + ToString(remote_) +
+                                              " closed the link after " +
+                                              std::to_string(next_receive_sequence_) + " messages");
+  }
+  std::optional<RawFrame> frame;
+  try {
+    frame = ReceiveFrame(timeout);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
+  if (!frame) {
+    throw Error(ErrorCode::kUnavailable, context() + ": nothing received from " +
+                                             ToString(remote_) + " within " +
+                                             std::to_string(timeout.count()) + " ms");
+  }
+  FrameHeader header;
+  try {
+    header = DecodeFrameHeader(frame->header, name_, max_payload_bytes_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
+  MessageHeader& m = header.message;
+  if (m.src != remote_ || m.dst != local_) {
+    throw Error(ErrorCode::kProtocol, context() + ": received a frame addressed " +
+                                          ToString(m.src) + " -> " + ToString(m.dst));
+  }
+  if (header.kind == FrameKind::kClose) {
+    peer_closed_ = true;
+    throw Error(ErrorCode::kDisconnected, context() + ": peer " + ToString(remote_) +
+                                              " closed the link after " +
+                                              std::to_string(next_receive_sequence_) + " messages");
+  }
+  if (header.kind != FrameKind::kData) {
+    throw Error(ErrorCode::kProtocol, context() + ": unexpected control frame");
+  }
+  try {
+    CheckPayload(header, frame->payload.bytes(), name_);
+  } catch (const Error& e) {
+    Rethrow(e, name_, context());
+  }
+  const std::string got = "step " + std::to_string(m.step) + " (tensor " +
+                          std::to_string(m.tensor_id) + ", sequence " + std::to_string(m.sequence) +
+                          ")";
+  if (m.sequence != next_receive_sequence_) {
+    throw Error(ErrorCode::kProtocol,
+                context() + ", received " + got +
+                    (m.sequence > next_receive_sequence_ ? ": a message was lost"
+                                                         : ": a message was repeated"));
+  }
+  ++next_receive_sequence_;
+  if (m.schedule_id != expect.schedule_id || m.step != expect.step ||
+      m.tensor_id != expect.tensor_id) {
+    throw Error(ErrorCode::kProtocol, context() + ", received " + got + " of schedule " +
+                                          std::to_string(m.schedule_id) +
+                                          ": not what the schedule says comes next");
+  }
+  if (expect.deadline_ns >= 0 && frame->arrival_time_ns > expect.deadline_ns) {
+    throw Error(ErrorCode::kProtocol,
+                context() + ": arrived at " + std::to_string(frame->arrival_time_ns) +
+                    " ns, after the planned " + std::to_string(expect.deadline_ns) + " ns");
+  }
+  Message out;
+  out.header = std::move(m);
+  out.payload = std::move(frame->payload);
+  out.arrival_time_ns = frame->arrival_time_ns;
+  return out;
+}
+
+void Endpoint::Close(Millis timeout) {
+  if (closed_) return;
+  closed_ = true;
+  // If the peer already said goodbye it may have released its end: sending our marker could
+  // only block. Its marker comes after everything it sent, so look past unread frames for it.
+  try {
+    while (!peer_closed_) {
+      std::optional<RawFrame> frame = ReceiveFrame(Millis(0));
+      if (!frame) break;
+      try {
+        peer_closed_ =
+            DecodeFrameHeader(frame->header, name_, max_payload_bytes_).kind == FrameKind::kClose;
+      } catch (const Error&) {
+        // A garbled leftover frame changes nothing about closing.
+      }
+    }
+  } catch (const Error&) {
+    // The link is already down (the peer vanished or a fault cut it): no one to say goodbye to.
+    Shutdown(Millis(0));
+    return;
+  }
+  if (peer_closed_) {
+    Shutdown(timeout);
+    return;
+  }
+  FrameHeader header;
+  header.kind = FrameKind::kClose;
+  header.message.src = local_;
+  header.message.dst = remote_;
+  header.message.sequence = next_send_sequence_;
+  RawFrame frame;
+  frame.header = EncodeFrameHeader(header);
+  try {
+    SendFrame(std::move(frame), timeout);
+  } catch (const Error& e) {
+    Shutdown(Millis(0));
+    // A peer that already shut its end down has nothing left to receive; not a failure.
+    if (e.code() == ErrorCode::kDisconnected) return;
+    throw;
+  }
+  Shutdown(timeout);
+}
+
+}  // namespace lockstep::transport

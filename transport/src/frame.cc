@@ -1,0 +1,165 @@
+#include "lockstep/transport/frame.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "lockstep/common/error.h"
+#include "lockstep/proto/frame.capnp.h"
+#include "lockstep/transport/crc32c.h"
+
+namespace lockstep::transport {
+namespace {
+
+Error Garbled(const std::string& context, const std::string& why) {
+  return Error(ErrorCode::kProtocol, context + ": garbled frame header: " + why);
+}
+
+}  // namespace
+
+uint64_t ShapeBytes(const std::vector<int64_t>& shape, Dtype dtype, const std::string& context) {
+  if (shape.size() > kMaxShapeRank) {
+    throw InvalidInput(context + ": shape has " + std::to_string(shape.size()) +
+                       " dimensions (at most " + std::to_string(kMaxShapeRank) + ")");
+  }
+  uint64_t bytes = static_cast<uint64_t>(DtypeBytes(dtype));
+  for (int64_t d : shape) {
+    if (d < 0) throw InvalidInput(context + ": negative dimension " + std::to_string(d));
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > INT64_MAX) {
+      throw InvalidInput(context + ": tensor size overflows");
+    }
+  }
+  return bytes;
+}
+
+std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
+  capnp::MallocMessageBuilder builder(64);
+  auto h = builder.initRoot<proto::FrameHeader>();
+  const MessageHeader& m = header.message;
+  h.setVersion(kWireVersion);
+  h.setKind(static_cast<proto::FrameHeader::Kind>(header.kind));
+  h.setScheduleId(m.schedule_id);
+  h.setStep(m.step);
+  h.setSrcChip(m.src.chip);
+  h.setSrcPort(m.src.port);
+  h.setDstChip(m.dst.chip);
+  h.setDstPort(m.dst.port);
+  h.setTensorId(m.tensor_id);
+  h.setSequence(m.sequence);
+  h.setTokenIndex(m.token_index);
+  h.setDtype(static_cast<uint8_t>(m.dtype));
+  auto shape = h.initShape(static_cast<unsigned>(m.shape.size()));
+  for (unsigned i = 0; i < m.shape.size(); ++i) shape.set(i, m.shape[i]);
+  h.setPayloadLength(header.payload_length);
+  h.setPayloadCrc32c(header.payload_crc32c);
+  h.setSendTimeNs(m.send_time_ns);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.begin(), bytes.size());
+  return out;
+}
+
+FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
+                              uint64_t max_payload_bytes) {
+  if (bytes.size() < 16 || bytes.size() > kMaxHeaderBytes || bytes.size() % 8 != 0) {
+    throw Garbled(context, std::to_string(bytes.size()) +
+                               " bytes (valid: a multiple of 8 between 16 and " +
+                               std::to_string(kMaxHeaderBytes) + ")");
+  }
+  // Frames from ZeroMQ need not be word-aligned; the header is small, so copy it into words.
+  capnp::word words[kMaxHeaderBytes / sizeof(capnp::word)];
+  std::memcpy(words, bytes.data(), bytes.size());
+  FrameHeader out;
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = kMaxHeaderBytes / sizeof(capnp::word);
+    options.nestingLimit = 4;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, bytes.size() / sizeof(capnp::word)),
+                                         options);
+    auto h = reader.getRoot<proto::FrameHeader>();
+    if (h.getVersion() != kWireVersion) {
+      throw Garbled(context, "wire version " + std::to_string(h.getVersion()) + " (expected " +
+                                 std::to_string(kWireVersion) + ")");
+    }
+    auto kind = static_cast<uint16_t>(h.getKind());
+    if (kind > static_cast<uint16_t>(FrameKind::kClose)) {
+      throw Garbled(context, "unknown frame kind " + std::to_string(kind));
+    }
+    out.kind = static_cast<FrameKind>(kind);
+    MessageHeader& m = out.message;
+    m.schedule_id = h.getScheduleId();
+    m.step = h.getStep();
+    m.src = {h.getSrcChip(), h.getSrcPort()};
+    m.dst = {h.getDstChip(), h.getDstPort()};
+    m.tensor_id = h.getTensorId();
+    m.sequence = h.getSequence();
+    m.token_index = h.getTokenIndex();
+    if (h.getDtype() >= kDtypeCount) {
+      throw Garbled(context, "step " + std::to_string(m.step) + ": unknown dtype " +
+                                 std::to_string(h.getDtype()));
+    }
+    m.dtype = static_cast<Dtype>(h.getDtype());
+    auto shape = h.getShape();
+    if (shape.size() > kMaxShapeRank) {
+      throw Garbled(context, "step " + std::to_string(m.step) + ": shape has " +
+                                 std::to_string(shape.size()) + " dimensions (at most " +
+                                 std::to_string(kMaxShapeRank) + ")");
+    }
+    for (int64_t d : shape) m.shape.push_back(d);
+    m.send_time_ns = h.getSendTimeNs();
+    out.payload_length = h.getPayloadLength();
+    out.payload_crc32c = h.getPayloadCrc32c();
+  } catch (const kj::Exception& e) {
+    throw Garbled(context, std::string(e.getDescription().cStr()));
+  }
+  const std::string step = "step " + std::to_string(out.message.step);
+  if (out.kind != FrameKind::kData) {
+    if (out.payload_length != 0) {
+      throw Garbled(context, "control frame with a payload of " +
+                                 std::to_string(out.payload_length) + " bytes");
+    }
+    return out;
+  }
+  uint64_t expected = 0;
+  try {
+    expected = ShapeBytes(out.message.shape, out.message.dtype, context);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kProtocol,
+                context + ": garbled frame header: " + step + ": " + e.what());
+  }
+  if (expected != out.payload_length) {
+    throw Garbled(context, step + ": payload length " + std::to_string(out.payload_length) +
+                               " does not match shape and dtype (" + std::to_string(expected) +
+                               " bytes)");
+  }
+  if (out.payload_length > max_payload_bytes) {
+    throw Garbled(context, step + ": payload length " + std::to_string(out.payload_length) +
+                               " exceeds the limit of " + std::to_string(max_payload_bytes) +
+                               " bytes");
+  }
+  return out;
+}
+
+void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
+                  const std::string& context) {
+  const std::string step = "step " + std::to_string(header.message.step);
+  if (payload.size() != header.payload_length) {
+    throw Error(ErrorCode::kProtocol, context + ": " + step + ": payload frame has " +
+                                          std::to_string(payload.size()) + " bytes, header says " +
+                                          std::to_string(header.payload_length));
+  }
+  uint32_t crc = Crc32c(payload);
+  if (crc != header.payload_crc32c) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "computed 0x%08X, header says 0x%08X", crc,
+                  header.payload_crc32c);
+    throw Error(ErrorCode::kProtocol,
+                context + ": " + step + ": payload CRC32C mismatch (" + buf + ")");
+  }
+}
+
+}  // namespace lockstep::transport

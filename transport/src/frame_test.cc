@@ -1,0 +1,139 @@
+#include "lockstep/transport/frame.h"
+
+#include <gtest/gtest.h>
+
+#include "lockstep/common/error.h"
+#include "lockstep/transport/crc32c.h"
+
+namespace lockstep::transport {
+namespace {
+
+constexpr uint64_t kMax = 1 << 20;
+
+FrameHeader Sample() {
+  FrameHeader h;
+  h.kind = FrameKind::kData;
+  h.message.schedule_id = 42;
+  h.message.step = 17;
+  h.message.src = {3, 7};
+  h.message.dst = {12, 7};
+  h.message.tensor_id = 9;
+  h.message.sequence = 5;
+  h.message.token_index = 128;
+  h.message.dtype = Dtype::kFp16;
+  h.message.shape = {2, 3, 4};
+  h.message.send_time_ns = 1000;
+  h.payload_length = 2 * 3 * 4 * 2;
+  h.payload_crc32c = 0xDEADBEEF;
+  return h;
+}
+
+// Expects `fn` to throw a kProtocol Error whose message contains `needle`.
+template <typename Fn>
+void ExpectProtocolError(Fn fn, const std::string& needle) {
+  try {
+    fn();
+    FAIL() << "no error; expected one containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kProtocol) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Frame, RoundTripsEveryField) {
+  FrameHeader h = Sample();
+  auto bytes = EncodeFrameHeader(h);
+  EXPECT_LE(bytes.size(), kMaxHeaderBytes);
+  FrameHeader d = DecodeFrameHeader(bytes, "link x", kMax);
+  EXPECT_EQ(d.kind, FrameKind::kData);
+  EXPECT_EQ(d.message.schedule_id, 42u);
+  EXPECT_EQ(d.message.step, 17);
+  EXPECT_EQ(d.message.src, (PortRef{3, 7}));
+  EXPECT_EQ(d.message.dst, (PortRef{12, 7}));
+  EXPECT_EQ(d.message.tensor_id, 9u);
+  EXPECT_EQ(d.message.sequence, 5u);
+  EXPECT_EQ(d.message.token_index, 128);
+  EXPECT_EQ(d.message.dtype, Dtype::kFp16);
+  EXPECT_EQ(d.message.shape, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(d.message.send_time_ns, 1000);
+  EXPECT_EQ(d.payload_length, 48u);
+  EXPECT_EQ(d.payload_crc32c, 0xDEADBEEFu);
+}
+
+TEST(Frame, EncodingIsDeterministic) {
+  EXPECT_EQ(EncodeFrameHeader(Sample()), EncodeFrameHeader(Sample()));
+}
+
+TEST(Frame, RejectsTruncatedHeadersAtEveryLength) {
+  auto bytes = EncodeFrameHeader(Sample());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    std::span<const std::byte> cut(bytes.data(), n);
+    ExpectProtocolError([&] { DecodeFrameHeader(cut, "link chip 3:7 <-> chip 12:7", kMax); },
+                        "link chip 3:7 <-> chip 12:7: garbled frame header");
+  }
+}
+
+TEST(Frame, RejectsOversizedHeader) {
+  std::vector<std::byte> big(kMaxHeaderBytes + 8);
+  ExpectProtocolError([&] { DecodeFrameHeader(big, "link y", kMax); }, "4104 bytes");
+}
+
+TEST(Frame, RejectsGarbledSegmentTable) {
+  auto bytes = EncodeFrameHeader(Sample());
+  bytes[4] = std::byte{0xFF};  // segment size far beyond the frame
+  ExpectProtocolError([&] { DecodeFrameHeader(bytes, "link y", kMax); }, "garbled");
+}
+
+TEST(Frame, RejectsWrongVersionAndBadDtypeAndShapeMismatch) {
+  FrameHeader h = Sample();
+  h.payload_length = 47;
+  ExpectProtocolError([&] { DecodeFrameHeader(EncodeFrameHeader(h), "l", kMax); },
+                      "step 17: payload length 47 does not match shape and dtype (48 bytes)");
+  h = Sample();
+  h.message.shape = {-1, 2};
+  ExpectProtocolError([&] { DecodeFrameHeader(EncodeFrameHeader(h), "l", kMax); },
+                      "negative dimension");
+  h = Sample();
+  h.message.shape = {1 << 20, 1 << 20};
+  h.payload_length = uint64_t{2} << 40;
+  ExpectProtocolError([&] { DecodeFrameHeader(EncodeFrameHeader(h), "l", kMax); },
+                      "exceeds the limit");
+  auto bytes = EncodeFrameHeader(Sample());
+  // The data section starts after the 8-byte segment table and the 8-byte root pointer;
+  // `version` is its first UInt16, `dtype` sits at byte 2 (after version).
+  bytes[16] = std::byte{9};
+  ExpectProtocolError([&] { DecodeFrameHeader(bytes, "l", kMax); }, "wire version 9");
+}
+
+TEST(Frame, EveryFlippedByteIsRejectedOrDecodesToSomethingValid) {
+  // A flipped bit must never crash the decoder; what it decodes to must pass its own checks.
+  auto clean = EncodeFrameHeader(Sample());
+  for (size_t i = 0; i < clean.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      auto bytes = clean;
+      bytes[i] ^= std::byte(1 << bit);
+      try {
+        FrameHeader d = DecodeFrameHeader(bytes, "l", kMax);
+        EXPECT_LE(d.payload_length, kMax);
+        EXPECT_LE(d.message.shape.size(), kMaxShapeRank);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+      }
+    }
+  }
+}
+
+TEST(Frame, CheckPayloadNamesStepOnLengthAndCrcMismatch) {
+  std::vector<std::byte> payload(48, std::byte{1});
+  FrameHeader h = Sample();
+  h.payload_crc32c = Crc32c(payload);
+  CheckPayload(h, payload, "link z");  // no throw
+  ExpectProtocolError([&] { CheckPayload(h, std::span(payload).first(40), "link z"); },
+                      "link z: step 17: payload frame has 40 bytes, header says 48");
+  payload[3] = std::byte{2};
+  ExpectProtocolError([&] { CheckPayload(h, payload, "link z"); },
+                      "link z: step 17: payload CRC32C mismatch");
+}
+
+}  // namespace
+}  // namespace lockstep::transport
