@@ -192,4 +192,10 @@ grep -q "already exists" err.txt || fail "keys generate refuses to overwrite"
 expect_exit 0 "$LOCKSTEP" keys generate -o "$keydir/k" --force
 expect_exit 2 "$LOCKSTEP" keys generate
 rm -rf "$keydir"
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --target-tokens-per-s 1 --json --log-level warn
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["topology"] == "rack", j["topology"]' \
+  || fail "capacity planning picks one rack for Llama-2-7B"
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" -o plan.bin --log-level warn
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" -o plan2.bin --log-level warn
+cmp -s plan.bin plan2.bin || fail "binary plans differ between runs"
 echo "cli_test: all passed"

@@ -52,6 +52,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
                      objective_name = "latency", out;
   int64_t batch = 1, context = 4096, prompt_len = 0;
   int tp = 0, pp = 0, spare_nodes = 1;
+  double target = 0;
   opts.add_options()("model", po::value<std::string>(&model),
                      "config.json or a folder holding one")(
       "topology", po::value<std::string>(&topo_name)->default_value("rack"),
@@ -71,7 +72,10 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
       "pp", po::value<int>(&pp)->default_value(0), "fixed number of stages (0 = search)")(
       "output,o", po::value<std::string>(&out),
       "write the plan to this file: Cap'n Proto (proto/plan.capnp), or JSON if it ends in .json")(
-      "explain", "also list the best plan at each TP degree and why it lost");
+      "explain", "also list the best plan at each TP degree and why it lost")(
+      "target-tokens-per-s", po::value<double>(&target),
+      "capacity planning: find the smallest node/rack/system of --chip reaching this aggregate "
+      "rate (replaces --topology)");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!ParseOrHelp(args,
@@ -96,7 +100,9 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   }
 
   const partition::ModelSpec spec = partition::LoadModelSpec(model);
-  const topology::Topology topo = TopologyFromName(topo_name, *chip, spare_nodes);
+  if (vm.count("target-tokens-per-s") && !(target > 0)) {
+    throw UsageError("--target-tokens-per-s must be > 0");
+  }
   partition::PlanOptions options;
   options.objective = *objective;
   options.workload.batch = batch;
@@ -105,7 +111,21 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   options.prompt_len = prompt_len;
   if (tp > 0) options.tp = tp;
   if (pp > 0) options.pp = pp;
-  const partition::Plan plan = partition::MakePlan(spec, topo, options);
+  topology::Topology topo;
+  partition::Plan plan;
+  if (target > 0) {
+    topology::RackShape shape;
+    shape.spare_nodes = spare_nodes;
+    partition::CapacityResult found = partition::PlanCapacity(spec, *chip, shape, options, target);
+    ctx.log->info(
+        "smallest system reaching {} tokens/s: {}", target,
+        found.racks == 0 ? std::string("one node") : std::to_string(found.racks) + " rack(s)");
+    topo = std::move(found.topology);
+    plan = std::move(found.plan);
+  } else {
+    topo = TopologyFromName(topo_name, *chip, spare_nodes);
+    plan = partition::MakePlan(spec, topo, options);
+  }
   const std::string json = partition::PlanToJson(plan);
   if (!out.empty()) {
     partition::WritePlanFile(out, plan);  // .json: the JSON below; else proto/plan.capnp binary

@@ -89,8 +89,7 @@ std::optional<RopeScaling> ParseRopeScaling(const Reader& top, const std::string
   if (!v->is_object()) {
     top.Fail("field 'rope_scaling' must be an object or null, got " + Show(*v));
   }
-  const std::string inner_source = source;
-  Reader r(*v, inner_source);
+  Reader r(*v, source);
   const json* type = r.Find("rope_type");
   if (type == nullptr) type = r.Find("type");
   if (type == nullptr || !type->is_string()) {

@@ -180,6 +180,23 @@ TEST(PartitionerTest, ExplainListsLosingAlternatives) {
   EXPECT_TRUE(alts.front().fits);
 }
 
+TEST(PartitionerTest, CapacityPlanningFindsTheSmallestSystem) {
+  const ModelSpec spec = Example("llama-2-7b");
+  const topology::ChipSpec chip = topology::LpuV1();
+  PlanOptions o = Options(Dtype::kInt8);
+  // One rack fits 7B at INT8; a node (8 chips, 1.7 GiB) does not.
+  const CapacityResult small = PlanCapacity(spec, chip, {}, o, 1.0);
+  EXPECT_EQ(small.racks, 1);
+  ExpectValid(small.plan, spec, small.topology);
+  // Asking for more than one rack delivers needs a larger system, and it does deliver it.
+  o.objective = Objective::kThroughput;
+  o.max_micro_batches = 8;
+  const double one_rack = MakePlan(spec, topology::GenerateRack(chip), o).predicted.tokens_per_s;
+  const CapacityResult big = PlanCapacity(spec, chip, {}, o, 1.5 * one_rack);
+  EXPECT_GT(big.racks, 1);
+  EXPECT_GE(big.plan.predicted.tokens_per_s, 1.5 * one_rack);
+}
+
 // A chip small enough that a 3-layer toy needs several stages, in one 8-chip node (every hop is
 // one link, so the search's hop estimate is exact).
 struct SmallCase {

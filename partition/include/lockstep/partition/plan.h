@@ -26,6 +26,7 @@
 
 #include "lockstep/partition/cost_model.h"
 #include "lockstep/partition/model_spec.h"
+#include "lockstep/topology/generators.h"
 #include "lockstep/topology/topology.h"
 
 namespace lockstep::partition {
@@ -142,6 +143,19 @@ struct Alternative {
 // options as MakePlan (its tp is ignored). Pure, deterministic.
 std::vector<Alternative> ExplainAlternatives(const ModelSpec& spec, const topology::Topology& topo,
                                              const PlanOptions& options, const Plan& chosen);
+
+// Capacity planning: the smallest standard system of `chip` — one node, one rack, then 2, 3, ...
+// racks (topology::GenerateSystem with `shape`) up to the largest the chip allows — whose plan
+// reaches `target_tokens_per_s` aggregate tokens/s. Systems that cannot fit the model are
+// skipped. Throws Error(kCannotFit) with the best rate reached when none does.
+struct CapacityResult {
+  int racks = 0;  // 0 = a single node
+  topology::Topology topology;
+  Plan plan;
+};
+CapacityResult PlanCapacity(const ModelSpec& spec, const topology::ChipSpec& chip,
+                            const topology::RackShape& shape, const PlanOptions& options,
+                            double target_tokens_per_s);
 
 // The plan as one JSON object (stable key order, fixed formatting): same plan, same bytes.
 std::string PlanToJson(const Plan& plan);
