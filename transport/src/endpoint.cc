@@ -107,19 +107,20 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
   } catch (const Error& e) {
     Rethrow(e, name_, context());
   }
-  const std::string got = "step " + std::to_string(m.step) + " (tensor " +
-                          std::to_string(m.tensor_id) + ", sequence " + std::to_string(m.sequence) +
-                          ")";
+  auto got = [&] {
+    return "step " + std::to_string(m.step) + " (tensor " + std::to_string(m.tensor_id) +
+           ", sequence " + std::to_string(m.sequence) + ")";
+  };
   if (m.sequence != next_receive_sequence_) {
     throw Error(ErrorCode::kProtocol,
-                context() + ", received " + got +
+                context() + ", received " + got() +
                     (m.sequence > next_receive_sequence_ ? ": a message was lost"
                                                          : ": a message was repeated"));
   }
   ++next_receive_sequence_;
   if (m.schedule_id != expect.schedule_id || m.step != expect.step ||
       m.tensor_id != expect.tensor_id) {
-    throw Error(ErrorCode::kProtocol, context() + ", received " + got + " of schedule " +
+    throw Error(ErrorCode::kProtocol, context() + ", received " + got() + " of schedule " +
                                           std::to_string(m.schedule_id) +
                                           ": not what the schedule says comes next");
   }

@@ -50,7 +50,8 @@ struct TransportOptions {
   uint64_t max_payload_bytes = uint64_t{256} << 20;
   // ipc: directory holding the socket files (path length <= 100 characters in total).
   std::string ipc_dir = "/tmp";
-  // tcp: host (name or IP) of each chip; chips not listed are on 127.0.0.1.
+  // tcp: IP address of each chip (the binding end listens on it, the other end connects to it);
+  // chips not listed are on 127.0.0.1.
   std::map<uint32_t, std::string> tcp_hosts;
   // tcp: the binding end of a link listens on tcp_base_port + chip * 16 + port (ports < 16).
   int tcp_base_port = 27000;
