@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the transport frame decoder with libFuzzer for a bounded time; exits 0 when no crash
-# was found. Builds only that target, with clang and ASan+UBSan, in build-fuzz/.
+# Fuzzes the untrusted-input decoders with libFuzzer for a bounded time each: the transport
+# frame decoder (bytes from peers) and the topology file reader (files from users). Exits 0 when
+# no crash was found. Builds only those targets, with clang and ASan+UBSan, in build-fuzz/.
 #
-#   scripts/fuzz.sh [seconds]      default 30
+#   scripts/fuzz.sh [seconds]      per target, default 30
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -19,7 +20,7 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
   -DLOCKSTEP_FUZZ=ON -DLOCKSTEP_BUILD_BENCH=OFF -DLOCKSTEP_WERROR=OFF >/dev/null
-cmake --build build-fuzz --target frame_decoder_fuzz -j2
+cmake --build build-fuzz --target frame_decoder_fuzz topology_yaml_fuzz -j2
 
 # Seed corpus: valid frames (2-byte header length, header, payload) made with the capnp tool,
 # plus the checked-in seeds. Fuzzing findings go to build-fuzz/corpus, not into the source tree.
@@ -48,4 +49,14 @@ seed close '(version = 1, kind = close, sequence = 10)' ''
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   build-fuzz/transport/frame_decoder_fuzz "$corpus" -max_total_time="$seconds" -max_len=8192 \
   -timeout=10 -rss_limit_mb=1024 -print_final_stats=1
-echo "fuzz.sh: no crash in ${seconds} s"
+
+# Topology files: seeds are generated topologies and the format document's example.
+ycorpus=build-fuzz/corpus-topology
+mkdir -p "$ycorpus"
+build/cli/lockstep topo generate --preset node --chips 3 -o "$ycorpus/node3.yaml" >/dev/null 2>&1 || true
+build/cli/lockstep topo generate --preset ring --chips 4 -o "$ycorpus/ring4.yaml" >/dev/null 2>&1 || true
+sed -n '/^```yaml$/,/^```$/p' topology/FORMAT.md | sed '1d;$d' >"$ycorpus/format-example.yaml"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  build-fuzz/topology/topology_yaml_fuzz "$ycorpus" -max_total_time="$seconds" -max_len=4096 \
+  -timeout=10 -rss_limit_mb=1024 -print_final_stats=1
+echo "fuzz.sh: no crash in ${seconds} s per target"

@@ -1,6 +1,6 @@
 // libFuzzer target for the topology file reader. Any input either fails with lockstep::Error or
 // parses; what parses must write, re-parse and re-write to the same bytes. Nothing may crash.
-// Build and run (clang only):
+// Run: scripts/fuzz.sh [seconds] (builds it with clang; by hand:)
 //   CXX=clang++-14 CC=clang-14 cmake -S . -B build-fuzz -G Ninja -DLOCKSTEP_FUZZ=ON \
 //       -DLOCKSTEP_BUILD_BENCH=OFF
 //   cmake --build build-fuzz --target topology_yaml_fuzz
