@@ -14,9 +14,10 @@ PACKAGES=(
   libyaml-cpp-dev                 # topology files
   capnproto libcapnp-dev          # schemas, wire format
   libzmq3-dev cppzmq-dev          # transport
-  libhwloc-dev hwloc              # host discovery and pinning
-  libopenblas-dev                 # worker kernels
+  libhwloc-dev                    # host discovery and pinning
   libgtest-dev libgmock-dev       # tests
+  clang libclang-rt-14-dev        # libFuzzer targets (scripts/fuzz.sh)
+  python3                         # JSON checks in tests/cli_test.sh
   libbenchmark-dev                # benchmarks
 )
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: installs what is needed, builds, and runs every test — first the normal
-# build, then the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# build, then the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# the libFuzzer targets for a bounded time (30 s each).
 #
-#   scripts/test.sh [--quick]     --quick skips the sanitizer pass
+#   scripts/test.sh [--quick]     --quick skips the sanitizer and fuzzing passes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -22,4 +23,6 @@ if [ "$quick" = 0 ]; then
   echo "== tests under ASan+UBSan (build-asan/)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
+  echo "== fuzzing (build-fuzz/)"
+  scripts/fuzz.sh 30
 fi
