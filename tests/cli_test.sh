@@ -135,6 +135,12 @@ grep -q 'does not fit on rack' err.txt || fail "cannot-fit message"
 grep -q 'smallest system that fits' err.txt || fail "cannot-fit names what would fit"
 [ "$(wc -l <err.txt)" = 1 ] || fail "cannot-fit error is one line"
 expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 3
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack.yaml --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["chips_used"] <= 64 and j["predicted"]["tokens_per_s_per_user"] > 0, j' \
+  || fail "plan on a topology file"
+expect_exit 1 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology no-such-topology.yaml
+grep -q 'no-such-topology.yaml' err.txt || fail "plan names a missing topology file"
+expect_exit 2 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology racks:x
 expect_exit 2 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --objective fastest
 expect_exit 2 "$LOCKSTEP" plan
 # lockstep weights generate / check

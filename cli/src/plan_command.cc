@@ -8,31 +8,10 @@
 #include "lockstep/common/error.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/generators.h"
+#include "topology_arg.h"
 
 namespace lockstep::cli {
 namespace {
-
-// Built-in topologies by name until topology files land: node, rack, racks:N.
-topology::Topology TopologyFromName(const std::string& name, const topology::ChipSpec& chip,
-                                    int spare_nodes) {
-  topology::RackShape shape;
-  shape.spare_nodes = spare_nodes;
-  if (name == "node") return topology::GenerateNode(chip);
-  if (name == "rack") return topology::GenerateRack(chip, shape);
-  if (name.rfind("racks:", 0) == 0) {
-    int racks = 0;
-    try {
-      racks = std::stoi(name.substr(6));
-    } catch (const std::exception&) {
-      racks = 0;
-    }
-    if (racks < 1) throw UsageError("--topology racks:N needs N >= 1, got '" + name + "'");
-    topology::Topology t = topology::GenerateSystem(chip, racks, shape);
-    t.set_name(name);
-    return t;
-  }
-  throw UsageError("--topology: unknown topology '" + name + "' (valid: node, rack, racks:N)");
-}
 
 std::string Mib(int64_t bytes) {
   std::ostringstream s;
@@ -55,8 +34,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   double target = 0;
   opts.add_options()("model", po::value<std::string>(&model),
                      "config.json or a folder holding one")(
-      "topology", po::value<std::string>(&topo_name)->default_value("rack"),
-      "node (8 chips), rack (9 nodes, 1 spare) or racks:N (a Dragonfly system)")(
+      "topology", po::value<std::string>(&topo_name)->default_value("rack"), kTopologyHelp)(
       "chip", po::value<std::string>(&chip_name)->default_value("lpu-v1"), "chip preset")(
       "spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
       "spare nodes per rack, kept free (rack and racks:N)")(
@@ -123,7 +101,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
     topo = std::move(found.topology);
     plan = std::move(found.plan);
   } else {
-    topo = TopologyFromName(topo_name, *chip, spare_nodes);
+    topo = ResolveTopology(topo_name, *chip, spare_nodes);
     plan = partition::MakePlan(spec, topo, options);
   }
   const std::string json = partition::PlanToJson(plan);
