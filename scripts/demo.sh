@@ -3,21 +3,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-LOCKSTEP=build/cli/lockstep
+L=build/cli/lockstep
 out=${DEMO_DIR:-build/demo}
+M=examples/models
 mkdir -p "$out"
-echo
-echo "== 1. Generate one rack: 9 nodes x 8 lpu-v1 chips, the 9th node a spare"
-echo "\$ lockstep topo generate --preset rack -o $out/rack.yaml"
-$LOCKSTEP topo generate --preset rack -o "$out/rack.yaml"
-echo
-echo "\$ lockstep topo show $out/rack.yaml"
-$LOCKSTEP topo show "$out/rack.yaml"
-echo
-echo "== 2. A route across the rack, from chip 0 to chip 63"
-echo "\$ lockstep topo route $out/rack.yaml 0 63"
-$LOCKSTEP topo route "$out/rack.yaml" 0 63
-echo
-echo "== 3. This host, and where 72 simulated chips would be pinned"
-echo "\$ lockstep topo host"
-$LOCKSTEP topo host
+step() { echo; echo "== $*"; }
+run() { echo "\$ lockstep ${*}"; $L "$@"; }
+
+step "1. One rack: 9 nodes x 8 lpu-v1 chips, the 9th node a spare"
+run topo generate --preset rack -o "$out/rack.yaml"
+run topo show "$out/rack.yaml"
+step "2. The deterministic route across it, and around a failed chip"
+run topo route "$out/rack.yaml" 0 63
+run topo route "$out/rack.yaml" 0 63 --down-chip 2
+step "3. Llama-2-7B: how big, and how it splits over the rack"
+run model show $M/llama-2-7b --dtype int8
+run plan --model $M/llama-2-7b --topology "$out/rack.yaml"
+step "4. Llama-2-70B on 8 racks with every node working (Groq's published setup: ~300 tokens/s/user)"
+run topo generate --preset system --racks 8 --spare-nodes 0 -o "$out/8racks.yaml"
+run plan --model $M/llama-2-70b --topology "$out/8racks.yaml" -o "$out/llama-2-70b.plan"
+step "5. A tiny Llama with seeded weights: the reference, then 2 pipeline stages - same bits"
+run weights generate --model $M/tiny-llama --seed 7 -o "$out/tiny.safetensors"
+run run --model $M/tiny-llama --weights "$out/tiny.safetensors" --prompt 1,2,3 --max-new 12 \
+  --dump-logits "$out/reference.npy"
+run run --model $M/tiny-llama --weights "$out/tiny.safetensors" --prompt 1,2,3 --max-new 12 \
+  --stages 2 --dump-logits "$out/sharded.npy"
+if cmp -s "$out/reference.npy" "$out/sharded.npy"; then
+  echo "logits of every generated token: bit-identical ($out/reference.npy == $out/sharded.npy)"
+else
+  echo "logits differ between the reference and the sharded run" >&2
+  exit 1
+fi
+step "6. This host, and where a rack's 72 simulated chips would be pinned"
+run topo host --map-rack

@@ -9,13 +9,16 @@ namespace lockstep::cli {
 bool ParseOrHelp(const std::vector<std::string>& args, const std::string& usage,
                  const po::options_description& options,
                  const po::positional_options_description& positional, po::variables_map& vm) {
+  po::options_description general("general options (accepted by every command)");
+  general.add_options()("help,h", "show this help");
   po::options_description all;
-  all.add(options);
-  all.add_options()("help,h", "show this help");
+  all.add(options).add(general);
   try {
     po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
     if (vm.count("help")) {
-      std::cout << "usage: " << usage << "\n\n" << all << "\n";
+      std::cout << "usage: " << usage << "\n\n"
+                << all << "  --json                 print the result as one JSON object\n"
+                << "  --log-level LEVEL      stderr log level: trace, debug, info, warn, error, off\n\n";
       return false;
     }
     po::notify(vm);
