@@ -204,4 +204,16 @@ python3 -c 'import json; j=json.load(open("out.txt")); assert j["topology"] == "
 expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" -o plan.bin --log-level warn
 expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" -o plan2.bin --log-level warn
 cmp -s plan.bin plan2.bin || fail "binary plans differ between runs"
+# lockstep run sharded (--stages/--tp): the same logits bits as the reference.
+cat >gqa_config.json <<'JSON'
+{"_name_or_path": "gqa-tp8", "model_type": "llama", "hidden_size": 128, "head_dim": 32,
+ "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 16,
+ "num_key_value_heads": 8, "vocab_size": 300}
+JSON
+expect_exit 0 "$LOCKSTEP" run --model gqa_config.json --seed 9 --prompt 5,6,7 --max-new 6 --dump-logits ref.npy
+expect_exit 0 "$LOCKSTEP" run --model gqa_config.json --seed 9 --prompt 5,6,7 --max-new 6 --stages 2 --tp 8 --dump-logits tp8.npy --json
+grep -q '"mode": "sharded \[0,2)x8 \[2,4)x8"' out.txt || fail "sharded run reports its layout"
+cmp -s ref.npy tp8.npy || fail "sharded logits differ from the reference"
+expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --tp 2
+grep -q "multiples of 64" err.txt || fail "unshardable layout message"
 echo "cli_test: all passed"

@@ -1,5 +1,6 @@
-// `lockstep run`: generate tokens in this one process. Without a plan (the only mode so far)
-// it runs the fp32 reference forward pass; a plan-driven sharded run will come with the
+// `lockstep run`: generate tokens in this one process: the fp32 reference forward pass, or,
+// with --stages/--tp, every shard of a uniform layout in turn with the collectives in memory
+// (bit-identical to the reference). A plan-driven layout (--plan) will come with the
 // partitioner's Plan.
 #include <chrono>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "lockstep/model/npy.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/model/safetensors.h"
+#include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
 
 namespace lockstep::cli {
@@ -41,7 +43,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string config, weights_path, prompt_text, dump;
   uint64_t seed = 0, sample_seed = 0;
-  int64_t max_new = 16;
+  int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
   opts.add_options()("model", po::value<std::string>(&config),
                      "config.json, or a folder holding one (required)")(
@@ -55,14 +57,17 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                                           po::value<double>(&sampling.top_p)->default_value(1.0),
                                           "nucleus sampling mass in (0, 1]")(
       "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0),
-      "seed of the sampling draws")(
+      "seed of the sampling draws")("stages", po::value<int64_t>(&stages),
+                                    "run sharded: pipeline stages (default 1)")(
+      "tp", po::value<int64_t>(&tp), "run sharded: tensor-parallel degree per stage (default 1)")(
       "dump-logits", po::value<std::string>(&dump),
       "write the logits of every generated token to a float32 .npy [max_new, vocab]");
   po::positional_options_description pos;
   po::variables_map vm;
   const std::string usage =
       "lockstep run --model CONFIG (--weights FILE | --seed S) --prompt 1,2,3 [--max-new N] "
-      "[--temperature T --top-p P --sample-seed S] [--dump-logits FILE.npy] [--json]";
+      "[--temperature T --top-p P --sample-seed S] [--stages S --tp T] [--dump-logits FILE.npy] "
+      "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
   if (weights_path.empty() == !vm.count("seed")) {
@@ -74,6 +79,12 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) {
     throw UsageError("--top-p must be in (0, 1]");
   }
+  const bool sharded = vm.count("stages") || vm.count("tp");
+  if (sharded) {
+    stages = vm.count("stages") ? stages : 1;
+    tp = vm.count("tp") ? tp : 1;
+    if (stages < 1 || tp < 1) throw UsageError("--stages and --tp must be >= 1");
+  }
   sampling.seed = sample_seed;
   const std::vector<int32_t> prompt = ParseTokens(prompt_text);
 
@@ -84,14 +95,32 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   } else {
     weights = model::GenerateLlamaWeights(spec, seed);
   }
-  const model::ReferenceModel reference(spec, std::move(weights));
   const auto start = std::chrono::steady_clock::now();
-  const model::Generation g =
-      model::Generate(reference, prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+  model::Generation g;
+  std::string mode = "reference";
+  if (sharded) {
+    if (stages > spec.num_layers) {
+      throw UsageError("--stages " + std::to_string(stages) + " exceeds the model's " +
+                       std::to_string(spec.num_layers) + " layers");
+    }
+    const model::ShardedModel model(spec, weights,
+                                    model::ModelLayout::Uniform(spec.num_layers, stages, tp));
+    mode = "sharded " + model.layout().ToString();
+    model::ShardedKvCache cache = model.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
+    g = model::GenerateWith(
+        [&](const std::vector<int32_t>& tokens) {
+          std::vector<model::ShardedStep> step = {{&cache, tokens}};
+          return std::move(model.Forward(step)[0]);
+        },
+        prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+  } else {
+    const model::ReferenceModel reference(spec, std::move(weights));
+    g = model::Generate(reference, prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s (reference, fp32)", prompt.size(),
-                g.tokens.size(), seconds);
+  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, fp32)", prompt.size(),
+                g.tokens.size(), seconds, mode);
   if (!dump.empty()) {
     std::vector<float> flat;
     for (const std::vector<float>& row : g.logits) flat.insert(flat.end(), row.begin(), row.end());
@@ -99,7 +128,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   }
   if (ctx.json) {
     nlohmann::json j = {
-        {"model", spec.name}, {"mode", "reference"}, {"prompt", prompt}, {"tokens", g.tokens}};
+        {"model", spec.name}, {"mode", mode}, {"prompt", prompt}, {"tokens", g.tokens}};
     if (!dump.empty()) j["logits_file"] = dump;
     PrintJson(j);
   } else {
@@ -112,7 +141,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
 }  // namespace
 
 CommandGroup RunCommand() {
-  return {"run", "generate tokens in this process (the fp32 reference forward pass)", Run};
+  return {"run", "generate tokens in this process (fp32 reference, or sharded by stages x TP)",
+          Run};
 }
 
 }  // namespace lockstep::cli

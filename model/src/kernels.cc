@@ -81,45 +81,34 @@ inline float DotImpl(const float* a, const float* b, int64_t n) {
   return tree.Result();
 }
 
-// Four dot products of one x row against four w rows, interleaved for memory-level parallelism
-// (decode is bandwidth bound); each keeps its own accumulators, so each equals Dot exactly.
-__attribute__((always_inline)) inline void Dot4(const float* x, const float* w0, const float* w1,
-                                                const float* w2, const float* w3, int64_t n,
-                                                float* y) {
-  TreeAccumulator t0, t1, t2, t3;
+// R dot products of one x row against R consecutive w rows (`stride` apart), interleaved for
+// memory-level parallelism (decode is bandwidth bound); each keeps its own accumulators, so each
+// equals Dot exactly.
+template <int R>
+__attribute__((always_inline)) inline void DotRows(const float* x, const float* w, int64_t stride,
+                                                   int64_t n, float* y) {
+  TreeAccumulator t[R];
   int64_t c = 0;
   for (; c + kReductionChunk <= n; c += kReductionChunk) {
-    Lanes a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
-    // Prefetch one KiB ahead on each of the four weight streams (a hint; no effect on values).
-    for (int64_t s = 0; s < kReductionChunk; s += 16) {
-      __builtin_prefetch(w0 + c + s + 256);
-      __builtin_prefetch(w1 + c + s + 256);
-      __builtin_prefetch(w2 + c + s + 256);
-      __builtin_prefetch(w3 + c + s + 256);
+    Lanes a[R];
+    for (int i = 0; i < R; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
+    // Prefetch 4 KiB ahead on each weight stream (a hint; no effect on values).
+    for (int i = 0; i < R; ++i) {
+      for (int64_t s = 0; s < kReductionChunk; s += 16) {
+        __builtin_prefetch(w + i * stride + c + s + 1024);
+      }
     }
     for (int64_t s = 0; s < kReductionChunk; s += kReductionLanes) {
       const Lanes xv = Load(x + c + s);
-      a0 += xv * Load(w0 + c + s);
-      a1 += xv * Load(w1 + c + s);
-      a2 += xv * Load(w2 + c + s);
-      a3 += xv * Load(w3 + c + s);
+      for (int i = 0; i < R; ++i) a[i] += xv * Load(w + i * stride + c + s);
     }
-    t0.Add(CombineLanes(a0));
-    t1.Add(CombineLanes(a1));
-    t2.Add(CombineLanes(a2));
-    t3.Add(CombineLanes(a3));
+    for (int i = 0; i < R; ++i) t[i].Add(CombineLanes(a[i]));
   }
   if (c < n) {
-    t0.Add(ChunkDot(x + c, w0 + c, n - c));
-    t1.Add(ChunkDot(x + c, w1 + c, n - c));
-    t2.Add(ChunkDot(x + c, w2 + c, n - c));
-    t3.Add(ChunkDot(x + c, w3 + c, n - c));
+    for (int i = 0; i < R; ++i) t[i].Add(ChunkDot(x + c, w + i * stride + c, n - c));
   }
   // A dot of a single chunk is that chunk's value; TreeAccumulator gives the same.
-  y[0] = t0.Result();
-  y[1] = t1.Result();
-  y[2] = t2.Result();
-  y[3] = t3.Result();
+  for (int i = 0; i < R; ++i) y[i] = t[i].Result();
 }
 
 }  // namespace
@@ -150,14 +139,13 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 void MatMulTransposed(const float* x, int64_t rows, const float* w, int64_t out, int64_t in,
                       const float* bias, float* y) {
-  // Block over 4 weight rows; the x rows loop inside so the block stays in cache for a batch.
+  // Block over kBlock weight rows; the x rows loop inside so the block stays in cache for a
+  // batch.
+  constexpr int kBlock = 8;
   int64_t o = 0;
-  for (; o + 4 <= out; o += 4) {
-    const float* w0 = w + o * in;
-    for (int64_t r = 0; r < rows; ++r) {
-      float* yr = y + r * out + o;
-      Dot4(x + r * in, w0, w0 + in, w0 + 2 * in, w0 + 3 * in, in, yr);
-    }
+  for (; o + kBlock <= out; o += kBlock) {
+    for (int64_t r = 0; r < rows; ++r)
+      DotRows<kBlock>(x + r * in, w + o * in, in, in, y + r * out + o);
   }
   for (; o < out; ++o) {
     for (int64_t r = 0; r < rows; ++r) y[r * out + o] = Dot(x + r * in, w + o * in, in);

@@ -107,7 +107,48 @@ void ForEachTensor(const ModelSpec& spec, LlamaWeights& w,
   if (!spec.tie_word_embeddings) visit("lm_head.weight", w.lm_head);
 }
 
+void CheckSize(const std::vector<float>& v, int64_t want, const std::string& name) {
+  if (static_cast<int64_t>(v.size()) != want) {
+    throw InvalidInput("weights for " + name + " have " + std::to_string(v.size()) +
+                       " values, the model config needs " + std::to_string(want));
+  }
+}
+
 }  // namespace
+
+void CheckLlamaWeights(const LlamaWeights& w, const ModelSpec& s) {
+  RequireDense(s);
+  const int64_t h = s.hidden_size, q = s.q_width(), kv = s.kv_width(), f = s.intermediate_size;
+  CheckSize(w.embed, s.vocab_size * h, "model.embed_tokens.weight");
+  if (static_cast<int64_t>(w.layers.size()) != s.num_layers) {
+    throw InvalidInput("weights have " + std::to_string(w.layers.size()) +
+                       " layers, the model config needs " + std::to_string(s.num_layers));
+  }
+  for (int64_t i = 0; i < s.num_layers; ++i) {
+    const LayerWeights& l = w.layers[static_cast<size_t>(i)];
+    auto n = [&](const char* suffix) { return LayerTensorName(i, suffix); };
+    CheckSize(l.input_norm, h, n("input_layernorm.weight"));
+    CheckSize(l.q, q * h, n("self_attn.q_proj.weight"));
+    CheckSize(l.k, kv * h, n("self_attn.k_proj.weight"));
+    CheckSize(l.v, kv * h, n("self_attn.v_proj.weight"));
+    CheckSize(l.o, h * q, n("self_attn.o_proj.weight"));
+    CheckSize(l.q_bias, s.qkv_bias ? q : 0, n("self_attn.q_proj.bias"));
+    CheckSize(l.k_bias, s.qkv_bias ? kv : 0, n("self_attn.k_proj.bias"));
+    CheckSize(l.v_bias, s.qkv_bias ? kv : 0, n("self_attn.v_proj.bias"));
+    CheckSize(l.o_bias, s.o_bias ? h : 0, n("self_attn.o_proj.bias"));
+    CheckSize(l.post_norm, h, n("post_attention_layernorm.weight"));
+    CheckSize(l.gate, f * h, n("mlp.gate_proj.weight"));
+    CheckSize(l.up, f * h, n("mlp.up_proj.weight"));
+    CheckSize(l.down, h * f, n("mlp.down_proj.weight"));
+    CheckSize(l.gate_bias, s.mlp_bias ? f : 0, n("mlp.gate_proj.bias"));
+    CheckSize(l.up_bias, s.mlp_bias ? f : 0, n("mlp.up_proj.bias"));
+    CheckSize(l.down_bias, s.mlp_bias ? h : 0, n("mlp.down_proj.bias"));
+  }
+  CheckSize(w.final_norm, h, "model.norm.weight");
+  CheckSize(w.lm_head, s.tie_word_embeddings ? 0 : s.vocab_size * h, "lm_head.weight");
+}
+
+namespace {}  // namespace
 
 std::string LayerTensorName(int64_t layer, std::string_view suffix) {
   return "model.layers." + std::to_string(layer) + "." + std::string(suffix);

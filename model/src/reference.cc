@@ -15,44 +15,6 @@ namespace {
 
 using partition::ModelSpec;
 
-void CheckSize(const std::vector<float>& v, int64_t want, const std::string& name) {
-  if (static_cast<int64_t>(v.size()) != want) {
-    throw InvalidInput("weights for " + name + " have " + std::to_string(v.size()) +
-                       " values, the model config needs " + std::to_string(want));
-  }
-}
-
-void CheckWeights(const ModelSpec& s, const LlamaWeights& w) {
-  const int64_t h = s.hidden_size, q = s.q_width(), kv = s.kv_width(), f = s.intermediate_size;
-  CheckSize(w.embed, s.vocab_size * h, "model.embed_tokens.weight");
-  if (static_cast<int64_t>(w.layers.size()) != s.num_layers) {
-    throw InvalidInput("weights have " + std::to_string(w.layers.size()) +
-                       " layers, the model config needs " + std::to_string(s.num_layers));
-  }
-  for (int64_t i = 0; i < s.num_layers; ++i) {
-    const LayerWeights& l = w.layers[static_cast<size_t>(i)];
-    auto n = [&](const char* suffix) { return LayerTensorName(i, suffix); };
-    CheckSize(l.input_norm, h, n("input_layernorm.weight"));
-    CheckSize(l.q, q * h, n("self_attn.q_proj.weight"));
-    CheckSize(l.k, kv * h, n("self_attn.k_proj.weight"));
-    CheckSize(l.v, kv * h, n("self_attn.v_proj.weight"));
-    CheckSize(l.o, h * q, n("self_attn.o_proj.weight"));
-    CheckSize(l.q_bias, s.qkv_bias ? q : 0, n("self_attn.q_proj.bias"));
-    CheckSize(l.k_bias, s.qkv_bias ? kv : 0, n("self_attn.k_proj.bias"));
-    CheckSize(l.v_bias, s.qkv_bias ? kv : 0, n("self_attn.v_proj.bias"));
-    CheckSize(l.o_bias, s.o_bias ? h : 0, n("self_attn.o_proj.bias"));
-    CheckSize(l.post_norm, h, n("post_attention_layernorm.weight"));
-    CheckSize(l.gate, f * h, n("mlp.gate_proj.weight"));
-    CheckSize(l.up, f * h, n("mlp.up_proj.weight"));
-    CheckSize(l.down, h * f, n("mlp.down_proj.weight"));
-    CheckSize(l.gate_bias, s.mlp_bias ? f : 0, n("mlp.gate_proj.bias"));
-    CheckSize(l.up_bias, s.mlp_bias ? f : 0, n("mlp.up_proj.bias"));
-    CheckSize(l.down_bias, s.mlp_bias ? h : 0, n("mlp.down_proj.bias"));
-  }
-  CheckSize(w.final_norm, h, "model.norm.weight");
-  CheckSize(w.lm_head, s.tie_word_embeddings ? 0 : s.vocab_size * h, "lm_head.weight");
-}
-
 const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 uint64_t Mix64(uint64_t z) {
@@ -122,7 +84,7 @@ ReferenceModel::ReferenceModel(ModelSpec spec, LlamaWeights weights)
     throw InvalidInput("head_dim " + std::to_string(spec_.head_dim) +
                        " is odd; rotate-half RoPE needs an even head_dim");
   }
-  CheckWeights(spec_, weights_);
+  CheckLlamaWeights(weights_, spec_);
   inv_freq_ = RopeInverseFrequencies(spec_);
 }
 
@@ -290,26 +252,32 @@ int32_t SampleToken(std::span<const float> logits, const SamplingOptions& option
   return order[kept - 1];
 }
 
-Generation Generate(const ReferenceModel& model, std::span<const int32_t> prompt, int64_t max_new,
-                    const SamplingOptions& options, bool keep_logits) {
+Generation GenerateWith(const ForwardStep& step, std::span<const int32_t> prompt, int64_t max_new,
+                        const SamplingOptions& options, bool keep_logits) {
   if (prompt.empty()) throw InvalidInput("the prompt needs at least one token");
   if (max_new < 0) throw InvalidInput("max_new must be >= 0, got " + std::to_string(max_new));
-  KvCache cache =
-      model.NewCache(static_cast<int64_t>(prompt.size()) + std::max<int64_t>(max_new, 1));
-  std::vector<SequenceStep> step = {{&cache, {prompt.begin(), prompt.end()}}};
   Generation g;
   if (max_new == 0) return g;
-  std::vector<float> logits = std::move(model.Forward(step)[0]);
+  std::vector<float> logits = step({prompt.begin(), prompt.end()});
   for (int64_t i = 0; i < max_new; ++i) {
     const int32_t token = SampleToken(logits, options, i);
     g.tokens.push_back(token);
     if (keep_logits) g.logits.push_back(logits);
-    if (i + 1 < max_new) {
-      step[0].tokens = {token};
-      logits = std::move(model.Forward(step)[0]);
-    }
+    if (i + 1 < max_new) logits = step({token});
   }
   return g;
+}
+
+Generation Generate(const ReferenceModel& model, std::span<const int32_t> prompt, int64_t max_new,
+                    const SamplingOptions& options, bool keep_logits) {
+  KvCache cache =
+      model.NewCache(static_cast<int64_t>(prompt.size()) + std::max<int64_t>(max_new, 1));
+  return GenerateWith(
+      [&](const std::vector<int32_t>& tokens) {
+        std::vector<SequenceStep> step = {{&cache, tokens}};
+        return std::move(model.Forward(step)[0]);
+      },
+      prompt, max_new, options, keep_logits);
 }
 
 }  // namespace lockstep::model

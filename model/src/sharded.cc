@@ -187,9 +187,8 @@ void ValidateLayout(const ModelSpec& spec, const ModelLayout& layout) {
 ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLayout layout)
     : spec_(std::move(spec)), layout_(std::move(layout)), shards_(std::make_unique<Shards>()) {
   ValidateLayout(spec_, layout_);
-  // The reference constructor checks the weights against the spec; reuse it on a view-sized
-  // check rather than duplicating the rules.
-  ReferenceModel(spec_, weights);
+  CheckLlamaWeights(weights, spec_);
+  if (spec_.head_dim % 2 != 0) throw InvalidInput("rotate-half RoPE needs an even head_dim");
   inv_freq_ = RopeInverseFrequencies(spec_);
   const ModelSpec& s = spec_;
   const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;

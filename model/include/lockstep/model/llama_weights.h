@@ -84,6 +84,10 @@ struct LlamaWeights {
 // Checks (CheckLlamaWeights) and loads a checkpoint as fp32.
 LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec);
 
+// Checks that in-memory weights have the sizes `spec` needs (biases present exactly when the
+// spec has them). Throws Error (kInvalidInput) naming the tensor.
+void CheckLlamaWeights(const LlamaWeights& weights, const partition::ModelSpec& spec);
+
 // The generated weights in memory, exactly what WriteGeneratedWeights at fp32 then
 // LoadLlamaWeights would give.
 LlamaWeights GenerateLlamaWeights(const partition::ModelSpec& spec, uint64_t seed);

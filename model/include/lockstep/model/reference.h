@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -91,8 +92,14 @@ struct Generation {
   std::vector<std::vector<float>> logits;  // row i: the distribution tokens[i] was drawn from
 };
 
-// Prefills `prompt` and generates `max_new` tokens one at a time. Throws Error for an empty
-// prompt or invalid sampling options.
+// The generation loop over any forward pass: `step(tokens)` appends tokens to one sequence and
+// returns the logits of the last. Prefills `prompt` and generates `max_new` tokens one at a
+// time. Throws Error for an empty prompt or invalid sampling options.
+using ForwardStep = std::function<std::vector<float>(const std::vector<int32_t>& tokens)>;
+Generation GenerateWith(const ForwardStep& step, std::span<const int32_t> prompt, int64_t max_new,
+                        const SamplingOptions& options, bool keep_logits = false);
+
+// GenerateWith over the reference model and a fresh KV cache.
 Generation Generate(const ReferenceModel& model, std::span<const int32_t> prompt, int64_t max_new,
                     const SamplingOptions& options, bool keep_logits = false);
 
