@@ -23,6 +23,10 @@ for preset in node rack ring torus2d; do
   expect_exit 0 "$LOCKSTEP" topo generate --preset $preset -o $preset.yaml
 done
 expect_exit 0 "$LOCKSTEP" topo generate --preset system --racks 2 -o system2.yaml
+expect_exit 0 "$LOCKSTEP" topo generate --preset hyperx --racks 12 -o hyperx12.yaml
+expect_exit 0 "$LOCKSTEP" topo show hyperx12.yaml --json
+[ "$(json "d['chips'], d['diameter_hops'] <= 5, d['max_ports_used'] <= 16")" = "864 True True" ] \
+  || fail "hyperx: $(cat out.txt)"
 expect_exit 0 "$LOCKSTEP" topo show rack.yaml --json
 [ "$(json "d['chips'], d['spares'], d['diameter_hops'], d['connected']")" = "72 8 3 True" ] \
   || fail "topo show rack json: $(cat out.txt)"

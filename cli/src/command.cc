@@ -16,9 +16,10 @@ bool ParseOrHelp(const std::vector<std::string>& args, const std::string& usage,
   try {
     po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
     if (vm.count("help")) {
-      std::cout << "usage: " << usage << "\n\n"
-                << all << "  --json                 print the result as one JSON object\n"
-                << "  --log-level LEVEL      stderr log level: trace, debug, info, warn, error, off\n\n";
+      std::cout
+          << "usage: " << usage << "\n\n"
+          << all << "  --json                 print the result as one JSON object\n"
+          << "  --log-level LEVEL      stderr log level: trace, debug, info, warn, error, off\n\n";
       return false;
     }
     po::notify(vm);

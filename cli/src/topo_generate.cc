@@ -10,7 +10,7 @@ namespace lockstep::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "lockstep topo generate --preset node|rack|system|ring|torus2d [--racks R] "
+    "lockstep topo generate --preset node|rack|system|hyperx|ring|torus2d [--racks R] "
     "[--chip lpu-v1] -o FILE";
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
@@ -21,10 +21,12 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   RackShape shape;
   opts.add_options()("preset", po::value<std::string>(&preset)->required(),
                      "node (chips fully connected), rack (nodes of a rack, one spare node), "
-                     "system (Dragonfly of racks), ring, torus2d")(
-      "output,o", po::value<std::string>(&out)->required(), "topology file to write (YAML)")(
+                     "system (Dragonfly of racks: 4 global ports per chip, 7 hops across 145 "
+                     "racks), hyperx (racks as a 2-D HyperX of nodes: all 16 ports, at most 5 "
+                     "hops), ring, torus2d")("output,o", po::value<std::string>(&out)->required(),
+                                             "topology file to write (YAML)")(
       "chip", po::value<std::string>(&chip_name)->default_value("lpu-v1"), "chip preset")(
-      "racks", po::value<int>(&racks)->default_value(8), "system: number of racks (1..145)")(
+      "racks", po::value<int>(&racks)->default_value(8), "system and hyperx: number of racks")(
       "chips", po::value<int>(&chips)->default_value(8), "node and ring: number of chips")(
       "width", po::value<int>(&width)->default_value(4), "torus2d: chips along x")(
       "height", po::value<int>(&height)->default_value(4), "torus2d: chips along y")(
@@ -55,6 +57,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     topo = GenerateRack(*chip, shape);
   } else if (preset == "system") {
     topo = GenerateSystem(*chip, racks, shape);
+  } else if (preset == "hyperx") {
+    topo = GenerateHyperX(*chip, racks, shape);
   } else if (preset == "ring") {
     topo = GenerateRing(*chip, chips);
   } else if (preset == "torus2d") {

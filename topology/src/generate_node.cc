@@ -34,7 +34,7 @@ Topology GenerateNode(const ChipSpec& chip, int chips) {
 }
 
 std::vector<std::string> GeneratorPresetNames() {
-  return {"node", "rack", "system", "ring", "torus2d"};
+  return {"node", "rack", "system", "hyperx", "ring", "torus2d"};
 }
 
 }  // namespace lockstep::topology

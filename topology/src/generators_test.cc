@@ -200,3 +200,40 @@ TEST(Generators, SameInputsSameTopology) {
 
 }  // namespace
 }  // namespace lockstep::topology
+
+namespace lockstep::topology {
+namespace {
+
+TEST(GenerateHyperX, FullSizeSystemIsFiveHopsAcross) {
+  EXPECT_GE(MaxHyperXRacks(LpuV1()), 145);
+  Topology topo = GenerateHyperX(LpuV1(), 145);
+  EXPECT_EQ(topo.chip_count(), 10440);
+  EXPECT_EQ(topo.spare_count(), 145 * 8);
+  for (const Chip& c : topo.chips()) ASSERT_LE(topo.PortsUsed(c.id), 16);
+  TopologyStats s = ComputeStats(topo);
+  EXPECT_TRUE(s.connected);
+  EXPECT_EQ(s.diameter, 5);
+}
+
+TEST(GenerateHyperX, EveryRackIsFullyConnectedAtNodeLevel) {
+  Topology topo = GenerateHyperX(LpuV1(), 8);
+  std::set<std::pair<int, int>> node_pairs;
+  for (const Link& l : topo.links()) {
+    int a = topo.chip(l.a.chip).node, b = topo.chip(l.b.chip).node;
+    if (a != b) node_pairs.insert(std::minmax(a, b));
+  }
+  for (int r = 0; r < 8; ++r) {
+    for (int x = 0; x < 9; ++x) {
+      for (int y = x + 1; y < 9; ++y) EXPECT_TRUE(node_pairs.count({r * 9 + x, r * 9 + y}));
+    }
+  }
+  EXPECT_LE(ComputeStats(topo).diameter, 5);
+}
+
+TEST(GenerateHyperX, RejectsTooManyRacks) {
+  EXPECT_THROW(GenerateHyperX(LpuV1(), MaxHyperXRacks(LpuV1()) + 1), Error);
+  EXPECT_THROW(GenerateHyperX(LpuV1(), 0), Error);
+}
+
+}  // namespace
+}  // namespace lockstep::topology
