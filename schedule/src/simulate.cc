@@ -47,6 +47,7 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
   std::sort(senders.begin(), senders.end());
   // Predecessor edges: deps, the previous user of the same resource, the message's sender.
   std::vector<std::pair<size_t, size_t>> edges;  // (pred, succ)
+  std::vector<size_t> unsent;
   edges.reserve(2 * n);
   for (size_t p = 0; p < s.programs.size(); ++p) {
     const std::vector<Instruction>& prog = s.programs[p].instructions;
@@ -68,7 +69,11 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
       if (in.kind == InstrKind::kRecv || in.kind == InstrKind::kForward) {
         auto it =
             std::lower_bound(senders.begin(), senders.end(), std::make_pair(in.in_msg, size_t{0}));
-        if (it != senders.end() && it->first == in.in_msg) edges.emplace_back(it->second, g);
+        if (it != senders.end() && it->first == in.in_msg) {
+          edges.emplace_back(it->second, g);
+        } else {
+          unsent.push_back(g);  // waits for a message nobody sends: never runs
+        }
       }
     }
   }
@@ -78,6 +83,7 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
     ++succ_begin[a + 1];
     ++waiting[b];
   }
+  for (size_t g : unsent) ++waiting[g];
   for (size_t g = 0; g < n; ++g) succ_begin[g + 1] += succ_begin[g];
   {
     std::vector<uint32_t> fill(succ_begin.begin(), succ_begin.end() - 1);
