@@ -61,5 +61,7 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 CommandGroup TopoCommand();
 CommandGroup ModelCommand();
 CommandGroup PlanCommand();
+CommandGroup ScheduleCommand();
+CommandGroup SimulateCommand();
 
 }  // namespace lockstep::cli

@@ -12,7 +12,9 @@
 namespace lockstep::cli {
 namespace {
 
-std::vector<CommandGroup> Groups() { return {TopoCommand(), ModelCommand(), PlanCommand()}; }
+std::vector<CommandGroup> Groups() {
+  return {TopoCommand(), ModelCommand(), PlanCommand(), ScheduleCommand(), SimulateCommand()};
+}
 
 void PrintHelp(const po::options_description& global) {
   std::cout << "usage: lockstep [--log-level LEVEL] [--json] <command> [options]\n\n"

@@ -164,6 +164,10 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
 int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
                   const partition::LinkCostParams& params);
 
+// The schedule as one JSON object: summary figures, every program (instructions with their
+// planned times, deps and messages) and every link direction's reservations. Deterministic.
+std::string ScheduleToJson(const GlobalSchedule& schedule);
+
 // "token 3 sequence 1 stage 2 layer 5 mlp" — the step an instruction belongs to, for messages.
 std::string DescribeStep(const Instruction& instr);
 
