@@ -18,6 +18,10 @@ class Checker {
       : s_(s), topo_(topo), o_(o) {}
 
   std::vector<std::string> Run() {
+    arrival_.resize(s_.programs.size());
+    for (size_t p = 0; p < s_.programs.size(); ++p) {
+      arrival_[p].assign(s_.programs[p].instructions.size(), INT64_MIN);
+    }
     ChipId prev = -1;
     for (size_t p = 0; p < s_.programs.size() && !Full(); ++p) {
       const ChipProgram& prog = s_.programs[p];
@@ -120,64 +124,84 @@ class Checker {
         if (in.end_ns != in.start_ns + ns) {
           Add(Name(w) + ": transfer ends at " + T(in.end_ns) + ", expected start + " + T(ns));
         }
-        directions_[{in.link, prog.chip}].push_back(w);
-        if (!senders_.emplace(in.msg, w).second) {
-          Add(Name(w) + ": message " + std::to_string(in.msg) + " is sent twice");
-        }
+        directions_.push_back({in.link, prog.chip, in.start_ns, w});
+        senders_.push_back({in.msg, w});
       }
-      if (Receives(in)) receivers_[in.in_msg].push_back(w);
+      if (Receives(in)) receivers_.push_back({in.in_msg, w});
     }
   }
 
   void CheckLinks() {
-    for (auto& [key, list] : directions_) {
-      std::sort(list.begin(), list.end(), [&](Where a, Where b) {
-        return std::tie(At(a).start_ns, a.index) < std::tie(At(b).start_ns, b.index);
-      });
-      for (size_t k = 1; k < list.size() && !Full(); ++k) {
-        if (At(list[k]).start_ns < At(list[k - 1]).end_ns) {
-          Add(Name(list[k]) + ": overlaps " + DescribeStep(At(list[k - 1])) + " on link " +
-              std::to_string(key.first) + " from chip " + std::to_string(key.second) + " (busy " +
-              T(At(list[k - 1]).start_ns) + " to " + T(At(list[k - 1]).end_ns) +
-              "): one transfer at a time per direction");
-        }
+    std::sort(directions_.begin(), directions_.end(), [](const Use& x, const Use& y) {
+      return std::tie(x.link, x.chip, x.start, x.w.index) <
+             std::tie(y.link, y.chip, y.start, y.w.index);
+    });
+    for (size_t k = 1; k < directions_.size() && !Full(); ++k) {
+      const Use& prev = directions_[k - 1];
+      const Use& cur = directions_[k];
+      if (prev.link != cur.link || prev.chip != cur.chip) continue;
+      if (cur.start < At(prev.w).end_ns) {
+        Add(Name(cur.w) + ": overlaps " + DescribeStep(At(prev.w)) + " on link " +
+            std::to_string(cur.link) + " from chip " + std::to_string(cur.chip) + " (busy " +
+            T(At(prev.w).start_ns) + " to " + T(At(prev.w).end_ns) +
+            "): one transfer at a time per direction");
       }
     }
   }
 
   void CheckMessages() {
-    for (const auto& [msg, w] : senders_) {
+    auto by_msg = [](const Msg& x, const Msg& y) {
+      return std::tie(x.msg, x.w.program, x.w.index) < std::tie(y.msg, y.w.program, y.w.index);
+    };
+    std::sort(senders_.begin(), senders_.end(), by_msg);
+    std::sort(receivers_.begin(), receivers_.end(), by_msg);
+    for (size_t k = 1; k < senders_.size(); ++k) {
+      if (senders_[k].msg == senders_[k - 1].msg) {
+        Add(Name(senders_[k].w) + ": message " + std::to_string(senders_[k].msg) +
+            " is sent twice");
+      }
+    }
+    size_t r = 0;
+    for (const Msg& sent : senders_) {
       if (Full()) return;
-      auto it = receivers_.find(msg);
-      if (it == receivers_.end()) {
-        Add(Name(w) + ": message " + std::to_string(msg) + " is never received by chip " +
+      while (r < receivers_.size() && receivers_[r].msg < sent.msg) {
+        Add(Name(receivers_[r].w) + ": message " + std::to_string(receivers_[r].msg) +
+            " is never sent");
+        ++r;
+      }
+      size_t count = 0;
+      const size_t first = r;
+      while (r < receivers_.size() && receivers_[r].msg == sent.msg) ++count, ++r;
+      const Where w = sent.w;
+      if (count == 0) {
+        Add(Name(w) + ": message " + std::to_string(sent.msg) + " is never received by chip " +
             std::to_string(At(w).peer));
         continue;
       }
-      if (it->second.size() > 1) {
-        Add(Name(w) + ": message " + std::to_string(msg) + " is received " +
-            std::to_string(it->second.size()) + " times");
+      if (count > 1) {
+        Add(Name(w) + ": message " + std::to_string(sent.msg) + " is received " +
+            std::to_string(count) + " times");
       }
-      const Where r = it->second.front();
+      const Where rw = receivers_[first].w;
       const Instruction& in = At(w);
-      const Instruction& rx = At(r);
-      if (s_.programs[r.program].chip != in.peer || rx.in_link != in.link ||
+      const Instruction& rx = At(rw);
+      if (s_.programs[rw.program].chip != in.peer || rx.in_link != in.link ||
           rx.in_peer != s_.programs[w.program].chip) {
-        Add(Name(r) + ": receives message " + std::to_string(msg) + " which " + Name(w) +
+        Add(Name(rw) + ": receives message " + std::to_string(sent.msg) + " which " + Name(w) +
             " sends elsewhere");
         continue;
       }
       const int64_t arrival =
           in.start_ns + HopTimeNs(topo_.link(in.link), in.bytes, o_.link_params);
       if (rx.start_ns < arrival) {
-        Add(Name(r) + ": starts at " + T(rx.start_ns) + " before message " + std::to_string(msg) +
-            " arrives at " + T(arrival));
+        Add(Name(rw) + ": starts at " + T(rx.start_ns) + " before message " +
+            std::to_string(sent.msg) + " arrives at " + T(arrival));
       }
-      arrival_[{r.program, r.index}] = arrival;
+      arrival_[rw.program][rw.index] = arrival;
     }
-    for (const auto& [msg, list] : receivers_) {
-      if (!senders_.count(msg))
-        Add(Name(list.front()) + ": message " + std::to_string(msg) + " is never sent");
+    for (; r < receivers_.size() && !Full(); ++r) {
+      Add(Name(receivers_[r].w) + ": message " + std::to_string(receivers_[r].msg) +
+          " is never sent");
     }
   }
 
@@ -203,8 +227,7 @@ class Checker {
     for (size_t i = 0; i < prog.instructions.size(); ++i) {
       const Instruction& in = prog.instructions[i];
       if (!Receives(in)) continue;
-      auto a = arrival_.find({p, i});
-      const int64_t from = a == arrival_.end() ? in.start_ns : a->second;
+      const int64_t from = arrival_[p][i] == INT64_MIN ? in.start_ns : arrival_[p][i];
       events.emplace_back(from, in.bytes, i);
       events.emplace_back(std::max(from, release[i]), -in.bytes, i);
     }
@@ -228,10 +251,20 @@ class Checker {
   const topology::Topology& topo_;
   const ValidateOptions& o_;
   std::vector<std::string> problems_;
-  std::map<std::pair<LinkId, ChipId>, std::vector<Where>> directions_;
-  std::map<int64_t, Where> senders_;
-  std::map<int64_t, std::vector<Where>> receivers_;
-  std::map<std::pair<size_t, size_t>, int64_t> arrival_;
+  struct Use {
+    LinkId link;
+    ChipId chip;
+    int64_t start;
+    Where w;
+  };
+  struct Msg {
+    int64_t msg;
+    Where w;
+  };
+  std::vector<Use> directions_;  // every Send/Forward, by (link, sending chip)
+  std::vector<Msg> senders_;
+  std::vector<Msg> receivers_;
+  std::vector<std::vector<int64_t>> arrival_;  // per program, per instruction; INT64_MIN = none
 };
 
 }  // namespace
