@@ -99,6 +99,12 @@ assert j["tokens_per_s"] >= j["tokens_per_s_per_user"] > 0
 t = json.load(open(sys.argv[3]))
 assert len(t["traceEvents"]) > 100
 PY
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --prefill --prompt-len 64 --json
+python3 - out.txt <<'PY' || fail "simulate --prefill reports time to first token"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["time_to_first_token_ns"] >= j["bounds"]["time_to_first_token_ns"]["bound"] > 0, j
+PY
 expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --jitter 0.1 --seed 3
 grep -q 'token latency' out.txt || fail "simulate prints token latency"
 LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(i["out"]["link"] for p in s["programs"] for i in p["instructions"] if i["kind"]=="send" and i["what"]=="activation"))')

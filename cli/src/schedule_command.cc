@@ -21,7 +21,8 @@ namespace {
 struct Inputs {
   std::string plan_path, model, topology = "rack", chip = "lpu-v1";
   int spare_nodes = 1;
-  int64_t tokens = 1, sequences = 0;
+  int64_t tokens = 1, sequences = 0, prompt_len = 0;
+  bool prefill = false;
 };
 
 void AddInputOptions(po::options_description& opts, Inputs& in) {
@@ -35,7 +36,10 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
       "spare nodes per rack, as given to 'lockstep plan'")(
       "tokens", po::value<int64_t>(&in.tokens)->default_value(1), "decode tokens per sequence")(
       "sequences", po::value<int64_t>(&in.sequences)->default_value(0),
-      "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)");
+      "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
+      "prefill", po::bool_switch(&in.prefill), "also compile each sequence's prompt")(
+      "prompt-len", po::value<int64_t>(&in.prompt_len)->default_value(0),
+      "prompt length for --prefill (0 = the plan's)");
 }
 
 // Built-in topologies by name (as `lockstep plan` takes them) until topology files land.
@@ -71,8 +75,8 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   if (in.plan_path.empty() || in.model.empty()) {
     throw UsageError("--plan and --model are required (see: lockstep " + command + " --help)");
   }
-  if (in.tokens < 1 || in.sequences < 0) {
-    throw UsageError("--tokens must be >= 1 and --sequences >= 0");
+  if (in.tokens < 1 || in.sequences < 0 || in.prompt_len < 0) {
+    throw UsageError("--tokens must be >= 1, --sequences and --prompt-len >= 0");
   }
   std::optional<topology::ChipSpec> chip = topology::ChipPreset(in.chip);
   if (!chip) throw UsageError("--chip: unknown preset '" + in.chip + "' (valid: lpu-v1)");
@@ -92,6 +96,8 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   schedule::ScheduleOptions o;
   o.tokens = in.tokens;
   o.sequences = in.sequences;
+  o.prefill = in.prefill;
+  o.prompt_len = in.prompt_len;
   l.schedule = schedule::Compile(l.plan, l.spec, l.topo, o);
   return l;
 }
@@ -150,6 +156,9 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                {"sequences", s.sequences},
                {"token_latency_ns", s.token_latency_ns},
                {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
+               {"time_to_first_token_ns",
+                s.prefill ? nlohmann::json(s.time_to_first_token_ns) : nlohmann::json()},
+               {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
                {"cycle_ns", s.cycle_ns},
                {"period_ns", s.period_ns},
                {"makespan_ns", s.makespan_ns},
@@ -215,30 +224,34 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
   const schedule::SimMetrics& m = r.metrics;
   if (ctx.json) {
-    PrintJson({{"model", l.schedule.model},
-               {"topology", l.schedule.topology},
-               {"tokens", l.schedule.tokens},
-               {"sequences", l.schedule.sequences},
-               {"token_latency_ns", m.token_latency_ns.value},
-               {"tokens_per_s", m.tokens_per_s.value},
-               {"tokens_per_s_per_user", m.tokens_per_s_per_user.value},
-               {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
-               {"scheduled_token_latency_ns", l.schedule.token_latency_ns},
-               {"time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
-               {"compute_utilization", m.compute_utilization.value},
-               {"compute_utilization_max", m.compute_utilization_max},
-               {"link_utilization", m.link_utilization.value},
-               {"link_utilization_max", m.link_utilization_max},
-               {"bubble_fraction", m.bubble_fraction.value},
-               {"makespan_ns", m.makespan_ns},
-               {"events", m.events},
-               {"bounds",
-                {{"token_latency_ns", MeasuredJson(m.token_latency_ns)},
-                 {"tokens_per_s", MeasuredJson(m.tokens_per_s)},
-                 {"tokens_per_s_per_user", MeasuredJson(m.tokens_per_s_per_user)},
-                 {"compute_utilization", MeasuredJson(m.compute_utilization)},
-                 {"link_utilization", MeasuredJson(m.link_utilization)},
-                 {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}}});
+    PrintJson(
+        {{"model", l.schedule.model},
+         {"topology", l.schedule.topology},
+         {"tokens", l.schedule.tokens},
+         {"sequences", l.schedule.sequences},
+         {"token_latency_ns", m.token_latency_ns.value},
+         {"tokens_per_s", m.tokens_per_s.value},
+         {"tokens_per_s_per_user", m.tokens_per_s_per_user.value},
+         {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
+         {"scheduled_token_latency_ns", l.schedule.token_latency_ns},
+         {"time_to_first_token_ns",
+          l.schedule.prefill ? nlohmann::json(m.time_to_first_token_ns.value) : nlohmann::json()},
+         {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
+         {"compute_utilization", m.compute_utilization.value},
+         {"compute_utilization_max", m.compute_utilization_max},
+         {"link_utilization", m.link_utilization.value},
+         {"link_utilization_max", m.link_utilization_max},
+         {"bubble_fraction", m.bubble_fraction.value},
+         {"makespan_ns", m.makespan_ns},
+         {"events", m.events},
+         {"bounds",
+          {{"token_latency_ns", MeasuredJson(m.token_latency_ns)},
+           {"tokens_per_s", MeasuredJson(m.tokens_per_s)},
+           {"tokens_per_s_per_user", MeasuredJson(m.tokens_per_s_per_user)},
+           {"compute_utilization", MeasuredJson(m.compute_utilization)},
+           {"link_utilization", MeasuredJson(m.link_utilization)},
+           {"time_to_first_token_ns", MeasuredJson(m.time_to_first_token_ns)},
+           {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}}});
     return 0;
   }
   auto line = [](const char* name, const schedule::Measured& x, double scale, const char* unit) {

@@ -48,8 +48,8 @@ std::string_view TagName(Tag tag) {
 }
 
 std::string DescribeStep(const Instruction& in) {
-  std::string s = "token " + std::to_string(in.token) + " sequence " + std::to_string(in.sequence) +
-                  " stage " + std::to_string(in.stage);
+  std::string s = (in.token < 0 ? std::string("prefill") : "token " + std::to_string(in.token)) +
+                  " sequence " + std::to_string(in.sequence) + " stage " + std::to_string(in.stage);
   if (in.layer >= 0) s += " layer " + std::to_string(in.layer);
   s += " ";
   s += in.tag == Tag::kOp ? partition::OpKindName(in.op) : TagName(in.tag);
@@ -216,7 +216,8 @@ bool FullyConnected(const topology::Topology& topo, const std::vector<ChipId>& c
 // One stage of one token of one sequence: its ops, collectives; returns each rank's data deps.
 struct StageCode {
   const partition::StagePlan* plan = nullptr;
-  std::vector<OpEntry> ops;  // every op of the stage on one chip, in order
+  std::vector<OpEntry> ops;          // every decode op of the stage on one chip, in order
+  std::vector<OpEntry> prefill_ops;  // the same for the prompt (when compiled)
   bool direct = true;
 };
 
@@ -262,6 +263,7 @@ void AllReduce(Builder& b, const StageCode& sc, std::vector<Deps>& data, int64_t
 GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& spec,
                        const topology::Topology& topo, const ScheduleOptions& options) {
   if (options.tokens < 1) throw InvalidInput("schedule: tokens must be >= 1");
+  if (options.prompt_len < 0) throw InvalidInput("schedule: prompt_len must be >= 0");
   if (options.sequences < 0) throw InvalidInput("schedule: sequences must be >= 0");
   if (plan.stages.empty()) throw InvalidInput("schedule: the plan has no stages");
   for (const partition::StagePlan& st : plan.stages) {
@@ -283,6 +285,10 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       options.chip_params ? *options.chip_params : partition::CostParamsFor(chip);
   partition::Workload w = plan.workload;
   w.phase = partition::Phase::kDecode;
+  partition::Workload pw = w;  // the prompt
+  pw.phase = partition::Phase::kPrefill;
+  pw.context = options.prompt_len > 0 ? options.prompt_len
+                                      : (plan.prompt_len > 0 ? plan.prompt_len : w.context);
   const int64_t overhead = options.link_params.collective_step_overhead_ns;
 
   GlobalSchedule out;
@@ -297,25 +303,36 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
     StageCode sc;
     sc.plan = &st;
     sc.direct = FullyConnected(topo, st.chips);
-    auto add = [&](const std::vector<OpCost>& ops) {
-      for (const OpCost& op : ops) {
-        sc.ops.push_back(
-            {op, partition::TimeOp(op, w.dtype, topo.spec_of(st.chips.front()), cp).ns});
+    auto build = [&](const partition::Workload& wl) {
+      std::vector<OpEntry> list;
+      auto add = [&](const std::vector<OpCost>& ops) {
+        for (const OpCost& op : ops) {
+          list.push_back(
+              {op, partition::TimeOp(op, wl.dtype, topo.spec_of(st.chips.front()), cp).ns});
+        }
+      };
+      if (st.has_embedding) add(partition::EmbeddingOps(spec, wl, st.tp));
+      for (int64_t l = st.first_layer; l < st.end_layer; ++l) {
+        add(partition::LayerOps(spec, wl, st.tp, l));
       }
+      if (st.has_head) add(partition::HeadOps(spec, wl, st.tp));
+      return list;
     };
-    if (st.has_embedding) add(partition::EmbeddingOps(spec, w, st.tp));
-    for (int64_t l = st.first_layer; l < st.end_layer; ++l) {
-      add(partition::LayerOps(spec, w, st.tp, l));
-    }
-    if (st.has_head) add(partition::HeadOps(spec, w, st.tp));
-    int64_t path = 0;
-    for (const OpEntry& e : sc.ops) {
-      path += e.ns;
-      if (st.tp > 1 && e.cost.allreduce_bytes > 0) {
-        path += (sc.direct ? 2 : 2 * (st.tp - 1)) * overhead;
+    sc.ops = build(w);
+    if (options.prefill) sc.prefill_ops = build(pw);
+    auto path_of = [&](const std::vector<OpEntry>& list) {
+      int64_t path = 0;
+      for (const OpEntry& e : list) {
+        path += e.ns;
+        if (st.tp > 1 && e.cost.allreduce_bytes > 0) {
+          path += (sc.direct ? 2 : 2 * (st.tp - 1)) * overhead;
+        }
+        if (st.tp > 1 && e.cost.gather_bytes > 0) path += overhead;
       }
-      if (st.tp > 1 && e.cost.gather_bytes > 0) path += overhead;
-    }
+      return path;
+    };
+    const int64_t path = path_of(sc.ops);
+    out.prefill_compute_path_ns += path_of(sc.prefill_ops);
     out.compute_path_ns += path;
     out.slowest_stage_compute_ns = std::max(out.slowest_stage_compute_ns, path);
     stages.push_back(std::move(sc));
@@ -342,12 +359,15 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
 
   Builder b(topo, options.link_params);
   const int64_t act_bytes = w.tokens() * spec.hidden_size * DtypeBytes(w.dtype);
+  const int64_t prompt_act_bytes = pw.tokens() * spec.hidden_size * DtypeBytes(w.dtype);
+  out.prefill = options.prefill;
+  out.prompt_len = options.prefill ? pw.context : 0;
   const int64_t token_bytes = w.batch * 4;
   // next[m][r]: what rank r of stage 0 waits for before sequence m's next token.
   std::vector<std::vector<Deps>> next(static_cast<size_t>(sequences),
                                       std::vector<Deps>(plan.stages.front().chips.size()));
   std::vector<int64_t> arrival0;  // sequence 0: when each token is back at stage 0
-  for (int64_t t = 0; t < options.tokens; ++t) {
+  for (int64_t t = options.prefill ? -1 : 0; t < options.tokens; ++t) {
     for (int64_t m = 0; m < sequences; ++m) {
       b.step.token = static_cast<int32_t>(t);
       b.step.sequence = static_cast<int32_t>(m);
@@ -357,7 +377,7 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
         const std::vector<ChipId>& chips = sc.plan->chips;
         b.step.stage = static_cast<int32_t>(s);
         size_t active = chips.size();
-        for (const OpEntry& e : sc.ops) {
+        for (const OpEntry& e : t < 0 ? sc.prefill_ops : sc.ops) {
           b.step.layer = static_cast<int32_t>(e.cost.layer);
           for (size_t r = 0; r < active; ++r) {
             data[r] = {
@@ -384,7 +404,8 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
         std::vector<Deps> moved(to.size());
         for (size_t r = 0; r < to.size(); ++r) {
           const size_t from = last ? 0 : r % active;
-          moved[r] = b.Transfer(chips[from], data[from], to[r], last ? token_bytes : act_bytes,
+          moved[r] = b.Transfer(chips[from], data[from], to[r],
+                                last ? token_bytes : (t < 0 ? prompt_act_bytes : act_bytes),
                                 last ? Tag::kToken : Tag::kActivation);
         }
         data = std::move(moved);
@@ -399,7 +420,12 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       next[static_cast<size_t>(m)] = std::move(data);
     }
   }
-  out.token_latency_ns = arrival0.front();
+  if (options.prefill) {
+    out.time_to_first_token_ns = arrival0.front();
+    out.token_latency_ns = arrival0[1] - arrival0[0];
+  } else {
+    out.token_latency_ns = arrival0.front();
+  }
   out.cycle_ns =
       arrival0.size() >= 2 ? arrival0.back() - arrival0[arrival0.size() - 2] : arrival0.front();
   out.period_ns = out.cycle_ns / sequences;

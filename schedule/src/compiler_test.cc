@@ -91,6 +91,33 @@ TEST(Compile, OneNodeLatencyEqualsCostModelPrediction) {
   }
 }
 
+TEST(Compile, PrefillPassGivesTimeToFirstToken) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{4, 2}, {4, 2}});
+  ScheduleOptions o;
+  o.prefill = true;
+  o.tokens = 2;
+  o.sequences = 2;
+  const GlobalSchedule s = Compile(plan, spec, topo, o);
+  EXPECT_EQ(s.prompt_len, plan.prompt_len);
+  // The cost model's prefill prediction plus the sampled token's one hop back to stage 0.
+  EXPECT_EQ(s.time_to_first_token_ns,
+            plan.predicted.time_to_first_token_ns + HopTimeNs(topo.link(0), 4, {}));
+  EXPECT_TRUE(Validate(s, topo).empty());
+  const SimResult r = Simulate(s, topo);
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.metrics.time_to_first_token_ns.value, static_cast<double>(s.time_to_first_token_ns));
+  EXPECT_GE(r.metrics.time_to_first_token_ns.ratio, 1.0);
+  // Decode steps after the prompt are as long as without it.
+  ScheduleOptions d = o;
+  d.prefill = false;
+  d.sequences = 1;
+  o.sequences = 1;
+  EXPECT_EQ(Compile(plan, spec, topo, o).token_latency_ns,
+            Compile(plan, spec, topo, d).token_latency_ns);
+}
+
 TEST(Compile, CollectivesUseTheGroupsWiring) {
   const partition::ModelSpec spec = SmallModel();
   // TP 8 in a node: direct exchange, 2 reduce steps per all-reduce, 7 sends per step per chip.

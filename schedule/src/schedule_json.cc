@@ -53,6 +53,9 @@ std::string ScheduleToJson(const GlobalSchedule& s) {
                     {"cycle_ns", s.cycle_ns},
                     {"period_ns", s.period_ns},
                     {"makespan_ns", s.makespan_ns},
+                    {"prefill", s.prefill},
+                    {"prompt_len", s.prompt_len},
+                    {"time_to_first_token_ns", s.time_to_first_token_ns},
                     {"programs", std::move(programs)},
                     {"links", std::move(links)}};
   return j.dump() + "\n";

@@ -181,9 +181,16 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
   }
   if (span.empty()) first = 0;
   m.makespan_ns = last - first;
-  double latency_sum = 0;
+  double latency_sum = 0;  // decode steps only
   int64_t count = 0;
   for (auto it = span.begin(); it != span.end(); ++it) {
+    if (it->first.second < 0) {  // the prompt: time to first token, not a decode step
+      if (it->first.first == 0) {
+        m.time_to_first_token_ns = Pair(static_cast<double>(it->second.second - it->second.first),
+                                        static_cast<double>(s.prefill_compute_path_ns));
+      }
+      continue;
+    }
     auto prev = it == span.begin() ? span.end() : std::prev(it);
     const bool has_prev = prev != span.end() && prev->first.first == it->first.first;
     latency_sum += static_cast<double>(it->second.second -

@@ -71,7 +71,7 @@ struct Instruction {
   Tag tag = Tag::kOp;
   partition::OpKind op = partition::OpKind::kEmbedding;  // Compute only
   // The step: which token of which sequence, in which stage and decoder layer (-1 = none).
-  int32_t token = 0;
+  int32_t token = 0;  // -1 = the prompt (prefill)
   int32_t sequence = 0;
   int32_t stage = 0;
   int32_t layer = -1;
@@ -126,6 +126,11 @@ struct ScheduleOptions {
   // Chip effective figures; unset = partition::CostParamsFor(chip), as the partitioner uses.
   std::optional<partition::ChipCostParams> chip_params;
   partition::LinkCostParams link_params;
+  // Also compile each sequence's prompt before its first decode token, as one pass (token -1,
+  // "prefill") of the cost model's prefill ops; its activations are prompt_len x hidden wide.
+  bool prefill = false;
+  // Prompt length for the prefill pass; 0 = plan.prompt_len (or the workload context).
+  int64_t prompt_len = 0;
 };
 
 struct GlobalSchedule {
@@ -142,6 +147,12 @@ struct GlobalSchedule {
   int64_t cycle_ns = 0;
   int64_t period_ns = 0;
   int64_t makespan_ns = 0;
+  // Prefill (when compiled): the prompt length and when sequence 0's first token is back at
+  // stage 0, i.e. its time to first token; the prefill pass's compute with zero communication.
+  bool prefill = false;
+  int64_t prompt_len = 0;
+  int64_t time_to_first_token_ns = 0;
+  int64_t prefill_compute_path_ns = 0;
   // Sum over stages of one rank's compute and reduce durations for one token: the pass with zero
   // communication (a lower bound of token latency), and the slowest stage's share (a lower bound
   // of the period).
@@ -168,7 +179,9 @@ int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
 // planned times, deps and messages) and every link direction's reservations. Deterministic.
 std::string ScheduleToJson(const GlobalSchedule& schedule);
 
-// "token 3 sequence 1 stage 2 layer 5 mlp" — the step an instruction belongs to, for messages.
+// "token 3 sequence 1 stage 2 layer 5 mlp compute" ("prefill sequence 0 ..." for the prompt):
+// the step an instruction belongs to, for messages.
+// step an instruction belongs to, for messages.
 std::string DescribeStep(const Instruction& instr);
 
 }  // namespace lockstep::schedule

@@ -55,7 +55,10 @@ struct SimMetrics {
   double compute_utilization_max = 0;
   Measured link_utilization;  // mean over link directions used of busy / makespan
   double link_utilization_max = 0;
-  Measured bubble_fraction;  // 1 - compute utilization; bound: 1 - the utilization bound
+  Measured time_to_first_token_ns;  // sequence 0's prefill pass, start to its token back at
+                                    // stage 0 (0 when prefill was not compiled); bound: the
+                                    // prefill compute path with zero communication
+  Measured bubble_fraction;         // 1 - compute utilization; bound: 1 - the utilization bound
   int64_t predicted_token_latency_ns = 0;  // the compiler's planned figure
   int64_t makespan_ns = 0;
   int64_t events = 0;  // instruction starts and ends processed
