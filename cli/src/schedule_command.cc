@@ -268,11 +268,12 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   line("compute utilization", m.compute_utilization, 1, "");
   line("link utilization", m.link_utilization, 1, "");
   line("bubble fraction", m.bubble_fraction, 1, "");
+  if (l.schedule.prefill) line("time to first token", m.time_to_first_token_ns, 1e-3, "us");
   std::cout << "  predicted by the plan: "
             << Us(static_cast<double>(l.plan.predicted.token_latency_ns))
-            << " us per token; time to first token "
-            << Us(static_cast<double>(l.plan.predicted.time_to_first_token_ns))
-            << " us (plan's prediction; prefill is not compiled yet)\n";
+            << " us per token, time to first token "
+            << Us(static_cast<double>(l.plan.predicted.time_to_first_token_ns)) << " us"
+            << (l.schedule.prefill ? "" : " (add --prefill to compile the prompt)") << "\n";
   return 0;
 }
 

@@ -167,7 +167,7 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
   m.events = events;
   m.predicted_token_latency_ns = s.token_latency_ns;
   std::map<std::pair<int32_t, int32_t>, std::pair<int64_t, int64_t>> span;  // (seq, token)
-  int64_t first = INT64_MAX, last = 0;
+  int64_t first = INT64_MAX, last = 0, decode_first = INT64_MAX, decode_last = 0;
   for (size_t g = 0; g < n; ++g) {
     if (end[g] < 0) continue;
     const Instruction& in = instr(g);
@@ -178,9 +178,16 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
     }
     first = std::min(first, start[g]);
     last = std::max(last, end[g]);
+    if (in.token >= 0) {
+      decode_first = std::min(decode_first, start[g]);
+      decode_last = std::max(decode_last, end[g]);
+    }
   }
   if (span.empty()) first = 0;
+  if (decode_first == INT64_MAX) decode_first = 0;
   m.makespan_ns = last - first;
+  // Throughput and utilization are measured over the decode steps (prefill excluded).
+  const int64_t window = decode_last - decode_first;
   double latency_sum = 0;  // decode steps only
   int64_t count = 0;
   for (auto it = span.begin(); it != span.end(); ++it) {
@@ -202,12 +209,12 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
   m.token_latency_ns = Pair(latency, path);
   m.tokens_per_s_per_user = Pair(latency > 0 ? 1e9 / latency : 0, path > 0 ? 1e9 / path : 0);
   const double tokens = static_cast<double>(count) * static_cast<double>(s.batch);
+  const double mk = static_cast<double>(window);
   const double seqs = static_cast<double>(s.sequences);
   const double ideal_cycle = std::max(path, seqs * static_cast<double>(s.slowest_stage_compute_ns));
   const double tps_bound =
       ideal_cycle > 0 ? seqs * static_cast<double>(s.batch) * 1e9 / ideal_cycle : 0;
-  m.tokens_per_s =
-      Pair(m.makespan_ns > 0 ? tokens * 1e9 / static_cast<double>(m.makespan_ns) : 0, tps_bound);
+  m.tokens_per_s = Pair(mk > 0 ? tokens * 1e9 / mk : 0, tps_bound);
   const double ideal_makespan = tps_bound > 0 ? tokens * 1e9 / tps_bound : 0;
   double busy_sum = 0, chips = 0;
   std::map<std::pair<LinkId, ChipId>, int64_t> link_busy;
@@ -216,7 +223,7 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
     for (size_t i = 0; i < s.programs[p].instructions.size(); ++i) {
       const size_t g = offset[p] + i;
       const Instruction& in = s.programs[p].instructions[i];
-      if (end[g] < 0) continue;
+      if (end[g] < 0 || in.token < 0) continue;
       if (in.kind == InstrKind::kCompute || in.kind == InstrKind::kReduce)
         busy += end[g] - start[g];
       if (in.kind == InstrKind::kSend || in.kind == InstrKind::kForward) {
@@ -226,13 +233,11 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
     if (s.programs[p].stage < 0) continue;
     busy_sum += static_cast<double>(busy);
     chips += 1;
-    if (m.makespan_ns > 0) {
+    if (mk > 0) {
       m.compute_utilization_max =
-          std::max(m.compute_utilization_max,
-                   static_cast<double>(busy) / static_cast<double>(m.makespan_ns));
+          std::max(m.compute_utilization_max, static_cast<double>(busy) / mk);
     }
   }
-  const double mk = static_cast<double>(m.makespan_ns);
   const double mean_busy = chips > 0 ? busy_sum / chips : 0;
   m.compute_utilization = Pair(mk > 0 ? mean_busy / mk : 0,
                                ideal_makespan > 0 ? std::min(1.0, mean_busy / ideal_makespan) : 0);

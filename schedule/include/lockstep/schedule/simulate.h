@@ -47,7 +47,8 @@ struct SimMetrics {
   Measured token_latency_ns;       // mean time between consecutive tokens of one sequence;
                                    // bound: the compute path with zero communication
   Measured tokens_per_s_per_user;  // 1e9 / token latency; bound: 1e9 / compute path
-  Measured tokens_per_s;           // all tokens x batch / the time from first start to last end;
+  Measured tokens_per_s;           // all tokens x batch / the decode window (first decode start
+                                   // to last decode end; utilizations use the same window);
                                    // bound: sequences x batch / max(compute path, sequences x
                                    // slowest stage's compute)
   Measured compute_utilization;    // mean over stage chips of compute busy / makespan; bound:
