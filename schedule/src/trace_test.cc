@@ -16,7 +16,7 @@ TEST(Trace, ValidJsonOrderedTimesEveryFlowHasBothEnds) {
   const partition::Plan plan = testing::LayoutPlan(
       spec, topo, {{4, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}});
   ScheduleOptions o;
-  o.sequences = 2;
+  o.sequences = 1;
   const GlobalSchedule s = Compile(plan, spec, topo, o);
   SimulateOptions so;
   so.jitter = 0.1;
