@@ -216,6 +216,23 @@ TEST(Compile, RejectsBadOptions) {
   EXPECT_THROW(Compile(far, spec, other), Error);  // chips 4..7 are not in a 4-chip node
 }
 
+TEST(Compile, UnreachableChipIsCannotFitNamingBothChips) {
+  const partition::ModelSpec spec = SmallModel(2);
+  topology::Topology topo = topology::GenerateRing(topology::LpuV1(), 4);
+  const partition::Plan plan = LayoutPlan(spec, topo, {{1, 1}, {1, 1}, {1, 1}, {1, 1}});
+  // Cut chip 2 off: both of its ring links go down, the chip itself stays up.
+  for (const topology::Link& l : topo.links()) {
+    if (l.a.chip == 2 || l.b.chip == 2) topo.SetLinkDown(l.id);
+  }
+  try {
+    Compile(plan, spec, topo);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCannotFit);
+    EXPECT_NE(std::string(e.what()).find("chip 1 to chip 2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HopTime, ExactIntegerMathWithoutOverflow) {
   topology::Link link;
   link.bandwidth_bytes_per_s = 1'000'000'000;
