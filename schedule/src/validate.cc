@@ -34,6 +34,7 @@ class Checker {
       CheckProgram(p);
     }
     CheckLinks();
+    CheckTables();
     CheckMessages();
     for (size_t p = 0; p < s_.programs.size() && !Full(); ++p) CheckMemory(p);
     return problems_;
@@ -146,6 +147,38 @@ class Checker {
             T(At(prev.w).start_ns) + " to " + T(At(prev.w).end_ns) +
             "): one transfer at a time per direction");
       }
+    }
+  }
+
+  // The reservation tables (what a link layer would read) must list exactly the transfers of
+  // the programs, with the same times.
+  void CheckTables() {
+    size_t k = 0, listed = 0;  // directions_ is sorted by (link, chip, start)
+    for (const LinkTable& t : s_.links) {
+      for (const Reservation& r : t.reservations) {
+        ++listed;
+        while (k < directions_.size() &&
+               std::tie(directions_[k].link, directions_[k].chip, directions_[k].start) <
+                   std::tie(t.link, t.from, r.start_ns)) {
+          ++k;
+        }
+        const bool found = k < directions_.size() && directions_[k].link == t.link &&
+                           directions_[k].chip == t.from && directions_[k].start == r.start_ns &&
+                           At(directions_[k].w).end_ns == r.end_ns &&
+                           At(directions_[k].w).msg == r.msg;
+        if (!found) {
+          Add("chip " + std::to_string(t.from) + " link " + std::to_string(t.link) +
+              ": reservation " + T(r.start_ns) + " to " + T(r.end_ns) + " of message " +
+              std::to_string(r.msg) + " matches no transfer in the programs");
+          if (Full()) return;
+        } else {
+          ++k;
+        }
+      }
+    }
+    if (listed != directions_.size()) {
+      Add("reservation tables list " + std::to_string(listed) + " transfers, the programs make " +
+          std::to_string(directions_.size()));
     }
   }
 

@@ -165,6 +165,16 @@ TEST_F(ValidateTest, TransferShorterThanTheLinkAllows) {
   ExpectProblem({Chip(w), "link " + std::to_string(At(w).link), "transfer ends at"});
 }
 
+TEST_F(ValidateTest, ReservationTableDisagreesWithThePrograms) {
+  LinkTable& t = schedule_.links.front();
+  t.reservations.front().start_ns += 1;
+  ExpectProblem(
+      {"chip " + std::to_string(t.from), "link " + std::to_string(t.link), "matches no transfer"});
+  t.reservations.front().start_ns -= 1;
+  schedule_.links.back().reservations.pop_back();
+  ExpectProblem({"reservation tables list"});
+}
+
 TEST_F(ValidateTest, DownLinkIsRejected) {
   const auto w = Find([](const Instruction& in) { return in.kind == InstrKind::kSend; });
   topo_.SetLinkDown(At(w).link);

@@ -1,6 +1,6 @@
 // The validator: checks a GlobalSchedule from its instructions alone, against the topology, without
-// trusting any bookkeeping of the compiler (reservation tables and summary figures are ignored;
-// transfer times are recomputed from the links).
+// trusting any bookkeeping of the compiler (summary figures are ignored, transfer times are
+// recomputed from the links); the reservation tables are then checked against the instructions.
 //
 // Checks, each reported as one line naming the chip, the link (where one is involved) and the step:
 //   - program order: planned starts never decrease; deps point to earlier instructions;
@@ -9,6 +9,7 @@
 //     transfer time <= the receiver's start;
 //   - links: a Send/Forward uses an existing, up link that joins its chip to its peer; no two
 //     transfers overlap on one link direction;
+//   - tables: every link direction's reservations are exactly its transfers, at the same times;
 //   - compute: no chip runs two Compute/Reduce instructions at once;
 //   - matching: every sent message is received exactly once, by the peer, over the same link;
 //     every receive names a message that was sent;
