@@ -220,4 +220,52 @@ grep -q '"mode": "sharded \[0,2)x8 \[2,4)x8"' out.txt || fail "sharded run repor
 cmp -s ref.npy tp8.npy || fail "sharded logits differ from the reference"
 expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --tp 2
 grep -q "multiples of 64" err.txt || fail "unshardable layout message"
+# lockstep schedule / simulate (the plan file does not carry model and topology yet)
+expect_exit 0 "$LOCKSTEP" schedule --help
+expect_exit 0 "$LOCKSTEP" simulate --help
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4 -o p7.plan
+SCHED=(--plan p7.plan --model "$MODELS/llama-2-7b" --topology rack)
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 --json -o sched.json
+python3 - out.txt sched.json <<'PY' || fail "schedule --json for Llama-2-7B on a rack"
+import json, sys
+j = json.load(open(sys.argv[1]))
+s = json.load(open(sys.argv[2]))
+assert j["valid"] and j["instructions"] > 0 and j["reservations"] > 0, j
+assert j["token_latency_ns"] >= j["predicted_token_latency_ns"] * 0.9, j
+assert len(s["programs"]) == j["chips_used"]
+for p in s["programs"]:
+    starts = [i["start_ns"] for i in p["instructions"]]
+    assert starts == sorted(starts), "program order follows planned time"
+for l in s["links"]:
+    r = l["reservations"]
+    assert all(a[1] <= b[0] for a, b in zip(r, r[1:])), "one transfer at a time per direction"
+PY
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --tokens 3 --json --trace trace.json
+python3 - out.txt sched.json trace.json <<'PY' || fail "simulate --json"
+import json, sys
+j = json.load(open(sys.argv[1]))
+for k in ["token_latency_ns", "tokens_per_s", "tokens_per_s_per_user", "predicted_token_latency_ns",
+          "compute_utilization", "link_utilization", "bubble_fraction"]:
+    assert k in j, k
+assert j["token_latency_ns"] >= j["bounds"]["token_latency_ns"]["bound"] > 0
+assert j["tokens_per_s"] >= j["tokens_per_s_per_user"] > 0
+t = json.load(open(sys.argv[3]))
+assert len(t["traceEvents"]) > 100
+PY
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --prefill --prompt-len 64 --json
+python3 - out.txt <<'PY' || fail "simulate --prefill reports time to first token"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["time_to_first_token_ns"] >= j["bounds"]["time_to_first_token_ns"]["bound"] > 0, j
+PY
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --jitter 0.1 --seed 3
+grep -q 'token latency' out.txt || fail "simulate prints token latency"
+LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(i["out"]["link"] for p in s["programs"] for i in p["instructions"] if i["kind"]=="send" and i["what"]=="activation"))')
+expect_exit 1 "$LOCKSTEP" simulate "${SCHED[@]}" --fail-link "$LINK"
+grep -q "link $LINK .*failed at .* activation send" err.txt || fail "failed link names chip, link and step"
+[ "$(wc -l <err.txt)" = 1 ] || fail "failed link error is one line"
+expect_exit 1 "$LOCKSTEP" schedule "${SCHED[@]/rack/node}"
+grep -q "made for topology 'rack'" err.txt || fail "plan/topology mismatch message"
+expect_exit 2 "$LOCKSTEP" schedule --plan p7.plan
+expect_exit 2 "$LOCKSTEP" simulate "${SCHED[@]}" --tokens 0
 echo "cli_test: all passed"

@@ -61,6 +61,8 @@ int DispatchSubcommand(const std::string& group, const std::string& group_summar
 CommandGroup TopoCommand();
 CommandGroup ModelCommand();
 CommandGroup PlanCommand();
+CommandGroup ScheduleCommand();
+CommandGroup SimulateCommand();
 
 // `lockstep topo` subcommands (one file each).
 Subcommand TopoGenerateSubcommand();

@@ -1,0 +1,268 @@
+// `lockstep schedule` (compile and validate the static global schedule of a plan) and
+// `lockstep simulate` (run it in virtual time and measure it against its bounds).
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "command.h"
+#include "topology_arg.h"
+#include "lockstep/common/error.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/simulate.h"
+#include "lockstep/schedule/trace.h"
+#include "lockstep/schedule/validate.h"
+#include "lockstep/topology/generators.h"
+
+namespace lockstep::cli {
+namespace {
+
+// What a schedule needs beside the plan file, which does not (yet) carry its model and topology.
+struct Inputs {
+  std::string plan_path, model, topology = "rack", chip = "lpu-v1";
+  int spare_nodes = 1;
+  int64_t tokens = 1, sequences = 0, prompt_len = 0;
+  bool prefill = false;
+};
+
+void AddInputOptions(po::options_description& opts, Inputs& in) {
+  opts.add_options()("plan", po::value<std::string>(&in.plan_path),
+                     "plan file written by 'lockstep plan -o' (binary)")(
+      "model", po::value<std::string>(&in.model), "the config.json the plan was made for")(
+      "topology", po::value<std::string>(&in.topology)->default_value("rack"),
+      "the topology the plan was made for: node, rack or racks:N")(
+      "chip", po::value<std::string>(&in.chip)->default_value("lpu-v1"), "chip preset")(
+      "spare-nodes", po::value<int>(&in.spare_nodes)->default_value(1),
+      "spare nodes per rack, as given to 'lockstep plan'")(
+      "tokens", po::value<int64_t>(&in.tokens)->default_value(1), "decode tokens per sequence")(
+      "sequences", po::value<int64_t>(&in.sequences)->default_value(0),
+      "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
+      "prefill", po::bool_switch(&in.prefill), "also compile each sequence's prompt")(
+      "prompt-len", po::value<int64_t>(&in.prompt_len)->default_value(0),
+      "prompt length for --prefill (0 = the plan's)");
+}
+
+struct Loaded {
+  partition::Plan plan;
+  partition::ModelSpec spec;
+  topology::Topology topo;
+  schedule::GlobalSchedule schedule;
+};
+
+Loaded CompileInputs(const Inputs& in, const std::string& command) {
+  if (in.plan_path.empty() || in.model.empty()) {
+    throw UsageError("--plan and --model are required (see: lockstep " + command + " --help)");
+  }
+  if (in.tokens < 1 || in.sequences < 0 || in.prompt_len < 0) {
+    throw UsageError("--tokens must be >= 1, --sequences and --prompt-len >= 0");
+  }
+  std::optional<topology::ChipSpec> chip = topology::ChipPreset(in.chip);
+  if (!chip) throw UsageError("--chip: unknown preset '" + in.chip + "' (valid: lpu-v1)");
+  Loaded l{partition::ReadPlanFile(in.plan_path),
+           partition::LoadModelSpec(in.model),
+           ResolveTopology(in.topology, *chip, in.spare_nodes),
+           {}};
+  if (l.plan.topology != l.topo.name()) {
+    throw InvalidInput(in.plan_path + ": the plan was made for topology '" + l.plan.topology +
+                       "', not '" + l.topo.name() + "' (pass the same --topology as to plan)");
+  }
+  const std::vector<std::string> problems = partition::VerifyPlan(l.plan, l.spec, l.topo);
+  if (!problems.empty()) {
+    throw InvalidInput(in.plan_path + ": does not fit model " + in.model + " on " + l.topo.name() +
+                       ": " + problems.front());
+  }
+  schedule::ScheduleOptions o;
+  o.tokens = in.tokens;
+  o.sequences = in.sequences;
+  o.prefill = in.prefill;
+  o.prompt_len = in.prompt_len;
+  l.schedule = schedule::Compile(l.plan, l.spec, l.topo, o);
+  return l;
+}
+
+std::string Us(double ns) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << ns / 1000.0;
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorCode::kNotFound, "cannot write " + path);
+  f << text;
+  if (!f.flush()) throw Error(ErrorCode::kNotFound, "cannot write " + path);
+}
+
+int Schedule(const std::vector<std::string>& args, Context& ctx) {
+  po::options_description opts("options");
+  Inputs in;
+  std::string out;
+  AddInputOptions(opts, in);
+  opts.add_options()("output,o", po::value<std::string>(&out),
+                     "write the schedule (every program and link reservation) as JSON");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!ParseOrHelp(args,
+                   "lockstep schedule --plan PLAN --model CONFIG --topology T [--tokens N] "
+                   "[--sequences M] [-o SCHEDULE] [--json]\n"
+                   "Compiles the plan into one program per chip and one reservation table per "
+                   "link direction, and validates it.",
+                   opts, pos, vm)) {
+    return 0;
+  }
+  const Loaded l = CompileInputs(in, "schedule");
+  const schedule::GlobalSchedule& s = l.schedule;
+  const std::vector<std::string> problems = schedule::Validate(s, l.topo);
+  if (!problems.empty()) {
+    throw Error(ErrorCode::kInternal, "compiled schedule is invalid (" +
+                                          std::to_string(problems.size()) +
+                                          " problems): " + problems.front());
+  }
+  if (!out.empty()) {
+    WriteFile(out, schedule::ScheduleToJson(s));
+    ctx.log->info("wrote {}", out);
+  }
+  size_t reservations = 0, forwarders = 0;
+  for (const schedule::LinkTable& t : s.links) reservations += t.reservations.size();
+  for (const schedule::ChipProgram& p : s.programs) forwarders += p.stage < 0;
+  if (ctx.json) {
+    PrintJson({{"model", s.model},
+               {"topology", s.topology},
+               {"valid", true},
+               {"stages", s.stages},
+               {"tokens", s.tokens},
+               {"sequences", s.sequences},
+               {"token_latency_ns", s.token_latency_ns},
+               {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
+               {"time_to_first_token_ns",
+                s.prefill ? nlohmann::json(s.time_to_first_token_ns) : nlohmann::json()},
+               {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
+               {"cycle_ns", s.cycle_ns},
+               {"period_ns", s.period_ns},
+               {"makespan_ns", s.makespan_ns},
+               {"chips_used", s.programs.size()},
+               {"forwarding_only_chips", forwarders},
+               {"link_directions_used", s.links.size()},
+               {"reservations", reservations},
+               {"instructions", s.instruction_count()}});
+    return 0;
+  }
+  std::cout << s.model << " on " << s.topology << ": " << s.stages << " stages, " << s.tokens
+            << " token(s) x " << s.sequences << " sequence(s) in flight — valid\n"
+            << "token latency " << Us(static_cast<double>(s.token_latency_ns))
+            << " us (plan predicted " << Us(static_cast<double>(l.plan.predicted.token_latency_ns))
+            << " us), cycle " << Us(static_cast<double>(s.cycle_ns)) << " us, period "
+            << Us(static_cast<double>(s.period_ns)) << " us\n"
+            << s.programs.size() << " chips (" << forwarders << " only forward), " << s.links.size()
+            << " link directions, " << reservations << " reservations, " << s.instruction_count()
+            << " instructions\n";
+  return 0;
+}
+
+nlohmann::json MeasuredJson(const schedule::Measured& m) {
+  return {{"value", m.value}, {"bound", m.bound}, {"ratio", m.ratio}};
+}
+
+int Simulate(const std::vector<std::string>& args, Context& ctx) {
+  po::options_description opts("options");
+  Inputs in;
+  std::string trace;
+  double jitter = 0;
+  uint64_t seed = 1;
+  std::vector<int> failed;
+  AddInputOptions(opts, in);
+  opts.add_options()("jitter", po::value<double>(&jitter)->default_value(0),
+                     "stretch each compute by up to this fraction (uniform, seeded)")(
+      "seed", po::value<uint64_t>(&seed)->default_value(1), "seed of the jitter")(
+      "fail-link", po::value<std::vector<int>>(&failed)->composing(),
+      "a link id that fails (repeatable)")("trace", po::value<std::string>(&trace),
+                                           "write a Chrome trace-event JSON file (Perfetto)");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!ParseOrHelp(args,
+                   "lockstep simulate --plan PLAN --model CONFIG --topology T [--tokens N] "
+                   "[--sequences M] [--jitter X --seed S] [--fail-link L] [--trace FILE] "
+                   "[--json]\n"
+                   "Runs the compiled schedule in virtual time (discrete events).",
+                   opts, pos, vm)) {
+    return 0;
+  }
+  if (jitter < 0 || jitter > 10) throw UsageError("--jitter must be in [0, 10]");
+  const Loaded l = CompileInputs(in, "simulate");
+  schedule::SimulateOptions so;
+  so.jitter = jitter;
+  so.seed = seed;
+  so.failed_links.assign(failed.begin(), failed.end());
+  so.keep_times = !trace.empty();
+  const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo, so);
+  if (!trace.empty()) {
+    WriteFile(trace, schedule::TraceJson(l.schedule, &r));
+    ctx.log->info("wrote {}", trace);
+  }
+  if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
+  const schedule::SimMetrics& m = r.metrics;
+  if (ctx.json) {
+    PrintJson(
+        {{"model", l.schedule.model},
+         {"topology", l.schedule.topology},
+         {"tokens", l.schedule.tokens},
+         {"sequences", l.schedule.sequences},
+         {"token_latency_ns", m.token_latency_ns.value},
+         {"tokens_per_s", m.tokens_per_s.value},
+         {"tokens_per_s_per_user", m.tokens_per_s_per_user.value},
+         {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
+         {"scheduled_token_latency_ns", l.schedule.token_latency_ns},
+         {"time_to_first_token_ns",
+          l.schedule.prefill ? nlohmann::json(m.time_to_first_token_ns.value) : nlohmann::json()},
+         {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
+         {"compute_utilization", m.compute_utilization.value},
+         {"compute_utilization_max", m.compute_utilization_max},
+         {"link_utilization", m.link_utilization.value},
+         {"link_utilization_max", m.link_utilization_max},
+         {"bubble_fraction", m.bubble_fraction.value},
+         {"makespan_ns", m.makespan_ns},
+         {"events", m.events},
+         {"bounds",
+          {{"token_latency_ns", MeasuredJson(m.token_latency_ns)},
+           {"tokens_per_s", MeasuredJson(m.tokens_per_s)},
+           {"tokens_per_s_per_user", MeasuredJson(m.tokens_per_s_per_user)},
+           {"compute_utilization", MeasuredJson(m.compute_utilization)},
+           {"link_utilization", MeasuredJson(m.link_utilization)},
+           {"time_to_first_token_ns", MeasuredJson(m.time_to_first_token_ns)},
+           {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}}});
+    return 0;
+  }
+  auto line = [](const char* name, const schedule::Measured& x, double scale, const char* unit) {
+    std::cout << "  " << std::left << std::setw(24) << name << std::right << std::setw(12)
+              << std::fixed << std::setprecision(3) << x.value * scale << " " << std::setw(6)
+              << unit << " bound " << std::setw(12) << x.bound * scale << "  ratio "
+              << std::setprecision(3) << x.ratio << "\n";
+  };
+  std::cout << l.schedule.model << " on " << l.schedule.topology << ": " << l.schedule.tokens
+            << " token(s) x " << l.schedule.sequences << " sequence(s), jitter " << jitter << "\n";
+  line("token latency", m.token_latency_ns, 1e-3, "us");
+  line("tokens/s per user", m.tokens_per_s_per_user, 1, "");
+  line("tokens/s", m.tokens_per_s, 1, "");
+  line("compute utilization", m.compute_utilization, 1, "");
+  line("link utilization", m.link_utilization, 1, "");
+  line("bubble fraction", m.bubble_fraction, 1, "");
+  if (l.schedule.prefill) line("time to first token", m.time_to_first_token_ns, 1e-3, "us");
+  std::cout << "  predicted by the plan: "
+            << Us(static_cast<double>(l.plan.predicted.token_latency_ns))
+            << " us per token, time to first token "
+            << Us(static_cast<double>(l.plan.predicted.time_to_first_token_ns)) << " us"
+            << (l.schedule.prefill ? "" : " (add --prefill to compile the prompt)") << "\n";
+  return 0;
+}
+
+}  // namespace
+
+CommandGroup ScheduleCommand() {
+  return {"schedule", "compile a plan into the static global schedule and validate it", Schedule};
+}
+CommandGroup SimulateCommand() {
+  return {"simulate", "run a plan's schedule in virtual time and measure it", Simulate};
+}
+
+}  // namespace lockstep::cli

@@ -1,0 +1,187 @@
+// The static global schedule: every instruction on every chip and every transfer on every link
+// direction, decided before the first token.
+//
+// Compile() turns a partition::Plan into one program per chip (an ordered list of compute, reduce,
+// send, receive and forward instructions with planned start/end times in integer ns) and one
+// reservation table per link direction used. It is a pure function: the same plan, model,
+// topology and options give the same schedule, bit for bit (no clock, no hashing, no randomness).
+//
+// What is compiled (decode, N tokens x M sequences, explicitly; memory is linear in the number of
+// instructions, i.e. chips x ops per token x N x M):
+//   - every op of the cost model (partition::LayerOps/EmbeddingOps/HeadOps) on every chip of its
+//     stage's TP group, with the cost model's per-op time (TimeOp) as its duration;
+//   - after each op that leaves a partial sum (allreduce_bytes > 0, tp > 1) an all-reduce as
+//     point-to-point steps: direct exchange (reduce-scatter then all-gather, one step each) when
+//     every pair of the group is joined by a link, a ring in rank order otherwise; each step ends
+//     with a Reduce instruction of LinkCostParams::collective_step_overhead_ns that adds the
+//     received chunks in rank order (a fixed reduction order, so results are bit-reproducible);
+//   - after sampling with tp > 1, a gather of each rank's (value, index) pair to rank 0, which
+//     picks the token (a Reduce);
+//   - activations from stage s rank (r % tp_s) to stage s+1 rank r, and the sampled token from the
+//     last stage's rank 0 to every rank of stage 0 (the next token of that sequence), routed over
+//     minimal routes (breadth first over Topology::Neighbors, ports in order: deterministic).
+//     Every hop is reserved; intermediate chips Forward at their planned time. Hops are
+//     store-and-forward: each hop takes latency + bytes / (bandwidth x link_efficiency), while
+//     the cost model assumes cut-through, so multi-hop sends run a little longer than the plan
+//     predicts (the simulator reports both).
+// Resources: one compute unit per chip (Compute and Reduce run one at a time), one transfer at a
+// time per link direction (Send/Forward hold it for the whole transfer time). Each is reserved
+// first-fit (the earliest gap at or after the instruction's inputs are ready), so sequences fill
+// the pipeline: the decode steady state is a modulo schedule whose period the result reports.
+// Sequences are independent; one sequence has one token in flight.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lockstep/partition/cost_model.h"
+#include "lockstep/partition/model_spec.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/topology/topology.h"
+
+namespace lockstep::schedule {
+
+using topology::ChipId;
+using topology::LinkId;
+
+enum class InstrKind : uint8_t {
+  kCompute,  // one op of the cost model on this chip's shard (compute unit)
+  kReduce,   // one collective step: add / assemble received chunks (compute unit)
+  kSend,     // start a message on an outgoing link direction
+  kRecv,     // a message arrives over an incoming link (zero duration)
+  kForward,  // an intermediate chip passes a message on (incoming link -> outgoing link)
+};
+std::string_view InstrKindName(InstrKind kind);
+
+// What an instruction belongs to, beyond its kind.
+enum class Tag : uint8_t {
+  kOp,  // a Compute: `op` names the op kind
+  kReduceScatter,
+  kAllGather,
+  kGather,      // sampling candidates to rank 0
+  kActivation,  // stage -> next stage
+  kToken,       // last stage -> first stage: the sampled token
+};
+std::string_view TagName(Tag tag);
+
+struct Instruction {
+  InstrKind kind = InstrKind::kCompute;
+  Tag tag = Tag::kOp;
+  partition::OpKind op = partition::OpKind::kEmbedding;  // Compute only
+  // The step: which token of which sequence, in which stage and decoder layer (-1 = none).
+  int32_t token = 0;  // -1 = the prompt (prefill)
+  int32_t sequence = 0;
+  int32_t stage = 0;
+  int32_t layer = -1;
+  // Planned times. Compute/Reduce: end = start + duration_ns. Send/Forward: end = start + the
+  // transfer time of `bytes` on `link`. Recv: start = end = arrival.
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  int64_t duration_ns = 0;  // Compute/Reduce only
+  int64_t bytes = 0;        // message size (Send/Recv/Forward)
+  // Outgoing hop (Send, Forward): the link, the chip at its far end and the message id that the
+  // far end's Recv/Forward names as in_msg. -1 when unused.
+  LinkId link = -1;
+  ChipId peer = -1;
+  int64_t msg = -1;
+  // Incoming hop (Recv, Forward).
+  LinkId in_link = -1;
+  ChipId in_peer = -1;
+  int64_t in_msg = -1;
+  // Instructions of the same program (indices, all earlier) whose results this one needs.
+  std::vector<int32_t> deps;
+};
+
+struct ChipProgram {
+  ChipId chip = 0;
+  int stage = -1;  // -1: the chip only forwards
+  int rank = -1;   // rank in its stage's TP group
+  // SRAM held for the whole run: weights + KV cache + the stage's op buffers (from the plan).
+  int64_t resident_bytes = 0;
+  std::vector<Instruction> instructions;  // in program order = planned start order
+};
+
+struct Reservation {
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  int64_t msg = 0;
+};
+
+// One direction of one link: transfers from `from` to `to`, sorted by start.
+struct LinkTable {
+  LinkId link = 0;
+  ChipId from = 0;
+  ChipId to = 0;
+  std::vector<Reservation> reservations;
+};
+
+struct ScheduleOptions {
+  // Decode tokens per sequence to compile.
+  int64_t tokens = 1;
+  // Sequences (micro-batches of plan.workload.batch) in flight; 0 = enough to fill the pipeline:
+  // ceil(one token's latency / slowest stage incl. its send), from the plan's stage times.
+  int64_t sequences = 0;
+  // Chip effective figures; unset = partition::CostParamsFor(chip), as the partitioner uses.
+  std::optional<partition::ChipCostParams> chip_params;
+  partition::LinkCostParams link_params;
+  // Also compile each sequence's prompt before its first decode token, as one pass (token -1,
+  // "prefill") of the cost model's prefill ops; its activations are prompt_len x hidden wide.
+  bool prefill = false;
+  // Prompt length for the prefill pass; 0 = plan.prompt_len (or the workload context).
+  int64_t prompt_len = 0;
+};
+
+struct GlobalSchedule {
+  std::string model;
+  std::string topology;
+  int64_t tokens = 0;
+  int64_t sequences = 0;
+  int64_t batch = 1;  // sequences per micro-batch (plan.workload.batch)
+  int stages = 0;
+  // Planned figures: the first token of sequence 0 through every stage and back; the time one
+  // sequence waits between consecutive tokens in steady state (the last compiled pair) and that
+  // divided by the sequences in flight (the modulo period); the end of the last instruction.
+  int64_t token_latency_ns = 0;
+  int64_t cycle_ns = 0;
+  int64_t period_ns = 0;
+  int64_t makespan_ns = 0;
+  // Prefill (when compiled): the prompt length and when sequence 0's first token is back at
+  // stage 0, i.e. its time to first token; the prefill pass's compute with zero communication.
+  bool prefill = false;
+  int64_t prompt_len = 0;
+  int64_t time_to_first_token_ns = 0;
+  int64_t prefill_compute_path_ns = 0;
+  // Sum over stages of one rank's compute and reduce durations for one token: the pass with zero
+  // communication (a lower bound of token latency), and the slowest stage's share (a lower bound
+  // of the period).
+  int64_t compute_path_ns = 0;
+  int64_t slowest_stage_compute_ns = 0;
+  std::vector<ChipProgram> programs;  // sorted by chip id; only chips with instructions
+  std::vector<LinkTable> links;       // sorted by (link, from)
+
+  size_t instruction_count() const;
+};
+
+// Compiles `plan` (made for `spec` on `topo`). Throws Error (kInvalidInput) when the plan does
+// not belong to the topology (a chip out of range or down), tokens < 1 or sequences < 0, and
+// Error (kCannotFit) when two chips that must talk have no route.
+GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& spec,
+                       const topology::Topology& topo, const ScheduleOptions& options = {});
+
+// Transfer time of `bytes` over one hop of `link`: latency + ceil(bytes / (bandwidth x
+// link_efficiency)), integer ns (128-bit intermediate, no overflow).
+int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
+                  const partition::LinkCostParams& params);
+
+// The schedule as one JSON object: summary figures, every program (instructions with their
+// planned times, deps and messages) and every link direction's reservations. Deterministic.
+std::string ScheduleToJson(const GlobalSchedule& schedule);
+
+// "token 3 sequence 1 stage 2 layer 5 mlp compute" ("prefill sequence 0 ..." for the prompt):
+// the step an instruction belongs to, for messages.
+// step an instruction belongs to, for messages.
+std::string DescribeStep(const Instruction& instr);
+
+}  // namespace lockstep::schedule

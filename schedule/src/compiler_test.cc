@@ -1,0 +1,249 @@
+#include <gtest/gtest.h>
+
+#include "lockstep/common/error.h"
+#include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/simulate.h"
+#include "lockstep/schedule/validate.h"
+#include "test_util.h"
+
+namespace lockstep::schedule {
+namespace {
+
+using testing::LayoutPlan;
+using testing::SmallModel;
+
+struct Case {
+  const char* name;
+  int64_t layers;
+  int racks;  // 0 = one node
+  std::vector<std::pair<int64_t, int>> layout;
+};
+
+std::vector<Case> Cases() {
+  return {
+      {"tp1_pp1", 6, 0, {{8, 1}}},
+      {"tp1_pp3", 6, 0, {{3, 1}, {3, 1}, {2, 1}}},
+      {"tp2_pp4", 6, 0, {{2, 2}, {2, 2}, {2, 2}, {2, 2}}},
+      {"tp4_pp2", 6, 0, {{5, 4}, {3, 4}}},
+      {"tp8_pp1", 6, 0, {{8, 8}}},
+      {"tp16_ring", 6, 1, {{4, 16}, {4, 16}}},
+      // 9 stages of TP 8 overflow rack 0's 64 usable chips: the last stage sits in rack 1.
+      {"multi_rack",
+       10,
+       2,
+       {{4, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}}},
+  };
+}
+
+topology::Topology TopologyFor(const Case& c) {
+  if (c.racks == 0) return topology::GenerateNode(topology::LpuV1());
+  if (c.racks == 1) return topology::GenerateRack(topology::LpuV1());
+  return topology::GenerateSystem(topology::LpuV1(), c.racks);
+}
+
+TEST(Compile, ValidAndSimulatorReproducesPlannedTimes) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.name);
+    const partition::ModelSpec spec = SmallModel(c.layers);
+    const topology::Topology topo = TopologyFor(c);
+    const partition::Plan plan = LayoutPlan(spec, topo, c.layout);
+    ScheduleOptions o;
+    o.tokens = 3;
+    o.sequences = 2;
+    const GlobalSchedule s = Compile(plan, spec, topo, o);
+    EXPECT_EQ(s.sequences, 2);
+    const std::vector<std::string> problems = Validate(s, topo);
+    EXPECT_TRUE(problems.empty()) << problems.front();
+    const SimResult r = Simulate(s, topo);
+    ASSERT_TRUE(r.ok) << r.failure;
+    for (size_t p = 0; p < s.programs.size(); ++p) {
+      for (size_t i = 0; i < s.programs[p].instructions.size(); ++i) {
+        const Instruction& in = s.programs[p].instructions[i];
+        ASSERT_EQ(r.start_ns[p][i], in.start_ns)
+            << "chip " << s.programs[p].chip << " " << DescribeStep(in);
+        ASSERT_EQ(r.end_ns[p][i], in.end_ns)
+            << "chip " << s.programs[p].chip << " " << DescribeStep(in);
+      }
+    }
+    EXPECT_EQ(r.metrics.makespan_ns, s.makespan_ns);
+    EXPECT_GE(r.metrics.token_latency_ns.ratio, 1.0);
+  }
+}
+
+TEST(Compile, OneNodeLatencyEqualsCostModelPrediction) {
+  // Inside one fully connected node every transfer is one hop on its own link, so the compiled
+  // pass must take exactly what the partitioner's cost model predicts.
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  for (const auto& layout : std::vector<std::vector<std::pair<int64_t, int>>>{
+           {{8, 1}}, {{4, 2}, {4, 2}}, {{8, 8}}, {{5, 4}, {3, 4}}}) {
+    const partition::Plan plan = LayoutPlan(spec, topo, layout);
+    ScheduleOptions o;
+    o.sequences = 1;
+    const GlobalSchedule s = Compile(plan, spec, topo, o);
+    int64_t expected = plan.predicted.token_latency_ns;
+    if (plan.stages.size() == 1 && plan.stages[0].tp > 1) {
+      // One stage: the cost model sends nothing, but the sampled token still goes from rank 0
+      // to the other ranks (each embeds it from its slice of the vocabulary): one hop.
+      expected += HopTimeNs(topo.link(0), plan.workload.batch * 4, {});
+    }
+    EXPECT_EQ(s.token_latency_ns, expected) << plan.stages.size() << " stages";
+  }
+}
+
+TEST(Compile, PrefillPassGivesTimeToFirstToken) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{4, 2}, {4, 2}});
+  ScheduleOptions o;
+  o.prefill = true;
+  o.tokens = 2;
+  o.sequences = 2;
+  const GlobalSchedule s = Compile(plan, spec, topo, o);
+  EXPECT_EQ(s.prompt_len, plan.prompt_len);
+  // The cost model's prefill prediction plus the sampled token's one hop back to stage 0.
+  EXPECT_EQ(s.time_to_first_token_ns,
+            plan.predicted.time_to_first_token_ns + HopTimeNs(topo.link(0), 4, {}));
+  EXPECT_TRUE(Validate(s, topo).empty());
+  const SimResult r = Simulate(s, topo);
+  ASSERT_TRUE(r.ok) << r.failure;
+  EXPECT_EQ(r.metrics.time_to_first_token_ns.value, static_cast<double>(s.time_to_first_token_ns));
+  EXPECT_GE(r.metrics.time_to_first_token_ns.ratio, 1.0);
+  // Decode steps after the prompt are as long as without it.
+  ScheduleOptions d = o;
+  d.prefill = false;
+  d.sequences = 1;
+  o.sequences = 1;
+  EXPECT_EQ(Compile(plan, spec, topo, o).token_latency_ns,
+            Compile(plan, spec, topo, d).token_latency_ns);
+}
+
+TEST(Compile, CollectivesUseTheGroupsWiring) {
+  const partition::ModelSpec spec = SmallModel();
+  // TP 8 in a node: direct exchange, 2 reduce steps per all-reduce, 7 sends per step per chip.
+  {
+    const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+    const GlobalSchedule s = Compile(LayoutPlan(spec, topo, {{8, 8}}), spec, topo);
+    size_t sends = 0, reduces = 0;
+    for (const Instruction& in : s.programs[3].instructions) {
+      sends += in.kind == InstrKind::kSend && in.tag == Tag::kReduceScatter;
+      reduces += in.kind == InstrKind::kReduce && in.tag == Tag::kReduceScatter;
+    }
+    // 2 all-reduces per layer + the vocab-parallel embedding's.
+    const size_t allreduces = 2 * 6 + 1;
+    EXPECT_EQ(sends, 7 * allreduces);
+    EXPECT_EQ(reduces, allreduces);
+  }
+  // TP 16 over two nodes: ring, 15 reduce-scatter steps, one send per step to the next rank.
+  {
+    const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+    const GlobalSchedule s = Compile(LayoutPlan(spec, topo, {{8, 16}}), spec, topo);
+    size_t reduces = 0, sends = 0;
+    for (const Instruction& in : s.programs[5].instructions) {
+      reduces += in.kind == InstrKind::kReduce && in.tag == Tag::kReduceScatter;
+      sends += in.kind == InstrKind::kSend && in.tag == Tag::kReduceScatter;
+    }
+    EXPECT_EQ(reduces, 15u * 13u);
+    EXPECT_EQ(sends, 15u * 13u);
+  }
+}
+
+TEST(Compile, MultiRackRouteIsForwardedByIntermediateChips) {
+  const partition::ModelSpec spec = SmallModel(10);
+  const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 2);
+  const partition::Plan plan = LayoutPlan(
+      spec, topo, {{4, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}});
+  ASSERT_NE(topo.chip(plan.stages.back().chips.front()).rack,
+            topo.chip(plan.stages.front().chips.front()).rack);
+  const GlobalSchedule s = Compile(plan, spec, topo);
+  size_t forwards = 0;
+  for (const ChipProgram& p : s.programs) {
+    for (const Instruction& in : p.instructions) forwards += in.kind == InstrKind::kForward;
+  }
+  EXPECT_GT(forwards, 0u);
+  // Every reservation table is sorted and disjoint (the validator checks the instructions).
+  for (const LinkTable& t : s.links) {
+    for (size_t k = 1; k < t.reservations.size(); ++k) {
+      EXPECT_LE(t.reservations[k - 1].end_ns, t.reservations[k].start_ns);
+    }
+  }
+}
+
+TEST(Compile, SequencesFillThePipeline) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{2, 2}, {2, 2}, {2, 2}, {2, 2}});
+  ScheduleOptions o;
+  o.tokens = 4;
+  const GlobalSchedule s = Compile(plan, spec, topo, o);
+  EXPECT_GE(s.sequences, 3);  // four similar stages: about four sequences in flight
+  ScheduleOptions one = o;
+  one.sequences = 1;
+  const GlobalSchedule s1 = Compile(plan, spec, topo, one);
+  // More sequences, the same cycle per sequence (pipelined), so the period shrinks.
+  EXPECT_LT(s.period_ns * 2, s1.period_ns);
+  const SimResult r = Simulate(s, topo);
+  const SimResult r1 = Simulate(s1, topo);
+  EXPECT_GT(r.metrics.tokens_per_s.value, 2 * r1.metrics.tokens_per_s.value);
+  EXPECT_TRUE(Validate(s, topo).empty());
+}
+
+TEST(Compile, Deterministic) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{3, 8}, {3, 8}, {2, 4}});
+  const GlobalSchedule a = Compile(plan, spec, topo);
+  const GlobalSchedule b = Compile(plan, spec, topo);
+  ASSERT_EQ(a.programs.size(), b.programs.size());
+  for (size_t p = 0; p < a.programs.size(); ++p) {
+    ASSERT_EQ(a.programs[p].instructions.size(), b.programs[p].instructions.size());
+    for (size_t i = 0; i < a.programs[p].instructions.size(); ++i) {
+      EXPECT_EQ(a.programs[p].instructions[i].start_ns, b.programs[p].instructions[i].start_ns);
+      EXPECT_EQ(a.programs[p].instructions[i].msg, b.programs[p].instructions[i].msg);
+    }
+  }
+}
+
+TEST(Compile, RejectsBadOptions) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{8, 1}});
+  ScheduleOptions o;
+  o.tokens = 0;
+  EXPECT_THROW(Compile(plan, spec, topo, o), Error);
+  topology::Topology other = topology::GenerateNode(topology::LpuV1(), 4);
+  partition::Plan far = LayoutPlan(spec, topo, {{4, 4}, {4, 4}});
+  EXPECT_THROW(Compile(far, spec, other), Error);  // chips 4..7 are not in a 4-chip node
+}
+
+TEST(Compile, UnreachableChipIsCannotFitNamingBothChips) {
+  const partition::ModelSpec spec = SmallModel(2);
+  topology::Topology topo = topology::GenerateRing(topology::LpuV1(), 4);
+  const partition::Plan plan = LayoutPlan(spec, topo, {{1, 1}, {1, 1}, {1, 1}, {1, 1}});
+  // Cut chip 2 off: both of its ring links go down, the chip itself stays up.
+  for (const topology::Link& l : topo.links()) {
+    if (l.a.chip == 2 || l.b.chip == 2) topo.SetLinkDown(l.id);
+  }
+  try {
+    Compile(plan, spec, topo);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCannotFit);
+    EXPECT_NE(std::string(e.what()).find("chip 1 to chip 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(HopTime, ExactIntegerMathWithoutOverflow) {
+  topology::Link link;
+  link.bandwidth_bytes_per_s = 1'000'000'000;
+  link.latency_ns = 600;
+  partition::LinkCostParams p;
+  p.link_efficiency = 1.0;
+  EXPECT_EQ(HopTimeNs(link, 1000, p), 1600);
+  EXPECT_EQ(HopTimeNs(link, 1001, p), 1601);
+  // 2^62 bytes would overflow bytes * 1e9 in 64 bits.
+  EXPECT_EQ(HopTimeNs(link, int64_t{1} << 62, p), 600 + (int64_t{1} << 62));
+}
+
+}  // namespace
+}  // namespace lockstep::schedule

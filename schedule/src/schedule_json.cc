@@ -1,0 +1,64 @@
+#include <nlohmann/json.hpp>
+
+#include "lockstep/schedule/schedule.h"
+
+namespace lockstep::schedule {
+
+std::string ScheduleToJson(const GlobalSchedule& s) {
+  using nlohmann::ordered_json;
+  ordered_json programs = ordered_json::array();
+  for (const ChipProgram& p : s.programs) {
+    ordered_json instrs = ordered_json::array();
+    for (const Instruction& in : p.instructions) {
+      ordered_json j = {
+          {"kind", InstrKindName(in.kind)},
+          {"what", in.tag == Tag::kOp ? partition::OpKindName(in.op) : TagName(in.tag)},
+          {"token", in.token},
+          {"sequence", in.sequence},
+          {"stage", in.stage},
+          {"layer", in.layer},
+          {"start_ns", in.start_ns},
+          {"end_ns", in.end_ns}};
+      if (in.kind == InstrKind::kCompute || in.kind == InstrKind::kReduce) {
+        j["duration_ns"] = in.duration_ns;
+      } else {
+        j["bytes"] = in.bytes;
+      }
+      if (in.link >= 0) j["out"] = {{"link", in.link}, {"to", in.peer}, {"msg", in.msg}};
+      if (in.in_link >= 0)
+        j["in"] = {{"link", in.in_link}, {"from", in.in_peer}, {"msg", in.in_msg}};
+      if (!in.deps.empty()) j["deps"] = in.deps;
+      instrs.push_back(std::move(j));
+    }
+    programs.push_back({{"chip", p.chip},
+                        {"stage", p.stage},
+                        {"rank", p.rank},
+                        {"resident_bytes", p.resident_bytes},
+                        {"instructions", std::move(instrs)}});
+  }
+  ordered_json links = ordered_json::array();
+  for (const LinkTable& t : s.links) {
+    ordered_json r = ordered_json::array();
+    for (const Reservation& x : t.reservations) r.push_back({x.start_ns, x.end_ns, x.msg});
+    links.push_back(
+        {{"link", t.link}, {"from", t.from}, {"to", t.to}, {"reservations", std::move(r)}});
+  }
+  ordered_json j = {{"model", s.model},
+                    {"topology", s.topology},
+                    {"tokens", s.tokens},
+                    {"sequences", s.sequences},
+                    {"batch", s.batch},
+                    {"stages", s.stages},
+                    {"token_latency_ns", s.token_latency_ns},
+                    {"cycle_ns", s.cycle_ns},
+                    {"period_ns", s.period_ns},
+                    {"makespan_ns", s.makespan_ns},
+                    {"prefill", s.prefill},
+                    {"prompt_len", s.prompt_len},
+                    {"time_to_first_token_ns", s.time_to_first_token_ns},
+                    {"programs", std::move(programs)},
+                    {"links", std::move(links)}};
+  return j.dump() + "\n";
+}
+
+}  // namespace lockstep::schedule
