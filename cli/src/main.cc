@@ -13,7 +13,7 @@ namespace lockstep::cli {
 namespace {
 
 std::vector<CommandGroup> Groups() {
-  return {TopoCommand(),     ModelCommand(),    PlanCommand(), ScheduleCommand(),
+  return {TopoCommand(),     ModelCommand(),   PlanCommand(), ScheduleCommand(),
           SimulateCommand(), WeightsCommand(), RunCommand(),  KeysCommand()};
 }
 

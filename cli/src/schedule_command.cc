@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "command.h"
-#include "topology_arg.h"
 #include "lockstep/common/error.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/schedule.h"
@@ -14,6 +13,7 @@
 #include "lockstep/schedule/trace.h"
 #include "lockstep/schedule/validate.h"
 #include "lockstep/topology/generators.h"
+#include "topology_arg.h"
 
 namespace lockstep::cli {
 namespace {
