@@ -1,10 +1,13 @@
-// Minimal routes between chips: breadth first over Topology::Neighbors (ports in order), so the
-// same topology always gives the same route. Private to schedule/ until topology/ has a Router.
+// Stage-to-stage routes for the compiler: topology::Router's deterministic minimal routes
+// (fewest hops, smallest chip ids, lowest ports), remembered per (src, dst) pair because the
+// compiler asks for the same few pairs for every token and sequence.
 #pragma once
 
 #include <map>
+#include <utility>
 #include <vector>
 
+#include "lockstep/topology/routing.h"
 #include "lockstep/topology/topology.h"
 
 namespace lockstep::schedule {
@@ -17,17 +20,14 @@ struct RouteHop {
 
 class RouteCache {
  public:
-  explicit RouteCache(const topology::Topology& topo) : topo_(topo) {}
+  explicit RouteCache(const topology::Topology& topo) : topo_(topo), router_(topo) {}
   // The hops from `src` to `dst` (empty when equal). Throws Error (kCannotFit) when unreachable.
   std::vector<RouteHop> Route(topology::ChipId src, topology::ChipId dst);
 
  private:
-  struct Parent {
-    topology::ChipId chip = -1;
-    topology::LinkId link = -1;
-  };
   const topology::Topology& topo_;
-  std::map<topology::ChipId, std::vector<Parent>> trees_;  // BFS tree per source
+  topology::Router router_;
+  std::map<std::pair<topology::ChipId, topology::ChipId>, std::vector<RouteHop>> routes_;
 };
 
 }  // namespace lockstep::schedule
