@@ -379,7 +379,17 @@ class ZmqTransport : public Transport {
     auto deadline = Clock::now() + timeout;
     std::vector<size_t> pending;
     for (size_t i = 0; i < endpoints.size(); ++i) {
-      if (!binds[i]) endpoints[i]->SendFrame(Hello(*endpoints[i]), timeout);
+      if (!binds[i]) {
+        // A hello that is not taken within the timeout means the peer never connected (inproc
+        // blocks the send until the binding end exists): report it as such, naming the peer.
+        try {
+          endpoints[i]->SendFrame(Hello(*endpoints[i]), timeout);
+        } catch (const Error& e) {
+          if (e.code() != ErrorCode::kUnavailable) throw;
+          throw Error(ErrorCode::kUnavailable,
+                      PeerTimeoutMessage(endpoints[i]->link(), endpoints[i]->remote(), timeout));
+        }
+      }
       pending.push_back(i);
     }
     while (!pending.empty()) {
