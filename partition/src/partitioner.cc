@@ -456,6 +456,10 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   plan.workload = cx.decode;
   plan.prompt_len = cx.prefill.context;
   plan.chips_available = chips;
+  plan.spec = spec;
+  plan.system.topology = topo;
+  plan.chip_params = cx.chip_params;
+  plan.link_params = options.link_params;
   const int64_t units = spec.num_layers + 2;
   size_t cursor = 0;
   int64_t u = 0;

@@ -10,6 +10,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/proto/plan.capnp.h"
+#include "lockstep/topology/chip_spec.h"
 
 namespace lockstep::partition {
 namespace {
@@ -22,6 +23,169 @@ Dtype FromProto(proto::Dtype d, const std::string& source) {
     throw InvalidInput(source + ": workload.dtype " + std::to_string(v) + " is not a known dtype");
   }
   return static_cast<Dtype>(v);
+}
+
+void EncodeSpec(const ModelSpec& m, proto::ModelSpec::Builder b) {
+  b.setName(m.name);
+  b.setModelType(m.model_type);
+  b.setHiddenSize(m.hidden_size);
+  b.setIntermediateSize(m.intermediate_size);
+  b.setNumLayers(m.num_layers);
+  b.setNumHeads(m.num_heads);
+  b.setNumKvHeads(m.num_kv_heads);
+  b.setHeadDim(m.head_dim);
+  b.setVocabSize(m.vocab_size);
+  b.setTieWordEmbeddings(m.tie_word_embeddings);
+  b.setQkvBias(m.qkv_bias);
+  b.setOBias(m.o_bias);
+  b.setMlpBias(m.mlp_bias);
+  b.setNumExperts(m.num_experts);
+  b.setExpertsPerToken(m.experts_per_token);
+  b.setRopeTheta(m.rope_theta);
+  if (m.rope_scaling) {
+    auto r = b.initRopeScaling();
+    r.setType(m.rope_scaling->type);
+    r.setFactor(m.rope_scaling->factor);
+    r.setLowFreqFactor(m.rope_scaling->low_freq_factor);
+    r.setHighFreqFactor(m.rope_scaling->high_freq_factor);
+    r.setOriginalMaxPositionEmbeddings(m.rope_scaling->original_max_position_embeddings);
+  }
+  b.setRmsNormEps(m.rms_norm_eps);
+  b.setMaxPositionEmbeddings(m.max_position_embeddings);
+  b.setSlidingWindow(m.sliding_window);
+  b.setHasTorchDtype(m.torch_dtype.has_value());
+  if (m.torch_dtype) b.setTorchDtype(ToProto(*m.torch_dtype));
+}
+
+ModelSpec DecodeSpec(proto::ModelSpec::Reader r, const std::string& source) {
+  ModelSpec m;
+  m.name = r.getName();
+  m.model_type = r.getModelType();
+  m.hidden_size = r.getHiddenSize();
+  m.intermediate_size = r.getIntermediateSize();
+  m.num_layers = r.getNumLayers();
+  m.num_heads = r.getNumHeads();
+  m.num_kv_heads = r.getNumKvHeads();
+  m.head_dim = r.getHeadDim();
+  m.vocab_size = r.getVocabSize();
+  m.tie_word_embeddings = r.getTieWordEmbeddings();
+  m.qkv_bias = r.getQkvBias();
+  m.o_bias = r.getOBias();
+  m.mlp_bias = r.getMlpBias();
+  m.num_experts = r.getNumExperts();
+  m.experts_per_token = r.getExpertsPerToken();
+  m.rope_theta = r.getRopeTheta();
+  if (r.hasRopeScaling()) {
+    auto x = r.getRopeScaling();
+    m.rope_scaling =
+        RopeScaling{.type = x.getType(),
+                    .factor = x.getFactor(),
+                    .low_freq_factor = x.getLowFreqFactor(),
+                    .high_freq_factor = x.getHighFreqFactor(),
+                    .original_max_position_embeddings = x.getOriginalMaxPositionEmbeddings()};
+  }
+  m.rms_norm_eps = r.getRmsNormEps();
+  m.max_position_embeddings = r.getMaxPositionEmbeddings();
+  m.sliding_window = r.getSlidingWindow();
+  if (r.getHasTorchDtype()) m.torch_dtype = FromProto(r.getTorchDtype(), source);
+  if (m.num_layers < 1 || m.hidden_size < 1 || m.num_heads < 1 || m.num_kv_heads < 1 ||
+      m.head_dim < 1 || m.vocab_size < 1 || m.intermediate_size < 1 ||
+      m.num_heads % m.num_kv_heads != 0) {
+    throw InvalidInput(source + ": the plan's model spec is not a valid model (layers " +
+                       std::to_string(m.num_layers) + ", hidden " + std::to_string(m.hidden_size) +
+                       ", heads " + std::to_string(m.num_heads) + "/" +
+                       std::to_string(m.num_kv_heads) + ")");
+  }
+  return m;
+}
+
+void EncodeTopology(const topology::Topology& t, proto::Topology::Builder b) {
+  b.setName(t.name());
+  auto specs = b.initSpecs(static_cast<unsigned>(t.specs().size()));
+  for (unsigned i = 0; i < t.specs().size(); ++i) {
+    const topology::ChipSpec& c = t.specs()[i];
+    auto o = specs[i];
+    o.setName(c.name);
+    o.setSramBytes(c.sram_bytes);
+    auto peak = o.initPeakOpsPerS(kDtypeCount);
+    for (unsigned d = 0; d < static_cast<unsigned>(kDtypeCount); ++d) {
+      peak.set(d, c.peak_ops_per_s[d]);
+    }
+    o.setMemoryBandwidthBytesPerS(c.memory_bandwidth_bytes_per_s);
+    o.setClockHz(c.clock_hz);
+    o.setPorts(c.ports);
+    o.setLinkBandwidthBytesPerS(c.link_bandwidth_bytes_per_s);
+    o.setLinkLatencyNs(c.link_latency_ns);
+  }
+  auto chips = b.initChips(static_cast<unsigned>(t.chip_count()));
+  for (unsigned i = 0; i < chips.size(); ++i) {
+    const topology::Chip& c = t.chips()[i];
+    auto o = chips[i];
+    o.setNode(c.node);
+    o.setRack(c.rack);
+    o.setSpec(c.spec);
+    o.setSpare(c.spare);
+    o.setDown(c.down);
+  }
+  auto links = b.initLinks(static_cast<unsigned>(t.link_count()));
+  for (unsigned i = 0; i < links.size(); ++i) {
+    const topology::Link& l = t.links()[i];
+    auto o = links[i];
+    o.setAChip(l.a.chip);
+    o.setBChip(l.b.chip);
+    o.setAPort(static_cast<uint16_t>(l.a.port));
+    o.setBPort(static_cast<uint16_t>(l.b.port));
+    o.setDown(l.down);
+    o.setBandwidthBytesPerS(l.bandwidth_bytes_per_s);
+    o.setLatencyNs(l.latency_ns);
+  }
+}
+
+// Rebuilt through Topology's own checks (AddSpec, AddChip, AddLink), so a garbled file cannot
+// give a structurally invalid topology.
+topology::Topology DecodeTopology(proto::Topology::Reader r, const std::string& source) {
+  topology::Topology t(r.getName());
+  try {
+    for (auto o : r.getSpecs()) {
+      topology::ChipSpec c;
+      c.name = o.getName();
+      c.sram_bytes = o.getSramBytes();
+      auto peak = o.getPeakOpsPerS();
+      if (peak.size() != static_cast<unsigned>(kDtypeCount)) {
+        throw InvalidInput("chip spec '" + c.name + "' has " + std::to_string(peak.size()) +
+                           " peak rates, expected " + std::to_string(kDtypeCount));
+      }
+      for (unsigned d = 0; d < peak.size(); ++d) c.peak_ops_per_s[d] = peak[d];
+      c.memory_bandwidth_bytes_per_s = o.getMemoryBandwidthBytesPerS();
+      c.clock_hz = o.getClockHz();
+      c.ports = o.getPorts();
+      c.link_bandwidth_bytes_per_s = o.getLinkBandwidthBytesPerS();
+      c.link_latency_ns = o.getLinkLatencyNs();
+      const std::string problem = topology::CheckChipSpec(c);
+      if (!problem.empty()) throw InvalidInput("chip spec '" + c.name + "': " + problem);
+      t.AddSpec(c);
+    }
+    const int specs = static_cast<int>(t.specs().size());
+    for (auto o : r.getChips()) {
+      if (o.getSpec() < 0 || o.getSpec() >= specs || o.getNode() < 0 || o.getRack() < 0) {
+        throw InvalidInput("chip " + std::to_string(t.chip_count()) + " names spec " +
+                           std::to_string(o.getSpec()) + ", node " + std::to_string(o.getNode()) +
+                           ", rack " + std::to_string(o.getRack()) + " (" + std::to_string(specs) +
+                           " specs)");
+      }
+      const topology::ChipId id = t.AddChip(o.getNode(), o.getRack(), o.getSpare(), o.getSpec());
+      if (o.getDown()) t.SetChipDown(id);
+    }
+    for (auto o : r.getLinks()) {
+      const topology::LinkId id =
+          t.AddLink({o.getAChip(), o.getAPort()}, {o.getBChip(), o.getBPort()},
+                    o.getBandwidthBytesPerS(), o.getLatencyNs());
+      if (o.getDown()) t.SetLinkDown(id);
+    }
+  } catch (const Error& e) {
+    throw InvalidInput(source + ": the plan's topology: " + e.what());
+  }
+  return t;
 }
 
 void Encode(const Plan& plan, proto::Plan::Builder b) {
@@ -77,9 +241,26 @@ void Encode(const Plan& plan, proto::Plan::Builder b) {
   p.setComputeBoundNs(q.compute_bound_ns);
   p.setWeightStreamBoundNs(q.weight_stream_bound_ns);
   p.setLinkBoundNs(q.link_bound_ns);
+  EncodeSpec(plan.spec, b.initSpec());
+  EncodeTopology(plan.system.topology, b.initSystem());
+  auto c = b.initChipParams();
+  c.setMatrixEfficiency(plan.chip_params.matrix_efficiency);
+  c.setWeightStreamBytesPerS(plan.chip_params.weight_stream_bytes_per_s);
+  c.setWeightStreamFraction(plan.chip_params.weight_stream_fraction);
+  c.setVectorOpsPerS(plan.chip_params.vector_ops_per_s);
+  c.setMemoryEfficiency(plan.chip_params.memory_efficiency);
+  c.setOpOverheadNs(plan.chip_params.op_overhead_ns);
+  auto l = b.initLinkParams();
+  l.setLinkEfficiency(plan.link_params.link_efficiency);
+  l.setHopLatencyNs(plan.link_params.hop_latency_ns);
+  l.setCollectiveStepOverheadNs(plan.link_params.collective_step_overhead_ns);
 }
 
 Plan Decode(proto::Plan::Reader r, const std::string& source) {
+  if (!r.hasSpec() || !r.hasSystem() || !r.hasChipParams() || !r.hasLinkParams()) {
+    throw InvalidInput("plan " + source +
+                       " was written without its model/topology; re-run lockstep plan");
+  }
   Plan plan;
   plan.model = r.getModel();
   plan.topology = r.getTopology();
@@ -147,6 +328,28 @@ Plan Decode(proto::Plan::Reader r, const std::string& source) {
   q.compute_bound_ns = p.getComputeBoundNs();
   q.weight_stream_bound_ns = p.getWeightStreamBoundNs();
   q.link_bound_ns = p.getLinkBoundNs();
+  plan.spec = DecodeSpec(r.getSpec(), source);
+  plan.system.topology = DecodeTopology(r.getSystem(), source);
+  auto c = r.getChipParams();
+  plan.chip_params.matrix_efficiency = c.getMatrixEfficiency();
+  plan.chip_params.weight_stream_bytes_per_s = c.getWeightStreamBytesPerS();
+  plan.chip_params.weight_stream_fraction = c.getWeightStreamFraction();
+  plan.chip_params.vector_ops_per_s = c.getVectorOpsPerS();
+  plan.chip_params.memory_efficiency = c.getMemoryEfficiency();
+  plan.chip_params.op_overhead_ns = c.getOpOverheadNs();
+  auto l = r.getLinkParams();
+  plan.link_params.link_efficiency = l.getLinkEfficiency();
+  plan.link_params.hop_latency_ns = l.getHopLatencyNs();
+  plan.link_params.collective_step_overhead_ns = l.getCollectiveStepOverheadNs();
+  for (const StagePlan& s : plan.stages) {
+    for (topology::ChipId chip : s.chips) {
+      if (!plan.system.topology.has_chip(chip)) {
+        throw InvalidInput(source + ": stage " + std::to_string(s.index) + " names chip " +
+                           std::to_string(chip) + ", not in the plan's topology of " +
+                           std::to_string(plan.system.topology.chip_count()) + " chips");
+      }
+    }
+  }
   return plan;
 }
 

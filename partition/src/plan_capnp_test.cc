@@ -1,3 +1,5 @@
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -5,6 +7,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/proto/plan.capnp.h"
 #include "lockstep/topology/generators.h"
 
 namespace lockstep::partition {
@@ -57,6 +60,90 @@ TEST(PlanCapnpTest, RejectsBytesThatAreNotAPlan) {
       EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
     }
   }
+}
+
+TEST(PlanCapnpTest, CarriesModelTopologyAndCostFigures) {
+  // A rack with a down chip and link and non-default cost figures; then the spec's rarer fields
+  // (MoE, RoPE scaling, sliding window, biases, tied embeddings): everything must come back.
+  ModelSpec spec = LoadModelSpec(std::filesystem::path(LOCKSTEP_SOURCE_DIR) / "examples" /
+                                 "models" / "llama-2-7b");
+  topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  topo.SetChipDown(3);
+  topo.SetLinkDown(100);
+  PlanOptions o;
+  o.chip_params = CostParamsFor(topology::LpuV1());
+  o.chip_params->op_overhead_ns = 321;
+  o.link_params.collective_step_overhead_ns = 77;
+  o.workload.context = 512;
+  Plan plan = MakePlan(spec, topo, o);
+  EXPECT_EQ(plan.spec, spec);
+  EXPECT_EQ(TopologyDifference(PlanTopology(plan), topo), "");
+  spec.num_experts = 2;
+  spec.experts_per_token = 1;
+  spec.sliding_window = 4096;
+  spec.qkv_bias = true;
+  spec.tie_word_embeddings = true;
+  spec.rope_scaling = RopeScaling{.type = "llama3",
+                                  .factor = 8,
+                                  .low_freq_factor = 1,
+                                  .high_freq_factor = 4,
+                                  .original_max_position_embeddings = 8192};
+  spec.torch_dtype = Dtype::kBf16;
+  plan.spec = spec;
+  const Plan back = ParsePlan(SerializePlan(plan), "mem");
+  EXPECT_EQ(back.spec, spec);
+  EXPECT_EQ(back.chip_params.op_overhead_ns, 321);
+  EXPECT_EQ(back.link_params.collective_step_overhead_ns, 77);
+  EXPECT_TRUE(PlanTopology(back).chip(3).down);
+  EXPECT_TRUE(PlanTopology(back).link(100).down);
+  EXPECT_EQ(TopologyDifference(PlanTopology(back), topo), "");
+  EXPECT_EQ(back, plan);
+  EXPECT_EQ(SerializePlan(back), SerializePlan(plan));
+}
+
+TEST(PlanCapnpTest, DifferencesNameWhatDiffers) {
+  const topology::Topology rack = topology::GenerateRack(topology::LpuV1());
+  topology::Topology other = rack;
+  EXPECT_EQ(TopologyDifference(rack, other), "");
+  other.SetChipDown(9);
+  EXPECT_EQ(TopologyDifference(rack, other), "chip 9 is up in the plan's topology, down in 'rack'");
+  other = rack;
+  other.SetLinkDown(5);
+  EXPECT_NE(TopologyDifference(rack, other).find("link 5 is up"), std::string::npos);
+  EXPECT_NE(TopologyDifference(rack, topology::GenerateNode(topology::LpuV1())), "");
+  ModelSpec a = SamplePlan(Objective::kLatency).spec;
+  ModelSpec b = a;
+  b.name = "another path";
+  EXPECT_EQ(ModelSpecDifference(a, b), "");
+  b.num_layers = 3;
+  EXPECT_EQ(ModelSpecDifference(a, b), "num_hidden_layers 32 vs 3");
+}
+
+TEST(PlanCapnpTest, APlanWithoutItsModelAndTopologyAsksToReplan) {
+  // The layout of plans written before they carried their inputs: only the old fields.
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<proto::Plan>();
+  root.setModel("llama-2-7b");
+  root.setTopology("rack");
+  root.initStages(1)[0].setTp(8);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  const std::string bytes(reinterpret_cast<const char*>(words.asBytes().begin()),
+                          words.asBytes().size());
+  try {
+    ParsePlan(bytes, "old.plan");
+    FAIL() << "accepted an old plan";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "plan old.plan was written without its model/topology; re-run lockstep plan");
+  }
+}
+
+TEST(PlanCapnpTest, A145RackSystemStaysAFewMegabytes) {
+  Plan plan = SamplePlan(Objective::kLatency);
+  plan.system.topology = topology::GenerateSystem(topology::LpuV1(), 145);
+  const std::string bytes = SerializePlan(plan);
+  EXPECT_LT(bytes.size(), 4u << 20) << bytes.size();
+  EXPECT_EQ(ParsePlan(bytes, "big").system, plan.system);
 }
 
 }  // namespace

@@ -56,6 +56,69 @@ std::string PlanToJson(const Plan& plan) {
                      {{"compute_ns", p.compute_bound_ns},
                       {"weight_stream_ns", p.weight_stream_bound_ns},
                       {"link_ns", p.link_bound_ns}}}};
+  // What the plan was made from. The JSON form is for reading; the topology appears as a
+  // summary (the binary plan carries it whole).
+  const ModelSpec& m = plan.spec;
+  nlohmann::json spec = {
+      {"name", m.name},
+      {"model_type", m.model_type},
+      {"hidden_size", m.hidden_size},
+      {"intermediate_size", m.intermediate_size},
+      {"num_hidden_layers", m.num_layers},
+      {"num_attention_heads", m.num_heads},
+      {"num_key_value_heads", m.num_kv_heads},
+      {"head_dim", m.head_dim},
+      {"vocab_size", m.vocab_size},
+      {"tie_word_embeddings", m.tie_word_embeddings},
+      {"qkv_bias", m.qkv_bias},
+      {"o_bias", m.o_bias},
+      {"mlp_bias", m.mlp_bias},
+      {"num_local_experts", m.num_experts},
+      {"num_experts_per_tok", m.experts_per_token},
+      {"rope_theta", m.rope_theta},
+      {"rms_norm_eps", m.rms_norm_eps},
+      {"max_position_embeddings", m.max_position_embeddings},
+      {"sliding_window", m.sliding_window},
+      {"torch_dtype",
+       m.torch_dtype ? nlohmann::json(std::string(DtypeName(*m.torch_dtype))) : nlohmann::json()}};
+  if (m.rope_scaling) {
+    spec["rope_scaling"] = {
+        {"type", m.rope_scaling->type},
+        {"factor", m.rope_scaling->factor},
+        {"low_freq_factor", m.rope_scaling->low_freq_factor},
+        {"high_freq_factor", m.rope_scaling->high_freq_factor},
+        {"original_max_position_embeddings", m.rope_scaling->original_max_position_embeddings}};
+  } else {
+    spec["rope_scaling"] = nullptr;
+  }
+  j["model_spec"] = spec;
+  const ChipCostParams& c = plan.chip_params;
+  const LinkCostParams& l = plan.link_params;
+  j["cost_params"] = {{"chip",
+                       {{"matrix_efficiency", c.matrix_efficiency},
+                        {"weight_stream_bytes_per_s", c.weight_stream_bytes_per_s},
+                        {"weight_stream_fraction", c.weight_stream_fraction},
+                        {"vector_ops_per_s", c.vector_ops_per_s},
+                        {"memory_efficiency", c.memory_efficiency},
+                        {"op_overhead_ns", c.op_overhead_ns}}},
+                      {"link",
+                       {{"link_efficiency", l.link_efficiency},
+                        {"hop_latency_ns", l.hop_latency_ns},
+                        {"collective_step_overhead_ns", l.collective_step_overhead_ns}}}};
+  const topology::Topology& t = plan.system.topology;
+  nlohmann::json down_chips = nlohmann::json::array(), down_links = nlohmann::json::array(),
+                 specs = nlohmann::json::array();
+  for (const topology::Chip& chip : t.chips()) {
+    if (chip.down) down_chips.push_back(chip.id);
+  }
+  for (const topology::Link& link : t.links()) {
+    if (link.down) down_links.push_back(link.id);
+  }
+  for (const topology::ChipSpec& cs : t.specs()) specs.push_back(cs.name);
+  j["system"] = {
+      {"name", t.name()},          {"chip_specs", specs},      {"chips", t.chip_count()},
+      {"links", t.link_count()},   {"nodes", t.node_count()},  {"racks", t.rack_count()},
+      {"spares", t.spare_count()}, {"down_chips", down_chips}, {"down_links", down_links}};
   return j.dump(2) + "\n";
 }
 

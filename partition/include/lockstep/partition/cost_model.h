@@ -139,6 +139,8 @@ struct ChipCostParams {
   // Fixed cost of every op: issue, stream setup and pipeline fill of the functional units
   // before the first result. 200 ns = 180 cycles at 900 MHz; uncalibrated.
   int64_t op_overhead_ns = 200;
+
+  friend bool operator==(const ChipCostParams&, const ChipCostParams&) = default;
 };
 
 // The lpu-v1 figures, calibrated (issue #3, "Calibration") against Groq's published end-to-end
@@ -187,6 +189,8 @@ struct LinkCostParams {
   // Extra time per step of a collective: adding the received chunk and the scheduled slack
   // between steps. 100 ns = 90 cycles; uncalibrated.
   int64_t collective_step_overhead_ns = 100;
+
+  friend bool operator==(const LinkCostParams&, const LinkCostParams&) = default;
 };
 
 // One point-to-point transfer of `bytes` over `hops` links of this bandwidth and latency,

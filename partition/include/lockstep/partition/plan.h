@@ -108,8 +108,19 @@ struct Prediction {
   friend bool operator==(const Prediction&, const Prediction&) = default;
 };
 
+// A Topology held by value inside a Plan. Equal when the contents are (see TopologyDifference),
+// so Plan keeps a defaulted operator==.
+struct TopologyValue {
+  topology::Topology topology;
+  friend bool operator==(const TopologyValue& a, const TopologyValue& b);
+};
+
+// A Plan is self-contained: besides the stages it carries what it was made from — the model
+// spec, the whole topology (chip specs, chips, ports, links, spares, down chips and links) and
+// the effective cost figures — so the scheduler, the simulator and `lockstep run` need only the
+// plan, and a schedule compiled from it uses exactly the plan's figures.
 struct Plan {
-  std::string model;
+  std::string model;  // spec.name
   std::string topology;
   std::string chip;
   Objective objective = Objective::kLatency;
@@ -119,9 +130,25 @@ struct Plan {
   int chips_used = 0;
   std::vector<StagePlan> stages;
   Prediction predicted;
+  // What the plan was made from (MakePlan fills these).
+  ModelSpec spec;
+  TopologyValue system;
+  ChipCostParams chip_params;  // resolved: PlanOptions::chip_params or CostParamsFor(chip)
+  LinkCostParams link_params;
 
   friend bool operator==(const Plan&, const Plan&) = default;
 };
+
+// The topology a plan was made for (plan.system.topology).
+inline const topology::Topology& PlanTopology(const Plan& plan) { return plan.system.topology; }
+
+// Empty when the two describe the same system; otherwise one line naming the first difference
+// ("chip 17 is down in the plan's topology, up in 'rack'", "142 links vs 144"). `a` is called
+// the plan's, `b` the given one, in the message.
+std::string TopologyDifference(const topology::Topology& a, const topology::Topology& b);
+// Same for model specs; names the first differing field ("num_layers 80 vs 32"). The display
+// name is not compared (one config read from two paths has two names).
+std::string ModelSpecDifference(const ModelSpec& a, const ModelSpec& b);
 
 // Plans `spec` on `topo`. Throws Error(kInvalidInput) for bad options (tp that the model cannot
 // use, batch < 1, ...) and Error(kCannotFit) with what the model needs, what the topology has
@@ -164,7 +191,9 @@ std::string PlanToJson(const Plan& plan);
 // same bytes, and SerializePlan(ParsePlan(b)) == b for any b SerializePlan produced.
 std::string SerializePlan(const Plan& plan);
 // Reads SerializePlan's bytes. Throws Error (kInvalidInput) naming `source` when the bytes are
-// not a plan message (truncated, garbage, an unknown enum value).
+// not a plan message (truncated, garbage, an unknown enum value, an embedded topology that
+// does not hold together), and "<source> was written without its model/topology; re-run
+// lockstep plan" for a plan from before plans carried them.
 Plan ParsePlan(std::string_view bytes, const std::string& source);
 // File forms: a path ending in ".json" holds PlanToJson (write only); anything else the binary
 // form. Throw Error (kNotFound) when the file cannot be opened.
