@@ -20,8 +20,8 @@ step "3. Llama-2-7B: how big, and how it splits over the rack"
 run model show $M/llama-2-7b --dtype int8
 run plan --model $M/llama-2-7b --topology "$out/rack.yaml" -o "$out/llama-2-7b.plan"
 step "3b. Its static global schedule, run in virtual time (open the trace in ui.perfetto.dev)"
-run simulate --plan "$out/llama-2-7b.plan" --model $M/llama-2-7b --topology "$out/rack.yaml" \
-  --tokens 4 --trace "$out/llama-2-7b.trace.json"
+run schedule --plan "$out/llama-2-7b.plan"
+run simulate --plan "$out/llama-2-7b.plan" --tokens 4 --trace "$out/llama-2-7b.trace.json"
 echo "trace written to $out/llama-2-7b.trace.json"
 step "4. Llama-2-70B on 8 racks with every node working (Groq's published setup: ~300 tokens/s/user)"
 run topo generate --preset system --racks 8 --spare-nodes 0 -o "$out/8racks.yaml"

@@ -220,11 +220,20 @@ grep -q '"mode": "sharded \[0,2)x8 \[2,4)x8"' out.txt || fail "sharded run repor
 cmp -s ref.npy tp8.npy || fail "sharded logits differ from the reference"
 expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --tp 2
 grep -q "multiples of 64" err.txt || fail "unshardable layout message"
-# lockstep schedule / simulate (the plan file does not carry model and topology yet)
+# lockstep schedule / simulate: the plan file carries its model, topology and cost figures
 expect_exit 0 "$LOCKSTEP" schedule --help
 expect_exit 0 "$LOCKSTEP" simulate --help
 expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4 -o p7.plan
-SCHED=(--plan p7.plan --model "$MODELS/llama-2-7b" --topology rack)
+SCHED=(--plan p7.plan)
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4 -o p7.json
+python3 - p7.json <<'PY' || fail "plan -o X.json carries the model spec, system and cost figures"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["model_spec"]["num_hidden_layers"] == 32 and j["system"]["chips"] == 72, j["system"]
+assert j["cost_params"]["link"]["link_efficiency"] > 0
+PY
+# --model / --topology are optional checks that must match the plan.
+expect_exit 0 "$LOCKSTEP" schedule --plan p7.plan --model "$MODELS/llama-2-7b" --topology rack
 expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 --json -o sched.json
 python3 - out.txt sched.json <<'PY' || fail "schedule --json for Llama-2-7B on a rack"
 import json, sys
@@ -264,8 +273,15 @@ LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(
 expect_exit 1 "$LOCKSTEP" simulate "${SCHED[@]}" --fail-link "$LINK"
 grep -q "link $LINK .*failed at .* activation send" err.txt || fail "failed link names chip, link and step"
 [ "$(wc -l <err.txt)" = 1 ] || fail "failed link error is one line"
-expect_exit 1 "$LOCKSTEP" schedule "${SCHED[@]/rack/node}"
-grep -q "made for topology 'rack'" err.txt || fail "plan/topology mismatch message"
-expect_exit 2 "$LOCKSTEP" schedule --plan p7.plan
+expect_exit 1 "$LOCKSTEP" schedule --plan p7.plan --topology node
+grep -q "made for another topology than node (topology name 'rack' vs 'node8')" err.txt ||
+  fail "plan/topology mismatch message"
+expect_exit 1 "$LOCKSTEP" simulate --plan p7.plan --model "$MODELS/tiny-llama"
+grep -q "made for another model than .*tiny-llama (hidden_size 4096 vs" err.txt ||
+  fail "plan/model mismatch message"
+[ "$(wc -l <err.txt)" = 1 ] || fail "mismatch error is one line"
+expect_exit 1 "$LOCKSTEP" schedule --plan p7.json
+grep -q "not a Lockstep plan" err.txt || fail "a JSON plan is not read back"
+expect_exit 2 "$LOCKSTEP" schedule --tokens 2
 expect_exit 2 "$LOCKSTEP" simulate "${SCHED[@]}" --tokens 0
 echo "cli_test: all passed"

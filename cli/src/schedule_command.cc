@@ -18,9 +18,10 @@
 namespace lockstep::cli {
 namespace {
 
-// What a schedule needs beside the plan file, which does not (yet) carry its model and topology.
+// A plan file carries its model, topology and cost figures; --model and --topology are optional
+// checks that the plan is the one meant (a mismatch is an error naming what differs).
 struct Inputs {
-  std::string plan_path, model, topology = "rack", chip = "lpu-v1";
+  std::string plan_path, model, topology, chip = "lpu-v1";
   int spare_nodes = 1;
   int64_t tokens = 1, sequences = 0, prompt_len = 0;
   bool prefill = false;
@@ -28,13 +29,16 @@ struct Inputs {
 
 void AddInputOptions(po::options_description& opts, Inputs& in) {
   opts.add_options()("plan", po::value<std::string>(&in.plan_path),
-                     "plan file written by 'lockstep plan -o' (binary)")(
-      "model", po::value<std::string>(&in.model), "the config.json the plan was made for")(
-      "topology", po::value<std::string>(&in.topology)->default_value("rack"),
-      "the topology the plan was made for: node, rack or racks:N")(
-      "chip", po::value<std::string>(&in.chip)->default_value("lpu-v1"), "chip preset")(
-      "spare-nodes", po::value<int>(&in.spare_nodes)->default_value(1),
-      "spare nodes per rack, as given to 'lockstep plan'")(
+                     "plan file written by 'lockstep plan -o' (binary; carries the model, the "
+                     "topology and the cost figures)")(
+      "model", po::value<std::string>(&in.model),
+      "optional: a config.json the plan must have been made for")(
+      "topology", po::value<std::string>(&in.topology),
+      "optional: the topology the plan must have been made for (file, node, rack, racks:N)")(
+      "chip", po::value<std::string>(&in.chip)->default_value("lpu-v1"),
+      "chip preset, with --topology")("spare-nodes",
+                                      po::value<int>(&in.spare_nodes)->default_value(1),
+                                      "spare nodes per rack, with --topology")(
       "tokens", po::value<int64_t>(&in.tokens)->default_value(1), "decode tokens per sequence")(
       "sequences", po::value<int64_t>(&in.sequences)->default_value(0),
       "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
@@ -45,39 +49,47 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
 
 struct Loaded {
   partition::Plan plan;
-  partition::ModelSpec spec;
-  topology::Topology topo;
   schedule::GlobalSchedule schedule;
+  const topology::Topology& topo() const { return partition::PlanTopology(plan); }
 };
 
 Loaded CompileInputs(const Inputs& in, const std::string& command) {
-  if (in.plan_path.empty() || in.model.empty()) {
-    throw UsageError("--plan and --model are required (see: lockstep " + command + " --help)");
+  if (in.plan_path.empty()) {
+    throw UsageError("--plan is required (see: lockstep " + command + " --help)");
   }
   if (in.tokens < 1 || in.sequences < 0 || in.prompt_len < 0) {
     throw UsageError("--tokens must be >= 1, --sequences and --prompt-len >= 0");
   }
-  std::optional<topology::ChipSpec> chip = topology::ChipPreset(in.chip);
-  if (!chip) throw UsageError("--chip: unknown preset '" + in.chip + "' (valid: lpu-v1)");
-  Loaded l{partition::ReadPlanFile(in.plan_path),
-           partition::LoadModelSpec(in.model),
-           ResolveTopology(in.topology, *chip, in.spare_nodes),
-           {}};
-  if (l.plan.topology != l.topo.name()) {
-    throw InvalidInput(in.plan_path + ": the plan was made for topology '" + l.plan.topology +
-                       "', not '" + l.topo.name() + "' (pass the same --topology as to plan)");
+  Loaded l{partition::ReadPlanFile(in.plan_path), {}};
+  if (!in.model.empty()) {
+    const std::string d =
+        partition::ModelSpecDifference(l.plan.spec, partition::LoadModelSpec(in.model));
+    if (!d.empty()) {
+      throw InvalidInput(in.plan_path + ": the plan was made for another model than " + in.model +
+                         " (" + d + ")");
+    }
   }
-  const std::vector<std::string> problems = partition::VerifyPlan(l.plan, l.spec, l.topo);
+  if (!in.topology.empty()) {
+    std::optional<topology::ChipSpec> chip = topology::ChipPreset(in.chip);
+    if (!chip) throw UsageError("--chip: unknown preset '" + in.chip + "' (valid: lpu-v1)");
+    const std::string d = partition::TopologyDifference(
+        l.topo(), ResolveTopology(in.topology, *chip, in.spare_nodes));
+    if (!d.empty()) {
+      throw InvalidInput(in.plan_path + ": the plan was made for another topology than " +
+                         in.topology + " (" + d + ")");
+    }
+  }
+  const std::vector<std::string> problems = partition::VerifyPlan(l.plan, l.plan.spec, l.topo());
   if (!problems.empty()) {
-    throw InvalidInput(in.plan_path + ": does not fit model " + in.model + " on " + l.topo.name() +
-                       ": " + problems.front());
+    throw InvalidInput(in.plan_path +
+                       ": not a valid plan for its own model and topology: " + problems.front());
   }
   schedule::ScheduleOptions o;
   o.tokens = in.tokens;
   o.sequences = in.sequences;
   o.prefill = in.prefill;
   o.prompt_len = in.prompt_len;
-  l.schedule = schedule::Compile(l.plan, l.spec, l.topo, o);
+  l.schedule = schedule::Compile(l.plan, o);
   return l;
 }
 
@@ -104,8 +116,8 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (!ParseOrHelp(args,
-                   "lockstep schedule --plan PLAN --model CONFIG --topology T [--tokens N] "
-                   "[--sequences M] [-o SCHEDULE] [--json]\n"
+                   "lockstep schedule --plan PLAN [--tokens N] [--sequences M] [--prefill "
+                   "--prompt-len P] [-o SCHEDULE] [--json]\n"
                    "Compiles the plan into one program per chip and one reservation table per "
                    "link direction, and validates it.",
                    opts, pos, vm)) {
@@ -113,7 +125,9 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
   }
   const Loaded l = CompileInputs(in, "schedule");
   const schedule::GlobalSchedule& s = l.schedule;
-  const std::vector<std::string> problems = schedule::Validate(s, l.topo);
+  schedule::ValidateOptions vo;
+  vo.link_params = l.plan.link_params;
+  const std::vector<std::string> problems = schedule::Validate(s, l.topo(), vo);
   if (!problems.empty()) {
     throw Error(ErrorCode::kInternal, "compiled schedule is invalid (" +
                                           std::to_string(problems.size()) +
@@ -181,9 +195,8 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   po::positional_options_description pos;
   po::variables_map vm;
   if (!ParseOrHelp(args,
-                   "lockstep simulate --plan PLAN --model CONFIG --topology T [--tokens N] "
-                   "[--sequences M] [--jitter X --seed S] [--fail-link L] [--trace FILE] "
-                   "[--json]\n"
+                   "lockstep simulate --plan PLAN [--tokens N] [--sequences M] [--jitter X "
+                   "--seed S] [--fail-link L] [--trace FILE] [--json]\n"
                    "Runs the compiled schedule in virtual time (discrete events).",
                    opts, pos, vm)) {
     return 0;
@@ -195,7 +208,8 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   so.seed = seed;
   so.failed_links.assign(failed.begin(), failed.end());
   so.keep_times = !trace.empty();
-  const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo, so);
+  so.link_params = l.plan.link_params;
+  const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo(), so);
   if (!trace.empty()) {
     WriteFile(trace, schedule::TraceJson(l.schedule, &r));
     ctx.log->info("wrote {}", trace);

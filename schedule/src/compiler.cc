@@ -482,4 +482,11 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   return out;
 }
 
+GlobalSchedule Compile(const partition::Plan& plan, const ScheduleOptions& options) {
+  ScheduleOptions o = options;
+  o.chip_params = plan.chip_params;
+  o.link_params = plan.link_params;
+  return Compile(plan, plan.spec, partition::PlanTopology(plan), o);
+}
+
 }  // namespace lockstep::schedule

@@ -204,6 +204,31 @@ TEST(Compile, Deterministic) {
   }
 }
 
+TEST(Compile, APlanAloneCompilesWithItsOwnFigures) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{4, 4}, {4, 4}};
+  po.workload.context = 512;
+  po.chip_params = partition::CostParamsFor(topology::LpuV1());
+  po.chip_params->op_overhead_ns = 5000;
+  po.link_params.collective_step_overhead_ns = 900;
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  const GlobalSchedule alone = Compile(plan);
+  // The plan's figures, not the defaults: slower than a compile with default cost figures, and
+  // the same as passing the plan's figures explicitly.
+  EXPECT_GT(alone.token_latency_ns, Compile(plan, spec, topo).token_latency_ns);
+  ScheduleOptions explicit_figures;
+  explicit_figures.chip_params = po.chip_params;
+  explicit_figures.link_params = po.link_params;
+  EXPECT_EQ(alone.token_latency_ns, Compile(plan, spec, topo, explicit_figures).token_latency_ns);
+  EXPECT_EQ(alone.instruction_count(),
+            Compile(plan, spec, topo, explicit_figures).instruction_count());
+  ValidateOptions vo;
+  vo.link_params = plan.link_params;
+  EXPECT_TRUE(Validate(alone, partition::PlanTopology(plan), vo).empty());
+}
+
 TEST(Compile, RejectsBadOptions) {
   const partition::ModelSpec spec = SmallModel();
   const topology::Topology topo = topology::GenerateNode(topology::LpuV1());

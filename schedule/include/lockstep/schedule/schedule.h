@@ -170,6 +170,12 @@ struct GlobalSchedule {
 GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& spec,
                        const topology::Topology& topo, const ScheduleOptions& options = {});
 
+// Compiles a self-contained plan with the model, topology and cost figures it carries
+// (plan.spec, PlanTopology(plan), plan.chip_params and plan.link_params replace the options'
+// chip_params and link_params), so the schedule uses exactly the plan's figures. Validate and
+// Simulate it with plan.link_params.
+GlobalSchedule Compile(const partition::Plan& plan, const ScheduleOptions& options = {});
+
 // Transfer time of `bytes` over one hop of `link`: latency + ceil(bytes / (bandwidth x
 // link_efficiency)), integer ns (128-bit intermediate, no overflow).
 int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
