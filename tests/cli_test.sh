@@ -267,6 +267,14 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["time_to_first_token_ns"] >= j["bounds"]["time_to_first_token_ns"]["bound"] > 0, j
 PY
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --prefill --prompt-len 3000 --prompt-buckets 128,512,2048 --prefill-chunk 1024 --json
+python3 - out.txt <<'PY' || fail "schedule --prefill reports the bucket, chunks and TTFT"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["prompt_bucket"] == 4096 and j["prefill_chunks"] == 4 and j["prefill_chunk_tokens"] == 1024, j
+assert j["time_to_first_token_ns"] > 0, j
+PY
+expect_exit 2 "$LOCKSTEP" schedule "${SCHED[@]}" --prefill --prompt-buckets 128,x
 expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --jitter 0.1 --seed 3
 grep -q 'token latency' out.txt || fail "simulate prints token latency"
 LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(i["out"]["link"] for p in s["programs"] for i in p["instructions"] if i["kind"]=="send" and i["what"]=="activation"))')

@@ -23,9 +23,28 @@ namespace {
 struct Inputs {
   std::string plan_path, model, topology, chip = "lpu-v1";
   int spare_nodes = 1;
-  int64_t tokens = 1, sequences = 0, prompt_len = 0;
+  int64_t tokens = 1, sequences = 0, prompt_len = 0, prefill_chunk = 2048;
+  std::string prompt_buckets;
   bool prefill = false;
 };
+
+// "128,512,2048" -> ascending buckets (checked by schedule::PromptBucket).
+std::vector<int64_t> ParseBuckets(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw UsageError("--prompt-buckets: '" + item +
+                       "' is not a whole number (e.g. 128,512,2048)");
+    }
+  }
+  return out;
+}
 
 void AddInputOptions(po::options_description& opts, Inputs& in) {
   opts.add_options()("plan", po::value<std::string>(&in.plan_path),
@@ -44,7 +63,11 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
       "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
       "prefill", po::bool_switch(&in.prefill), "also compile each sequence's prompt")(
       "prompt-len", po::value<int64_t>(&in.prompt_len)->default_value(0),
-      "prompt length for --prefill (0 = the plan's)");
+      "prompt length for --prefill (0 = the plan's)")(
+      "prompt-buckets", po::value<std::string>(&in.prompt_buckets),
+      "prompt lengths are padded up to one of these, e.g. 128,512,2048 (default: powers of two "
+      "from 16)")("prefill-chunk", po::value<int64_t>(&in.prefill_chunk)->default_value(2048),
+                  "most prompt tokens per prefill chunk (bounds activation memory)");
 }
 
 struct Loaded {
@@ -57,8 +80,9 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   if (in.plan_path.empty()) {
     throw UsageError("--plan is required (see: lockstep " + command + " --help)");
   }
-  if (in.tokens < 1 || in.sequences < 0 || in.prompt_len < 0) {
-    throw UsageError("--tokens must be >= 1, --sequences and --prompt-len >= 0");
+  if (in.tokens < 1 || in.sequences < 0 || in.prompt_len < 0 || in.prefill_chunk < 1) {
+    throw UsageError(
+        "--tokens and --prefill-chunk must be >= 1, --sequences and --prompt-len >= 0");
   }
   Loaded l{partition::ReadPlanFile(in.plan_path), {}};
   if (!in.model.empty()) {
@@ -89,6 +113,8 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   o.sequences = in.sequences;
   o.prefill = in.prefill;
   o.prompt_len = in.prompt_len;
+  o.prefill_chunk = in.prefill_chunk;
+  if (!in.prompt_buckets.empty()) o.prompt_buckets = ParseBuckets(in.prompt_buckets);
   l.schedule = schedule::Compile(l.plan, o);
   return l;
 }
@@ -117,7 +143,8 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
   po::variables_map vm;
   if (!ParseOrHelp(args,
                    "lockstep schedule --plan PLAN [--tokens N] [--sequences M] [--prefill "
-                   "--prompt-len P] [-o SCHEDULE] [--json]\n"
+                   "--prompt-len P [--prompt-buckets B,..] [--prefill-chunk C]] [-o SCHEDULE] "
+                   "[--json]\n"
                    "Compiles the plan into one program per chip and one reservation table per "
                    "link direction, and validates it.",
                    opts, pos, vm)) {
@@ -152,6 +179,11 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                {"time_to_first_token_ns",
                 s.prefill ? nlohmann::json(s.time_to_first_token_ns) : nlohmann::json()},
                {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
+               {"prompt_len", s.prefill ? nlohmann::json(s.prompt_len) : nlohmann::json()},
+               {"prompt_bucket", s.prefill ? nlohmann::json(s.prompt_bucket) : nlohmann::json()},
+               {"prefill_chunks", s.prefill_chunks},
+               {"prefill_chunk_tokens", s.prefill_chunk_tokens},
+               {"prefill_peak_bytes", s.prefill_peak_bytes},
                {"cycle_ns", s.cycle_ns},
                {"period_ns", s.period_ns},
                {"makespan_ns", s.makespan_ns},
@@ -171,6 +203,16 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
             << s.programs.size() << " chips (" << forwarders << " only forward), " << s.links.size()
             << " link directions, " << reservations << " reservations, " << s.instruction_count()
             << " instructions\n";
+  if (s.prefill) {
+    std::cout << "prefill: prompt " << s.prompt_len << " -> bucket " << s.prompt_bucket << " in "
+              << s.prefill_chunks << " chunk(s) of " << s.prefill_chunk_tokens
+              << " tokens; time to first token "
+              << Us(static_cast<double>(s.time_to_first_token_ns)) << " us (plan predicted "
+              << Us(static_cast<double>(l.plan.predicted.time_to_first_token_ns))
+              << " us for prompt " << l.plan.prompt_len << "); peak memory per chip " << std::fixed
+              << std::setprecision(1)
+              << static_cast<double>(s.prefill_peak_bytes) / (1024.0 * 1024.0) << " MiB\n";
+  }
   return 0;
 }
 

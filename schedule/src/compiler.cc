@@ -48,7 +48,9 @@ std::string_view TagName(Tag tag) {
 }
 
 std::string DescribeStep(const Instruction& in) {
-  std::string s = (in.token < 0 ? std::string("prefill") : "token " + std::to_string(in.token)) +
+  std::string s = (in.token < -1  ? "prefill chunk " + std::to_string(in.token)
+                   : in.token < 0 ? std::string("prefill")
+                                  : "token " + std::to_string(in.token)) +
                   " sequence " + std::to_string(in.sequence) + " stage " + std::to_string(in.stage);
   if (in.layer >= 0) s += " layer " + std::to_string(in.layer);
   s += " ";
@@ -217,7 +219,8 @@ bool FullyConnected(const topology::Topology& topo, const std::vector<ChipId>& c
 struct StageCode {
   const partition::StagePlan* plan = nullptr;
   std::vector<OpEntry> ops;          // every decode op of the stage on one chip, in order
-  std::vector<OpEntry> prefill_ops;  // the same for the prompt (when compiled)
+  std::vector<OpEntry> prefill_ops;  // the same for the prompt's last chunk (when compiled)
+  std::vector<OpEntry> chunk_ops;    // the other chunks: prefill_ops without the LM head
   bool direct = true;
 };
 
@@ -285,10 +288,16 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       options.chip_params ? *options.chip_params : partition::CostParamsFor(chip);
   partition::Workload w = plan.workload;
   w.phase = partition::Phase::kDecode;
-  partition::Workload pw = w;  // the prompt
+  if (options.prefill_chunk < 1) throw InvalidInput("schedule: prefill_chunk must be >= 1");
+  const int64_t prompt_len = options.prompt_len > 0
+                                 ? options.prompt_len
+                                 : (plan.prompt_len > 0 ? plan.prompt_len : w.context);
+  const int64_t bucket = options.prefill ? PromptBucket(prompt_len, options.prompt_buckets) : 0;
+  const int64_t chunks =
+      options.prefill ? (bucket + options.prefill_chunk - 1) / options.prefill_chunk : 0;
+  partition::Workload pw = w;  // one chunk of the prompt
   pw.phase = partition::Phase::kPrefill;
-  pw.context = options.prompt_len > 0 ? options.prompt_len
-                                      : (plan.prompt_len > 0 ? plan.prompt_len : w.context);
+  pw.context = options.prefill ? (bucket + chunks - 1) / chunks : prompt_len;
   const int64_t overhead = options.link_params.collective_step_overhead_ns;
 
   GlobalSchedule out;
@@ -319,7 +328,30 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       return list;
     };
     sc.ops = build(w);
-    if (options.prefill) sc.prefill_ops = build(pw);
+    if (options.prefill) {
+      sc.prefill_ops = build(pw);
+      int64_t act = 0;
+      for (const OpEntry& e : sc.prefill_ops) act = std::max(act, e.cost.activation_bytes);
+      const int64_t sram = topo.spec_of(st.chips.front()).sram_bytes;
+      const int64_t resident = st.weight_bytes + st.kv_bytes;
+      out.prefill_peak_bytes = std::max(out.prefill_peak_bytes, resident + act);
+      if (resident + act > sram) {
+        const int64_t per_token = std::max<int64_t>(1, act / std::max<int64_t>(1, pw.context));
+        throw Error(ErrorCode::kCannotFit,
+                    "schedule: stage " + std::to_string(st.index) + " cannot prefill chunks of " +
+                        std::to_string(pw.context) + " tokens: weights + KV cache " +
+                        std::to_string(resident) + " B + prefill activations " +
+                        std::to_string(act) + " B > SRAM " + std::to_string(sram) +
+                        " B; a chunk of at most " +
+                        std::to_string(std::max<int64_t>(0, (sram - resident) / per_token)) +
+                        " tokens would fit (prefill_chunk)");
+      }
+      // Chunks before the last stop before the LM head: only the last one samples a token.
+      sc.chunk_ops = sc.prefill_ops;
+      if (st.has_head) {
+        sc.chunk_ops.resize(sc.chunk_ops.size() - partition::HeadOps(spec, pw, st.tp).size());
+      }
+    }
     auto path_of = [&](const std::vector<OpEntry>& list) {
       int64_t path = 0;
       for (const OpEntry& e : list) {
@@ -332,7 +364,8 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       return path;
     };
     const int64_t path = path_of(sc.ops);
-    out.prefill_compute_path_ns += path_of(sc.prefill_ops);
+    out.prefill_compute_path_ns +=
+        chunks > 0 ? path_of(sc.prefill_ops) + (chunks - 1) * path_of(sc.chunk_ops) : 0;
     out.compute_path_ns += path;
     out.slowest_stage_compute_ns = std::max(out.slowest_stage_compute_ns, path);
     stages.push_back(std::move(sc));
@@ -361,13 +394,20 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   const int64_t act_bytes = w.tokens() * spec.hidden_size * DtypeBytes(w.dtype);
   const int64_t prompt_act_bytes = pw.tokens() * spec.hidden_size * DtypeBytes(w.dtype);
   out.prefill = options.prefill;
-  out.prompt_len = options.prefill ? pw.context : 0;
+  out.prompt_len = options.prefill ? prompt_len : 0;
+  out.prompt_bucket = bucket;
+  out.prefill_chunks = chunks;
+  out.prefill_chunk_tokens = options.prefill ? pw.context : 0;
   const int64_t token_bytes = w.batch * 4;
   // next[m][r]: what rank r of stage 0 waits for before sequence m's next token.
   std::vector<std::vector<Deps>> next(static_cast<size_t>(sequences),
                                       std::vector<Deps>(plan.stages.front().chips.size()));
   std::vector<int64_t> arrival0;  // sequence 0: when each token is back at stage 0
-  for (int64_t t = options.prefill ? -1 : 0; t < options.tokens; ++t) {
+  // Prefill chunks of sequence m: where each stage's ranks finished the previous chunk.
+  std::vector<std::vector<std::vector<Deps>>> chunk_done(
+      static_cast<size_t>(sequences), std::vector<std::vector<Deps>>(stages.size()));
+  for (int64_t t = -chunks; t < options.tokens; ++t) {
+    const bool inner_chunk = t < -1;  // a prefill chunk before the last
     for (int64_t m = 0; m < sequences; ++m) {
       b.step.token = static_cast<int32_t>(t);
       b.step.sequence = static_cast<int32_t>(m);
@@ -376,8 +416,15 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
         const StageCode& sc = stages[s];
         const std::vector<ChipId>& chips = sc.plan->chips;
         b.step.stage = static_cast<int32_t>(s);
+        if (t < 0 && t > -chunks) {
+          // The previous chunk has left this stage (its KV cache is written).
+          std::vector<Deps>& done = chunk_done[static_cast<size_t>(m)][s];
+          for (size_t r = 0; r < chips.size(); ++r) {
+            data[r].insert(data[r].end(), done[r].begin(), done[r].end());
+          }
+        }
         size_t active = chips.size();
-        for (const OpEntry& e : t < 0 ? sc.prefill_ops : sc.ops) {
+        for (const OpEntry& e : t < 0 ? (inner_chunk ? sc.chunk_ops : sc.prefill_ops) : sc.ops) {
           b.step.layer = static_cast<int32_t>(e.cost.layer);
           for (size_t r = 0; r < active; ++r) {
             data[r] = {
@@ -400,6 +447,12 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
         }
         b.step.layer = -1;
         const bool last = s + 1 == stages.size();
+        if (t < 0) chunk_done[static_cast<size_t>(m)][s] = data;
+        if (inner_chunk && last) {
+          // No token yet: the next chunk starts at stage 0 when stage 0 is done with this one.
+          data = chunk_done[static_cast<size_t>(m)][0];
+          break;
+        }
         const std::vector<ChipId>& to = last ? stages[0].plan->chips : stages[s + 1].plan->chips;
         std::vector<Deps> moved(to.size());
         for (size_t r = 0; r < to.size(); ++r) {
@@ -409,6 +462,10 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
                                 last ? Tag::kToken : Tag::kActivation);
         }
         data = std::move(moved);
+      }
+      if (inner_chunk) {
+        next[static_cast<size_t>(m)] = std::move(data);
+        continue;
       }
       if (m == 0) {
         int64_t back = 0;
@@ -480,6 +537,26 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   }
   for (auto& [key, lt] : tables) out.links.push_back(std::move(lt));
   return out;
+}
+
+int64_t PromptBucket(int64_t prompt_len, const std::vector<int64_t>& buckets) {
+  if (prompt_len < 1) throw InvalidInput("schedule: prompt length must be >= 1");
+  if (buckets.empty()) {
+    int64_t b = 16;
+    while (b < prompt_len) b *= 2;
+    return b;
+  }
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    if (buckets[i] < 1 || (i > 0 && buckets[i] <= buckets[i - 1])) {
+      throw InvalidInput("schedule: prompt buckets must be ascending and >= 1 (bucket " +
+                         std::to_string(i) + " is " + std::to_string(buckets[i]) + ")");
+    }
+  }
+  for (int64_t b : buckets) {
+    if (b >= prompt_len) return b;
+  }
+  const int64_t top = buckets.back();
+  return (prompt_len + top - 1) / top * top;
 }
 
 GlobalSchedule Compile(const partition::Plan& plan, const ScheduleOptions& options) {

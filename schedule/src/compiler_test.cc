@@ -118,6 +118,90 @@ TEST(Compile, PrefillPassGivesTimeToFirstToken) {
             Compile(plan, spec, topo, d).token_latency_ns);
 }
 
+TEST(Compile, PromptBucketsRoundUp) {
+  EXPECT_EQ(PromptBucket(1, {}), 16);
+  EXPECT_EQ(PromptBucket(16, {}), 16);
+  EXPECT_EQ(PromptBucket(17, {}), 32);
+  EXPECT_EQ(PromptBucket(1000, {}), 1024);
+  EXPECT_EQ(PromptBucket(100, {128, 512, 2048}), 128);
+  EXPECT_EQ(PromptBucket(513, {128, 512, 2048}), 2048);
+  EXPECT_EQ(PromptBucket(5000, {128, 512, 2048}), 6144);  // beyond: multiples of the largest
+  EXPECT_THROW(PromptBucket(10, {512, 128}), Error);
+  EXPECT_THROW(PromptBucket(0, {}), Error);
+}
+
+TEST(Compile, LongPromptsArePrefilledInPipelinedChunks) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{4, 2}, {4, 2}});
+  ScheduleOptions one;
+  one.prefill = true;
+  one.sequences = 1;
+  one.prompt_len = 1000;  // bucket 1024
+  one.prefill_chunk = 1024;
+  ScheduleOptions four = one;
+  four.prefill_chunk = 256;
+  const GlobalSchedule a = Compile(plan, spec, topo, one);
+  const GlobalSchedule b = Compile(plan, spec, topo, four);
+  EXPECT_EQ(a.prompt_bucket, 1024);
+  EXPECT_EQ(a.prefill_chunks, 1);
+  EXPECT_EQ(b.prefill_chunks, 4);
+  EXPECT_EQ(b.prefill_chunk_tokens, 256);
+  // Smaller chunks hold less activation memory at once.
+  EXPECT_LT(b.prefill_peak_bytes, a.prefill_peak_bytes);
+  // Four chunks pipeline over the two stages: stage 0 starts chunk 2 before stage 1 is done
+  // with chunk 1.
+  int64_t stage0_chunk2_start = INT64_MAX, stage1_chunk1_end = 0;
+  for (const ChipProgram& p : b.programs) {
+    for (const Instruction& in : p.instructions) {
+      if (in.kind != InstrKind::kCompute) continue;
+      if (p.stage == 0 && in.token == -3) {
+        stage0_chunk2_start = std::min(stage0_chunk2_start, in.start_ns);
+      }
+      if (p.stage == 1 && in.token == -4)
+        stage1_chunk1_end = std::max(stage1_chunk1_end, in.end_ns);
+    }
+  }
+  EXPECT_LT(stage0_chunk2_start, stage1_chunk1_end);
+  for (const GlobalSchedule* s : {&a, &b}) {
+    EXPECT_TRUE(Validate(*s, topo).empty());
+    const SimResult r = Simulate(*s, topo);
+    ASSERT_TRUE(r.ok) << r.failure;
+    EXPECT_EQ(r.metrics.time_to_first_token_ns.value,
+              static_cast<double>(s->time_to_first_token_ns));
+  }
+  // Only the last chunk samples: one LM head per sequence, whatever the chunk count.
+  int64_t heads = 0, chunks_seen = 0;
+  for (const ChipProgram& p : b.programs) {
+    for (const Instruction& in : p.instructions) {
+      heads +=
+          in.kind == InstrKind::kCompute && in.op == partition::OpKind::kLmHead && in.token < 0;
+      chunks_seen = std::max<int64_t>(chunks_seen, -in.token);
+    }
+  }
+  EXPECT_EQ(heads, 2);  // one per rank of the TP-2 last stage
+  EXPECT_EQ(chunks_seen, 4);
+}
+
+TEST(Compile, PrefillThatCannotFitNamesTheStageAndAChunkThatWould) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{8, 1}});
+  ScheduleOptions o;
+  o.prefill = true;
+  o.prompt_len = 1 << 22;
+  o.prefill_chunk = 1 << 22;
+  try {
+    Compile(plan, spec, topo, o);
+    FAIL() << "a 4M-token chunk fit";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCannotFit);
+    EXPECT_NE(std::string(e.what()).find("stage 0 cannot prefill chunks of 4194304 tokens"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Compile, CollectivesUseTheGroupsWiring) {
   const partition::ModelSpec spec = SmallModel();
   // TP 8 in a node: direct exchange, 2 reduce steps per all-reduce, 7 sends per step per chip.

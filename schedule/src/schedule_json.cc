@@ -55,6 +55,10 @@ std::string ScheduleToJson(const GlobalSchedule& s) {
                     {"makespan_ns", s.makespan_ns},
                     {"prefill", s.prefill},
                     {"prompt_len", s.prompt_len},
+                    {"prompt_bucket", s.prompt_bucket},
+                    {"prefill_chunks", s.prefill_chunks},
+                    {"prefill_chunk_tokens", s.prefill_chunk_tokens},
+                    {"prefill_peak_bytes", s.prefill_peak_bytes},
                     {"time_to_first_token_ns", s.time_to_first_token_ns},
                     {"programs", std::move(programs)},
                     {"links", std::move(links)}};

@@ -190,11 +190,15 @@ SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
   const int64_t window = decode_last - decode_first;
   double latency_sum = 0;  // decode steps only
   int64_t count = 0;
+  int64_t prompt_start = INT64_MAX;  // sequence 0's first prefill chunk
   for (auto it = span.begin(); it != span.end(); ++it) {
     if (it->first.second < 0) {  // the prompt: time to first token, not a decode step
       if (it->first.first == 0) {
-        m.time_to_first_token_ns = Pair(static_cast<double>(it->second.second - it->second.first),
-                                        static_cast<double>(s.prefill_compute_path_ns));
+        prompt_start = std::min(prompt_start, it->second.first);
+        if (it->first.second == -1) {  // the last chunk, which brings the first token back
+          m.time_to_first_token_ns = Pair(static_cast<double>(it->second.second - prompt_start),
+                                          static_cast<double>(s.prefill_compute_path_ns));
+        }
       }
       continue;
     }

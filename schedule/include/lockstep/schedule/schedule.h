@@ -126,12 +126,29 @@ struct ScheduleOptions {
   // Chip effective figures; unset = partition::CostParamsFor(chip), as the partitioner uses.
   std::optional<partition::ChipCostParams> chip_params;
   partition::LinkCostParams link_params;
-  // Also compile each sequence's prompt before its first decode token, as one pass (token -1,
-  // "prefill") of the cost model's prefill ops; its activations are prompt_len x hidden wide.
+  // Also compile each sequence's prompt before its first decode token. The prompt is padded to
+  // its bucket (PromptBucket) and prefilled in chunks of at most `prefill_chunk` tokens, each a
+  // pass of the cost model's prefill ops through every stage (tokens -chunks .. -1, "prefill");
+  // chunk c+1 enters a stage after chunk c has left it, so chunks pipeline like tokens, and only
+  // the last chunk runs the LM head and sends the first token back to stage 0. A chunk's
+  // activations are batch x chunk x hidden wide; the compiler checks that each stage's
+  // resident bytes plus its largest prefill op's activations fit the chip's SRAM (kCannotFit
+  // naming the stage and a chunk size that would fit otherwise) — the partitioner's memory
+  // check counts decode activations only. Attention in a chunk is costed over the chunk's own
+  // tokens (its reads of earlier chunks' KV cache are not timed).
   bool prefill = false;
   // Prompt length for the prefill pass; 0 = plan.prompt_len (or the workload context).
   int64_t prompt_len = 0;
+  // Prompt-length buckets, ascending; empty = powers of two from 16 (16, 32, 64, ...).
+  std::vector<int64_t> prompt_buckets;
+  // Most tokens per prefill chunk; bounds prefill activation memory. Must be >= 1.
+  int64_t prefill_chunk = 2048;
 };
+
+// The padded prompt length compiled for `prompt_len`: the smallest bucket >= it; beyond the
+// largest bucket, the next multiple of the largest. Empty buckets = powers of two from 16.
+// Throws Error (kInvalidInput) for prompt_len < 1 or buckets that are not ascending and >= 1.
+int64_t PromptBucket(int64_t prompt_len, const std::vector<int64_t>& buckets);
 
 struct GlobalSchedule {
   std::string model;
@@ -151,6 +168,12 @@ struct GlobalSchedule {
   // stage 0, i.e. its time to first token; the prefill pass's compute with zero communication.
   bool prefill = false;
   int64_t prompt_len = 0;
+  int64_t prompt_bucket = 0;   // the padded length compiled (PromptBucket)
+  int64_t prefill_chunks = 0;  // chunks of prefill_chunk_tokens each
+  int64_t prefill_chunk_tokens = 0;
+  // The largest of resident bytes + one prefill op's activations over the stage chips: the
+  // peak the prefill adds to memory (the validator checks message buffers on top).
+  int64_t prefill_peak_bytes = 0;
   int64_t time_to_first_token_ns = 0;
   int64_t prefill_compute_path_ns = 0;
   // Sum over stages of one rank's compute and reduce durations for one token: the pass with zero
