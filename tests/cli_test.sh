@@ -267,6 +267,11 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["time_to_first_token_ns"] >= j["bounds"]["time_to_first_token_ns"]["bound"] > 0, j
 PY
+# The binary schedule (proto/schedule.capnp) is byte-identical across runs.
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 -o s1.schedule
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 -o s2.schedule
+cmp -s s1.schedule s2.schedule || fail "binary schedules differ between runs"
+[ "$(head -c 1 s1.schedule)" != "{" ] || fail "-o S.schedule is binary, not JSON"
 expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --prefill --prompt-len 3000 --prompt-buckets 128,512,2048 --prefill-chunk 1024 --json
 python3 - out.txt <<'PY' || fail "schedule --prefill reports the bucket, chunks and TTFT"
 import json, sys

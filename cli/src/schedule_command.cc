@@ -138,7 +138,8 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
   std::string out;
   AddInputOptions(opts, in);
   opts.add_options()("output,o", po::value<std::string>(&out),
-                     "write the schedule (every program and link reservation) as JSON");
+                     "write the schedule (every program and link reservation): Cap'n Proto "
+                     "(proto/schedule.capnp, what workers read), or JSON if it ends in .json");
   po::positional_options_description pos;
   po::variables_map vm;
   if (!ParseOrHelp(args,
@@ -161,7 +162,7 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                                           " problems): " + problems.front());
   }
   if (!out.empty()) {
-    WriteFile(out, schedule::ScheduleToJson(s));
+    schedule::WriteScheduleFile(out, s);
     ctx.log->info("wrote {}", out);
   }
   size_t reservations = 0, forwarders = 0;

@@ -92,6 +92,8 @@ struct Instruction {
   int64_t in_msg = -1;
   // Instructions of the same program (indices, all earlier) whose results this one needs.
   std::vector<int32_t> deps;
+
+  friend bool operator==(const Instruction&, const Instruction&) = default;
 };
 
 struct ChipProgram {
@@ -101,12 +103,16 @@ struct ChipProgram {
   // SRAM held for the whole run: weights + KV cache + the stage's op buffers (from the plan).
   int64_t resident_bytes = 0;
   std::vector<Instruction> instructions;  // in program order = planned start order
+
+  friend bool operator==(const ChipProgram&, const ChipProgram&) = default;
 };
 
 struct Reservation {
   int64_t start_ns = 0;
   int64_t end_ns = 0;
   int64_t msg = 0;
+
+  friend bool operator==(const Reservation&, const Reservation&) = default;
 };
 
 // One direction of one link: transfers from `from` to `to`, sorted by start.
@@ -115,6 +121,8 @@ struct LinkTable {
   ChipId from = 0;
   ChipId to = 0;
   std::vector<Reservation> reservations;
+
+  friend bool operator==(const LinkTable&, const LinkTable&) = default;
 };
 
 struct ScheduleOptions {
@@ -185,6 +193,8 @@ struct GlobalSchedule {
   std::vector<LinkTable> links;       // sorted by (link, from)
 
   size_t instruction_count() const;
+
+  friend bool operator==(const GlobalSchedule&, const GlobalSchedule&) = default;
 };
 
 // Compiles `plan` (made for `spec` on `topo`). Throws Error (kInvalidInput) when the plan does
@@ -207,6 +217,19 @@ int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
 // The schedule as one JSON object: summary figures, every program (instructions with their
 // planned times, deps and messages) and every link direction's reservations. Deterministic.
 std::string ScheduleToJson(const GlobalSchedule& schedule);
+
+// The schedule in the binary format of proto/schedule.capnp, which the workers read.
+// Deterministic: the same schedule gives the same bytes, and SerializeSchedule(ParseSchedule(b))
+// == b for any b SerializeSchedule produced.
+std::string SerializeSchedule(const GlobalSchedule& schedule);
+// Reads SerializeSchedule's bytes. Throws Error (kInvalidInput) naming `source` when the bytes
+// are not a schedule ("<source>: not a Lockstep schedule: ..."): truncated, garbage, an unknown
+// enum value, or a program whose deps or counts do not hold together.
+GlobalSchedule ParseSchedule(std::string_view bytes, const std::string& source);
+// File forms: a path ending in ".json" holds ScheduleToJson (write only); anything else the
+// binary form. Throw Error (kNotFound) when the file cannot be opened.
+void WriteScheduleFile(const std::string& path, const GlobalSchedule& schedule);
+GlobalSchedule ReadScheduleFile(const std::string& path);
 
 // "token 3 sequence 1 stage 2 layer 5 mlp compute" ("prefill sequence 0 ..." for the prompt):
 // the step an instruction belongs to, for messages.
