@@ -94,4 +94,9 @@ struct Schedule {
   slowestStageComputeNs @19 :Int64;
   programs @20 :List(Program);
   links @21 :List(LinkTable);
+  # Modulo form: the programs are one period, run `iterations` times, iteration k shifted by
+  # k x repeatNs, with token k and message ids + k x msgStride. 0 iterations = explicit form.
+  iterations @22 :Int64;
+  repeatNs @23 :Int64;
+  msgStride @24 :Int64;
 }

@@ -272,6 +272,17 @@ expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 -o s1.schedule
 expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --tokens 2 -o s2.schedule
 cmp -s s1.schedule s2.schedule || fail "binary schedules differ between runs"
 [ "$(head -c 1 s1.schedule)" != "{" ] || fail "-o S.schedule is binary, not JSON"
+# The modulo form: one period and a repeat rule; its size does not grow with --tokens.
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --modulo --tokens 2 --json
+cp out.txt mod2.json
+expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --modulo --tokens 1000000 --json
+python3 - mod2.json out.txt <<'PY' || fail "schedule --modulo: same size for 2 and 1,000,000 tokens"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert a["modulo"] and b["modulo"] and a["repeat_ns"] >= a["token_latency_ns"] > 0, a
+assert a["schedule_bytes"] == b["schedule_bytes"] and a["instructions"] == b["instructions"], (a, b)
+PY
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --modulo --tokens 3 --json
 expect_exit 0 "$LOCKSTEP" schedule "${SCHED[@]}" --prefill --prompt-len 3000 --prompt-buckets 128,512,2048 --prefill-chunk 1024 --json
 python3 - out.txt <<'PY' || fail "schedule --prefill reports the bucket, chunks and TTFT"
 import json, sys

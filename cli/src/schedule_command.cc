@@ -25,7 +25,7 @@ struct Inputs {
   int spare_nodes = 1;
   int64_t tokens = 1, sequences = 0, prompt_len = 0, prefill_chunk = 2048;
   std::string prompt_buckets;
-  bool prefill = false;
+  bool prefill = false, modulo = false;
 };
 
 // "128,512,2048" -> ascending buckets (checked by schedule::PromptBucket).
@@ -62,6 +62,8 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
       "sequences", po::value<int64_t>(&in.sequences)->default_value(0),
       "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
       "prefill", po::bool_switch(&in.prefill), "also compile each sequence's prompt")(
+      "modulo", po::bool_switch(&in.modulo),
+      "compile one period plus a repeat rule (size independent of --tokens; decode only)")(
       "prompt-len", po::value<int64_t>(&in.prompt_len)->default_value(0),
       "prompt length for --prefill (0 = the plan's)")(
       "prompt-buckets", po::value<std::string>(&in.prompt_buckets),
@@ -114,6 +116,7 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   o.prefill = in.prefill;
   o.prompt_len = in.prompt_len;
   o.prefill_chunk = in.prefill_chunk;
+  o.modulo = in.modulo;
   if (!in.prompt_buckets.empty()) o.prompt_buckets = ParseBuckets(in.prompt_buckets);
   l.schedule = schedule::Compile(l.plan, o);
   return l;
@@ -192,7 +195,10 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                {"forwarding_only_chips", forwarders},
                {"link_directions_used", s.links.size()},
                {"reservations", reservations},
-               {"instructions", s.instruction_count()}});
+               {"instructions", s.instruction_count()},
+               {"modulo", s.iterations > 0},
+               {"repeat_ns", s.repeat_ns},
+               {"schedule_bytes", schedule::SerializeSchedule(s).size()}});
     return 0;
   }
   std::cout << s.model << " on " << s.topology << ": " << s.stages << " stages, " << s.tokens
@@ -204,6 +210,11 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
             << s.programs.size() << " chips (" << forwarders << " only forward), " << s.links.size()
             << " link directions, " << reservations << " reservations, " << s.instruction_count()
             << " instructions\n";
+  if (s.iterations > 0) {
+    std::cout << "modulo form: one period repeats every " << Us(static_cast<double>(s.repeat_ns))
+              << " us for " << s.iterations << " token(s); "
+              << schedule::SerializeSchedule(s).size() << " bytes compiled\n";
+  }
   if (s.prefill) {
     std::cout << "prefill: prompt " << s.prompt_len << " -> bucket " << s.prompt_bucket << " in "
               << s.prefill_chunks << " chunk(s) of " << s.prefill_chunk_tokens
@@ -254,7 +265,7 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   so.link_params = l.plan.link_params;
   const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo(), so);
   if (!trace.empty()) {
-    WriteFile(trace, schedule::TraceJson(l.schedule, &r));
+    WriteFile(trace, schedule::TraceJson(schedule::Unroll(l.schedule, l.schedule.tokens), &r));
     ctx.log->info("wrote {}", trace);
   }
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);

@@ -6,6 +6,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/schedule/schedule.h"
+#include "modulo.h"
 #include "route.h"
 
 namespace lockstep::schedule {
@@ -261,6 +262,61 @@ void AllReduce(Builder& b, const StageCode& sc, std::vector<Deps>& data, int64_t
   }
 }
 
+// The modulo form's repeat interval: from the largest lower bound (the token's round trip, a
+// sequence's span on any chip, any resource's busy time) upward by the largest collision
+// until the period's reservations clear their shifted copies. Ends at the latest at the
+// body's makespan, where no copy can overlap.
+void ChooseRepeat(GlobalSchedule& out, int64_t iterations) {
+  int64_t repeat = std::max<int64_t>(1, out.token_latency_ns);
+  std::vector<std::vector<modulo::Interval>> resources;
+  for (const ChipProgram& p : out.programs) {
+    std::map<int32_t, std::pair<int64_t, int64_t>> span;  // sequence -> (first start, last end)
+    std::vector<modulo::Interval> compute;
+    int64_t busy = 0;
+    for (size_t i = 0; i < p.instructions.size(); ++i) {
+      const Instruction& in = p.instructions[i];
+      auto [it, fresh] = span.try_emplace(in.sequence, in.start_ns, in.end_ns);
+      it->second.first = std::min(it->second.first, in.start_ns);
+      it->second.second = std::max(it->second.second, in.end_ns);
+      if (in.kind == InstrKind::kCompute || in.kind == InstrKind::kReduce) {
+        compute.push_back({in.start_ns, in.end_ns, static_cast<int32_t>(i)});
+        busy += in.end_ns - in.start_ns;
+      }
+    }
+    for (const auto& [seq, se] : span) repeat = std::max(repeat, se.second - se.first);
+    repeat = std::max(repeat, busy);
+    resources.push_back(std::move(compute));
+  }
+  for (const LinkTable& t : out.links) {
+    std::vector<modulo::Interval> r;
+    int64_t busy = 0;
+    for (const Reservation& x : t.reservations) {
+      r.push_back({x.start_ns, x.end_ns, 0});
+      busy += x.end_ns - x.start_ns;
+    }
+    repeat = std::max(repeat, busy);
+    resources.push_back(std::move(r));
+  }
+  while (repeat < out.makespan_ns) {
+    int64_t worst = 0;
+    for (const auto& r : resources)
+      worst = std::max(worst, modulo::LargestOverlap(r, repeat).amount);
+    if (worst == 0) break;
+    repeat = std::min(out.makespan_ns, repeat + worst);
+  }
+  out.iterations = iterations;
+  out.tokens = iterations;
+  out.repeat_ns = repeat;
+  out.cycle_ns = repeat;
+  out.period_ns = repeat / std::max<int64_t>(1, out.sequences);
+  int64_t msgs = 0;
+  for (const ChipProgram& p : out.programs) {
+    for (const Instruction& in : p.instructions) msgs = std::max({msgs, in.msg + 1, in.in_msg + 1});
+  }
+  out.msg_stride = msgs;
+  out.makespan_ns += (iterations - 1) * repeat;
+}
+
 }  // namespace
 
 GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& spec,
@@ -289,6 +345,10 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   partition::Workload w = plan.workload;
   w.phase = partition::Phase::kDecode;
   if (options.prefill_chunk < 1) throw InvalidInput("schedule: prefill_chunk must be >= 1");
+  if (options.modulo && options.prefill) {
+    throw InvalidInput("schedule: the modulo form is decode only (compile prefill explicitly)");
+  }
+  const int64_t body_tokens = options.modulo ? 1 : options.tokens;
   const int64_t prompt_len = options.prompt_len > 0
                                  ? options.prompt_len
                                  : (plan.prompt_len > 0 ? plan.prompt_len : w.context);
@@ -406,7 +466,7 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   // Prefill chunks of sequence m: where each stage's ranks finished the previous chunk.
   std::vector<std::vector<std::vector<Deps>>> chunk_done(
       static_cast<size_t>(sequences), std::vector<std::vector<Deps>>(stages.size()));
-  for (int64_t t = -chunks; t < options.tokens; ++t) {
+  for (int64_t t = -chunks; t < body_tokens; ++t) {
     const bool inner_chunk = t < -1;  // a prefill chunk before the last
     for (int64_t m = 0; m < sequences; ++m) {
       b.step.token = static_cast<int32_t>(t);
@@ -536,6 +596,77 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
     out.programs.push_back(std::move(cp_out));
   }
   for (auto& [key, lt] : tables) out.links.push_back(std::move(lt));
+  if (options.modulo) ChooseRepeat(out, options.tokens);
+  return out;
+}
+
+GlobalSchedule Unroll(const GlobalSchedule& s, int64_t iterations) {
+  if (s.iterations == 0) return s;
+  if (iterations < 1) throw InvalidInput("schedule: unroll needs iterations >= 1");
+  GlobalSchedule out = s;
+  out.iterations = 0;
+  out.repeat_ns = 0;
+  out.msg_stride = 0;
+  out.tokens = iterations;
+  out.makespan_ns = s.makespan_ns - (s.iterations - iterations) * s.repeat_ns;
+  for (ChipProgram& p : out.programs) {
+    const std::vector<Instruction>& body =
+        s.programs[static_cast<size_t>(&p - out.programs.data())].instructions;
+    const size_t n = body.size();
+    // Merge the copies in planned start order (ties: earlier iteration, then body order).
+    std::vector<std::pair<int64_t, int64_t>> order;  // (start, k * n + i)
+    order.reserve(n * static_cast<size_t>(iterations));
+    for (int64_t k = 0; k < iterations; ++k) {
+      for (size_t i = 0; i < n; ++i) {
+        order.push_back({body[i].start_ns + k * s.repeat_ns,
+                         k * static_cast<int64_t>(n) + static_cast<int64_t>(i)});
+      }
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<int32_t> where(order.size());
+    for (size_t g = 0; g < order.size(); ++g) {
+      where[static_cast<size_t>(order[g].second)] = static_cast<int32_t>(g);
+    }
+    // Each sequence's last-ending instruction in the body: the next iteration waits for it.
+    std::map<int32_t, size_t> last_of;
+    for (size_t i = 0; i < n; ++i) {
+      auto [it, fresh] = last_of.try_emplace(body[i].sequence, i);
+      if (body[i].end_ns >= body[it->second].end_ns) it->second = i;
+    }
+    p.instructions.clear();
+    p.instructions.reserve(order.size());
+    for (const auto& [start, key] : order) {
+      const int64_t k = key / static_cast<int64_t>(n);
+      Instruction in = body[static_cast<size_t>(key % static_cast<int64_t>(n))];
+      const int64_t shift = k * s.repeat_ns;
+      in.start_ns += shift;
+      in.end_ns += shift;
+      in.token = static_cast<int32_t>(k);
+      if (in.msg >= 0) in.msg += k * s.msg_stride;
+      if (in.in_msg >= 0) in.in_msg += k * s.msg_stride;
+      const bool first = in.deps.empty();
+      for (int32_t& d : in.deps) d = where[static_cast<size_t>(k * static_cast<int64_t>(n) + d)];
+      if (first && k > 0) {
+        in.deps.push_back(where[static_cast<size_t>((k - 1) * static_cast<int64_t>(n)) +
+                                last_of.at(in.sequence)]);
+      }
+      p.instructions.push_back(std::move(in));
+    }
+  }
+  for (LinkTable& t : out.links) {
+    const std::vector<Reservation> body = t.reservations;
+    t.reservations.clear();
+    for (int64_t k = 0; k < iterations; ++k) {
+      for (const Reservation& x : body) {
+        t.reservations.push_back(
+            {x.start_ns + k * s.repeat_ns, x.end_ns + k * s.repeat_ns, x.msg + k * s.msg_stride});
+      }
+    }
+    std::stable_sort(
+        t.reservations.begin(), t.reservations.end(),
+        [](const Reservation& a, const Reservation& b) { return a.start_ns < b.start_ns; });
+  }
   return out;
 }
 

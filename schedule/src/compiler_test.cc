@@ -313,6 +313,52 @@ TEST(Compile, APlanAloneCompilesWithItsOwnFigures) {
   EXPECT_TRUE(Validate(alone, partition::PlanTopology(plan), vo).empty());
 }
 
+TEST(Compile, ModuloFormIsOnePeriodThatRepeatsValidly) {
+  const partition::ModelSpec spec = SmallModel(10);
+  const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 2);
+  const partition::Plan plan = LayoutPlan(
+      spec, topo, {{4, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}, {1, 8}});
+  ScheduleOptions few;
+  few.modulo = true;
+  few.tokens = 3;
+  ScheduleOptions many = few;
+  many.tokens = 1000000;
+  const GlobalSchedule a = Compile(plan, spec, topo, few);
+  const GlobalSchedule b = Compile(plan, spec, topo, many);
+  EXPECT_EQ(a.iterations, 3);
+  EXPECT_GT(a.sequences, 1);
+  // Memory does not grow with tokens: the same period, the same instructions.
+  EXPECT_EQ(a.instruction_count(), b.instruction_count());
+  EXPECT_EQ(SerializeSchedule(a).size(), SerializeSchedule(b).size());
+  ScheduleOptions one = few;
+  one.modulo = false;
+  one.tokens = 1;
+  one.sequences = a.sequences;
+  EXPECT_EQ(a.instruction_count(), Compile(plan, spec, topo, one).instruction_count());
+  // The repeat clears the token's round trip; the period and its wrap-around validate, and so
+  // does the explicit form of 3 periods (every dependency, link and compute slot re-checked).
+  EXPECT_GE(a.repeat_ns, a.token_latency_ns);
+  EXPECT_TRUE(Validate(a, topo).empty()) << Validate(a, topo).front();
+  const GlobalSchedule unrolled = Unroll(a, 3);
+  EXPECT_EQ(unrolled.instruction_count(), 3 * a.instruction_count());
+  EXPECT_TRUE(Validate(unrolled, topo).empty()) << Validate(unrolled, topo).front();
+  const SimResult r = Simulate(a, topo);
+  ASSERT_TRUE(r.ok) << r.failure;
+  // The simulator runs as soon as inputs allow: never later than planned.
+  EXPECT_LE(r.metrics.makespan_ns, a.makespan_ns);
+  EXPECT_GT(r.metrics.tokens_per_s.value, 0);
+  // A repeat interval that is too short is caught, naming the chip and the step.
+  GlobalSchedule tight = a;
+  tight.repeat_ns = a.token_latency_ns / 4;
+  const std::vector<std::string> problems = Validate(tight, topo);
+  ASSERT_FALSE(problems.empty());
+  EXPECT_NE(problems.front().find("chip "), std::string::npos) << problems.front();
+  EXPECT_NE(problems.front().find("repeat every"), std::string::npos) << problems.front();
+  ScheduleOptions bad = few;
+  bad.prefill = true;
+  EXPECT_THROW(Compile(plan, spec, topo, bad), Error);
+}
+
 TEST(Compile, RejectsBadOptions) {
   const partition::ModelSpec spec = SmallModel();
   const topology::Topology topo = topology::GenerateNode(topology::LpuV1());

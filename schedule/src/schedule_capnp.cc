@@ -40,6 +40,9 @@ void Encode(const GlobalSchedule& s, proto::Schedule::Builder b) {
   b.setPrefillComputePathNs(s.prefill_compute_path_ns);
   b.setComputePathNs(s.compute_path_ns);
   b.setSlowestStageComputeNs(s.slowest_stage_compute_ns);
+  b.setIterations(s.iterations);
+  b.setRepeatNs(s.repeat_ns);
+  b.setMsgStride(s.msg_stride);
   auto programs = b.initPrograms(static_cast<unsigned>(s.programs.size()));
   for (unsigned p = 0; p < s.programs.size(); ++p) {
     const ChipProgram& cp = s.programs[p];
@@ -114,6 +117,12 @@ GlobalSchedule Decode(proto::Schedule::Reader r, const std::string& source) {
   s.prefill_compute_path_ns = r.getPrefillComputePathNs();
   s.compute_path_ns = r.getComputePathNs();
   s.slowest_stage_compute_ns = r.getSlowestStageComputeNs();
+  s.iterations = r.getIterations();
+  s.repeat_ns = r.getRepeatNs();
+  s.msg_stride = r.getMsgStride();
+  if (s.iterations < 0 || (s.iterations > 0 && (s.repeat_ns < 1 || s.msg_stride < 0))) {
+    throw bad("a modulo schedule needs iterations >= 0, repeat > 0 and a message stride >= 0");
+  }
   if (s.tokens < 1 || s.sequences < 1 || s.batch < 1 || s.stages < 1 || !r.hasPrograms()) {
     throw bad("no programs, or tokens/sequences/batch/stages < 1");
   }

@@ -19,8 +19,14 @@ Measured Pair(double value, double bound) { return {value, bound, bound != 0 ? v
 
 }  // namespace
 
-SimResult Simulate(const GlobalSchedule& s, const topology::Topology& topo,
+SimResult Simulate(const GlobalSchedule& schedule, const topology::Topology& topo,
                    const SimulateOptions& o) {
+  // A modulo schedule runs as its explicit form: every iteration's instructions are events.
+  GlobalSchedule unrolled;
+  if (schedule.iterations > 0) {
+    unrolled = Unroll(schedule, o.iterations > 0 ? o.iterations : schedule.iterations);
+  }
+  const GlobalSchedule& s = schedule.iterations > 0 ? unrolled : schedule;
   SimResult result;
   // Flatten: global index = offset[p] + i.
   std::vector<size_t> offset(s.programs.size() + 1, 0);

@@ -4,6 +4,8 @@
 #include <map>
 #include <tuple>
 
+#include "modulo.h"
+
 namespace lockstep::schedule {
 namespace {
 
@@ -37,6 +39,7 @@ class Checker {
     CheckTables();
     CheckMessages();
     for (size_t p = 0; p < s_.programs.size() && !Full(); ++p) CheckMemory(p);
+    if (s_.iterations > 0) CheckWrap();
     return problems_;
   }
 
@@ -67,6 +70,52 @@ class Checker {
     return in.kind == InstrKind::kCompute || in.kind == InstrKind::kReduce;
   }
   std::string T(int64_t ns) const { return std::to_string(ns) + " ns"; }
+
+  // Modulo form: the period repeats every repeat_ns. Its compute and link reservations must
+  // clear their own shifted copies, and a sequence's next token on a chip must not start before
+  // its previous one has ended there (its first instruction + repeat >= its last end).
+  void CheckWrap() {
+    const int64_t period = s_.repeat_ns;
+    if (period <= 0 || s_.msg_stride < 0) {
+      Add("modulo schedule: repeat interval " + T(period) + " must be > 0");
+      return;
+    }
+    for (size_t p = 0; p < s_.programs.size() && !Full(); ++p) {
+      const ChipProgram& prog = s_.programs[p];
+      std::vector<modulo::Interval> compute;
+      std::map<LinkId, std::vector<modulo::Interval>> out;
+      std::map<int32_t, std::pair<size_t, size_t>> span;  // sequence -> (first, last) index
+      for (size_t i = 0; i < prog.instructions.size(); ++i) {
+        const Instruction& in = prog.instructions[i];
+        const modulo::Interval x{in.start_ns, in.end_ns, static_cast<int32_t>(i)};
+        if (Computes(in)) compute.push_back(x);
+        if (Transmits(in)) out[in.link].push_back(x);
+        auto [it, fresh] = span.try_emplace(in.sequence, i, i);
+        if (in.start_ns < prog.instructions[it->second.first].start_ns) it->second.first = i;
+        if (in.end_ns > prog.instructions[it->second.second].end_ns) it->second.second = i;
+      }
+      auto report = [&](const modulo::Overlap& o, const std::string& what) {
+        if (o.amount <= 0) return;
+        Add(Name({p, static_cast<size_t>(o.first)}) + ": " + what + " overlaps the next period's " +
+            DescribeStep(prog.instructions[static_cast<size_t>(o.second)]) + " #" +
+            std::to_string(o.second) + " by " + T(o.amount) + " (repeat every " + T(period) + ")");
+      };
+      report(modulo::LargestOverlap(compute, period), "compute");
+      for (const auto& [link, intervals] : out) {
+        report(modulo::LargestOverlap(intervals, period), "transfer");
+      }
+      for (const auto& [seq, fl] : span) {
+        const Instruction& first = prog.instructions[fl.first];
+        const Instruction& last = prog.instructions[fl.second];
+        if (first.start_ns + period < last.end_ns) {
+          Add(Name({p, fl.first}) + ": sequence " + std::to_string(seq) +
+              "'s next token would start at " + T(first.start_ns + period) +
+              ", before this one ends at " + T(last.end_ns) + " (" + DescribeStep(last) +
+              "; repeat every " + T(period) + ")");
+        }
+      }
+    }
+  }
 
   void CheckProgram(size_t p) {
     const ChipProgram& prog = s_.programs[p];

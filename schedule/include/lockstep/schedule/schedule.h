@@ -151,6 +151,14 @@ struct ScheduleOptions {
   std::vector<int64_t> prompt_buckets;
   // Most tokens per prefill chunk; bounds prefill activation memory. Must be >= 1.
   int64_t prefill_chunk = 2048;
+  // Modulo form: compile one period — every sequence slot's one decode token — and a repeat
+  // rule (GlobalSchedule::repeat_ns, iterations = `tokens`), so the schedule's size does not
+  // grow with the token count. The repeat interval is the smallest found (from the largest of
+  // the token's round trip, each chip's and link direction's busy time, upward) at which the
+  // period's compute and link reservations do not overlap their own shifted copies and each
+  // sequence's next token on a chip starts after its previous one ended there. Decode only
+  // (prefill must be false).
+  bool modulo = false;
 };
 
 // The padded prompt length compiled for `prompt_len`: the smallest bucket >= it; beyond the
@@ -189,6 +197,12 @@ struct GlobalSchedule {
   // of the period).
   int64_t compute_path_ns = 0;
   int64_t slowest_stage_compute_ns = 0;
+  // Modulo form (ScheduleOptions::modulo): the programs are one period, run `iterations` times,
+  // iteration k shifted by k x repeat_ns with token k (and message ids offset by k x
+  // msg_stride). 0 iterations = the explicit form: the programs are the whole run.
+  int64_t iterations = 0;
+  int64_t repeat_ns = 0;
+  int64_t msg_stride = 0;
   std::vector<ChipProgram> programs;  // sorted by chip id; only chips with instructions
   std::vector<LinkTable> links;       // sorted by (link, from)
 
@@ -208,6 +222,12 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
 // chip_params and link_params), so the schedule uses exactly the plan's figures. Validate and
 // Simulate it with plan.link_params.
 GlobalSchedule Compile(const partition::Plan& plan, const ScheduleOptions& options = {});
+
+// The explicit form of a modulo schedule's first `iterations` periods (each program the merge
+// of the shifted copies in planned start order; a sequence's first instructions on a chip in
+// iteration k+1 depend on its last one there in iteration k). An explicit schedule is
+// returned unchanged. This is what the simulator runs; its size grows with `iterations`.
+GlobalSchedule Unroll(const GlobalSchedule& schedule, int64_t iterations);
 
 // Transfer time of `bytes` over one hop of `link`: latency + ceil(bytes / (bandwidth x
 // link_efficiency)), integer ns (128-bit intermediate, no overflow).

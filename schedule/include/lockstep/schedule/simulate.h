@@ -31,6 +31,9 @@ struct SimulateOptions {
   // Links that fail: the first transfer that tries one stops the run with a failure naming the
   // chip, link and step.
   std::vector<LinkId> failed_links;
+  // Modulo schedules: the periods to run (0 = the schedule's iterations). The simulator runs
+  // Unroll(schedule, iterations), so SimResult's per-instruction times index that form.
+  int64_t iterations = 0;
   // Keep every instruction's simulated start/end in SimResult::start_ns/end_ns (for traces).
   bool keep_times = true;
 };
