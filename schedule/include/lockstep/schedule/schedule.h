@@ -6,8 +6,10 @@
 // reservation table per link direction used. It is a pure function: the same plan, model,
 // topology and options give the same schedule, bit for bit (no clock, no hashing, no randomness).
 //
-// What is compiled (decode, N tokens x M sequences, explicitly; memory is linear in the number of
-// instructions, i.e. chips x ops per token x N x M):
+// What is compiled (decode, N tokens x M sequences, explicitly — memory linear in chips x ops per
+// token x N x M — or, with ScheduleOptions::modulo, one period of M sequence slots plus a repeat
+// rule, memory linear in chips x ops per period whatever N; prefill, optionally, as bucketed,
+// chunked passes before the first decode token):
 //   - every op of the cost model (partition::LayerOps/EmbeddingOps/HeadOps) on every chip of its
 //     stage's TP group, with the cost model's per-op time (TimeOp) as its duration;
 //   - after each op that leaves a partial sum (allreduce_bytes > 0, tp > 1) an all-reduce as
