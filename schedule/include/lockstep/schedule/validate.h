@@ -14,7 +14,12 @@
 //   - matching: every sent message is received exactly once, by the peer, over the same link;
 //     every receive names a message that was sent;
 //   - memory: at every instant resident bytes + live message buffers <= the chip's SRAM (a
-//     buffer lives from its arrival until the last instruction that reads it ends).
+//     buffer lives from its arrival until the last instruction that reads it ends);
+//   - modulo form (iterations > 0): the period's compute and link reservations do not overlap
+//     their own copies shifted by the repeat interval, and each sequence's next token on a chip
+//     starts after its previous one ended there. Memory is checked within one period only
+//     (buffers alive across the period boundary are not added to the next period's); validate
+//     Unroll(schedule, k) to check k periods explicitly.
 // Pure function; thread-safe.
 #pragma once
 
