@@ -111,15 +111,30 @@ inline float DotImpl(const float* a, const float* b, int64_t n) {
 // loads are shared, the eight weight streams interleave (memory-level parallelism: decode is
 // bandwidth bound), and the eight chunk partials are combined and summed in trees as vectors.
 // Each result equals Dot(x, w row) exactly: every lane and tree node sees the same additions.
+// The loops are unrolled by hand-set pragmas so the eight accumulators live in registers (GCC
+// does not unroll at -O2 and would keep them on the stack); each weight stream is prefetched
+// two chunks (512 bytes) ahead, which measured best among 0-16 chunks (BENCHMARKS.md). Neither
+// changes a value.
 __attribute__((always_inline)) inline void DotRows8(const float* x, const float* w, int64_t stride,
                                                     int64_t n, float* y) {
+  constexpr int64_t kPrefetchAhead = 2 * kReductionChunk;
   TreeAccumulator<Lanes> tree;
   int64_t c = 0;
   for (; c + kReductionChunk <= n; c += kReductionChunk) {
     Lanes a[8];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+#pragma GCC unroll 4
+      for (int64_t s = 0; s < kReductionChunk; s += 16) {
+        __builtin_prefetch(w + i * stride + c + s + kPrefetchAhead);
+      }
+    }
+#pragma GCC unroll 8
     for (int64_t s = 0; s < kReductionChunk; s += kReductionLanes) {
       const Lanes xv = Load(x + c + s);
+#pragma GCC unroll 8
       for (int i = 0; i < 8; ++i) a[i] += xv * Load(w + i * stride + c + s);
     }
     tree.Add(CombineLanes8(a));

@@ -1,7 +1,6 @@
 #include "lockstep/model/sharded.h"
 
 #include <algorithm>
-#include <set>
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
@@ -290,28 +289,9 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
   const auto eps = static_cast<float>(s.rms_norm_eps);
   const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
 
-  std::set<const ShardedKvCache*> seen;
-  int64_t rows = 0;
-  for (const ShardedStep& step : batch) {
-    if (step.cache == nullptr || !seen.insert(step.cache).second) {
-      throw InvalidInput("Forward: each sequence needs its own KV cache");
-    }
-    if (step.cache->keys_.size() != shards_->layers.size()) {
-      throw InvalidInput("Forward: KV cache was made for a different model");
-    }
-    if (step.tokens.empty()) throw InvalidInput("Forward: a sequence has no new tokens");
-    if (step.cache->length_ + static_cast<int64_t>(step.tokens.size()) > step.cache->capacity_) {
-      throw InvalidInput("Forward: new tokens overflow a KV cache of " +
-                         std::to_string(step.cache->capacity_) + " positions");
-    }
-    for (int32_t t : step.tokens) {
-      if (t < 0 || t >= s.vocab_size) {
-        throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
-                           std::to_string(s.vocab_size) + ")");
-      }
-    }
-    rows += static_cast<int64_t>(step.tokens.size());
-  }
+  const int64_t rows = ops::CheckBatch(batch, s.vocab_size, [&](const ShardedKvCache& c) {
+    return c.keys_.size() == shards_->layers.size();
+  });
 
   // Embedding, vocab-parallel: each token's row comes from the shard that holds it.
   std::vector<int64_t> row_pos, row_seq;

@@ -137,6 +137,26 @@ TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
   EXPECT_FALSE(SameBits(a.Forward(sa)[0], b.Forward(sb)[0]));
 }
 
+TEST(ShardedModel, RejectsBadBatchesBeforeTouchingACache) {
+  const ModelSpec spec = testing::TinyLlama();
+  const ShardedModel model(spec, GenerateLlamaWeights(spec, 1), ModelLayout::Uniform(2, 2, 2));
+  ShardedKvCache cache = model.NewCache(4);
+  auto fails = [&](std::vector<ShardedStep> batch, const std::string& part) {
+    try {
+      model.Forward(batch);
+      ADD_FAILURE() << "accepted a bad batch (" << part << ")";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(cache.length(), 0);
+  };
+  fails({{&cache, {1, 96}}}, "token 96 is outside the vocabulary [0, 96)");
+  fails({{&cache, {1}}, {&cache, {2}}}, "appears twice");
+  fails({{&cache, {1, 2, 3, 4, 5}}}, "5 new tokens overflow a KV cache at 0 of 4");
+  fails({{&cache, {}}}, "no new tokens");
+  fails({{nullptr, {1}}}, "no KV cache");
+}
+
 TEST(ShardedModel, RejectsLayoutsThatCannotRun) {
   const ModelSpec spec = ShardableModel("");
   const LlamaWeights w = GenerateLlamaWeights(spec, 1);
