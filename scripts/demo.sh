@@ -26,7 +26,7 @@ echo "trace written to $out/llama-2-7b.trace.json"
 step "4. Llama-2-70B on 8 racks with every node working (Groq's published setup: ~300 tokens/s/user)"
 run topo generate --preset system --racks 8 --spare-nodes 0 -o "$out/8racks.yaml"
 run plan --model $M/llama-2-70b --topology "$out/8racks.yaml" -o "$out/llama-2-70b.plan"
-step "5. A tiny Llama with seeded weights: the reference, then 2 pipeline stages - same bits"
+step "5. A tiny Llama with seeded weights: the reference, 2 pipeline stages, a plan - same bits"
 run weights generate --model $M/tiny-llama --seed 7 -o "$out/tiny.safetensors"
 run run --model $M/tiny-llama --weights "$out/tiny.safetensors" --prompt 1,2,3 --max-new 12 \
   --dump-logits "$out/reference.npy"
@@ -36,6 +36,15 @@ if cmp -s "$out/reference.npy" "$out/sharded.npy"; then
   echo "logits of every generated token: bit-identical ($out/reference.npy == $out/sharded.npy)"
 else
   echo "logits differ between the reference and the sharded run" >&2
+  exit 1
+fi
+run plan --model $M/tiny-llama --topology "$out/rack.yaml" --tp 2 --pp 3 -o "$out/tiny.plan"
+run run --model $M/tiny-llama --weights "$out/tiny.safetensors" --prompt 1,2,3 --max-new 12 \
+  --plan "$out/tiny.plan" --dump-logits "$out/planned.npy"
+if cmp -s "$out/reference.npy" "$out/planned.npy"; then
+  echo "run by the partitioner's plan: bit-identical ($out/reference.npy == $out/planned.npy)"
+else
+  echo "logits differ between the reference and the run by the plan" >&2
   exit 1
 fi
 step "6. This host, and where a rack's 72 simulated chips would be pinned"

@@ -218,8 +218,21 @@ expect_exit 0 "$LOCKSTEP" run --model gqa_config.json --seed 9 --prompt 5,6,7 --
 expect_exit 0 "$LOCKSTEP" run --model gqa_config.json --seed 9 --prompt 5,6,7 --max-new 6 --stages 2 --tp 8 --dump-logits tp8.npy --json
 grep -q '"mode": "sharded \[0,2)x8 \[2,4)x8"' out.txt || fail "sharded run reports its layout"
 cmp -s ref.npy tp8.npy || fail "sharded logits differ from the reference"
-expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --tp 2
-grep -q "multiples of 64" err.txt || fail "unshardable layout message"
+expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --tp 8
+grep -q "does not divide num_attention_heads 4" err.txt || fail "unshardable layout message"
+# lockstep run --plan: the partitioner's plans for the tiny Llama (its default, TP 4 with the
+# embedding in a stage of its own, TP 2 over 4 stages) give the reference's logits bit for bit.
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 6 --dump-logits tiny_ref.npy
+for pl in "" "--tp 4 --pp 2" "--tp 2 --pp 4"; do
+  # shellcheck disable=SC2086
+  expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/tiny-llama" --topology rack $pl -o tiny.plan
+  expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --plan tiny.plan --prompt 1,2,3 --max-new 6 --dump-logits tiny_plan.npy --json
+  grep -q '"mode": "sharded' out.txt || fail "run --plan ($pl) runs sharded"
+  cmp -s tiny_ref.npy tiny_plan.npy || fail "run --plan ($pl) logits differ from the reference"
+done
+expect_exit 1 "$LOCKSTEP" run --model gqa_config.json --seed 3 --plan tiny.plan --prompt 1,2,3
+grep -q "'lockstep/tiny-llama' with 2 layers.*'gqa-tp8' with 4 layers" err.txt || fail "run --plan for another model"
+expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --plan tiny.plan --stages 2 --prompt 1,2,3
 # lockstep schedule / simulate: the plan file carries its model, topology and cost figures
 expect_exit 0 "$LOCKSTEP" schedule --help
 expect_exit 0 "$LOCKSTEP" simulate --help

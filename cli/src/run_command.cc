@@ -1,18 +1,21 @@
 // `lockstep run`: generate tokens in this one process: the fp32 reference forward pass, or,
-// with --stages/--tp, every shard of a uniform layout in turn with the collectives in memory
-// (bit-identical to the reference). A plan-driven layout (--plan) will come with the
-// partitioner's Plan.
+// with --plan (a partitioner plan: its stages and TP degrees) or --stages/--tp (a uniform
+// layout), every shard in turn with the collectives in memory (bit-identical to the reference).
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "command.h"
+#include "lockstep/common/error.h"
+#include "lockstep/model/layout_from_plan.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/npy.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/model/safetensors.h"
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
+#include "lockstep/partition/plan.h"
 
 namespace lockstep::cli {
 namespace {
@@ -41,7 +44,7 @@ std::vector<int32_t> ParseTokens(const std::string& text) {
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
-  std::string config, weights_path, prompt_text, dump;
+  std::string config, weights_path, prompt_text, dump, plan_path;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
@@ -57,8 +60,10 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                                           po::value<double>(&sampling.top_p)->default_value(1.0),
                                           "nucleus sampling mass in (0, 1]")(
       "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0),
-      "seed of the sampling draws")("stages", po::value<int64_t>(&stages),
-                                    "run sharded: pipeline stages (default 1)")(
+      "seed of the sampling draws")(
+      "plan", po::value<std::string>(&plan_path),
+      "run sharded by a partitioner plan (lockstep plan ... -o P.plan): its stages and TP degrees")(
+      "stages", po::value<int64_t>(&stages), "run sharded: pipeline stages (default 1)")(
       "tp", po::value<int64_t>(&tp), "run sharded: tensor-parallel degree per stage (default 1)")(
       "dump-logits", po::value<std::string>(&dump),
       "write the logits of every generated token to a float32 .npy [max_new, vocab]");
@@ -66,7 +71,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   po::variables_map vm;
   const std::string usage =
       "lockstep run --model CONFIG (--weights FILE | --seed S) --prompt 1,2,3 [--max-new N] "
-      "[--temperature T --top-p P --sample-seed S] [--stages S --tp T] [--dump-logits FILE.npy] "
+      "[--temperature T --top-p P --sample-seed S] [--plan PLAN | --stages S --tp T] "
+      "[--dump-logits FILE.npy] "
       "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
@@ -79,8 +85,12 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) {
     throw UsageError("--top-p must be in (0, 1]");
   }
-  const bool sharded = vm.count("stages") || vm.count("tp");
-  if (sharded) {
+  const bool uniform = vm.count("stages") || vm.count("tp");
+  if (uniform && !plan_path.empty()) {
+    throw UsageError("give either --plan PLAN or --stages/--tp, not both");
+  }
+  const bool sharded = uniform || !plan_path.empty();
+  if (uniform) {
     stages = vm.count("stages") ? stages : 1;
     tp = vm.count("tp") ? tp : 1;
     if (stages < 1 || tp < 1) throw UsageError("--stages and --tp must be >= 1");
@@ -89,6 +99,21 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   const std::vector<int32_t> prompt = ParseTokens(prompt_text);
 
   const partition::ModelSpec spec = partition::LoadModelSpec(config);
+  std::optional<model::ModelLayout> layout;
+  if (!plan_path.empty()) {
+    const partition::Plan plan = partition::ReadPlanFile(plan_path);
+    try {
+      layout = model::LayoutFromPlan(plan, spec);
+    } catch (const Error& e) {
+      throw Error(e.code(), plan_path + ": " + e.what());
+    }
+  } else if (uniform) {
+    if (stages > spec.num_layers) {
+      throw UsageError("--stages " + std::to_string(stages) + " exceeds the model's " +
+                       std::to_string(spec.num_layers) + " layers");
+    }
+    layout = model::ModelLayout::Uniform(spec.num_layers, stages, tp);
+  }
   model::LlamaWeights weights;
   if (!weights_path.empty()) {
     weights = model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
@@ -99,12 +124,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   model::Generation g;
   std::string mode = "reference";
   if (sharded) {
-    if (stages > spec.num_layers) {
-      throw UsageError("--stages " + std::to_string(stages) + " exceeds the model's " +
-                       std::to_string(spec.num_layers) + " layers");
-    }
-    const model::ShardedModel model(spec, weights,
-                                    model::ModelLayout::Uniform(spec.num_layers, stages, tp));
+    const model::ShardedModel model(spec, weights, *layout);
     mode = "sharded " + model.layout().ToString();
     model::ShardedKvCache cache = model.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
     g = model::GenerateWith(
@@ -141,7 +161,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
 }  // namespace
 
 CommandGroup RunCommand() {
-  return {"run", "generate tokens in this process (fp32 reference, or sharded by stages x TP)",
+  return {"run",
+          "generate tokens in this process (fp32 reference, or sharded by a plan or stages x TP)",
           Run};
 }
 

@@ -22,6 +22,30 @@ __attribute__((always_inline)) inline float CombineLanes(Lanes l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
+#if defined(__clang__)
+#define LOCKSTEP_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int32_t LaneIndex __attribute__((vector_size(32)));
+#define LOCKSTEP_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, LaneIndex{__VA_ARGS__})
+#endif
+
+// CombineLanes of eight vectors at once: result[i] == CombineLanes(v[i]) bit for bit (the same
+// additions with the same operands, three levels of the tree done for all eight side by side).
+// The shuffles stay inside 128-bit halves until the last level, so they are cheap in AVX.
+__attribute__((always_inline)) inline Lanes CombineLanes8(const Lanes* v) {
+  // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, a6+a7, b4+b5, b6+b7] for the pair (a, b); applied to
+  // two such results it gives the next level of the tree for four vectors.
+  auto pairs = [](Lanes a, Lanes b) {
+    return LOCKSTEP_SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) +
+           LOCKSTEP_SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+  };
+  // [v0, v1, v2, v3 lanes 0-3 | v0, v1, v2, v3 lanes 4-7], then the same for v4..v7.
+  const Lanes lo = pairs(pairs(v[0], v[1]), pairs(v[2], v[3]));
+  const Lanes hi = pairs(pairs(v[4], v[5]), pairs(v[6], v[7]));
+  return LOCKSTEP_SHUFFLE(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
+         LOCKSTEP_SHUFFLE(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
 // A chunk of up to 64 terms a[i] * b[i] (b == nullptr: a[i] alone).
 __attribute__((always_inline)) inline float ChunkDot(const float* a, const float* b, int64_t n) {
   Lanes acc = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -41,10 +65,12 @@ __attribute__((always_inline)) inline float ChunkDot(const float* a, const float
 
 // Streams chunk partials into the canonical tree: a binary counter of perfect subtrees
 // (level k holds the sum of an aligned block of 2^k partials), folded from the right at the
-// end. This equals the recursive definition in kernels.h.
+// end. This equals the recursive definition in kernels.h. T = Lanes runs eight independent
+// trees of the same shape side by side, element-wise.
+template <typename T>
 class TreeAccumulator {
  public:
-  void Add(float v) {
+  void Add(T v) {
     int level = 0;
     while (count_ & (uint64_t{1} << level)) {
       v = stack_[level] + v;
@@ -53,10 +79,10 @@ class TreeAccumulator {
     stack_[level] = v;
     ++count_;
   }
-  float Result() const {
-    if (count_ == 0) return 0.0f;
+  T Result() const {
+    if (count_ == 0) return T{};
     bool have = false;
-    float acc = 0.0f;
+    T acc{};
     for (int level = 0; level < 64; ++level) {
       if (count_ & (uint64_t{1} << level)) {
         acc = have ? stack_[level] + acc : stack_[level];
@@ -68,12 +94,12 @@ class TreeAccumulator {
 
  private:
   uint64_t count_ = 0;
-  float stack_[64];
+  T stack_[64];
 };
 
 inline float DotImpl(const float* a, const float* b, int64_t n) {
   if (n <= kReductionChunk) return n > 0 ? ChunkDot(a, b, n) : 0.0f;
-  TreeAccumulator tree;
+  TreeAccumulator<float> tree;
   for (int64_t c = 0; c < n; c += kReductionChunk) {
     const int64_t len = n - c < kReductionChunk ? n - c : kReductionChunk;
     tree.Add(ChunkDot(a + c, b != nullptr ? b + c : nullptr, len));
@@ -81,40 +107,51 @@ inline float DotImpl(const float* a, const float* b, int64_t n) {
   return tree.Result();
 }
 
-// R dot products of one x row against R consecutive w rows (`stride` apart), interleaved for
-// memory-level parallelism (decode is bandwidth bound); each keeps its own accumulators, so each
-// equals Dot exactly.
-template <int R>
-__attribute__((always_inline)) inline void DotRows(const float* x, const float* w, int64_t stride,
-                                                   int64_t n, float* y) {
-  TreeAccumulator t[R];
+// Eight dot products of one x row against eight consecutive w rows (`stride` apart): the x
+// loads are shared, the eight weight streams interleave (memory-level parallelism: decode is
+// bandwidth bound), and the eight chunk partials are combined and summed in trees as vectors.
+// Each result equals Dot(x, w row) exactly: every lane and tree node sees the same additions.
+// The loops are unrolled by hand-set pragmas so the eight accumulators live in registers (GCC
+// does not unroll at -O2 and would keep them on the stack); each weight stream is prefetched
+// two chunks (512 bytes) ahead, which measured best among 0-16 chunks (BENCHMARKS.md). Neither
+// changes a value.
+__attribute__((always_inline)) inline void DotRows8(const float* x, const float* w, int64_t stride,
+                                                    int64_t n, float* y) {
+  constexpr int64_t kPrefetchAhead = 2 * kReductionChunk;
+  TreeAccumulator<Lanes> tree;
   int64_t c = 0;
   for (; c + kReductionChunk <= n; c += kReductionChunk) {
-    Lanes a[R];
-    for (int i = 0; i < R; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
-    // Prefetch 4 KiB ahead on each weight stream (a hint; no effect on values).
-    for (int i = 0; i < R; ++i) {
+    Lanes a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+#pragma GCC unroll 4
       for (int64_t s = 0; s < kReductionChunk; s += 16) {
-        __builtin_prefetch(w + i * stride + c + s + 1024);
+        __builtin_prefetch(w + i * stride + c + s + kPrefetchAhead);
       }
     }
+#pragma GCC unroll 8
     for (int64_t s = 0; s < kReductionChunk; s += kReductionLanes) {
       const Lanes xv = Load(x + c + s);
-      for (int i = 0; i < R; ++i) a[i] += xv * Load(w + i * stride + c + s);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) a[i] += xv * Load(w + i * stride + c + s);
     }
-    for (int i = 0; i < R; ++i) t[i].Add(CombineLanes(a[i]));
+    tree.Add(CombineLanes8(a));
   }
   if (c < n) {
-    for (int i = 0; i < R; ++i) t[i].Add(ChunkDot(x + c, w + i * stride + c, n - c));
+    Lanes tail;
+    for (int i = 0; i < 8; ++i) tail[i] = ChunkDot(x + c, w + i * stride + c, n - c);
+    tree.Add(tail);
   }
-  // A dot of a single chunk is that chunk's value; TreeAccumulator gives the same.
-  for (int i = 0; i < R; ++i) y[i] = t[i].Result();
+  const Lanes result = tree.Result();
+  std::memcpy(y, &result, sizeof(result));
 }
 
 }  // namespace
 
 float TreeSum(std::span<const float> values) {
-  TreeAccumulator tree;
+  TreeAccumulator<float> tree;
   for (float v : values) tree.Add(v);
   return tree.Result();
 }
@@ -144,8 +181,7 @@ void MatMulTransposed(const float* x, int64_t rows, const float* w, int64_t out,
   constexpr int kBlock = 8;
   int64_t o = 0;
   for (; o + kBlock <= out; o += kBlock) {
-    for (int64_t r = 0; r < rows; ++r)
-      DotRows<kBlock>(x + r * in, w + o * in, in, in, y + r * out + o);
+    for (int64_t r = 0; r < rows; ++r) DotRows8(x + r * in, w + o * in, in, in, y + r * out + o);
   }
   for (; o < out; ++o) {
     for (int64_t r = 0; r < rows; ++r) y[r * out + o] = Dot(x + r * in, w + o * in, in);

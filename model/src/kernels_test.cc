@@ -78,16 +78,21 @@ TEST(Kernels, TensorParallelSubtreesReproduceTheDot) {
 }
 
 TEST(Kernels, MatMulRowsDoNotDependOnTheBatch) {
-  const int64_t in = 200, out = 11;  // not multiples of 64 or 4
-  std::vector<float> x = Random(5 * in, 7), w = Random(out * in, 8), bias = Random(out, 9);
-  std::vector<float> y5(5 * out), y1(out);
-  MatMulTransposed(x.data(), 5, w.data(), out, in, bias.data(), y5.data());
-  for (int64_t r = 0; r < 5; ++r) {
-    MatMulTransposed(x.data() + r * in, 1, w.data(), out, in, bias.data(), y1.data());
-    for (int64_t o = 0; o < out; ++o) {
-      const float want = Dot(x.data() + r * in, w.data() + o * in, in) + bias[o];
-      ASSERT_EQ(Bits(y5[r * out + o]), Bits(want)) << r << "," << o;
-      ASSERT_EQ(Bits(y1[o]), Bits(want)) << r << "," << o;
+  // Row blocks of 8 and leftovers, chunk counts that are and are not powers of two, short tails.
+  for (const auto& [in, out] : std::vector<std::pair<int64_t, int64_t>>{
+           {200, 11}, {709, 19}, {64, 8}, {1, 9}, {1024, 16}, {2816 + 33, 24}}) {
+    std::vector<float> x = Random(5 * in, 7), w = Random(out * in, 8), bias = Random(out, 9);
+    std::vector<float> y5(5 * out), y1(out);
+    MatMulTransposed(x.data(), 5, w.data(), out, in, bias.data(), y5.data());
+    for (int64_t r = 0; r < 5; ++r) {
+      MatMulTransposed(x.data() + r * in, 1, w.data(), out, in, bias.data(), y1.data());
+      for (int64_t o = 0; o < out; ++o) {
+        const float want = ReferenceDot({x.begin() + r * in, x.begin() + (r + 1) * in},
+                                        {w.begin() + o * in, w.begin() + (o + 1) * in}) +
+                           bias[o];
+        ASSERT_EQ(Bits(y5[r * out + o]), Bits(want)) << in << "x" << out << " " << r << "," << o;
+        ASSERT_EQ(Bits(y1[o]), Bits(want)) << in << "x" << out << " " << r << "," << o;
+      }
     }
   }
 }

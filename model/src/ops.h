@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <set>
 #include <span>
+#include <string>
 
+#include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
 
 namespace lockstep::model::ops {
@@ -57,6 +60,38 @@ inline void AttendHead(const float* q, const float* keys, const float* values, i
   const float total = Sum(scores, count);
   for (int64_t p = 0; p < count; ++p) scores[p] = scores[p] / total;
   WeightedSum(scores, values + start * stride, count, stride, head_dim, out, scratch);
+}
+
+// Checks a Forward batch before any cache is touched (the reference's and the sharded pass's
+// rules are one): every sequence has its own cache (`fits(cache)`: made for this model), at
+// least one new token, room for them, and tokens in [0, vocab). Returns the number of rows.
+// Throws Error (kInvalidInput).
+template <typename Step, typename Fits>
+int64_t CheckBatch(std::span<Step> batch, int64_t vocab, Fits fits) {
+  std::set<const void*> seen;
+  int64_t rows = 0;
+  for (const Step& step : batch) {
+    if (step.cache == nullptr) throw InvalidInput("Forward: a sequence has no KV cache");
+    if (!seen.insert(step.cache).second) {
+      throw InvalidInput("Forward: the same KV cache appears twice in one batch");
+    }
+    if (!fits(*step.cache)) throw InvalidInput("Forward: KV cache was made for a different model");
+    if (step.tokens.empty()) throw InvalidInput("Forward: a sequence has no new tokens");
+    const auto n = static_cast<int64_t>(step.tokens.size());
+    if (step.cache->length() + n > step.cache->capacity()) {
+      throw InvalidInput("Forward: " + std::to_string(n) + " new tokens overflow a KV cache at " +
+                         std::to_string(step.cache->length()) + " of " +
+                         std::to_string(step.cache->capacity()) + " positions");
+    }
+    for (int32_t t : step.tokens) {
+      if (t < 0 || t >= vocab) {
+        throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
+                           std::to_string(vocab) + ")");
+      }
+    }
+    rows += n;
+  }
+  return rows;
 }
 
 }  // namespace lockstep::model::ops

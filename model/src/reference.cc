@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
-#include <set>
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
@@ -96,32 +95,9 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
   const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
 
   // Validate everything before touching any cache.
-  std::set<const KvCache*> seen;
-  int64_t rows = 0;
-  for (const SequenceStep& step : batch) {
-    if (step.cache == nullptr) throw InvalidInput("Forward: a sequence has no KV cache");
-    if (!seen.insert(step.cache).second) {
-      throw InvalidInput("Forward: the same KV cache appears twice in one batch");
-    }
-    if (step.cache->kv_width_ != kvw ||
-        static_cast<int64_t>(step.cache->keys_.size()) != s.num_layers) {
-      throw InvalidInput("Forward: KV cache was made for a different model");
-    }
-    if (step.tokens.empty()) throw InvalidInput("Forward: a sequence has no new tokens");
-    if (step.cache->length_ + static_cast<int64_t>(step.tokens.size()) > step.cache->capacity_) {
-      throw InvalidInput("Forward: " + std::to_string(step.tokens.size()) +
-                         " new tokens overflow a KV cache at " +
-                         std::to_string(step.cache->length_) + " of " +
-                         std::to_string(step.cache->capacity_) + " positions");
-    }
-    for (int32_t t : step.tokens) {
-      if (t < 0 || t >= s.vocab_size) {
-        throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
-                           std::to_string(s.vocab_size) + ")");
-      }
-    }
-    rows += static_cast<int64_t>(step.tokens.size());
-  }
+  const int64_t rows = ops::CheckBatch(batch, s.vocab_size, [&](const KvCache& c) {
+    return c.kv_width_ == kvw && static_cast<int64_t>(c.keys_.size()) == s.num_layers;
+  });
 
   // Rows: every new token of every sequence, in batch order.
   std::vector<int64_t> row_pos, row_seq;

@@ -1,11 +1,11 @@
 #include "lockstep/model/sharded.h"
 
 #include <algorithm>
-#include <set>
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/partition/cost_model.h"
 #include "ops.h"
 
 namespace lockstep::model {
@@ -91,15 +91,39 @@ PartialSlice ShardPartials(const float* x, int64_t rows, const std::vector<float
 struct LayerShard {
   int64_t q_head_begin = 0, q_heads = 0, kv_heads = 0;
   std::vector<float> q, k, v, q_bias, k_bias, v_bias;  // output rows of this shard's heads
-  std::vector<float> o;                                // [hidden, q_heads * head_dim]
+  // Row-parallel: [hidden, q_heads * head_dim]; column-parallel: [out_count, q_width].
+  std::vector<float> o;
   int64_t f_begin = 0, f_count = 0;
   std::vector<float> gate, up, gate_bias, up_bias;  // [f_count, hidden]
-  std::vector<float> down;                          // [hidden, f_count]
+  // Row-parallel: [hidden, f_count]; column-parallel: [out_count, intermediate].
+  std::vector<float> down;
+  int64_t out_begin = 0, out_count = 0;  // hidden outputs of the column-parallel products
 };
 
 struct Replicated {
   std::vector<float> input_norm, post_norm, o_bias, down_bias;
+  // Whether o / down are row-parallel (chunk-aligned slices) or column-parallel (sharded.h).
+  bool o_row_parallel = true, down_row_parallel = true;
 };
+
+// A column-parallel product over all-gathered inputs x[rows, width]: each shard computes its
+// hidden outputs with whole canonical dot products (the same bits as the unsplit product),
+// and the outputs are gathered into y[rows, hidden], + bias.
+void ColumnParallel(const std::vector<LayerShard>& shards, std::vector<float> LayerShard::*w,
+                    const float* x, int64_t rows, int64_t width, int64_t hidden,
+                    const std::vector<float>& bias, float* y) {
+  for (const LayerShard& ls : shards) {
+    std::vector<float> part(static_cast<size_t>(rows * ls.out_count));
+    MatMulTransposed(x, rows, (ls.*w).data(), ls.out_count, width, nullptr, part.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(&part[r * ls.out_count], ls.out_count, y + r * hidden + ls.out_begin);
+    }
+  }
+  if (bias.empty()) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < hidden; ++o) y[r * hidden + o] += bias[static_cast<size_t>(o)];
+  }
+}
 
 struct VocabShard {
   int64_t begin = 0, count = 0;
@@ -140,11 +164,13 @@ ModelLayout ModelLayout::Uniform(int64_t num_layers, int64_t stages, int64_t tp)
 }
 
 std::string ModelLayout::ToString() const {
-  std::string out;
+  std::string out = embed_tp > 0 ? "embed x" + std::to_string(embed_tp) : "";
   for (const StageLayout& s : stages) {
     out += (out.empty() ? "" : " ") + std::string("[") + std::to_string(s.first_layer) + "," +
            std::to_string(s.end_layer) + ")x" + std::to_string(s.tp);
   }
+  if (head_tp > 0)
+    out += (out.empty() ? "" : " ") + std::string("head x") + std::to_string(head_tp);
   return out;
 }
 
@@ -162,21 +188,20 @@ void ValidateLayout(const ModelSpec& spec, const ModelLayout& layout) {
                          std::to_string(next));
     }
     next = s.end_layer;
-    if (s.tp < 1 || spec.num_kv_heads % s.tp != 0) {
-      throw InvalidInput(where + ": tensor-parallel degree " + std::to_string(s.tp) +
-                         " must be >= 1 and divide num_key_value_heads " +
-                         std::to_string(spec.num_kv_heads));
-    }
-    if (s.tp > 1 &&
-        ((spec.q_width() / s.tp) % kReductionChunk != 0 || spec.intermediate_size % s.tp != 0 ||
-         (spec.intermediate_size / s.tp) % kReductionChunk != 0)) {
-      throw InvalidInput(where + ": degree " + std::to_string(s.tp) + " splits the query width " +
-                         std::to_string(spec.q_width()) + " and intermediate size " +
-                         std::to_string(spec.intermediate_size) +
-                         " into slices that are not multiples of 64 elements, so the row-parallel "
-                         "reductions could not follow the canonical order");
+    if (s.tp > INT32_MAX) throw InvalidInput(where + ": tensor-parallel degree is too large");
+    if (const std::string p = partition::TensorParallelProblem(spec, static_cast<int>(s.tp));
+        !p.empty()) {
+      throw InvalidInput(where + ": " + p);
     }
     if (s.tp > spec.vocab_size) throw InvalidInput(where + ": degree exceeds the vocabulary");
+  }
+  for (const auto& [name, tp] :
+       {std::pair{"embedding", layout.embed_tp}, {"LM head", layout.head_tp}}) {
+    if (tp < 0 || tp > spec.vocab_size) {
+      throw InvalidInput("layout " + layout.ToString() + ": " + name + " degree " +
+                         std::to_string(tp) + " must be in [1, vocab_size " +
+                         std::to_string(spec.vocab_size) + "] (0 = its neighbour stage's)");
+    }
   }
   if (next != spec.num_layers) {
     throw InvalidInput("layout " + layout.ToString() + " covers " + std::to_string(next) +
@@ -194,16 +219,22 @@ ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLay
   const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;
   for (const StageLayout& stage : layout_.stages) {
     const int64_t tp = stage.tp;
+    const bool o_rows = tp == 1 || (s.q_width() / tp) % kReductionChunk == 0;
+    const bool down_rows = tp == 1 || (s.intermediate_size / tp) % kReductionChunk == 0;
     for (int64_t layer = stage.first_layer; layer < stage.end_layer; ++layer) {
       const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
-      shards_->replicated.push_back({w.input_norm, w.post_norm, w.o_bias, w.down_bias});
+      shards_->replicated.push_back(
+          {w.input_norm, w.post_norm, w.o_bias, w.down_bias, o_rows, down_rows});
       std::vector<LayerShard> shards;
       for (int64_t t = 0; t < tp; ++t) {
         LayerShard ls;
-        ls.kv_heads = s.num_kv_heads / tp;
-        ls.q_heads = ls.kv_heads * group;
+        ls.q_heads = s.num_heads / tp;
         ls.q_head_begin = t * ls.q_heads;
-        const int64_t kv_begin = t * ls.kv_heads;
+        // tp > num_kv_heads: this shard's query heads share one KV head, replicated.
+        ls.kv_heads = std::max<int64_t>(1, s.num_kv_heads / tp);
+        const int64_t kv_begin = ls.q_head_begin / group;
+        ls.out_begin = h * t / tp;
+        ls.out_count = h * (t + 1) / tp - ls.out_begin;
         const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
         ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
         ls.k = Rows(w.k, h, kv_begin * hd, kvw);
@@ -211,21 +242,23 @@ ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLay
         ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
         ls.k_bias = Rows(w.k_bias, 1, kv_begin * hd, kvw);
         ls.v_bias = Rows(w.v_bias, 1, kv_begin * hd, kvw);
-        ls.o = Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw);
+        ls.o = o_rows ? Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw)
+                      : Rows(w.o, s.q_width(), ls.out_begin, ls.out_count);
         ls.f_count = s.intermediate_size / tp;
         ls.f_begin = t * ls.f_count;
         ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
         ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
         ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
         ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
-        ls.down = Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count);
+        ls.down = down_rows ? Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count)
+                            : Rows(w.down, s.intermediate_size, ls.out_begin, ls.out_count);
         shards.push_back(std::move(ls));
       }
       shards_->layers.push_back(std::move(shards));
     }
   }
-  shards_->embed = SplitVocab(weights.embed, s.vocab_size, h, layout_.stages.front().tp);
-  shards_->head = SplitVocab(weights.head(), s.vocab_size, h, layout_.stages.back().tp);
+  shards_->embed = SplitVocab(weights.embed, s.vocab_size, h, layout_.EmbedTp());
+  shards_->head = SplitVocab(weights.head(), s.vocab_size, h, layout_.HeadTp());
   shards_->final_norm = weights.final_norm;
 }
 
@@ -256,28 +289,9 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
   const auto eps = static_cast<float>(s.rms_norm_eps);
   const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
 
-  std::set<const ShardedKvCache*> seen;
-  int64_t rows = 0;
-  for (const ShardedStep& step : batch) {
-    if (step.cache == nullptr || !seen.insert(step.cache).second) {
-      throw InvalidInput("Forward: each sequence needs its own KV cache");
-    }
-    if (step.cache->keys_.size() != shards_->layers.size()) {
-      throw InvalidInput("Forward: KV cache was made for a different model");
-    }
-    if (step.tokens.empty()) throw InvalidInput("Forward: a sequence has no new tokens");
-    if (step.cache->length_ + static_cast<int64_t>(step.tokens.size()) > step.cache->capacity_) {
-      throw InvalidInput("Forward: new tokens overflow a KV cache of " +
-                         std::to_string(step.cache->capacity_) + " positions");
-    }
-    for (int32_t t : step.tokens) {
-      if (t < 0 || t >= s.vocab_size) {
-        throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
-                           std::to_string(s.vocab_size) + ")");
-      }
-    }
-    rows += static_cast<int64_t>(step.tokens.size());
-  }
+  const int64_t rows = ops::CheckBatch(batch, s.vocab_size, [&](const ShardedKvCache& c) {
+    return c.keys_.size() == shards_->layers.size();
+  });
 
   // Embedding, vocab-parallel: each token's row comes from the shard that holds it.
   std::vector<int64_t> row_pos, row_seq;
@@ -312,6 +326,7 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
       ops::RmsNorm(&x[r * h], rep.input_norm.data(), h, eps, &xn[r * h]);
     }
     std::vector<PartialSlice> o_slices;
+    std::vector<float> gathered(rep.o_row_parallel ? 0 : static_cast<size_t>(rows * s.q_width()));
     for (size_t t = 0; t < shards.size(); ++t) {
       const LayerShard& ls = shards[t];
       const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
@@ -341,24 +356,49 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
                           &attn[r * qw + j * hd]);
         }
       }
-      o_slices.push_back(ShardPartials(attn.data(), rows, ls.o, h, qw, ls.q_head_begin * hd));
+      if (rep.o_row_parallel) {
+        o_slices.push_back(ShardPartials(attn.data(), rows, ls.o, h, qw, ls.q_head_begin * hd));
+        continue;
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(&attn[r * qw], qw, &gathered[r * s.q_width() + ls.q_head_begin * hd]);
+      }
     }
-    ReduceRowParallel(o_slices, rows, h, Chunks(s.q_width()), rep.o_bias, proj.data());
+    if (rep.o_row_parallel) {
+      ReduceRowParallel(o_slices, rows, h, Chunks(s.q_width()), rep.o_bias, proj.data());
+    } else {
+      ColumnParallel(shards, &LayerShard::o, gathered.data(), rows, s.q_width(), h, rep.o_bias,
+                     proj.data());
+    }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], rep.post_norm.data(), h, eps, &xn[r * h]);
     }
     std::vector<PartialSlice> down_slices;
+    gathered.assign(rep.down_row_parallel ? 0 : static_cast<size_t>(rows * s.intermediate_size),
+                    0.0f);
     for (const LayerShard& ls : shards) {
       std::vector<float> gate(static_cast<size_t>(rows * ls.f_count)), up(gate.size());
       MatMulTransposed(xn.data(), rows, ls.gate.data(), ls.f_count, h, OrNull(ls.gate_bias),
                        gate.data());
       MatMulTransposed(xn.data(), rows, ls.up.data(), ls.f_count, h, OrNull(ls.up_bias), up.data());
       for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
-      down_slices.push_back(ShardPartials(gate.data(), rows, ls.down, h, ls.f_count, ls.f_begin));
+      if (rep.down_row_parallel) {
+        down_slices.push_back(ShardPartials(gate.data(), rows, ls.down, h, ls.f_count, ls.f_begin));
+        continue;
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy_n(&gate[r * ls.f_count], ls.f_count,
+                    &gathered[r * s.intermediate_size + ls.f_begin]);
+      }
     }
-    ReduceRowParallel(down_slices, rows, h, Chunks(s.intermediate_size), rep.down_bias,
-                      proj.data());
+    if (rep.down_row_parallel) {
+      ReduceRowParallel(down_slices, rows, h, Chunks(s.intermediate_size), rep.down_bias,
+                        proj.data());
+    } else {
+      ColumnParallel(shards, &LayerShard::down, gathered.data(), rows, s.intermediate_size, h,
+                     rep.down_bias, proj.data());
+    }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
 

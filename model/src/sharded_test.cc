@@ -45,16 +45,23 @@ std::vector<ModelLayout> Layouts(int64_t layers) {
   }
   out.push_back({{{0, 1, 8}, {1, 3, 2}, {3, 4, 4}}});  // mixed degrees, uneven stages
   out.push_back({{{0, 3, 1}, {3, 4, 8}}});
+  // TP 16: KV heads replicated (2 query heads per shard share one), 32-element slices of the
+  // query width and intermediate: o and down column-parallel.
+  out.push_back({{{0, 2, 16}, {2, 4, 2}}});
+  // A plan's embedding-only and head-only stages with their own degrees.
+  out.push_back({{{0, 2, 2}, {2, 4, 4}}, /*embed_tp=*/8, /*head_tp=*/1});
+  out.push_back({{{0, 4, 1}}, /*embed_tp=*/3, /*head_tp=*/7});
   return out;
 }
 
 // Prefill 4 sequences of different lengths (batched, and sequence 0 also alone), then decode 3
 // steps; every sharded logit row must equal the reference's bit for bit.
-void ExpectBitIdentical(const ModelSpec& spec) {
+void ExpectBitIdentical(const ModelSpec& spec, const std::vector<ModelLayout>& layouts) {
   const LlamaWeights weights = Weights(spec);
   const ReferenceModel reference(spec, weights);
+  const auto vocab = static_cast<int32_t>(spec.vocab_size);
   std::vector<std::vector<int32_t>> prompts = {
-      {3, 1, 4, 1, 5}, {9, 2, 6}, {5, 3, 5, 8, 9, 7, 9}, {199}};
+      {3, 1, 4, 1, 5}, {9, 2, 6}, {5, 3, 5, 8, 9, 7, 9}, {vocab - 1}};
   std::vector<std::vector<std::vector<float>>> want;  // [step][sequence]
   {
     std::vector<KvCache> caches;
@@ -64,12 +71,12 @@ void ExpectBitIdentical(const ModelSpec& spec) {
       for (size_t i = 0; i < 4; ++i) {
         batch.push_back({&caches[i], step == 0 ? prompts[i]
                                                : std::vector<int32_t>{static_cast<int32_t>(
-                                                     (step * 31 + i * 17) % 200)}});
+                                                     (step * 31 + i * 17) % vocab)}});
       }
       want.push_back(reference.Forward(batch));
     }
   }
-  for (const ModelLayout& layout : Layouts(spec.num_layers)) {
+  for (const ModelLayout& layout : layouts) {
     const ShardedModel sharded(spec, weights, layout);
     std::vector<ShardedKvCache> caches;
     for (size_t i = 0; i < 4; ++i) caches.push_back(sharded.NewCache(16));
@@ -79,7 +86,7 @@ void ExpectBitIdentical(const ModelSpec& spec) {
       for (size_t i = 0; i < 4; ++i) {
         batch.push_back({&caches[i], step == 0 ? prompts[i]
                                                : std::vector<int32_t>{static_cast<int32_t>(
-                                                     (step * 31 + i * 17) % 200)}});
+                                                     (step * 31 + i * 17) % vocab)}});
       }
       std::vector<ShardedStep> single = {{&alone, batch[0].tokens}};
       const std::vector<std::vector<float>> got = sharded.Forward(batch);
@@ -95,13 +102,26 @@ void ExpectBitIdentical(const ModelSpec& spec) {
 }
 
 TEST(ShardedModel, BitIdenticalToReferenceWithGqaAndLlama3Rope) {
-  ExpectBitIdentical(ShardableModel(
-      R"("rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-          "high_freq_factor": 4.0, "original_max_position_embeddings": 64},)"));
+  ExpectBitIdentical(
+      ShardableModel(
+          R"("rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+          "high_freq_factor": 4.0, "original_max_position_embeddings": 64},)"),
+      Layouts(4));
 }
 
 TEST(ShardedModel, BitIdenticalToReferenceWithQwen2BiasesAndTiedEmbeddings) {
-  ExpectBitIdentical(ShardableModel(R"("tie_word_embeddings": true,)", "qwen2"));
+  ExpectBitIdentical(ShardableModel(R"("tie_word_embeddings": true,)", "qwen2"), Layouts(4));
+}
+
+TEST(ShardedModel, BitIdenticalWhenSlicesAreNotWholeChunks) {
+  // Query width 32 and intermediate 72: at TP 2 and 4 no slice is a whole 64-element chunk, so
+  // o and down are column-parallel over all-gathered inputs; TP 4 replicates the 2 KV heads.
+  for (const char* type : {"llama", "qwen2"}) {
+    ExpectBitIdentical(testing::TinyLlama("", type),
+                       {ModelLayout::Uniform(2, 1, 2),
+                        ModelLayout::Uniform(2, 2, 4),
+                        {{{0, 1, 4}, {1, 2, 2}}, /*embed_tp=*/2, /*head_tp=*/4}});
+  }
 }
 
 TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
@@ -117,6 +137,26 @@ TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
   EXPECT_FALSE(SameBits(a.Forward(sa)[0], b.Forward(sb)[0]));
 }
 
+TEST(ShardedModel, RejectsBadBatchesBeforeTouchingACache) {
+  const ModelSpec spec = testing::TinyLlama();
+  const ShardedModel model(spec, GenerateLlamaWeights(spec, 1), ModelLayout::Uniform(2, 2, 2));
+  ShardedKvCache cache = model.NewCache(4);
+  auto fails = [&](std::vector<ShardedStep> batch, const std::string& part) {
+    try {
+      model.Forward(batch);
+      ADD_FAILURE() << "accepted a bad batch (" << part << ")";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(cache.length(), 0);
+  };
+  fails({{&cache, {1, 96}}}, "token 96 is outside the vocabulary [0, 96)");
+  fails({{&cache, {1}}, {&cache, {2}}}, "appears twice");
+  fails({{&cache, {1, 2, 3, 4, 5}}}, "5 new tokens overflow a KV cache at 0 of 4");
+  fails({{&cache, {}}}, "no new tokens");
+  fails({{nullptr, {1}}}, "no KV cache");
+}
+
 TEST(ShardedModel, RejectsLayoutsThatCannotRun) {
   const ModelSpec spec = ShardableModel("");
   const LlamaWeights w = GenerateLlamaWeights(spec, 1);
@@ -130,13 +170,19 @@ TEST(ShardedModel, RejectsLayoutsThatCannotRun) {
   };
   fails({{{0, 2, 1}}}, "covers 2 layers");
   fails({{{0, 2, 1}, {3, 4, 1}}}, "without gaps");
-  fails({{{0, 4, 3}}}, "divide num_key_value_heads 8");
-  fails({{{0, 4, 16}}}, "divide num_key_value_heads 8");
+  fails({{{0, 4, 3}}}, "does not divide num_attention_heads 16");
+  fails({{{0, 4, 32}}}, "does not divide num_attention_heads 16");
+  fails({{{0, 4, 0}}}, "must be >= 1");
   fails({}, "no pipeline stages");
-  // 4 KV heads x 16 at TP 4: query slices of 32 elements break the 64-element chunks.
-  const ModelSpec narrow = testing::TinyLlama(R"("num_key_value_heads": 4, "head_dim": 8,)");
-  EXPECT_THROW(ValidateLayout(narrow, ModelLayout::Uniform(2, 1, 4)), Error);
-  EXPECT_NO_THROW(ValidateLayout(narrow, ModelLayout::Uniform(2, 2, 1)));
+  fails({{{0, 4, 2}}, /*embed_tp=*/201, /*head_tp=*/0}, "embedding degree 201");
+  fails({{{0, 4, 2}}, /*embed_tp=*/0, /*head_tp=*/-1}, "LM head degree -1");
+  // 6 query heads on 3 KV heads: 2 neither divides nor is a multiple of 3.
+  const ModelSpec odd = partition::ParseModelSpec(R"({"_name_or_path": "odd",
+      "model_type": "llama", "hidden_size": 48, "intermediate_size": 72, "num_hidden_layers": 2,
+      "num_attention_heads": 6, "num_key_value_heads": 3, "vocab_size": 96})",
+                                                  "odd");
+  EXPECT_THROW(ValidateLayout(odd, ModelLayout::Uniform(2, 1, 2)), Error);
+  EXPECT_NO_THROW(ValidateLayout(odd, ModelLayout::Uniform(2, 1, 3)));
 }
 
 }  // namespace

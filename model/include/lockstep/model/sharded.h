@@ -4,18 +4,24 @@
 // reduction order — so the logits are bit-identical to the ReferenceModel for every layout.
 //
 // How a stage of TP degree t splits the work (Megatron-style):
-//   * q/k/v projections column-parallel by heads: shard s holds KV heads
-//     [s*kv/t, (s+1)*kv/t) and the query heads that share them; attention is local.
+//   * q/k/v projections column-parallel by heads: shard s holds query heads
+//     [s*h/t, (s+1)*h/t) and the KV heads they use (KV heads are replicated when t exceeds
+//     num_kv_heads); attention is local.
 //   * o projection row-parallel over the query width, down projection row-parallel over the
 //     intermediate width: each shard computes the canonical chunk partials (kernels.h) of its
 //     slice of the contraction, reduces the tree nodes that lie inside its slice, and the
-//     collective combines the rest of the same tree (then adds the bias once).
+//     collective combines the rest of the same tree (then adds the bias once). This needs every
+//     shard boundary of the contraction on a 64-element chunk boundary; when a stage's slices are
+//     not (small models: query width / t or intermediate / t not a multiple of 64), that product
+//     is column-parallel instead: the shards' inputs are all-gathered and shard s computes
+//     hidden outputs [s*hidden/t, (s+1)*hidden/t) over the whole contraction. Same weight bytes
+//     per shard, same bits; a different collective (all-gather instead of all-reduce).
 //   * gate/up column-parallel over the intermediate width; norms replicated.
-//   * the embedding (first stage) and the LM head (last stage) vocab-parallel: a token's row
+//   * the embedding and the LM head vocab-parallel (each over its own degree, which may differ
+//     from the neighbouring layers' when a plan gives them stages of their own): a token's row
 //     comes from the shard that holds it; the logits are the shards' slices concatenated.
-// For the row-parallel reductions to follow the canonical tree, every shard boundary inside a
-// contraction must fall on a 64-element chunk boundary: q_width / t and intermediate / t must
-// be multiples of 64 (t = 1 always works), and num_kv_heads must divide by t.
+// A stage's degree must satisfy partition::TensorParallelProblem (divide num_attention_heads
+// and intermediate_size; divide or be a multiple of num_key_value_heads), as the partitioner's.
 //
 // ModelLayout is deliberately small: a partitioner Plan converts into it (stages, TP degree
 // per stage). Thread-safety: a ShardedModel is immutable after construction; a ShardedKvCache
@@ -41,10 +47,16 @@ struct StageLayout {
 struct ModelLayout {
   // Consecutive, non-empty, covering every layer in order.
   std::vector<StageLayout> stages;
+  // Degrees of the vocab-parallel embedding and LM head; 0 = the first / last stage's tp.
+  int64_t embed_tp = 0;
+  int64_t head_tp = 0;
+
+  int64_t EmbedTp() const { return embed_tp > 0 ? embed_tp : stages.front().tp; }
+  int64_t HeadTp() const { return head_tp > 0 ? head_tp : stages.back().tp; }
 
   // `stages` stages of near-equal layer counts (the first ones one longer), all with degree tp.
   static ModelLayout Uniform(int64_t num_layers, int64_t stages, int64_t tp);
-  std::string ToString() const;  // "[0,2)x2 [2,4)x8"
+  std::string ToString() const;  // "[0,2)x2 [2,4)x8", "embed x4 [0,2)x2 head x8"
 };
 
 // Throws Error (kInvalidInput) naming the stage and the sizes when `layout` cannot run `spec`.
