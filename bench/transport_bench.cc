@@ -1,8 +1,10 @@
-// Lockstep transport vs raw ZeroMQ, same socket type (PAIR), same high-water marks, same
-// transports (inproc, ipc, tcp on loopback), same message sizes. Both senders take a buffer from
-// a pool, fill it (the producer's work) and hand it to ZeroMQ without copying; it returns to the
-// pool when the receiver drops it. Lockstep adds the Cap'n Proto header frame, CRC32C on both
-// ends and the schedule checks on receive.
+// Lockstep transport vs raw ZeroMQ, like with like: same socket type (PAIR), same high-water
+// marks, same transports (inproc, ipc, tcp on loopback), same message sizes, same two-part
+// framing (raw sends a header frame of the size Lockstep's Cap'n Proto header has, copied into
+// the message as Lockstep does, then the payload). Both senders take a buffer from a pool, fill
+// it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
+// receiver drops it. What Lockstep adds: encoding/decoding the header, CRC32C on both ends, the
+// schedule checks on receive, and the socket monitor poll when it has to wait.
 //
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "lockstep/transport/crc32c.h"
+#include "lockstep/transport/frame.h"
 #include "lockstep/transport/transport.h"
 
 namespace lockstep::transport {
@@ -194,7 +197,21 @@ void PutBack(void* data, void* pool) {
   static_cast<BufferPool*>(pool)->Put(static_cast<std::byte*>(data));
 }
 
-void RawSend(void* socket, size_t bytes, int64_t i, BufferPool& pool) {
+// A header frame as large as the one Lockstep sends for this payload.
+std::vector<std::byte> RawHeader(size_t bytes) {
+  FrameHeader h;
+  h.message.dtype = Dtype::kInt8;
+  h.message.shape = {static_cast<int64_t>(bytes)};
+  h.payload_length = bytes;
+  return EncodeFrameHeader(h);
+}
+
+void RawSend(void* socket, const std::vector<std::byte>& header, size_t bytes, int64_t i,
+             BufferPool& pool) {
+  zmq_msg_t h;
+  zmq_msg_init_size(&h, header.size());
+  std::memcpy(zmq_msg_data(&h), header.data(), header.size());
+  if (zmq_msg_send(&h, socket, ZMQ_SNDMORE) < 0) std::abort();
   zmq_msg_t m;
   std::byte* data = pool.Get();
   std::memset(data, static_cast<int>(i & 0xFF), bytes);  // the producer's work
@@ -202,12 +219,16 @@ void RawSend(void* socket, size_t bytes, int64_t i, BufferPool& pool) {
   if (zmq_msg_send(&m, socket, 0) < 0) std::abort();
 }
 
+// Receives the two parts; returns the payload size.
 size_t RawReceive(void* socket) {
-  zmq_msg_t m;
-  zmq_msg_init(&m);
-  if (zmq_msg_recv(&m, socket, 0) < 0) std::abort();
-  size_t size = zmq_msg_size(&m);
-  zmq_msg_close(&m);
+  size_t size = 0;
+  for (int part = 0; part < 2; ++part) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, socket, 0) < 0) std::abort();
+    size = zmq_msg_size(&m);
+    zmq_msg_close(&m);
+  }
   return size;
 }
 
@@ -215,9 +236,10 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
   BufferPool pool(bytes);
+  const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations;
   std::thread sender([&] {
-    for (int64_t i = 0; i < n; ++i) RawSend(link.b, bytes, i, pool);
+    for (int64_t i = 0; i < n; ++i) RawSend(link.b, header, bytes, i, pool);
   });
   for (auto _ : state) benchmark::DoNotOptimize(RawReceive(link.a));
   sender.join();
@@ -228,17 +250,21 @@ void RawLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
   BufferPool pool(bytes);
+  const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
     for (int64_t i = 0; i < n; ++i) {
-      zmq_msg_t m;
-      zmq_msg_init(&m);
-      if (zmq_msg_recv(&m, link.b, 0) < 0 || zmq_msg_send(&m, link.b, 0) < 0) std::abort();
+      for (int part = 0; part < 2; ++part) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, link.b, 0) < 0) std::abort();
+        if (zmq_msg_send(&m, link.b, part == 0 ? ZMQ_SNDMORE : 0) < 0) std::abort();
+      }
     }
   });
   int64_t i = 0;
   for (auto _ : state) {
-    RawSend(link.a, bytes, i++, pool);
+    RawSend(link.a, header, bytes, i++, pool);
     benchmark::DoNotOptimize(RawReceive(link.a));
   }
   echo.join();

@@ -74,9 +74,19 @@ class Monitor {
 
   void* socket() const { return socket_; }
 
-  // Takes every queued event; returns true once the peer's established connection was lost.
+  // Called once the hello exchange is done: connections that came and went while the link was
+  // being set up (a connect that reached a listener being torn down) are forgotten; the count of
+  // live connections stays, so the peer's connection is the one watched from here on.
+  void Arm() {
+    PeerGone();
+    gone_ = false;
+    armed_ = true;
+  }
+
+  // Takes every queued event; returns true once the peer's established connection was lost
+  // after Arm.
   bool PeerGone() {
-    while (!gone_) {
+    while (!(gone_ && armed_)) {
       zmq_msg_t event;
       zmq_msg_init(&event);
       if (zmq_msg_recv(&event, socket_, ZMQ_DONTWAIT) < 0) {
@@ -114,11 +124,12 @@ class Monitor {
           break;
       }
     }
-    return gone_;
+    return gone_ && armed_;
   }
 
  private:
   void* socket_ = nullptr;
+  bool armed_ = false;
   int live_ = 0;
   int failed_ = 0;
   bool gone_ = false;
@@ -259,6 +270,11 @@ class ZmqEndpoint : public Endpoint {
 
   void* socket() const { return socket_; }
 
+  // From here on a lost connection is the peer vanishing (see Monitor::Arm).
+  void ArmMonitor() {
+    if (monitor_) monitor_->Arm();
+  }
+
   void SendFrame(RawFrame frame, Millis timeout) override {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
     if (PeerGone()) throw Disconnected();
@@ -325,18 +341,25 @@ class ZmqEndpoint : public Endpoint {
     // that arrived before the peer vanished are delivered first: the loss is reported only when
     // nothing is left to read.
     if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) < 0) {
+      // Wait as raw ZeroMQ does (a blocking receive, no poll set to build), in slices of at most
+      // kMonitorSlice when there is a monitor to look at in between.
       auto deadline = Clock::now() + timeout;
-      bool got = false;
-      while (!got) {
-        auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
-        short ready = Wait(ZMQ_POLLIN, std::max(left, Millis(0)));
-        got = zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) >= 0;
-        if (got) break;
-        if ((ready & kMonitorReady) != 0 && PeerGone()) {
+      for (;;) {
+        auto left =
+            std::max(std::chrono::duration_cast<Millis>(deadline - Clock::now()), Millis(0));
+        SetTimeout(ZMQ_RCVTIMEO, monitor_ ? std::min(left, kMonitorSlice) : left, receive_timeout_);
+        if (zmq_msg_recv(&header, socket_, 0) >= 0) break;
+        if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
+          std::string why = ZmqError();
+          zmq_msg_close(&header);
+          throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + why);
+        }
+        if (PeerGone()) {
+          if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) >= 0) break;
           zmq_msg_close(&header);
           throw Disconnected();
         }
-        if (left.count() <= 0) {
+        if (left.count() == 0) {
           zmq_msg_close(&header);
           return std::nullopt;
         }
@@ -384,6 +407,17 @@ class ZmqEndpoint : public Endpoint {
 
  private:
   static constexpr short kMonitorReady = 0x100;
+  // How long a blocked receive goes without looking at the monitor: the delay before a vanished
+  // peer is reported.
+  static constexpr Millis kMonitorSlice{50};
+
+  void SetTimeout(int option, Millis timeout, int& current) {
+    int ms = static_cast<int>(timeout.count());
+    if (ms != current) {
+      SetInt(socket_, option, ms, name());
+      current = ms;
+    }
+  }
 
   // Polls the socket for `events` and the monitor (if any) for news, up to `timeout`. Returns the
   // socket's ready events, plus kMonitorReady when the monitor has something to read.
@@ -420,6 +454,7 @@ class ZmqEndpoint : public Endpoint {
   std::shared_ptr<Context> context_;
   void* socket_;
   std::unique_ptr<Monitor> monitor_;
+  int receive_timeout_ = -2;
 };
 
 // Answers ZeroMQ's authentication requests (ZAP, RFC 27) for CURVE server sockets: accepts a
@@ -545,6 +580,7 @@ class ZmqTransport : public Transport {
       }
     }
     Handshake(endpoints, binds, connect_timeout);
+    for (auto& e : endpoints) e->ArmMonitor();
     std::vector<std::unique_ptr<Endpoint>> out;
     for (auto& e : endpoints) out.push_back(std::move(e));
     return out;
