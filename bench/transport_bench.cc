@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,8 @@ class PooledOwner : public Payload::Owner {
   std::byte* data_;
 };
 const char* const kBackends[] = {"inproc", "ipc", "tcp"};
+// Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
+constexpr int64_t kWarmup = 8;
 std::atomic<int> g_run{0};
 
 // ---------------------------------------------------------------- Lockstep transport
@@ -126,11 +129,12 @@ void LockstepThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   LockstepLink link(backend);
   BufferPool pool(bytes);
-  const int64_t n = state.max_iterations;
+  const int64_t n = state.max_iterations + kWarmup;
   std::thread sender([&] {
     for (int64_t i = 0; i < n; ++i) link.a->Send(Msg(i, bytes, pool), kWait);
   });
   int64_t i = 0;
+  for (; i < kWarmup; ++i) benchmark::DoNotOptimize(link.b->Receive(Step(i), kWait));
   for (auto _ : state) benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
@@ -237,10 +241,11 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   RawLink link(backend);
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
-  const int64_t n = state.max_iterations;
+  const int64_t n = state.max_iterations + kWarmup;
   std::thread sender([&] {
     for (int64_t i = 0; i < n; ++i) RawSend(link.b, header, bytes, i, pool);
   });
+  for (int64_t i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(RawReceive(link.a));
   for (auto _ : state) benchmark::DoNotOptimize(RawReceive(link.a));
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
@@ -290,8 +295,11 @@ int Register() {
                                                RawThroughput, backend);
       auto* ours = benchmark::RegisterBenchmark(
           ("Throughput/lockstep/" + std::string(backend)).c_str(), LockstepThroughput, backend);
+      // A fixed count moving ~512 MiB (at least 64 messages): with a minimum time alone, a
+      // slow first 16 MiB transfer made Google Benchmark settle for one iteration.
+      const int64_t count = std::clamp<int64_t>((int64_t{512} << 20) / bytes, 64, 100'000);
       for (auto* b : {raw, ours}) {
-        b->Arg(bytes)->UseRealTime()->MinTime(0.3)->Unit(benchmark::kMicrosecond);
+        b->Arg(bytes)->UseRealTime()->Iterations(count)->Unit(benchmark::kMicrosecond);
       }
     }
     for (int64_t bytes : {int64_t{4} << 10, int64_t{64} << 10}) {
