@@ -284,7 +284,23 @@ void Crc32cSpeed(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(Crc32c(data));
   state.SetBytesProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(1 << 20)->Arg(16 << 20);
+BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20)->Arg(16 << 20);
+
+// The per-message header work Lockstep adds: encode on send, decode on receive.
+void HeaderEncodeDecode(benchmark::State& state) {
+  FrameHeader h;
+  h.message.step = 12345;
+  h.message.tensor_id = 7;
+  h.message.dtype = Dtype::kFp32;
+  h.message.shape = {1, 4096};
+  h.payload_length = 4 * 4096;
+  const std::string context = "link chip 3:7 <-> chip 12:7";
+  for (auto _ : state) {
+    std::vector<std::byte> bytes = EncodeFrameHeader(h);
+    benchmark::DoNotOptimize(DecodeFrameHeader(bytes, context, uint64_t{1} << 30));
+  }
+}
+BENCHMARK(HeaderEncodeDecode);
 
 // Registered backend by backend so raw and Lockstep figures sit next to each other.
 int Register() {
