@@ -148,11 +148,8 @@ class Monitor {
 class Context {
  public:
   Context() : ctx(zmq_ctx_new()) {}
+  // Waits for the lingering sockets (each at most until its Close deadline).
   ~Context() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
     if (thread_.joinable()) thread_.join();
     zmq_ctx_term(ctx);
   }
@@ -162,7 +159,12 @@ class Context {
   void Linger(void* socket, std::unique_ptr<Monitor> monitor, Clock::time_point deadline) {
     std::lock_guard lock(mu_);
     incoming_.push_back({socket, std::move(monitor), deadline});
-    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+    if (!running_) {
+      // A previous thread that ran out of sockets has left its loop (it cleared running_ last).
+      if (thread_.joinable()) thread_.join();
+      running_ = true;
+      thread_ = std::thread([this] { Run(); });
+    }
   }
 
   void* const ctx;
@@ -210,17 +212,14 @@ class Context {
   void Run() {
     std::vector<Lingering> open;
     for (;;) {
-      bool stop = false;
       {
         std::lock_guard lock(mu_);
         for (auto& l : incoming_) open.push_back(std::move(l));
         incoming_.clear();
-        stop = stop_;
-      }
-      if (open.empty()) {
-        if (stop) return;
-        std::this_thread::sleep_for(Millis(20));
-        continue;
+        if (open.empty()) {
+          running_ = false;  // the next Linger starts a new thread
+          return;
+        }
       }
       std::vector<zmq_pollitem_t> items;
       for (const Lingering& l : open) {
@@ -247,7 +246,7 @@ class Context {
 
   std::mutex mu_;
   std::vector<Lingering> incoming_;
-  bool stop_ = false;
+  bool running_ = false;
   std::thread thread_;
 };
 

@@ -14,8 +14,15 @@
 // throws naming the first peer that did not ("link chip 3:7 <-> chip 12:7: peer chip 12 did not
 // connect within 5000 ms").
 //
+// A ZeroMQ ipc/tcp peer whose connection drops (its process was killed, its host went away) is
+// reported by Receive and Send as kDisconnected "link chip 3:7 <-> chip 12:7: ... peer chip 12
+// disconnected" within ~50 ms, after every message that arrived before; inproc peers are threads
+// of this process and close their ends instead.
+//
 // Thread-safety: OpenChip may be called concurrently from several threads (one per chip, which
-// is how the sim and inproc backends are used). A Transport must outlive its endpoints.
+// is how the sim and inproc backends are used). A Transport must outlive its endpoints. The last
+// of a ZeroMQ transport and its endpoints to go waits for endpoints closed with a timeout whose
+// peer has not yet read up to the end-of-stream marker, at most until that timeout.
 #pragma once
 
 #include <cstdint>
