@@ -1,8 +1,10 @@
-// Lockstep transport vs raw ZeroMQ, same socket type (PAIR), same high-water marks, same
-// transports (inproc, ipc, tcp on loopback), same message sizes. Both senders take a buffer from
-// a pool, fill it (the producer's work) and hand it to ZeroMQ without copying; it returns to the
-// pool when the receiver drops it. Lockstep adds the Cap'n Proto header frame, CRC32C on both
-// ends and the schedule checks on receive.
+// Lockstep transport vs raw ZeroMQ, like with like: same socket type (PAIR), same high-water
+// marks, same transports (inproc, ipc, tcp on loopback), same message sizes, same two-part
+// framing (raw sends a header frame of the size Lockstep's Cap'n Proto header has, copied into
+// the message as Lockstep does, then the payload). Both senders take a buffer from a pool, fill
+// it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
+// receiver drops it. What Lockstep adds: encoding/decoding the header, CRC32C on both ends, the
+// schedule checks on receive, and the socket monitor poll when it has to wait.
 //
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
@@ -11,6 +13,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "lockstep/transport/crc32c.h"
+#include "lockstep/transport/frame.h"
 #include "lockstep/transport/transport.h"
 
 namespace lockstep::transport {
@@ -68,6 +72,8 @@ class PooledOwner : public Payload::Owner {
   std::byte* data_;
 };
 const char* const kBackends[] = {"inproc", "ipc", "tcp"};
+// Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
+constexpr int64_t kWarmup = 8;
 std::atomic<int> g_run{0};
 
 // ---------------------------------------------------------------- Lockstep transport
@@ -123,11 +129,12 @@ void LockstepThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   LockstepLink link(backend);
   BufferPool pool(bytes);
-  const int64_t n = state.max_iterations;
+  const int64_t n = state.max_iterations + kWarmup;
   std::thread sender([&] {
     for (int64_t i = 0; i < n; ++i) link.a->Send(Msg(i, bytes, pool), kWait);
   });
   int64_t i = 0;
+  for (; i < kWarmup; ++i) benchmark::DoNotOptimize(link.b->Receive(Step(i), kWait));
   for (auto _ : state) benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
@@ -194,7 +201,21 @@ void PutBack(void* data, void* pool) {
   static_cast<BufferPool*>(pool)->Put(static_cast<std::byte*>(data));
 }
 
-void RawSend(void* socket, size_t bytes, int64_t i, BufferPool& pool) {
+// A header frame as large as the one Lockstep sends for this payload.
+std::vector<std::byte> RawHeader(size_t bytes) {
+  FrameHeader h;
+  h.message.dtype = Dtype::kInt8;
+  h.message.shape = {static_cast<int64_t>(bytes)};
+  h.payload_length = bytes;
+  return EncodeFrameHeader(h);
+}
+
+void RawSend(void* socket, const std::vector<std::byte>& header, size_t bytes, int64_t i,
+             BufferPool& pool) {
+  zmq_msg_t h;
+  zmq_msg_init_size(&h, header.size());
+  std::memcpy(zmq_msg_data(&h), header.data(), header.size());
+  if (zmq_msg_send(&h, socket, ZMQ_SNDMORE) < 0) std::abort();
   zmq_msg_t m;
   std::byte* data = pool.Get();
   std::memset(data, static_cast<int>(i & 0xFF), bytes);  // the producer's work
@@ -202,12 +223,16 @@ void RawSend(void* socket, size_t bytes, int64_t i, BufferPool& pool) {
   if (zmq_msg_send(&m, socket, 0) < 0) std::abort();
 }
 
+// Receives the two parts; returns the payload size.
 size_t RawReceive(void* socket) {
-  zmq_msg_t m;
-  zmq_msg_init(&m);
-  if (zmq_msg_recv(&m, socket, 0) < 0) std::abort();
-  size_t size = zmq_msg_size(&m);
-  zmq_msg_close(&m);
+  size_t size = 0;
+  for (int part = 0; part < 2; ++part) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, socket, 0) < 0) std::abort();
+    size = zmq_msg_size(&m);
+    zmq_msg_close(&m);
+  }
   return size;
 }
 
@@ -215,10 +240,12 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
   BufferPool pool(bytes);
-  const int64_t n = state.max_iterations;
+  const std::vector<std::byte> header = RawHeader(bytes);
+  const int64_t n = state.max_iterations + kWarmup;
   std::thread sender([&] {
-    for (int64_t i = 0; i < n; ++i) RawSend(link.b, bytes, i, pool);
+    for (int64_t i = 0; i < n; ++i) RawSend(link.b, header, bytes, i, pool);
   });
+  for (int64_t i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(RawReceive(link.a));
   for (auto _ : state) benchmark::DoNotOptimize(RawReceive(link.a));
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
@@ -228,17 +255,21 @@ void RawLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend);
   BufferPool pool(bytes);
+  const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
     for (int64_t i = 0; i < n; ++i) {
-      zmq_msg_t m;
-      zmq_msg_init(&m);
-      if (zmq_msg_recv(&m, link.b, 0) < 0 || zmq_msg_send(&m, link.b, 0) < 0) std::abort();
+      for (int part = 0; part < 2; ++part) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, link.b, 0) < 0) std::abort();
+        if (zmq_msg_send(&m, link.b, part == 0 ? ZMQ_SNDMORE : 0) < 0) std::abort();
+      }
     }
   });
   int64_t i = 0;
   for (auto _ : state) {
-    RawSend(link.a, bytes, i++, pool);
+    RawSend(link.a, header, bytes, i++, pool);
     benchmark::DoNotOptimize(RawReceive(link.a));
   }
   echo.join();
@@ -253,7 +284,23 @@ void Crc32cSpeed(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(Crc32c(data));
   state.SetBytesProcessed(state.iterations() * state.range(0));
 }
-BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(1 << 20)->Arg(16 << 20);
+BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20)->Arg(16 << 20);
+
+// The per-message header work Lockstep adds: encode on send, decode on receive.
+void HeaderEncodeDecode(benchmark::State& state) {
+  FrameHeader h;
+  h.message.step = 12345;
+  h.message.tensor_id = 7;
+  h.message.dtype = Dtype::kFp32;
+  h.message.shape = {1, 4096};
+  h.payload_length = 4 * 4096;
+  const std::string context = "link chip 3:7 <-> chip 12:7";
+  for (auto _ : state) {
+    std::vector<std::byte> bytes = EncodeFrameHeader(h);
+    benchmark::DoNotOptimize(DecodeFrameHeader(bytes, context, uint64_t{1} << 30));
+  }
+}
+BENCHMARK(HeaderEncodeDecode);
 
 // Registered backend by backend so raw and Lockstep figures sit next to each other.
 int Register() {
@@ -264,8 +311,11 @@ int Register() {
                                                RawThroughput, backend);
       auto* ours = benchmark::RegisterBenchmark(
           ("Throughput/lockstep/" + std::string(backend)).c_str(), LockstepThroughput, backend);
+      // A fixed count moving ~512 MiB (at least 64 messages): with a minimum time alone, a
+      // slow first 16 MiB transfer made Google Benchmark settle for one iteration.
+      const int64_t count = std::clamp<int64_t>((int64_t{512} << 20) / bytes, 64, 100'000);
       for (auto* b : {raw, ours}) {
-        b->Arg(bytes)->UseRealTime()->MinTime(0.3)->Unit(benchmark::kMicrosecond);
+        b->Arg(bytes)->UseRealTime()->Iterations(count)->Unit(benchmark::kMicrosecond);
       }
     }
     for (int64_t bytes : {int64_t{4} << 10, int64_t{64} << 10}) {

@@ -64,23 +64,29 @@ __attribute__((target("sse4.2"))) uint32_t HardwareRaw(const unsigned char* p, s
 // The crc32 instruction has a latency of 3 cycles but a throughput of 1 per cycle: three
 // independent streams over three stripes of a block run ~3x faster than one chain. The stripe
 // CRCs are then combined: process(s, A B) = Z(process(s, A)) ^ process(0, B), where Z feeds
-// kStripe zero bytes and is linear in the register, so it is a 4 x 256 table lookup.
+// `stripe` zero bytes and is linear in the register, so it is a 4 x 256 table lookup. Large
+// buffers use 4 KiB stripes (the combine is rare), the rest of them and small tensors (>= 768
+// bytes) 256-byte stripes, so a 4 KiB payload also runs three chains.
 constexpr size_t kStripe = 4096;
+constexpr size_t kSmallStripe = 256;
 
 struct ShiftTables {
   uint32_t t[4][256];
 };
 
-const ShiftTables& Shift() {
-  static const ShiftTables tables = [] {
-    ShiftTables st{};
-    static const unsigned char zeros[kStripe] = {};
-    for (int k = 0; k < 4; ++k) {
-      for (uint32_t b = 0; b < 256; ++b) st.t[k][b] = HardwareRaw(zeros, kStripe, b << (8 * k));
-    }
-    return st;
-  }();
-  return tables;
+ShiftTables MakeShift(size_t stripe) {
+  ShiftTables st{};
+  static const unsigned char zeros[kStripe] = {};
+  for (int k = 0; k < 4; ++k) {
+    for (uint32_t b = 0; b < 256; ++b) st.t[k][b] = HardwareRaw(zeros, stripe, b << (8 * k));
+  }
+  return st;
+}
+
+const ShiftTables& Shift(size_t stripe) {
+  static const ShiftTables large = MakeShift(kStripe);
+  static const ShiftTables small = MakeShift(kSmallStripe);
+  return stripe == kStripe ? large : small;
 }
 
 uint32_t ShiftStripe(const ShiftTables& st, uint32_t c) {
@@ -88,31 +94,37 @@ uint32_t ShiftStripe(const ShiftTables& st, uint32_t c) {
          st.t[3][c >> 24];
 }
 
-__attribute__((target("sse4.2"))) uint32_t HardwareRaw3(const unsigned char* p, size_t n,
-                                                        uint32_t c) {
-  if (n >= 3 * kStripe) {
-    const ShiftTables& st = Shift();
-    while (n >= 3 * kStripe) {
-      uint64_t c0 = c;
-      uint64_t c1 = 0;
-      uint64_t c2 = 0;
-      for (size_t i = 0; i < kStripe; i += 8) {
-        uint64_t v0;
-        uint64_t v1;
-        uint64_t v2;
-        std::memcpy(&v0, p + i, 8);
-        std::memcpy(&v1, p + kStripe + i, 8);
-        std::memcpy(&v2, p + 2 * kStripe + i, 8);
-        c0 = _mm_crc32_u64(c0, v0);
-        c1 = _mm_crc32_u64(c1, v1);
-        c2 = _mm_crc32_u64(c2, v2);
-      }
-      c = ShiftStripe(st, ShiftStripe(st, static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1)) ^
-          static_cast<uint32_t>(c2);
-      p += 3 * kStripe;
-      n -= 3 * kStripe;
+// Consumes whole blocks of three `stripe`-byte stripes from (p, n); returns the updated CRC.
+template <size_t stripe>
+__attribute__((target("sse4.2"))) uint32_t Blocks3(const unsigned char*& p, size_t& n, uint32_t c) {
+  if (n < 3 * stripe) return c;
+  const ShiftTables& st = Shift(stripe);
+  while (n >= 3 * stripe) {
+    uint64_t c0 = c;
+    uint64_t c1 = 0;
+    uint64_t c2 = 0;
+    for (size_t i = 0; i < stripe; i += 8) {
+      uint64_t v0;
+      uint64_t v1;
+      uint64_t v2;
+      std::memcpy(&v0, p + i, 8);
+      std::memcpy(&v1, p + stripe + i, 8);
+      std::memcpy(&v2, p + 2 * stripe + i, 8);
+      c0 = _mm_crc32_u64(c0, v0);
+      c1 = _mm_crc32_u64(c1, v1);
+      c2 = _mm_crc32_u64(c2, v2);
     }
+    c = ShiftStripe(st, ShiftStripe(st, static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1)) ^
+        static_cast<uint32_t>(c2);
+    p += 3 * stripe;
+    n -= 3 * stripe;
   }
+  return c;
+}
+
+uint32_t HardwareRaw3(const unsigned char* p, size_t n, uint32_t c) {
+  c = Blocks3<kStripe>(p, n, c);
+  c = Blocks3<kSmallStripe>(p, n, c);
   return HardwareRaw(p, n, c);
 }
 

@@ -44,8 +44,11 @@ TEST(Crc32c, ThreeStripePathAgreesWithPortableAroundBlockBoundaries) {
   std::mt19937 rng(11);
   std::vector<std::byte> buf(5 * 3 * 4096 + 64);
   for (auto& b : buf) b = std::byte(rng() & 0xFF);
-  for (size_t n : {size_t{3 * 4096 - 1}, size_t{3 * 4096}, size_t{3 * 4096 + 1},
-                   size_t{2 * 3 * 4096 + 7}, size_t{5 * 3 * 4096 + 3}}) {
+  // 4 KiB stripes for large buffers, 256-byte stripes for the rest and for small buffers.
+  for (size_t n :
+       {size_t{3 * 256 - 1}, size_t{3 * 256}, size_t{3 * 256 + 5}, size_t{4096},
+        size_t{2 * 3 * 256 + 9}, size_t{3 * 4096 - 1}, size_t{3 * 4096}, size_t{3 * 4096 + 1},
+        size_t{3 * 4096 + 3 * 256 + 1}, size_t{2 * 3 * 4096 + 7}, size_t{5 * 3 * 4096 + 3}}) {
     for (size_t offset : {0, 3}) {
       std::span<const std::byte> s(buf.data() + offset, n);
       ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << "length " << n << " offset " << offset;

@@ -95,6 +95,7 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
   }
   if (header.kind == FrameKind::kClose) {
     peer_closed_ = true;
+    AcknowledgeClose();
     throw Error(ErrorCode::kDisconnected, context() + ": peer " + ToString(remote_) +
                                               " closed the link after " +
                                               std::to_string(next_receive_sequence_) + " messages");
@@ -136,6 +137,27 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
   return out;
 }
 
+RawFrame Endpoint::CloseFrame() const {
+  FrameHeader header;
+  header.kind = FrameKind::kClose;
+  header.message.src = local_;
+  header.message.dst = remote_;
+  header.message.sequence = next_send_sequence_;
+  RawFrame frame;
+  frame.header = EncodeFrameHeader(header);
+  return frame;
+}
+
+void Endpoint::AcknowledgeClose() {
+  if (sent_close_) return;
+  sent_close_ = true;
+  try {
+    SendFrame(CloseFrame(), Millis(0));
+  } catch (const Error&) {
+    // Best effort: a peer that is already gone needs no answer.
+  }
+}
+
 void Endpoint::Close(Millis timeout) {
   if (closed_) return;
   closed_ = true;
@@ -158,18 +180,14 @@ void Endpoint::Close(Millis timeout) {
     return;
   }
   if (peer_closed_) {
-    Shutdown(timeout);
+    // The peer wants nothing more from this end: answer its marker and release at once.
+    AcknowledgeClose();
+    Shutdown(Millis(0));
     return;
   }
-  FrameHeader header;
-  header.kind = FrameKind::kClose;
-  header.message.src = local_;
-  header.message.dst = remote_;
-  header.message.sequence = next_send_sequence_;
-  RawFrame frame;
-  frame.header = EncodeFrameHeader(header);
+  sent_close_ = true;
   try {
-    SendFrame(std::move(frame), timeout);
+    SendFrame(CloseFrame(), timeout);
   } catch (const Error& e) {
     Shutdown(Millis(0));
     // A peer that already shut its end down has nothing left to receive; not a failure.

@@ -1,5 +1,8 @@
-// The ipc backend between two real processes: a forked child is chip 1, the test is chip 0.
+// The ipc and tcp backends between two real processes: a forked child is the peer chip.
+#include <signal.h>
 #include <sys/wait.h>
+
+#include <chrono>
 
 #include "test_util.h"
 
@@ -52,6 +55,58 @@ TEST(IpcAcrossProcesses, ForkedChildExchangesTensors) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   std::filesystem::remove_all(options.ipc_dir);
 }
+
+// A peer process that is killed (no end-of-stream marker) is reported as kDisconnected naming the
+// link and the peer, after the messages it sent before dying, and long before the receive timeout.
+class PeerKilled : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(PeerKilled, ReportsDisconnectedNamingThePeerWithoutWaitingForTheTimeout) {
+  const auto& [backend, parent_binds] = GetParam();
+  TransportOptions options = OptionsFor(backend);
+  LinkSpec link;
+  link.a = {3, 7};
+  link.b = {12, 7};
+  // The lower end (chip 3:7) binds.
+  const PortRef mine = parent_binds ? link.a : link.b;
+  const PortRef theirs = parent_binds ? link.b : link.a;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      auto t = CreateTransport(options);
+      auto e = t->Open(link, theirs, kWait);
+      for (int i = 0; i < 2; ++i) e->Send(Tensor(i, 1, 3000, i), kWait);
+      pause();  // until killed
+    } catch (const std::exception&) {
+    }
+    _exit(4);
+  }
+  auto t = CreateTransport(options);
+  auto e = t->Open(link, mine, kWait);
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(HasPattern(e->Receive(Want(i, 1), kWait).payload, i));
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  const Millis timeout{20000};
+  const auto start = std::chrono::steady_clock::now();
+  ExpectError([&] { e->Receive(Want(2, 1), timeout); }, ErrorCode::kDisconnected,
+              {LinkName(link), "expecting step 2",
+               "peer chip " + std::to_string(theirs.chip) + " disconnected"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, Millis(5000));
+  // The send side knows too (once the link direction has no room, or at once after a receive
+  // saw the loss).
+  ExpectError([&] { e->Send(Tensor(2, 1, 8, 0), timeout); }, ErrorCode::kDisconnected,
+              {LinkName(link), "disconnected"});
+  e->Close(kWait);
+  if (backend == "ipc") std::filesystem::remove_all(options.ipc_dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(IpcTcp, PeerKilled,
+                         ::testing::Combine(::testing::Values("ipc", "tcp"), ::testing::Bool()),
+                         [](const auto& p) {
+                           return std::get<0>(p.param) +
+                                  (std::get<1>(p.param) ? "_ParentBinds" : "_ParentConnects");
+                         });
 
 }  // namespace
 }  // namespace lockstep::transport

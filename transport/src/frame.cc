@@ -36,7 +36,11 @@ uint64_t ShapeBytes(const std::vector<int64_t>& shape, Dtype dtype, const std::s
 }
 
 std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
-  capnp::MallocMessageBuilder builder(64);
+  // Built in a zeroed stack segment and copied out once: no allocation but the result's. A
+  // header is ~20 words; kMaxShapeRank dimensions add 8.
+  capnp::word scratch[64];
+  std::memset(scratch, 0, sizeof scratch);
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch, 64));
   auto h = builder.initRoot<proto::FrameHeader>();
   const MessageHeader& m = header.message;
   h.setVersion(kWireVersion);
@@ -56,10 +60,20 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   h.setPayloadLength(header.payload_length);
   h.setPayloadCrc32c(header.payload_crc32c);
   h.setSendTimeNs(m.send_time_ns);
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-  auto bytes = words.asBytes();
-  std::vector<std::byte> out(bytes.size());
-  std::memcpy(out.data(), bytes.begin(), bytes.size());
+  // The flat single-segment layout messageToFlatArray writes: segment count - 1 (0), the
+  // segment's size in words, then the segment.
+  auto segments = builder.getSegmentsForOutput();
+  if (segments.size() != 1) {
+    kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+    auto bytes = words.asBytes();
+    return std::vector<std::byte>(reinterpret_cast<const std::byte*>(bytes.begin()),
+                                  reinterpret_cast<const std::byte*>(bytes.end()));
+  }
+  auto segment = segments[0].asBytes();
+  std::vector<std::byte> out(8 + segment.size());
+  const uint32_t table[2] = {0, static_cast<uint32_t>(segments[0].size())};
+  std::memcpy(out.data(), table, 8);
+  std::memcpy(out.data() + 8, segment.begin(), segment.size());
   return out;
 }
 

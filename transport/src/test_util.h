@@ -18,6 +18,7 @@ namespace lockstep::transport::testing {
 inline constexpr Millis kWait{5000};
 
 // A fresh ipc directory / tcp port range per test process, so parallel ctest runs do not meet.
+// Tests use chips 0..7 and ports 0..7 on tcp.
 inline TransportOptions OptionsFor(const std::string& backend) {
   TransportOptions o;
   o.backend = backend;
@@ -26,7 +27,11 @@ inline TransportOptions OptionsFor(const std::string& backend) {
     char dir[] = "/tmp/lstXXXXXX";
     o.ipc_dir = mkdtemp(dir);
   }
-  o.tcp_base_port = 30000 + static_cast<int>(getpid() % 1500) * 16;
+  // tcp: 64 ports per test process (chips < 8, ports < 8 in these tests), below Linux's
+  // ephemeral range (32768+) so that no outgoing connection holds one. ctest runs test processes
+  // with nearby pids side by side; overlapping ranges once made a bind fail.
+  o.tcp_ports_per_chip = 8;
+  o.tcp_base_port = 10000 + static_cast<int>(getpid() % 350) * 64;
   return o;
 }
 

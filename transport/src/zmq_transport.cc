@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -19,12 +20,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string ZmqError() { return zmq_strerror(zmq_errno()); }
-
-// Owns the ZeroMQ context; endpoints share it so it is terminated after the last socket closes.
-struct Context {
-  void* ctx = zmq_ctx_new();
-  ~Context() { zmq_ctx_term(ctx); }
-};
 
 // Keeps a received payload frame alive while the caller holds the Payload.
 class ZmqMsgOwner : public Payload::Owner {
@@ -43,31 +38,277 @@ void SetInt(void* socket, int option, int value, const std::string& what) {
   }
 }
 
+// Watches one socket's connection events (ipc, tcp) so that a peer process that vanishes is
+// reported as kDisconnected at once instead of as a receive timeout. ZeroMQ reconnects silently,
+// so its monitor is the only place a lost connection shows. A PAIR socket has at most one live
+// peer, but a stranger may still open a connection that fails its handshake (a wrong CURVE key,
+// a port scanner): such a connection emits HANDSHAKE_FAILED_* before its DISCONNECTED. Events of
+// one connection arrive in order, so counting failed handshakes tells those apart from the loss
+// of the peer whose handshake succeeded.
+class Monitor {
+ public:
+  Monitor(void* ctx, void* socket, const std::string& what) {
+    static std::atomic<uint64_t> next_id{0};
+    const std::string address = "inproc://lockstep-monitor-" + std::to_string(next_id++);
+    constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(socket, address.c_str(), kEvents) != 0) {
+      throw Error(ErrorCode::kInternal, what + ": zmq_socket_monitor: " + ZmqError());
+    }
+    socket_ = zmq_socket(ctx, ZMQ_PAIR);
+    const int zero = 0;
+    zmq_setsockopt(socket_, ZMQ_LINGER, &zero, sizeof zero);
+    if (socket_ == nullptr || zmq_connect(socket_, address.c_str()) != 0) {
+      std::string why = ZmqError();
+      zmq_socket_monitor(socket, nullptr, 0);
+      if (socket_ != nullptr) zmq_close(socket_);
+      throw Error(ErrorCode::kInternal, what + ": cannot connect the socket monitor: " + why);
+    }
+  }
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+  // The watched socket must stop its monitor (zmq_socket_monitor(s, nullptr, 0)) or be closed
+  // first.
+  ~Monitor() { zmq_close(socket_); }
+
+  void* socket() const { return socket_; }
+
+  // Called once the hello exchange is done: connections that came and went while the link was
+  // being set up (a connect that reached a listener being torn down) are forgotten; the count of
+  // live connections stays, so the peer's connection is the one watched from here on.
+  void Arm() {
+    PeerGone();
+    gone_ = false;
+    armed_ = true;
+  }
+
+  // Takes every queued event; returns true once the peer's established connection was lost
+  // after Arm.
+  bool PeerGone() {
+    while (!(gone_ && armed_)) {
+      zmq_msg_t event;
+      zmq_msg_init(&event);
+      if (zmq_msg_recv(&event, socket_, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&event);
+        break;
+      }
+      uint16_t id = 0;
+      if (zmq_msg_size(&event) >= 2) std::memcpy(&id, zmq_msg_data(&event), 2);
+      bool more = zmq_msg_more(&event) != 0;
+      zmq_msg_close(&event);
+      while (more) {  // the second frame names the endpoint address; not needed
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, socket_, 0) < 0) more = false;
+        more = more && zmq_msg_more(&part) != 0;
+        zmq_msg_close(&part);
+      }
+      switch (id) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+          ++live_;
+          break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+          ++failed_;
+          break;
+        case ZMQ_EVENT_DISCONNECTED:
+          if (failed_ > 0) {
+            --failed_;
+          } else if (live_ > 0 && --live_ == 0) {
+            gone_ = true;
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    return gone_ && armed_;
+  }
+
+ private:
+  void* socket_ = nullptr;
+  bool armed_ = false;
+  int live_ = 0;
+  int failed_ = 0;
+  bool gone_ = false;
+};
+
+// Owns the ZeroMQ context; endpoints share it so it is terminated after the last socket closes.
+//
+// It also owns the sockets of closed ipc/tcp endpoints until their peer has taken everything:
+// libzmq (4.3) drops the data still in the receiver's kernel buffer when the sender's connection
+// closes while the receiver's pipe is at its high-water mark (ipc reports the hang-up while input
+// is stopped, and the engine never reads the rest). ZMQ_LINGER does not help: it only waits for
+// the bytes to reach the kernel. So a closed endpoint's socket stays open here until the peer
+// answers the end-of-stream marker with its own (Endpoint does that as soon as it reads the
+// marker), disconnects, or the Close timeout passes. This thread is the only user of those
+// sockets once they are handed over.
+class Context {
+ public:
+  Context() : ctx(zmq_ctx_new()) {}
+  // Waits for the lingering sockets (each at most until its Close deadline).
+  ~Context() {
+    if (thread_.joinable()) thread_.join();
+    zmq_ctx_term(ctx);
+  }
+
+  // Takes `socket` (and its monitor) and closes it once the peer acknowledged the close, went
+  // away, or `deadline` passed.
+  void Linger(void* socket, std::unique_ptr<Monitor> monitor, Clock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    incoming_.push_back({socket, std::move(monitor), deadline});
+    if (!running_) {
+      // A previous thread that ran out of sockets has left its loop (it cleared running_ last).
+      if (thread_.joinable()) thread_.join();
+      running_ = true;
+      thread_ = std::thread([this] { Run(); });
+    }
+  }
+
+  void* const ctx;
+
+ private:
+  struct Lingering {
+    void* socket;
+    std::unique_ptr<Monitor> monitor;
+    Clock::time_point deadline;
+  };
+
+  static void CloseNow(Lingering& l) {
+    zmq_socket_monitor(l.socket, nullptr, 0);
+    const int zero = 0;
+    zmq_setsockopt(l.socket, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(l.socket);
+    l.monitor.reset();
+  }
+
+  // Reads and discards what the peer still sent; true once its end-of-stream marker came.
+  static bool PeerClosed(void* socket) {
+    for (;;) {
+      zmq_msg_t part;
+      zmq_msg_init(&part);
+      if (zmq_msg_recv(&part, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return false;
+      }
+      bool close = false;
+      size_t size = zmq_msg_size(&part);
+      if (size >= 16 && size <= kMaxHeaderBytes && size % 8 == 0) {
+        try {
+          std::span<const std::byte> bytes(static_cast<const std::byte*>(zmq_msg_data(&part)),
+                                           size);
+          close = DecodeFrameHeader(bytes, "", 0).kind == FrameKind::kClose;
+        } catch (const Error&) {
+          // a payload frame or garbage: discarded like everything after Close
+        }
+      }
+      zmq_msg_close(&part);
+      if (close) return true;
+    }
+  }
+
+  void Run() {
+    std::vector<Lingering> open;
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        for (auto& l : incoming_) open.push_back(std::move(l));
+        incoming_.clear();
+        if (open.empty()) {
+          running_ = false;  // the next Linger starts a new thread
+          return;
+        }
+      }
+      std::vector<zmq_pollitem_t> items;
+      for (const Lingering& l : open) {
+        items.push_back({l.socket, 0, ZMQ_POLLIN, 0});
+        items.push_back({l.monitor->socket(), 0, ZMQ_POLLIN, 0});
+      }
+      zmq_poll(items.data(), static_cast<int>(items.size()), 20);
+      const auto now = Clock::now();
+      std::vector<Lingering> still;
+      for (size_t i = 0; i < open.size(); ++i) {
+        Lingering& l = open[i];
+        bool done = now >= l.deadline;
+        if (!done && (items[2 * i].revents & ZMQ_POLLIN) != 0) done = PeerClosed(l.socket);
+        if (!done && (items[2 * i + 1].revents & ZMQ_POLLIN) != 0) done = l.monitor->PeerGone();
+        if (done) {
+          CloseNow(l);
+        } else {
+          still.push_back(std::move(l));
+        }
+      }
+      open = std::move(still);
+    }
+  }
+
+  std::mutex mu_;
+  std::vector<Lingering> incoming_;
+  bool running_ = false;
+  std::thread thread_;
+};
+
 class ZmqEndpoint : public Endpoint {
  public:
   ZmqEndpoint(std::shared_ptr<Context> context, void* socket, const LinkSpec& link, PortRef local,
-              uint64_t max_payload_bytes)
-      : Endpoint(link, local, max_payload_bytes), context_(std::move(context)), socket_(socket) {}
+              uint64_t max_payload_bytes, bool monitor)
+      : Endpoint(link, local, max_payload_bytes), context_(std::move(context)), socket_(socket) {
+    if (monitor) {
+      try {
+        monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
+      } catch (...) {
+        zmq_close(socket_);
+        throw;
+      }
+    }
+  }
 
   ~ZmqEndpoint() override { Shutdown(Millis(0)); }
 
   void* socket() const { return socket_; }
 
+  // From here on a lost connection is the peer vanishing (see Monitor::Arm).
+  void ArmMonitor() {
+    if (monitor_) monitor_->Arm();
+  }
+
   void SendFrame(RawFrame frame, Millis timeout) override {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
-    SetTimeout(ZMQ_SNDTIMEO, timeout, send_timeout_);
+    if (PeerGone()) throw Disconnected();
     zmq_msg_t header;
     zmq_msg_init_size(&header, frame.header.size());
     std::memcpy(zmq_msg_data(&header), frame.header.data(), frame.header.size());
-    if (zmq_msg_send(&header, socket_, ZMQ_SNDMORE) < 0) {
+    if (zmq_msg_send(&header, socket_, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
       int err = zmq_errno();
-      zmq_msg_close(&header);
-      if (err == EAGAIN) {
-        throw Error(ErrorCode::kUnavailable,
-                    name() + ": " + ToString(remote()) + " did not take the message within " +
-                        std::to_string(timeout.count()) + " ms (its buffer is full or it is down)");
+      // The link direction is full: wait for room, or for the peer to vanish.
+      auto deadline = Clock::now() + timeout;
+      while (err == EAGAIN || err == EINTR) {
+        auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+        short ready = Wait(ZMQ_POLLOUT, std::max(left, Millis(0)));
+        if (zmq_msg_send(&header, socket_, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+          err = 0;
+          break;
+        }
+        err = zmq_errno();
+        if ((ready & kMonitorReady) != 0 && PeerGone()) {
+          zmq_msg_close(&header);
+          throw Disconnected();
+        }
+        if (left.count() <= 0) break;
       }
-      throw Error(ErrorCode::kDisconnected, name() + ": send failed: " + zmq_strerror(err));
+      if (err != 0) {
+        zmq_msg_close(&header);
+        if (err == EAGAIN || err == EINTR) {
+          if (PeerGone()) throw Disconnected();
+          throw Error(ErrorCode::kUnavailable, name() + ": " + ToString(remote()) +
+                                                   " did not take the message within " +
+                                                   std::to_string(timeout.count()) +
+                                                   " ms (its buffer is full or it is down)");
+        }
+        throw Error(ErrorCode::kDisconnected, name() + ": send failed: " + zmq_strerror(err));
+      }
     }
     zmq_msg_t payload;
     size_t size = frame.payload.size();
@@ -95,17 +336,32 @@ class ZmqEndpoint : public Endpoint {
     RawFrame frame;
     zmq_msg_t header;
     zmq_msg_init(&header);
-    // Take a queued message without a poll system call; wait only when there is none.
+    // Take a queued message without a poll system call; wait only when there is none. Messages
+    // that arrived before the peer vanished are delivered first: the loss is reported only when
+    // nothing is left to read.
     if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) < 0) {
-      zmq_pollitem_t item{socket_, 0, ZMQ_POLLIN, 0};
-      int n = zmq_poll(&item, 1, static_cast<long>(timeout.count()));
-      if (n < 0) {
-        zmq_msg_close(&header);
-        throw Error(ErrorCode::kDisconnected, name() + ": poll failed: " + ZmqError());
-      }
-      if (n == 0 || zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&header);
-        return std::nullopt;
+      // Wait as raw ZeroMQ does (a blocking receive, no poll set to build), in slices of at most
+      // kMonitorSlice when there is a monitor to look at in between.
+      auto deadline = Clock::now() + timeout;
+      for (;;) {
+        auto left =
+            std::max(std::chrono::duration_cast<Millis>(deadline - Clock::now()), Millis(0));
+        SetTimeout(ZMQ_RCVTIMEO, monitor_ ? std::min(left, kMonitorSlice) : left, receive_timeout_);
+        if (zmq_msg_recv(&header, socket_, 0) >= 0) break;
+        if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
+          std::string why = ZmqError();
+          zmq_msg_close(&header);
+          throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + why);
+        }
+        if (PeerGone()) {
+          if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) >= 0) break;
+          zmq_msg_close(&header);
+          throw Disconnected();
+        }
+        if (left.count() == 0) {
+          zmq_msg_close(&header);
+          return std::nullopt;
+        }
       }
     }
     auto* h = static_cast<const std::byte*>(zmq_msg_data(&header));
@@ -134,19 +390,54 @@ class ZmqEndpoint : public Endpoint {
 
   void Shutdown(Millis timeout) override {
     if (socket_ == nullptr) return;
+    if (monitor_ && timeout.count() > 0 && !monitor_->PeerGone()) {
+      // ipc/tcp: stays open until the peer took everything (see Context).
+      context_->Linger(socket_, std::move(monitor_), Clock::now() + timeout);
+      socket_ = nullptr;
+      return;
+    }
+    if (monitor_) zmq_socket_monitor(socket_, nullptr, 0);
     int linger = static_cast<int>(timeout.count());
     zmq_setsockopt(socket_, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(socket_);
     socket_ = nullptr;
+    monitor_.reset();
   }
 
  private:
+  static constexpr short kMonitorReady = 0x100;
+  // How long a blocked receive goes without looking at the monitor: the delay before a vanished
+  // peer is reported.
+  static constexpr Millis kMonitorSlice{50};
+
   void SetTimeout(int option, Millis timeout, int& current) {
     int ms = static_cast<int>(timeout.count());
     if (ms != current) {
       SetInt(socket_, option, ms, name());
       current = ms;
     }
+  }
+
+  // Polls the socket for `events` and the monitor (if any) for news, up to `timeout`. Returns the
+  // socket's ready events, plus kMonitorReady when the monitor has something to read.
+  short Wait(short events, Millis timeout) {
+    zmq_pollitem_t items[2] = {{socket_, 0, events, 0},
+                               {monitor_ ? monitor_->socket() : nullptr, 0, ZMQ_POLLIN, 0}};
+    int n = zmq_poll(items, monitor_ ? 2 : 1, static_cast<long>(timeout.count()));
+    if (n < 0) {
+      if (zmq_errno() == EINTR) return 0;
+      throw Error(ErrorCode::kDisconnected, name() + ": poll failed: " + ZmqError());
+    }
+    short ready = items[0].revents;
+    if (monitor_ && (items[1].revents & ZMQ_POLLIN) != 0) ready |= kMonitorReady;
+    return ready;
+  }
+
+  bool PeerGone() { return monitor_ && monitor_->PeerGone(); }
+
+  Error Disconnected() const {
+    return Error(ErrorCode::kDisconnected,
+                 name() + ": peer chip " + std::to_string(remote().chip) + " disconnected");
   }
 
   // Receives and discards one extra part; returns whether more follow.
@@ -161,7 +452,8 @@ class ZmqEndpoint : public Endpoint {
 
   std::shared_ptr<Context> context_;
   void* socket_;
-  int send_timeout_ = -2;
+  std::unique_ptr<Monitor> monitor_;
+  int receive_timeout_ = -2;
 };
 
 // Answers ZeroMQ's authentication requests (ZAP, RFC 27) for CURVE server sockets: accepts a
@@ -256,6 +548,13 @@ class ZmqTransport : public Transport {
   std::vector<std::unique_ptr<Endpoint>> OpenChip(uint32_t chip, const std::vector<LinkSpec>& links,
                                                   Millis connect_timeout) override {
     const TransportOptions& opt = options();
+    // Every address is checked before the first socket opens, so a bad port rule or ipc path
+    // fails the whole call cleanly.
+    for (const LinkSpec& link : links) {
+      PortRef local = LocalEnd(link, chip);
+      PortRef remote = local == link.a ? link.b : link.a;
+      Address(link, std::min(local, remote));
+    }
     std::vector<std::unique_ptr<ZmqEndpoint>> endpoints;
     std::vector<bool> binds;
     for (const LinkSpec& link : links) {
@@ -266,8 +565,9 @@ class ZmqTransport : public Transport {
       if (socket == nullptr) {
         throw Error(ErrorCode::kInternal, LinkName(link) + ": zmq_socket: " + ZmqError());
       }
-      endpoints.push_back(
-          std::make_unique<ZmqEndpoint>(context_, socket, link, local, opt.max_payload_bytes));
+      endpoints.push_back(std::make_unique<ZmqEndpoint>(context_, socket, link, local,
+                                                        opt.max_payload_bytes,
+                                                        /*monitor=*/opt.backend != "inproc"));
       binds.push_back(bind);
       Configure(socket, link, remote, bind);
       std::string address = Address(link, bind ? local : remote);
@@ -279,6 +579,7 @@ class ZmqTransport : public Transport {
       }
     }
     Handshake(endpoints, binds, connect_timeout);
+    for (auto& e : endpoints) e->ArmMonitor();
     std::vector<std::unique_ptr<Endpoint>> out;
     for (auto& e : endpoints) out.push_back(std::move(e));
     return out;
@@ -330,6 +631,45 @@ class ZmqTransport : public Transport {
     }
   }
 
+  // The tcp port the binding end `binder` of `link` listens on (transport.h: tcp_ports, else
+  // tcp_base_port + chip * tcp_ports_per_chip + port); InvalidInput when it is not a valid port.
+  int64_t TcpPort(const LinkSpec& link, PortRef binder) const {
+    const TransportOptions& opt = options();
+    auto listed = opt.tcp_ports.find(binder);
+    if (listed != opt.tcp_ports.end()) {
+      if (listed->second < 1 || listed->second > 65535) {
+        throw InvalidInput(LinkName(link) + ": tcp_ports[" + ToString(binder) + "] is " +
+                           std::to_string(listed->second) + " (valid: 1..65535)");
+      }
+      return listed->second;
+    }
+    const int64_t per_chip = opt.tcp_ports_per_chip;
+    if (per_chip < 1 || opt.tcp_base_port < 1 || opt.tcp_base_port > 65535) {
+      throw InvalidInput("transport options: tcp_base_port " + std::to_string(opt.tcp_base_port) +
+                         " and tcp_ports_per_chip " + std::to_string(per_chip) +
+                         " (valid: a port 1..65535 and at least 1)");
+    }
+    const std::string unlisted = " and " + ToString(binder) + " is not listed in tcp_ports";
+    if (binder.port >= per_chip) {
+      throw InvalidInput(LinkName(link) + ": tcp port rule tcp_base_port + chip * " +
+                         std::to_string(per_chip) + " + port needs port < " +
+                         std::to_string(per_chip) + ", not " + std::to_string(binder.port) +
+                         unlisted + " (raise tcp_ports_per_chip or list the end in tcp_ports)");
+    }
+    const int64_t port = int64_t{opt.tcp_base_port} + int64_t{binder.chip} * per_chip + binder.port;
+    if (port > 65535) {
+      const int64_t last_chip = (65535 - opt.tcp_base_port - (per_chip - 1)) / per_chip;
+      throw InvalidInput(
+          LinkName(link) + ": tcp port of " + ToString(binder) + " would be " +
+          std::to_string(opt.tcp_base_port) + " + " + std::to_string(binder.chip) + " * " +
+          std::to_string(per_chip) + " + " + std::to_string(binder.port) + " = " +
+          std::to_string(port) + " (> 65535)" + unlisted + "; the rule fits chips 0.." +
+          std::to_string(std::max<int64_t>(last_chip, -1)) + ": set tcp_ports[" + ToString(binder) +
+          "] to a free port of its host, or lower tcp_base_port / tcp_ports_per_chip");
+    }
+    return port;
+  }
+
   // The address the binding end `binder` of `link` listens on.
   std::string Address(const LinkSpec& link, PortRef binder) {
     const TransportOptions& opt = options();
@@ -347,16 +687,7 @@ class ZmqTransport : public Transport {
       }
       return "ipc://" + path;
     }
-    if (binder.port >= 16) {
-      throw InvalidInput(LinkName(link) + ": tcp backend supports ports 0..15, not " +
-                         std::to_string(binder.port));
-    }
-    int64_t port = int64_t{opt.tcp_base_port} + int64_t{binder.chip} * 16 + binder.port;
-    if (opt.tcp_base_port <= 0 || port > 65535) {
-      throw InvalidInput(LinkName(link) + ": tcp port " + std::to_string(port) +
-                         " out of range (tcp_base_port " + std::to_string(opt.tcp_base_port) +
-                         " + chip * 16 + port must be <= 65535)");
-    }
+    const int64_t port = TcpPort(link, binder);
     auto host = opt.tcp_hosts.find(binder.chip);
     return "tcp://" + (host == opt.tcp_hosts.end() ? std::string("127.0.0.1") : host->second) +
            ":" + std::to_string(port);

@@ -70,9 +70,11 @@ class Endpoint {
   Message Receive(const Expect& expect, Millis timeout);
 
   // Sends the end-of-stream marker and releases the link; messages sent before are still
-  // delivered (waits up to `timeout` for them to leave). Frames from the peer not received yet
-  // are discarded; no marker is sent to a peer that already closed. Idempotent. Destroying an
-  // endpoint without Close releases it at once, dropping whatever is still queued.
+  // delivered: Close does not block on the peer, but the ZeroMQ ipc/tcp backends keep the socket
+  // open in the background until the peer has read up to the marker (it answers with its own
+  // marker, which Receive and Close send as soon as they meet the peer's), disconnects, or
+  // `timeout` passes. Frames from the peer not received yet are discarded. Idempotent.
+  // Destroying an endpoint without Close releases it at once, dropping whatever is still queued.
   void Close(Millis timeout);
 
   // Largest payload this endpoint sends or accepts.
@@ -102,8 +104,13 @@ class Endpoint {
   uint64_t max_payload_bytes_;
   uint64_t next_send_sequence_ = 0;
   uint64_t next_receive_sequence_ = 0;
+  RawFrame CloseFrame() const;
+  // Answers the peer's end-of-stream marker with ours (once; best effort, never blocks).
+  void AcknowledgeClose();
+
   bool closed_ = false;
   bool peer_closed_ = false;
+  bool sent_close_ = false;
 };
 
 }  // namespace lockstep::transport

@@ -14,8 +14,15 @@
 // throws naming the first peer that did not ("link chip 3:7 <-> chip 12:7: peer chip 12 did not
 // connect within 5000 ms").
 //
+// A ZeroMQ ipc/tcp peer whose connection drops (its process was killed, its host went away) is
+// reported by Receive and Send as kDisconnected "link chip 3:7 <-> chip 12:7: ... peer chip 12
+// disconnected" within ~50 ms, after every message that arrived before; inproc peers are threads
+// of this process and close their ends instead.
+//
 // Thread-safety: OpenChip may be called concurrently from several threads (one per chip, which
-// is how the sim and inproc backends are used). A Transport must outlive its endpoints.
+// is how the sim and inproc backends are used). A Transport must outlive its endpoints. The last
+// of a ZeroMQ transport and its endpoints to go waits for endpoints closed with a timeout whose
+// peer has not yet read up to the end-of-stream marker, at most until that timeout.
 #pragma once
 
 #include <cstdint>
@@ -53,8 +60,17 @@ struct TransportOptions {
   // tcp: IP address of each chip (the binding end listens on it, the other end connects to it);
   // chips not listed are on 127.0.0.1.
   std::map<uint32_t, std::string> tcp_hosts;
-  // tcp: the binding end of a link listens on tcp_base_port + chip * 16 + port (ports < 16).
+  // tcp: the port the binding end of a link (its lower (chip, port) end) listens on, and the
+  // other end connects to. The rule is tcp_base_port + chip * tcp_ports_per_chip + port, which
+  // needs port < tcp_ports_per_chip and a result <= 65535: with the defaults (27000, 16) chips
+  // 0..2407 fit. Larger systems (up to 10,440 chips) list the port of each binding end in
+  // `tcp_ports`, which takes precedence over the rule; only the ends of the links a process
+  // opens need to be there, so a per-host map of a few dozen entries is enough. OpenChip checks
+  // every link's port before it opens a socket and names the chip end, the port that would
+  // overflow and these options.
   int tcp_base_port = 27000;
+  int tcp_ports_per_chip = 16;
+  std::map<PortRef, int> tcp_ports;
   CurveOptions curve;
   // Receives warnings (e.g. a refused peer); empty: dropped. Called from a backend thread.
   std::function<void(std::string_view)> log;
