@@ -135,6 +135,12 @@ int32_t ProgramSlots(const schedule::ChipProgram& program);
 // Transport::OpenChip must open for the chip.
 std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program);
 
+// The most messages one step moves over one link direction. A chip runs its program in order
+// and may trail its peers within a step, so each endpoint's queue must hold a step's messages
+// (twice that if chips may start the next step before every peer finished this one), or a
+// sender can block on a receiver that waits for the sender: TransportOptions::queue_capacity.
+int64_t MaxMessagesPerLinkDirection(const schedule::GlobalSchedule& schedule);
+
 // The reservation tables of the link directions that end at `chip`.
 std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
                                                 topology::ChipId chip);
