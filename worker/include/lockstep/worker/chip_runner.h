@@ -54,9 +54,10 @@ struct ChipSetup {
   // Its place in the plan; stage -1: a chip that only forwards (no shard needed).
   int stage = 0;
   int rank = 0;
-  schedule::ChipProgram
-      program;                // from Compile(plan, spec, topo, {.tokens = 1, .sequences = slots})
-  model::ShardWeights shard;  // ExtractShard(weights, spec, stages, stage, rank)
+  // Compile(plan, spec, topo, {.tokens = 1, .sequences = slots}).programs[i].
+  schedule::ChipProgram program;
+  // ExtractShard(weights, spec, StagesFromPlan(plan), stage, rank), or ShardFromBytes.
+  model::ShardWeights shard;
   // The chips of its stage's TP group in rank order (plan.stages[stage].chips): a collective
   // message's sender rank tells which slice of which partial it carries. Empty for stage -1.
   std::vector<topology::ChipId> group;
