@@ -13,6 +13,7 @@
 #include "lockstep/model/safetensors.h"
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
+#include "run_distributed.h"
 
 namespace lockstep::cli {
 namespace {
@@ -40,6 +41,7 @@ std::vector<int32_t> ParseTokens(const std::string& text) {
 }
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
+  if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
   po::options_description opts("options");
   std::string config, weights_path, prompt_text, dump;
   uint64_t seed = 0, sample_seed = 0;
