@@ -1,0 +1,1 @@
+#include "lockstep/model/stage_shard.h"
