@@ -1,1 +1,437 @@
 #include "lockstep/model/stage_shard.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "lockstep/common/error.h"
+#include "lockstep/model/kernels.h"
+#include "lockstep/model/reference.h"
+#include "ops.h"
+
+namespace lockstep::model {
+namespace {
+
+using partition::ModelSpec;
+
+std::vector<float> Rows(const std::vector<float>& m, int64_t cols, int64_t begin, int64_t count) {
+  if (m.empty()) return {};
+  return {m.begin() + begin * cols, m.begin() + (begin + count) * cols};
+}
+
+std::vector<float> Columns(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t begin,
+                           int64_t count) {
+  std::vector<float> out(static_cast<size_t>(rows * count));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(m.begin() + r * cols + begin, count, out.begin() + r * count);
+  }
+  return out;
+}
+
+const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+// The canonical tree over chunks [begin, end) of one output: a node inside one rank's chunk
+// range is that rank's own subtree; above that the ranks' subtrees combine in the same tree.
+float CombineNode(std::span<const Partial> by_rank, size_t row_out, int64_t begin, int64_t end) {
+  for (const Partial& p : by_rank) {
+    if (p.first_chunk <= begin && end <= p.first_chunk + p.chunks) {
+      const float* v = p.values.data() + row_out * static_cast<size_t>(p.chunks) +
+                       static_cast<size_t>(begin - p.first_chunk);
+      return TreeSum({v, static_cast<size_t>(end - begin)});
+    }
+  }
+  if (end - begin <= 1) {
+    throw Error(ErrorCode::kInternal,
+                "row-parallel combine: no rank holds contraction chunk " + std::to_string(begin));
+  }
+  int64_t m = 1;
+  while (m * 2 < end - begin) m *= 2;
+  return CombineNode(by_rank, row_out, begin, begin + m) +
+         CombineNode(by_rank, row_out, begin + m, end);
+}
+
+int64_t VocabBegin(int64_t vocab, int tp, int rank) { return vocab * rank / tp; }
+
+}  // namespace
+
+int64_t ReductionChunks(int64_t n) { return (n + kReductionChunk - 1) / kReductionChunk; }
+
+std::vector<StageUnits> StagesFromPlan(const partition::Plan& plan) {
+  std::vector<StageUnits> out;
+  for (const partition::StagePlan& s : plan.stages) {
+    out.push_back({s.has_embedding, s.first_layer, s.end_layer, s.has_head, s.tp});
+  }
+  return out;
+}
+
+std::vector<StageUnits> StagesFromLayout(const ModelLayout& layout) {
+  std::vector<StageUnits> out;
+  for (size_t i = 0; i < layout.stages.size(); ++i) {
+    const StageLayout& s = layout.stages[i];
+    out.push_back({i == 0, s.first_layer, s.end_layer, i + 1 == layout.stages.size(),
+                   static_cast<int>(s.tp)});
+  }
+  return out;
+}
+
+void ValidateStages(const ModelSpec& spec, const std::vector<StageUnits>& stages) {
+  if (spec.is_moe()) throw InvalidInput("sharded execution supports dense models only for now");
+  if (stages.empty()) throw InvalidInput("the pipeline has no stages");
+  int64_t next = 0;
+  int embeddings = 0, heads = 0;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const StageUnits& s = stages[i];
+    const std::string where = "pipeline stage " + std::to_string(i);
+    if (s.embedding && (i != 0 || embeddings++ > 0)) {
+      throw InvalidInput(where + " holds the embedding; only stage 0 may");
+    }
+    if (i == 0 && !s.embedding) throw InvalidInput(where + " must hold the embedding");
+    if (s.head && i + 1 != stages.size()) {
+      throw InvalidInput(where + " holds the LM head; only the last stage may");
+    }
+    heads += s.head ? 1 : 0;
+    if (s.first_layer != next || s.end_layer < s.first_layer) {
+      throw InvalidInput(where + ": layers [" + std::to_string(s.first_layer) + ", " +
+                         std::to_string(s.end_layer) + ") do not continue at layer " +
+                         std::to_string(next));
+    }
+    if (s.end_layer == s.first_layer && !s.embedding && !s.head) {
+      throw InvalidInput(where + " holds no units");
+    }
+    next = s.end_layer;
+    if (s.tp < 1 || spec.num_kv_heads % s.tp != 0 || s.tp > spec.vocab_size) {
+      throw InvalidInput(where + ": tensor-parallel degree " + std::to_string(s.tp) +
+                         " must be >= 1 and divide num_key_value_heads " +
+                         std::to_string(spec.num_kv_heads));
+    }
+    if (s.tp > 1 && s.end_layer > s.first_layer &&
+        ((spec.q_width() / s.tp) % kReductionChunk != 0 || spec.intermediate_size % s.tp != 0 ||
+         (spec.intermediate_size / s.tp) % kReductionChunk != 0)) {
+      throw InvalidInput(where + ": degree " + std::to_string(s.tp) + " splits the query width " +
+                         std::to_string(spec.q_width()) + " and intermediate size " +
+                         std::to_string(spec.intermediate_size) +
+                         " into slices that are not multiples of 64 elements, so the row-parallel "
+                         "reductions could not follow the canonical order");
+    }
+  }
+  if (heads != 1) throw InvalidInput("the last pipeline stage must hold the LM head");
+  if (next != spec.num_layers) {
+    throw InvalidInput("the pipeline covers " + std::to_string(next) + " layers, the model has " +
+                       std::to_string(spec.num_layers));
+  }
+}
+
+int64_t ShardWeights::bytes() const {
+  size_t n = embed.size() + final_norm.size() + head.size();
+  for (const ShardLayer& l : layers) {
+    for (const std::vector<float>* v :
+         {&l.input_norm, &l.post_norm, &l.q, &l.k, &l.v, &l.q_bias, &l.k_bias, &l.v_bias, &l.o,
+          &l.o_bias, &l.gate, &l.up, &l.gate_bias, &l.up_bias, &l.down, &l.down_bias}) {
+      n += v->size();
+    }
+  }
+  return static_cast<int64_t>(n * sizeof(float));
+}
+
+ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
+                          const std::vector<StageUnits>& stages, int stage, int rank) {
+  ValidateStages(spec, stages);
+  CheckLlamaWeights(weights, spec);
+  if (stage < 0 || stage >= static_cast<int>(stages.size())) {
+    throw InvalidInput("shard: stage " + std::to_string(stage) + " is outside the pipeline's " +
+                       std::to_string(stages.size()) + " stages");
+  }
+  const StageUnits& units = stages[static_cast<size_t>(stage)];
+  if (rank < 0 || rank >= units.tp) {
+    throw InvalidInput("shard: rank " + std::to_string(rank) + " is outside stage " +
+                       std::to_string(stage) + "'s tensor-parallel degree " +
+                       std::to_string(units.tp));
+  }
+  const ModelSpec& s = spec;
+  const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;
+  const int tp = units.tp;
+  ShardWeights out;
+  out.stage = stage;
+  out.rank = rank;
+  out.units = units;
+  out.vocab_begin = VocabBegin(s.vocab_size, tp, rank);
+  out.vocab_count = VocabBegin(s.vocab_size, tp, rank + 1) - out.vocab_begin;
+  if (units.embedding) out.embed = Rows(weights.embed, h, out.vocab_begin, out.vocab_count);
+  for (int64_t layer = units.first_layer; layer < units.end_layer; ++layer) {
+    const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
+    ShardLayer ls;
+    ls.input_norm = w.input_norm;
+    ls.post_norm = w.post_norm;
+    ls.kv_heads = s.num_kv_heads / tp;
+    ls.kv_head_begin = rank * ls.kv_heads;
+    ls.q_heads = ls.kv_heads * group;
+    ls.q_head_begin = rank * ls.q_heads;
+    const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
+    ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
+    ls.k = Rows(w.k, h, ls.kv_head_begin * hd, kvw);
+    ls.v = Rows(w.v, h, ls.kv_head_begin * hd, kvw);
+    ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
+    ls.k_bias = Rows(w.k_bias, 1, ls.kv_head_begin * hd, kvw);
+    ls.v_bias = Rows(w.v_bias, 1, ls.kv_head_begin * hd, kvw);
+    ls.o = Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw);
+    ls.o_bias = w.o_bias;
+    ls.f_count = s.intermediate_size / tp;
+    ls.f_begin = rank * ls.f_count;
+    ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
+    ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
+    ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
+    ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
+    ls.down = Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count);
+    ls.down_bias = w.down_bias;
+    out.layers.push_back(std::move(ls));
+  }
+  if (units.head) {
+    out.final_norm = weights.final_norm;
+    out.head = Rows(weights.head(), h, out.vocab_begin, out.vocab_count);
+  }
+  return out;
+}
+
+Partial Partial::Slice(int64_t begin, int64_t count) const {
+  if (begin < out_begin || count < 0 || begin + count > out_begin + out_count) {
+    throw Error(ErrorCode::kInternal, "partial: outputs [" + std::to_string(begin) + ", " +
+                                          std::to_string(begin + count) + ") are not inside [" +
+                                          std::to_string(out_begin) + ", " +
+                                          std::to_string(out_begin + out_count) + ")");
+  }
+  Partial p = *this;
+  p.out_begin = begin;
+  p.out_count = count;
+  p.values.resize(static_cast<size_t>(rows * count * chunks));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(values.begin() + ((r * out_count) + (begin - out_begin)) * chunks, count * chunks,
+                p.values.begin() + r * count * chunks);
+  }
+  return p;
+}
+
+void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, int64_t begin,
+                        int64_t end, const std::vector<float>& bias, float* out) {
+  if (by_rank.empty()) throw Error(ErrorCode::kInternal, "row-parallel combine: no partials");
+  const int64_t rows = by_rank.front().rows;
+  std::vector<Partial> local;  // each rank's partials cut to [begin, end)
+  for (const Partial& p : by_rank) {
+    if (p.rows != rows) throw Error(ErrorCode::kInternal, "row-parallel combine: rows differ");
+    local.push_back(
+        p.out_begin == begin && p.out_count == end - begin ? p : p.Slice(begin, end - begin));
+  }
+  const int64_t n = end - begin;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < n; ++o) {
+      const auto at = static_cast<size_t>(r * n + o);
+      out[at] = CombineNode(local, at, 0, total_chunks);
+      if (!bias.empty()) out[at] += bias[static_cast<size_t>(begin + o)];
+    }
+  }
+}
+
+void CombineEmbedding(std::span<const Partial> by_rank, std::span<const int32_t> tokens,
+                      int64_t vocab, int64_t begin, int64_t end, float* out) {
+  const int tp = static_cast<int>(by_rank.size());
+  const int64_t n = end - begin;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    int owner = 0;
+    while (owner + 1 < tp && tokens[i] >= VocabBegin(vocab, tp, owner + 1)) ++owner;
+    const Partial& p = by_rank[static_cast<size_t>(owner)];
+    if (begin < p.out_begin || end > p.out_begin + p.out_count ||
+        static_cast<int64_t>(i) >= p.rows) {
+      throw Error(ErrorCode::kInternal, "embedding combine: rank " + std::to_string(owner) +
+                                            " sent outputs that do not cover the segment");
+    }
+    std::copy_n(p.values.begin() + static_cast<int64_t>(i) * p.out_count + (begin - p.out_begin), n,
+                out + static_cast<int64_t>(i) * n);
+  }
+}
+
+StageShard::StageShard(ModelSpec spec, ShardWeights weights)
+    : spec_(std::move(spec)), weights_(std::move(weights)) {
+  if (spec_.head_dim % 2 != 0) throw InvalidInput("rotate-half RoPE needs an even head_dim");
+  if (static_cast<int64_t>(weights_.layers.size()) !=
+      weights_.units.end_layer - weights_.units.first_layer) {
+    throw InvalidInput("shard of stage " + std::to_string(weights_.stage) + " rank " +
+                       std::to_string(weights_.rank) + " holds " +
+                       std::to_string(weights_.layers.size()) + " layers, its stage has " +
+                       std::to_string(weights_.units.end_layer - weights_.units.first_layer));
+  }
+  inv_freq_ = RopeInverseFrequencies(spec_);
+}
+
+void StageShard::ResetSlot(int32_t slot) {
+  if (slot < 0) throw InvalidInput("slot " + std::to_string(slot) + " is negative");
+  if (static_cast<size_t>(slot) >= caches_.size()) caches_.resize(static_cast<size_t>(slot) + 1);
+  caches_[static_cast<size_t>(slot)] = Cache{};
+}
+
+Partial StageShard::Embed(std::span<const int32_t> tokens) const {
+  const int64_t h = spec_.hidden_size;
+  Partial p;
+  p.kind = PartialKind::kEmbedding;
+  p.rows = static_cast<int64_t>(tokens.size());
+  p.out_count = h;
+  p.chunks = 1;
+  p.first_chunk = weights_.rank;
+  p.values.assign(static_cast<size_t>(p.rows * h), 0.0f);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    if (t < 0 || t >= spec_.vocab_size) {
+      throw InvalidInput("token " + std::to_string(t) + " is outside the vocabulary [0, " +
+                         std::to_string(spec_.vocab_size) + ")");
+    }
+    if (t >= weights_.vocab_begin && t < weights_.vocab_begin + weights_.vocab_count) {
+      std::copy_n(weights_.embed.begin() + (t - weights_.vocab_begin) * h, h,
+                  p.values.begin() + static_cast<int64_t>(i) * h);
+    }
+  }
+  return p;
+}
+
+Partial StageShard::AttentionPartials(int64_t layer, const float* x,
+                                      std::span<const RowGroup> groups) {
+  const ModelSpec& s = spec_;
+  const ShardLayer& ls =
+      weights_.layers.at(static_cast<size_t>(layer - weights_.units.first_layer));
+  const int64_t h = s.hidden_size, hd = s.head_dim, half = hd / 2;
+  const int64_t group = s.num_heads / s.num_kv_heads;
+  const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
+  const auto eps = static_cast<float>(s.rms_norm_eps);
+  const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const size_t li = static_cast<size_t>(layer - weights_.units.first_layer);
+  const size_t layers = weights_.layers.size();
+
+  int64_t rows = 0, max_context = 0;
+  for (const RowGroup& g : groups) {
+    if (g.slot < 0) throw InvalidInput("slot " + std::to_string(g.slot) + " is negative");
+    if (static_cast<size_t>(g.slot) >= caches_.size()) {
+      caches_.resize(static_cast<size_t>(g.slot) + 1);
+    }
+    Cache& c = caches_[static_cast<size_t>(g.slot)];
+    if (c.keys.empty()) {
+      c.keys.resize(layers);
+      c.values.resize(layers);
+    }
+    // The first layer of the stage appends; the others must see the same positions.
+    const int64_t filled = static_cast<int64_t>(c.keys[li].size()) / std::max<int64_t>(kvw, 1);
+    if (g.position != filled) {
+      throw InvalidInput("slot " + std::to_string(g.slot) + " layer " + std::to_string(layer) +
+                         ": new tokens at position " + std::to_string(g.position) +
+                         " but its KV cache holds " + std::to_string(filled) + " positions");
+    }
+    rows += g.count;
+    max_context = std::max(max_context, g.position + g.count);
+  }
+
+  std::vector<float> xn(static_cast<size_t>(rows * h));
+  for (int64_t r = 0; r < rows; ++r) {
+    ops::RmsNorm(x + r * h, ls.input_norm.data(), h, eps, &xn[static_cast<size_t>(r * h)]);
+  }
+  std::vector<float> q(static_cast<size_t>(rows * qw)), k(static_cast<size_t>(rows * kvw)),
+      v(k.size()), attn(q.size());
+  MatMulTransposed(xn.data(), rows, ls.q.data(), qw, h, OrNull(ls.q_bias), q.data());
+  MatMulTransposed(xn.data(), rows, ls.k.data(), kvw, h, OrNull(ls.k_bias), k.data());
+  MatMulTransposed(xn.data(), rows, ls.v.data(), kvw, h, OrNull(ls.v_bias), v.data());
+  std::vector<float> cos(static_cast<size_t>(half)), sin(cos.size());
+  std::vector<float> scores(static_cast<size_t>(std::max<int64_t>(max_context, 1)));
+  std::vector<float> scratch(static_cast<size_t>(ScratchForWeightedSum(max_context, hd)));
+  int64_t r = 0;
+  for (const RowGroup& g : groups) {
+    Cache& c = caches_[static_cast<size_t>(g.slot)];
+    std::vector<float>& keys = c.keys[li];
+    std::vector<float>& values = c.values[li];
+    keys.resize(static_cast<size_t>((g.position + g.count) * kvw));
+    values.resize(keys.size());
+    for (int64_t i = 0; i < g.count; ++i) {
+      const int64_t pos = g.position + i, row = r + i;
+      ops::RopeTable(pos, inv_freq_, cos.data(), sin.data());
+      for (int64_t j = 0; j < ls.q_heads; ++j) {
+        ops::ApplyRope(&q[static_cast<size_t>(row * qw + j * hd)], cos.data(), sin.data(), half);
+      }
+      for (int64_t j = 0; j < ls.kv_heads; ++j) {
+        ops::ApplyRope(&k[static_cast<size_t>(row * kvw + j * hd)], cos.data(), sin.data(), half);
+      }
+      std::copy_n(&k[static_cast<size_t>(row * kvw)], kvw, &keys[static_cast<size_t>(pos * kvw)]);
+      std::copy_n(&v[static_cast<size_t>(row * kvw)], kvw, &values[static_cast<size_t>(pos * kvw)]);
+    }
+    for (int64_t i = 0; i < g.count; ++i) {
+      const int64_t pos = g.position + i, row = r + i;
+      for (int64_t j = 0; j < ls.q_heads; ++j) {
+        const int64_t kv_off = (j / group) * hd;
+        ops::AttendHead(&q[static_cast<size_t>(row * qw + j * hd)], keys.data() + kv_off,
+                        values.data() + kv_off, kvw, pos, s.sliding_window, hd, scale,
+                        scores.data(), scratch, &attn[static_cast<size_t>(row * qw + j * hd)]);
+      }
+    }
+    r += g.count;
+  }
+  Partial p;
+  p.kind = PartialKind::kRowParallel;
+  p.rows = rows;
+  p.out_count = h;
+  p.chunks = ReductionChunks(qw);
+  p.first_chunk = ls.q_head_begin * hd / kReductionChunk;
+  p.values.resize(static_cast<size_t>(rows * h * p.chunks));
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int64_t o = 0; o < h; ++o) {
+      ChunkPartials(&attn[static_cast<size_t>(row * qw)], ls.o.data() + o * qw, qw,
+                    {p.values.data() + (row * h + o) * p.chunks, static_cast<size_t>(p.chunks)});
+    }
+  }
+  return p;
+}
+
+Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) const {
+  const ModelSpec& s = spec_;
+  const ShardLayer& ls =
+      weights_.layers.at(static_cast<size_t>(layer - weights_.units.first_layer));
+  const int64_t h = s.hidden_size;
+  const auto eps = static_cast<float>(s.rms_norm_eps);
+  std::vector<float> xn(static_cast<size_t>(rows * h));
+  for (int64_t r = 0; r < rows; ++r) {
+    ops::RmsNorm(x + r * h, ls.post_norm.data(), h, eps, &xn[static_cast<size_t>(r * h)]);
+  }
+  std::vector<float> gate(static_cast<size_t>(rows * ls.f_count)), up(gate.size());
+  MatMulTransposed(xn.data(), rows, ls.gate.data(), ls.f_count, h, OrNull(ls.gate_bias),
+                   gate.data());
+  MatMulTransposed(xn.data(), rows, ls.up.data(), ls.f_count, h, OrNull(ls.up_bias), up.data());
+  for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
+  Partial p;
+  p.kind = PartialKind::kRowParallel;
+  p.rows = rows;
+  p.out_count = h;
+  p.chunks = ReductionChunks(ls.f_count);
+  p.first_chunk = ls.f_begin / kReductionChunk;
+  p.values.resize(static_cast<size_t>(rows * h * p.chunks));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < h; ++o) {
+      ChunkPartials(&gate[static_cast<size_t>(r * ls.f_count)], ls.down.data() + o * ls.f_count,
+                    ls.f_count,
+                    {p.values.data() + (r * h + o) * p.chunks, static_cast<size_t>(p.chunks)});
+    }
+  }
+  return p;
+}
+
+std::vector<float> StageShard::HeadLogits(const float* x, int64_t n) const {
+  const int64_t h = spec_.hidden_size;
+  const auto eps = static_cast<float>(spec_.rms_norm_eps);
+  std::vector<float> last(static_cast<size_t>(h));
+  std::vector<float> out(static_cast<size_t>(n * weights_.vocab_count));
+  for (int64_t i = 0; i < n; ++i) {
+    ops::RmsNorm(x + i * h, weights_.final_norm.data(), h, eps, last.data());
+    MatMulTransposed(last.data(), 1, weights_.head.data(), weights_.vocab_count, h, nullptr,
+                     &out[static_cast<size_t>(i * weights_.vocab_count)]);
+  }
+  return out;
+}
+
+const std::vector<float>& StageShard::RowParallelBias(int64_t layer, bool mlp) const {
+  const ShardLayer& ls =
+      weights_.layers.at(static_cast<size_t>(layer - weights_.units.first_layer));
+  return mlp ? ls.down_bias : ls.o_bias;
+}
+
+}  // namespace lockstep::model

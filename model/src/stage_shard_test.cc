@@ -1,0 +1,252 @@
+#include "lockstep/model/stage_shard.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+
+#include "lockstep/common/error.h"
+#include "lockstep/model/reference.h"
+#include "test_models.h"
+
+namespace lockstep::model {
+namespace {
+
+using partition::ModelSpec;
+
+// Wide enough for TP 8 (as sharded_test.cc): query width 512, intermediate 512, 4 layers,
+// vocab 200 (splits unevenly).
+ModelSpec Shardable() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "shardable", "model_type": "qwen2",
+    "hidden_size": 96, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 4,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+                                   "shardable");
+}
+
+LlamaWeights Weights(const ModelSpec& spec) {
+  LlamaWeights w = GenerateLlamaWeights(spec, 5);
+  for (LayerWeights& l : w.layers) {
+    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      for (float& x : *m) x *= 5.0f;  // sharper than an init, so every term matters
+    }
+  }
+  return w;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Every shard of every stage, run phase by phase; the collectives combine in memory, either whole
+// on every rank or segment by segment (reduce-scatter then all-gather) as a link transport would.
+class Pipeline {
+ public:
+  Pipeline(const ModelSpec& spec, const LlamaWeights& w, std::vector<StageUnits> stages,
+           bool segmented)
+      : spec_(spec), stages_(std::move(stages)), segmented_(segmented) {
+    for (size_t s = 0; s < stages_.size(); ++s) {
+      std::vector<StageShard> ranks;
+      for (int r = 0; r < stages_[s].tp; ++r) {
+        ranks.emplace_back(spec, ExtractShard(w, spec, stages_, static_cast<int>(s), r));
+      }
+      shards_.push_back(std::move(ranks));
+    }
+  }
+
+  // One step: each group's tokens at the slot's next positions; the logits of each group's last
+  // row.
+  std::vector<std::vector<float>> Step(
+      const std::vector<std::pair<int32_t, std::vector<int32_t>>>& work) {
+    const int64_t h = spec_.hidden_size;
+    std::vector<RowGroup> groups;
+    std::vector<int32_t> tokens;
+    for (const auto& [slot, t] : work) {
+      groups.push_back({slot, length_[slot], static_cast<int64_t>(t.size())});
+      length_[slot] += static_cast<int64_t>(t.size());
+      tokens.insert(tokens.end(), t.begin(), t.end());
+    }
+    const auto rows = static_cast<int64_t>(tokens.size());
+    std::vector<float> x(static_cast<size_t>(rows * h));
+    for (size_t s = 0; s < stages_.size(); ++s) {
+      std::vector<StageShard>& ranks = shards_[s];
+      const StageUnits& u = stages_[s];
+      if (u.embedding) {
+        std::vector<Partial> parts;
+        for (StageShard& sh : ranks) parts.push_back(sh.Embed(tokens));
+        Collect(
+            parts,
+            [&](int64_t b, int64_t e, float* out) {
+              CombineEmbedding(parts, tokens, spec_.vocab_size, b, e, out);
+            },
+            rows, x, false);
+      }
+      for (int64_t layer = u.first_layer; layer < u.end_layer; ++layer) {
+        for (bool mlp : {false, true}) {
+          std::vector<Partial> parts;
+          for (StageShard& sh : ranks) {
+            parts.push_back(mlp ? sh.MlpPartials(layer, x.data(), rows)
+                                : sh.AttentionPartials(layer, x.data(), groups));
+          }
+          const int64_t total = ReductionChunks(mlp ? spec_.intermediate_size : spec_.q_width());
+          const std::vector<float>& bias = ranks[0].RowParallelBias(layer, mlp);
+          Collect(
+              parts,
+              [&](int64_t b, int64_t e, float* out) {
+                CombineRowParallel(parts, total, b, e, bias, out);
+              },
+              rows, x, true);
+        }
+      }
+      if (u.head) {
+        std::vector<std::vector<float>> logits;
+        std::vector<float> last;
+        int64_t end = 0;
+        for (const RowGroup& g : groups) {
+          end += g.count;
+          last.insert(last.end(), x.begin() + (end - 1) * h, x.begin() + end * h);
+        }
+        std::vector<std::vector<float>> slices;
+        for (StageShard& sh : ranks) {
+          slices.push_back(sh.HeadLogits(last.data(), static_cast<int64_t>(groups.size())));
+        }
+        for (size_t g = 0; g < groups.size(); ++g) {
+          std::vector<float> row;
+          for (size_t r = 0; r < ranks.size(); ++r) {
+            const int64_t n = ranks[r].weights().vocab_count;
+            row.insert(row.end(), slices[r].begin() + static_cast<int64_t>(g) * n,
+                       slices[r].begin() + static_cast<int64_t>(g + 1) * n);
+          }
+          logits.push_back(std::move(row));
+        }
+        return logits;
+      }
+    }
+    return {};
+  }
+
+ private:
+  template <typename Combine>
+  void Collect(const std::vector<Partial>& parts, Combine combine, int64_t rows,
+               std::vector<float>& x, bool residual) {
+    const int64_t h = spec_.hidden_size;
+    std::vector<float> y(x.size());
+    const auto tp = static_cast<int64_t>(parts.size());
+    if (!segmented_) {
+      combine(0, h, y.data());
+    } else {
+      // Segment j of the hidden dimension is combined from slices of every rank's partials.
+      for (int64_t j = 0; j < tp; ++j) {
+        const int64_t b = h * j / tp, e = h * (j + 1) / tp;
+        std::vector<float> seg(static_cast<size_t>(rows * (e - b)));
+        combine(b, e, seg.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          std::copy_n(seg.begin() + r * (e - b), e - b, y.begin() + r * h + b);
+        }
+      }
+    }
+    for (size_t i = 0; i < x.size(); ++i) x[i] = residual ? x[i] + y[i] : y[i];
+  }
+
+  ModelSpec spec_;
+  std::vector<StageUnits> stages_;
+  bool segmented_;
+  std::vector<std::vector<StageShard>> shards_;
+  std::map<int32_t, int64_t> length_;
+};
+
+std::vector<std::vector<StageUnits>> Splits() {
+  std::vector<std::vector<StageUnits>> out;
+  for (int tp : {1, 2, 4, 8}) {
+    for (int64_t stages : {2, 3}) {
+      out.push_back(StagesFromLayout(ModelLayout::Uniform(4, stages, tp)));
+    }
+  }
+  // Embedding-only and head-only stages (as a plan may make), mixed degrees.
+  out.push_back({{true, 0, 0, false, 2},
+                 {false, 0, 3, false, 8},
+                 {false, 3, 4, false, 1},
+                 {false, 4, 4, true, 4}});
+  return out;
+}
+
+// Batch 4 (prompts of different lengths, then decode) and batch 1 (sequence 0 alone) through
+// every split: every logit row equals the reference's bit for bit.
+TEST(StageShard, PhasesMatchReferenceForEverySplit) {
+  const ModelSpec spec = Shardable();
+  const LlamaWeights weights = Weights(spec);
+  const ReferenceModel reference(spec, weights);
+  const std::vector<std::vector<int32_t>> prompts = {{3, 1, 4, 1, 5}, {9, 2, 6}, {199}, {0, 7}};
+  auto decode = [](int step, size_t i) {
+    return std::vector<int32_t>{static_cast<int32_t>((step * 31 + i * 17) % 200)};
+  };
+  std::vector<std::vector<std::vector<float>>> want;  // [step][sequence]
+  {
+    std::vector<KvCache> caches;
+    for (size_t i = 0; i < 4; ++i) caches.push_back(reference.NewCache(16));
+    for (int step = 0; step < 3; ++step) {
+      std::vector<SequenceStep> batch;
+      for (size_t i = 0; i < 4; ++i) {
+        batch.push_back({&caches[i], step == 0 ? prompts[i] : decode(step, i)});
+      }
+      want.push_back(reference.Forward(batch));
+    }
+  }
+  for (const std::vector<StageUnits>& stages : Splits()) {
+    for (bool segmented : {false, true}) {
+      Pipeline batched(spec, weights, stages, segmented);
+      Pipeline alone(spec, weights, stages, segmented);
+      for (int step = 0; step < 3; ++step) {
+        std::vector<std::pair<int32_t, std::vector<int32_t>>> work;
+        for (size_t i = 0; i < 4; ++i) {
+          // Slots out of order: a row group's place in the batch must not matter.
+          work.emplace_back(static_cast<int32_t>(3 - i), step == 0 ? prompts[i] : decode(step, i));
+        }
+        const auto got = batched.Step(work);
+        ASSERT_EQ(got.size(), 4u);
+        for (size_t i = 0; i < 4; ++i) {
+          EXPECT_TRUE(SameBits(got[i], want[static_cast<size_t>(step)][i]))
+              << "stages " << stages.size() << " tp " << stages[1].tp << " step " << step
+              << " sequence " << i << (segmented ? " segmented" : "");
+        }
+        const auto one = alone.Step({{5, step == 0 ? prompts[0] : decode(step, 0)}});
+        EXPECT_TRUE(SameBits(one.at(0), want[static_cast<size_t>(step)][0]));
+      }
+    }
+  }
+}
+
+TEST(StageShard, ShardHoldsOnlyItsSlices) {
+  const ModelSpec spec = Shardable();
+  const LlamaWeights weights = Weights(spec);
+  const auto stages = StagesFromLayout(ModelLayout::Uniform(4, 2, 4));
+  const ShardWeights s = ExtractShard(weights, spec, stages, 1, 2);
+  EXPECT_TRUE(s.embed.empty());
+  EXPECT_EQ(s.layers.size(), 2u);
+  EXPECT_EQ(s.vocab_begin, 100);
+  EXPECT_EQ(s.vocab_count, 50);
+  EXPECT_EQ(s.head.size(), 50u * 96u);
+  EXPECT_EQ(s.layers[0].q.size(), 4u * 32u * 96u);  // 4 query heads of 16
+  EXPECT_EQ(s.layers[0].down.size(), 96u * 128u);
+  // Far less than the whole model: a quarter of the layers' matrices of half the layers.
+  const ShardWeights whole =
+      ExtractShard(weights, spec, StagesFromLayout(ModelLayout::Uniform(4, 1, 1)), 0, 0);
+  EXPECT_LT(s.bytes() * 6, whole.bytes());
+}
+
+TEST(StageShard, RejectsBadStagesAndPositions) {
+  const ModelSpec spec = Shardable();
+  const LlamaWeights weights = Weights(spec);
+  EXPECT_THROW(ValidateStages(spec, {{true, 0, 3, false, 1}, {false, 3, 4, false, 1}}), Error);
+  EXPECT_THROW(ValidateStages(spec, {{true, 0, 4, true, 3}}), Error);
+  EXPECT_THROW(ExtractShard(weights, spec, {{true, 0, 4, true, 2}}, 0, 2), Error);
+  StageShard shard(spec, ExtractShard(weights, spec, {{true, 0, 4, true, 1}}, 0, 0));
+  std::vector<float> x(static_cast<size_t>(spec.hidden_size), 0.5f);
+  const RowGroup skip{0, 3, 1};  // the cache holds nothing yet
+  EXPECT_THROW(shard.AttentionPartials(0, x.data(), {&skip, 1}), Error);
+  const std::vector<int32_t> bad = {200};
+  EXPECT_THROW(shard.Embed(bad), Error);
+}
+
+}  // namespace
+}  // namespace lockstep::model
