@@ -248,5 +248,53 @@ TEST(StageShard, RejectsBadStagesAndPositions) {
   EXPECT_THROW(shard.Embed(bad), Error);
 }
 
+// A shard survives the trip through a safetensors buffer exactly, and a buffer that does not
+// belong to the model is refused naming the tensor.
+TEST(StageShard, BytesRoundTrip) {
+  const ModelSpec spec = Shardable();
+  const LlamaWeights weights = Weights(spec);
+  const std::vector<StageUnits> stages = {{true, 0, 1, false, 2}, {false, 1, 4, true, 4}};
+  for (int stage = 0; stage < 2; ++stage) {
+    for (int rank = 0; rank < stages[static_cast<size_t>(stage)].tp; ++rank) {
+      const ShardWeights s = ExtractShard(weights, spec, stages, stage, rank);
+      const std::vector<std::byte> bytes = ShardToBytes(s, spec);
+      const ShardWeights back = ShardFromBytes(bytes, spec);
+      EXPECT_EQ(back.stage, stage);
+      EXPECT_EQ(back.rank, rank);
+      EXPECT_EQ(back.vocab_begin, s.vocab_begin);
+      EXPECT_TRUE(SameBits(back.embed, s.embed));
+      EXPECT_TRUE(SameBits(back.head, s.head));
+      EXPECT_TRUE(SameBits(back.final_norm, s.final_norm));
+      ASSERT_EQ(back.layers.size(), s.layers.size());
+      for (size_t l = 0; l < s.layers.size(); ++l) {
+        EXPECT_TRUE(SameBits(back.layers[l].q, s.layers[l].q));
+        EXPECT_TRUE(SameBits(back.layers[l].k_bias, s.layers[l].k_bias));
+        EXPECT_TRUE(SameBits(back.layers[l].o, s.layers[l].o));
+        EXPECT_TRUE(SameBits(back.layers[l].down, s.layers[l].down));
+        EXPECT_TRUE(SameBits(back.layers[l].post_norm, s.layers[l].post_norm));
+        EXPECT_EQ(back.layers[l].f_begin, s.layers[l].f_begin);
+      }
+      EXPECT_EQ(back.bytes(), s.bytes());
+    }
+  }
+  // Another model (no biases, other widths) does not take this buffer.
+  const ModelSpec other =
+      partition::ParseModelSpec(R"({"_name_or_path": "other", "model_type": "llama",
+    "hidden_size": 96, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 4,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 300,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+                                "other");
+  const std::vector<std::byte> bytes =
+      ShardToBytes(ExtractShard(weights, spec, stages, 1, 1), spec);
+  try {
+    ShardFromBytes(bytes, other);
+    FAIL() << "a shard of another model was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head.weight"), std::string::npos) << e.what();
+  }
+  std::vector<std::byte> cut(bytes.begin(), bytes.begin() + 100);
+  EXPECT_THROW(ShardFromBytes(cut, spec), Error);
+}
+
 }  // namespace
 }  // namespace lockstep::model

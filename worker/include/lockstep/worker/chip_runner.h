@@ -18,13 +18,18 @@
 //     rank's partials; all-gather: the segments are assembled), and the gather after sampling
 //     brings every rank's logits slice to rank 0, which samples.
 //   * Send / Recv / Forward move real fp32 tensors over the endpoints in the order the program
-//     says; every message is stamped with the schedule id, step = the instruction's index in the
-//     program and tensor id = its planned message id, and a Recv expects exactly that, so a wrong
-//     or missing message is an Error naming the chip, link and step. Shapes follow the step's
-//     rows (the cost model's planned bytes are not the real sizes); an idle slot's tensors have
-//     zero rows.
-//   * The token transfer from the last stage to the first carries the sampled token ([1] int32,
-//     -1 for an idle slot); the next step's tokens come from the Step, not from that message.
+//     says; every message is stamped with the schedule id, step = Step::index and tensor id =
+//     the hop's planned message id (msg / in_msg, unique in the schedule), and a Recv expects
+//     exactly that, so a wrong or missing message is an Error naming the chip, the instruction
+//     (schedule::DescribeStep), the link and the step. Shapes follow the step's rows (the cost
+//     model's planned bytes are not the real sizes); an idle slot's tensors have zero rows.
+//   * Collectives run as the compiler lays them out for a fully connected group (direct
+//     reduce-scatter then all-gather; segment j of the hidden dimension = [h*j/t, h*(j+1)/t) is
+//     combined by rank j from every rank's partials). A ring all-reduce (a TP group spanning
+//     nodes) is refused at construction for now.
+//   * The token transfer from the last stage to the first carries the sampled token (an int32 as
+//     4 int8 bytes, -1 for an idle slot); the next step's tokens come from the Step, not from that
+//     message.
 // Several sequences' instructions interleave in program order; each slot has its own state.
 //
 // Thread-safety: one thread drives a ChipRunner (RunStep, Close). It owns its endpoints.
@@ -38,6 +43,7 @@
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/schedule/schedule.h"
+#include "lockstep/topology/topology.h"
 #include "lockstep/transport/endpoint.h"
 
 namespace lockstep::worker {
@@ -51,7 +57,15 @@ struct ChipSetup {
   schedule::ChipProgram
       program;                // from Compile(plan, spec, topo, {.tokens = 1, .sequences = slots})
   model::ShardWeights shard;  // ExtractShard(weights, spec, stages, stage, rank)
-  uint64_t schedule_id = 0;   // stamped on every frame; the receiver checks it
+  // The chips of its stage's TP group in rank order (plan.stages[stage].chips): a collective
+  // message's sender rank tells which slice of which partial it carries. Empty for stage -1.
+  std::vector<topology::ChipId> group;
+  // The schedule's reservation tables of the link directions into this chip
+  // (IncomingTables(schedule, chip)): the order messages arrive on each link. A Forward sits in
+  // program order at its outgoing start, after messages that arrive later on its incoming link,
+  // so the runner receives in this order and holds early messages until their instruction.
+  std::vector<schedule::LinkTable> incoming;
+  uint64_t schedule_id = 0;  // stamped on every frame; the receiver checks it
   // How long a Send or Recv may wait before the run is declared broken (kUnavailable).
   transport::Millis timeout{30000};
 };
@@ -87,9 +101,10 @@ struct SlotResult {
 
 class ChipRunner {
  public:
-  // `endpoints` are the chip's ends of every link its program uses (any order; matched by link
-  // ends). Throws Error (kInvalidInput) naming the chip for a program that uses a link without an
-  // endpoint, a shard of another stage or rank, or a program this runner cannot execute.
+  // `endpoints[i]` is the chip's end of ProgramLinks(setup.program)[i] (what Transport::OpenChip
+  // returns for those links, in that order). Throws Error (kInvalidInput) naming the chip for a
+  // program that uses a link without an endpoint, a shard of another stage or rank, or a program
+  // this runner cannot execute.
   ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::Endpoint>> endpoints);
   ~ChipRunner();
   ChipRunner(const ChipRunner&) = delete;
@@ -119,5 +134,13 @@ int32_t ProgramSlots(const schedule::ChipProgram& program);
 // The links a program uses (its Send/Forward/Recv links), ascending, without duplicates — what
 // Transport::OpenChip must open for the chip.
 std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program);
+
+// The reservation tables of the link directions that end at `chip`.
+std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
+                                                topology::ChipId chip);
+
+// The transport's view of those links (ends, latency, bandwidth), in the same order.
+std::vector<transport::LinkSpec> LinkSpecs(const topology::Topology& topo,
+                                           const std::vector<topology::LinkId>& links);
 
 }  // namespace lockstep::worker

@@ -1,0 +1,97 @@
+// The runtime's decode speed (issue #7): LocalCluster over the inproc transport (every chip a
+// thread, real ZeroMQ inproc links) on the 205M-parameter Llama of model_bench (hidden 1024,
+// intermediate 2816, 16 layers, 16 heads, vocab 32000, fp32), for 1, 2 and 4 chips, beside the
+// single-process reference in the same run. One request: an 8-token prompt, then 32 tokens,
+// all bit-identical to the reference; tokens/s counts the 32 generated tokens over the wall
+// time of the whole request (the prefill included).
+//
+//   build/bench/runtime_bench
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <vector>
+
+#include "lockstep/model/reference.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/generators.h"
+#include "lockstep/worker/local_cluster.h"
+
+namespace lockstep::worker {
+namespace {
+
+constexpr int64_t kNew = 32;
+
+partition::ModelSpec Llama205M() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "llama-205m", "model_type": "llama",
+      "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 16,
+      "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 32000,
+      "rms_norm_eps": 1e-5, "max_position_embeddings": 2048})",
+                                   "bench");
+}
+
+const model::LlamaWeights& Weights() {
+  static const auto* w = new model::LlamaWeights(model::GenerateLlamaWeights(Llama205M(), 1));
+  return *w;
+}
+
+Request OneRequest() {
+  Request r;
+  r.id = 1;
+  r.prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+  r.max_new = kNew;
+  return r;
+}
+
+void BM_Reference205M(benchmark::State& state) {
+  const partition::ModelSpec spec = Llama205M();
+  const model::ReferenceModel model(spec, Weights());
+  const Request r = OneRequest();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(model::Generate(model, r.prompt, r.max_new, r.sampling));
+  }
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations() * kNew),
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Reference205M)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+
+// Args: TP degree, pipeline stages (chips = tp x stages).
+void BM_LocalClusterInproc205M(benchmark::State& state) {
+  const partition::ModelSpec spec = Llama205M();
+  const int tp = static_cast<int>(state.range(0));
+  const int stages = static_cast<int>(state.range(1));
+  // The bench measures this host, not the chip: give the simulated chips room for the fp32 model.
+  topology::ChipSpec chip = topology::LpuV1();
+  chip.sram_bytes *= 16;
+  const topology::Topology topo = topology::GenerateNode(chip);
+  partition::PlanOptions po;
+  po.workload.context = 64;
+  const int64_t units = spec.num_layers + 2;
+  for (int s = 0; s < stages; ++s) {
+    po.layout.push_back({units * (s + 1) / stages - units * s / stages, tp});
+  }
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  LocalClusterOptions options;
+  options.transport = "inproc";
+  options.slots = 1;
+  LocalCluster cluster(plan, spec, topo, Weights(), options);
+  const std::vector<Request> requests = {OneRequest()};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(cluster.Generate(requests));
+  }
+  state.counters["chips"] = tp * stages;
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations() * kNew),
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_LocalClusterInproc205M)
+    ->ArgNames({"tp", "pp"})
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({1, 2})
+    ->Args({4, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
+
+}  // namespace
+}  // namespace lockstep::worker

@@ -1,0 +1,609 @@
+#include "lockstep/worker/chip_runner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+
+#include "lockstep/common/error.h"
+
+namespace lockstep::worker {
+namespace {
+
+using partition::OpKind;
+using schedule::InstrKind;
+using schedule::Instruction;
+using schedule::Tag;
+
+// Keeps a float vector alive as a transport payload (no copy on send).
+class FloatOwner : public transport::Payload::Owner {
+ public:
+  explicit FloatOwner(std::vector<float> v) : v_(std::move(v)) {}
+  std::byte* data() { return reinterpret_cast<std::byte*>(v_.data()); }
+
+ private:
+  std::vector<float> v_;
+};
+
+transport::Payload ToPayload(std::vector<float> v) {
+  const size_t bytes = v.size() * sizeof(float);
+  auto owner = std::make_unique<FloatOwner>(std::move(v));
+  std::byte* data = owner->data();
+  return transport::Payload(data, bytes, std::move(owner));
+}
+
+std::vector<float> ToFloats(const transport::Payload& p) {
+  std::vector<float> v(p.size() / sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), p.bytes().data(), v.size() * sizeof(float));
+  return v;
+}
+
+int64_t Elements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+enum class Collective { kNone, kEmbedding, kAttention, kMlp };
+
+// One all-reduce of one slot: this rank's partial, every rank's slice of this rank's segment
+// (reduce-scatter), the combined segments (all-gather) and the assembled result. Messages of a
+// collective may come before this rank computes its own partial (its compute unit was busy
+// with another slot), and its own all-gather sends may go after its all-gather Reduce (its
+// links were busy), so each collective keeps its own state for the whole step.
+struct CollectiveState {
+  std::optional<model::Partial> mine;
+  std::map<int, model::Partial> parts;  // rank -> slice of my segment
+  std::map<int, std::vector<float>> segments;
+  std::vector<float> result;  // [rows, hidden] once the all-gather is reduced
+};
+
+// A collective is named by its layer (-1: the embedding) and its ordinal in the layer
+// (0: after the o projection, 1: after the MLP).
+using CollectiveKey = std::pair<int64_t, int>;
+
+// One slot's state during one step.
+struct SlotState {
+  const SlotWork* work = nullptr;  // null: idle this step
+  int64_t rows = 0;
+  std::vector<float> x;  // the residual stream [rows, hidden]
+  std::map<CollectiveKey, CollectiveState> collectives;
+  // How many collective instructions of each (layer, tag, kind) this step has run: which
+  // collective of the layer the next one belongs to.
+  std::map<std::tuple<int64_t, Tag, InstrKind>, int> seen;
+  // Head.
+  std::vector<float> logits_slice;
+  std::map<int, std::vector<float>> slices;  // rank -> logits slice (gather on rank 0)
+  std::optional<SlotResult> result;
+};
+
+}  // namespace
+
+struct ChipRunner::Impl {
+  ChipSetup setup;
+  std::vector<std::unique_ptr<transport::Endpoint>> endpoints;
+  std::map<topology::LinkId, transport::Endpoint*> by_link;
+  std::map<topology::ChipId, int> rank_of;  // group chip -> rank
+  std::optional<model::StageShard> shard;
+  int32_t slots = 0;
+  int tp = 1;
+  int64_t hidden = 0;
+  bool closed = false;
+
+  std::pair<int64_t, int64_t> Segment(int j) const {
+    return {hidden * j / tp, hidden * (j + 1) / tp};
+  }
+
+  [[noreturn]] void Fail(const Instruction& in, size_t index, int64_t step,
+                         const std::string& what) const {
+    throw Error(ErrorCode::kInternal, "chip " + std::to_string(setup.program.chip) + " step " +
+                                          std::to_string(step) + " instruction " +
+                                          std::to_string(index) + " (" +
+                                          schedule::DescribeStep(in) + "): " + what);
+  }
+
+  transport::Endpoint& Link(topology::LinkId link) {
+    return *by_link.at(link);  // checked at construction
+  }
+
+  void Send(const Instruction& in, int64_t step, Dtype dtype, std::vector<int64_t> shape,
+            transport::Payload payload) {
+    transport::Message m;
+    m.header.schedule_id = setup.schedule_id;
+    m.header.step = step;
+    m.header.tensor_id = static_cast<uint64_t>(in.msg);
+    m.header.token_index = in.sequence;
+    m.header.dtype = dtype;
+    m.header.shape = std::move(shape);
+    m.header.send_time_ns = in.start_ns;
+    m.payload = std::move(payload);
+    Link(in.link).Send(std::move(m), setup.timeout);
+  }
+
+  void SendFloats(const Instruction& in, int64_t step, std::vector<int64_t> shape,
+                  std::vector<float> v) {
+    Send(in, step, Dtype::kFp32, std::move(shape), ToPayload(std::move(v)));
+  }
+
+  // Arrival order per incoming link (from setup.incoming), where the step's reading is, and
+  // messages that arrived before their instruction.
+  std::map<topology::LinkId, std::vector<int64_t>> arrival_order;
+  std::map<topology::LinkId, size_t> next_arrival;
+  std::map<std::pair<topology::LinkId, int64_t>, transport::Message> early;
+
+  transport::Message ReceiveNow(topology::LinkId link, int64_t msg, int64_t step) {
+    return Link(link).Receive({setup.schedule_id, step, static_cast<uint64_t>(msg), -1},
+                              setup.timeout);
+  }
+
+  transport::Message Receive(const Instruction& in, int64_t step) {
+    auto held = early.find({in.in_link, in.in_msg});
+    if (held != early.end()) {
+      transport::Message m = std::move(held->second);
+      early.erase(held);
+      return m;
+    }
+    auto order = arrival_order.find(in.in_link);
+    if (order == arrival_order.end()) return ReceiveNow(in.in_link, in.in_msg, step);
+    size_t& next = next_arrival[in.in_link];
+    while (next < order->second.size()) {
+      const int64_t msg = order->second[next++];
+      transport::Message m = ReceiveNow(in.in_link, msg, step);
+      if (msg == in.in_msg) return m;
+      early.emplace(std::make_pair(in.in_link, msg), std::move(m));
+    }
+    throw Error(ErrorCode::kInternal, "message " + std::to_string(in.in_msg) +
+                                          " is not in the reservation table of link " +
+                                          std::to_string(in.in_link));
+  }
+
+  int RankOf(topology::ChipId chip, const Instruction& in, size_t index, int64_t step) const {
+    auto it = rank_of.find(chip);
+    if (it == rank_of.end())
+      Fail(in, index, step, "chip " + std::to_string(chip) + " is not in my TP group");
+    return it->second;
+  }
+
+  static Collective KindOf(const CollectiveKey& key) {
+    return key.first < 0 ? Collective::kEmbedding
+                         : (key.second == 0 ? Collective::kAttention : Collective::kMlp);
+  }
+
+  int64_t TotalChunks(Collective c) const {
+    const partition::ModelSpec& s = setup.spec;
+    return model::ReductionChunks(c == Collective::kMlp ? s.intermediate_size : s.q_width());
+  }
+
+  // Which collective a reduce-scatter / all-gather instruction belongs to: per (layer, tag,
+  // kind) a direct all-reduce has tp - 1 sends, tp - 1 receives and one Reduce.
+  CollectiveKey KeyOf(const Instruction& in, SlotState& st) const {
+    const int n = st.seen[{in.layer, in.tag, in.kind}]++;
+    const int per = in.kind == InstrKind::kReduce ? 1 : tp - 1;
+    return {in.layer, n / per};
+  }
+
+  // Combines segment [b, e) from every rank's partial slices.
+  std::vector<float> CombineSegment(const SlotState& st, const CollectiveKey& key,
+                                    const CollectiveState& c, int64_t b, int64_t e) const {
+    std::vector<model::Partial> by_rank;
+    for (const auto& [rank, p] : c.parts) by_rank.push_back(p);
+    std::vector<float> out(static_cast<size_t>(st.rows * (e - b)));
+    const Collective kind = KindOf(key);
+    if (kind == Collective::kEmbedding) {
+      model::CombineEmbedding(by_rank, st.work->tokens, setup.spec.vocab_size, b, e, out.data());
+    } else {
+      model::CombineRowParallel(by_rank, TotalChunks(kind), b, e,
+                                shard->RowParallelBias(key.first, kind == Collective::kMlp),
+                                out.data());
+    }
+    return out;
+  }
+
+  void Compute(const Instruction& in, size_t index, int64_t step, SlotState& st) {
+    if (st.work == nullptr) return;
+    const int64_t h = hidden;
+    switch (in.op) {
+      case OpKind::kEmbedding: {
+        model::Partial p = shard->Embed(st.work->tokens);
+        if (tp == 1) {
+          st.x = std::move(p.values);
+        } else {
+          Begin(st, {-1, 0}, std::move(p));
+        }
+        return;
+      }
+      case OpKind::kOutputProjection:
+      case OpKind::kMlp: {
+        const bool mlp = in.op == OpKind::kMlp;
+        const model::RowGroup g{st.work->slot, st.work->position, st.rows};
+        model::Partial p = mlp ? shard->MlpPartials(in.layer, st.x.data(), st.rows)
+                               : shard->AttentionPartials(in.layer, st.x.data(), {&g, 1});
+        Begin(st, {in.layer, mlp ? 1 : 0}, std::move(p));
+        return;
+      }
+      case OpKind::kAttentionResidual:
+      case OpKind::kMlpResidual: {
+        const bool mlp = in.op == OpKind::kMlpResidual;
+        auto it = st.collectives.find({in.layer, mlp ? 1 : 0});
+        if (it == st.collectives.end() || !it->second.mine) {
+          Fail(in, index, step, "residual without its projection");
+        }
+        CollectiveState& c = it->second;
+        if (tp == 1) {
+          c.result.assign(st.x.size(), 0.0f);
+          const model::Partial& p = *c.mine;
+          model::CombineRowParallel({&p, 1},
+                                    TotalChunks(mlp ? Collective::kMlp : Collective::kAttention), 0,
+                                    h, shard->RowParallelBias(in.layer, mlp), c.result.data());
+        } else if (c.result.size() != st.x.size()) {
+          Fail(in, index, step, "residual before the all-reduce finished");
+        }
+        for (size_t i = 0; i < st.x.size(); ++i) st.x[i] = st.x[i] + c.result[i];
+        return;
+      }
+      case OpKind::kLmHead:
+        st.logits_slice = shard->HeadLogits(st.x.data() + (st.rows - 1) * h, 1);
+        return;
+      case OpKind::kSampling:
+        if (tp == 1) Sample(st, std::move(st.logits_slice));
+        return;
+      default:
+        return;  // norms, q/k/v, RoPE, attention: folded into the phase calls above
+    }
+  }
+
+  void Begin(SlotState& st, const CollectiveKey& key, model::Partial p) {
+    CollectiveState& c = st.collectives[key];
+    const auto [b, e] = Segment(setup.rank);
+    if (tp > 1) c.parts[setup.rank] = p.Slice(b, e - b);
+    c.mine = std::move(p);
+  }
+
+  void Sample(SlotState& st, std::vector<float> logits) {
+    const SlotWork& w = *st.work;
+    SlotResult r;
+    r.slot = w.slot;
+    r.request = w.request;
+    r.token = model::SampleToken(logits, w.sampling, w.sample_index);
+    r.logits = std::move(logits);
+    st.result = std::move(r);
+  }
+
+  void Reduce(const Instruction& in, size_t index, int64_t step, SlotState& st) {
+    if (st.work == nullptr) return;
+    if (in.tag == Tag::kGather) {
+      std::vector<float> all;
+      for (int r = 0; r < tp; ++r) {
+        const std::vector<float>& s = r == 0 ? st.logits_slice : st.slices[r];
+        all.insert(all.end(), s.begin(), s.end());
+      }
+      if (static_cast<int64_t>(all.size()) != setup.spec.vocab_size) {
+        Fail(in, index, step,
+             "gathered " + std::to_string(all.size()) + " logits, not the vocabulary");
+      }
+      Sample(st, std::move(all));
+      return;
+    }
+    const CollectiveKey key = KeyOf(in, st);
+    CollectiveState& c = st.collectives[key];
+    if (in.tag == Tag::kReduceScatter) {
+      if (static_cast<int>(c.parts.size()) != tp) {
+        Fail(in, index, step,
+             "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
+                 std::to_string(tp) + " ranks");
+      }
+      const auto [b, e] = Segment(setup.rank);
+      c.segments[setup.rank] = CombineSegment(st, key, c, b, e);
+      c.parts.clear();
+      return;
+    }
+    if (static_cast<int>(c.segments.size()) != tp) {
+      Fail(in, index, step,
+           "all-gather with " + std::to_string(c.segments.size()) + " of " + std::to_string(tp) +
+               " segments");
+    }
+    c.result.assign(static_cast<size_t>(st.rows * hidden), 0.0f);
+    for (const auto& [j, seg] : c.segments) {
+      const auto [b, e] = Segment(j);
+      for (int64_t r = 0; r < st.rows; ++r) {
+        std::copy_n(seg.begin() + r * (e - b), e - b, c.result.begin() + r * hidden + b);
+      }
+    }
+    if (KindOf(key) == Collective::kEmbedding) st.x = c.result;
+  }
+
+  void SendOut(const Instruction& in, size_t index, int64_t step, SlotState& st) {
+    const int64_t rows = st.work == nullptr ? 0 : st.rows;
+    switch (in.tag) {
+      case Tag::kActivation:
+        if (st.work != nullptr && static_cast<int64_t>(st.x.size()) != rows * hidden) {
+          Fail(in, index, step, "activation not computed");
+        }
+        SendFloats(in, step, {rows, hidden}, st.work == nullptr ? std::vector<float>{} : st.x);
+        return;
+      case Tag::kToken: {
+        const int32_t token = st.result ? st.result->token : -1;
+        transport::Payload p(sizeof(int32_t));
+        std::memcpy(p.data(), &token, sizeof(token));
+        Send(in, step, Dtype::kInt8, {4}, std::move(p));  // the int32, native byte order
+        return;
+      }
+      case Tag::kGather:
+        SendFloats(in, step, {rows == 0 ? 0 : 1, shard->weights().vocab_count},
+                   st.work == nullptr ? std::vector<float>{} : st.logits_slice);
+        return;
+      case Tag::kReduceScatter:
+      case Tag::kAllGather: {
+        const int peer = RankOf(in.peer, in, index, step);
+        if (st.work == nullptr) {
+          SendFloats(in, step, {0, 0, 0}, {});
+          return;
+        }
+        const CollectiveKey key = KeyOf(in, st);
+        CollectiveState& c = st.collectives[key];
+        if (in.tag == Tag::kReduceScatter) {
+          if (!c.mine) Fail(in, index, step, "reduce-scatter send before the partials");
+          const auto [b, e] = Segment(peer);
+          model::Partial p = c.mine->Slice(b, e - b);
+          SendFloats(in, step, {rows, e - b, p.chunks}, std::move(p.values));
+        } else {
+          auto seg = c.segments.find(setup.rank);
+          if (seg == c.segments.end()) {
+            Fail(in, index, step, "all-gather send before the reduce-scatter");
+          }
+          const auto [b, e] = Segment(setup.rank);
+          SendFloats(in, step, {rows, e - b, 1}, seg->second);
+        }
+        return;
+      }
+      default:
+        Fail(in, index, step, "a send of an op");
+    }
+  }
+
+  void ReceiveIn(const Instruction& in, size_t index, int64_t step, SlotState& st) {
+    transport::Message m = Receive(in, step);
+    const std::vector<int64_t>& shape = m.header.shape;
+    if (st.work == nullptr) return;  // an idle slot's empty tensor
+    switch (in.tag) {
+      case Tag::kActivation:
+        if (shape.size() != 2 || shape[0] != st.rows || shape[1] != hidden) {
+          Fail(in, index, step, "activation of the wrong shape");
+        }
+        st.x = ToFloats(m.payload);
+        return;
+      case Tag::kToken:
+        return;  // the next step's tokens come with the Step
+      case Tag::kGather:
+        st.slices[RankOf(in.in_peer, in, index, step)] = ToFloats(m.payload);
+        return;
+      case Tag::kReduceScatter:
+      case Tag::kAllGather: {
+        const int from = RankOf(in.in_peer, in, index, step);
+        // A peer's message may arrive before this rank has computed its own partial (its compute
+        // unit was busy with another slot): keep it until the Reduce.
+        if (shape.size() != 3 || shape[0] != st.rows) {
+          Fail(in, index, step, "collective message of the wrong shape");
+        }
+        CollectiveState& c = st.collectives[KeyOf(in, st)];
+        if (in.tag == Tag::kAllGather) {
+          c.segments[from] = ToFloats(m.payload);
+          return;
+        }
+        const auto [b, e] = Segment(setup.rank);
+        model::Partial p;
+        p.kind = model::PartialKind::kRowParallel;  // the Reduce picks the combine by its key
+        p.rows = st.rows;
+        p.out_begin = b;
+        p.out_count = e - b;
+        p.chunks = shape[2];
+        p.first_chunk = from * p.chunks;
+        p.values = ToFloats(m.payload);
+        if (shape[1] != e - b || Elements(shape) != static_cast<int64_t>(p.values.size())) {
+          Fail(in, index, step, "partial of the wrong shape");
+        }
+        c.parts[from] = std::move(p);
+        return;
+      }
+      default:
+        Fail(in, index, step, "a receive of an op");
+    }
+  }
+
+  void Forward(const Instruction& in, int64_t step) {
+    transport::Message m = Receive(in, step);
+    Send(in, step, m.header.dtype, m.header.shape, std::move(m.payload));
+  }
+};
+
+ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::Endpoint>> endpoints)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& im = *impl_;
+  const std::string chip = "chip " + std::to_string(setup.program.chip);
+  const std::vector<topology::LinkId> links = ProgramLinks(setup.program);
+  if (endpoints.size() != links.size()) {
+    throw InvalidInput(chip + ": its program uses " + std::to_string(links.size()) +
+                       " links, got " + std::to_string(endpoints.size()) + " endpoints");
+  }
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (endpoints[i] == nullptr) throw InvalidInput(chip + ": a null endpoint");
+    im.by_link[links[i]] = endpoints[i].get();
+  }
+  for (const schedule::LinkTable& t : setup.incoming) {
+    if (t.to != setup.program.chip || im.by_link.count(t.link) == 0) continue;
+    std::vector<int64_t>& order = im.arrival_order[t.link];
+    for (const schedule::Reservation& r : t.reservations) order.push_back(r.msg);
+  }
+  for (const Instruction& in : setup.program.instructions) {
+    if (in.token != 0) {
+      throw InvalidInput(chip +
+                         ": the runtime runs programs compiled for one decode token per "
+                         "step (tokens = 1, no prefill); found " +
+                         schedule::DescribeStep(in));
+    }
+  }
+  im.slots = ProgramSlots(setup.program);
+  im.hidden = setup.spec.hidden_size;
+  if (setup.stage >= 0) {
+    if (setup.shard.stage != setup.stage || setup.shard.rank != setup.rank) {
+      throw InvalidInput(chip + ": given the shard of stage " + std::to_string(setup.shard.stage) +
+                         " rank " + std::to_string(setup.shard.rank) + ", its program is stage " +
+                         std::to_string(setup.stage) + " rank " + std::to_string(setup.rank));
+    }
+    im.tp = setup.shard.units.tp;
+    if (static_cast<int>(setup.group.size()) != im.tp ||
+        setup.group[static_cast<size_t>(setup.rank)] != setup.program.chip) {
+      throw InvalidInput(chip + ": its TP group must list " + std::to_string(im.tp) +
+                         " chips with this chip at rank " + std::to_string(setup.rank));
+    }
+    for (size_t r = 0; r < setup.group.size(); ++r)
+      im.rank_of[setup.group[r]] = static_cast<int>(r);
+    if (im.tp > 2) {
+      bool direct = false;
+      for (const Instruction& in : setup.program.instructions) {
+        if (in.kind == InstrKind::kSend &&
+            (in.tag == Tag::kReduceScatter || in.tag == Tag::kAllGather) &&
+            im.rank_of.count(in.peer) != 0 && im.rank_of[in.peer] != (setup.rank + 1) % im.tp) {
+          direct = true;
+        }
+      }
+      bool collectives = false;
+      for (const Instruction& in : setup.program.instructions) {
+        collectives |= in.tag == Tag::kReduceScatter;
+      }
+      if (collectives && !direct) {
+        throw InvalidInput(chip + ": stage " + std::to_string(setup.stage) +
+                           "'s TP group is not fully connected (ring all-reduce); the runtime "
+                           "runs direct all-reduce only for now");
+      }
+    }
+    im.shard.emplace(setup.spec, setup.shard);
+  }
+  im.setup = std::move(setup);
+  im.endpoints = std::move(endpoints);
+}
+
+ChipRunner::~ChipRunner() = default;
+
+int ChipRunner::chip() const { return impl_->setup.program.chip; }
+int32_t ChipRunner::slots() const { return impl_->slots; }
+
+std::vector<SlotResult> ChipRunner::RunStep(const Step& step) {
+  Impl& im = *impl_;
+  if (im.closed)
+    throw Error(ErrorCode::kDisconnected, "chip " + std::to_string(chip()) + " is closed");
+  std::vector<SlotState> state(static_cast<size_t>(im.slots));
+  for (const SlotWork& w : step.work) {
+    if (w.slot < 0 || w.slot >= im.slots || state[static_cast<size_t>(w.slot)].work != nullptr) {
+      throw InvalidInput("chip " + std::to_string(chip()) + " step " + std::to_string(step.index) +
+                         ": slot " + std::to_string(w.slot) +
+                         " is outside the program's slots or given twice");
+    }
+    if (w.tokens.empty()) {
+      throw InvalidInput("step " + std::to_string(step.index) + ": slot " + std::to_string(w.slot) +
+                         " has no tokens");
+    }
+    SlotState& st = state[static_cast<size_t>(w.slot)];
+    st.work = &w;
+    st.rows = static_cast<int64_t>(w.tokens.size());
+    if (w.reset && im.shard) im.shard->ResetSlot(w.slot);
+  }
+  im.next_arrival.clear();
+  im.early.clear();
+  const std::vector<Instruction>& program = im.setup.program.instructions;
+  for (size_t i = 0; i < program.size(); ++i) {
+    const Instruction& in = program[i];
+    SlotState& st = state[static_cast<size_t>(in.sequence)];
+    try {
+      switch (in.kind) {
+        case InstrKind::kCompute:
+          im.Compute(in, i, step.index, st);
+          break;
+        case InstrKind::kReduce:
+          im.Reduce(in, i, step.index, st);
+          break;
+        case InstrKind::kSend:
+          im.SendOut(in, i, step.index, st);
+          break;
+        case InstrKind::kRecv:
+          im.ReceiveIn(in, i, step.index, st);
+          break;
+        case InstrKind::kForward:
+          im.Forward(in, step.index);
+          break;
+      }
+    } catch (const Error& e) {
+      if (std::string_view(e.what()).starts_with("chip ")) throw;
+      throw Error(e.code(), "chip " + std::to_string(chip()) + " step " +
+                                std::to_string(step.index) + " instruction " + std::to_string(i) +
+                                " (" + schedule::DescribeStep(in) + "): " + e.what());
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::kInternal, "chip " + std::to_string(chip()) + " step " +
+                                            std::to_string(step.index) + " instruction " +
+                                            std::to_string(i) + " (" + schedule::DescribeStep(in) +
+                                            "): " + e.what());
+    }
+  }
+  std::vector<SlotResult> out;
+  for (SlotState& st : state) {
+    if (st.result) out.push_back(std::move(*st.result));
+  }
+  return out;
+}
+
+void ChipRunner::Close() {
+  Impl& im = *impl_;
+  if (im.closed) return;
+  im.closed = true;
+  for (auto& e : im.endpoints) {
+    try {
+      e->Close(transport::Millis(1000));
+    } catch (const Error&) {
+      // A peer that is already gone cannot take the end-of-stream marker; nothing to do.
+    }
+  }
+}
+
+int32_t ProgramSlots(const schedule::ChipProgram& program) {
+  int32_t n = 0;
+  for (const Instruction& in : program.instructions) n = std::max(n, in.sequence + 1);
+  return n;
+}
+
+std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program) {
+  std::set<topology::LinkId> links;
+  for (const Instruction& in : program.instructions) {
+    if (in.link >= 0) links.insert(in.link);
+    if (in.in_link >= 0) links.insert(in.in_link);
+  }
+  return {links.begin(), links.end()};
+}
+
+std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
+                                                topology::ChipId chip) {
+  std::vector<schedule::LinkTable> out;
+  for (const schedule::LinkTable& t : schedule.links) {
+    if (t.to == chip) out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<transport::LinkSpec> LinkSpecs(const topology::Topology& topo,
+                                           const std::vector<topology::LinkId>& links) {
+  std::vector<transport::LinkSpec> out;
+  for (topology::LinkId id : links) {
+    const topology::Link& l = topo.link(id);
+    transport::LinkSpec s;
+    s.a = {static_cast<uint32_t>(l.a.chip), static_cast<uint32_t>(l.a.port)};
+    s.b = {static_cast<uint32_t>(l.b.chip), static_cast<uint32_t>(l.b.port)};
+    s.latency_ns = l.latency_ns;
+    s.bytes_per_second = l.bandwidth_bytes_per_s;
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace lockstep::worker

@@ -1,0 +1,102 @@
+#include "lockstep/worker/chip_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "lockstep/common/error.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/generators.h"
+#include "lockstep/transport/transport.h"
+
+namespace lockstep::worker {
+namespace {
+
+partition::ModelSpec Tiny() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "tiny", "model_type": "llama",
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32})",
+                                   "tiny");
+}
+
+struct TwoChips {
+  partition::ModelSpec spec = Tiny();
+  topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::Plan plan;
+  schedule::GlobalSchedule schedule;
+  model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 3);
+
+  TwoChips() {
+    partition::PlanOptions po;
+    po.layout = {{2, 1}, {2, 1}};
+    plan = partition::MakePlan(spec, topo, po);
+    schedule::ScheduleOptions so;
+    so.tokens = 1;
+    so.sequences = 2;
+    schedule = schedule::Compile(plan, spec, topo, so);
+  }
+
+  ChipSetup Setup(size_t i, uint64_t schedule_id) const {
+    const schedule::ChipProgram& p = schedule.programs.at(i);
+    ChipSetup s;
+    s.spec = spec;
+    s.stage = p.stage;
+    s.rank = p.rank;
+    s.program = p;
+    s.shard = model::ExtractShard(weights, spec, model::StagesFromPlan(plan), p.stage, p.rank);
+    s.group = plan.stages[static_cast<size_t>(p.stage)].chips;
+    s.incoming = IncomingTables(schedule, p.chip);
+    s.schedule_id = schedule_id;
+    s.timeout = transport::Millis(5000);
+    return s;
+  }
+};
+
+// A chip given another schedule's messages stops with an Error naming itself, the instruction,
+// the link and the step; its peer then sees the link close instead of hanging.
+TEST(ChipRunner, WrongScheduleIsNamed) {
+  const TwoChips t;
+  ASSERT_EQ(t.schedule.programs.size(), 2u);
+  auto transport = transport::CreateTransport({});
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      ChipSetup setup = t.Setup(i, i == 0 ? 1 : 2);  // the two chips disagree
+      const auto links = ProgramLinks(setup.program);
+      ChipRunner runner(std::move(setup),
+                        transport->OpenChip(static_cast<uint32_t>(t.schedule.programs[i].chip),
+                                            LinkSpecs(t.topo, links), transport::Millis(5000)));
+      Step step;
+      step.work.push_back({0, 7, 0, {1, 2, 3}, true, {}, 0});
+      try {
+        runner.RunStep(step);
+      } catch (const Error& e) {
+        errors[i] = e.what();
+      }
+      runner.Close();
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  // Stage 1 (chip 1) receives stage 0's activation stamped with schedule 1 while it runs 2.
+  EXPECT_NE(errors[1].find("chip 1 step 0 instruction"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("activation recv"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("link chip"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("schedule 1"), std::string::npos) << errors[1];
+  EXPECT_FALSE(errors[0].empty());  // stage 0 waits for the token and sees the link close
+}
+
+TEST(ChipRunner, RejectsMismatchedSetupAndSteps) {
+  const TwoChips t;
+  auto transport = transport::CreateTransport({});
+  ChipSetup setup = t.Setup(0, 1);
+  setup.shard = t.Setup(1, 1).shard;  // stage 1's shard on stage 0's chip
+  EXPECT_THROW(ChipRunner(std::move(setup), {}), Error);
+  ChipSetup missing = t.Setup(0, 1);
+  EXPECT_THROW(ChipRunner(std::move(missing), {}), Error);  // no endpoints for its links
+  EXPECT_EQ(ProgramSlots(t.schedule.programs[0]), 2);
+}
+
+}  // namespace
+}  // namespace lockstep::worker

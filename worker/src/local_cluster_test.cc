@@ -1,0 +1,175 @@
+#include "lockstep/worker/local_cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <set>
+
+#include "lockstep/common/error.h"
+#include "lockstep/model/reference.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/generators.h"
+
+namespace lockstep::worker {
+namespace {
+
+using partition::ModelSpec;
+
+// Wide enough for TP 8 with 64-element slices (query width 512, intermediate 512); 6 layers, so
+// 8 units (embedding, 6 layers, head) make an 8-stage pipeline; vocab 200 splits unevenly.
+ModelSpec Tiny() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "tiny-tp8", "model_type": "qwen2",
+    "hidden_size": 64, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 6,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32})",
+                                   "tiny-tp8");
+}
+
+model::LlamaWeights Weights(const ModelSpec& spec) {
+  model::LlamaWeights w = model::GenerateLlamaWeights(spec, 11);
+  for (model::LayerWeights& l : w.layers) {
+    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      for (float& x : *m) x *= 5.0f;  // sharper than an init, so every term matters
+    }
+  }
+  return w;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<Request> Requests() {
+  std::vector<Request> r;
+  r.push_back({1, {3, 1, 4, 1, 5}, 3, {}});
+  r.push_back({2, {199}, 2, {.temperature = 0.8, .top_p = 0.9, .seed = 7}});
+  r.push_back({3, {9, 2, 6, 5}, 4, {.temperature = 1.0, .top_p = 1.0, .seed = 3}});
+  r.push_back({4, {0, 7}, 1, {}});
+  r.push_back({5, {42, 43, 44}, 0, {}});
+  return r;
+}
+
+// Every request's tokens and logits equal model::Generate's, bit for bit.
+void ExpectMatchesReference(const ModelSpec& spec, const model::LlamaWeights& weights,
+                            const std::vector<Request>& requests, const std::vector<Finished>& got,
+                            const std::string& what) {
+  const model::ReferenceModel reference(spec, weights);
+  ASSERT_EQ(got.size(), requests.size()) << what;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    const model::Generation want =
+        model::Generate(reference, r.prompt, r.max_new, r.sampling, /*keep_logits=*/true);
+    EXPECT_EQ(got[i].id, r.id) << what;
+    EXPECT_EQ(got[i].tokens, want.tokens) << what << " request " << r.id;
+    ASSERT_EQ(got[i].logits.size(), want.logits.size()) << what << " request " << r.id;
+    for (size_t t = 0; t < want.logits.size(); ++t) {
+      EXPECT_TRUE(SameBits(got[i].logits[t], want.logits[t]))
+          << what << " request " << r.id << " token " << t;
+    }
+  }
+}
+
+struct Case {
+  std::string name;
+  std::vector<std::pair<int64_t, int>> layout;  // (units, tp) per stage
+  std::string transport;
+  bool rack = false;
+};
+
+void RunCase(const Case& c, int32_t slots = 0) {
+  const ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = Weights(spec);
+  const topology::Topology topo = c.rack ? topology::GenerateRack(topology::LpuV1())
+                                         : topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = c.layout;
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  LocalClusterOptions options;
+  options.transport = c.transport;
+  options.slots = slots;
+  LocalCluster cluster(plan, spec, topo, weights, options);
+  const std::vector<Request> requests = Requests();
+  const std::vector<Finished> got = cluster.Generate(requests);
+  ExpectMatchesReference(spec, weights, requests, got, c.name + " over " + c.transport);
+  EXPECT_EQ(cluster.stats().tokens, 10);
+  int used = 0;
+  for (const partition::StagePlan& s : plan.stages) used += s.tp;
+  EXPECT_GE(cluster.stats().chips, used);
+  // A second batch on the same cluster reuses the slots (reset KV caches).
+  const std::vector<Request> again = {{9, {5, 5, 5}, 2, {}}};
+  ExpectMatchesReference(spec, weights, again, cluster.Generate(again), c.name + " again");
+}
+
+TEST(LocalCluster, Tp1Pp1Sim) { RunCase({"tp1 pp1", {{8, 1}}, "sim"}); }
+TEST(LocalCluster, Tp2Pp2Inproc) { RunCase({"tp2 pp2", {{4, 2}, {4, 2}}, "inproc"}); }
+TEST(LocalCluster, Tp4Pp1Sim) { RunCase({"tp4 pp1", {{8, 4}}, "sim"}); }
+TEST(LocalCluster, Tp8Pp1Inproc) { RunCase({"tp8 pp1", {{8, 8}}, "inproc"}); }
+TEST(LocalCluster, Tp1Pp4MixedSim) {
+  // Uneven stages, an embedding-only first stage and mixed degrees.
+  RunCase({"pp4 mixed", {{1, 2}, {3, 1}, {2, 4}, {2, 2}}, "sim", true});
+}
+TEST(LocalCluster, Tp2Pp4Inproc) {
+  RunCase({"tp2 pp4", {{2, 2}, {2, 2}, {2, 2}, {2, 2}}, "inproc", true});
+}
+
+// 64 chips of a rack: 8 stages x TP 8 (an embedding-only and a head-only stage among them).
+TEST(LocalCluster, SixtyFourChipsOfARack) {
+  std::vector<std::pair<int64_t, int>> layout(8, {1, 8});
+  RunCase({"8x8 rack", layout, "sim", true});
+}
+TEST(LocalCluster, SixtyFourChipsOfARackInproc) {
+  std::vector<std::pair<int64_t, int>> layout(8, {1, 8});
+  RunCase({"8x8 rack", layout, "inproc", true});
+}
+
+// More requests than slots: each result equals running it alone; none lost or duplicated.
+TEST(LocalCluster, ManyConcurrentRequestsEachAsAlone) {
+  const ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = Weights(spec);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{3, 2}, {5, 2}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  LocalClusterOptions options;
+  options.transport = "inproc";
+  options.slots = 3;
+  LocalCluster cluster(plan, spec, topo, weights, options);
+  std::vector<Request> requests;
+  for (uint64_t i = 0; i < 11; ++i) {
+    Request r;
+    r.id = 100 + i;
+    for (uint64_t t = 0; t <= i % 4; ++t)
+      r.prompt.push_back(static_cast<int32_t>((i * 37 + t * 11) % 200));
+    r.max_new = 1 + static_cast<int64_t>(i % 3);
+    if (i % 2 == 1) r.sampling = {.temperature = 0.7, .top_p = 0.95, .seed = i};
+    requests.push_back(std::move(r));
+  }
+  const std::vector<Finished> got = cluster.Generate(requests);
+  ExpectMatchesReference(spec, weights, requests, got, "11 requests on 3 slots");
+  std::set<uint64_t> ids;
+  for (const Finished& f : got) ids.insert(f.id);
+  EXPECT_EQ(ids.size(), requests.size());
+  EXPECT_GT(cluster.stats().steps, 0);
+}
+
+TEST(LocalCluster, RejectsBadInput) {
+  const ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = Weights(spec);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{8, 1}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  LocalClusterOptions tcp;
+  tcp.transport = "tcp";
+  EXPECT_THROW(LocalCluster(plan, spec, topo, weights, tcp), Error);
+  model::LlamaWeights wrong = weights;
+  wrong.layers.pop_back();
+  EXPECT_THROW(LocalCluster(plan, spec, topo, wrong, {}), Error);
+  LocalClusterOptions sim;
+  sim.transport = "sim";
+  LocalCluster cluster(plan, spec, topo, weights, sim);
+  EXPECT_THROW(cluster.Generate({{1, {300}, 1, {}}}), Error);  // token outside the vocabulary
+}
+
+}  // namespace
+}  // namespace lockstep::worker
