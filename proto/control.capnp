@@ -164,6 +164,22 @@ struct Assignment {
   cpus @10 :List(Int32);         # CPU OS indices to pin to; empty: do not pin
   slots @11 :Int32;              # pipeline slots (sequences in flight)
   maxPositions @12 :Int64;       # KV cache positions per slot
+  group @13 :List(Int32);        # the chips of its stage's TP group, in rank order
+  incoming @14 :List(LinkTable); # reservation tables of the link directions into this chip
+}
+
+# schedule::LinkTable: one link direction's transfers in order (the order messages arrive).
+struct LinkTable {
+  link @0 :Int32;
+  from @1 :Int32;
+  to @2 :Int32;
+  reservations @3 :List(Reservation);
+}
+
+struct Reservation {
+  startNs @0 :Int64;
+  endNs @1 :Int64;
+  msg @2 :Int64;
 }
 
 struct ShardChunk {

@@ -207,6 +207,8 @@ void Coordinator::Deploy(const Deployment& d) {
     if (!pus.empty()) a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
     a.slots = d.slots;
     a.max_positions = d.max_positions;
+    a.group = c.group;
+    a.incoming = c.incoming;
     im.socket.Send(im.peers[w], a);
     for (uint32_t k = 0; k < a.shard_chunks; ++k) {
       const uint64_t offset = k * chunk;

@@ -83,6 +83,8 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
           model::ExtractShard(weights, spec, stages, program.stage, program.rank), spec);
     }
     c.program = program;
+    if (program.stage >= 0) c.group = plan.stages[static_cast<size_t>(program.stage)].chips;
+    c.incoming = worker::IncomingTables(global, program.chip);
     d.chips.push_back(std::move(c));
   }
   return d;

@@ -37,6 +37,8 @@ struct AssignmentMsg {
   std::vector<int> cpus;
   int slots = 1;
   int64_t max_positions = 0;
+  std::vector<int32_t> group;
+  std::vector<schedule::LinkTable> incoming;
 };
 
 struct ShardChunkMsg {

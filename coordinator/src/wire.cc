@@ -154,6 +154,22 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   for (size_t i = 0; i < a.cpus.size(); ++i) cpus.set(static_cast<unsigned>(i), a.cpus[i]);
   b.setSlots(a.slots);
   b.setMaxPositions(a.max_positions);
+  auto group = b.initGroup(static_cast<unsigned>(a.group.size()));
+  for (size_t i = 0; i < a.group.size(); ++i) group.set(static_cast<unsigned>(i), a.group[i]);
+  auto tables = b.initIncoming(static_cast<unsigned>(a.incoming.size()));
+  for (size_t i = 0; i < a.incoming.size(); ++i) {
+    const schedule::LinkTable& table = a.incoming[i];
+    auto o = tables[static_cast<unsigned>(i)];
+    o.setLink(table.link);
+    o.setFrom(table.from);
+    o.setTo(table.to);
+    auto rs = o.initReservations(static_cast<unsigned>(table.reservations.size()));
+    for (size_t k = 0; k < table.reservations.size(); ++k) {
+      rs[static_cast<unsigned>(k)].setStartNs(table.reservations[k].start_ns);
+      rs[static_cast<unsigned>(k)].setEndNs(table.reservations[k].end_ns);
+      rs[static_cast<unsigned>(k)].setMsg(table.reservations[k].msg);
+    }
+  }
 }
 
 void Encode(ControlMessage::Builder m, const ShardChunkMsg& c) {
@@ -349,6 +365,17 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   for (int32_t c : r.getCpus()) a.cpus.push_back(c);
   a.slots = r.getSlots();
   a.max_positions = r.getMaxPositions();
+  for (int32_t chip : r.getGroup()) a.group.push_back(chip);
+  for (auto in : r.getIncoming()) {
+    schedule::LinkTable table;
+    table.link = in.getLink();
+    table.from = in.getFrom();
+    table.to = in.getTo();
+    for (auto x : in.getReservations()) {
+      table.reservations.push_back({x.getStartNs(), x.getEndNs(), x.getMsg()});
+    }
+    a.incoming.push_back(std::move(table));
+  }
   if (a.slots < 1) throw Bad(context, "assignment with " + std::to_string(a.slots) + " slots");
   return a;
 }

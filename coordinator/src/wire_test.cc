@@ -89,6 +89,8 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.cpus = {1};
   a.slots = 4;
   a.max_positions = 256;
+  a.group = {4, 5};
+  a.incoming = {{3, 6, 5, {{10, 20, 98}, {30, 40, 99}}}};
   const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
   EXPECT_EQ(back.chip, 5u);
   EXPECT_EQ(back.stage, 1);
@@ -108,6 +110,11 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   EXPECT_EQ(back.cpus, std::vector<int>{1});
   EXPECT_EQ(back.slots, 4);
   EXPECT_EQ(back.max_positions, 256);
+  EXPECT_EQ(back.group, a.group);
+  schedule::GlobalSchedule sent_links, received_links;
+  sent_links.links = a.incoming;
+  received_links.links = back.incoming;
+  EXPECT_EQ(schedule::ScheduleToJson(received_links), schedule::ScheduleToJson(sent_links));
   ASSERT_EQ(back.program.instructions.size(), 2u);
   // The whole program, field by field: the schedule is the contract.
   schedule::GlobalSchedule sent, received;

@@ -82,6 +82,8 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<s
     if (a.stage >= 0) setup.shard = model::ShardFromBytes(shard, a.spec);
     shard.clear();
     shard.shrink_to_fit();
+    setup.group.assign(a.group.begin(), a.group.end());
+    setup.incoming = a.incoming;
     setup.schedule_id = a.schedule_id;
     setup.timeout = transport::Millis(a.transport.step_timeout_ms);
     std::unique_ptr<transport::Transport> own;

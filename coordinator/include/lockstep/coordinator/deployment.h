@@ -51,6 +51,8 @@ struct ChipDeployment {
   int rank = -1;
   std::vector<transport::LinkSpec> links;  // the links its program uses, by link id
   schedule::ChipProgram program;
+  std::vector<topology::ChipId> group;        // its stage's TP group in rank order
+  std::vector<schedule::LinkTable> incoming;  // worker::IncomingTables(schedule, chip)
   std::vector<std::byte> shard;  // model::ShardToBytes of its shard; empty when forwarding only
   // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
   // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
