@@ -91,6 +91,22 @@ grep -q "no coordinator answered at ipc:///tmp/lockstep-no-such-coordinator" err
 expect_exit 2 "$WORKER"
 expect_exit 0 "$WORKER" --help
 
+# The daemons by hand: lockstep-coordinator waits for workers started separately.
+COORD=$(dirname "$LOCKSTEP")/lockstep-coordinator
+expect_exit 0 "$COORD" --help
+ctl=ipc:///tmp/lockstep-rt-$$-control
+timeout 60 "$COORD" --listen $ctl --model $M --seed 9 --prompt 5,6,7 --max-new 6 --tp 2 \
+  --transport ipc --json >coord.json 2>coord.err &
+coord=$!
+timeout 60 "$WORKER" --coordinator $ctl --quiet & w1=$!
+timeout 60 "$WORKER" --coordinator $ctl --quiet & w2=$!
+wait $coord || { cat coord.err >&2; fail "lockstep-coordinator failed"; }
+wait $w1 || fail "worker 1 did not exit cleanly after the coordinator's shutdown"
+wait $w2 || fail "worker 2 did not exit cleanly after the coordinator's shutdown"
+[ "$(python3 -c "import json; print(json.load(open('coord.json'))['requests'][0]['tokens'])")" = "$ref_tokens" ] \
+  || fail "lockstep-coordinator tokens: $(cat coord.json)"
+rm -f /tmp/lockstep-rt-$$-control
+
 # Kill one worker mid-run: the run fails naming its chip; nothing is left behind.
 seq 1 12 | sed 's/$/,3,4/' >long.txt
 set +e
