@@ -32,6 +32,7 @@ struct Coordinator::Impl {
   std::vector<Clock::time_point> last_heard;
   std::vector<int64_t> last_step;
   Clock::time_point next_ping = Clock::now();
+  Clock::time_point last_pump = Clock::now();
   RunStats stats;
   bool deployed = false;
   bool shut_down = false;
@@ -58,11 +59,20 @@ struct Coordinator::Impl {
   // checking liveness; calls `on_message` for everything else from a known worker.
   void Pump(Millis wait, const std::function<void(size_t, ControlMessage&)>& on_message) {
     const Clock::time_point start = Clock::now();
+    // Time the coordinator spent not listening (shipping a shard) is not a worker's silence.
+    if (start - last_pump > options.heartbeat_interval) {
+      for (Clock::time_point& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
+    }
     const auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
     std::optional<RouterSocket::Incoming> in =
         socket.Receive(std::max(Millis(0), std::min(wait, until_ping)));
+    // Drain what is already queued before judging anyone silent.
+    for (int i = 0; in && i < 1024; ++i) {
+      Handle(*in, Clock::now(), on_message);
+      in = socket.Receive(Millis(0));
+    }
     const Clock::time_point now = Clock::now();
-    if (in) Handle(*in, now, on_message);
+    last_pump = now;
     if (now >= next_ping) {
       for (const std::string& peer : peers) socket.Send(peer, PingMsg{});
       next_ping = now + options.heartbeat_interval;

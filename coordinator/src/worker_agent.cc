@@ -19,6 +19,7 @@ namespace lockstep::coordinator {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr Millis kHeartbeatEvery{100};
 
 std::string HostName() {
   char name[256] = {};
@@ -139,6 +140,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   WorkerReport report;
   bool heard = false;
   Clock::time_point last_heard = Clock::now();
+  Clock::time_point last_beat = Clock::now();
   const std::string at = "coordinator at " + options.coordinator;
 
   auto stop = [&] {
@@ -170,7 +172,14 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         throw Error(ErrorCode::kDisconnected,
                     at + " went away: no message for " + std::to_string(limit.count()) + " ms");
       }
-      std::optional<ControlMessage> message = socket.Pump(std::min(left, Millis(100)));
+      std::optional<ControlMessage> message = socket.Pump(std::min(left, kHeartbeatEvery));
+      // Heartbeats go out on a timer too, not only in answer to pings: a ping can sit behind a
+      // long queue of shard chunks, and the worker is alive all that time.
+      if (Clock::now() - last_beat >= kHeartbeatEvery) {
+        socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+                                 shared.last_step.load()});
+        last_beat = Clock::now();
+      }
       {
         std::lock_guard lock(shared.mutex);
         if (shared.failure) {
