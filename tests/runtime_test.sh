@@ -49,7 +49,7 @@ check() {  # check NAME ARGS...: tokens and logits equal the reference
     || fail "$name: latency figures $(cat out.txt)"
   no_leftovers "$name"
 }
-check ipc_tp1 --transport ipc --tp 1 --pp 1
+
 check tcp_tp2 --transport tcp --tp 2 --pp 1
 [ "$(json "d['chips']")" = 2 ] || fail "tcp_tp2 runs on 2 chips"
 check ipc_tp4 --transport ipc --tp 4 --pp 1
