@@ -221,6 +221,20 @@ void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, 
         p.out_begin == begin && p.out_count == end - begin ? p : p.Slice(begin, end - begin));
   }
   const int64_t n = end - begin;
+  if (local.size() == 1 && local[0].reduced) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < n; ++o) {
+        const auto at = static_cast<size_t>(r * n + o);
+        out[at] = local[0].values[at];
+        if (!bias.empty()) out[at] += bias[static_cast<size_t>(begin + o)];
+      }
+    }
+    return;
+  }
+  for (const Partial& p : local) {
+    if (p.reduced)
+      throw Error(ErrorCode::kInternal, "row-parallel combine: a finished product among partials");
+  }
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t o = 0; o < n; ++o) {
       const auto at = static_cast<size_t>(r * n + o);
@@ -371,6 +385,12 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
   p.kind = PartialKind::kRowParallel;
   p.rows = rows;
   p.out_count = h;
+  if (weights_.units.tp == 1) {
+    p.reduced = true;
+    p.values.resize(static_cast<size_t>(rows * h));
+    MatMulTransposed(attn.data(), rows, ls.o.data(), h, qw, nullptr, p.values.data());
+    return p;
+  }
   p.chunks = ReductionChunks(qw);
   p.first_chunk = ls.q_head_begin * hd / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
@@ -402,6 +422,12 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
   p.kind = PartialKind::kRowParallel;
   p.rows = rows;
   p.out_count = h;
+  if (weights_.units.tp == 1) {
+    p.reduced = true;
+    p.values.resize(static_cast<size_t>(rows * h));
+    MatMulTransposed(gate.data(), rows, ls.down.data(), h, ls.f_count, nullptr, p.values.data());
+    return p;
+  }
   p.chunks = ReductionChunks(ls.f_count);
   p.first_chunk = ls.f_begin / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));

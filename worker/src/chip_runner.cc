@@ -582,6 +582,12 @@ std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program)
   return {links.begin(), links.end()};
 }
 
+int64_t MaxMessagesPerLinkDirection(const schedule::GlobalSchedule& schedule) {
+  size_t n = 0;
+  for (const schedule::LinkTable& t : schedule.links) n = std::max(n, t.reservations.size());
+  return static_cast<int64_t>(n);
+}
+
 std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
                                                 topology::ChipId chip) {
   std::vector<schedule::LinkTable> out;

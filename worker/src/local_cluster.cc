@@ -1,5 +1,6 @@
 #include "lockstep/worker/local_cluster.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <map>
@@ -136,9 +137,11 @@ LocalCluster::LocalCluster(const partition::Plan& plan, const partition::ModelSp
   im.schedule = schedule::Compile(plan, spec, topo, so);
   transport::TransportOptions to;
   to.backend = options.transport;
-  // Every message of a step may be sent before its receiver gets to it (a chip runs ahead of
-  // its peers by up to a step); a deep queue keeps senders from waiting on that.
-  to.queue_capacity = 1 << 16;
+  // Every message of a step may be sent before its receiver gets to it; steps do not overlap
+  // (each ends on every chip before the next starts), so one step's messages per link
+  // direction is enough.
+  to.queue_capacity = static_cast<int>(
+      std::max<int64_t>(to.queue_capacity, MaxMessagesPerLinkDirection(im.schedule)));
   im.transport = transport::CreateTransport(to);
   im.stats.chips = static_cast<int>(im.schedule.programs.size());
 

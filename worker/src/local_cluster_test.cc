@@ -171,5 +171,27 @@ TEST(LocalCluster, RejectsBadInput) {
   EXPECT_THROW(cluster.Generate({{1, {300}, 1, {}}}), Error);  // token outside the vocabulary
 }
 
+// A chip that fails mid-step stops the whole cluster with its Error (naming the chip), and the
+// others learn it through their links closing rather than by waiting out their timeouts.
+TEST(LocalCluster, ChipFailureStopsTheRack) {
+  const ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = Weights(spec);
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = std::vector<std::pair<int64_t, int>>(8, {1, 8});
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  LocalClusterOptions options;
+  options.transport = "inproc";
+  LocalCluster cluster(plan, spec, topo, weights, options);
+  try {
+    cluster.Generate({{1, {3, 250}, 2, {}}});  // 250 is outside the vocabulary
+    FAIL() << "a token outside the vocabulary was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("chip "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("250"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cluster.Generate({{2, {3}, 1, {}}}), Error);  // closed after a failure
+}
+
 }  // namespace
 }  // namespace lockstep::worker

@@ -118,6 +118,10 @@ struct Partial {
   // number, so a receiver rebuilds it from the sender's rank (first_chunk = rank * chunks).
   int64_t first_chunk = 0;
   int64_t chunks = 1;
+  // A rank of a degree-1 stage holds the whole contraction: its values are the finished
+  // products (chunks = 1; the canonical Dot, computed by the row-blocked MatMulTransposed,
+  // which gives the same bits as combining its chunk partials, only faster). Bias not added.
+  bool reduced = false;
   std::vector<float> values;
 
   // The outputs [begin, begin + count) of this partial (absolute output indices).

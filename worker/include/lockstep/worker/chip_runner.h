@@ -54,9 +54,10 @@ struct ChipSetup {
   // Its place in the plan; stage -1: a chip that only forwards (no shard needed).
   int stage = 0;
   int rank = 0;
-  schedule::ChipProgram
-      program;                // from Compile(plan, spec, topo, {.tokens = 1, .sequences = slots})
-  model::ShardWeights shard;  // ExtractShard(weights, spec, stages, stage, rank)
+  // Compile(plan, spec, topo, {.tokens = 1, .sequences = slots}).programs[i].
+  schedule::ChipProgram program;
+  // ExtractShard(weights, spec, StagesFromPlan(plan), stage, rank), or ShardFromBytes.
+  model::ShardWeights shard;
   // The chips of its stage's TP group in rank order (plan.stages[stage].chips): a collective
   // message's sender rank tells which slice of which partial it carries. Empty for stage -1.
   std::vector<topology::ChipId> group;
@@ -134,6 +135,12 @@ int32_t ProgramSlots(const schedule::ChipProgram& program);
 // The links a program uses (its Send/Forward/Recv links), ascending, without duplicates — what
 // Transport::OpenChip must open for the chip.
 std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program);
+
+// The most messages one step moves over one link direction. A chip runs its program in order
+// and may trail its peers within a step, so each endpoint's queue must hold a step's messages
+// (twice that if chips may start the next step before every peer finished this one), or a
+// sender can block on a receiver that waits for the sender: TransportOptions::queue_capacity.
+int64_t MaxMessagesPerLinkDirection(const schedule::GlobalSchedule& schedule);
 
 // The reservation tables of the link directions that end at `chip`.
 std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
