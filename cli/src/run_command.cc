@@ -16,6 +16,7 @@
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
+#include "run_distributed.h"
 
 namespace lockstep::cli {
 namespace {
@@ -43,6 +44,7 @@ std::vector<int32_t> ParseTokens(const std::string& text) {
 }
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
+  if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
   po::options_description opts("options");
   std::string config, weights_path, prompt_text, dump, plan_path;
   uint64_t seed = 0, sample_seed = 0;

@@ -1,0 +1,449 @@
+// `lockstep run --transport T`: plans (or reads --plan), compiles the static schedule, cuts the
+// shards, then starts a coordinator in this process and one worker per used chip — threads over
+// one shared transport for sim and inproc, `lockstep-worker` processes (found next to this
+// binary) for ipc and tcp — deploys, generates, prints the tokens beside the predicted and the
+// measured per-token latency, and leaves nothing behind: on success and on failure every worker
+// is told to stop, given a short grace period, then killed and reaped, and the run directory
+// (control and ipc socket files) is removed.
+#include "run_distributed.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "lockstep/common/error.h"
+#include "lockstep/coordinator/coordinator.h"
+#include "lockstep/coordinator/deployment.h"
+#include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/model/llama_weights.h"
+#include "lockstep/model/npy.h"
+#include "lockstep/model/safetensors.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/transport/transport.h"
+#include "topology_arg.h"
+
+namespace lockstep::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::vector<int32_t> ParsePrompt(const std::string& text, const std::string& where) {
+  std::vector<int32_t> tokens;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
+      throw UsageError(where + ": '" + item + "' is not a token id (want e.g. 1,2,3)");
+    }
+    tokens.push_back(static_cast<int32_t>(v));
+  }
+  if (tokens.empty()) throw UsageError(where + ": needs at least one token id, e.g. 1,2,3");
+  return tokens;
+}
+
+std::vector<std::vector<int32_t>> ReadPrompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorCode::kNotFound, "--prompts " + path + ": cannot open the file");
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty() || line[0] == '#') continue;
+    prompts.push_back(ParsePrompt(line, path + ":" + std::to_string(number)));
+  }
+  if (prompts.empty()) throw InvalidInput("--prompts " + path + ": no prompt lines");
+  return prompts;
+}
+
+fs::path WorkerExecutable() {
+  if (const char* env = std::getenv("LOCKSTEP_WORKER")) return env;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path worker = (ec ? fs::path(".") : self.parent_path()) / "lockstep-worker";
+  if (!fs::exists(worker)) {
+    throw Error(ErrorCode::kNotFound,
+                "lockstep-worker not found next to lockstep (" + worker.string() +
+                    "); build the lockstep-worker target or set LOCKSTEP_WORKER");
+  }
+  return worker;
+}
+
+// Everything the run started, stopped in the destructor whatever happened.
+class Launch {
+ public:
+  explicit Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
+    char dir[] = "/tmp/lockstep-run-XXXXXX";
+    if (mkdtemp(dir) == nullptr) {
+      throw Error(ErrorCode::kUnavailable, "cannot create a run directory under /tmp");
+    }
+    dir_ = dir;
+  }
+  ~Launch() { Stop(); }
+
+  const fs::path& dir() const { return dir_; }
+
+  void SpawnProcess(const fs::path& exe, const std::vector<std::string>& args, int32_t chip) {
+    std::vector<std::string> all = {exe.string()};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0)
+      throw Error(ErrorCode::kUnavailable, "fork failed for chip " + std::to_string(chip));
+    if (pid == 0) {
+      // Only async-signal-safe calls between fork and exec. A worker dies with its launcher.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      const int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) dup2(null, STDOUT_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    children_.push_back({pid, chip, false});
+  }
+
+  void SpawnThread(const coordinator::WorkerOptions& options) {
+    threads_.emplace_back([options, this] {
+      try {
+        coordinator::RunWorker(options);
+      } catch (const std::exception& e) {
+        // The coordinator gets the same report over the control socket; keep it for the log.
+        std::lock_guard lock(mutex_);
+        thread_errors_.push_back(e.what());
+      }
+    });
+  }
+
+  // A child that exited on its own (polled by the coordinator while it waits).
+  std::optional<coordinator::CoordinatorOptions::DeadWorker> Dead() {
+    for (Child& c : children_) {
+      if (c.reaped) continue;
+      int status = 0;
+      if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+        c.reaped = true;
+        std::string what = WIFSIGNALED(status)
+                               ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                               : "exited with status " + std::to_string(WEXITSTATUS(status));
+        return coordinator::CoordinatorOptions::DeadWorker{c.pid, what};
+      }
+    }
+    return std::nullopt;
+  }
+
+  // The coordinator and (threads) the shared transport live exactly as long as the workers.
+  coordinator::Coordinator& StartCoordinator(coordinator::CoordinatorOptions options) {
+    coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
+    return *coordinator_;
+  }
+  transport::Transport& StartSharedTransport(const std::string& backend) {
+    transport::TransportOptions to;
+    to.backend = backend;
+    shared_ = transport::CreateTransport(to);
+    return *shared_;
+  }
+
+  // Tells the workers to stop, waits up to 3 s for them, kills the rest, reaps everything and
+  // removes the run directory. Idempotent.
+  void Stop() {
+    if (coordinator_) coordinator_->Shutdown();
+    const Clock::time_point deadline = Clock::now() + std::chrono::seconds(3);
+    for (Child& c : children_) {
+      while (!c.reaped) {
+        int status = 0;
+        const pid_t r = waitpid(c.pid, &status, WNOHANG);
+        if (r == c.pid || r < 0) {
+          c.reaped = true;
+        } else if (Clock::now() >= deadline) {
+          log_->warn("chip {} (worker pid {}) did not stop; killing it", c.chip, c.pid);
+          kill(c.pid, SIGKILL);
+          waitpid(c.pid, &status, 0);
+          c.reaped = true;
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+    }
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    threads_.clear();
+    coordinator_.reset();  // flushes the shutdown messages (bounded linger)
+    shared_.reset();
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+    dir_.clear();
+  }
+
+ private:
+  struct Child {
+    pid_t pid;
+    int32_t chip;
+    bool reaped;
+  };
+  std::shared_ptr<spdlog::logger> log_;
+  fs::path dir_;
+  std::vector<Child> children_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::vector<std::string> thread_errors_;
+  std::unique_ptr<coordinator::Coordinator> coordinator_;
+  std::unique_ptr<transport::Transport> shared_;
+};
+
+}  // namespace
+
+bool WantsDistributed(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--transport" || a.rfind("--transport=", 0) == 0) return true;
+  }
+  return false;
+}
+
+int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
+  po::options_description opts("options");
+  std::string config, weights_path, prompt_text, prompts_file, dump, backend, topo_name = "node",
+                                                                              plan_path;
+  uint64_t seed = 0, sample_seed = 0;
+  int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000;
+  int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
+  int32_t slots = 0;
+  model::SamplingOptions sampling;
+  opts.add_options()("model", po::value<std::string>(&config),
+                     "config.json, or a folder holding one (required)")(
+      "weights", po::value<std::string>(&weights_path),
+      "safetensors checkpoint: a file, an index.json, or a folder")(
+      "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
+      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3")(
+      "prompts", po::value<std::string>(&prompts_file),
+      "a file of prompts, one per line (1,2,3): all run concurrently")(
+      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate per prompt")(
+      "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
+      "sampling temperature; 0 = greedy")(
+      "top-p", po::value<double>(&sampling.top_p)->default_value(1.0), "nucleus mass in (0, 1]")(
+      "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0), "seed of the draws")(
+      "transport", po::value<std::string>(&backend),
+      "sim or inproc (workers as threads), ipc or tcp (worker processes)")(
+      "topology", po::value<std::string>(&topo_name)->default_value("node"), kTopologyHelp)(
+      "spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
+      "spare nodes per rack (rack and racks:N)")("plan", po::value<std::string>(&plan_path),
+                                                 "a plan file (lockstep plan -o); else plan now")(
+      "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree (0 = search)")(
+      "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count (0 = search)")(
+      "slots", po::value<int32_t>(&slots)->default_value(0),
+      "pipeline slots (sequences in flight); 0 = the number of stages")(
+      "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
+      "a worker silent this long fails the run")(
+      "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
+      "a link transfer waiting this long fails the run")(
+      "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
+      "tcp: first link port (0 = derived from the process id)")(
+      "dump-logits", po::value<std::string>(&dump),
+      "write each token's logits to a float32 .npy [max_new, vocab]; with --prompts one file "
+      "per prompt, FILE with .npy replaced by .<i>.npy");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  const std::string usage =
+      "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
+      "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
+      "[--slots M] [--dump-logits F.npy] [--json]";
+  if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
+  const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
+  if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
+    throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + backend + "'");
+  }
+  if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
+  if (weights_path.empty() == !vm.count("seed")) {
+    throw UsageError("give exactly one of --weights FILE or --seed S");
+  }
+  if (prompt_text.empty() == prompts_file.empty()) {
+    throw UsageError("give exactly one of --prompt 1,2,3 or --prompts FILE");
+  }
+  if (max_new < 0) throw UsageError("--max-new must be >= 0");
+  if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
+  if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) throw UsageError("--top-p in (0, 1]");
+  if (tp < 0 || pp < 0 || slots < 0 || heartbeat_ms < 1 || step_timeout_ms < 1) {
+    throw UsageError("--tp, --pp, --slots must be >= 0 and the timeouts >= 1");
+  }
+  if (!plan_path.empty() && (tp > 0 || pp > 0)) {
+    throw UsageError("--tp/--pp plan a layout; they cannot change a --plan file");
+  }
+  sampling.seed = sample_seed;
+  const std::vector<std::vector<int32_t>> prompts =
+      prompts_file.empty() ? std::vector<std::vector<int32_t>>{ParsePrompt(prompt_text, "--prompt")}
+                           : ReadPrompts(prompts_file);
+
+  // Everything that can be wrong with the inputs is checked before anything starts.
+  const Clock::time_point load_start = Clock::now();
+  const partition::ModelSpec spec = partition::LoadModelSpec(config);
+  const model::LlamaWeights weights =
+      weights_path.empty() ? model::GenerateLlamaWeights(spec, seed)
+                           : model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
+  const topology::Topology topo =
+      ResolveTopology(topo_name, *topology::ChipPreset("lpu-v1"), spare_nodes);
+  partition::Plan plan;
+  if (!plan_path.empty()) {
+    plan = partition::ReadPlanFile(plan_path);
+  } else {
+    partition::PlanOptions po_;
+    if (tp > 0) po_.tp = tp;
+    if (pp > 0) po_.pp = pp;
+    plan = partition::MakePlan(spec, topo, po_);
+  }
+  coordinator::DeployOptions deploy_options;
+  deploy_options.slots = slots;
+  coordinator::TransportSettings& ts = deploy_options.transport;
+  ts.backend = backend;
+  ts.step_timeout_ms = step_timeout_ms;
+  ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : 20000 + (getpid() % 30) * 1200;
+  int64_t longest = 0;
+  for (const auto& p : prompts) longest = std::max<int64_t>(longest, p.size());
+  if (spec.max_position_embeddings > 0 && longest + max_new > spec.max_position_embeddings) {
+    throw InvalidInput("a prompt of " + std::to_string(longest) + " tokens + --max-new " +
+                       std::to_string(max_new) + " exceeds the model's " +
+                       std::to_string(spec.max_position_embeddings) + " positions");
+  }
+  Launch launch(ctx.log);
+  ts.ipc_dir = launch.dir().string();
+  coordinator::Deployment deployment =
+      coordinator::MakeDeployment(plan, spec, topo, weights, deploy_options);
+  std::string layout;
+  for (const partition::StagePlan& s : plan.stages) {
+    layout += (layout.empty() ? "" : " ") + std::to_string(s.end_layer - s.first_layer) + "L x tp" +
+              std::to_string(s.tp);
+  }
+  ctx.log->info("plan: {} stage(s) [{}] on {} chips of {}; schedule {} slot(s); {} shard bytes",
+                plan.stages.size(), layout, deployment.chips.size(), topo.name(), deployment.slots,
+                deployment.shard_bytes());
+
+  const bool threads = backend == "sim" || backend == "inproc";
+  coordinator::CoordinatorOptions co;
+  co.address =
+      backend == "tcp" ? "tcp://127.0.0.1:0" : "ipc://" + (launch.dir() / "control").string();
+  co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
+  co.dead_worker = [&launch] { return launch.Dead(); };
+  coordinator::Coordinator& coord = launch.StartCoordinator(co);
+  if (threads) {
+    transport::Transport& shared = launch.StartSharedTransport(backend);
+    for (const coordinator::ChipDeployment& c : deployment.chips) {
+      coordinator::WorkerOptions wo;
+      wo.coordinator = coord.address();
+      wo.tag = launch.dir().string();
+      wo.chip = static_cast<int32_t>(c.chip);
+      wo.shared_transport = &shared;
+      wo.coordinator_timeout = std::chrono::milliseconds(heartbeat_ms + step_timeout_ms);
+      launch.SpawnThread(wo);
+    }
+  } else {
+    const fs::path exe = WorkerExecutable();
+    for (const coordinator::ChipDeployment& c : deployment.chips) {
+      std::vector<std::string> wargs = {
+          "--coordinator", coord.address(),
+          "--tag",         launch.dir().string(),
+          "--chip",        std::to_string(c.chip),
+          "--timeout-ms",  std::to_string(heartbeat_ms + step_timeout_ms)};
+      if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
+      launch.SpawnProcess(exe, wargs, static_cast<int32_t>(c.chip));
+    }
+  }
+  ctx.log->info("started {} worker {} ({}); control at {}", deployment.chips.size(),
+                threads ? "threads" : "processes", backend, coord.address());
+  coord.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(30));
+  coord.Deploy(deployment);
+  const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+
+  std::vector<worker::Request> requests;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, sampling});
+  }
+  const std::vector<worker::Finished> results =
+      coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
+        ctx.log->debug("request {} token {}: {}", request, index, token);
+      });
+  const coordinator::RunStats stats = coord.stats();
+  launch.Stop();
+
+  const int64_t measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
+  const double tokens_per_s =
+      stats.wall_ns > 0 ? static_cast<double>(stats.tokens) * 1e9 / stats.wall_ns : 0.0;
+  ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
+                stats.tokens, stats.steps, stats.wall_ns / 1e9, tokens_per_s, load_s);
+  std::vector<std::string> dumps;
+  for (size_t i = 0; i < results.size() && !dump.empty(); ++i) {
+    std::string path = dump;
+    if (results.size() > 1) {
+      const std::string stem =
+          path.size() > 4 && path.ends_with(".npy") ? path.substr(0, path.size() - 4) : path;
+      path = stem + "." + std::to_string(i) + ".npy";
+    }
+    std::vector<float> flat;
+    for (const std::vector<float>& row : results[i].logits) {
+      flat.insert(flat.end(), row.begin(), row.end());
+    }
+    model::WriteNpyFloat32(path, static_cast<int64_t>(results[i].logits.size()), spec.vocab_size,
+                           flat);
+    dumps.push_back(path);
+  }
+  if (ctx.json) {
+    nlohmann::json reqs = nlohmann::json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
+    }
+    nlohmann::json stages = nlohmann::json::array();
+    for (const partition::StagePlan& s : plan.stages) {
+      stages.push_back({{"first_layer", s.first_layer},
+                        {"end_layer", s.end_layer},
+                        {"tp", s.tp},
+                        {"chips", s.chips}});
+    }
+    nlohmann::json j = {{"model", spec.name},
+                        {"transport", backend},
+                        {"topology", topo.name()},
+                        {"chips", deployment.chips.size()},
+                        {"stages", stages},
+                        {"slots", deployment.slots},
+                        {"tokens", results.front().tokens},
+                        {"requests", reqs},
+                        {"steps", stats.steps},
+                        {"predicted_token_latency_ns", deployment.predicted_token_latency_ns},
+                        {"measured_token_latency_ns", measured},
+                        {"tokens_per_s", tokens_per_s},
+                        {"load_seconds", load_s}};
+    if (!dumps.empty()) j["logits_files"] = dumps;
+    PrintJson(j);
+  } else {
+    for (const worker::Finished& f : results) {
+      for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
+      std::cout << "\n";
+    }
+    std::cout << "predicted token latency " << deployment.predicted_token_latency_ns << " ns ("
+              << topo.spec_of(0).name << "), measured " << measured << " ns on this host, "
+              << tokens_per_s << " tokens/s\n";
+  }
+  return 0;
+}
+
+}  // namespace lockstep::cli

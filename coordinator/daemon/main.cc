@@ -1,0 +1,193 @@
+// lockstep-coordinator: plans (or reads --plan), binds the control socket, waits for one
+// lockstep-worker per used chip (started by hand, by a script, or on other hosts), deploys
+// programs and shards, runs the prompts, prints the tokens and tells every worker to exit.
+// Exit status: 0 success, 1 runtime failure (one line on stderr), 2 usage error.
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "command.h"
+#include "lockstep/common/error.h"
+#include "lockstep/coordinator/coordinator.h"
+#include "lockstep/coordinator/deployment.h"
+#include "lockstep/model/llama_weights.h"
+#include "lockstep/model/safetensors.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/topology/chip_spec.h"
+#include "topology_arg.h"
+
+namespace {
+
+namespace po = boost::program_options;
+using lockstep::cli::UsageError;
+
+std::vector<int32_t> ParsePrompt(const std::string& text) {
+  std::vector<int32_t> tokens;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
+      throw UsageError("prompt: '" + item + "' is not a token id (want e.g. 1,2,3)");
+    }
+    tokens.push_back(static_cast<int32_t>(v));
+  }
+  if (tokens.empty()) throw UsageError("a prompt needs at least one token id, e.g. 1,2,3");
+  return tokens;
+}
+
+int Main(int argc, char** argv) {
+  std::string listen = "tcp://127.0.0.1:7700", config, weights_path, topo_name = "node", plan_path,
+              backend = "tcp", ipc_dir = "/tmp", prompts_file;
+  std::vector<std::string> prompt_texts, tcp_hosts;
+  uint64_t seed = 0;
+  int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000;
+  int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 27000;
+  int32_t slots = 0;
+  bool json = false;
+  po::options_description opts("options");
+  opts.add_options()("help,h", "show this help")(
+      "listen", po::value<std::string>(&listen)->default_value(listen),
+      "control address workers connect to: tcp://HOST:PORT or ipc://PATH")(
+      "model", po::value<std::string>(&config), "config.json or its folder (required)")(
+      "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
+      "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
+      "topology", po::value<std::string>(&topo_name)->default_value("node"),
+      lockstep::cli::kTopologyHelp)("spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
+                                    "spare nodes per rack")(
+      "plan", po::value<std::string>(&plan_path), "a plan file; else plan now")(
+      "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree")(
+      "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count")(
+      "slots", po::value<int32_t>(&slots)->default_value(0), "pipeline slots; 0 = stages")(
+      "transport", po::value<std::string>(&backend)->default_value("tcp"),
+      "links between worker processes: ipc (one host) or tcp")(
+      "ipc-dir", po::value<std::string>(&ipc_dir)->default_value("/tmp"), "ipc socket files")(
+      "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(27000),
+      "tcp: link ports are base + chip * 16 + port")(
+      "tcp-host", po::value<std::vector<std::string>>(&tcp_hosts),
+      "tcp: CHIP=IP, the host of a chip (repeatable; default 127.0.0.1)")(
+      "prompt", po::value<std::vector<std::string>>(&prompt_texts),
+      "prompt ids 1,2,3 (repeatable)")("prompts", po::value<std::string>(&prompts_file),
+                                       "a file of prompts, one per line")(
+      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens per prompt")(
+      "register-timeout-ms", po::value<int64_t>(&register_ms)->default_value(60000),
+      "wait this long for the workers to register")(
+      "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
+      "a worker silent this long fails the run")("json", po::bool_switch(&json),
+                                                 "print the result as one JSON object");
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: lockstep-coordinator --model CONFIG (--weights F | --seed S) "
+                 "(--prompt 1,2,3 ... | --prompts FILE) [--listen ADDR] [--topology T] "
+                 "[--plan P | --tp N --pp N] [--transport ipc|tcp] [--json]\n\n"
+                 "Then start one `lockstep-worker --coordinator ADDR` per chip the plan uses.\n\n"
+              << opts;
+    return 0;
+  }
+  if (config.empty()) throw UsageError("missing --model CONFIG (see --help)");
+  if (weights_path.empty() == !vm.count("seed")) {
+    throw UsageError("give exactly one of --weights FILE or --seed S");
+  }
+  if (backend != "ipc" && backend != "tcp") throw UsageError("--transport must be ipc or tcp");
+  std::vector<std::vector<int32_t>> prompts;
+  for (const std::string& p : prompt_texts) prompts.push_back(ParsePrompt(p));
+  if (!prompts_file.empty()) {
+    std::ifstream in(prompts_file);
+    if (!in) throw lockstep::Error(lockstep::ErrorCode::kNotFound, prompts_file + ": cannot open");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line[0] != '#') prompts.push_back(ParsePrompt(line));
+    }
+  }
+  if (prompts.empty()) throw UsageError("give --prompt 1,2,3 or --prompts FILE");
+
+  const lockstep::partition::ModelSpec spec = lockstep::partition::LoadModelSpec(config);
+  const lockstep::model::LlamaWeights weights =
+      weights_path.empty() ? lockstep::model::GenerateLlamaWeights(spec, seed)
+                           : lockstep::model::LoadLlamaWeights(
+                                 lockstep::model::Checkpoint::Open(weights_path), spec);
+  const lockstep::topology::Topology topo = lockstep::cli::ResolveTopology(
+      topo_name, *lockstep::topology::ChipPreset("lpu-v1"), spare_nodes);
+  lockstep::partition::Plan plan;
+  if (!plan_path.empty()) {
+    plan = lockstep::partition::ReadPlanFile(plan_path);
+  } else {
+    lockstep::partition::PlanOptions options;
+    if (tp > 0) options.tp = tp;
+    if (pp > 0) options.pp = pp;
+    plan = lockstep::partition::MakePlan(spec, topo, options);
+  }
+  lockstep::coordinator::DeployOptions deploy;
+  deploy.slots = slots;
+  deploy.transport.backend = backend;
+  deploy.transport.ipc_dir = ipc_dir;
+  deploy.transport.tcp_base_port = tcp_base_port;
+  for (const std::string& h : tcp_hosts) {
+    const size_t eq = h.find('=');
+    if (eq == std::string::npos) throw UsageError("--tcp-host wants CHIP=IP, got '" + h + "'");
+    deploy.transport.tcp_hosts.emplace_back(std::stoul(h.substr(0, eq)), h.substr(eq + 1));
+  }
+  const lockstep::coordinator::Deployment deployment =
+      lockstep::coordinator::MakeDeployment(plan, spec, topo, weights, deploy);
+
+  lockstep::coordinator::CoordinatorOptions co;
+  co.address = listen;
+  co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  co.progress = [](std::string_view line) {
+    std::cerr << "lockstep-coordinator: " << line << "\n";
+  };
+  lockstep::coordinator::Coordinator coordinator(co);
+  std::cerr << "lockstep-coordinator: waiting for " << deployment.chips.size()
+            << " workers: lockstep-worker --coordinator " << coordinator.address() << "\n";
+  coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::milliseconds(register_ms));
+  coordinator.Deploy(deployment);
+  std::vector<lockstep::worker::Request> requests;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
+  }
+  const std::vector<lockstep::worker::Finished> results = coordinator.Generate(requests);
+  coordinator.Shutdown();
+  if (json) {
+    nlohmann::json reqs = nlohmann::json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
+    }
+    std::cout << nlohmann::json{{"requests", reqs},
+                                {"chips", deployment.chips.size()},
+                                {"steps", coordinator.stats().steps}}
+                     .dump(2)
+              << "\n";
+  } else {
+    for (const lockstep::worker::Finished& f : results) {
+      for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
+      std::cout << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "lockstep-coordinator: " << e.what() << "\n";
+    return 2;
+  } catch (const po::error& e) {
+    std::cerr << "lockstep-coordinator: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "lockstep-coordinator: error: " << e.what() << "\n";
+    return 1;
+  }
+}

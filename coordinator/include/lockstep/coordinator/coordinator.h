@@ -1,0 +1,109 @@
+// The coordinator: the control plane of a distributed run. It owns one ZeroMQ ROUTER control
+// socket (proto/control.capnp documents the conversation); workers — processes on this or other
+// hosts, or threads — connect to it, register, and are given a chip each. Then it ships every
+// chip's assignment, program and weight shard (in checksummed chunks, with progress), waits until
+// every worker has opened its links, and drives the run: a worker::Batcher admits requests into
+// the schedule's pipeline slots, every worker gets every Step, and the sampling chip's results
+// go back to the batcher and, token by token, to the caller.
+//
+// Liveness: the coordinator pings every worker each `heartbeat_interval`; a worker that sends
+// nothing for `heartbeat_timeout` (or whose process the launcher reports dead) fails the call
+// with Error(kDisconnected) naming its chip and last completed step. A worker's own error report
+// fails it with the worker's message. Failover (to spare chips) is issue #8: after a failure the
+// coordinator can only shut down. Whatever happens, Shutdown (and the destructor) tells every
+// registered worker to exit.
+//
+// Thread-safety: one thread uses a Coordinator. Time is wall-clock here only for liveness; it
+// never shapes a schedule or an output (tokens come from the static schedule and the Batcher).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockstep/coordinator/deployment.h"
+#include "lockstep/worker/batcher.h"
+
+namespace lockstep::coordinator {
+
+using Millis = std::chrono::milliseconds;
+
+struct CoordinatorOptions {
+  // Where workers connect: ipc://PATH, or tcp://HOST:PORT (port 0: any free port; see address()).
+  std::string address = "tcp://127.0.0.1:0";
+  Millis heartbeat_interval{200};
+  // A worker silent this long is declared gone (a step's own timeouts are longer, so a dead
+  // worker is named before its neighbours report a broken link).
+  Millis heartbeat_timeout{3000};
+  // Deploy: every worker must have opened its links and loaded its shard within this.
+  Millis ready_timeout{120000};
+  uint64_t chunk_bytes = uint64_t{1} << 20;  // shard chunk size on the control socket
+  // Loading-phase progress lines ("shipping shards: 3/8 chips, 12 MiB"); empty: none.
+  std::function<void(std::string_view)> progress;
+  // Polled while waiting: a worker process known to have died (the launcher's waitpid), or
+  // nullopt. Lets a crash be named at once instead of after heartbeat_timeout.
+  struct DeadWorker {
+    int64_t pid = 0;
+    std::string what;  // "was killed by signal 9", "exited with status 1"
+  };
+  std::function<std::optional<DeadWorker>()> dead_worker;
+};
+
+struct WorkerInfo {
+  int64_t pid = 0;
+  std::string hostname;
+  HostInfo host;
+  std::string tag;
+  int32_t chip = -1;  // the chip it asked for or was given; -1 until then
+};
+
+struct RunStats {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  int64_t wall_ns = 0;         // Generate's wall time (measured on this host)
+  int64_t decode_steps = 0;    // steps that carried no prompt
+  int64_t decode_wall_ns = 0;  // their wall time: measured per-token latency = this / steps
+};
+
+// Called for every generated token as it arrives: request id, token, its index in the request.
+using TokenCallback = std::function<void(uint64_t request, int32_t token, int64_t index)>;
+
+class Coordinator {
+ public:
+  // Binds the control socket; InvalidInput naming the address if it cannot.
+  explicit Coordinator(CoordinatorOptions options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  const std::string& address() const;
+
+  // Waits until `count` workers have registered. Error(kUnavailable) after `timeout` saying how
+  // many did.
+  void AwaitWorkers(size_t count, Millis timeout);
+  const std::vector<WorkerInfo>& workers() const;
+
+  // Gives every worker that asked for a chip (lockstep-worker --chip) that chip and the others
+  // the remaining chips in registration order (there must be exactly as many workers as
+  // chips), ships programs and shards, and waits for every worker's ready.
+  void Deploy(const Deployment& deployment);
+
+  // Runs `requests` to completion (ids must be unique); results in the order of `requests`.
+  std::vector<worker::Finished> Generate(const std::vector<worker::Request>& requests,
+                                         const TokenCallback& on_token = {});
+  const RunStats& stats() const;
+
+  // Tells every registered worker to exit. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lockstep::coordinator

@@ -1,0 +1,89 @@
+// What the coordinator deploys: for every chip a plan uses, its place (stage, rank), its links,
+// its program from the static global schedule and its weight shard as bytes — everything a
+// worker needs, computed once, before any worker starts. `MakeDeployment` is a pure function of
+// its inputs (no I/O, no clock), so two runs deploy the same bytes.
+//
+// The schedule is compiled for one token and `slots` sequences: the per-token period every step
+// repeats (schedule sequence m = pipeline slot m), as worker/chip_runner.h expects. Chips that
+// only forward (stage -1) are deployed too, with an empty shard.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lockstep/model/llama_weights.h"
+#include "lockstep/partition/model_spec.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/schedule/schedule.h"
+#include "lockstep/topology/host.h"
+#include "lockstep/topology/topology.h"
+#include "lockstep/transport/message.h"
+
+namespace lockstep::coordinator {
+
+// The link-layer settings every worker process builds its transport::Transport from.
+struct TransportSettings {
+  std::string backend = "ipc";  // ipc or tcp for worker processes; sim/inproc for threads
+  int queue_capacity = 16;
+  uint64_t max_payload_bytes = uint64_t{256} << 20;
+  std::string ipc_dir = "/tmp";  // ipc: where the link socket files go
+  int tcp_base_port = 27000;     // tcp: the binding end listens on base + chip * 16 + port
+  std::vector<std::pair<uint32_t, std::string>> tcp_hosts;  // tcp: chip -> IP; others 127.0.0.1
+  int64_t connect_timeout_ms = 10000;  // OpenChip: every peer must answer within this
+  int64_t step_timeout_ms = 10000;     // one Send or Recv inside a step
+};
+
+// A host as a worker reports it when it registers (a digest of topology::HostSummary).
+struct HostInfo {
+  std::string source;
+  int packages = 0, numa_nodes = 0, cores = 0, pus = 0;
+  std::vector<int> core_pus;  // per core (hwloc logical order): the OS index of its first PU
+  friend bool operator==(const HostInfo&, const HostInfo&) = default;
+};
+HostInfo SummarizeHost(const topology::HostSummary& host);
+
+struct ChipDeployment {
+  uint32_t chip = 0;
+  int stage = -1;  // -1: forwards only
+  int rank = -1;
+  std::vector<transport::LinkSpec> links;  // the links its program uses, by link id
+  schedule::ChipProgram program;
+  std::vector<topology::ChipId> group;        // its stage's TP group in rank order
+  std::vector<schedule::LinkTable> incoming;  // worker::IncomingTables(schedule, chip)
+  std::vector<std::byte> shard;  // model::ShardToBytes of its shard; empty when forwarding only
+  // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
+  // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
+  int index = 0;
+};
+
+struct Deployment {
+  partition::ModelSpec spec;
+  uint64_t schedule_id = 1;
+  int32_t slots = 1;
+  int64_t max_positions = 0;               // prompt + max_new limit per request
+  int64_t predicted_token_latency_ns = 0;  // the plan's prediction for the topology's chip
+  int64_t schedule_token_latency_ns = 0;   // the compiled schedule's
+  uint32_t sampling_chip = 0;              // last stage, rank 0: where results come from
+  TransportSettings transport;
+  std::vector<ChipDeployment> chips;  // by chip id
+
+  uint64_t shard_bytes() const;
+};
+
+struct DeployOptions {
+  int32_t slots = 0;          // pipeline slots (sequences in flight); 0 = the number of stages
+  int64_t max_positions = 0;  // 0 = spec.max_position_embeddings
+  TransportSettings transport;
+};
+
+// Compiles the schedule of `plan` and cuts every used chip's shard out of `weights`. Throws
+// Error (kInvalidInput) for a plan that does not belong to `topo` (chip out of range or down,
+// another topology name) or cannot run `spec`, and weights that do not match `spec`.
+Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo, const model::LlamaWeights& weights,
+                          const DeployOptions& options);
+
+}  // namespace lockstep::coordinator

@@ -1,0 +1,335 @@
+#include "lockstep/coordinator/coordinator.h"
+
+#include <algorithm>
+#include <map>
+
+#include "control_socket.h"
+#include "lockstep/transport/crc32c.h"
+#include "messages.h"
+
+namespace lockstep::coordinator {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Mib(uint64_t bytes) {
+  const uint64_t tenths = bytes * 10 / (uint64_t{1} << 20);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MiB";
+}
+
+int64_t Ms(Clock::duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
+
+}  // namespace
+
+struct Coordinator::Impl {
+  explicit Impl(CoordinatorOptions o) : options(std::move(o)), socket(options.address) {}
+
+  CoordinatorOptions options;
+  RouterSocket socket;
+  std::vector<WorkerInfo> workers;
+  std::vector<std::string> peers;
+  std::map<std::string, size_t> by_peer;
+  std::vector<Clock::time_point> last_heard;
+  std::vector<int64_t> last_step;
+  Clock::time_point next_ping = Clock::now();
+  Clock::time_point last_pump = Clock::now();
+  RunStats stats;
+  bool deployed = false;
+  bool shut_down = false;
+  uint32_t sampling_chip = 0;
+  int32_t slots = 1;
+  int64_t max_positions = 0;
+
+  void Progress(const std::string& line) const {
+    if (options.progress) options.progress(line);
+  }
+
+  std::string Name(size_t w) const {
+    const WorkerInfo& info = workers[w];
+    std::string who = info.chip >= 0 ? "chip " + std::to_string(info.chip) : "worker";
+    return who + " (worker pid " + std::to_string(info.pid) + " on " + info.hostname + ")";
+  }
+
+  [[noreturn]] void Fail(size_t w, ErrorCode code, const std::string& what) const {
+    throw Error(code,
+                Name(w) + " " + what + "; last completed step " + std::to_string(last_step[w]));
+  }
+
+  // Receives for up to `wait` (at least one poll), answering pings and registrations and
+  // checking liveness; calls `on_message` for everything else from a known worker.
+  void Pump(Millis wait, const std::function<void(size_t, ControlMessage&)>& on_message) {
+    const Clock::time_point start = Clock::now();
+    // Time the coordinator spent not listening (shipping a shard) is not a worker's silence.
+    if (start - last_pump > options.heartbeat_interval) {
+      for (Clock::time_point& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
+    }
+    const auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
+    std::optional<RouterSocket::Incoming> in =
+        socket.Receive(std::max(Millis(0), std::min(wait, until_ping)));
+    // Drain what is already queued before judging anyone silent.
+    for (int i = 0; in && i < 1024; ++i) {
+      Handle(*in, Clock::now(), on_message);
+      in = socket.Receive(Millis(0));
+    }
+    const Clock::time_point now = Clock::now();
+    last_pump = now;
+    if (now >= next_ping) {
+      for (const std::string& peer : peers) socket.Send(peer, PingMsg{});
+      next_ping = now + options.heartbeat_interval;
+    }
+    CheckLiveness(Clock::now());
+  }
+
+  void Handle(RouterSocket::Incoming& in, Clock::time_point now,
+              const std::function<void(size_t, ControlMessage&)>& on_message) {
+    auto known = by_peer.find(in.peer);
+    if (!in.message) {
+      if (known != by_peer.end()) Fail(known->second, ErrorCode::kProtocol, "sent " + in.error);
+      return;  // garbage from a stranger: ignore it
+    }
+    ControlMessage& m = *in.message;
+    if (known == by_peer.end()) {
+      if (const auto* r = std::get_if<RegisterMsg>(&m); r && !deployed) {
+        const size_t w = workers.size();
+        workers.push_back({r->pid, r->hostname, r->host, r->tag, r->chip});
+        peers.push_back(in.peer);
+        by_peer[in.peer] = w;
+        last_heard.push_back(now);
+        last_step.push_back(-1);
+        socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
+      } else {
+        socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
+      }
+      return;
+    }
+    const size_t w = known->second;
+    last_heard[w] = now;
+    if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
+      last_step[w] = std::max(last_step[w], h->last_step);
+      return;
+    }
+    if (const auto* e = std::get_if<ErrorMsg>(&m)) {
+      throw Error(e->code, Name(w) + " failed: " + e->message);
+    }
+    if (std::holds_alternative<RegisterMsg>(m)) return;  // a repeated register: already known
+    if (on_message) on_message(w, m);
+  }
+
+  void CheckLiveness(Clock::time_point now) const {
+    if (options.dead_worker) {
+      if (std::optional<CoordinatorOptions::DeadWorker> dead = options.dead_worker()) {
+        for (size_t w = 0; w < workers.size(); ++w) {
+          if (workers[w].pid == dead->pid) Fail(w, ErrorCode::kDisconnected, dead->what);
+        }
+        throw Error(ErrorCode::kDisconnected, "worker pid " + std::to_string(dead->pid) + " " +
+                                                  dead->what + " before registering");
+      }
+    }
+    for (size_t w = 0; w < workers.size(); ++w) {
+      if (now - last_heard[w] > options.heartbeat_timeout) {
+        Fail(w, ErrorCode::kDisconnected,
+             "stopped answering for " + std::to_string(Ms(now - last_heard[w])) + " ms");
+      }
+    }
+  }
+};
+
+Coordinator::Coordinator(CoordinatorOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+const std::string& Coordinator::address() const { return impl_->socket.address(); }
+const std::vector<WorkerInfo>& Coordinator::workers() const { return impl_->workers; }
+const RunStats& Coordinator::stats() const { return impl_->stats; }
+
+void Coordinator::AwaitWorkers(size_t count, Millis timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  size_t shown = 0;
+  while (impl_->workers.size() < count) {
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      throw Error(ErrorCode::kUnavailable, std::to_string(impl_->workers.size()) + " of " +
+                                               std::to_string(count) + " workers registered at " +
+                                               address() + " within " +
+                                               std::to_string(timeout.count()) + " ms");
+    }
+    impl_->Pump(std::chrono::duration_cast<Millis>(deadline - now), {});
+    if (impl_->workers.size() != shown && (impl_->workers.size() == count || count <= 16)) {
+      shown = impl_->workers.size();
+      impl_->Progress("workers registered: " + std::to_string(shown) + "/" + std::to_string(count));
+    }
+  }
+}
+
+void Coordinator::Deploy(const Deployment& d) {
+  Impl& im = *impl_;
+  if (im.workers.size() != d.chips.size()) {
+    throw InvalidInput("deployment needs " + std::to_string(d.chips.size()) + " workers, " +
+                       std::to_string(im.workers.size()) + " registered");
+  }
+  im.deployed = true;
+  im.sampling_chip = d.sampling_chip;
+  im.slots = d.slots;
+  im.max_positions = d.max_positions;
+  const size_t n = d.chips.size();
+  const uint64_t total_bytes = d.shard_bytes();
+  const size_t every = std::max<size_t>(1, n / 8);
+  // owner[i]: the worker of chip i. Requested chips first, then registration order.
+  std::vector<size_t> owner(n, n);
+  std::vector<bool> taken(n, false);
+  for (size_t w = 0; w < n; ++w) {
+    const int32_t want = im.workers[w].chip;
+    if (want < 0) continue;
+    size_t i = 0;
+    while (i < n && static_cast<int32_t>(d.chips[i].chip) != want) ++i;
+    if (i == n || owner[i] != n) {
+      throw InvalidInput(im.Name(w) + " asked for chip " + std::to_string(want) +
+                         (i == n ? ", which the plan does not use" : ", which another took"));
+    }
+    owner[i] = w;
+    taken[w] = true;
+  }
+  for (size_t i = 0, w = 0; i < n; ++i) {
+    if (owner[i] != n) continue;
+    while (taken[w]) ++w;
+    owner[i] = w;
+    taken[w] = true;
+  }
+  uint64_t shipped = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const ChipDeployment& c = d.chips[i];
+    const size_t w = owner[i];
+    im.workers[w].chip = static_cast<int32_t>(c.chip);
+    AssignmentMsg a;
+    a.chip = c.chip;
+    a.stage = c.stage;
+    a.rank = c.rank;
+    a.schedule_id = d.schedule_id;
+    a.links = c.links;
+    a.transport = d.transport;
+    a.program = c.program;
+    a.spec = d.spec;
+    a.shard_bytes = c.shard.size();
+    const uint64_t chunk = std::max<uint64_t>(1, im.options.chunk_bytes);
+    a.shard_chunks = static_cast<uint32_t>((c.shard.size() + chunk - 1) / chunk);
+    const std::vector<int>& pus = im.workers[w].host.core_pus;
+    if (!pus.empty()) a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
+    a.slots = d.slots;
+    a.max_positions = d.max_positions;
+    a.group = c.group;
+    a.incoming = c.incoming;
+    im.socket.Send(im.peers[w], a);
+    for (uint32_t k = 0; k < a.shard_chunks; ++k) {
+      const uint64_t offset = k * chunk;
+      const uint64_t size = std::min<uint64_t>(chunk, c.shard.size() - offset);
+      ShardChunkMsg m;
+      m.index = k;
+      m.offset = offset;
+      m.data.assign(c.shard.begin() + static_cast<int64_t>(offset),
+                    c.shard.begin() + static_cast<int64_t>(offset + size));
+      m.crc32c = transport::Crc32c(m.data);
+      im.socket.Send(im.peers[w], m);
+    }
+    im.socket.Send(im.peers[w], ShardDoneMsg{c.shard.size(), transport::Crc32c(c.shard)});
+    shipped += c.shard.size();
+    if ((i + 1) % every == 0 || i + 1 == n) {
+      im.Progress("shipping shards: " + std::to_string(i + 1) + "/" + std::to_string(n) +
+                  " chips, " + Mib(shipped) + " of " + Mib(total_bytes));
+    }
+    im.Pump(Millis(0), {});
+  }
+  std::vector<bool> ready(n, false);
+  size_t ready_count = 0;
+  const Clock::time_point deadline = Clock::now() + im.options.ready_timeout;
+  while (ready_count < n) {
+    if (Clock::now() >= deadline) {
+      for (size_t w = 0; w < n; ++w) {
+        if (!ready[w]) {
+          im.Fail(w, ErrorCode::kUnavailable,
+                  "was not ready within " + std::to_string(im.options.ready_timeout.count()) +
+                      " ms (links or shard)");
+        }
+      }
+    }
+    im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+      if (std::holds_alternative<ReadyMsg>(m) && !ready[w]) {
+        ready[w] = true;
+        ++ready_count;
+        if (ready_count == n || ready_count % every == 0) {
+          im.Progress("workers ready (links open, shards loaded): " + std::to_string(ready_count) +
+                      "/" + std::to_string(n));
+        }
+      }
+    });
+  }
+}
+
+std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Request>& requests,
+                                                    const TokenCallback& on_token) {
+  Impl& im = *impl_;
+  if (!im.deployed) throw Error(ErrorCode::kInternal, "Generate before Deploy");
+  worker::Batcher batcher(
+      {.slots = im.slots, .max_positions = im.max_positions, .keep_logits = true});
+  for (const worker::Request& r : requests) batcher.Submit(r);
+  std::map<uint64_t, worker::Finished> done;
+  std::map<uint64_t, int64_t> produced;
+  auto take = [&](std::vector<worker::Finished> finished) {
+    for (worker::Finished& f : finished) done[f.id] = std::move(f);
+  };
+  take(batcher.TakeDone());
+  const size_t n = im.workers.size();
+  const Clock::time_point start = Clock::now();
+  while (std::optional<worker::Step> step = batcher.Next()) {
+    const Clock::time_point step_start = Clock::now();
+    bool decode = true;
+    for (const worker::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
+    const StepMsg msg{*step};
+    for (size_t w = 0; w < n; ++w) im.socket.Send(im.peers[w], msg);
+    std::vector<bool> answered(n, false);
+    size_t answers = 0;
+    std::vector<worker::SlotResult> results;
+    while (answers < n) {
+      im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+        auto* r = std::get_if<StepResultMsg>(&m);
+        if (r == nullptr) return;
+        if (r->index != step->index || answered[w]) {
+          im.Fail(w, ErrorCode::kProtocol,
+                  "sent the result of step " + std::to_string(r->index) + " while step " +
+                      std::to_string(step->index) + " runs");
+        }
+        answered[w] = true;
+        ++answers;
+        im.last_step[w] = r->index;
+        if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
+          results = std::move(r->results);
+        }
+      });
+    }
+    for (const worker::SlotResult& r : results) {
+      if (on_token) on_token(r.request, r.token, produced[r.request]);
+      ++produced[r.request];
+    }
+    im.stats.tokens += static_cast<int64_t>(results.size());
+    take(batcher.Complete(results));
+    ++im.stats.steps;
+    if (decode) {
+      ++im.stats.decode_steps;
+      im.stats.decode_wall_ns +=
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - step_start).count();
+    }
+  }
+  im.stats.wall_ns +=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+  std::vector<worker::Finished> out;
+  for (const worker::Request& r : requests) out.push_back(std::move(done.at(r.id)));
+  return out;
+}
+
+void Coordinator::Shutdown() {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  for (const std::string& peer : impl_->peers) impl_->socket.Send(peer, ShutdownMsg{});
+}
+
+}  // namespace lockstep::coordinator

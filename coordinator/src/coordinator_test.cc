@@ -1,0 +1,305 @@
+// The control plane against scripted fake peers (a raw DealerSocket as a worker, a raw
+// RouterSocket as a coordinator): registration, chunked and checksummed shipping, heartbeats,
+// failure reports and bounded waits.
+#include "lockstep/coordinator/coordinator.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "control_socket.h"
+#include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/transport/crc32c.h"
+
+namespace lockstep::coordinator {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Address(const std::string& name) {
+  return "ipc:///tmp/lockstep-coord-test-" + std::to_string(getpid()) + "-" + name;
+}
+
+RegisterMsg Hello(int32_t chip) {
+  return RegisterMsg{
+      static_cast<int64_t>(getpid()), "test-host", {"fake", 1, 1, 2, 2, {0, 1}}, "test", chip};
+}
+
+// One chip, one slot; the shard is opaque bytes (the fake worker does not load it).
+Deployment OneChip(uint32_t chip, size_t shard_bytes) {
+  Deployment d;
+  d.spec.name = "fake";
+  d.spec.vocab_size = 4;
+  d.slots = 1;
+  d.sampling_chip = chip;
+  ChipDeployment c;
+  c.chip = chip;
+  c.stage = 0;
+  c.rank = 0;
+  c.program.chip = static_cast<int32_t>(chip);
+  for (size_t i = 0; i < shard_bytes; ++i) c.shard.push_back(std::byte(static_cast<uint8_t>(i)));
+  d.chips.push_back(c);
+  return d;
+}
+
+// A scripted worker: registers, receives and checks its shard, says ready, then answers pings
+// and the first `steps` steps (sampling token 1 for every slot) and goes silent or reports an
+// error.
+struct FakeWorker {
+  FakeWorker(std::string a, int s, bool e = false)
+      : address(std::move(a)), steps(s), report_error(e) {}
+  std::string address;
+  int steps = 0;
+  bool report_error = false;
+  // Observed:
+  uint32_t chunks = 0;
+  bool digest_ok = false;
+  std::optional<AssignmentMsg> assignment;
+
+  void Run() {
+    DealerSocket socket(address);
+    socket.Send(Hello(3));
+    std::vector<std::byte> shard;
+    int answered = 0;
+    const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < give_up) {
+      std::optional<ControlMessage> m = socket.Pump(Millis(20));
+      if (!m) continue;
+      if (std::holds_alternative<PingMsg>(*m)) {
+        socket.Send(HeartbeatMsg{3, answered - 1});
+      } else if (auto* a = std::get_if<AssignmentMsg>(&*m)) {
+        assignment = *a;
+      } else if (auto* c = std::get_if<ShardChunkMsg>(&*m)) {
+        EXPECT_EQ(c->crc32c, transport::Crc32c(c->data));
+        EXPECT_EQ(c->offset, shard.size());
+        shard.insert(shard.end(), c->data.begin(), c->data.end());
+        ++chunks;
+      } else if (auto* d = std::get_if<ShardDoneMsg>(&*m)) {
+        digest_ok = d->total_bytes == shard.size() && d->crc32c == transport::Crc32c(shard);
+        socket.Send(ReadyMsg{3});
+      } else if (auto* s = std::get_if<StepMsg>(&*m)) {
+        if (answered == steps) {
+          if (report_error) socket.Send(ErrorMsg{3, ErrorCode::kProtocol, "link chip 3:1 broke"});
+          return;  // silent from now on
+        }
+        StepResultMsg r{3, s->step.index, {}};
+        for (const worker::SlotWork& w : s->step.work) {
+          r.results.push_back({w.slot, w.request, 1, std::vector<float>(4, 0.5f)});
+        }
+        socket.Send(r);
+        ++answered;
+      } else if (std::holds_alternative<ShutdownMsg>(*m)) {
+        return;
+      }
+    }
+  }
+};
+
+TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
+  CoordinatorOptions options;
+  options.address = Address("await");
+  Coordinator coordinator(options);
+  DealerSocket one(coordinator.address());
+  one.Send(Hello(-1));
+  try {
+    coordinator.AwaitWorkers(2, Millis(300));
+    FAIL() << "two workers registered?";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("1 of 2 workers registered"), std::string::npos)
+        << e.what();
+  }
+  ASSERT_EQ(coordinator.workers().size(), 1u);
+  EXPECT_EQ(coordinator.workers()[0].hostname, "test-host");
+}
+
+TEST(Coordinator, ShipsShardInCheckedChunksWithProgress) {
+  CoordinatorOptions options;
+  options.address = Address("ship");
+  options.chunk_bytes = 7;
+  std::vector<std::string> progress;
+  options.progress = [&](std::string_view line) { progress.emplace_back(line); };
+  Coordinator coordinator(options);
+  FakeWorker fake(coordinator.address(), 1);
+  std::thread worker([&] { fake.Run(); });
+  coordinator.AwaitWorkers(1, Millis(5000));
+  coordinator.Deploy(OneChip(3, 20));
+  const std::vector<worker::Finished> out = coordinator.Generate({{7, {1, 2}, 1, {}}});
+  coordinator.Shutdown();
+  worker.join();
+  EXPECT_EQ(fake.chunks, 3u);  // ceil(20 / 7)
+  EXPECT_TRUE(fake.digest_ok);
+  ASSERT_TRUE(fake.assignment);
+  EXPECT_EQ(fake.assignment->chip, 3u);
+  EXPECT_EQ(fake.assignment->shard_bytes, 20u);
+  EXPECT_EQ(fake.assignment->cpus, std::vector<int>{0});  // chip index 0 -> core 0's PU
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].tokens, std::vector<int32_t>{1});
+  bool shipped = false;
+  for (const std::string& line : progress) shipped |= line.find("shipping shards: 1/1") == 0;
+  EXPECT_TRUE(shipped);
+}
+
+TEST(Coordinator, SilentWorkerIsNamedWithItsLastCompletedStep) {
+  CoordinatorOptions options;
+  options.address = Address("silent");
+  options.heartbeat_interval = Millis(50);
+  options.heartbeat_timeout = Millis(400);
+  Coordinator coordinator(options);
+  FakeWorker fake(coordinator.address(), 2);
+  std::thread worker([&] { fake.Run(); });
+  coordinator.AwaitWorkers(1, Millis(5000));
+  coordinator.Deploy(OneChip(3, 8));
+  const Clock::time_point start = Clock::now();
+  try {
+    coordinator.Generate({{1, {1}, 5, {}}});
+    FAIL() << "the run survived a silent worker";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDisconnected);
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("chip 3 (worker pid", 0), 0u) << what;
+    EXPECT_NE(what.find("stopped answering"), std::string::npos) << what;
+    EXPECT_NE(what.find("last completed step 1"), std::string::npos) << what;
+  }
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+  worker.join();
+}
+
+TEST(Coordinator, WorkerErrorReportFailsTheRunWithItsMessage) {
+  CoordinatorOptions options;
+  options.address = Address("error");
+  Coordinator coordinator(options);
+  FakeWorker fake(coordinator.address(), 0, true);
+  std::thread worker([&] { fake.Run(); });
+  coordinator.AwaitWorkers(1, Millis(5000));
+  coordinator.Deploy(OneChip(3, 8));
+  try {
+    coordinator.Generate({{1, {1}, 5, {}}});
+    FAIL() << "the run survived a worker's error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+    EXPECT_NE(std::string(e.what()).find("chip 3 (worker pid"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("failed: link chip 3:1 broke"), std::string::npos)
+        << e.what();
+  }
+  worker.join();
+}
+
+TEST(Coordinator, ADeadWorkerProcessIsNamedAtOnce) {
+  CoordinatorOptions options;
+  options.address = Address("dead");
+  options.heartbeat_timeout = Millis(60000);
+  bool dead = false;
+  options.dead_worker = [&]() -> std::optional<CoordinatorOptions::DeadWorker> {
+    if (!dead) return std::nullopt;
+    return CoordinatorOptions::DeadWorker{getpid(), "was killed by signal 9"};
+  };
+  Coordinator coordinator(options);
+  DealerSocket fake(coordinator.address());
+  fake.Send(Hello(5));
+  coordinator.AwaitWorkers(1, Millis(5000));
+  dead = true;
+  try {
+    coordinator.AwaitWorkers(2, Millis(5000));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("chip 5 (worker pid", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find("was killed by signal 9"), std::string::npos);
+  }
+}
+
+TEST(WorkerAgent, WrongAddressGivesUpWithinTheConnectTimeout) {
+  WorkerOptions options;
+  options.coordinator = Address("nobody-here");
+  options.connect_timeout = Millis(200);
+  options.host = topology::DiscoverSyntheticHost("core:2 pu:1");
+  const Clock::time_point start = Clock::now();
+  try {
+    RunWorker(options);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("no coordinator answered at " + options.coordinator),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST(WorkerAgent, MalformedAddressIsInvalidInput) {
+  WorkerOptions options;
+  options.coordinator = "carrier-pigeon://coop";
+  options.host = topology::DiscoverSyntheticHost("core:1 pu:1");
+  EXPECT_THROW(RunWorker(options), Error);
+}
+
+TEST(WorkerAgent, ACoordinatorThatGoesAwayIsReported) {
+  RouterSocket fake(Address("vanishing"));
+  WorkerOptions options;
+  options.coordinator = fake.address();
+  options.coordinator_timeout = Millis(300);
+  options.host = topology::DiscoverSyntheticHost("core:2 pu:1");
+  std::optional<Error> error;
+  std::thread worker([&] {
+    try {
+      RunWorker(options);
+    } catch (const Error& e) {
+      error = e;
+    }
+  });
+  std::optional<RouterSocket::Incoming> hello = fake.Receive(Millis(5000));
+  ASSERT_TRUE(hello && hello->message);
+  const auto* r = std::get_if<RegisterMsg>(&*hello->message);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->host.cores, 2);  // the host summary it registered with
+  fake.Send(hello->peer, PingMsg{});
+  const Clock::time_point start = Clock::now();
+  worker.join();  // the fake says nothing more
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code(), ErrorCode::kDisconnected);
+  EXPECT_NE(std::string(error->what()).find("went away"), std::string::npos) << error->what();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
+  RouterSocket fake(Address("corrupt"));
+  WorkerOptions options;
+  options.coordinator = fake.address();
+  options.host = topology::DiscoverSyntheticHost("core:1 pu:1");
+  std::optional<Error> error;
+  std::thread worker([&] {
+    try {
+      RunWorker(options);
+    } catch (const Error& e) {
+      error = e;
+    }
+  });
+  std::optional<RouterSocket::Incoming> hello = fake.Receive(Millis(5000));
+  ASSERT_TRUE(hello);
+  AssignmentMsg a;
+  a.chip = 2;
+  a.stage = 0;
+  a.shard_bytes = 4;
+  a.shard_chunks = 1;
+  fake.Send(hello->peer, a);
+  ShardChunkMsg c{0, 0, {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}, 0};
+  c.crc32c = transport::Crc32c(c.data) ^ 1u;  // one bit off
+  fake.Send(hello->peer, c);
+  // The worker reports the error to the coordinator, then stops.
+  std::optional<RouterSocket::Incoming> report;
+  for (int i = 0; i < 20; ++i) {
+    report = fake.Receive(Millis(250));
+    if (report && report->message && std::holds_alternative<ErrorMsg>(*report->message)) break;
+  }
+  worker.join();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code(), ErrorCode::kProtocol);
+  EXPECT_NE(std::string(error->what()).find("failed its CRC32C"), std::string::npos);
+  ASSERT_TRUE(report && report->message && std::holds_alternative<ErrorMsg>(*report->message));
+  EXPECT_EQ(std::get<ErrorMsg>(*report->message).chip, 2);
+}
+
+}  // namespace
+}  // namespace lockstep::coordinator

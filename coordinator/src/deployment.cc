@@ -1,0 +1,93 @@
+#include "lockstep/coordinator/deployment.h"
+
+#include <algorithm>
+
+#include "lockstep/common/error.h"
+#include "lockstep/model/stage_shard.h"
+#include "lockstep/transport/crc32c.h"
+#include "lockstep/worker/chip_runner.h"
+
+namespace lockstep::coordinator {
+
+HostInfo SummarizeHost(const topology::HostSummary& host) {
+  HostInfo h{host.source, host.packages, host.numa_nodes, host.cores, host.pus, {}};
+  // Cores in logical order across domains: domain order, then core index (both ascending).
+  std::vector<std::pair<int, int>> cores;
+  for (const topology::NumaDomain& d : host.numa) {
+    for (const topology::HostCore& c : d.cores) {
+      if (!c.pus.empty()) cores.emplace_back(c.index, c.pus.front());
+    }
+  }
+  std::sort(cores.begin(), cores.end());
+  for (const auto& [index, pu] : cores) h.core_pus.push_back(pu);
+  return h;
+}
+
+uint64_t Deployment::shard_bytes() const {
+  uint64_t total = 0;
+  for (const ChipDeployment& c : chips) total += c.shard.size();
+  return total;
+}
+
+Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo, const model::LlamaWeights& weights,
+                          const DeployOptions& options) {
+  if (plan.topology != topo.name()) {
+    throw InvalidInput("plan was made for topology '" + plan.topology + "', not '" + topo.name() +
+                       "' (plan again for this topology, or pass the plan's topology)");
+  }
+  if (plan.model != spec.name) {
+    throw InvalidInput("plan was made for model '" + plan.model + "', not '" + spec.name + "'");
+  }
+  const std::vector<std::string> problems = partition::VerifyPlan(plan, spec, topo);
+  if (!problems.empty()) {
+    throw InvalidInput("plan does not fit topology '" + topo.name() + "': " + problems.front());
+  }
+  if (options.slots < 0) throw InvalidInput("slots must be >= 1");
+  Deployment d;
+  d.spec = spec;
+  d.slots = options.slots > 0 ? options.slots : static_cast<int32_t>(plan.stages.size());
+  d.max_positions =
+      options.max_positions > 0 ? options.max_positions : spec.max_position_embeddings;
+  d.transport = options.transport;
+  d.predicted_token_latency_ns = plan.predicted.token_latency_ns;
+  // The schedule id is a digest of the plan: frames of another deployment never match.
+  const std::string plan_bytes = partition::SerializePlan(plan);
+  d.schedule_id = transport::Crc32c(std::as_bytes(std::span(plan_bytes))) | (uint64_t{1} << 32);
+
+  schedule::ScheduleOptions so;
+  so.tokens = 1;
+  so.sequences = d.slots;
+  const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
+  d.schedule_token_latency_ns = global.token_latency_ns;
+  const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
+  d.sampling_chip = static_cast<uint32_t>(plan.stages.back().chips.front());
+  int index = 0;
+  for (const schedule::ChipProgram& program : global.programs) {
+    ChipDeployment c;
+    c.chip = static_cast<uint32_t>(program.chip);
+    c.stage = program.stage;
+    c.rank = program.rank;
+    c.index = index++;
+    for (topology::LinkId id : worker::ProgramLinks(program)) {
+      const topology::Link& link = topo.link(id);
+      transport::LinkSpec spec_link;
+      spec_link.a = {static_cast<uint32_t>(link.a.chip), static_cast<uint32_t>(link.a.port)};
+      spec_link.b = {static_cast<uint32_t>(link.b.chip), static_cast<uint32_t>(link.b.port)};
+      spec_link.latency_ns = link.latency_ns;
+      spec_link.bytes_per_second = link.bandwidth_bytes_per_s;
+      c.links.push_back(spec_link);
+    }
+    if (program.stage >= 0) {
+      c.shard = model::ShardToBytes(
+          model::ExtractShard(weights, spec, stages, program.stage, program.rank), spec);
+    }
+    c.program = program;
+    if (program.stage >= 0) c.group = plan.stages[static_cast<size_t>(program.stage)].chips;
+    c.incoming = worker::IncomingTables(global, program.chip);
+    d.chips.push_back(std::move(c));
+  }
+  return d;
+}
+
+}  // namespace lockstep::coordinator

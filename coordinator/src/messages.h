@@ -1,0 +1,92 @@
+// The control messages between coordinator and workers as plain values (see
+// proto/control.capnp for the conversation). Private to the coordinator library.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "lockstep/common/error.h"
+#include "lockstep/coordinator/deployment.h"
+#include "lockstep/partition/model_spec.h"
+#include "lockstep/schedule/schedule.h"
+#include "lockstep/transport/message.h"
+#include "lockstep/worker/chip_runner.h"
+
+namespace lockstep::coordinator {
+
+struct RegisterMsg {
+  int64_t pid = 0;
+  std::string hostname;
+  HostInfo host;
+  std::string tag;
+  int32_t chip = -1;  // the chip this worker asks for; -1: any
+};
+
+struct AssignmentMsg {
+  uint32_t chip = 0;
+  int stage = -1, rank = -1;
+  uint64_t schedule_id = 0;
+  std::vector<transport::LinkSpec> links;
+  TransportSettings transport;
+  schedule::ChipProgram program;
+  partition::ModelSpec spec;
+  uint64_t shard_bytes = 0;
+  uint32_t shard_chunks = 0;
+  std::vector<int> cpus;
+  int slots = 1;
+  int64_t max_positions = 0;
+  std::vector<int32_t> group;
+  std::vector<schedule::LinkTable> incoming;
+};
+
+struct ShardChunkMsg {
+  uint32_t index = 0;
+  uint64_t offset = 0;
+  std::vector<std::byte> data;
+  uint32_t crc32c = 0;
+};
+
+struct ShardDoneMsg {
+  uint64_t total_bytes = 0;
+  uint32_t crc32c = 0;
+};
+
+struct ReadyMsg {
+  uint32_t chip = 0;
+};
+
+struct StepMsg {
+  worker::Step step;
+};
+
+struct StepResultMsg {
+  uint32_t chip = 0;
+  int64_t index = 0;
+  std::vector<worker::SlotResult> results;
+};
+
+struct PingMsg {};
+
+struct HeartbeatMsg {
+  int32_t chip = -1;
+  int64_t last_step = -1;
+};
+
+struct ErrorMsg {
+  int32_t chip = -1;
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+struct ShutdownMsg {};
+
+using ControlMessage =
+    std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
+                 StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg>;
+
+// "register", "assignment", ...: for logs and protocol errors.
+const char* MessageName(const ControlMessage& message);
+
+}  // namespace lockstep::coordinator

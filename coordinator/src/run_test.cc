@@ -1,0 +1,113 @@
+// The whole control plane with real workers as threads over the inproc transport: a plan with
+// TP 2 x 2 stages, shards shipped in small chunks under a tight heartbeat, several concurrent
+// requests — every token and logit equal to the single-process reference, bit for bit.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "lockstep/common/error.h"
+#include "lockstep/coordinator/coordinator.h"
+#include "lockstep/coordinator/deployment.h"
+#include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/model/reference.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/generators.h"
+#include "lockstep/transport/transport.h"
+
+namespace lockstep::coordinator {
+namespace {
+
+TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
+  const partition::ModelSpec spec = partition::ParseModelSpec(
+      R"({"_name_or_path": "run-test", "model_type": "llama", "hidden_size": 128,
+          "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 2,
+          "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 96,
+          "max_position_embeddings": 32})",
+      "run-test");
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 4);
+  const topology::Topology topo = topology::GenerateNode(*topology::ChipPreset("lpu-v1"));
+  partition::PlanOptions plan_options;
+  plan_options.tp = 2;
+  plan_options.pp = 2;
+  const partition::Plan plan = partition::MakePlan(spec, topo, plan_options);
+  DeployOptions options;
+  options.slots = 2;
+  options.transport.backend = "inproc";
+  const Deployment deployment = MakeDeployment(plan, spec, topo, weights, options);
+  ASSERT_EQ(deployment.chips.size(), 4u);
+
+  CoordinatorOptions co;
+  co.address = "ipc:///tmp/lockstep-run-test-" + std::to_string(getpid());
+  co.chunk_bytes = 4096;  // hundreds of chunks: heartbeats must not starve behind them
+  co.heartbeat_interval = std::chrono::milliseconds(20);
+  co.heartbeat_timeout = std::chrono::milliseconds(1500);
+  Coordinator coordinator(co);
+  transport::TransportOptions to;
+  to.backend = "inproc";
+  std::unique_ptr<transport::Transport> shared = transport::CreateTransport(to);
+  std::vector<std::thread> workers;
+  for (size_t i = 0; i < deployment.chips.size(); ++i) {
+    workers.emplace_back([&] {
+      WorkerOptions wo;
+      wo.coordinator = coordinator.address();
+      wo.shared_transport = shared.get();
+      wo.host = topology::DiscoverSyntheticHost("core:2 pu:1");
+      wo.pin = false;
+      EXPECT_NO_THROW(RunWorker(wo));
+    });
+  }
+  coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(10));
+  coordinator.Deploy(deployment);
+  const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}, {2, 2}, {40}};
+  std::vector<worker::Request> requests;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    requests.push_back({100 + i, prompts[i], 4, {}});
+  }
+  std::vector<std::pair<uint64_t, int64_t>> streamed;
+  const std::vector<worker::Finished> results = coordinator.Generate(
+      requests,
+      [&](uint64_t request, int32_t, int64_t index) { streamed.emplace_back(request, index); });
+  coordinator.Shutdown();
+  for (std::thread& t : workers) t.join();
+
+  EXPECT_EQ(streamed.size(), prompts.size() * 4);  // every token streamed once
+  const model::ReferenceModel reference(spec, weights);
+  ASSERT_EQ(results.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const model::Generation want = model::Generate(reference, prompts[i], 4, {}, true);
+    EXPECT_EQ(results[i].id, 100 + i);
+    EXPECT_EQ(results[i].tokens, want.tokens) << "request " << i;
+    ASSERT_EQ(results[i].logits.size(), want.logits.size());
+    for (size_t k = 0; k < want.logits.size(); ++k) {
+      ASSERT_EQ(results[i].logits[k].size(), want.logits[k].size());
+      EXPECT_EQ(std::memcmp(results[i].logits[k].data(), want.logits[k].data(),
+                            want.logits[k].size() * sizeof(float)),
+                0)
+          << "request " << i << " token " << k;
+    }
+  }
+}
+
+TEST(Run, APlanForAnotherTopologyIsRefusedBeforeAnythingStarts) {
+  const partition::ModelSpec spec = partition::ParseModelSpec(
+      R"({"_name_or_path": "x", "model_type": "llama", "hidden_size": 64, "head_dim": 16,
+          "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+          "num_key_value_heads": 4, "vocab_size": 32})",
+      "x");
+  const topology::ChipSpec chip = *topology::ChipPreset("lpu-v1");
+  const topology::Topology rack = topology::GenerateRack(chip);
+  const topology::Topology node = topology::GenerateNode(chip);
+  const partition::Plan plan = partition::MakePlan(spec, rack, {});
+  try {
+    MakeDeployment(plan, spec, node, model::GenerateLlamaWeights(spec, 1), {});
+    FAIL() << "deployed a rack plan on a node";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("topology '" + rack.name() + "'"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lockstep::coordinator

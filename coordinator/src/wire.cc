@@ -1,0 +1,498 @@
+#include "wire.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "lockstep/proto/control.capnp.h"
+
+namespace lockstep::coordinator {
+
+const char* MessageName(const ControlMessage& message) {
+  static constexpr const char* kNames[] = {"register",  "assignment", "shard chunk", "shard done",
+                                           "ready",     "step",       "step result", "ping",
+                                           "heartbeat", "error",      "shutdown"};
+  return kNames[message.index()];
+}
+
+namespace wire {
+namespace {
+
+using proto::ControlMessage;
+
+Error Bad(const std::string& context, const std::string& why) {
+  return Error(ErrorCode::kProtocol, context + ": malformed control message: " + why);
+}
+
+// --- encoders, one per kind ---
+
+void Put(proto::HostSummary::Builder b, const HostInfo& h) {
+  b.setSource(h.source);
+  b.setPackages(h.packages);
+  b.setNumaNodes(h.numa_nodes);
+  b.setCores(h.cores);
+  b.setPus(h.pus);
+  auto pus = b.initCorePus(static_cast<unsigned>(h.core_pus.size()));
+  for (size_t i = 0; i < h.core_pus.size(); ++i) pus.set(static_cast<unsigned>(i), h.core_pus[i]);
+}
+
+void Put(proto::ModelSpec::Builder b, const partition::ModelSpec& s) {
+  b.setName(s.name);
+  b.setModelType(s.model_type);
+  b.setHiddenSize(s.hidden_size);
+  b.setIntermediateSize(s.intermediate_size);
+  b.setNumLayers(s.num_layers);
+  b.setNumHeads(s.num_heads);
+  b.setNumKvHeads(s.num_kv_heads);
+  b.setHeadDim(s.head_dim);
+  b.setVocabSize(s.vocab_size);
+  b.setTieWordEmbeddings(s.tie_word_embeddings);
+  b.setQkvBias(s.qkv_bias);
+  b.setOBias(s.o_bias);
+  b.setMlpBias(s.mlp_bias);
+  b.setNumExperts(s.num_experts);
+  b.setExpertsPerToken(s.experts_per_token);
+  b.setRopeTheta(s.rope_theta);
+  b.setHasRopeScaling(s.rope_scaling.has_value());
+  if (s.rope_scaling) {
+    auto r = b.initRopeScaling();
+    r.setType(s.rope_scaling->type);
+    r.setFactor(s.rope_scaling->factor);
+    r.setLowFreqFactor(s.rope_scaling->low_freq_factor);
+    r.setHighFreqFactor(s.rope_scaling->high_freq_factor);
+    r.setOriginalMaxPositionEmbeddings(s.rope_scaling->original_max_position_embeddings);
+  }
+  b.setRmsNormEps(s.rms_norm_eps);
+  b.setMaxPositionEmbeddings(s.max_position_embeddings);
+  b.setSlidingWindow(s.sliding_window);
+  b.setTorchDtype(s.torch_dtype ? static_cast<int8_t>(*s.torch_dtype) : int8_t{-1});
+}
+
+void Put(proto::ChipProgram::Builder b, const schedule::ChipProgram& p) {
+  b.setChip(p.chip);
+  b.setStage(p.stage);
+  b.setRank(p.rank);
+  b.setResidentBytes(p.resident_bytes);
+  auto list = b.initInstructions(static_cast<unsigned>(p.instructions.size()));
+  for (size_t i = 0; i < p.instructions.size(); ++i) {
+    const schedule::Instruction& in = p.instructions[i];
+    auto o = list[static_cast<unsigned>(i)];
+    o.setKind(static_cast<uint8_t>(in.kind));
+    o.setTag(static_cast<uint8_t>(in.tag));
+    o.setOp(static_cast<uint8_t>(in.op));
+    o.setToken(in.token);
+    o.setSequence(in.sequence);
+    o.setStage(in.stage);
+    o.setLayer(in.layer);
+    o.setStartNs(in.start_ns);
+    o.setEndNs(in.end_ns);
+    o.setDurationNs(in.duration_ns);
+    o.setBytes(in.bytes);
+    o.setLink(in.link);
+    o.setPeer(in.peer);
+    o.setMsg(in.msg);
+    o.setInLink(in.in_link);
+    o.setInPeer(in.in_peer);
+    o.setInMsg(in.in_msg);
+    auto deps = o.initDeps(static_cast<unsigned>(in.deps.size()));
+    for (size_t d = 0; d < in.deps.size(); ++d) deps.set(static_cast<unsigned>(d), in.deps[d]);
+  }
+}
+
+void Put(proto::Sampling::Builder b, const model::SamplingOptions& s) {
+  b.setTemperature(s.temperature);
+  b.setTopP(s.top_p);
+  b.setSeed(s.seed);
+}
+
+void Encode(ControlMessage::Builder m, const RegisterMsg& r) {
+  auto b = m.initRegister();
+  b.setPid(r.pid);
+  b.setHostname(r.hostname);
+  Put(b.initHost(), r.host);
+  b.setTag(r.tag);
+  b.setChip(r.chip);
+}
+
+void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
+  auto b = m.initAssignment();
+  b.setChip(a.chip);
+  b.setStage(a.stage);
+  b.setRank(a.rank);
+  b.setScheduleId(a.schedule_id);
+  auto links = b.initLinks(static_cast<unsigned>(a.links.size()));
+  for (size_t i = 0; i < a.links.size(); ++i) {
+    auto l = links[static_cast<unsigned>(i)];
+    l.setAChip(a.links[i].a.chip);
+    l.setAPort(a.links[i].a.port);
+    l.setBChip(a.links[i].b.chip);
+    l.setBPort(a.links[i].b.port);
+    l.setLatencyNs(a.links[i].latency_ns);
+    l.setBytesPerSecond(a.links[i].bytes_per_second);
+  }
+  auto t = b.initTransport();
+  t.setBackend(a.transport.backend);
+  t.setQueueCapacity(a.transport.queue_capacity);
+  t.setMaxPayloadBytes(a.transport.max_payload_bytes);
+  t.setIpcDir(a.transport.ipc_dir);
+  t.setTcpBasePort(a.transport.tcp_base_port);
+  auto hosts = t.initTcpHosts(static_cast<unsigned>(a.transport.tcp_hosts.size()));
+  for (size_t i = 0; i < a.transport.tcp_hosts.size(); ++i) {
+    hosts[static_cast<unsigned>(i)].setChip(a.transport.tcp_hosts[i].first);
+    hosts[static_cast<unsigned>(i)].setHost(a.transport.tcp_hosts[i].second);
+  }
+  t.setConnectTimeoutMs(a.transport.connect_timeout_ms);
+  t.setStepTimeoutMs(a.transport.step_timeout_ms);
+  Put(b.initProgram(), a.program);
+  Put(b.initSpec(), a.spec);
+  b.setShardBytes(a.shard_bytes);
+  b.setShardChunks(a.shard_chunks);
+  auto cpus = b.initCpus(static_cast<unsigned>(a.cpus.size()));
+  for (size_t i = 0; i < a.cpus.size(); ++i) cpus.set(static_cast<unsigned>(i), a.cpus[i]);
+  b.setSlots(a.slots);
+  b.setMaxPositions(a.max_positions);
+  auto group = b.initGroup(static_cast<unsigned>(a.group.size()));
+  for (size_t i = 0; i < a.group.size(); ++i) group.set(static_cast<unsigned>(i), a.group[i]);
+  auto tables = b.initIncoming(static_cast<unsigned>(a.incoming.size()));
+  for (size_t i = 0; i < a.incoming.size(); ++i) {
+    const schedule::LinkTable& table = a.incoming[i];
+    auto o = tables[static_cast<unsigned>(i)];
+    o.setLink(table.link);
+    o.setFrom(table.from);
+    o.setTo(table.to);
+    auto rs = o.initReservations(static_cast<unsigned>(table.reservations.size()));
+    for (size_t k = 0; k < table.reservations.size(); ++k) {
+      rs[static_cast<unsigned>(k)].setStartNs(table.reservations[k].start_ns);
+      rs[static_cast<unsigned>(k)].setEndNs(table.reservations[k].end_ns);
+      rs[static_cast<unsigned>(k)].setMsg(table.reservations[k].msg);
+    }
+  }
+}
+
+void Encode(ControlMessage::Builder m, const ShardChunkMsg& c) {
+  auto b = m.initShardChunk();
+  b.setIndex(c.index);
+  b.setOffset(c.offset);
+  b.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(c.data.data()), c.data.size()));
+  b.setCrc32c(c.crc32c);
+}
+
+void Encode(ControlMessage::Builder m, const ShardDoneMsg& d) {
+  auto b = m.initShardDone();
+  b.setTotalBytes(d.total_bytes);
+  b.setCrc32c(d.crc32c);
+}
+
+void Encode(ControlMessage::Builder m, const ReadyMsg& r) { m.initReady().setChip(r.chip); }
+
+void Encode(ControlMessage::Builder m, const StepMsg& s) {
+  auto b = m.initStep();
+  b.setIndex(s.step.index);
+  auto work = b.initWork(static_cast<unsigned>(s.step.work.size()));
+  for (size_t i = 0; i < s.step.work.size(); ++i) {
+    const worker::SlotWork& w = s.step.work[i];
+    auto o = work[static_cast<unsigned>(i)];
+    o.setSlot(w.slot);
+    o.setRequest(w.request);
+    o.setPosition(w.position);
+    auto tokens = o.initTokens(static_cast<unsigned>(w.tokens.size()));
+    for (size_t t = 0; t < w.tokens.size(); ++t) tokens.set(static_cast<unsigned>(t), w.tokens[t]);
+    o.setReset(w.reset);
+    Put(o.initSampling(), w.sampling);
+    o.setSampleIndex(w.sample_index);
+  }
+}
+
+void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
+  auto b = m.initStepResult();
+  b.setChip(s.chip);
+  b.setIndex(s.index);
+  auto results = b.initResults(static_cast<unsigned>(s.results.size()));
+  for (size_t i = 0; i < s.results.size(); ++i) {
+    const worker::SlotResult& r = s.results[i];
+    auto o = results[static_cast<unsigned>(i)];
+    o.setSlot(r.slot);
+    o.setRequest(r.request);
+    o.setToken(r.token);
+    auto logits = o.initLogits(static_cast<unsigned>(r.logits.size()));
+    for (size_t k = 0; k < r.logits.size(); ++k) logits.set(static_cast<unsigned>(k), r.logits[k]);
+  }
+}
+
+void Encode(ControlMessage::Builder m, const PingMsg&) { m.setPing(); }
+
+void Encode(ControlMessage::Builder m, const HeartbeatMsg& h) {
+  auto b = m.initHeartbeat();
+  b.setChip(h.chip);
+  b.setLastStep(h.last_step);
+}
+
+void Encode(ControlMessage::Builder m, const ErrorMsg& e) {
+  auto b = m.initError();
+  b.setChip(e.chip);
+  b.setCode(static_cast<uint8_t>(e.code));
+  b.setMessage(e.message);
+}
+
+void Encode(ControlMessage::Builder m, const ShutdownMsg&) { m.setShutdown(); }
+
+// --- decoders ---
+
+HostInfo Get(proto::HostSummary::Reader r) {
+  HostInfo h{r.getSource(), r.getPackages(), r.getNumaNodes(), r.getCores(), r.getPus(), {}};
+  for (int32_t pu : r.getCorePus()) h.core_pus.push_back(pu);
+  return h;
+}
+
+partition::ModelSpec Get(proto::ModelSpec::Reader r, const std::string& context) {
+  partition::ModelSpec s;
+  s.name = r.getName();
+  s.model_type = r.getModelType();
+  s.hidden_size = r.getHiddenSize();
+  s.intermediate_size = r.getIntermediateSize();
+  s.num_layers = r.getNumLayers();
+  s.num_heads = r.getNumHeads();
+  s.num_kv_heads = r.getNumKvHeads();
+  s.head_dim = r.getHeadDim();
+  s.vocab_size = r.getVocabSize();
+  s.tie_word_embeddings = r.getTieWordEmbeddings();
+  s.qkv_bias = r.getQkvBias();
+  s.o_bias = r.getOBias();
+  s.mlp_bias = r.getMlpBias();
+  s.num_experts = r.getNumExperts();
+  s.experts_per_token = r.getExpertsPerToken();
+  s.rope_theta = r.getRopeTheta();
+  if (r.getHasRopeScaling()) {
+    auto q = r.getRopeScaling();
+    s.rope_scaling =
+        partition::RopeScaling{q.getType(), q.getFactor(), q.getLowFreqFactor(),
+                               q.getHighFreqFactor(), q.getOriginalMaxPositionEmbeddings()};
+  }
+  s.rms_norm_eps = r.getRmsNormEps();
+  s.max_position_embeddings = r.getMaxPositionEmbeddings();
+  s.sliding_window = r.getSlidingWindow();
+  const int8_t dtype = r.getTorchDtype();
+  if (dtype >= kDtypeCount) throw Bad(context, "model spec dtype " + std::to_string(dtype));
+  if (dtype >= 0) s.torch_dtype = static_cast<Dtype>(dtype);
+  return s;
+}
+
+template <typename Enum>
+Enum CheckedEnum(uint8_t value, uint8_t count, const std::string& context, const char* what) {
+  if (value >= count) {
+    throw Bad(context, std::string(what) + " " + std::to_string(value) + " out of range");
+  }
+  return static_cast<Enum>(value);
+}
+
+schedule::ChipProgram Get(proto::ChipProgram::Reader r, const std::string& context) {
+  schedule::ChipProgram p;
+  p.chip = r.getChip();
+  p.stage = r.getStage();
+  p.rank = r.getRank();
+  p.resident_bytes = r.getResidentBytes();
+  p.instructions.reserve(r.getInstructions().size());
+  for (auto in : r.getInstructions()) {
+    schedule::Instruction o;
+    o.kind = CheckedEnum<schedule::InstrKind>(in.getKind(), 5, context, "instruction kind");
+    o.tag = CheckedEnum<schedule::Tag>(in.getTag(), 6, context, "instruction tag");
+    o.op = static_cast<partition::OpKind>(in.getOp());
+    o.token = in.getToken();
+    o.sequence = in.getSequence();
+    o.stage = in.getStage();
+    o.layer = in.getLayer();
+    o.start_ns = in.getStartNs();
+    o.end_ns = in.getEndNs();
+    o.duration_ns = in.getDurationNs();
+    o.bytes = in.getBytes();
+    o.link = in.getLink();
+    o.peer = in.getPeer();
+    o.msg = in.getMsg();
+    o.in_link = in.getInLink();
+    o.in_peer = in.getInPeer();
+    o.in_msg = in.getInMsg();
+    const int32_t self = static_cast<int32_t>(p.instructions.size());
+    for (int32_t d : in.getDeps()) {
+      if (d < 0 || d >= self) {
+        throw Bad(context, "instruction " + std::to_string(self) + " depends on " +
+                               std::to_string(d) + " (want an earlier instruction)");
+      }
+      o.deps.push_back(d);
+    }
+    p.instructions.push_back(std::move(o));
+  }
+  return p;
+}
+
+model::SamplingOptions Get(proto::Sampling::Reader r) {
+  model::SamplingOptions s;
+  s.temperature = r.getTemperature();
+  s.top_p = r.getTopP();
+  s.seed = r.getSeed();
+  return s;
+}
+
+AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& context) {
+  AssignmentMsg a;
+  a.chip = r.getChip();
+  a.stage = r.getStage();
+  a.rank = r.getRank();
+  a.schedule_id = r.getScheduleId();
+  for (auto l : r.getLinks()) {
+    transport::LinkSpec spec;
+    spec.a = {l.getAChip(), l.getAPort()};
+    spec.b = {l.getBChip(), l.getBPort()};
+    spec.latency_ns = l.getLatencyNs();
+    spec.bytes_per_second = l.getBytesPerSecond();
+    a.links.push_back(spec);
+  }
+  auto t = r.getTransport();
+  a.transport.backend = t.getBackend();
+  a.transport.queue_capacity = t.getQueueCapacity();
+  a.transport.max_payload_bytes = t.getMaxPayloadBytes();
+  a.transport.ipc_dir = t.getIpcDir();
+  a.transport.tcp_base_port = t.getTcpBasePort();
+  for (auto h : t.getTcpHosts()) a.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
+  a.transport.connect_timeout_ms = t.getConnectTimeoutMs();
+  a.transport.step_timeout_ms = t.getStepTimeoutMs();
+  a.program = Get(r.getProgram(), context);
+  a.spec = Get(r.getSpec(), context);
+  a.shard_bytes = r.getShardBytes();
+  a.shard_chunks = r.getShardChunks();
+  for (int32_t c : r.getCpus()) a.cpus.push_back(c);
+  a.slots = r.getSlots();
+  a.max_positions = r.getMaxPositions();
+  for (int32_t chip : r.getGroup()) a.group.push_back(chip);
+  for (auto in : r.getIncoming()) {
+    schedule::LinkTable table;
+    table.link = in.getLink();
+    table.from = in.getFrom();
+    table.to = in.getTo();
+    for (auto x : in.getReservations()) {
+      table.reservations.push_back({x.getStartNs(), x.getEndNs(), x.getMsg()});
+    }
+    a.incoming.push_back(std::move(table));
+  }
+  if (a.slots < 1) throw Bad(context, "assignment with " + std::to_string(a.slots) + " slots");
+  return a;
+}
+
+worker::Step GetStep(proto::Step::Reader r) {
+  worker::Step step;
+  step.index = r.getIndex();
+  for (auto w : r.getWork()) {
+    worker::SlotWork o;
+    o.slot = w.getSlot();
+    o.request = w.getRequest();
+    o.position = w.getPosition();
+    for (int32_t t : w.getTokens()) o.tokens.push_back(t);
+    o.reset = w.getReset();
+    o.sampling = Get(w.getSampling());
+    o.sample_index = w.getSampleIndex();
+    step.work.push_back(std::move(o));
+  }
+  return step;
+}
+
+StepResultMsg GetStepResult(proto::StepResult::Reader r) {
+  StepResultMsg s;
+  s.chip = r.getChip();
+  s.index = r.getIndex();
+  for (auto x : r.getResults()) {
+    worker::SlotResult o;
+    o.slot = x.getSlot();
+    o.request = x.getRequest();
+    o.token = x.getToken();
+    o.logits.reserve(x.getLogits().size());
+    for (float v : x.getLogits()) o.logits.push_back(v);
+    s.results.push_back(std::move(o));
+  }
+  return s;
+}
+
+coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
+  if (m.getVersion() != kControlVersion) {
+    throw Bad(context, "version " + std::to_string(m.getVersion()) + " (this build speaks " +
+                           std::to_string(kControlVersion) + ")");
+  }
+  switch (m.which()) {
+    case ControlMessage::REGISTER: {
+      auto r = m.getRegister();
+      return RegisterMsg{r.getPid(), r.getHostname(), Get(r.getHost()), r.getTag(), r.getChip()};
+    }
+    case ControlMessage::ASSIGNMENT:
+      return GetAssignment(m.getAssignment(), context);
+    case ControlMessage::SHARD_CHUNK: {
+      auto r = m.getShardChunk();
+      auto data = r.getData();
+      ShardChunkMsg c{r.getIndex(), r.getOffset(), {}, r.getCrc32c()};
+      c.data.resize(data.size());
+      if (data.size() > 0) std::memcpy(c.data.data(), data.begin(), data.size());
+      return c;
+    }
+    case ControlMessage::SHARD_DONE:
+      return ShardDoneMsg{m.getShardDone().getTotalBytes(), m.getShardDone().getCrc32c()};
+    case ControlMessage::READY:
+      return ReadyMsg{m.getReady().getChip()};
+    case ControlMessage::STEP:
+      return StepMsg{GetStep(m.getStep())};
+    case ControlMessage::STEP_RESULT:
+      return GetStepResult(m.getStepResult());
+    case ControlMessage::PING:
+      return PingMsg{};
+    case ControlMessage::HEARTBEAT:
+      return HeartbeatMsg{m.getHeartbeat().getChip(), m.getHeartbeat().getLastStep()};
+    case ControlMessage::ERROR: {
+      auto r = m.getError();
+      return ErrorMsg{
+          r.getChip(),
+          CheckedEnum<ErrorCode>(r.getCode(), static_cast<uint8_t>(ErrorCode::kInternal) + 1,
+                                 context, "error code"),
+          r.getMessage()};
+    }
+    case ControlMessage::SHUTDOWN:
+      return ShutdownMsg{};
+  }
+  throw Bad(context, "unknown message kind " + std::to_string(static_cast<int>(m.which())));
+}
+
+}  // namespace
+
+std::vector<std::byte> Encode(const coordinator::ControlMessage& message) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<proto::ControlMessage>();
+  root.setVersion(kControlVersion);
+  std::visit([&](const auto& m) { Encode(root, m); }, message);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.begin(), bytes.size());
+  return out;
+}
+
+coordinator::ControlMessage Decode(const std::byte* data, size_t size, const std::string& context) {
+  if (size == 0 || size % sizeof(capnp::word) != 0) {
+    throw Bad(context, std::to_string(size) + " bytes (want a non-empty multiple of 8)");
+  }
+  if (size > kMaxControlBytes) {
+    throw Bad(context,
+              std::to_string(size) + " bytes (at most " + std::to_string(kMaxControlBytes) + ")");
+  }
+  // ZeroMQ frames are not guaranteed to be word-aligned; Cap'n Proto needs aligned words.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+  std::memcpy(words.begin(), data, size);
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = size / sizeof(capnp::word) * 4 + 1024;
+    capnp::FlatArrayMessageReader reader(words, options);
+    return DecodeReader(reader.getRoot<proto::ControlMessage>(), context);
+  } catch (const kj::Exception& e) {
+    throw Bad(context, e.getDescription().cStr());
+  }
+}
+
+}  // namespace wire
+}  // namespace lockstep::coordinator

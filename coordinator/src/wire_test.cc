@@ -1,0 +1,216 @@
+#include "wire.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "lockstep/transport/crc32c.h"
+
+namespace lockstep::coordinator {
+namespace {
+
+ControlMessage RoundTrip(const ControlMessage& m) {
+  const std::vector<std::byte> bytes = wire::Encode(m);
+  return wire::Decode(bytes.data(), bytes.size(), "test");
+}
+
+template <typename T>
+T RoundTripAs(const ControlMessage& m) {
+  ControlMessage back = RoundTrip(m);
+  EXPECT_TRUE(std::holds_alternative<T>(back)) << MessageName(back);
+  return std::get<T>(back);
+}
+
+schedule::ChipProgram SampleProgram() {
+  schedule::ChipProgram p;
+  p.chip = 5;
+  p.stage = 1;
+  p.rank = 2;
+  p.resident_bytes = 123456789;
+  schedule::Instruction a;
+  a.kind = schedule::InstrKind::kCompute;
+  a.op = partition::OpKind::kEmbedding;
+  a.start_ns = 10;
+  a.end_ns = 30;
+  a.duration_ns = 20;
+  schedule::Instruction b;
+  b.kind = schedule::InstrKind::kSend;
+  b.tag = schedule::Tag::kActivation;
+  b.token = -1;
+  b.sequence = 3;
+  b.stage = 1;
+  b.layer = 7;
+  b.bytes = 4096;
+  b.link = 11;
+  b.peer = 6;
+  b.msg = 99;
+  b.in_link = 12;
+  b.in_peer = 4;
+  b.in_msg = 98;
+  b.deps = {0};
+  p.instructions = {a, b};
+  return p;
+}
+
+TEST(Wire, RegisterRoundTrips) {
+  RegisterMsg r{4242, "host-a", {"this machine", 1, 1, 2, 4, {0, 2}}, "/tmp/run", 7};
+  const RegisterMsg back = RoundTripAs<RegisterMsg>(r);
+  EXPECT_EQ(back.pid, 4242);
+  EXPECT_EQ(back.hostname, "host-a");
+  EXPECT_EQ(back.host, r.host);
+  EXPECT_EQ(back.tag, "/tmp/run");
+  EXPECT_EQ(back.chip, 7);
+}
+
+TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
+  AssignmentMsg a;
+  a.chip = 5;
+  a.stage = 1;
+  a.rank = 2;
+  a.schedule_id = 0xfeedbeefcafeull;
+  transport::LinkSpec link;
+  link.a = {5, 3};
+  link.b = {6, 3};
+  link.latency_ns = 600;
+  link.bytes_per_second = 1000;
+  a.links = {link};
+  a.transport.backend = "tcp";
+  a.transport.ipc_dir = "/tmp/x";
+  a.transport.tcp_base_port = 31000;
+  a.transport.tcp_hosts = {{5, "10.0.0.1"}};
+  a.transport.step_timeout_ms = 1234;
+  a.program = SampleProgram();
+  a.spec.name = "tiny";
+  a.spec.hidden_size = 64;
+  a.spec.rope_scaling = partition::RopeScaling{"llama3", 8.0, 1.0, 4.0, 8192};
+  a.spec.torch_dtype = Dtype::kBf16;
+  a.shard_bytes = 1000;
+  a.shard_chunks = 3;
+  a.cpus = {1};
+  a.slots = 4;
+  a.max_positions = 256;
+  a.group = {4, 5};
+  a.incoming = {{3, 6, 5, {{10, 20, 98}, {30, 40, 99}}}};
+  const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
+  EXPECT_EQ(back.chip, 5u);
+  EXPECT_EQ(back.stage, 1);
+  EXPECT_EQ(back.rank, 2);
+  EXPECT_EQ(back.schedule_id, a.schedule_id);
+  ASSERT_EQ(back.links.size(), 1u);
+  EXPECT_EQ(back.links[0].a, link.a);
+  EXPECT_EQ(back.links[0].b, link.b);
+  EXPECT_EQ(back.links[0].latency_ns, 600);
+  EXPECT_EQ(back.links[0].bytes_per_second, 1000);
+  EXPECT_EQ(back.transport.backend, "tcp");
+  EXPECT_EQ(back.transport.tcp_base_port, 31000);
+  EXPECT_EQ(back.transport.tcp_hosts, a.transport.tcp_hosts);
+  EXPECT_EQ(back.transport.step_timeout_ms, 1234);
+  EXPECT_EQ(back.spec, a.spec);
+  EXPECT_EQ(back.shard_chunks, 3u);
+  EXPECT_EQ(back.cpus, std::vector<int>{1});
+  EXPECT_EQ(back.slots, 4);
+  EXPECT_EQ(back.max_positions, 256);
+  EXPECT_EQ(back.group, a.group);
+  schedule::GlobalSchedule sent_links, received_links;
+  sent_links.links = a.incoming;
+  received_links.links = back.incoming;
+  EXPECT_EQ(schedule::ScheduleToJson(received_links), schedule::ScheduleToJson(sent_links));
+  ASSERT_EQ(back.program.instructions.size(), 2u);
+  // The whole program, field by field: the schedule is the contract.
+  schedule::GlobalSchedule sent, received;
+  sent.programs = {a.program};
+  received.programs = {back.program};
+  EXPECT_EQ(schedule::ScheduleToJson(received), schedule::ScheduleToJson(sent));
+}
+
+TEST(Wire, ShardChunkAndDigest) {
+  ShardChunkMsg c{2, 2048, {std::byte{1}, std::byte{2}, std::byte{255}}, 0};
+  c.crc32c = transport::Crc32c(c.data);
+  const ShardChunkMsg back = RoundTripAs<ShardChunkMsg>(c);
+  EXPECT_EQ(back.index, 2u);
+  EXPECT_EQ(back.offset, 2048u);
+  EXPECT_EQ(back.data, c.data);
+  EXPECT_EQ(back.crc32c, c.crc32c);
+  const ShardDoneMsg done = RoundTripAs<ShardDoneMsg>(ShardDoneMsg{3, 77});
+  EXPECT_EQ(done.total_bytes, 3u);
+  EXPECT_EQ(done.crc32c, 77u);
+}
+
+TEST(Wire, StepAndResults) {
+  worker::Step step;
+  step.index = 17;
+  worker::SlotWork w;
+  w.slot = 1;
+  w.request = 9;
+  w.position = 3;
+  w.tokens = {4, 5, 6};
+  w.reset = true;
+  w.sampling = {0.7, 0.9, 42};
+  w.sample_index = 2;
+  step.work = {w};
+  const StepMsg back = RoundTripAs<StepMsg>(StepMsg{step});
+  EXPECT_EQ(back.step.index, 17);
+  ASSERT_EQ(back.step.work.size(), 1u);
+  const worker::SlotWork& b = back.step.work[0];
+  EXPECT_EQ(b.slot, 1);
+  EXPECT_EQ(b.request, 9u);
+  EXPECT_EQ(b.position, 3);
+  EXPECT_EQ(b.tokens, w.tokens);
+  EXPECT_TRUE(b.reset);
+  EXPECT_EQ(b.sampling.temperature, 0.7);
+  EXPECT_EQ(b.sampling.top_p, 0.9);
+  EXPECT_EQ(b.sampling.seed, 42u);
+  EXPECT_EQ(b.sample_index, 2);
+
+  // Logits travel bit for bit (including values a text format would round).
+  StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}};
+  const StepResultMsg rb = RoundTripAs<StepResultMsg>(r);
+  EXPECT_EQ(rb.chip, 3u);
+  EXPECT_EQ(rb.index, 17);
+  ASSERT_EQ(rb.results.size(), 1u);
+  EXPECT_EQ(rb.results[0].token, 200);
+  EXPECT_EQ(std::memcmp(rb.results[0].logits.data(), r.results[0].logits.data(), 3 * sizeof(float)),
+            0);
+}
+
+TEST(Wire, SmallMessages) {
+  EXPECT_TRUE(std::holds_alternative<PingMsg>(RoundTrip(PingMsg{})));
+  EXPECT_TRUE(std::holds_alternative<ShutdownMsg>(RoundTrip(ShutdownMsg{})));
+  EXPECT_EQ(RoundTripAs<ReadyMsg>(ReadyMsg{12}).chip, 12u);
+  const HeartbeatMsg h = RoundTripAs<HeartbeatMsg>(HeartbeatMsg{4, 31});
+  EXPECT_EQ(h.chip, 4);
+  EXPECT_EQ(h.last_step, 31);
+  const ErrorMsg e = RoundTripAs<ErrorMsg>(ErrorMsg{2, ErrorCode::kDisconnected, "link down"});
+  EXPECT_EQ(e.chip, 2);
+  EXPECT_EQ(e.code, ErrorCode::kDisconnected);
+  EXPECT_EQ(e.message, "link down");
+}
+
+TEST(Wire, GarbageIsAProtocolErrorNamingTheContext) {
+  std::vector<std::byte> bytes = wire::Encode(HeartbeatMsg{1, 2});
+  // Truncated, unaligned, empty, random.
+  for (size_t size : {size_t{0}, size_t{5}, bytes.size() - 8}) {
+    try {
+      wire::Decode(bytes.data(), size, "chip 3");
+      ADD_FAILURE() << "decoded " << size << " bytes";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+      EXPECT_EQ(std::string(e.what()).rfind("chip 3: malformed control message", 0), 0u)
+          << e.what();
+    }
+  }
+  std::vector<std::byte> noise(64);
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = std::byte(static_cast<uint8_t>(i * 37 + 11));
+  EXPECT_THROW(wire::Decode(noise.data(), noise.size(), "x"), Error);
+}
+
+TEST(Wire, ProgramWithAForwardDependencyIsRejected) {
+  AssignmentMsg a;
+  a.program = SampleProgram();
+  a.program.instructions[0].deps = {1};  // depends on a later instruction
+  const std::vector<std::byte> bytes = wire::Encode(a);
+  EXPECT_THROW(wire::Decode(bytes.data(), bytes.size(), "x"), Error);
+}
+
+}  // namespace
+}  // namespace lockstep::coordinator

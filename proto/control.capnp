@@ -1,0 +1,244 @@
+# Control plane between the coordinator and its workers (coordinator/, issue #7).
+#
+# One ZeroMQ ROUTER socket on the coordinator, one DEALER socket per worker. Every control
+# message is ONE ZeroMQ frame holding a `ControlMessage` serialized as a standard unpacked Cap'n
+# Proto message (segment table + segments); the ROUTER adds the worker's identity frame in front.
+# Encode/decode lives in coordinator/src/wire.cc, one pair per message kind (STYLE.md rule 5).
+#
+# Conversation (-> worker to coordinator, <- coordinator to worker):
+#   -> register      once, on connect: pid, host name, hwloc host summary
+#   <- assignment    chip, stage, rank, links, transport options, program, model spec, shard size
+#   <- shardChunk*   the weight shard (a safetensors buffer) in order, each chunk with its CRC32C
+#   <- shardDone     total bytes and the CRC32C of the whole shard (checked before use)
+#   -> ready         links opened, shard loaded; the worker waits for steps
+#   <- step*         the Step of worker/chip_runner.h; every worker gets the same steps in order
+#   -> stepResult    after each step; only the sampling chip carries results
+#   <- ping / -> heartbeat  at a fixed interval; the heartbeat names the last completed step
+#   -> error         a worker that fails says why (then exits)
+#   <- shutdown      close links and exit
+# A peer that is silent for longer than the heartbeat timeout is treated as gone: the
+# coordinator fails the run naming the chip and its last completed step; a worker exits with a
+# one-line error naming the coordinator's address.
+#
+# All integers are fixed-width; times that shape a schedule are int64 ns.
+@0xc41d6a3be5a0f3a7;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("lockstep::proto");
+
+struct ControlMessage {
+  version @0 :UInt16;  # control protocol version; this schema is version 1
+  union {
+    register @1 :Register;
+    assignment @2 :Assignment;
+    shardChunk @3 :ShardChunk;
+    shardDone @4 :ShardDone;
+    ready @5 :Ready;
+    step @6 :Step;
+    stepResult @7 :StepResult;
+    ping @8 :Void;
+    heartbeat @9 :Heartbeat;
+    error @10 :ErrorReport;
+    shutdown @11 :Void;
+  }
+}
+
+struct HostSummary {
+  source @0 :Text;
+  packages @1 :Int32;
+  numaNodes @2 :Int32;
+  cores @3 :Int32;
+  pus @4 :Int32;
+  corePus @5 :List(Int32);   # per core, in hwloc logical order: its first PU's OS index
+}
+
+struct Register {
+  pid @0 :Int64;
+  hostname @1 :Text;
+  host @2 :HostSummary;
+  tag @3 :Text;        # free text from the worker's command line (e.g. a run directory)
+  chip @4 :Int32;      # the chip this worker asks for (lockstep-worker --chip); -1: any
+}
+
+struct Link {
+  aChip @0 :UInt32;
+  aPort @1 :UInt32;
+  bChip @2 :UInt32;
+  bPort @3 :UInt32;
+  latencyNs @4 :Int64;
+  bytesPerSecond @5 :Int64;
+}
+
+struct TransportOptions {
+  backend @0 :Text;    # ipc or tcp (sim and inproc workers share the coordinator's process)
+  queueCapacity @1 :Int32;
+  maxPayloadBytes @2 :UInt64;
+  ipcDir @3 :Text;
+  tcpBasePort @4 :Int32;
+  tcpHosts @5 :List(ChipHost);
+  connectTimeoutMs @6 :Int64;
+  stepTimeoutMs @7 :Int64;   # per transport Send/Receive inside a step
+}
+
+struct ChipHost {
+  chip @0 :UInt32;
+  host @1 :Text;
+}
+
+struct RopeScaling {
+  type @0 :Text;
+  factor @1 :Float64;
+  lowFreqFactor @2 :Float64;
+  highFreqFactor @3 :Float64;
+  originalMaxPositionEmbeddings @4 :Int64;
+}
+
+# partition::ModelSpec, field for field.
+struct ModelSpec {
+  name @0 :Text;
+  modelType @1 :Text;
+  hiddenSize @2 :Int64;
+  intermediateSize @3 :Int64;
+  numLayers @4 :Int64;
+  numHeads @5 :Int64;
+  numKvHeads @6 :Int64;
+  headDim @7 :Int64;
+  vocabSize @8 :Int64;
+  tieWordEmbeddings @9 :Bool;
+  qkvBias @10 :Bool;
+  oBias @11 :Bool;
+  mlpBias @12 :Bool;
+  numExperts @13 :Int64;
+  expertsPerToken @14 :Int64;
+  ropeTheta @15 :Float64;
+  hasRopeScaling @16 :Bool;
+  ropeScaling @17 :RopeScaling;
+  rmsNormEps @18 :Float64;
+  maxPositionEmbeddings @19 :Int64;
+  slidingWindow @20 :Int64;
+  torchDtype @21 :Int8;      # lockstep::Dtype value; -1 = not given
+}
+
+# schedule::Instruction, field for field (enums as their underlying values).
+struct Instruction {
+  kind @0 :UInt8;
+  tag @1 :UInt8;
+  op @2 :UInt8;
+  token @3 :Int32;
+  sequence @4 :Int32;
+  stage @5 :Int32;
+  layer @6 :Int32;
+  startNs @7 :Int64;
+  endNs @8 :Int64;
+  durationNs @9 :Int64;
+  bytes @10 :Int64;
+  link @11 :Int32;
+  peer @12 :Int32;
+  msg @13 :Int64;
+  inLink @14 :Int32;
+  inPeer @15 :Int32;
+  inMsg @16 :Int64;
+  deps @17 :List(Int32);
+}
+
+# schedule::ChipProgram.
+struct ChipProgram {
+  chip @0 :Int32;
+  stage @1 :Int32;
+  rank @2 :Int32;
+  residentBytes @3 :Int64;
+  instructions @4 :List(Instruction);
+}
+
+struct Assignment {
+  chip @0 :UInt32;
+  stage @1 :Int32;     # -1: a chip that only forwards
+  rank @2 :Int32;
+  scheduleId @3 :UInt64;
+  links @4 :List(Link);          # this chip's links, in the order OpenChip opens them
+  transport @5 :TransportOptions;
+  program @6 :ChipProgram;
+  spec @7 :ModelSpec;
+  shardBytes @8 :UInt64;         # size of the shard that follows in chunks
+  shardChunks @9 :UInt32;
+  cpus @10 :List(Int32);         # CPU OS indices to pin to; empty: do not pin
+  slots @11 :Int32;              # pipeline slots (sequences in flight)
+  maxPositions @12 :Int64;       # KV cache positions per slot
+  group @13 :List(Int32);        # the chips of its stage's TP group, in rank order
+  incoming @14 :List(LinkTable); # reservation tables of the link directions into this chip
+}
+
+# schedule::LinkTable: one link direction's transfers in order (the order messages arrive).
+struct LinkTable {
+  link @0 :Int32;
+  from @1 :Int32;
+  to @2 :Int32;
+  reservations @3 :List(Reservation);
+}
+
+struct Reservation {
+  startNs @0 :Int64;
+  endNs @1 :Int64;
+  msg @2 :Int64;
+}
+
+struct ShardChunk {
+  index @0 :UInt32;
+  offset @1 :UInt64;
+  data @2 :Data;
+  crc32c @3 :UInt32;   # of `data`
+}
+
+struct ShardDone {
+  totalBytes @0 :UInt64;
+  crc32c @1 :UInt32;   # of the whole shard
+}
+
+struct Ready {
+  chip @0 :UInt32;
+}
+
+struct Sampling {
+  temperature @0 :Float64;
+  topP @1 :Float64;
+  seed @2 :UInt64;
+}
+
+struct SlotWork {
+  slot @0 :Int32;
+  request @1 :UInt64;
+  position @2 :Int64;
+  tokens @3 :List(Int32);
+  reset @4 :Bool;
+  sampling @5 :Sampling;
+  sampleIndex @6 :Int64;
+}
+
+struct Step {
+  index @0 :Int64;
+  work @1 :List(SlotWork);
+}
+
+struct SlotResult {
+  slot @0 :Int32;
+  request @1 :UInt64;
+  token @2 :Int32;
+  logits @3 :List(Float32);
+}
+
+struct StepResult {
+  chip @0 :UInt32;
+  index @1 :Int64;
+  results @2 :List(SlotResult);
+}
+
+struct Heartbeat {
+  chip @0 :Int32;            # -1 before the assignment
+  lastStep @1 :Int64;        # last completed step; -1 before the first
+}
+
+struct ErrorReport {
+  chip @0 :Int32;
+  code @1 :UInt8;            # lockstep::ErrorCode value
+  message @2 :Text;
+}
