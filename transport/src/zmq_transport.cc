@@ -323,11 +323,15 @@ class ZmqEndpoint : public Endpoint {
         throw Error(ErrorCode::kInternal, name() + ": zmq_msg_init_data: " + ZmqError());
       }
     }
-    // The first part went through, so ZeroMQ accepts the rest of the message without blocking.
-    if (zmq_msg_send(&payload, socket_, 0) < 0) {
-      std::string why = ZmqError();
+    // The first part went through, so ZeroMQ accepts the rest of the message without waiting for
+    // room; it refuses it only when the peer's pipe went away in between (the peer closed its
+    // end). Never a blocking send here: that would wait forever for a pipe that is gone.
+    if (zmq_msg_send(&payload, socket_, ZMQ_DONTWAIT) < 0) {
+      int err = zmq_errno();
       zmq_msg_close(&payload);
-      throw Error(ErrorCode::kDisconnected, name() + ": send failed: " + why);
+      throw Error(ErrorCode::kDisconnected,
+                  name() + ": " + ToString(remote()) + " closed its end during the send" +
+                      (err == EAGAIN ? std::string() : std::string(": ") + zmq_strerror(err)));
     }
   }
 
