@@ -158,9 +158,10 @@ class Launch {
     coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
     return *coordinator_;
   }
-  transport::Transport& StartSharedTransport(const std::string& backend) {
+  transport::Transport& StartSharedTransport(const coordinator::TransportSettings& settings) {
     transport::TransportOptions to;
-    to.backend = backend;
+    to.backend = settings.backend;
+    to.queue_capacity = settings.queue_capacity;
     shared_ = transport::CreateTransport(to);
     return *shared_;
   }
@@ -347,7 +348,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
   if (threads) {
-    transport::Transport& shared = launch.StartSharedTransport(backend);
+    transport::Transport& shared = launch.StartSharedTransport(deployment.transport);
     for (const coordinator::ChipDeployment& c : deployment.chips) {
       coordinator::WorkerOptions wo;
       wo.coordinator = coord.address();
