@@ -344,6 +344,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   co.address =
       backend == "tcp" ? "tcp://127.0.0.1:0" : "ipc://" + (launch.dir() / "control").string();
   co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  // Links open within their connect timeout or fail; 30 s bounds a deploy that neither
+  // finishes nor fails (so a test's own timeout never has to fire).
+  co.ready_timeout = std::chrono::seconds(30);
   co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
