@@ -55,6 +55,9 @@ check tcp_tp2 --transport tcp --tp 2 --pp 1
 check ipc_tp4 --transport ipc --tp 4 --pp 1
 check ipc_pp2 --transport ipc --tp 1 --pp 2
 [ "$(json "len(d['stages'])")" = 2 ] || fail "ipc_pp2 has 2 stages"
+check ipc_pp2_tp2 --transport ipc --tp 2 --pp 2
+# Regression: a worker ready before the last shard left was once not counted (chip 0 never
+# "ready"); 4 chips make that likely.
 check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
 check inproc_tp2 --transport inproc --tp 2 --pp 2
 check sim_tp2 --transport sim --tp 2 --pp 1

@@ -158,9 +158,10 @@ class Launch {
     coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
     return *coordinator_;
   }
-  transport::Transport& StartSharedTransport(const std::string& backend) {
+  transport::Transport& StartSharedTransport(const coordinator::TransportSettings& settings) {
     transport::TransportOptions to;
-    to.backend = backend;
+    to.backend = settings.backend;
+    to.queue_capacity = settings.queue_capacity;
     shared_ = transport::CreateTransport(to);
     return *shared_;
   }
@@ -343,11 +344,14 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   co.address =
       backend == "tcp" ? "tcp://127.0.0.1:0" : "ipc://" + (launch.dir() / "control").string();
   co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  // Links open within their connect timeout or fail; 30 s bounds a deploy that neither
+  // finishes nor fails (so a test's own timeout never has to fire).
+  co.ready_timeout = std::chrono::seconds(30);
   co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
   if (threads) {
-    transport::Transport& shared = launch.StartSharedTransport(backend);
+    transport::Transport& shared = launch.StartSharedTransport(deployment.transport);
     for (const coordinator::ChipDeployment& c : deployment.chips) {
       coordinator::WorkerOptions wo;
       wo.coordinator = coord.address();

@@ -196,6 +196,20 @@ void Coordinator::Deploy(const Deployment& d) {
     owner[i] = w;
     taken[w] = true;
   }
+  // A worker may be ready before the last shard has left (its links need only its peers), so
+  // readiness is counted while shipping too.
+  std::vector<bool> ready(n, false);
+  size_t ready_count = 0;
+  auto on_ready = [&](size_t w, ControlMessage& m) {
+    if (std::holds_alternative<ReadyMsg>(m) && !ready[w]) {
+      ready[w] = true;
+      ++ready_count;
+      if (ready_count == n || ready_count % every == 0) {
+        im.Progress("workers ready (links open, shards loaded): " + std::to_string(ready_count) +
+                    "/" + std::to_string(n));
+      }
+    }
+  };
   uint64_t shipped = 0;
   for (size_t i = 0; i < n; ++i) {
     const ChipDeployment& c = d.chips[i];
@@ -237,10 +251,8 @@ void Coordinator::Deploy(const Deployment& d) {
       im.Progress("shipping shards: " + std::to_string(i + 1) + "/" + std::to_string(n) +
                   " chips, " + Mib(shipped) + " of " + Mib(total_bytes));
     }
-    im.Pump(Millis(0), {});
+    im.Pump(Millis(0), on_ready);
   }
-  std::vector<bool> ready(n, false);
-  size_t ready_count = 0;
   const Clock::time_point deadline = Clock::now() + im.options.ready_timeout;
   while (ready_count < n) {
     if (Clock::now() >= deadline) {
@@ -252,16 +264,7 @@ void Coordinator::Deploy(const Deployment& d) {
         }
       }
     }
-    im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
-      if (std::holds_alternative<ReadyMsg>(m) && !ready[w]) {
-        ready[w] = true;
-        ++ready_count;
-        if (ready_count == n || ready_count % every == 0) {
-          im.Progress("workers ready (links open, shards loaded): " + std::to_string(ready_count) +
-                      "/" + std::to_string(n));
-        }
-      }
-    });
+    im.Pump(Millis(50), on_ready);
   }
 }
 

@@ -60,6 +60,10 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
   so.sequences = d.slots;
   const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
   d.schedule_token_latency_ns = global.token_latency_ns;
+  // Each link direction must buffer a whole step's messages (chips trail each other within a
+  // step), or a sender could block on a receiver that waits for it.
+  d.transport.queue_capacity = static_cast<int>(
+      std::max<int64_t>(d.transport.queue_capacity, worker::MaxMessagesPerLinkDirection(global)));
   const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
   d.sampling_chip = static_cast<uint32_t>(plan.stages.back().chips.front());
   int index = 0;

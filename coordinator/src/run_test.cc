@@ -45,6 +45,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   Coordinator coordinator(co);
   transport::TransportOptions to;
   to.backend = "inproc";
+  to.queue_capacity = deployment.transport.queue_capacity;
   std::unique_ptr<transport::Transport> shared = transport::CreateTransport(to);
   std::vector<std::thread> workers;
   for (size_t i = 0; i < deployment.chips.size(); ++i) {

@@ -27,7 +27,7 @@ namespace lockstep::coordinator {
 // The link-layer settings every worker process builds its transport::Transport from.
 struct TransportSettings {
   std::string backend = "ipc";  // ipc or tcp for worker processes; sim/inproc for threads
-  int queue_capacity = 16;
+  int queue_capacity = 16;      // raised by MakeDeployment to what one step moves on a link
   uint64_t max_payload_bytes = uint64_t{256} << 20;
   std::string ipc_dir = "/tmp";  // ipc: where the link socket files go
   int tcp_base_port = 27000;     // tcp: the binding end listens on base + chip * 16 + port
