@@ -37,6 +37,19 @@
 namespace lockstep::cli {
 namespace {
 
+// A base port for the link sockets of this run: below the kernel's ephemeral range (ports it
+// hands out to outgoing connections, which would collide with a listening link), in a block
+// chosen by the process id so concurrent runs on one host rarely meet. 16 ports per chip.
+int DefaultTcpBasePort(int64_t chips) {
+  int ephemeral_low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (int low = 0; range >> low && low > 11024) ephemeral_low = low;
+  const int64_t span = std::max<int64_t>(chips, 1) * 16;
+  const int64_t low_port = 10000;
+  const int64_t blocks = std::max<int64_t>(1, (ephemeral_low - low_port) / span);
+  return static_cast<int>(low_port + (getpid() % blocks) * span);
+}
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -318,7 +331,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   coordinator::TransportSettings& ts = deploy_options.transport;
   ts.backend = backend;
   ts.step_timeout_ms = step_timeout_ms;
-  ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : 20000 + (getpid() % 30) * 1200;
+  ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : DefaultTcpBasePort(topo.chip_count());
   int64_t longest = 0;
   for (const auto& p : prompts) longest = std::max<int64_t>(longest, p.size());
   if (spec.max_position_embeddings > 0 && longest + max_new > spec.max_position_embeddings) {

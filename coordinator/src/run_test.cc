@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "lockstep/common/error.h"
@@ -38,7 +39,8 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   ASSERT_EQ(deployment.chips.size(), 4u);
 
   CoordinatorOptions co;
-  co.address = "ipc:///tmp/lockstep-run-test-" + std::to_string(getpid());
+  const std::string socket_file = "/tmp/lockstep-coordinator-test-" + std::to_string(getpid());
+  co.address = "ipc://" + socket_file;
   co.chunk_bytes = 4096;  // hundreds of chunks: heartbeats must not starve behind them
   co.heartbeat_interval = std::chrono::milliseconds(20);
   co.heartbeat_timeout = std::chrono::milliseconds(1500);
@@ -71,6 +73,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
       [&](uint64_t request, int32_t, int64_t index) { streamed.emplace_back(request, index); });
   coordinator.Shutdown();
   for (std::thread& t : workers) t.join();
+  std::filesystem::remove(socket_file);
 
   EXPECT_EQ(streamed.size(), prompts.size() * 4);  // every token streamed once
   const model::ReferenceModel reference(spec, weights);
