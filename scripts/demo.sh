@@ -49,3 +49,14 @@ else
 fi
 step "6. This host, and where a rack's 72 simulated chips would be pinned"
 run topo host --map-rack
+step "7. A small Llama on the rack for real: 8 stages x TP 8 = all 64 working chips, one lockstep-worker process each, over ZeroMQ ipc links"
+run plan --model $M/rack-demo --topology "$out/rack.yaml" --tp 8 --pp 8 -o "$out/rack-demo.plan"
+run run --model $M/rack-demo --seed 5 --prompt 1,2,3 --max-new 8 --dump-logits "$out/rack-ref.npy"
+run run --model $M/rack-demo --seed 5 --prompt 1,2,3 --max-new 8 --transport ipc \
+  --topology "$out/rack.yaml" --plan "$out/rack-demo.plan" --dump-logits "$out/rack-ipc.npy"
+if cmp -s "$out/rack-ref.npy" "$out/rack-ipc.npy"; then
+  echo "64 worker processes: bit-identical to the single-process reference ($out/rack-ipc.npy)"
+else
+  echo "logits differ between the reference and the 64-process run" >&2
+  exit 1
+fi

@@ -62,6 +62,15 @@ check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
 check inproc_tp2 --transport inproc --tp 2 --pp 2
 check sim_tp2 --transport sim --tp 2 --pp 1
 
+# A whole rack: 8 stages x TP 8 on all 64 working chips, one lockstep-worker process each.
+R="$(dirname "$0")/../examples/models/rack-demo"
+expect_exit 0 "$LOCKSTEP" run --model "$R" --seed 5 --prompt 1,2,3 --max-new 4 --dump-logits rack_ref.npy
+expect_exit 0 "$LOCKSTEP" --log-level warn run --model "$R" --seed 5 --prompt 1,2,3 --max-new 4 \
+  --transport ipc --topology rack --tp 8 --pp 8 --dump-logits rack_ipc.npy --json
+[ "$(json "d['chips']")" = 64 ] || fail "rack run uses 64 chips: $(cat out.txt)"
+cmp -s rack_ref.npy rack_ipc.npy || fail "64-process rack run: logits differ from the reference"
+no_leftovers "rack_64"
+
 # Many concurrent requests (more than the pipeline's slots): each equals running it alone.
 printf '5,6,7\n1\n9,8,7,6,5\n2,2\n100,3\n7\n' >prompts.txt
 expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts prompts.txt --max-new 5 \

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <thread>
 
 #include "control_socket.h"
 #include "lockstep/transport/crc32c.h"
@@ -11,6 +12,8 @@ namespace lockstep::coordinator {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// How long a worker's "peer disconnected" waits for the launcher to report the peer's death.
+constexpr std::chrono::milliseconds kRootCauseGrace{300};
 
 std::string Mib(uint64_t bytes) {
   const uint64_t tenths = bytes * 10 / (uint64_t{1} << 20);
@@ -109,6 +112,15 @@ struct Coordinator::Impl {
       return;
     }
     if (const auto* e = std::get_if<ErrorMsg>(&m)) {
+      // A lost peer is usually a symptom: its neighbours notice within milliseconds, the
+      // launcher's reaper a little later. Give the launcher a moment, and name the dead chip.
+      if (e->code == ErrorCode::kDisconnected && options.dead_worker) {
+        const Clock::time_point give_up = now + kRootCauseGrace;
+        while (Clock::now() < give_up) {
+          CheckLiveness(Clock::now());
+          std::this_thread::sleep_for(Millis(10));
+        }
+      }
       throw Error(e->code, Name(w) + " failed: " + e->message);
     }
     if (std::holds_alternative<RegisterMsg>(m)) return;  // a repeated register: already known
