@@ -75,7 +75,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "lockstep run --model CONFIG (--weights FILE | --seed S) --prompt 1,2,3 [--max-new N] "
       "[--temperature T --top-p P --sample-seed S] [--plan PLAN | --stages S --tp T] "
       "[--dump-logits FILE.npy] "
-      "[--json]";
+      "[--json]\n\nIn this one process. With --transport sim|inproc|ipc|tcp the run is "
+      "distributed: a "
+      "coordinator and one worker per chip (see: lockstep run --transport ipc --help)";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
   if (weights_path.empty() == !vm.count("seed")) {
