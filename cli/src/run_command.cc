@@ -17,31 +17,10 @@
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 #include "run_distributed.h"
+#include "token_list.h"
 
 namespace lockstep::cli {
 namespace {
-
-std::vector<int32_t> ParseTokens(const std::string& text) {
-  std::vector<int32_t> tokens;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
-      throw UsageError("--prompt: '" + item +
-                       "' is not a token id (want comma-separated integers >= 0, e.g. 1,2,3)");
-    }
-    tokens.push_back(static_cast<int32_t>(v));
-  }
-  if (tokens.empty()) throw UsageError("--prompt needs at least one token id, e.g. --prompt 1,2,3");
-  return tokens;
-}
 
 int Run(const std::vector<std::string>& args, Context& ctx) {
   if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
@@ -100,7 +79,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     if (stages < 1 || tp < 1) throw UsageError("--stages and --tp must be >= 1");
   }
   sampling.seed = sample_seed;
-  const std::vector<int32_t> prompt = ParseTokens(prompt_text);
+  const std::vector<int32_t> prompt = ParseTokenList(prompt_text, "--prompt");
 
   const partition::ModelSpec spec = partition::LoadModelSpec(config);
   std::optional<model::ModelLayout> layout;

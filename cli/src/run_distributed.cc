@@ -32,6 +32,7 @@
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/transport/transport.h"
+#include "token_list.h"
 #include "topology_arg.h"
 
 namespace lockstep::cli {
@@ -52,42 +53,6 @@ int DefaultTcpBasePort(int64_t chips) {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-std::vector<int32_t> ParsePrompt(const std::string& text, const std::string& where) {
-  std::vector<int32_t> tokens;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
-      throw UsageError(where + ": '" + item + "' is not a token id (want e.g. 1,2,3)");
-    }
-    tokens.push_back(static_cast<int32_t>(v));
-  }
-  if (tokens.empty()) throw UsageError(where + ": needs at least one token id, e.g. 1,2,3");
-  return tokens;
-}
-
-std::vector<std::vector<int32_t>> ReadPrompts(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(ErrorCode::kNotFound, "--prompts " + path + ": cannot open the file");
-  std::vector<std::vector<int32_t>> prompts;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.empty() || line[0] == '#') continue;
-    prompts.push_back(ParsePrompt(line, path + ":" + std::to_string(number)));
-  }
-  if (prompts.empty()) throw InvalidInput("--prompts " + path + ": no prompt lines");
-  return prompts;
-}
 
 fs::path WorkerExecutable() {
   if (const char* env = std::getenv("LOCKSTEP_WORKER")) return env;
@@ -306,8 +271,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   sampling.seed = sample_seed;
   const std::vector<std::vector<int32_t>> prompts =
-      prompts_file.empty() ? std::vector<std::vector<int32_t>>{ParsePrompt(prompt_text, "--prompt")}
-                           : ReadPrompts(prompts_file);
+      prompts_file.empty()
+          ? std::vector<std::vector<int32_t>>{ParseTokenList(prompt_text, "--prompt")}
+          : ReadPromptsFile(prompts_file);
 
   // Everything that can be wrong with the inputs is checked before anything starts.
   const Clock::time_point load_start = Clock::now();

@@ -16,33 +16,13 @@
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
+#include "token_list.h"
 #include "topology_arg.h"
 
 namespace {
 
 namespace po = boost::program_options;
 using lockstep::cli::UsageError;
-
-std::vector<int32_t> ParsePrompt(const std::string& text) {
-  std::vector<int32_t> tokens;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
-      throw UsageError("prompt: '" + item + "' is not a token id (want e.g. 1,2,3)");
-    }
-    tokens.push_back(static_cast<int32_t>(v));
-  }
-  if (tokens.empty()) throw UsageError("a prompt needs at least one token id, e.g. 1,2,3");
-  return tokens;
-}
 
 int Main(int argc, char** argv) {
   std::string listen = "tcp://127.0.0.1:7700", config, weights_path, topo_name = "node", plan_path,
@@ -100,13 +80,11 @@ int Main(int argc, char** argv) {
   }
   if (backend != "ipc" && backend != "tcp") throw UsageError("--transport must be ipc or tcp");
   std::vector<std::vector<int32_t>> prompts;
-  for (const std::string& p : prompt_texts) prompts.push_back(ParsePrompt(p));
+  for (const std::string& p : prompt_texts) {
+    prompts.push_back(lockstep::cli::ParseTokenList(p, "--prompt"));
+  }
   if (!prompts_file.empty()) {
-    std::ifstream in(prompts_file);
-    if (!in) throw lockstep::Error(lockstep::ErrorCode::kNotFound, prompts_file + ": cannot open");
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line[0] != '#') prompts.push_back(ParsePrompt(line));
-    }
+    for (auto& p : lockstep::cli::ReadPromptsFile(prompts_file)) prompts.push_back(std::move(p));
   }
   if (prompts.empty()) throw UsageError("give --prompt 1,2,3 or --prompts FILE");
 

@@ -8,6 +8,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
@@ -93,5 +94,25 @@ int64_t CheckBatch(std::span<Step> batch, int64_t vocab, Fits fits) {
   }
   return rows;
 }
+
+// Rows [begin, begin + count) of a row-major [*, cols] matrix (empty stays empty).
+inline std::vector<float> Rows(const std::vector<float>& m, int64_t cols, int64_t begin,
+                               int64_t count) {
+  if (m.empty()) return {};
+  return {m.begin() + begin * cols, m.begin() + (begin + count) * cols};
+}
+
+// Columns [begin, begin + count) of a row-major [rows, cols] matrix, as [rows, count].
+inline std::vector<float> Columns(const std::vector<float>& m, int64_t rows, int64_t cols,
+                                  int64_t begin, int64_t count) {
+  std::vector<float> out(static_cast<size_t>(rows * count));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(m.begin() + r * cols + begin, count, out.begin() + r * count);
+  }
+  return out;
+}
+
+// A bias pointer for the kernels: nullptr when the model has none.
+inline const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 }  // namespace lockstep::model::ops

@@ -11,25 +11,10 @@
 namespace lockstep::model {
 namespace {
 
+using ops::Columns;
+using ops::OrNull;
+using ops::Rows;
 using partition::ModelSpec;
-
-// Rows [begin, begin + count) of a row-major [*, cols] matrix.
-std::vector<float> Rows(const std::vector<float>& m, int64_t cols, int64_t begin, int64_t count) {
-  if (m.empty()) return {};
-  return {m.begin() + begin * cols, m.begin() + (begin + count) * cols};
-}
-
-// Columns [begin, begin + count) of a row-major [rows, cols] matrix, as [rows, count].
-std::vector<float> Columns(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t begin,
-                           int64_t count) {
-  std::vector<float> out(static_cast<size_t>(rows * count));
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy_n(m.begin() + r * cols + begin, count, out.begin() + r * count);
-  }
-  return out;
-}
-
-const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 int64_t Chunks(int64_t n) { return (n + kReductionChunk - 1) / kReductionChunk; }
 

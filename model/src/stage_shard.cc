@@ -12,23 +12,10 @@
 namespace lockstep::model {
 namespace {
 
+using ops::Columns;
+using ops::OrNull;
+using ops::Rows;
 using partition::ModelSpec;
-
-std::vector<float> Rows(const std::vector<float>& m, int64_t cols, int64_t begin, int64_t count) {
-  if (m.empty()) return {};
-  return {m.begin() + begin * cols, m.begin() + (begin + count) * cols};
-}
-
-std::vector<float> Columns(const std::vector<float>& m, int64_t rows, int64_t cols, int64_t begin,
-                           int64_t count) {
-  std::vector<float> out(static_cast<size_t>(rows * count));
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy_n(m.begin() + r * cols + begin, count, out.begin() + r * count);
-  }
-  return out;
-}
-
-const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 // The canonical tree over chunks [begin, end) of one output: a node inside one rank's chunk
 // range is that rank's own subtree; above that the ranks' subtrees combine in the same tree.
