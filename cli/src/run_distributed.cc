@@ -325,7 +325,11 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
   // Links open within their connect timeout or fail; 30 s bounds a deploy that neither
   // finishes nor fails (so a test's own timeout never has to fire).
-  co.ready_timeout = std::chrono::seconds(30);
+  // Starting a worker process takes a while (fork, exec, loading; much longer under a
+  // sanitizer), and they start one after another: every wait grows with the chip count.
+  const int64_t chips = static_cast<int64_t>(deployment.chips.size());
+  const std::chrono::milliseconds startup_allowance(250 * chips);
+  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance;
   co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
@@ -343,18 +347,23 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   } else {
     const fs::path exe = WorkerExecutable();
     for (const coordinator::ChipDeployment& c : deployment.chips) {
-      std::vector<std::string> wargs = {
-          "--coordinator", coord.address(),
-          "--tag",         launch.dir().string(),
-          "--chip",        std::to_string(c.chip),
-          "--timeout-ms",  std::to_string(heartbeat_ms + step_timeout_ms)};
+      std::vector<std::string> wargs = {"--coordinator",
+                                        coord.address(),
+                                        "--tag",
+                                        launch.dir().string(),
+                                        "--chip",
+                                        std::to_string(c.chip),
+                                        "--timeout-ms",
+                                        std::to_string(heartbeat_ms + step_timeout_ms),
+                                        "--connect-timeout-ms",
+                                        std::to_string(5000 + startup_allowance.count())};
       if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
       launch.SpawnProcess(exe, wargs, static_cast<int32_t>(c.chip));
     }
   }
   ctx.log->info("started {} worker {} ({}); control at {}", deployment.chips.size(),
                 threads ? "threads" : "processes", backend, coord.address());
-  coord.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(30));
+  coord.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(30) + startup_allowance);
   coord.Deploy(deployment);
   const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
 
