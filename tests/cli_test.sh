@@ -310,6 +310,8 @@ LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(
 expect_exit 1 "$LOCKSTEP" simulate "${SCHED[@]}" --fail-link "$LINK"
 grep -q "link $LINK .*failed at .* activation send" err.txt || fail "failed link names chip, link and step"
 [ "$(wc -l <err.txt)" = 1 ] || fail "failed link error is one line"
+expect_exit 2 "$LOCKSTEP" simulate "${SCHED[@]}" --fail-link 999999
+grep -q -- "--fail-link 999999: the plan's topology has links 0\.\." err.txt || fail "out-of-range --fail-link"
 expect_exit 1 "$LOCKSTEP" schedule --plan p7.plan --topology node
 grep -q "made for another topology than node (topology name 'rack' vs 'node8')" err.txt ||
   fail "plan/topology mismatch message"

@@ -260,6 +260,13 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   schedule::SimulateOptions so;
   so.jitter = jitter;
   so.seed = seed;
+  for (const int link : failed) {
+    if (link < 0 || link >= l.topo().link_count()) {
+      throw UsageError("--fail-link " + std::to_string(link) +
+                       ": the plan's topology has links 0.." +
+                       std::to_string(l.topo().link_count() - 1));
+    }
+  }
   so.failed_links.assign(failed.begin(), failed.end());
   so.keep_times = !trace.empty();
   so.link_params = l.plan.link_params;
