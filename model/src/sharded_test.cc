@@ -12,31 +12,8 @@ namespace lockstep::model {
 namespace {
 
 using partition::ModelSpec;
-
-// Wide enough for TP 8 with 64-element slices: 16 query heads on 8 KV heads of 32 (query width
-// 512, 64 per shard at TP 8), intermediate 512, 4 layers; vocab 200 splits unevenly.
-ModelSpec ShardableModel(const std::string& extra, const std::string& type = "llama") {
-  return partition::ParseModelSpec(
-      R"({"_name_or_path": "shardable", "model_type": ")" + type + R"(", )" + extra + R"(
-    "hidden_size": 96, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 4,
-    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
-      "shardable");
-}
-
-LlamaWeights Weights(const ModelSpec& spec) {
-  LlamaWeights w = GenerateLlamaWeights(spec, 5);
-  for (LayerWeights& l : w.layers) {
-    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      for (float& x : *m) x *= 5.0f;  // sharper than an init, so every term matters
-    }
-  }
-  return w;
-}
-
-bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using testing::SameBits;
+using testing::ShardableModel;
 
 std::vector<ModelLayout> Layouts(int64_t layers) {
   std::vector<ModelLayout> out;
@@ -57,7 +34,7 @@ std::vector<ModelLayout> Layouts(int64_t layers) {
 // Prefill 4 sequences of different lengths (batched, and sequence 0 also alone), then decode 3
 // steps; every sharded logit row must equal the reference's bit for bit.
 void ExpectBitIdentical(const ModelSpec& spec, const std::vector<ModelLayout>& layouts) {
-  const LlamaWeights weights = Weights(spec);
+  const LlamaWeights weights = testing::SharpWeights(spec);
   const ReferenceModel reference(spec, weights);
   const auto vocab = static_cast<int32_t>(spec.vocab_size);
   std::vector<std::vector<int32_t>> prompts = {
@@ -128,7 +105,7 @@ TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
   // A corrupted weight slice must change the result: the sharded path really computes from its
   // own copies, and a different layout gives the same bits only because the math is canonical.
   const ModelSpec spec = ShardableModel("");
-  LlamaWeights w = Weights(spec);
+  LlamaWeights w = testing::SharpWeights(spec);
   const ShardedModel a(spec, w, ModelLayout::Uniform(4, 2, 4));
   w.layers[3].down[5] += 1.0f;
   const ShardedModel b(spec, w, ModelLayout::Uniform(4, 2, 4));

@@ -13,31 +13,8 @@ namespace lockstep::model {
 namespace {
 
 using partition::ModelSpec;
-
-// Wide enough for TP 8 (as sharded_test.cc): query width 512, intermediate 512, 4 layers,
-// vocab 200 (splits unevenly).
-ModelSpec Shardable() {
-  return partition::ParseModelSpec(R"({"_name_or_path": "shardable", "model_type": "qwen2",
-    "hidden_size": 96, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 4,
-    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
-                                   "shardable");
-}
-
-LlamaWeights Weights(const ModelSpec& spec) {
-  LlamaWeights w = GenerateLlamaWeights(spec, 5);
-  for (LayerWeights& l : w.layers) {
-    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      for (float& x : *m) x *= 5.0f;  // sharper than an init, so every term matters
-    }
-  }
-  return w;
-}
-
-bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
+using testing::SameBits;
+using testing::ShardableModel;
 
 // Every shard of every stage, run phase by phase; the collectives combine in memory, either whole
 // on every rank or segment by segment (reduce-scatter then all-gather) as a link transport would.
@@ -174,8 +151,8 @@ std::vector<std::vector<StageUnits>> Splits() {
 // Batch 4 (prompts of different lengths, then decode) and batch 1 (sequence 0 alone) through
 // every split: every logit row equals the reference's bit for bit.
 TEST(StageShard, PhasesMatchReferenceForEverySplit) {
-  const ModelSpec spec = Shardable();
-  const LlamaWeights weights = Weights(spec);
+  const ModelSpec spec = ShardableModel("", "qwen2");
+  const LlamaWeights weights = testing::SharpWeights(spec);
   const ReferenceModel reference(spec, weights);
   const std::vector<std::vector<int32_t>> prompts = {{3, 1, 4, 1, 5}, {9, 2, 6}, {199}, {0, 7}};
   auto decode = [](int step, size_t i) {
@@ -218,8 +195,8 @@ TEST(StageShard, PhasesMatchReferenceForEverySplit) {
 }
 
 TEST(StageShard, ShardHoldsOnlyItsSlices) {
-  const ModelSpec spec = Shardable();
-  const LlamaWeights weights = Weights(spec);
+  const ModelSpec spec = ShardableModel("", "qwen2");
+  const LlamaWeights weights = testing::SharpWeights(spec);
   const auto stages = StagesFromLayout(ModelLayout::Uniform(4, 2, 4));
   const ShardWeights s = ExtractShard(weights, spec, stages, 1, 2);
   EXPECT_TRUE(s.embed.empty());
@@ -236,8 +213,8 @@ TEST(StageShard, ShardHoldsOnlyItsSlices) {
 }
 
 TEST(StageShard, RejectsBadStagesAndPositions) {
-  const ModelSpec spec = Shardable();
-  const LlamaWeights weights = Weights(spec);
+  const ModelSpec spec = ShardableModel("", "qwen2");
+  const LlamaWeights weights = testing::SharpWeights(spec);
   EXPECT_THROW(ValidateStages(spec, {{true, 0, 3, false, 1}, {false, 3, 4, false, 1}}), Error);
   EXPECT_THROW(ValidateStages(spec, {{true, 0, 4, true, 3}}), Error);
   EXPECT_THROW(ExtractShard(weights, spec, {{true, 0, 4, true, 2}}, 0, 2), Error);
@@ -252,8 +229,8 @@ TEST(StageShard, RejectsBadStagesAndPositions) {
 // A shard survives the trip through a safetensors buffer exactly, and a buffer that does not
 // belong to the model is refused naming the tensor.
 TEST(StageShard, BytesRoundTrip) {
-  const ModelSpec spec = Shardable();
-  const LlamaWeights weights = Weights(spec);
+  const ModelSpec spec = ShardableModel("", "qwen2");
+  const LlamaWeights weights = testing::SharpWeights(spec);
   const std::vector<StageUnits> stages = {{true, 0, 1, false, 2}, {false, 1, 4, true, 4}};
   for (int stage = 0; stage < 2; ++stage) {
     for (int rank = 0; rank < stages[static_cast<size_t>(stage)].tp; ++rank) {

@@ -1,8 +1,11 @@
 // Small model configs shared by the model library's tests (test-only header).
 #pragma once
 
+#include <cstring>
 #include <string>
+#include <vector>
 
+#include "lockstep/model/llama_weights.h"
 #include "lockstep/partition/model_spec.h"
 
 namespace lockstep::model::testing {
@@ -17,6 +20,34 @@ inline partition::ModelSpec TinyLlama(const std::string& extra = "",
     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96,
     "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
                                    "tiny-" + model_type);
+}
+
+// Wide enough for TP 8 with 64-element slices: 16 query heads on 8 KV heads of 32 (query width
+// 512, 64 per shard at TP 8), intermediate 512, 4 layers; vocab 200 splits unevenly.
+inline partition::ModelSpec ShardableModel(const std::string& extra = "",
+                                           const std::string& type = "llama") {
+  return partition::ParseModelSpec(
+      R"({"_name_or_path": "shardable", "model_type": ")" + type + R"(", )" + extra + R"(
+    "hidden_size": 96, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 4,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+      "shardable");
+}
+
+// Seeded weights with the matrices scaled 5x: sharper than an init, so every term matters.
+inline LlamaWeights SharpWeights(const partition::ModelSpec& spec) {
+  LlamaWeights w = GenerateLlamaWeights(spec, 5);
+  for (LayerWeights& l : w.layers) {
+    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      for (float& x : *m) x *= 5.0f;
+    }
+  }
+  return w;
+}
+
+inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 }  // namespace lockstep::model::testing
