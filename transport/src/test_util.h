@@ -15,7 +15,9 @@
 
 namespace lockstep::transport::testing {
 
-inline constexpr Millis kWait{5000};
+// How long a step that should succeed may wait: generous, because CI machines are loaded; tests
+// that expect a timeout pass their own short limit.
+inline constexpr Millis kWait{30000};
 
 // A fresh ipc directory / tcp port range per test process, so parallel ctest runs do not meet.
 // Tests use chips 0..7 and ports 0..7 on tcp.
