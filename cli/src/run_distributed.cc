@@ -7,21 +7,11 @@
 // (control and ipc socket files) is removed.
 #include "run_distributed.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <mutex>
-#include <sstream>
-#include <thread>
 
+#include "launcher.h"
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
@@ -38,159 +28,8 @@
 namespace lockstep::cli {
 namespace {
 
-// A base port for the link sockets of this run: below the kernel's ephemeral range (ports it
-// hands out to outgoing connections, which would collide with a listening link), in a block
-// chosen by the process id so concurrent runs on one host rarely meet. 16 ports per chip.
-int DefaultTcpBasePort(int64_t chips) {
-  int ephemeral_low = 32768;
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  if (int low = 0; range >> low && low > 11024) ephemeral_low = low;
-  const int64_t span = std::max<int64_t>(chips, 1) * 16;
-  const int64_t low_port = 10000;
-  const int64_t blocks = std::max<int64_t>(1, (ephemeral_low - low_port) / span);
-  return static_cast<int>(low_port + (getpid() % blocks) * span);
-}
-
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-fs::path WorkerExecutable() {
-  if (const char* env = std::getenv("LOCKSTEP_WORKER")) return env;
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path worker = (ec ? fs::path(".") : self.parent_path()) / "lockstep-worker";
-  if (!fs::exists(worker)) {
-    throw Error(ErrorCode::kNotFound,
-                "lockstep-worker not found next to lockstep (" + worker.string() +
-                    "); build the lockstep-worker target or set LOCKSTEP_WORKER");
-  }
-  return worker;
-}
-
-// Everything the run started, stopped in the destructor whatever happened.
-class Launch {
- public:
-  explicit Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
-    char dir[] = "/tmp/lockstep-run-XXXXXX";
-    if (mkdtemp(dir) == nullptr) {
-      throw Error(ErrorCode::kUnavailable, "cannot create a run directory under /tmp");
-    }
-    dir_ = dir;
-  }
-  ~Launch() { Stop(); }
-
-  const fs::path& dir() const { return dir_; }
-
-  void SpawnProcess(const fs::path& exe, const std::vector<std::string>& args, int32_t chip) {
-    std::vector<std::string> all = {exe.string()};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0)
-      throw Error(ErrorCode::kUnavailable, "fork failed for chip " + std::to_string(chip));
-    if (pid == 0) {
-      // Only async-signal-safe calls between fork and exec. A worker dies with its launcher.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      const int null = open("/dev/null", O_WRONLY);
-      if (null >= 0) dup2(null, STDOUT_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    children_.push_back({pid, chip, false});
-  }
-
-  void SpawnThread(const coordinator::WorkerOptions& options) {
-    threads_.emplace_back([options, this] {
-      try {
-        coordinator::RunWorker(options);
-      } catch (const std::exception& e) {
-        // The coordinator gets the same report over the control socket; keep it for the log.
-        std::lock_guard lock(mutex_);
-        thread_errors_.push_back(e.what());
-      }
-    });
-  }
-
-  // A child that exited on its own (polled by the coordinator while it waits).
-  std::optional<coordinator::CoordinatorOptions::DeadWorker> Dead() {
-    for (Child& c : children_) {
-      if (c.reaped) continue;
-      int status = 0;
-      if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
-        c.reaped = true;
-        std::string what = WIFSIGNALED(status)
-                               ? "was killed by signal " + std::to_string(WTERMSIG(status))
-                               : "exited with status " + std::to_string(WEXITSTATUS(status));
-        return coordinator::CoordinatorOptions::DeadWorker{c.pid, what};
-      }
-    }
-    return std::nullopt;
-  }
-
-  // The coordinator and (threads) the shared transport live exactly as long as the workers.
-  coordinator::Coordinator& StartCoordinator(coordinator::CoordinatorOptions options) {
-    coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
-    return *coordinator_;
-  }
-  transport::Transport& StartSharedTransport(const coordinator::TransportSettings& settings) {
-    transport::TransportOptions to;
-    to.backend = settings.backend;
-    to.queue_capacity = settings.queue_capacity;
-    shared_ = transport::CreateTransport(to);
-    return *shared_;
-  }
-
-  // Tells the workers to stop, waits up to 3 s for them, kills the rest, reaps everything and
-  // removes the run directory. Idempotent.
-  void Stop() {
-    if (coordinator_) coordinator_->Shutdown();
-    const Clock::time_point deadline = Clock::now() + std::chrono::seconds(3);
-    for (Child& c : children_) {
-      while (!c.reaped) {
-        int status = 0;
-        const pid_t r = waitpid(c.pid, &status, WNOHANG);
-        if (r == c.pid || r < 0) {
-          c.reaped = true;
-        } else if (Clock::now() >= deadline) {
-          log_->warn("chip {} (worker pid {}) did not stop; killing it", c.chip, c.pid);
-          kill(c.pid, SIGKILL);
-          waitpid(c.pid, &status, 0);
-          c.reaped = true;
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-      }
-    }
-    for (std::thread& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-    threads_.clear();
-    coordinator_.reset();  // flushes the shutdown messages (bounded linger)
-    shared_.reset();
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-    dir_.clear();
-  }
-
- private:
-  struct Child {
-    pid_t pid;
-    int32_t chip;
-    bool reaped;
-  };
-  std::shared_ptr<spdlog::logger> log_;
-  fs::path dir_;
-  std::vector<Child> children_;
-  std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::vector<std::string> thread_errors_;
-  std::unique_ptr<coordinator::Coordinator> coordinator_;
-  std::unique_ptr<transport::Transport> shared_;
-};
 
 }  // namespace
 

@@ -1,0 +1,144 @@
+#include "launcher.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "lockstep/common/error.h"
+
+namespace lockstep::cli {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int DefaultTcpBasePort(int64_t chips) {
+  int ephemeral_low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (int low = 0; range >> low && low > 11024) ephemeral_low = low;
+  const int64_t span = std::max<int64_t>(chips, 1) * 16;
+  const int64_t low_port = 10000;
+  const int64_t blocks = std::max<int64_t>(1, (ephemeral_low - low_port) / span);
+  return static_cast<int>(low_port + (getpid() % blocks) * span);
+}
+
+fs::path WorkerExecutable() {
+  if (const char* env = std::getenv("LOCKSTEP_WORKER")) return env;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path worker = (ec ? fs::path(".") : self.parent_path()) / "lockstep-worker";
+  if (!fs::exists(worker)) {
+    throw Error(ErrorCode::kNotFound,
+                "lockstep-worker not found next to lockstep (" + worker.string() +
+                    "); build the lockstep-worker target or set LOCKSTEP_WORKER");
+  }
+  return worker;
+}
+
+Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
+  char dir[] = "/tmp/lockstep-run-XXXXXX";
+  if (mkdtemp(dir) == nullptr) {
+    throw Error(ErrorCode::kUnavailable, "cannot create a run directory under /tmp");
+  }
+  dir_ = dir;
+}
+
+Launch::~Launch() { Stop(); }
+
+void Launch::SpawnProcess(const fs::path& exe, const std::vector<std::string>& args, int32_t chip) {
+  std::vector<std::string> all = {exe.string()};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(ErrorCode::kUnavailable, "fork failed for chip " + std::to_string(chip));
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec. A worker dies with its launcher.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDOUT_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  children_.push_back({pid, chip, false});
+}
+
+void Launch::SpawnThread(const coordinator::WorkerOptions& options) {
+  threads_.emplace_back([options, this] {
+    try {
+      coordinator::RunWorker(options);
+    } catch (const std::exception& e) {
+      // The coordinator gets the same report over the control socket; keep it for the log.
+      std::lock_guard lock(mutex_);
+      thread_errors_.push_back(e.what());
+    }
+  });
+}
+
+std::optional<coordinator::CoordinatorOptions::DeadWorker> Launch::Dead() {
+  for (Child& c : children_) {
+    if (c.reaped) continue;
+    int status = 0;
+    if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+      c.reaped = true;
+      std::string what = WIFSIGNALED(status)
+                             ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                             : "exited with status " + std::to_string(WEXITSTATUS(status));
+      return coordinator::CoordinatorOptions::DeadWorker{c.pid, what};
+    }
+  }
+  return std::nullopt;
+}
+
+coordinator::Coordinator& Launch::StartCoordinator(coordinator::CoordinatorOptions options) {
+  coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
+  return *coordinator_;
+}
+
+transport::Transport& Launch::StartSharedTransport(const coordinator::TransportSettings& settings) {
+  transport::TransportOptions to;
+  to.backend = settings.backend;
+  to.queue_capacity = settings.queue_capacity;
+  shared_ = transport::CreateTransport(to);
+  return *shared_;
+}
+
+void Launch::Stop() {
+  if (coordinator_) coordinator_->Shutdown();
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(3);
+  for (Child& c : children_) {
+    while (!c.reaped) {
+      int status = 0;
+      const pid_t r = waitpid(c.pid, &status, WNOHANG);
+      if (r == c.pid || r < 0) {
+        c.reaped = true;
+      } else if (Clock::now() >= deadline) {
+        log_->warn("chip {} (worker pid {}) did not stop; killing it", c.chip, c.pid);
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &status, 0);
+        c.reaped = true;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+  }
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  coordinator_.reset();  // flushes the shutdown messages (bounded linger)
+  shared_.reset();
+  std::error_code ec;
+  if (!dir_.empty()) fs::remove_all(dir_, ec);
+  dir_.clear();
+}
+
+}  // namespace lockstep::cli

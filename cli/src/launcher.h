@@ -1,0 +1,80 @@
+// The processes and threads of one distributed run, and the run directory they share: what
+// `lockstep run --transport` starts and must stop whatever happens. `Launch` forks and execs
+// `lockstep-worker` processes (each dies with its launcher: PR_SET_PDEATHSIG), runs threaded
+// workers, owns the in-process Coordinator and (threads) the shared transport, reports a child
+// that died on its own, and on Stop (or destruction) tells every worker to stop, gives them 3 s,
+// kills and reaps the rest and removes the run directory. Nothing outlives a Launch.
+//
+// Thread-safety: one thread uses a Launch; threaded workers only append to its error list.
+#pragma once
+
+#include <spdlog/spdlog.h>
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockstep/coordinator/coordinator.h"
+#include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/transport/transport.h"
+
+namespace lockstep::cli {
+
+// A base port for the link sockets of a run: below the kernel's ephemeral range (ports it hands
+// out to outgoing connections, which would collide with a listening link), in a block chosen by
+// the process id so concurrent runs on one host rarely meet. 16 ports per chip.
+int DefaultTcpBasePort(int64_t chips);
+
+// `lockstep-worker` next to this binary, or $LOCKSTEP_WORKER. kNotFound naming the path if absent.
+std::filesystem::path WorkerExecutable();
+
+class Launch {
+ public:
+  // Creates the run directory /tmp/lockstep-run-XXXXXX.
+  explicit Launch(std::shared_ptr<spdlog::logger> log);
+  ~Launch();
+  Launch(const Launch&) = delete;
+  Launch& operator=(const Launch&) = delete;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  // Starts `exe args...` as chip `chip`'s worker; its stdout goes to /dev/null.
+  void SpawnProcess(const std::filesystem::path& exe, const std::vector<std::string>& args,
+                    int32_t chip);
+  // Runs coordinator::RunWorker(options) on a thread of this process.
+  void SpawnThread(const coordinator::WorkerOptions& options);
+
+  // A child that exited on its own since the last call (polled by the coordinator while it
+  // waits), or nullopt.
+  std::optional<coordinator::CoordinatorOptions::DeadWorker> Dead();
+
+  // The coordinator and (threads) the shared transport live exactly as long as the workers.
+  coordinator::Coordinator& StartCoordinator(coordinator::CoordinatorOptions options);
+  transport::Transport& StartSharedTransport(const coordinator::TransportSettings& settings);
+
+  // Tells the workers to stop, waits up to 3 s for them, kills the rest, reaps everything and
+  // removes the run directory. Idempotent.
+  void Stop();
+
+ private:
+  struct Child {
+    pid_t pid;
+    int32_t chip;
+    bool reaped;
+  };
+  std::shared_ptr<spdlog::logger> log_;
+  std::filesystem::path dir_;
+  std::vector<Child> children_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::vector<std::string> thread_errors_;
+  std::unique_ptr<coordinator::Coordinator> coordinator_;
+  std::unique_ptr<transport::Transport> shared_;
+};
+
+}  // namespace lockstep::cli
