@@ -3,8 +3,13 @@
 // framing (raw sends a header frame of the size Lockstep's Cap'n Proto header has, copied into
 // the message as Lockstep does, then the payload). Both senders take a buffer from a pool, fill
 // it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
-// receiver drops it. What Lockstep adds: encoding/decoding the header, CRC32C on both ends, the
-// schedule checks on receive, and the socket monitor poll when it has to wait.
+// receiver drops it. What Lockstep adds: encoding/decoding the header, CRC32C on both ends (not
+// on inproc by default: TransportOptions::inproc_checksums; the lockstep_crc rows turn it on),
+// the schedule checks on receive, and the socket monitor poll when it has to wait.
+//
+// Counter cpu_us_per_msg: CPU time of the whole process (every thread: sender, receiver,
+// ZeroMQ's I/O threads, and the kernel work done for them) per message over the timed loop. On a
+// shared, loaded machine it is the stable figure; wall-clock rates swing with the load.
 //
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
@@ -16,8 +21,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -72,6 +79,25 @@ class PooledOwner : public Payload::Owner {
   std::byte* data_;
 };
 const char* const kBackends[] = {"inproc", "ipc", "tcp"};
+
+double ProcessCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Process CPU time over the timed loop, per message (see the file comment).
+class CpuPerMessage {
+ public:
+  CpuPerMessage() : start_(ProcessCpuSeconds()) {}
+  void Report(benchmark::State& state, int64_t messages) const {
+    state.counters["cpu_us_per_msg"] =
+        (ProcessCpuSeconds() - start_) * 1e6 / static_cast<double>(std::max<int64_t>(messages, 1));
+  }
+
+ private:
+  double start_;
+};
 // Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
 constexpr int64_t kWarmup = 8;
 std::atomic<int> g_run{0};
@@ -84,9 +110,10 @@ struct LockstepLink {
   std::unique_ptr<Endpoint> a;
   std::unique_ptr<Endpoint> b;
 
-  explicit LockstepLink(const std::string& backend) {
+  explicit LockstepLink(const std::string& backend, bool inproc_checksums = false) {
     TransportOptions o;
     o.backend = backend;
+    o.inproc_checksums = inproc_checksums;
     o.queue_capacity = 4;
     dir = "/tmp/lsbench-" + std::to_string(getpid());
     std::filesystem::create_directories(dir);
@@ -125,9 +152,9 @@ Expect Step(int64_t step) {
   return e;
 }
 
-void LockstepThroughput(benchmark::State& state, const char* backend) {
+void LockstepThroughput(benchmark::State& state, const char* backend, bool checksums) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  LockstepLink link(backend);
+  LockstepLink link(backend, checksums);
   BufferPool pool(bytes);
   const int64_t n = state.max_iterations + kWarmup;
   std::thread sender([&] {
@@ -135,25 +162,32 @@ void LockstepThroughput(benchmark::State& state, const char* backend) {
   });
   int64_t i = 0;
   for (; i < kWarmup; ++i) benchmark::DoNotOptimize(link.b->Receive(Step(i), kWait));
-  for (auto _ : state) benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
+  std::optional<CpuPerMessage> cpu;
+  for (auto _ : state) {
+    if (!cpu) cpu.emplace();
+    benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
+  }
+  cpu->Report(state, state.iterations());
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
 }
 
-void LockstepLatency(benchmark::State& state, const char* backend) {
+void LockstepLatency(benchmark::State& state, const char* backend, bool checksums) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  LockstepLink link(backend);
+  LockstepLink link(backend, checksums);
   BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
     for (int64_t i = 0; i < n; ++i) link.b->Send(link.b->Receive(Step(i), kWait), kWait);
   });
   int64_t i = 0;
+  CpuPerMessage cpu;
   for (auto _ : state) {
     link.a->Send(Msg(i, bytes, pool), kWait);
     benchmark::DoNotOptimize(link.a->Receive(Step(i), kWait));
     ++i;
   }
+  cpu.Report(state, 2 * state.iterations());
   echo.join();
   state.counters["one_way_us"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 2e-6,
@@ -246,7 +280,12 @@ void RawThroughput(benchmark::State& state, const char* backend) {
     for (int64_t i = 0; i < n; ++i) RawSend(link.b, header, bytes, i, pool);
   });
   for (int64_t i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(RawReceive(link.a));
-  for (auto _ : state) benchmark::DoNotOptimize(RawReceive(link.a));
+  std::optional<CpuPerMessage> cpu;
+  for (auto _ : state) {
+    if (!cpu) cpu.emplace();
+    benchmark::DoNotOptimize(RawReceive(link.a));
+  }
+  cpu->Report(state, state.iterations());
   sender.join();
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
 }
@@ -268,10 +307,12 @@ void RawLatency(benchmark::State& state, const char* backend) {
     }
   });
   int64_t i = 0;
+  CpuPerMessage cpu;
   for (auto _ : state) {
     RawSend(link.a, header, bytes, i++, pool);
     benchmark::DoNotOptimize(RawReceive(link.a));
   }
+  cpu.Report(state, 2 * state.iterations());
   echo.join();
   state.counters["one_way_us"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 2e-6,
@@ -309,12 +350,18 @@ int Register() {
          {int64_t{4} << 10, int64_t{64} << 10, int64_t{1} << 20, int64_t{16} << 20}) {
       auto* raw = benchmark::RegisterBenchmark(("Throughput/raw/" + std::string(backend)).c_str(),
                                                RawThroughput, backend);
-      auto* ours = benchmark::RegisterBenchmark(
-          ("Throughput/lockstep/" + std::string(backend)).c_str(), LockstepThroughput, backend);
+      auto* ours =
+          benchmark::RegisterBenchmark(("Throughput/lockstep/" + std::string(backend)).c_str(),
+                                       LockstepThroughput, backend, false);
+      std::vector<benchmark::internal::Benchmark*> rows = {raw, ours};
+      if (std::string(backend) == "inproc") {
+        rows.push_back(benchmark::RegisterBenchmark("Throughput/lockstep_crc/inproc",
+                                                    LockstepThroughput, backend, true));
+      }
       // A fixed count moving ~512 MiB (at least 64 messages): with a minimum time alone, a
       // slow first 16 MiB transfer made Google Benchmark settle for one iteration.
       const int64_t count = std::clamp<int64_t>((int64_t{512} << 20) / bytes, 64, 100'000);
-      for (auto* b : {raw, ours}) {
+      for (auto* b : rows) {
         b->Arg(bytes)->UseRealTime()->Iterations(count)->Unit(benchmark::kMicrosecond);
       }
     }
@@ -322,7 +369,7 @@ int Register() {
       auto* raw = benchmark::RegisterBenchmark(("Latency/raw/" + std::string(backend)).c_str(),
                                                RawLatency, backend);
       auto* ours = benchmark::RegisterBenchmark(
-          ("Latency/lockstep/" + std::string(backend)).c_str(), LockstepLatency, backend);
+          ("Latency/lockstep/" + std::string(backend)).c_str(), LockstepLatency, backend, false);
       for (auto* b : {raw, ours}) {
         b->Arg(bytes)->UseRealTime()->MinTime(0.3)->Unit(benchmark::kMicrosecond);
       }

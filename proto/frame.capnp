@@ -8,6 +8,10 @@
 #            type `dtype`, little-endian. Sent from the sender's buffer without an extra copy.
 # The header carries the CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of the
 # payload; the receiver recomputes it and rejects the message on mismatch, naming link and step.
+# The CRC protects bytes that cross a medium (ipc, tcp: always checked). The inproc backend hands
+# a pointer to another thread of the same process, so by default it sends `payloadChecked =
+# false` and `payloadCrc32c = 0` ("unchecked"); a TransportOptions switch turns it on. A checked
+# frame is verified by every receiver; an ipc/tcp receiver refuses an unchecked one.
 #
 # Three kinds of messages share the header: `hello` (once per direction when the link comes up;
 # src/dst name the two ends so miswiring is detected), `data` (a tensor), and `close` (the
@@ -38,6 +42,7 @@ struct FrameHeader {
   payloadLength @13 :UInt64;   # bytes in frame 2; equals product(shape) * bytes(dtype)
   payloadCrc32c @14 :UInt32;   # CRC32C of frame 2
   sendTimeNs @15 :Int64;       # virtual time the sender issued the transfer (sim backend; else 0)
+  payloadChecked @16 :Bool = true;  # false: payloadCrc32c is 0 and not verified (inproc only)
 
   enum Kind {
     data @0;

@@ -229,7 +229,8 @@ TEST_P(Conformance, CloseWhileReceiverIsFarBehindLosesNothing) {
 
 TEST_P(Conformance, DetectsCorruptedPayloadNamingLinkAndStep) {
   Pair p = OpenPair(*transport_, Link(0, 3, 1, 3));
-  // Build a correct frame at the raw layer, then flip one payload bit after the CRC was taken.
+  // Build a correct frame at the raw layer, then flip one payload bit after the CRC was taken. A
+  // checked frame is verified on every backend, default inproc included.
   Message m = Tensor(12, 5, 1000, 3);
   FrameHeader h;
   h.message = m.header;
@@ -244,6 +245,46 @@ TEST_P(Conformance, DetectsCorruptedPayloadNamingLinkAndStep) {
   p.a->SendFrame(std::move(frame), kWait);
   ExpectError([&] { p.b->Receive(Want(12, 5), kWait); }, ErrorCode::kProtocol,
               {"link chip 0:3 <-> chip 1:3", "step 12", "CRC32C mismatch"});
+}
+
+// The lead's decision (transport.h): inproc hands a pointer over and by default sends its
+// payloads unchecked; every other backend (and inproc with inproc_checksums) checksums.
+TEST_P(Conformance, ChecksumsPayloadsExceptOnDefaultInproc) {
+  Pair p = OpenPair(*transport_, Link(0, 3, 1, 3));
+  EXPECT_EQ(p.a->checksums_payloads(), Checksums(GetParam()));
+  EXPECT_EQ(p.b->checksums_payloads(), Checksums(GetParam()));
+  Message m = Tensor(4, 2, 3000, 9);
+  const uint32_t crc = Crc32c(m.payload.bytes());
+  p.a->Send(std::move(m), kWait);
+  std::optional<RawFrame> frame = p.b->ReceiveFrame(kWait);
+  ASSERT_TRUE(frame.has_value());
+  FrameHeader h = DecodeFrameHeader(frame->header, "test", p.b->max_payload_bytes());
+  EXPECT_EQ(h.payload_checked, Checksums(GetParam()));
+  EXPECT_EQ(h.payload_crc32c, Checksums(GetParam()) ? crc : 0u);
+  EXPECT_TRUE(HasPattern(frame->payload, 9));
+}
+
+// An unchecked frame is taken only by an endpoint that does not checksum itself (default
+// inproc); everywhere else it is refused, naming link and step.
+TEST_P(Conformance, RefusesUncheckedFrameWhereChecksumsAreRequired) {
+  Pair p = OpenPair(*transport_, Link(0, 3, 1, 3));
+  Message m = Tensor(7, 5, 1000, 3);
+  FrameHeader h;
+  h.message = m.header;
+  h.message.src = {0, 3};
+  h.message.dst = {1, 3};
+  h.payload_length = 1000;
+  h.payload_checked = false;
+  RawFrame frame;
+  frame.header = EncodeFrameHeader(h);
+  frame.payload = std::move(m.payload);
+  p.a->SendFrame(std::move(frame), kWait);
+  if (Checksums(GetParam())) {
+    ExpectError([&] { p.b->Receive(Want(7, 5), kWait); }, ErrorCode::kProtocol,
+                {"link chip 0:3 <-> chip 1:3", "step 7", "not checksummed"});
+  } else {
+    EXPECT_TRUE(HasPattern(p.b->Receive(Want(7, 5), kWait).payload, 3));
+  }
 }
 
 TEST_P(Conformance, RejectsGarbledHeaderWithoutCrashing) {
@@ -285,7 +326,8 @@ TEST_P(Conformance, ReceiveTimesOutWhenNothingComes) {
               {"link chip 0:0 <-> chip 1:0", "expecting step 3", "nothing received from chip 0:0"});
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::Values("sim", "inproc", "ipc", "tcp"),
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance,
+                         ::testing::Values("sim", "inproc", "inprocChecked", "ipc", "tcp"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

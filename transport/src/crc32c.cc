@@ -4,7 +4,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
-#include <nmmintrin.h>
+#include <immintrin.h>
 #endif
 
 namespace lockstep::transport {
@@ -128,12 +128,113 @@ uint32_t HardwareRaw3(const unsigned char* p, size_t n, uint32_t c) {
   return HardwareRaw(p, n, c);
 }
 
+// Carry-less multiplication folding (Intel, "Fast CRC Computation for Generic Polynomials Using
+// PCLMULQDQ"), 64 bytes per 512-bit register, four registers in flight: ~2x the three crc32
+// chains above (41 vs 22 GB/s on 64 KiB in cache, 27 vs 13 GB/s on 16 MiB on the project VM).
+//
+// In the reflected bit order of this CRC a 128-bit lane V is the polynomial Q0(x) x^64 + Q1(x)
+// (Q0 its low quadword, holding the earliest bits), and pclmulqdq of two quadwords a, b yields
+// A(x) B(x) x. Moving V forward by D bits (V x^D mod P) is therefore
+//   clmul(Q0, x^(D+63) mod P) ^ clmul(Q1, x^(D-1) mod P),
+// a 96-bit result that still fits in the lane; the next block is XORed onto it. Folding keeps
+// the value congruent to the message polynomial M modulo P, so once everything is folded into
+// one 128-bit R, CRC(M) = M x^32 mod P = R x^32 mod P: the crc32 instruction over R's 16 bytes
+// from state 0 finishes the job (no Barrett reduction). A non-zero starting state is XORed into
+// the first four bytes, which is what the crc32 instruction does with its register.
+
+// x^n mod P as the 64-bit pclmulqdq operand of the reflected order (coefficient of x^d at bit
+// 63 - d).
+constexpr uint64_t XPowModP(uint64_t n) {
+  uint64_t r = 1;
+  for (uint64_t i = 0; i < n; ++i) {
+    r <<= 1;
+    if ((r & (uint64_t{1} << 32)) != 0) r ^= 0x11EDC6F41ull;  // P, normal order
+  }
+  uint64_t k = 0;
+  for (int d = 0; d < 32; ++d) {
+    if ((r & (uint64_t{1} << d)) != 0) k |= uint64_t{1} << (63 - d);
+  }
+  return k;
+}
+
+struct FoldConstants {
+  uint64_t k0;  // multiplies the low quadword
+  uint64_t k1;  // multiplies the high quadword
+};
+constexpr FoldConstants FoldBy(uint64_t bits) { return {XPowModP(bits + 63), XPowModP(bits - 1)}; }
+
+#define LOCKSTEP_FOLD_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2")))
+
+LOCKSTEP_FOLD_TARGET inline __m512i Broadcast(FoldConstants k) {
+  const auto k0 = static_cast<long long>(k.k0);
+  const auto k1 = static_cast<long long>(k.k1);
+  return _mm512_set_epi64(k1, k0, k1, k0, k1, k0, k1, k0);
+}
+
+// v x^D ^ next in each 128-bit lane (k = FoldBy(D)).
+LOCKSTEP_FOLD_TARGET inline __m512i Fold(__m512i v, __m512i k, __m512i next) {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(v, k, 0x00),
+                                   _mm512_clmulepi64_epi128(v, k, 0x11), next, 0x96);
+}
+
+LOCKSTEP_FOLD_TARGET inline __m128i Fold(__m128i v, FoldConstants k, __m128i next) {
+  const __m128i kk = _mm_set_epi64x(static_cast<long long>(k.k1), static_cast<long long>(k.k0));
+  return _mm_ternarylogic_epi64(_mm_clmulepi64_si128(v, kk, 0x00),
+                                _mm_clmulepi64_si128(v, kk, 0x11), next, 0x96);
+}
+
+constexpr size_t kFoldMinimum = 256;
+
+// The raw CRC (no final xor) of (p, n), n >= kFoldMinimum, from raw state c.
+LOCKSTEP_FOLD_TARGET uint32_t FoldRaw(const unsigned char* p, size_t n, uint32_t c) {
+  __m512i x0 = _mm512_loadu_si512(p);
+  __m512i x1 = _mm512_loadu_si512(p + 64);
+  __m512i x2 = _mm512_loadu_si512(p + 128);
+  __m512i x3 = _mm512_loadu_si512(p + 192);
+  x0 = _mm512_xor_si512(x0, _mm512_castsi128_si512(_mm_cvtsi32_si128(static_cast<int>(c))));
+  p += 256;
+  n -= 256;
+  const __m512i by2048 = Broadcast(FoldBy(2048));
+  while (n >= 256) {
+    x0 = Fold(x0, by2048, _mm512_loadu_si512(p));
+    x1 = Fold(x1, by2048, _mm512_loadu_si512(p + 64));
+    x2 = Fold(x2, by2048, _mm512_loadu_si512(p + 128));
+    x3 = Fold(x3, by2048, _mm512_loadu_si512(p + 192));
+    p += 256;
+    n -= 256;
+  }
+  const __m512i by512 = Broadcast(FoldBy(512));
+  __m512i x =
+      Fold(x0, Broadcast(FoldBy(1536)), Fold(x1, Broadcast(FoldBy(1024)), Fold(x2, by512, x3)));
+  while (n >= 64) {
+    x = Fold(x, by512, _mm512_loadu_si512(p));
+    p += 64;
+    n -= 64;
+  }
+  // The four lanes through memory: _mm512_extracti32x4_epi32 trips GCC 12's -Wuninitialized
+  // (its _mm_undefined_si128 operand).
+  alignas(64) __m128i lane[4];
+  _mm512_store_si512(lane, x);
+  const __m128i r =
+      Fold(lane[0], FoldBy(384), Fold(lane[1], FoldBy(256), Fold(lane[2], FoldBy(128), lane[3])));
+  uint64_t c64 = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(r)));
+  c64 = _mm_crc32_u64(c64, static_cast<uint64_t>(_mm_extract_epi64(r, 1)));
+  return HardwareRaw(p, n, static_cast<uint32_t>(c64));
+}
+
 bool DetectHardware() { return __builtin_cpu_supports("sse4.2"); }
+bool DetectFolding() {
+  return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("vpclmulqdq");
+}
 #else
 bool DetectHardware() { return false; }
+bool DetectFolding() { return false; }
 #endif
 
 const bool kHaveHardware = DetectHardware();
+const bool kHaveFolding = DetectFolding();
 
 }  // namespace
 
@@ -142,7 +243,7 @@ uint32_t Crc32cPortable(std::span<const std::byte> data, uint32_t crc) {
   return ~PortableRaw(p, data.size(), ~crc);
 }
 
-uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
+uint32_t Crc32cSse42(std::span<const std::byte> data, uint32_t crc) {
 #if defined(__x86_64__)
   if (kHaveHardware) {
     return ~HardwareRaw3(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
@@ -151,6 +252,22 @@ uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
   return Crc32cPortable(data, crc);
 }
 
+uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
+#if defined(__x86_64__)
+  if (kHaveFolding && data.size() >= kFoldMinimum) {
+    return ~FoldRaw(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
+  }
+  if (kHaveHardware) {
+    return ~HardwareRaw3(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
+  }
+#endif
+  return Crc32cPortable(data, crc);
+}
+
 bool Crc32cHardwareAvailable() { return kHaveHardware; }
+
+const char* Crc32cImplementation() {
+  return kHaveFolding ? "vpclmulqdq" : kHaveHardware ? "sse4.2" : "portable";
+}
 
 }  // namespace lockstep::transport

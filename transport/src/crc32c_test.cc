@@ -51,10 +51,30 @@ TEST(Crc32c, ThreeStripePathAgreesWithPortableAroundBlockBoundaries) {
         size_t{3 * 4096 + 3 * 256 + 1}, size_t{2 * 3 * 4096 + 7}, size_t{5 * 3 * 4096 + 3}}) {
     for (size_t offset : {0, 3}) {
       std::span<const std::byte> s(buf.data() + offset, n);
-      ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << "length " << n << " offset " << offset;
+      ASSERT_EQ(Crc32cSse42(s), Crc32cPortable(s)) << "length " << n << " offset " << offset;
+      ASSERT_EQ(Crc32cSse42(s, 0x12345678u), Crc32cPortable(s, 0x12345678u))
+          << "seeded, length " << n;
       ASSERT_EQ(Crc32c(s, 0x12345678u), Crc32cPortable(s, 0x12345678u)) << "seeded, length " << n;
     }
   }
+}
+
+// The folding path (VPCLMULQDQ, 256 bytes and up, on CPUs that have it): every length around
+// its 256-byte main loop and 64-byte tail loop, every alignment, with and without a seed.
+TEST(Crc32c, FoldingPathAgreesWithPortableAroundItsBlockSizes) {
+  std::mt19937 rng(13);
+  std::vector<std::byte> buf(3000);
+  for (auto& b : buf) b = std::byte(rng() & 0xFF);
+  for (size_t offset = 0; offset < 4; ++offset) {
+    for (size_t n = 200; n <= 1100; ++n) {
+      std::span<const std::byte> s(buf.data() + offset, n);
+      ASSERT_EQ(Crc32c(s), Crc32cPortable(s)) << Crc32cImplementation() << " length " << n;
+      ASSERT_EQ(Crc32c(s, 0x9ABCDEF0u), Crc32cPortable(s, 0x9ABCDEF0u))
+          << Crc32cImplementation() << " seeded, length " << n;
+    }
+  }
+  std::vector<std::byte> zeros(4096, std::byte{0});
+  EXPECT_EQ(Crc32c(zeros), Crc32cPortable(zeros));  // an all-zero block still folds the seed
 }
 
 TEST(Crc32c, IncrementalEqualsWhole) {

@@ -19,12 +19,13 @@ namespace {
 
 }  // namespace
 
-Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes)
+Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes, bool checksum_payloads)
     : link_(link),
       local_(local),
       remote_(local == link.a ? link.b : link.a),
       name_(LinkName(link)),
-      max_payload_bytes_(max_payload_bytes) {}
+      max_payload_bytes_(max_payload_bytes),
+      checksum_payloads_(checksum_payloads) {}
 
 void Endpoint::Send(Message message, Millis timeout) {
   auto context = [&] { return name_ + ": send step " + std::to_string(message.header.step); };
@@ -50,7 +51,8 @@ void Endpoint::Send(Message message, Millis timeout) {
   header.message.dst = remote_;
   header.message.sequence = next_send_sequence_;
   header.payload_length = bytes;
-  header.payload_crc32c = Crc32c(message.payload.bytes());
+  header.payload_checked = checksum_payloads_;
+  header.payload_crc32c = checksum_payloads_ ? Crc32c(message.payload.bytes()) : 0;
   RawFrame frame;
   frame.header = EncodeFrameHeader(header);
   frame.payload = std::move(message.payload);
@@ -104,7 +106,7 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
     throw Error(ErrorCode::kProtocol, context() + ": unexpected control frame");
   }
   try {
-    CheckPayload(header, frame->payload.bytes(), name_);
+    CheckPayload(header, frame->payload.bytes(), name_, checksum_payloads_);
   } catch (const Error& e) {
     Rethrow(e, name_, context());
   }

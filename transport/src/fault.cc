@@ -8,7 +8,8 @@
 namespace lockstep::transport {
 
 FaultyEndpoint::FaultyEndpoint(std::unique_ptr<Endpoint> inner, FaultOptions options)
-    : Endpoint(inner->link(), inner->local(), inner->max_payload_bytes()),
+    : Endpoint(inner->link(), inner->local(), inner->max_payload_bytes(),
+               inner->checksums_payloads()),
       inner_(std::move(inner)),
       options_(options),
       rng_(options.seed) {}

@@ -13,7 +13,8 @@ class Faults : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     options_ = OptionsFor(GetParam());
-    options_.queue_capacity = 32;  // the tests send everything before receiving
+    options_.queue_capacity = 32;      // the tests send everything before receiving
+    options_.inproc_checksums = true;  // corruption is detected by the CRC
     transport_ = CreateTransport(options_);
     link_.a = {0, 2};
     link_.b = {1, 2};

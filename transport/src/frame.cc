@@ -60,6 +60,7 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   h.setPayloadLength(header.payload_length);
   h.setPayloadCrc32c(header.payload_crc32c);
   h.setSendTimeNs(m.send_time_ns);
+  h.setPayloadChecked(header.payload_checked);
   // The flat single-segment layout messageToFlatArray writes: segment count - 1 (0), the
   // segment's size in words, then the segment.
   auto segments = builder.getSegmentsForOutput();
@@ -127,6 +128,7 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
     m.send_time_ns = h.getSendTimeNs();
     out.payload_length = h.getPayloadLength();
     out.payload_crc32c = h.getPayloadCrc32c();
+    out.payload_checked = h.getPayloadChecked();
   } catch (const kj::Exception& e) {
     throw Garbled(context, std::string(e.getDescription().cStr()));
   }
@@ -159,12 +161,19 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
 }
 
 void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
-                  const std::string& context) {
-  const std::string step = "step " + std::to_string(header.message.step);
+                  const std::string& context, bool require_checked) {
+  auto step = [&] { return "step " + std::to_string(header.message.step); };
   if (payload.size() != header.payload_length) {
-    throw Error(ErrorCode::kProtocol, context + ": " + step + ": payload frame has " +
+    throw Error(ErrorCode::kProtocol, context + ": " + step() + ": payload frame has " +
                                           std::to_string(payload.size()) + " bytes, header says " +
                                           std::to_string(header.payload_length));
+  }
+  if (!header.payload_checked) {
+    if (!require_checked) return;
+    throw Error(ErrorCode::kProtocol,
+                context + ": " + step() +
+                    ": payload is not checksummed (the header says unchecked), but this link "
+                    "requires a CRC32C (ipc/tcp always; inproc with inproc_checksums)");
   }
   uint32_t crc = Crc32c(payload);
   if (crc != header.payload_crc32c) {
@@ -172,7 +181,7 @@ void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
     std::snprintf(buf, sizeof buf, "computed 0x%08X, header says 0x%08X", crc,
                   header.payload_crc32c);
     throw Error(ErrorCode::kProtocol,
-                context + ": " + step + ": payload CRC32C mismatch (" + buf + ")");
+                context + ": " + step() + ": payload CRC32C mismatch (" + buf + ")");
   }
 }
 

@@ -58,6 +58,9 @@ TEST(Frame, RoundTripsEveryField) {
   EXPECT_EQ(d.message.send_time_ns, 1000);
   EXPECT_EQ(d.payload_length, 48u);
   EXPECT_EQ(d.payload_crc32c, 0xDEADBEEFu);
+  EXPECT_TRUE(d.payload_checked);
+  h.payload_checked = false;
+  EXPECT_FALSE(DecodeFrameHeader(EncodeFrameHeader(h), "link x", kMax).payload_checked);
 }
 
 TEST(Frame, EncodingIsDeterministic) {
@@ -133,6 +136,22 @@ TEST(Frame, CheckPayloadNamesStepOnLengthAndCrcMismatch) {
   payload[3] = std::byte{2};
   ExpectProtocolError([&] { CheckPayload(h, payload, "link z"); },
                       "link z: step 17: payload CRC32C mismatch");
+  // A checked header is verified even where unchecked frames are allowed.
+  ExpectProtocolError([&] { CheckPayload(h, payload, "link z", /*require_checked=*/false); },
+                      "link z: step 17: payload CRC32C mismatch");
+}
+
+TEST(Frame, UncheckedPayloadSkipsTheCrcOnlyWhereAllowed) {
+  std::vector<std::byte> payload(48, std::byte{1});
+  FrameHeader h = Sample();
+  h.payload_checked = false;
+  h.payload_crc32c = 0;
+  CheckPayload(h, payload, "link z", /*require_checked=*/false);  // no throw
+  ExpectProtocolError([&] { CheckPayload(h, payload, "link z"); },
+                      "link z: step 17: payload is not checksummed");
+  ExpectProtocolError(
+      [&] { CheckPayload(h, std::span(payload).first(40), "link z", /*require_checked=*/false); },
+      "link z: step 17: payload frame has 40 bytes, header says 48");
 }
 
 }  // namespace

@@ -19,11 +19,19 @@ namespace lockstep::transport::testing {
 // that expect a timeout pass their own short limit.
 inline constexpr Millis kWait{30000};
 
+// Whether endpoints of `backend` (a name OptionsFor takes) checksum their payloads.
+inline bool Checksums(const std::string& backend) { return backend != "inproc"; }
+
 // A fresh ipc directory / tcp port range per test process, so parallel ctest runs do not meet.
 // Tests use chips 0..7 and ports 0..7 on tcp.
+// "inprocChecked" is inproc with TransportOptions::inproc_checksums on.
 inline TransportOptions OptionsFor(const std::string& backend) {
   TransportOptions o;
   o.backend = backend;
+  if (backend == "inprocChecked") {
+    o.backend = "inproc";
+    o.inproc_checksums = true;
+  }
   o.queue_capacity = 4;
   if (backend == "ipc") {
     char dir[] = "/tmp/lstXXXXXX";

@@ -253,8 +253,10 @@ class Context {
 class ZmqEndpoint : public Endpoint {
  public:
   ZmqEndpoint(std::shared_ptr<Context> context, void* socket, const LinkSpec& link, PortRef local,
-              uint64_t max_payload_bytes, bool monitor)
-      : Endpoint(link, local, max_payload_bytes), context_(std::move(context)), socket_(socket) {
+              uint64_t max_payload_bytes, bool monitor, bool checksum_payloads)
+      : Endpoint(link, local, max_payload_bytes, checksum_payloads),
+        context_(std::move(context)),
+        socket_(socket) {
     if (monitor) {
       try {
         monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
@@ -569,9 +571,10 @@ class ZmqTransport : public Transport {
       if (socket == nullptr) {
         throw Error(ErrorCode::kInternal, LinkName(link) + ": zmq_socket: " + ZmqError());
       }
-      endpoints.push_back(std::make_unique<ZmqEndpoint>(context_, socket, link, local,
-                                                        opt.max_payload_bytes,
-                                                        /*monitor=*/opt.backend != "inproc"));
+      const bool inproc = opt.backend == "inproc";
+      endpoints.push_back(std::make_unique<ZmqEndpoint>(
+          context_, socket, link, local, opt.max_payload_bytes, /*monitor=*/!inproc,
+          /*checksum_payloads=*/!inproc || opt.inproc_checksums));
       binds.push_back(bind);
       Configure(socket, link, remote, bind);
       std::string address = Address(link, bind ? local : remote);

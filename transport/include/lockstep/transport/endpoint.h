@@ -12,6 +12,13 @@
 // Thread-safety: an Endpoint is used by one thread at a time (like a socket). Different
 // endpoints may be used from different threads concurrently.
 //
+// Checksums: a sent payload carries its CRC32C in the header and the receiver verifies it, on
+// every backend that moves bytes across a medium (sim, ipc, tcp). An inproc endpoint passes a
+// pointer to a thread of the same process: unless TransportOptions::inproc_checksums is set it
+// sends its payloads unchecked (the header says so) and costs what raw ZeroMQ inproc costs plus
+// the header. Whatever its own setting, an endpoint verifies every checked frame it receives
+// (a wrong CRC is always refused); one that checksums refuses unchecked frames as well.
+//
 // Layers: `Send`/`Receive`/`Close` (this class, not virtual) do framing, checksums and matching;
 // a backend implements only the raw frame layer below (`SendFrame`/`ReceiveFrame`/`Shutdown`), so
 // wrappers such as the fault injector (fault.h) can sit between the two.
@@ -80,6 +87,9 @@ class Endpoint {
   // Largest payload this endpoint sends or accepts.
   uint64_t max_payload_bytes() const { return max_payload_bytes_; }
 
+  // Whether Send checksums payloads and Receive requires checked frames (see above).
+  bool checksums_payloads() const { return checksum_payloads_; }
+
   // Messages sent / received so far on this endpoint.
   uint64_t sent() const { return next_send_sequence_; }
   uint64_t received() const { return next_receive_sequence_; }
@@ -94,7 +104,7 @@ class Endpoint {
   virtual void Shutdown(Millis timeout) = 0;
 
  protected:
-  Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes);
+  Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes, bool checksum_payloads = true);
 
  private:
   LinkSpec link_;
@@ -102,6 +112,7 @@ class Endpoint {
   PortRef remote_;
   std::string name_;
   uint64_t max_payload_bytes_;
+  bool checksum_payloads_;
   uint64_t next_send_sequence_ = 0;
   uint64_t next_receive_sequence_ = 0;
   RawFrame CloseFrame() const;

@@ -26,6 +26,8 @@ struct FrameHeader {
   MessageHeader message;
   uint64_t payload_length = 0;
   uint32_t payload_crc32c = 0;
+  // false: the sender did not checksum the payload (inproc by default; payload_crc32c is 0).
+  bool payload_checked = true;
 };
 
 // Serializes `header` (a few hundred bytes at most).
@@ -37,10 +39,11 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header);
 FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
                               uint64_t max_payload_bytes);
 
-// Checks a payload frame against its decoded header: length, then CRC32C. Throws
-// Error(kProtocol) "<context>: ..." naming the step on mismatch.
+// Checks a payload frame against its decoded header: length, then CRC32C if the header says the
+// payload is checked. `require_checked`: an unchecked header is refused too (ipc/tcp, and inproc
+// with checksums on). Throws Error(kProtocol) "<context>: ..." naming the step on mismatch.
 void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
-                  const std::string& context);
+                  const std::string& context, bool require_checked = true);
 
 // Number of payload bytes `shape` and `dtype` describe; throws InvalidInput naming `context` on a
 // negative dimension, too many dimensions, or overflow.

@@ -5,6 +5,7 @@
 //           a message issued at send_time_ns starts when the direction is free, takes
 //           ceil(bytes * 1e9 / bytes_per_second) ns and arrives latency_ns later. Deterministic.
 //   inproc  ZeroMQ inproc sockets: chips are threads of one process sharing this Transport.
+//           Payloads are not checksummed unless `inproc_checksums` is set (endpoint.h).
 //   ipc     ZeroMQ ipc sockets: chips are processes on one host; socket files in `ipc_dir`.
 //   tcp     ZeroMQ tcp sockets between hosts, optionally CURVE-encrypted and authenticated.
 //
@@ -55,6 +56,12 @@ struct TransportOptions {
   int queue_capacity = 16;
   // Largest accepted payload; larger frames are refused by sender and receiver (256 MiB).
   uint64_t max_payload_bytes = uint64_t{256} << 20;
+  // inproc: checksum payloads (CRC32C on send, verified on receive) like the other backends.
+  // Off by default: an inproc payload is a pointer handed to another thread of this process, so
+  // no medium can damage it, and two passes over every tensor would cost more than the hand-off
+  // (BENCHMARKS.md, Transport). Corruption tests and the fault injector turn it on. sim, ipc and
+  // tcp always checksum.
+  bool inproc_checksums = false;
   // ipc: directory holding the socket files (path length <= 100 characters in total).
   std::string ipc_dir = "/tmp";
   // tcp: IP address of each chip (the binding end listens on it, the other end connects to it);
