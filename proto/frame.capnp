@@ -11,7 +11,8 @@
 # The CRC protects bytes that cross a medium (ipc, tcp: always checked). The inproc backend hands
 # a pointer to another thread of the same process, so by default it sends `payloadChecked =
 # false` and `payloadCrc32c = 0` ("unchecked"); a TransportOptions switch turns it on. A checked
-# frame is verified by every receiver; an ipc/tcp receiver refuses an unchecked one.
+# frame is verified by every receiver; a receiver that checksums itself (sim, ipc, tcp, inproc
+# with the switch on) refuses an unchecked one.
 #
 # Three kinds of messages share the header: `hello` (once per direction when the link comes up;
 # src/dst name the two ends so miswiring is detected), `data` (a tensor), and `close` (the
