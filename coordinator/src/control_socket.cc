@@ -1,5 +1,8 @@
 #include "control_socket.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <zmq.hpp>
 
 #include "wire.h"
@@ -31,6 +34,9 @@ struct RouterSocket::Impl {
 RouterSocket::RouterSocket(const std::string& address) : impl_(std::make_unique<Impl>()) {
   Quiet(impl_->socket, 500);
   impl_->socket.set(zmq::sockopt::router_mandatory, 1);
+  // A worker that reconnects (its connection dropped under load) keeps its routing id
+  // (DealerSocket sets one): the new connection takes the id over, so the worker stays known.
+  impl_->socket.set(zmq::sockopt::router_handover, 1);
   try {
     impl_->socket.bind(address);
   } catch (const zmq::error_t& e) {
@@ -112,6 +118,14 @@ DealerSocket::DealerSocket(const std::string& address)
     : impl_(std::make_unique<Impl>()), address_(address) {
   Quiet(impl_->socket, 500);
   Quiet(impl_->inbox, 0);
+  // An explicit routing id, the same over reconnects. Without one the ROUTER gives every new
+  // connection a fresh id, and a worker whose connection dropped after its register looked like
+  // a stranger (its next heartbeat got a shutdown: issue #7's sanitized 64-process flake).
+  static std::atomic<uint64_t> sockets{0};
+  char host[64] = {};
+  gethostname(host, sizeof(host) - 1);
+  impl_->socket.set(zmq::sockopt::routing_id, std::string(host) + "/" + std::to_string(getpid()) +
+                                                  "/" + std::to_string(sockets++));
   try {
     impl_->socket.connect(address);
   } catch (const zmq::error_t& e) {
