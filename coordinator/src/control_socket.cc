@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <zmq.hpp>
 
 #include "wire.h"
@@ -22,6 +23,17 @@ void Quiet(zmq::socket_t& socket, int linger_ms) {
   socket.set(zmq::sockopt::sndhwm, 0);  // shard chunks queue up; memory is bounded by the shards
   socket.set(zmq::sockopt::rcvhwm, 0);
   socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(wire::kMaxControlBytes));
+}
+
+// zmq::poll, with a signal (EINTR) counted as "nothing yet": the caller's wait loop goes round
+// and sees whatever the signal handler set (lockstep run's SIGINT/SIGTERM).
+int Poll(zmq::pollitem_t* items, size_t count, Millis timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
 }
 
 }  // namespace
@@ -50,7 +62,7 @@ RouterSocket::~RouterSocket() = default;
 
 std::optional<RouterSocket::Incoming> RouterSocket::Receive(Millis timeout) {
   zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  if (Poll(&item, 1, timeout) == 0) return std::nullopt;
   zmq::message_t identity, body;
   if (!impl_->socket.recv(identity, zmq::recv_flags::none)) return std::nullopt;
   Incoming in;
@@ -154,7 +166,7 @@ std::optional<ControlMessage> DealerSocket::Pump(Millis timeout) {
                                 {impl_->inbox.handle(), 0, ZMQ_POLLIN, 0}};
     const auto left =
         std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    if (zmq::poll(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
+    if (Poll(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
     if (items[1].revents & ZMQ_POLLIN) {
       zmq::message_t frame;
       while (impl_->inbox.recv(frame, zmq::recv_flags::dontwait)) {
