@@ -162,7 +162,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   // sanitizer), and they start one after another: every wait grows with the chip count.
   const int64_t chips = static_cast<int64_t>(deployment.chips.size());
   const std::chrono::milliseconds startup_allowance(250 * chips);
-  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance;
+  // Shipping, checking and parsing shards takes time too: allow 1 s per 8 MiB on top (a 205M fp32
+  // model on one chip is 820 MB; a loaded 2-core host was seen to need more than 30 s for it).
+  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance +
+                     std::chrono::seconds(static_cast<int64_t>(deployment.shard_bytes() >> 23));
   co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
