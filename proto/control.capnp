@@ -27,7 +27,7 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("lockstep::proto");
 
 struct ControlMessage {
-  version @0 :UInt16;  # control protocol version; this schema is version 1
+  version @0 :UInt16;  # control protocol version; this schema is version 2
   union {
     register @1 :Register;
     assignment @2 :Assignment;
@@ -40,7 +40,40 @@ struct ControlMessage {
     heartbeat @9 :Heartbeat;
     error @10 :ErrorReport;
     shutdown @11 :Void;
+    # The client conversation (coordinator/client.h), on the serving coordinator's separate
+    # client socket (lockstep-coordinator --serve ADDR), never on the workers' socket:
+    #   -> submit       a request: the client's id, prompt, max_new, sampling
+    #   <- accepted     the id: admitted into the coordinator's queue
+    #   <- token*       each generated token as the sampling chip returns it
+    #   <- done         the id and every token, or an error code and message (refused: prompt too
+    #                   long, the coordinator stopping ...)
+    #   -> stopServer   ask the coordinator to finish what runs, shut its workers down and exit
+    submit @12 :ClientSubmit;
+    accepted @13 :UInt64;
+    token @14 :ClientToken;
+    done @15 :ClientDone;
+    stopServer @16 :Void;
   }
+}
+
+struct ClientSubmit {
+  id @0 :UInt64;             # chosen by the client, unique among its requests
+  prompt @1 :List(Int32);
+  maxNew @2 :Int64;
+  sampling @3 :Sampling;
+}
+
+struct ClientToken {
+  id @0 :UInt64;
+  token @1 :Int32;
+  index @2 :Int64;           # 0 for the first generated token
+}
+
+struct ClientDone {
+  id @0 :UInt64;
+  tokens @1 :List(Int32);
+  code @2 :UInt8;            # lockstep::ErrorCode value when `error` is not empty
+  error @3 :Text;            # empty: success
 }
 
 struct HostSummary {
@@ -119,37 +152,6 @@ struct ModelSpec {
   torchDtype @21 :Int8;      # lockstep::Dtype value; -1 = not given
 }
 
-# schedule::Instruction, field for field (enums as their underlying values).
-struct Instruction {
-  kind @0 :UInt8;
-  tag @1 :UInt8;
-  op @2 :UInt8;
-  token @3 :Int32;
-  sequence @4 :Int32;
-  stage @5 :Int32;
-  layer @6 :Int32;
-  startNs @7 :Int64;
-  endNs @8 :Int64;
-  durationNs @9 :Int64;
-  bytes @10 :Int64;
-  link @11 :Int32;
-  peer @12 :Int32;
-  msg @13 :Int64;
-  inLink @14 :Int32;
-  inPeer @15 :Int32;
-  inMsg @16 :Int64;
-  deps @17 :List(Int32);
-}
-
-# schedule::ChipProgram.
-struct ChipProgram {
-  chip @0 :Int32;
-  stage @1 :Int32;
-  rank @2 :Int32;
-  residentBytes @3 :Int64;
-  instructions @4 :List(Instruction);
-}
-
 struct Assignment {
   chip @0 :UInt32;
   stage @1 :Int32;     # -1: a chip that only forwards
@@ -157,7 +159,7 @@ struct Assignment {
   scheduleId @3 :UInt64;
   links @4 :List(Link);          # this chip's links, in the order OpenChip opens them
   transport @5 :TransportOptions;
-  program @6 :ChipProgram;
+  program @6 :Data;              # a proto/schedule.capnp Program (schedule/program_codec.h)
   spec @7 :ModelSpec;
   shardBytes @8 :UInt64;         # size of the shard that follows in chunks
   shardChunks @9 :UInt32;

@@ -61,6 +61,16 @@ check ipc_pp2_tp2 --transport ipc --tp 2 --pp 2
 check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
 check inproc_tp2 --transport inproc --tp 2 --pp 2
 check sim_tp2 --transport sim --tp 2 --pp 1
+# Degrees whose slices are not whole 64-element chunks, and TP above the KV heads, distributed
+# too: tiny-llama (4 heads, 2 KV heads, intermediate 172) at TP 2 and 4 over ipc.
+T="$(dirname "$0")/../examples/models/tiny-llama"
+expect_exit 0 "$LOCKSTEP" run --model "$T" --seed 1 --prompt 1,2,3 --max-new 4 --dump-logits tiny_ref.npy
+for tp in 2 4; do
+  expect_exit 0 "$LOCKSTEP" --log-level warn run --model "$T" --seed 1 --prompt 1,2,3 --max-new 4 \
+    --transport ipc --tp $tp --dump-logits "tiny_tp$tp.npy"
+  cmp -s tiny_ref.npy "tiny_tp$tp.npy" || fail "tiny-llama TP $tp over ipc: logits differ"
+done
+no_leftovers "tiny-llama tp"
 
 # A whole rack: 8 stages x TP 8 on all 64 working chips, one lockstep-worker process each.
 # Not in the sanitizer build: there, 64 sanitized processes on 2 cores once saw a worker told to
@@ -100,7 +110,31 @@ expect_exit 1 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --t
 grep -q "topology 'rack'" err.txt || fail "plan for another topology: $(cat err.txt)"
 grep -q "started" err.txt && fail "foreign plan started workers"
 expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport carrier-pigeon
+# A topology whose chips the host cannot pin: a pin map (as `topo host --map T --json` writes)
+# naming a CPU this host lacks stops the run before any worker starts; one made here runs.
+cat >badpins.json <<'JSON'
+{"placements": [{"chip": 0, "pus": [0]}, {"chip": 1, "pus": [100000]}]}
+JSON
+expect_exit 1 "$LOCKSTEP" run --model $M --seed 9 --prompt 5,6,7 --max-new 6 --transport ipc --tp 2 --pp 1 \
+  --pin-map badpins.json
+grep -q "pin map badpins.json: chip 1 is pinned to CPU 100000, which this host cannot run on" err.txt \
+  || fail "unpinnable chip: $(cat err.txt)"
+grep -q "started" err.txt && fail "an unpinnable map started workers"
+"$LOCKSTEP" topo generate --preset node -o node.topo >/dev/null
+expect_exit 0 "$LOCKSTEP" --json topo host --map node.topo
+cp out.txt goodpins.json
+expect_exit 0 "$LOCKSTEP" --json run --model $M --seed 9 --prompt 5,6,7 --max-new 6 --transport ipc --tp 2 \
+  --pp 1 --pin-map goodpins.json
+[ "$(json "d['tokens']")" = "$ref_tokens" ] || fail "pinned by a map: $(cat out.txt)"
 no_leftovers "bad inputs"
+
+# A plan carries its model and topology: --plan alone is enough.
+expect_exit 0 "$LOCKSTEP" plan --model $M --topology node --tp 2 --pp 1 -o node.plan
+expect_exit 0 "$LOCKSTEP" --json run --plan node.plan --seed 9 --prompt 5,6,7 --max-new 6
+[ "$(json "d['tokens']")" = "$ref_tokens" ] || fail "run --plan in process: $(cat out.txt)"
+expect_exit 0 "$LOCKSTEP" --json run --plan node.plan --seed 9 --prompt 5,6,7 --max-new 6 --transport ipc
+[ "$(json "d['tokens']")" = "$ref_tokens" ] || fail "run --plan --transport ipc: $(cat out.txt)"
+no_leftovers "plan alone"
 
 # A worker pointed at a wrong coordinator address gives up with one clear line.
 WORKER=$(dirname "$LOCKSTEP")/lockstep-worker
@@ -125,6 +159,51 @@ wait $w2 || fail "worker 2 did not exit cleanly after the coordinator's shutdown
   || fail "lockstep-coordinator tokens: $(cat coord.json)"
 rm -f /tmp/lockstep-rt-$$-control
 
+# Serving: lockstep-coordinator --serve stays up after deploying; three clients at once, each
+# result equal to the in-process reference for its prompt; a refused request; a client's
+# shutdown request stops the coordinator and its workers.
+srv=ipc:///tmp/lockstep-rt-$$-clients
+ctl=ipc:///tmp/lockstep-rt-$$-control
+timeout 120 "$COORD" --listen $ctl --serve $srv --model $M --seed 9 --tp 2 --pp 2 --slots 2 \
+  --transport ipc >serve.out 2>serve.err &
+coord=$!
+workers=()
+for _ in 1 2 3 4; do timeout 120 "$WORKER" --coordinator $ctl --quiet & workers+=($!); done
+for _ in $(seq 1 600); do grep -q "serving clients" serve.err && break; sleep 0.05; done
+grep -q "serving clients at $srv" serve.err || { cat serve.err >&2; fail "no serving coordinator"; }
+prompts_serve=("5,6,7" "9,8,7,6,5" "100,3")
+sampling=("" "--temperature 0.8 --top-p 0.9 --sample-seed 4" "")
+pids=()
+for i in 0 1 2; do
+  # shellcheck disable=SC2086
+  timeout 60 "$LOCKSTEP" --json generate --coordinator $srv --prompt "${prompts_serve[$i]}" \
+    --max-new 6 ${sampling[$i]} >"client$i.json" 2>"client$i.err" & pids+=($!)
+done
+for i in 0 1 2; do wait "${pids[$i]}" || { cat "client$i.err" >&2; fail "client $i failed"; }; done
+for i in 0 1 2; do
+  # shellcheck disable=SC2086
+  expect_exit 0 "$LOCKSTEP" --json run --model $M --seed 9 --prompt "${prompts_serve[$i]}" --max-new 6 ${sampling[$i]}
+  want=$(json "d['tokens']")
+  got=$(python3 -c "import json; print(json.load(open('client$i.json'))['tokens'])")
+  [ "$got" = "$want" ] || fail "client $i (${prompts_serve[$i]}): $got, the reference $want"
+done
+# Streaming: the plain output is the tokens, space-separated.
+expect_exit 0 "$LOCKSTEP" generate --coordinator $srv --prompt 5,6,7 --max-new 6
+[ "[$(tr ' ' ',' <out.txt | sed 's/,/, /g')]" = "$ref_tokens" ] || fail "streamed tokens: $(cat out.txt)"
+expect_exit 1 "$LOCKSTEP" generate --coordinator $srv --prompt 1,2,3 --max-new 1000
+grep -q "refused" err.txt || fail "a too-long request: $(cat err.txt)"
+expect_exit 0 "$LOCKSTEP" generate --coordinator $srv --shutdown
+wait $coord || { cat serve.err >&2; fail "the serving coordinator did not exit cleanly"; }
+for w in "${workers[@]}"; do wait "$w" || fail "a worker did not exit cleanly after serving"; done
+grep -q "served 4 requests, refused 1" serve.err || fail "serve stats: $(cat serve.err)"
+# A client to an address where nothing listens: a clear error within its timeout.
+start=$(date +%s%N)
+expect_exit 1 "$LOCKSTEP" generate --coordinator $srv --prompt 1 --connect-timeout-ms 500
+[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ] || fail "unreachable coordinator took too long"
+grep -q "no coordinator answered at $srv within 500 ms" err.txt || fail "unreachable: $(cat err.txt)"
+rm -f /tmp/lockstep-rt-$$-control /tmp/lockstep-rt-$$-clients
+no_leftovers "serving"
+
 # Kill one worker mid-run: the run fails naming its chip; nothing is left behind.
 seq 1 12 | sed 's/$/,3,4/' >long.txt
 set +e
@@ -143,4 +222,22 @@ set -e
 [ "$got" = 1 ] || { cat err.txt >&2; fail "killed worker: run exited $got, want 1"; }
 grep -q "error: chip 1 (worker pid $victim.*killed by signal 9" err.txt || fail "killed worker not named: $(cat err.txt)"
 no_leftovers "killed worker"
+# SIGINT / SIGTERM to `lockstep run --transport ipc` mid-run: workers stopped, the run directory
+# removed, exit 128 + signal. (Started without `timeout`, so the signal reaches lockstep itself;
+# a watchdog bounds it instead.)
+for sig in INT TERM; do
+  "$LOCKSTEP" run --model $M --seed 9 --prompts long.txt --max-new 50 --transport ipc --tp 2 \
+    --pp 2 --slots 2 >out.txt 2>err.txt &
+  run=$!
+  ( sleep 60; kill -9 $run 2>/dev/null ) & watchdog=$!
+  for _ in $(seq 1 400); do grep -q "workers ready" err.txt && break; sleep 0.05; done
+  grep -q "workers ready" err.txt || fail "SIG$sig: the run never got ready: $(cat err.txt)"
+  kill -$sig $run
+  set +e; wait $run; got=$?; set -e
+  kill $watchdog 2>/dev/null || true
+  want=$([ $sig = INT ] && echo 130 || echo 143)
+  [ "$got" = "$want" ] || { cat err.txt >&2; fail "SIG$sig: lockstep run exited $got, want $want"; }
+  grep -q "interrupted by signal" err.txt || fail "SIG$sig: no clear line: $(cat err.txt)"
+  no_leftovers "SIG$sig"
+done
 echo "runtime tests passed"

@@ -17,6 +17,18 @@ namespace lockstep::cli {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+volatile sig_atomic_t g_signal = 0;
+extern "C" void OnSignal(int sig) { g_signal = sig; }
+
+}  // namespace
+
+Interrupted::Interrupted(int signal)
+    : std::runtime_error("interrupted by signal " + std::to_string(signal) +
+                         "; workers stopped, run directory removed"),
+      signal_(signal) {}
+
 int DefaultTcpBasePort(int64_t chips) {
   int ephemeral_low = 32768;
   std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
@@ -46,9 +58,19 @@ Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
     throw Error(ErrorCode::kUnavailable, "cannot create a run directory under /tmp");
   }
   dir_ = dir;
+  g_signal = 0;
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int_);
+  sigaction(SIGTERM, &sa, &old_term_);
 }
 
-Launch::~Launch() { Stop(); }
+Launch::~Launch() {
+  Stop();
+  sigaction(SIGINT, &old_int_, nullptr);
+  sigaction(SIGTERM, &old_term_, nullptr);
+}
 
 void Launch::SpawnProcess(const fs::path& exe, const std::vector<std::string>& args, int32_t chip) {
   std::vector<std::string> all = {exe.string()};
@@ -84,6 +106,7 @@ void Launch::SpawnThread(const coordinator::WorkerOptions& options) {
 }
 
 std::optional<coordinator::CoordinatorOptions::DeadWorker> Launch::Dead() {
+  if (const int sig = g_signal; sig != 0) throw Interrupted(sig);
   for (Child& c : children_) {
     if (c.reaped) continue;
     int status = 0;

@@ -5,9 +5,16 @@
 // that died on its own, and on Stop (or destruction) tells every worker to stop, gives them 3 s,
 // kills and reaps the rest and removes the run directory. Nothing outlives a Launch.
 //
+// SIGINT and SIGTERM: while a Launch lives, they no longer kill `lockstep` outright (which
+// left the run directory behind); the next liveness poll (Dead(), which the coordinator calls
+// while it waits for workers, a deploy or a step) throws Interrupted, the Launch is stopped as the
+// exception unwinds (workers told to stop, then killed; directory removed), and main exits
+// 128 + the signal (130, 143). The previous handlers come back when the Launch is destroyed.
+//
 // Thread-safety: one thread uses a Launch; threaded workers only append to its error list.
 #pragma once
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/types.h>
 
@@ -15,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +41,16 @@ int DefaultTcpBasePort(int64_t chips);
 // `lockstep-worker` next to this binary, or $LOCKSTEP_WORKER. kNotFound naming the path if absent.
 std::filesystem::path WorkerExecutable();
 
+// SIGINT or SIGTERM arrived during a Launch.
+class Interrupted : public std::runtime_error {
+ public:
+  explicit Interrupted(int signal);
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
 class Launch {
  public:
   // Creates the run directory /tmp/lockstep-run-XXXXXX.
@@ -50,7 +68,7 @@ class Launch {
   void SpawnThread(const coordinator::WorkerOptions& options);
 
   // A child that exited on its own since the last call (polled by the coordinator while it
-  // waits), or nullopt.
+  // waits), or nullopt. Throws Interrupted after SIGINT / SIGTERM.
   std::optional<coordinator::CoordinatorOptions::DeadWorker> Dead();
 
   // The coordinator and (threads) the shared transport live exactly as long as the workers.
@@ -75,6 +93,7 @@ class Launch {
   std::vector<std::string> thread_errors_;
   std::unique_ptr<coordinator::Coordinator> coordinator_;
   std::unique_ptr<transport::Transport> shared_;
+  struct sigaction old_int_, old_term_;
 };
 
 }  // namespace lockstep::cli

@@ -7,14 +7,15 @@
 #include <iostream>
 
 #include "command.h"
+#include "launcher.h"
 #include "lockstep/common/error.h"
 
 namespace lockstep::cli {
 namespace {
 
 std::vector<CommandGroup> Groups() {
-  return {TopoCommand(),     ModelCommand(),   PlanCommand(), ScheduleCommand(),
-          SimulateCommand(), WeightsCommand(), RunCommand(),  KeysCommand()};
+  return {TopoCommand(),    ModelCommand(), PlanCommand(),     ScheduleCommand(), SimulateCommand(),
+          WeightsCommand(), RunCommand(),   GenerateCommand(), KeysCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {
@@ -117,6 +118,9 @@ int main(int argc, char** argv) {
   } catch (const lockstep::Error& e) {
     std::cerr << "lockstep: error: " << e.what() << "\n";
     return 1;
+  } catch (const lockstep::cli::Interrupted& e) {
+    std::cerr << "lockstep: " << e.what() << "\n";
+    return 128 + e.signal();
   } catch (const std::exception& e) {
     std::cerr << "lockstep: internal error: " << e.what() << "\n";
     return 1;

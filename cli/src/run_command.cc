@@ -58,7 +58,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "distributed: a "
       "coordinator and one worker per chip (see: lockstep run --transport ipc --help)";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
-  if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
+  if (config.empty() && plan_path.empty()) {
+    throw UsageError("missing --model CONFIG (see: lockstep run --help)");
+  }
   if (weights_path.empty() == !vm.count("seed")) {
     throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
   }
@@ -81,12 +83,14 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   sampling.seed = sample_seed;
   const std::vector<int32_t> prompt = ParseTokenList(prompt_text, "--prompt");
 
-  const partition::ModelSpec spec = partition::LoadModelSpec(config);
+  std::optional<partition::Plan> plan;
+  if (!plan_path.empty()) plan = partition::ReadPlanFile(plan_path);
+  // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
+  const partition::ModelSpec spec = config.empty() ? plan->spec : partition::LoadModelSpec(config);
   std::optional<model::ModelLayout> layout;
-  if (!plan_path.empty()) {
-    const partition::Plan plan = partition::ReadPlanFile(plan_path);
+  if (plan) {
     try {
-      layout = model::LayoutFromPlan(plan, spec);
+      layout = model::LayoutFromPlan(*plan, spec);
     } catch (const Error& e) {
       throw Error(e.code(), plan_path + ": " + e.what());
     }
@@ -132,6 +136,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (ctx.json) {
     nlohmann::json j = {
         {"model", spec.name}, {"mode", mode}, {"prompt", prompt}, {"tokens", g.tokens}};
+    // Wall time of the whole generation (prefill included), as `run --transport` reports it.
+    j["seconds"] = seconds;
+    j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;
     if (!dump.empty()) j["logits_file"] = dump;
     PrintJson(j);
   } else {

@@ -22,6 +22,8 @@
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/transport/transport.h"
+#include "pin_map.h"
+#include "run_inputs.h"
 #include "token_list.h"
 #include "topology_arg.h"
 
@@ -43,14 +45,14 @@ bool WantsDistributed(const std::vector<std::string>& args) {
 int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string config, weights_path, prompt_text, prompts_file, dump, backend, topo_name = "node",
-                                                                              plan_path;
+                                                                              plan_path, pin_map;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
   int32_t slots = 0;
   model::SamplingOptions sampling;
   opts.add_options()("model", po::value<std::string>(&config),
-                     "config.json, or a folder holding one (required)")(
+                     "config.json, or a folder holding one (required without --plan)")(
       "weights", po::value<std::string>(&weights_path),
       "safetensors checkpoint: a file, an index.json, or a folder")(
       "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
@@ -64,10 +66,11 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0), "seed of the draws")(
       "transport", po::value<std::string>(&backend),
       "sim or inproc (workers as threads), ipc or tcp (worker processes)")(
-      "topology", po::value<std::string>(&topo_name)->default_value("node"), kTopologyHelp)(
-      "spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
-      "spare nodes per rack (rack and racks:N)")("plan", po::value<std::string>(&plan_path),
-                                                 "a plan file (lockstep plan -o); else plan now")(
+      "topology", po::value<std::string>(&topo_name)->default_value("node"),
+      "a topology file (lockstep topo generate), or node, rack or racks:N; with --plan, the "
+      "plan's own by default")("spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
+                               "spare nodes per rack (rack and racks:N)")(
+      "plan", po::value<std::string>(&plan_path), "a plan file (lockstep plan -o); else plan now")(
       "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree (0 = search)")(
       "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count (0 = search)")(
       "slots", po::value<int32_t>(&slots)->default_value(0),
@@ -76,6 +79,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "a worker silent this long fails the run")(
       "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
       "a link transfer waiting this long fails the run")(
+      "pin-map", po::value<std::string>(&pin_map),
+      "pin each chip's worker to the CPUs this file names (lockstep topo host --map T --json); "
+      "a CPU this host lacks stops the run before it starts")(
       "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
       "tcp: first link port (0 = derived from the process id)")(
       "dump-logits", po::value<std::string>(&dump),
@@ -92,10 +98,6 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
     throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + backend + "'");
   }
-  if (config.empty()) throw UsageError("missing --model CONFIG (see: lockstep run --help)");
-  if (weights_path.empty() == !vm.count("seed")) {
-    throw UsageError("give exactly one of --weights FILE or --seed S");
-  }
   if (prompt_text.empty() == prompts_file.empty()) {
     throw UsageError("give exactly one of --prompt 1,2,3 or --prompts FILE");
   }
@@ -105,9 +107,6 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   if (tp < 0 || pp < 0 || slots < 0 || heartbeat_ms < 1 || step_timeout_ms < 1) {
     throw UsageError("--tp, --pp, --slots must be >= 0 and the timeouts >= 1");
   }
-  if (!plan_path.empty() && (tp > 0 || pp > 0)) {
-    throw UsageError("--tp/--pp plan a layout; they cannot change a --plan file");
-  }
   sampling.seed = sample_seed;
   const std::vector<std::vector<int32_t>> prompts =
       prompts_file.empty()
@@ -116,21 +115,13 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
 
   // Everything that can be wrong with the inputs is checked before anything starts.
   const Clock::time_point load_start = Clock::now();
-  const partition::ModelSpec spec = partition::LoadModelSpec(config);
-  const model::LlamaWeights weights =
-      weights_path.empty() ? model::GenerateLlamaWeights(spec, seed)
-                           : model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
-  const topology::Topology topo =
-      ResolveTopology(topo_name, *topology::ChipPreset("lpu-v1"), spare_nodes);
-  partition::Plan plan;
-  if (!plan_path.empty()) {
-    plan = partition::ReadPlanFile(plan_path);
-  } else {
-    partition::PlanOptions po_;
-    if (tp > 0) po_.tp = tp;
-    if (pp > 0) po_.pp = pp;
-    plan = partition::MakePlan(spec, topo, po_);
-  }
+  RunInputs inputs = LoadRunInputs(
+      {config, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
+       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
+  const partition::ModelSpec& spec = inputs.spec;
+  const model::LlamaWeights& weights = inputs.weights;
+  const topology::Topology& topo = inputs.topo;
+  const partition::Plan& plan = inputs.plan;
   coordinator::DeployOptions deploy_options;
   deploy_options.slots = slots;
   coordinator::TransportSettings& ts = deploy_options.transport;
@@ -148,6 +139,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   ts.ipc_dir = launch.dir().string();
   coordinator::Deployment deployment =
       coordinator::MakeDeployment(plan, spec, topo, weights, deploy_options);
+  if (!pin_map.empty()) {
+    ApplyPinMap(ReadPinMap(pin_map), pin_map, topology::DiscoverHost(), deployment);
+  }
   std::string layout;
   for (const partition::StagePlan& s : plan.stages) {
     layout += (layout.empty() ? "" : " ") + std::to_string(s.end_layer - s.first_layer) + "L x tp" +
@@ -168,7 +162,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   // sanitizer), and they start one after another: every wait grows with the chip count.
   const int64_t chips = static_cast<int64_t>(deployment.chips.size());
   const std::chrono::milliseconds startup_allowance(250 * chips);
-  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance;
+  // Shipping, checking and parsing shards takes time too: allow 1 s per 8 MiB on top (a 205M fp32
+  // model on one chip is 820 MB; a loaded 2-core host was seen to need more than 30 s for it).
+  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance +
+                     std::chrono::seconds(static_cast<int64_t>(deployment.shard_bytes() >> 23));
   co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);

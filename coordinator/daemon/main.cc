@@ -1,8 +1,12 @@
 // lockstep-coordinator: plans (or reads --plan), binds the control socket, waits for one
 // lockstep-worker per used chip (started by hand, by a script, or on other hosts), deploys
 // programs and shards, runs the prompts, prints the tokens and tells every worker to exit.
+// With --serve ADDR it then stays up serving clients (lockstep generate --coordinator ADDR,
+// coordinator/client.h) until SIGINT/SIGTERM or a client's shutdown request, then tells every
+// worker to exit and exits 0.
 // Exit status: 0 success, 1 runtime failure (one line on stderr), 2 usage error.
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -12,10 +16,12 @@
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
+#include "lockstep/coordinator/server.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
+#include "run_inputs.h"
 #include "token_list.h"
 #include "topology_arg.h"
 
@@ -24,9 +30,12 @@ namespace {
 namespace po = boost::program_options;
 using lockstep::cli::UsageError;
 
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void OnStopSignal(int sig) { g_stop_signal = sig; }
+
 int Main(int argc, char** argv) {
   std::string listen = "tcp://127.0.0.1:7700", config, weights_path, topo_name = "node", plan_path,
-              backend = "tcp", ipc_dir = "/tmp", prompts_file;
+              backend = "tcp", ipc_dir = "/tmp", prompts_file, serve;
   std::vector<std::string> prompt_texts, tcp_hosts;
   uint64_t seed = 0;
   int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000;
@@ -37,7 +46,8 @@ int Main(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")(
       "listen", po::value<std::string>(&listen)->default_value(listen),
       "control address workers connect to: tcp://HOST:PORT or ipc://PATH")(
-      "model", po::value<std::string>(&config), "config.json or its folder (required)")(
+      "model", po::value<std::string>(&config),
+      "config.json or its folder (required without --plan)")(
       "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
       "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
       "topology", po::value<std::string>(&topo_name)->default_value("node"),
@@ -58,6 +68,9 @@ int Main(int argc, char** argv) {
       "prompt ids 1,2,3 (repeatable)")("prompts", po::value<std::string>(&prompts_file),
                                        "a file of prompts, one per line")(
       "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens per prompt")(
+      "serve", po::value<std::string>(&serve),
+      "after deploying (and the prompts, if any), serve clients at this address "
+      "(tcp://HOST:PORT or ipc://PATH) until SIGINT/SIGTERM or a client's shutdown request")(
       "register-timeout-ms", po::value<int64_t>(&register_ms)->default_value(60000),
       "wait this long for the workers to register")(
       "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
@@ -74,10 +87,6 @@ int Main(int argc, char** argv) {
               << opts;
     return 0;
   }
-  if (config.empty()) throw UsageError("missing --model CONFIG (see --help)");
-  if (weights_path.empty() == !vm.count("seed")) {
-    throw UsageError("give exactly one of --weights FILE or --seed S");
-  }
   if (backend != "ipc" && backend != "tcp") throw UsageError("--transport must be ipc or tcp");
   std::vector<std::vector<int32_t>> prompts;
   for (const std::string& p : prompt_texts) {
@@ -86,24 +95,17 @@ int Main(int argc, char** argv) {
   if (!prompts_file.empty()) {
     for (auto& p : lockstep::cli::ReadPromptsFile(prompts_file)) prompts.push_back(std::move(p));
   }
-  if (prompts.empty()) throw UsageError("give --prompt 1,2,3 or --prompts FILE");
-
-  const lockstep::partition::ModelSpec spec = lockstep::partition::LoadModelSpec(config);
-  const lockstep::model::LlamaWeights weights =
-      weights_path.empty() ? lockstep::model::GenerateLlamaWeights(spec, seed)
-                           : lockstep::model::LoadLlamaWeights(
-                                 lockstep::model::Checkpoint::Open(weights_path), spec);
-  const lockstep::topology::Topology topo = lockstep::cli::ResolveTopology(
-      topo_name, *lockstep::topology::ChipPreset("lpu-v1"), spare_nodes);
-  lockstep::partition::Plan plan;
-  if (!plan_path.empty()) {
-    plan = lockstep::partition::ReadPlanFile(plan_path);
-  } else {
-    lockstep::partition::PlanOptions options;
-    if (tp > 0) options.tp = tp;
-    if (pp > 0) options.pp = pp;
-    plan = lockstep::partition::MakePlan(spec, topo, options);
+  if (prompts.empty() && serve.empty()) {
+    throw UsageError("give --prompt 1,2,3, --prompts FILE or --serve ADDR");
   }
+
+  const lockstep::cli::RunInputs inputs = lockstep::cli::LoadRunInputs(
+      {config, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
+       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
+  const lockstep::partition::ModelSpec& spec = inputs.spec;
+  const lockstep::model::LlamaWeights& weights = inputs.weights;
+  const lockstep::topology::Topology& topo = inputs.topo;
+  const lockstep::partition::Plan& plan = inputs.plan;
   lockstep::coordinator::DeployOptions deploy;
   deploy.slots = slots;
   deploy.transport.backend = backend;
@@ -132,7 +134,22 @@ int Main(int argc, char** argv) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
   }
-  const std::vector<lockstep::worker::Finished> results = coordinator.Generate(requests);
+  const std::vector<lockstep::worker::Finished> results =
+      requests.empty() ? std::vector<lockstep::worker::Finished>{} : coordinator.Generate(requests);
+  if (!serve.empty()) {
+    std::signal(SIGINT, OnStopSignal);
+    std::signal(SIGTERM, OnStopSignal);
+    lockstep::coordinator::ServeOptions so;
+    so.address = serve;
+    so.vocab_size = spec.vocab_size;
+    so.stop_requested = [] { return g_stop_signal != 0; };
+    so.log = [](std::string_view line) { std::cerr << "lockstep-coordinator: " << line << "\n"; };
+    lockstep::coordinator::Server server(coordinator, so);
+    std::cerr << "lockstep-coordinator: serving clients at " << server.address() << "\n";
+    const lockstep::coordinator::ServeStats served = server.Run();
+    std::cerr << "lockstep-coordinator: served " << served.requests << " requests, refused "
+              << served.refused << "; stopping the workers\n";
+  }
   coordinator.Shutdown();
   if (json) {
     nlohmann::json reqs = nlohmann::json::array();

@@ -1,5 +1,9 @@
 #include "control_socket.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <zmq.hpp>
 
 #include "wire.h"
@@ -21,6 +25,17 @@ void Quiet(zmq::socket_t& socket, int linger_ms) {
   socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(wire::kMaxControlBytes));
 }
 
+// zmq::poll, with a signal (EINTR) counted as "nothing yet": the caller's wait loop goes round
+// and sees whatever the signal handler set (lockstep run's SIGINT/SIGTERM).
+int Poll(zmq::pollitem_t* items, size_t count, Millis timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
 }  // namespace
 
 struct RouterSocket::Impl {
@@ -31,6 +46,9 @@ struct RouterSocket::Impl {
 RouterSocket::RouterSocket(const std::string& address) : impl_(std::make_unique<Impl>()) {
   Quiet(impl_->socket, 500);
   impl_->socket.set(zmq::sockopt::router_mandatory, 1);
+  // A worker that reconnects (its connection dropped under load) keeps its routing id
+  // (DealerSocket sets one): the new connection takes the id over, so the worker stays known.
+  impl_->socket.set(zmq::sockopt::router_handover, 1);
   try {
     impl_->socket.bind(address);
   } catch (const zmq::error_t& e) {
@@ -44,7 +62,7 @@ RouterSocket::~RouterSocket() = default;
 
 std::optional<RouterSocket::Incoming> RouterSocket::Receive(Millis timeout) {
   zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  if (Poll(&item, 1, timeout) == 0) return std::nullopt;
   zmq::message_t identity, body;
   if (!impl_->socket.recv(identity, zmq::recv_flags::none)) return std::nullopt;
   Incoming in;
@@ -112,6 +130,14 @@ DealerSocket::DealerSocket(const std::string& address)
     : impl_(std::make_unique<Impl>()), address_(address) {
   Quiet(impl_->socket, 500);
   Quiet(impl_->inbox, 0);
+  // An explicit routing id, the same over reconnects. Without one the ROUTER gives every new
+  // connection a fresh id, and a worker whose connection dropped after its register looked like
+  // a stranger (its next heartbeat got a shutdown: issue #7's sanitized 64-process flake).
+  static std::atomic<uint64_t> sockets{0};
+  char host[64] = {};
+  gethostname(host, sizeof(host) - 1);
+  impl_->socket.set(zmq::sockopt::routing_id, std::string(host) + "/" + std::to_string(getpid()) +
+                                                  "/" + std::to_string(sockets++));
   try {
     impl_->socket.connect(address);
   } catch (const zmq::error_t& e) {
@@ -140,7 +166,7 @@ std::optional<ControlMessage> DealerSocket::Pump(Millis timeout) {
                                 {impl_->inbox.handle(), 0, ZMQ_POLLIN, 0}};
     const auto left =
         std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    if (zmq::poll(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
+    if (Poll(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
     if (items[1].revents & ZMQ_POLLIN) {
       zmq::message_t frame;
       while (impl_->inbox.recv(frame, zmq::recv_flags::dontwait)) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "control_socket.h"
@@ -100,9 +101,11 @@ struct Coordinator::Impl {
         last_heard.push_back(now);
         last_step.push_back(-1);
         socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
-      } else {
+      } else if (deployed) {
         socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
       }
+      // Before deploy, a stranger's heartbeat is a worker whose register has not arrived (it
+      // re-sends it until welcomed): not a reason to shut it down.
       return;
     }
     const size_t w = known->second;
@@ -240,7 +243,11 @@ void Coordinator::Deploy(const Deployment& d) {
     const uint64_t chunk = std::max<uint64_t>(1, im.options.chunk_bytes);
     a.shard_chunks = static_cast<uint32_t>((c.shard.size() + chunk - 1) / chunk);
     const std::vector<int>& pus = im.workers[w].host.core_pus;
-    if (!pus.empty()) a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
+    if (!c.cpus.empty()) {
+      a.cpus = c.cpus;
+    } else if (!pus.empty()) {
+      a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
+    }
     a.slots = d.slots;
     a.max_positions = d.max_positions;
     a.group = c.group;
@@ -281,7 +288,8 @@ void Coordinator::Deploy(const Deployment& d) {
 }
 
 std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Request>& requests,
-                                                    const TokenCallback& on_token) {
+                                                    const TokenCallback& on_token,
+                                                    const Admission* admission) {
   Impl& im = *impl_;
   if (!im.deployed) throw Error(ErrorCode::kInternal, "Generate before Deploy");
   worker::Batcher batcher(
@@ -289,13 +297,35 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   for (const worker::Request& r : requests) batcher.Submit(r);
   std::map<uint64_t, worker::Finished> done;
   std::map<uint64_t, int64_t> produced;
+  std::set<uint64_t> own;
+  for (const worker::Request& r : requests) own.insert(r.id);
   auto take = [&](std::vector<worker::Finished> finished) {
-    for (worker::Finished& f : finished) done[f.id] = std::move(f);
+    for (worker::Finished& f : finished) {
+      if (admission != nullptr && own.count(f.id) == 0) {
+        admission->on_finished(std::move(f));
+      } else {
+        done[f.id] = std::move(f);
+      }
+    }
   };
   take(batcher.TakeDone());
   const size_t n = im.workers.size();
   const Clock::time_point start = Clock::now();
-  while (std::optional<worker::Step> step = batcher.Next()) {
+  const std::function<void(worker::Request)> submit = [&](worker::Request r) {
+    batcher.Submit(std::move(r));
+  };
+  bool serving = admission != nullptr;
+  while (true) {
+    if (serving) {
+      serving = admission->poll(submit, batcher.waiting() == 0 && batcher.running() == 0);
+      take(batcher.TakeDone());
+    }
+    std::optional<worker::Step> step = batcher.Next();
+    if (!step) {
+      if (!serving) break;
+      im.Pump(Millis(0), {});  // idle: answer heartbeats between polls
+      continue;
+    }
     const Clock::time_point step_start = Clock::now();
     bool decode = true;
     for (const worker::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;

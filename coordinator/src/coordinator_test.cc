@@ -115,6 +115,31 @@ TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
   EXPECT_EQ(coordinator.workers()[0].hostname, "test-host");
 }
 
+// Regression (issue #7, a sanitized 64-process run): a worker's heartbeat that reaches the
+// coordinator before its register (the register lost on a dropped connection, then re-sent) once
+// got a shutdown. Before deploy it is ignored, and the worker registers when its register comes.
+TEST(Coordinator, AHeartbeatBeforeTheRegisterIsNotAShutdown) {
+  CoordinatorOptions options;
+  options.address = Address("early-beat");
+  Coordinator coordinator(options);
+  DealerSocket worker(coordinator.address());
+  worker.Send(HeartbeatMsg{-1, -1});
+  // The coordinator sees the stranger's heartbeat first, then (a moment later) its register.
+  EXPECT_THROW(coordinator.AwaitWorkers(1, Millis(100)), Error);
+  worker.Send(Hello(-1));
+  coordinator.AwaitWorkers(1, Millis(5000));
+  bool welcomed = false;
+  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(5);
+  while (!welcomed && Clock::now() < give_up) {
+    std::optional<ControlMessage> m = worker.Pump(Millis(20));
+    if (!m) continue;
+    ASSERT_FALSE(std::holds_alternative<ShutdownMsg>(*m)) << "the worker was told to shut down";
+    welcomed = std::holds_alternative<PingMsg>(*m);
+  }
+  EXPECT_TRUE(welcomed);
+  EXPECT_EQ(coordinator.workers().size(), 1u);
+}
+
 TEST(Coordinator, ShipsShardInCheckedChunksWithProgress) {
   CoordinatorOptions options;
   options.address = Address("ship");

@@ -82,9 +82,37 @@ struct ErrorMsg {
 
 struct ShutdownMsg {};
 
+// The client conversation (client.h, server.h).
+struct SubmitMsg {
+  uint64_t id = 0;
+  std::vector<int32_t> prompt;
+  int64_t max_new = 0;
+  model::SamplingOptions sampling;
+};
+
+struct AcceptedMsg {
+  uint64_t id = 0;
+};
+
+struct TokenMsg {
+  uint64_t id = 0;
+  int32_t token = 0;
+  int64_t index = 0;
+};
+
+struct DoneMsg {
+  uint64_t id = 0;
+  std::vector<int32_t> tokens;
+  ErrorCode code = ErrorCode::kInternal;
+  std::string error;  // empty: success
+};
+
+struct StopServerMsg {};
+
 using ControlMessage =
     std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
-                 StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg>;
+                 StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg, SubmitMsg,
+                 AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg>;
 
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);

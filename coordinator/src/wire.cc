@@ -8,13 +8,15 @@
 #include <type_traits>
 
 #include "lockstep/proto/control.capnp.h"
+#include "lockstep/schedule/program_codec.h"
 
 namespace lockstep::coordinator {
 
 const char* MessageName(const ControlMessage& message) {
   static constexpr const char* kNames[] = {"register",  "assignment", "shard chunk", "shard done",
                                            "ready",     "step",       "step result", "ping",
-                                           "heartbeat", "error",      "shutdown"};
+                                           "heartbeat", "error",      "shutdown",    "submit",
+                                           "accepted",  "token",      "done",        "stop server"};
   return kNames[message.index()];
 }
 
@@ -71,37 +73,6 @@ void Put(proto::ModelSpec::Builder b, const partition::ModelSpec& s) {
   b.setTorchDtype(s.torch_dtype ? static_cast<int8_t>(*s.torch_dtype) : int8_t{-1});
 }
 
-void Put(proto::ChipProgram::Builder b, const schedule::ChipProgram& p) {
-  b.setChip(p.chip);
-  b.setStage(p.stage);
-  b.setRank(p.rank);
-  b.setResidentBytes(p.resident_bytes);
-  auto list = b.initInstructions(static_cast<unsigned>(p.instructions.size()));
-  for (size_t i = 0; i < p.instructions.size(); ++i) {
-    const schedule::Instruction& in = p.instructions[i];
-    auto o = list[static_cast<unsigned>(i)];
-    o.setKind(static_cast<uint8_t>(in.kind));
-    o.setTag(static_cast<uint8_t>(in.tag));
-    o.setOp(static_cast<uint8_t>(in.op));
-    o.setToken(in.token);
-    o.setSequence(in.sequence);
-    o.setStage(in.stage);
-    o.setLayer(in.layer);
-    o.setStartNs(in.start_ns);
-    o.setEndNs(in.end_ns);
-    o.setDurationNs(in.duration_ns);
-    o.setBytes(in.bytes);
-    o.setLink(in.link);
-    o.setPeer(in.peer);
-    o.setMsg(in.msg);
-    o.setInLink(in.in_link);
-    o.setInPeer(in.in_peer);
-    o.setInMsg(in.in_msg);
-    auto deps = o.initDeps(static_cast<unsigned>(in.deps.size()));
-    for (size_t d = 0; d < in.deps.size(); ++d) deps.set(static_cast<unsigned>(d), in.deps[d]);
-  }
-}
-
 void Put(proto::Sampling::Builder b, const model::SamplingOptions& s) {
   b.setTemperature(s.temperature);
   b.setTopP(s.top_p);
@@ -146,7 +117,8 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   }
   t.setConnectTimeoutMs(a.transport.connect_timeout_ms);
   t.setStepTimeoutMs(a.transport.step_timeout_ms);
-  Put(b.initProgram(), a.program);
+  const std::vector<std::byte> program = schedule::SerializeProgram(a.program);
+  b.setProgram(kj::arrayPtr(reinterpret_cast<const kj::byte*>(program.data()), program.size()));
   Put(b.initSpec(), a.spec);
   b.setShardBytes(a.shard_bytes);
   b.setShardChunks(a.shard_chunks);
@@ -239,6 +211,35 @@ void Encode(ControlMessage::Builder m, const ErrorMsg& e) {
 
 void Encode(ControlMessage::Builder m, const ShutdownMsg&) { m.setShutdown(); }
 
+void Encode(ControlMessage::Builder m, const SubmitMsg& r) {
+  auto b = m.initSubmit();
+  b.setId(r.id);
+  auto prompt = b.initPrompt(static_cast<unsigned>(r.prompt.size()));
+  for (size_t i = 0; i < r.prompt.size(); ++i) prompt.set(static_cast<unsigned>(i), r.prompt[i]);
+  b.setMaxNew(r.max_new);
+  Put(b.initSampling(), r.sampling);
+}
+
+void Encode(ControlMessage::Builder m, const AcceptedMsg& a) { m.setAccepted(a.id); }
+
+void Encode(ControlMessage::Builder m, const TokenMsg& t) {
+  auto b = m.initToken();
+  b.setId(t.id);
+  b.setToken(t.token);
+  b.setIndex(t.index);
+}
+
+void Encode(ControlMessage::Builder m, const DoneMsg& d) {
+  auto b = m.initDone();
+  b.setId(d.id);
+  auto tokens = b.initTokens(static_cast<unsigned>(d.tokens.size()));
+  for (size_t i = 0; i < d.tokens.size(); ++i) tokens.set(static_cast<unsigned>(i), d.tokens[i]);
+  b.setCode(static_cast<uint8_t>(d.code));
+  b.setError(d.error);
+}
+
+void Encode(ControlMessage::Builder m, const StopServerMsg&) { m.setStopServer(); }
+
 // --- decoders ---
 
 HostInfo Get(proto::HostSummary::Reader r) {
@@ -288,45 +289,6 @@ Enum CheckedEnum(uint8_t value, uint8_t count, const std::string& context, const
   return static_cast<Enum>(value);
 }
 
-schedule::ChipProgram Get(proto::ChipProgram::Reader r, const std::string& context) {
-  schedule::ChipProgram p;
-  p.chip = r.getChip();
-  p.stage = r.getStage();
-  p.rank = r.getRank();
-  p.resident_bytes = r.getResidentBytes();
-  p.instructions.reserve(r.getInstructions().size());
-  for (auto in : r.getInstructions()) {
-    schedule::Instruction o;
-    o.kind = CheckedEnum<schedule::InstrKind>(in.getKind(), 5, context, "instruction kind");
-    o.tag = CheckedEnum<schedule::Tag>(in.getTag(), 6, context, "instruction tag");
-    o.op = static_cast<partition::OpKind>(in.getOp());
-    o.token = in.getToken();
-    o.sequence = in.getSequence();
-    o.stage = in.getStage();
-    o.layer = in.getLayer();
-    o.start_ns = in.getStartNs();
-    o.end_ns = in.getEndNs();
-    o.duration_ns = in.getDurationNs();
-    o.bytes = in.getBytes();
-    o.link = in.getLink();
-    o.peer = in.getPeer();
-    o.msg = in.getMsg();
-    o.in_link = in.getInLink();
-    o.in_peer = in.getInPeer();
-    o.in_msg = in.getInMsg();
-    const int32_t self = static_cast<int32_t>(p.instructions.size());
-    for (int32_t d : in.getDeps()) {
-      if (d < 0 || d >= self) {
-        throw Bad(context, "instruction " + std::to_string(self) + " depends on " +
-                               std::to_string(d) + " (want an earlier instruction)");
-      }
-      o.deps.push_back(d);
-    }
-    p.instructions.push_back(std::move(o));
-  }
-  return p;
-}
-
 model::SamplingOptions Get(proto::Sampling::Reader r) {
   model::SamplingOptions s;
   s.temperature = r.getTemperature();
@@ -358,7 +320,9 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   for (auto h : t.getTcpHosts()) a.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
   a.transport.connect_timeout_ms = t.getConnectTimeoutMs();
   a.transport.step_timeout_ms = t.getStepTimeoutMs();
-  a.program = Get(r.getProgram(), context);
+  const auto program = r.getProgram();
+  a.program = schedule::ParseProgram(
+      {reinterpret_cast<const std::byte*>(program.begin()), program.size()}, context);
   a.spec = Get(r.getSpec(), context);
   a.shard_bytes = r.getShardBytes();
   a.shard_chunks = r.getShardChunks();
@@ -455,6 +419,29 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
     }
     case ControlMessage::SHUTDOWN:
       return ShutdownMsg{};
+    case ControlMessage::SUBMIT: {
+      auto r = m.getSubmit();
+      SubmitMsg out{r.getId(), {}, r.getMaxNew(), Get(r.getSampling())};
+      for (int32_t t : r.getPrompt()) out.prompt.push_back(t);
+      return out;
+    }
+    case ControlMessage::ACCEPTED:
+      return AcceptedMsg{m.getAccepted()};
+    case ControlMessage::TOKEN:
+      return TokenMsg{m.getToken().getId(), m.getToken().getToken(), m.getToken().getIndex()};
+    case ControlMessage::DONE: {
+      auto r = m.getDone();
+      DoneMsg out{
+          r.getId(),
+          {},
+          CheckedEnum<ErrorCode>(r.getCode(), static_cast<uint8_t>(ErrorCode::kInternal) + 1,
+                                 context, "error code"),
+          r.getError()};
+      for (int32_t t : r.getTokens()) out.tokens.push_back(t);
+      return out;
+    }
+    case ControlMessage::STOP_SERVER:
+      return StopServerMsg{};
   }
   throw Bad(context, "unknown message kind " + std::to_string(static_cast<int>(m.which())));
 }

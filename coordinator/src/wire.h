@@ -15,7 +15,8 @@
 
 namespace lockstep::coordinator::wire {
 
-inline constexpr uint16_t kControlVersion = 1;
+// 2: programs travel in schedule/'s encoding (program_codec.h); client messages.
+inline constexpr uint16_t kControlVersion = 2;
 // Largest control frame accepted (a shard chunk plus headroom; programs of big plans).
 inline constexpr size_t kMaxControlBytes = size_t{64} << 20;
 

@@ -212,5 +212,36 @@ TEST(Wire, ProgramWithAForwardDependencyIsRejected) {
   EXPECT_THROW(wire::Decode(bytes.data(), bytes.size(), "x"), Error);
 }
 
+// The client conversation (client.h / server.h) round-trips field by field.
+TEST(Wire, ClientMessagesRoundTrip) {
+  const auto Round = [](const ControlMessage& m) {
+    const std::vector<std::byte> bytes = wire::Encode(m);
+    return wire::Decode(bytes.data(), bytes.size(), "x");
+  };
+  const SubmitMsg submit{7, {3, 1, 4}, 9, {.temperature = 0.5, .top_p = 0.75, .seed = 11}};
+  const ControlMessage s = Round(submit);
+  const auto& back = std::get<SubmitMsg>(s);
+  EXPECT_EQ(back.id, 7u);
+  EXPECT_EQ(back.prompt, submit.prompt);
+  EXPECT_EQ(back.max_new, 9);
+  EXPECT_EQ(back.sampling.temperature, 0.5);
+  EXPECT_EQ(back.sampling.top_p, 0.75);
+  EXPECT_EQ(back.sampling.seed, 11u);
+  const TokenMsg token{7, 42, 3};
+  const auto t = std::get<TokenMsg>(Round(token));
+  EXPECT_EQ(t.id, 7u);
+  EXPECT_EQ(t.token, 42);
+  EXPECT_EQ(t.index, 3);
+  const DoneMsg done{7, {5, 6}, ErrorCode::kInvalidInput, "prompt too long"};
+  const auto d = std::get<DoneMsg>(Round(done));
+  EXPECT_EQ(d.tokens, done.tokens);
+  EXPECT_EQ(d.code, ErrorCode::kInvalidInput);
+  EXPECT_EQ(d.error, "prompt too long");
+  const AcceptedMsg accepted{12};
+  EXPECT_EQ(std::get<AcceptedMsg>(Round(accepted)).id, 12u);
+  const std::vector<std::byte> stop = wire::Encode(StopServerMsg{});
+  EXPECT_TRUE(std::holds_alternative<StopServerMsg>(wire::Decode(stop.data(), stop.size(), "x")));
+}
+
 }  // namespace
 }  // namespace lockstep::coordinator

@@ -128,8 +128,9 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<s
 WorkerReport RunWorker(const WorkerOptions& options) {
   DealerSocket socket(options.coordinator);
   const topology::HostSummary host = options.host ? *options.host : topology::DiscoverHost();
-  socket.Send(RegisterMsg{static_cast<int64_t>(getpid()), HostName(), SummarizeHost(host),
-                          options.tag, options.chip});
+  const RegisterMsg registration{static_cast<int64_t>(getpid()), HostName(), SummarizeHost(host),
+                                 options.tag, options.chip};
+  socket.Send(registration);
 
   Shared shared;
   std::unique_ptr<DealerSocket::Outbox> outbox = socket.MakeOutbox();
@@ -175,9 +176,15 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       std::optional<ControlMessage> message = socket.Pump(std::min(left, kHeartbeatEvery));
       // Heartbeats go out on a timer too, not only in answer to pings: a ping can sit behind a
       // long queue of shard chunks, and the worker is alive all that time.
+      // Until the coordinator's welcome, the beat is the register again: one lost on a dropped
+      // connection must not leave the worker a stranger.
       if (Clock::now() - last_beat >= kHeartbeatEvery) {
-        socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                 shared.last_step.load()});
+        if (heard) {
+          socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+                                   shared.last_step.load()});
+        } else {
+          socket.Send(registration);
+        }
         last_beat = Clock::now();
       }
       {

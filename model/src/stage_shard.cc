@@ -7,6 +7,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/partition/cost_model.h"
 #include "ops.h"
 
 namespace lockstep::model {
@@ -86,19 +87,14 @@ void ValidateStages(const ModelSpec& spec, const std::vector<StageUnits>& stages
       throw InvalidInput(where + " holds no units");
     }
     next = s.end_layer;
-    if (s.tp < 1 || spec.num_kv_heads % s.tp != 0 || s.tp > spec.vocab_size) {
+    if (s.tp < 1 || s.tp > spec.vocab_size) {
       throw InvalidInput(where + ": tensor-parallel degree " + std::to_string(s.tp) +
-                         " must be >= 1 and divide num_key_value_heads " +
-                         std::to_string(spec.num_kv_heads));
+                         " must be in [1, vocab_size " + std::to_string(spec.vocab_size) + "]");
     }
-    if (s.tp > 1 && s.end_layer > s.first_layer &&
-        ((spec.q_width() / s.tp) % kReductionChunk != 0 || spec.intermediate_size % s.tp != 0 ||
-         (spec.intermediate_size / s.tp) % kReductionChunk != 0)) {
-      throw InvalidInput(where + ": degree " + std::to_string(s.tp) + " splits the query width " +
-                         std::to_string(spec.q_width()) + " and intermediate size " +
-                         std::to_string(spec.intermediate_size) +
-                         " into slices that are not multiples of 64 elements, so the row-parallel "
-                         "reductions could not follow the canonical order");
+    if (s.end_layer > s.first_layer) {
+      if (const std::string p = partition::TensorParallelProblem(spec, s.tp); !p.empty()) {
+        throw InvalidInput(where + ": " + p);
+      }
     }
   }
   if (heads != 1) throw InvalidInput("the last pipeline stage must hold the LM head");
@@ -106,6 +102,27 @@ void ValidateStages(const ModelSpec& spec, const std::vector<StageUnits>& stages
     throw InvalidInput("the pipeline covers " + std::to_string(next) + " layers, the model has " +
                        std::to_string(spec.num_layers));
   }
+}
+
+bool RowParallelProjection(const ModelSpec& spec, int tp, bool mlp) {
+  const int64_t width = mlp ? spec.intermediate_size : spec.q_width();
+  return tp <= 1 || (width % tp == 0 && (width / tp) % kReductionChunk == 0);
+}
+
+ShardLayer LayerGeometry(const ModelSpec& s, int tp, int rank) {
+  // As ShardedModel: query heads split evenly; a rank's KV heads are those its query heads use
+  // (one, replicated, when tp exceeds num_key_value_heads).
+  ShardLayer ls;
+  const int64_t group = s.num_heads / s.num_kv_heads;
+  ls.q_heads = s.num_heads / tp;
+  ls.q_head_begin = rank * ls.q_heads;
+  ls.kv_heads = std::max<int64_t>(1, s.num_kv_heads / tp);
+  ls.kv_head_begin = ls.q_head_begin / group;
+  ls.f_count = s.intermediate_size / tp;
+  ls.f_begin = rank * ls.f_count;
+  ls.out_begin = s.hidden_size * rank / tp;
+  ls.out_count = s.hidden_size * (rank + 1) / tp - ls.out_begin;
+  return ls;
 }
 
 int64_t ShardWeights::bytes() const {
@@ -135,7 +152,7 @@ ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
                        std::to_string(units.tp));
   }
   const ModelSpec& s = spec;
-  const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;
+  const int64_t h = s.hidden_size, hd = s.head_dim;
   const int tp = units.tp;
   ShardWeights out;
   out.stage = stage;
@@ -146,13 +163,9 @@ ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
   if (units.embedding) out.embed = Rows(weights.embed, h, out.vocab_begin, out.vocab_count);
   for (int64_t layer = units.first_layer; layer < units.end_layer; ++layer) {
     const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
-    ShardLayer ls;
+    ShardLayer ls = LayerGeometry(s, tp, rank);
     ls.input_norm = w.input_norm;
     ls.post_norm = w.post_norm;
-    ls.kv_heads = s.num_kv_heads / tp;
-    ls.kv_head_begin = rank * ls.kv_heads;
-    ls.q_heads = ls.kv_heads * group;
-    ls.q_head_begin = rank * ls.q_heads;
     const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
     ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
     ls.k = Rows(w.k, h, ls.kv_head_begin * hd, kvw);
@@ -160,15 +173,17 @@ ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
     ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
     ls.k_bias = Rows(w.k_bias, 1, ls.kv_head_begin * hd, kvw);
     ls.v_bias = Rows(w.v_bias, 1, ls.kv_head_begin * hd, kvw);
-    ls.o = Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw);
+    ls.o = RowParallelProjection(s, tp, false)
+               ? Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw)
+               : Rows(w.o, s.q_width(), ls.out_begin, ls.out_count);
     ls.o_bias = w.o_bias;
-    ls.f_count = s.intermediate_size / tp;
-    ls.f_begin = rank * ls.f_count;
     ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
     ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
     ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
     ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
-    ls.down = Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count);
+    ls.down = RowParallelProjection(s, tp, true)
+                  ? Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count)
+                  : Rows(w.down, s.intermediate_size, ls.out_begin, ls.out_count);
     ls.down_bias = w.down_bias;
     out.layers.push_back(std::move(ls));
   }
@@ -378,6 +393,13 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
     MatMulTransposed(attn.data(), rows, ls.o.data(), h, qw, nullptr, p.values.data());
     return p;
   }
+  if (!RowParallelProjection(s, weights_.units.tp, false)) {
+    p.kind = PartialKind::kColumnInput;
+    p.out_begin = ls.q_head_begin * hd;
+    p.out_count = qw;
+    p.values = std::move(attn);
+    return p;
+  }
   p.chunks = ReductionChunks(qw);
   p.first_chunk = ls.q_head_begin * hd / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
@@ -415,6 +437,13 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
     MatMulTransposed(gate.data(), rows, ls.down.data(), h, ls.f_count, nullptr, p.values.data());
     return p;
   }
+  if (!RowParallelProjection(s, weights_.units.tp, true)) {
+    p.kind = PartialKind::kColumnInput;
+    p.out_begin = ls.f_begin;
+    p.out_count = ls.f_count;
+    p.values = std::move(gate);
+    return p;
+  }
   p.chunks = ReductionChunks(ls.f_count);
   p.first_chunk = ls.f_begin / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
@@ -437,6 +466,52 @@ std::vector<float> StageShard::HeadLogits(const float* x, int64_t n) const {
     ops::RmsNorm(x + i * h, weights_.final_norm.data(), h, eps, last.data());
     MatMulTransposed(last.data(), 1, weights_.head.data(), weights_.vocab_count, h, nullptr,
                      &out[static_cast<size_t>(i * weights_.vocab_count)]);
+  }
+  return out;
+}
+
+std::vector<float> StageShard::ColumnOutputs(int64_t layer, bool mlp,
+                                             std::span<const Partial> by_rank) const {
+  const ModelSpec& s = spec_;
+  const ShardLayer& ls =
+      weights_.layers.at(static_cast<size_t>(layer - weights_.units.first_layer));
+  const int64_t width = mlp ? s.intermediate_size : s.q_width();
+  if (by_rank.empty()) throw Error(ErrorCode::kInternal, "column-parallel product: no inputs");
+  const int64_t rows = by_rank.front().rows;
+  // The gathered input [rows, width]: every element from exactly one rank's slice.
+  std::vector<float> x(static_cast<size_t>(rows * width));
+  int64_t covered = 0;
+  for (const Partial& p : by_rank) {
+    if (p.kind != PartialKind::kColumnInput || p.rows != rows || p.out_begin != covered ||
+        p.out_count <= 0 || p.out_begin + p.out_count > width ||
+        static_cast<int64_t>(p.values.size()) != rows * p.out_count) {
+      throw Error(ErrorCode::kInternal, "column-parallel product of layer " +
+                                            std::to_string(layer) +
+                                            ": the ranks' input slices do not tile its width " +
+                                            std::to_string(width) + " in order");
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(p.values.begin() + r * p.out_count, p.out_count,
+                  x.begin() + r * width + p.out_begin);
+    }
+    covered += p.out_count;
+  }
+  if (covered != width) {
+    throw Error(ErrorCode::kInternal, "column-parallel product of layer " + std::to_string(layer) +
+                                          ": inputs cover " + std::to_string(covered) + " of " +
+                                          std::to_string(width));
+  }
+  std::vector<float> out(static_cast<size_t>(rows * ls.out_count));
+  MatMulTransposed(x.data(), rows, (mlp ? ls.down : ls.o).data(), ls.out_count, width, nullptr,
+                   out.data());
+  const std::vector<float>& bias = mlp ? ls.down_bias : ls.o_bias;
+  if (!bias.empty()) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < ls.out_count; ++o) {
+        out[static_cast<size_t>(r * ls.out_count + o)] +=
+            bias[static_cast<size_t>(ls.out_begin + o)];
+      }
+    }
   }
   return out;
 }

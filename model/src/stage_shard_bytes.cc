@@ -8,6 +8,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/stage_shard.h"
+#include "lockstep/partition/cost_model.h"
 
 namespace lockstep::model {
 namespace {
@@ -45,12 +46,19 @@ std::vector<Entry<Vec>> Entries(Shard& w, const ModelSpec& s) {
       add("self_attn.k_proj.bias", {kvw}, &l.k_bias);
       add("self_attn.v_proj.bias", {kvw}, &l.v_bias);
     }
-    add("self_attn.o_proj.weight", {h, qw}, &l.o);
+    const bool o_rows = RowParallelProjection(s, w.units.tp, false);
+    const bool down_rows = RowParallelProjection(s, w.units.tp, true);
+    add("self_attn.o_proj.weight",
+        o_rows ? std::vector<int64_t>{h, qw} : std::vector<int64_t>{l.out_count, s.q_width()},
+        &l.o);
     if (s.o_bias) add("self_attn.o_proj.bias", {h}, &l.o_bias);
     add("post_attention_layernorm.weight", {h}, &l.post_norm);
     add("mlp.gate_proj.weight", {f, h}, &l.gate);
     add("mlp.up_proj.weight", {f, h}, &l.up);
-    add("mlp.down_proj.weight", {h, f}, &l.down);
+    add("mlp.down_proj.weight",
+        down_rows ? std::vector<int64_t>{h, f}
+                  : std::vector<int64_t>{l.out_count, s.intermediate_size},
+        &l.down);
     if (s.mlp_bias) {
       add("mlp.gate_proj.bias", {f}, &l.gate_bias);
       add("mlp.up_proj.bias", {f}, &l.up_bias);
@@ -86,15 +94,8 @@ void SetGeometry(ShardWeights& w, const ModelSpec& s) {
   const int tp = w.units.tp;
   w.vocab_begin = s.vocab_size * w.rank / tp;
   w.vocab_count = s.vocab_size * (w.rank + 1) / tp - w.vocab_begin;
-  w.layers.assign(static_cast<size_t>(w.units.end_layer - w.units.first_layer), ShardLayer{});
-  for (ShardLayer& l : w.layers) {
-    l.kv_heads = s.num_kv_heads / tp;
-    l.kv_head_begin = w.rank * l.kv_heads;
-    l.q_heads = l.kv_heads * (s.num_heads / s.num_kv_heads);
-    l.q_head_begin = w.rank * l.q_heads;
-    l.f_count = s.intermediate_size / tp;
-    l.f_begin = w.rank * l.f_count;
-  }
+  w.layers.assign(static_cast<size_t>(w.units.end_layer - w.units.first_layer),
+                  LayerGeometry(s, tp, w.rank));
 }
 
 }  // namespace
@@ -168,8 +169,10 @@ ShardWeights ShardFromBytes(std::span<const std::byte> bytes, const ModelSpec& s
   w.units.head = MetaInt(meta, "lockstep.head") != 0;
   w.units.first_layer = MetaInt(meta, "lockstep.first_layer");
   w.units.end_layer = MetaInt(meta, "lockstep.end_layer");
-  if (w.units.tp < 1 || spec.num_kv_heads % w.units.tp != 0 || w.rank < 0 || w.rank >= w.units.tp ||
-      w.units.first_layer < 0 || w.units.end_layer < w.units.first_layer ||
+  const bool has_layers = w.units.end_layer > w.units.first_layer;
+  if (w.units.tp < 1 || w.units.tp > spec.vocab_size ||
+      (has_layers && !partition::TensorParallelProblem(spec, w.units.tp).empty()) || w.rank < 0 ||
+      w.rank >= w.units.tp || w.units.first_layer < 0 || w.units.end_layer < w.units.first_layer ||
       w.units.end_layer > spec.num_layers) {
     throw InvalidInput("shard buffer: stage " + std::to_string(w.stage) + " rank " +
                        std::to_string(w.rank) + " of degree " + std::to_string(w.units.tp) +

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "lockstep/common/error.h"
+#include "lockstep/model/kernels.h"
 #include "lockstep/model/reference.h"
 #include "test_models.h"
 
@@ -272,6 +273,69 @@ TEST(StageShard, BytesRoundTrip) {
   }
   std::vector<std::byte> cut(bytes.begin(), bytes.begin() + 100);
   EXPECT_THROW(ShardFromBytes(cut, spec), Error);
+}
+
+}  // namespace
+}  // namespace lockstep::model
+
+namespace lockstep::model {
+namespace {
+
+// Degrees whose o / down slices are not whole 64-element chunks (column-parallel: each rank
+// holds the weight rows of its hidden outputs) and TP above the KV heads (a KV head copied):
+// the shards survive the buffer, and their column products give the unsplit product's bits.
+TEST(StageShard, ColumnParallelAndReplicatedKvShards) {
+  const ModelSpec spec = partition::ParseModelSpec(
+      R"({"_name_or_path": "tiny-llama", "model_type": "llama", "hidden_size": 64,
+    "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 64})",
+      "tiny-llama");
+  const LlamaWeights weights = testing::SharpWeights(spec);
+  for (int tp : {2, 4}) {
+    EXPECT_FALSE(RowParallelProjection(spec, tp, false));
+    EXPECT_FALSE(RowParallelProjection(spec, tp, true));
+    const std::vector<StageUnits> stages = {{true, 0, 2, true, tp}};
+    ValidateStages(spec, stages);
+    std::vector<Partial> inputs;
+    std::vector<ShardWeights> shards;
+    for (int rank = 0; rank < tp; ++rank) {
+      ShardWeights s = ExtractShard(weights, spec, stages, 0, rank);
+      const ShardLayer& l = s.layers[0];
+      EXPECT_EQ(l.kv_heads, 1);  // 2 KV heads: one per rank at TP 2, one copied per 2 ranks at 4
+      EXPECT_EQ(l.kv_head_begin, rank * 2 / tp);
+      EXPECT_EQ(l.o.size(), static_cast<size_t>(l.out_count * spec.q_width()));
+      EXPECT_EQ(l.down.size(), static_cast<size_t>(l.out_count * spec.intermediate_size));
+      const ShardWeights back = ShardFromBytes(ShardToBytes(s, spec), spec);
+      EXPECT_TRUE(SameBits(back.layers[0].o, l.o));
+      EXPECT_TRUE(SameBits(back.layers[0].down, l.down));
+      EXPECT_TRUE(SameBits(back.layers[0].k, l.k));
+      // This rank's slice of a down-projection input: ones scaled by the element index.
+      Partial p;
+      p.kind = PartialKind::kColumnInput;
+      p.rows = 1;
+      p.out_begin = l.f_begin;
+      p.out_count = l.f_count;
+      for (int64_t i = 0; i < l.f_count; ++i) {
+        p.values.push_back(0.01f * static_cast<float>(l.f_begin + i));
+      }
+      inputs.push_back(std::move(p));
+      shards.push_back(std::move(s));
+    }
+    // Every rank's segment of the column product equals the whole product's outputs.
+    std::vector<float> x;
+    for (const Partial& p : inputs) x.insert(x.end(), p.values.begin(), p.values.end());
+    std::vector<float> want(static_cast<size_t>(spec.hidden_size));
+    MatMulTransposed(x.data(), 1, weights.layers[0].down.data(), spec.hidden_size,
+                     spec.intermediate_size, nullptr, want.data());
+    for (int rank = 0; rank < tp; ++rank) {
+      const StageShard shard(spec, shards[static_cast<size_t>(rank)]);
+      const std::vector<float> got = shard.ColumnOutputs(0, true, inputs);
+      const ShardLayer& l = shards[static_cast<size_t>(rank)].layers[0];
+      EXPECT_TRUE(
+          SameBits(got, {want.begin() + l.out_begin, want.begin() + l.out_begin + l.out_count}))
+          << "tp " << tp << " rank " << rank;
+    }
+  }
 }
 
 }  // namespace

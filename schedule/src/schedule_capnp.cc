@@ -10,6 +10,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/proto/schedule.capnp.h"
+#include "lockstep/schedule/program_codec.h"
 #include "lockstep/schedule/schedule.h"
 
 namespace lockstep::schedule {
@@ -18,6 +19,86 @@ namespace {
 constexpr uint16_t kInstrKinds = 5;  // InstrKind::kCompute .. kForward
 constexpr uint16_t kTags = 6;        // Tag::kOp .. kToken
 constexpr uint8_t kOpKinds = 13;     // partition::OpKind::kEmbedding .. kSampling
+
+// One chip's program: shared by schedule files and the coordinator's assignments
+// (SerializeProgram), so the encoding exists once.
+void PutProgram(const ChipProgram& cp, proto::Program::Builder o) {
+  o.setChip(cp.chip);
+  o.setStage(cp.stage);
+  o.setRank(cp.rank);
+  o.setResidentBytes(cp.resident_bytes);
+  auto list = o.initInstructions(static_cast<unsigned>(cp.instructions.size()));
+  for (unsigned i = 0; i < cp.instructions.size(); ++i) {
+    const Instruction& in = cp.instructions[i];
+    auto x = list[i];
+    x.setKind(static_cast<proto::InstrKind>(static_cast<uint16_t>(in.kind)));
+    x.setTag(static_cast<proto::Tag>(static_cast<uint16_t>(in.tag)));
+    x.setOp(static_cast<uint8_t>(in.op));
+    x.setToken(in.token);
+    x.setSequence(in.sequence);
+    x.setStage(in.stage);
+    x.setLayer(in.layer);
+    x.setStartNs(in.start_ns);
+    x.setEndNs(in.end_ns);
+    x.setDurationNs(in.duration_ns);
+    x.setBytes(in.bytes);
+    x.setLink(in.link);
+    x.setPeer(in.peer);
+    x.setMsg(in.msg);
+    x.setInLink(in.in_link);
+    x.setInPeer(in.in_peer);
+    x.setInMsg(in.in_msg);
+    auto deps = x.initDeps(static_cast<unsigned>(in.deps.size()));
+    for (unsigned d = 0; d < in.deps.size(); ++d) deps.set(d, in.deps[d]);
+  }
+}
+
+// `bad(what)` makes the error to throw for a malformed program.
+template <typename Bad>
+ChipProgram GetProgram(proto::Program::Reader o, const Bad& bad) {
+  ChipProgram cp;
+  cp.chip = o.getChip();
+  cp.stage = o.getStage();
+  cp.rank = o.getRank();
+  cp.resident_bytes = o.getResidentBytes();
+  cp.instructions.reserve(o.getInstructions().size());
+  for (auto x : o.getInstructions()) {
+    const auto kind = static_cast<uint16_t>(x.getKind());
+    const auto tag = static_cast<uint16_t>(x.getTag());
+    if (kind >= kInstrKinds || tag >= kTags || x.getOp() >= kOpKinds) {
+      throw bad("chip " + std::to_string(cp.chip) + " instruction " +
+                std::to_string(cp.instructions.size()) + " has an unknown kind, tag or op");
+    }
+    Instruction in;
+    in.kind = static_cast<InstrKind>(kind);
+    in.tag = static_cast<Tag>(tag);
+    in.op = static_cast<partition::OpKind>(x.getOp());
+    in.token = x.getToken();
+    in.sequence = x.getSequence();
+    in.stage = x.getStage();
+    in.layer = x.getLayer();
+    in.start_ns = x.getStartNs();
+    in.end_ns = x.getEndNs();
+    in.duration_ns = x.getDurationNs();
+    in.bytes = x.getBytes();
+    in.link = x.getLink();
+    in.peer = x.getPeer();
+    in.msg = x.getMsg();
+    in.in_link = x.getInLink();
+    in.in_peer = x.getInPeer();
+    in.in_msg = x.getInMsg();
+    const auto here = static_cast<int32_t>(cp.instructions.size());
+    for (int32_t d : x.getDeps()) {
+      if (d < 0 || d >= here) {
+        throw bad("chip " + std::to_string(cp.chip) + " instruction " + std::to_string(here) +
+                  " depends on instruction " + std::to_string(d) + ", not an earlier one");
+      }
+      in.deps.push_back(d);
+    }
+    cp.instructions.push_back(std::move(in));
+  }
+  return cp;
+}
 
 void Encode(const GlobalSchedule& s, proto::Schedule::Builder b) {
   b.setModel(s.model);
@@ -44,38 +125,7 @@ void Encode(const GlobalSchedule& s, proto::Schedule::Builder b) {
   b.setRepeatNs(s.repeat_ns);
   b.setMsgStride(s.msg_stride);
   auto programs = b.initPrograms(static_cast<unsigned>(s.programs.size()));
-  for (unsigned p = 0; p < s.programs.size(); ++p) {
-    const ChipProgram& cp = s.programs[p];
-    auto o = programs[p];
-    o.setChip(cp.chip);
-    o.setStage(cp.stage);
-    o.setRank(cp.rank);
-    o.setResidentBytes(cp.resident_bytes);
-    auto list = o.initInstructions(static_cast<unsigned>(cp.instructions.size()));
-    for (unsigned i = 0; i < cp.instructions.size(); ++i) {
-      const Instruction& in = cp.instructions[i];
-      auto x = list[i];
-      x.setKind(static_cast<proto::InstrKind>(static_cast<uint16_t>(in.kind)));
-      x.setTag(static_cast<proto::Tag>(static_cast<uint16_t>(in.tag)));
-      x.setOp(static_cast<uint8_t>(in.op));
-      x.setToken(in.token);
-      x.setSequence(in.sequence);
-      x.setStage(in.stage);
-      x.setLayer(in.layer);
-      x.setStartNs(in.start_ns);
-      x.setEndNs(in.end_ns);
-      x.setDurationNs(in.duration_ns);
-      x.setBytes(in.bytes);
-      x.setLink(in.link);
-      x.setPeer(in.peer);
-      x.setMsg(in.msg);
-      x.setInLink(in.in_link);
-      x.setInPeer(in.in_peer);
-      x.setInMsg(in.in_msg);
-      auto deps = x.initDeps(static_cast<unsigned>(in.deps.size()));
-      for (unsigned d = 0; d < in.deps.size(); ++d) deps.set(d, in.deps[d]);
-    }
-  }
+  for (unsigned p = 0; p < s.programs.size(); ++p) PutProgram(s.programs[p], programs[p]);
   auto links = b.initLinks(static_cast<unsigned>(s.links.size()));
   for (unsigned l = 0; l < s.links.size(); ++l) {
     const LinkTable& t = s.links[l];
@@ -128,49 +178,9 @@ GlobalSchedule Decode(proto::Schedule::Reader r, const std::string& source) {
   }
   s.programs.reserve(r.getPrograms().size());
   for (auto o : r.getPrograms()) {
-    ChipProgram cp;
-    cp.chip = o.getChip();
-    cp.stage = o.getStage();
-    cp.rank = o.getRank();
-    cp.resident_bytes = o.getResidentBytes();
+    ChipProgram cp = GetProgram(o, bad);
     if (!s.programs.empty() && cp.chip <= s.programs.back().chip) {
       throw bad("programs are not in chip order (chip " + std::to_string(cp.chip) + ")");
-    }
-    cp.instructions.reserve(o.getInstructions().size());
-    for (auto x : o.getInstructions()) {
-      const auto kind = static_cast<uint16_t>(x.getKind());
-      const auto tag = static_cast<uint16_t>(x.getTag());
-      if (kind >= kInstrKinds || tag >= kTags || x.getOp() >= kOpKinds) {
-        throw bad("chip " + std::to_string(cp.chip) + " instruction " +
-                  std::to_string(cp.instructions.size()) + " has an unknown kind, tag or op");
-      }
-      Instruction in;
-      in.kind = static_cast<InstrKind>(kind);
-      in.tag = static_cast<Tag>(tag);
-      in.op = static_cast<partition::OpKind>(x.getOp());
-      in.token = x.getToken();
-      in.sequence = x.getSequence();
-      in.stage = x.getStage();
-      in.layer = x.getLayer();
-      in.start_ns = x.getStartNs();
-      in.end_ns = x.getEndNs();
-      in.duration_ns = x.getDurationNs();
-      in.bytes = x.getBytes();
-      in.link = x.getLink();
-      in.peer = x.getPeer();
-      in.msg = x.getMsg();
-      in.in_link = x.getInLink();
-      in.in_peer = x.getInPeer();
-      in.in_msg = x.getInMsg();
-      const auto here = static_cast<int32_t>(cp.instructions.size());
-      for (int32_t d : x.getDeps()) {
-        if (d < 0 || d >= here) {
-          throw bad("chip " + std::to_string(cp.chip) + " instruction " + std::to_string(here) +
-                    " depends on instruction " + std::to_string(d) + ", not an earlier one");
-        }
-        in.deps.push_back(d);
-      }
-      cp.instructions.push_back(std::move(in));
     }
     s.programs.push_back(std::move(cp));
   }
@@ -221,6 +231,35 @@ GlobalSchedule ParseSchedule(std::string_view bytes, const std::string& source) 
     return Decode(reader.getRoot<proto::Schedule>(), source);
   } catch (const kj::Exception& e) {
     throw InvalidInput(source + ": not a Lockstep schedule: " + OneLine(e.getDescription().cStr()));
+  }
+}
+
+std::vector<std::byte> SerializeProgram(const ChipProgram& program) {
+  capnp::MallocMessageBuilder message;
+  PutProgram(program, message.initRoot<proto::Program>());
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.begin(), bytes.size());
+  return out;
+}
+
+ChipProgram ParseProgram(std::span<const std::byte> bytes, const std::string& context) {
+  auto bad = [&](const std::string& what) {
+    return Error(ErrorCode::kProtocol, context + ": malformed chip program: " + what);
+  };
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
+    throw bad(std::to_string(bytes.size()) + " bytes is not a whole Cap'n Proto message");
+  }
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 2 * words.size() + 1024;
+  try {
+    capnp::FlatArrayMessageReader reader(words, options);
+    return GetProgram(reader.getRoot<proto::Program>(), bad);
+  } catch (const kj::Exception& e) {
+    throw bad(OneLine(e.getDescription().cStr()));
   }
 }
 

@@ -177,6 +177,13 @@ struct ChipRunner::Impl {
     return model::ReductionChunks(c == Collective::kMlp ? s.intermediate_size : s.q_width());
   }
 
+  // Whether an o / down all-reduce combines row-parallel partials (else: the reduce-scatter
+  // all-gathers the column-parallel product's input and each rank computes its own segment).
+  bool RowParallel(Collective c) const {
+    return c == Collective::kEmbedding ||
+           model::RowParallelProjection(setup.spec, tp, c == Collective::kMlp);
+  }
+
   // Which collective a reduce-scatter / all-gather instruction belongs to: per (layer, tag,
   // kind) a direct all-reduce has tp - 1 sends, tp - 1 receives and one Reduce.
   CollectiveKey KeyOf(const Instruction& in, SlotState& st) const {
@@ -194,6 +201,8 @@ struct ChipRunner::Impl {
     const Collective kind = KindOf(key);
     if (kind == Collective::kEmbedding) {
       model::CombineEmbedding(by_rank, st.work->tokens, setup.spec.vocab_size, b, e, out.data());
+    } else if (!RowParallel(kind)) {
+      out = shard->ColumnOutputs(key.first, kind == Collective::kMlp, by_rank);
     } else {
       model::CombineRowParallel(by_rank, TotalChunks(kind), b, e,
                                 shard->RowParallelBias(key.first, kind == Collective::kMlp),
@@ -258,7 +267,9 @@ struct ChipRunner::Impl {
   void Begin(SlotState& st, const CollectiveKey& key, model::Partial p) {
     CollectiveState& c = st.collectives[key];
     const auto [b, e] = Segment(setup.rank);
-    if (tp > 1) c.parts[setup.rank] = p.Slice(b, e - b);
+    if (tp > 1) {
+      c.parts[setup.rank] = p.kind == model::PartialKind::kColumnInput ? p : p.Slice(b, e - b);
+    }
     c.mine = std::move(p);
   }
 
@@ -346,6 +357,10 @@ struct ChipRunner::Impl {
         CollectiveState& c = st.collectives[key];
         if (in.tag == Tag::kReduceScatter) {
           if (!c.mine) Fail(in, index, step, "reduce-scatter send before the partials");
+          if (c.mine->kind == model::PartialKind::kColumnInput) {  // every peer needs all of it
+            SendFloats(in, step, {rows, c.mine->out_count, 1}, c.mine->values);
+            return;
+          }
           const auto [b, e] = Segment(peer);
           model::Partial p = c.mine->Slice(b, e - b);
           SendFloats(in, step, {rows, e - b, p.chunks}, std::move(p.values));
@@ -388,7 +403,8 @@ struct ChipRunner::Impl {
         if (shape.size() != 3 || shape[0] != st.rows) {
           Fail(in, index, step, "collective message of the wrong shape");
         }
-        CollectiveState& c = st.collectives[KeyOf(in, st)];
+        const CollectiveKey key = KeyOf(in, st);
+        CollectiveState& c = st.collectives[key];
         if (in.tag == Tag::kAllGather) {
           c.segments[from] = ToFloats(m.payload);
           return;
@@ -401,8 +417,18 @@ struct ChipRunner::Impl {
         p.out_count = e - b;
         p.chunks = shape[2];
         p.first_chunk = from * p.chunks;
+        if (!RowParallel(KindOf(key))) {
+          // The sender's slice of the column-parallel product's input (tp divides the width).
+          const int64_t width =
+              KindOf(key) == Collective::kMlp ? setup.spec.intermediate_size : setup.spec.q_width();
+          p.kind = model::PartialKind::kColumnInput;
+          p.out_begin = width / tp * from;
+          p.out_count = width / tp;
+          p.chunks = 1;
+          p.first_chunk = 0;
+        }
         p.values = ToFloats(m.payload);
-        if (shape[1] != e - b || Elements(shape) != static_cast<int64_t>(p.values.size())) {
+        if (shape[1] != p.out_count || Elements(shape) != static_cast<int64_t>(p.values.size())) {
           Fail(in, index, step, "partial of the wrong shape");
         }
         c.parts[from] = std::move(p);

@@ -25,6 +25,27 @@ ModelSpec Tiny() {
                                    "tiny-tp8");
 }
 
+// The shape of examples/models/tiny-llama: hidden 64, 4 heads over 2 KV heads, intermediate 172.
+// TP 2 and 4 slice the query width and the intermediate width into pieces that are not whole
+// 64-element chunks (o / down column-parallel), and TP 4 exceeds the KV heads (replicated).
+ModelSpec TinyLlama() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "tiny-llama", "model_type": "llama",
+    "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+                                   "tiny-llama");
+}
+
+// GQA with 2 KV heads under TP 8: every rank holds a copy of one KV head, while the o / down
+// slices are whole chunks (row-parallel), so replication is tested apart from column splits.
+ModelSpec GqaTwoKvHeads() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "gqa-kv2", "model_type": "llama",
+    "hidden_size": 64, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 2,
+    "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32})",
+                                   "gqa-kv2");
+}
+
 model::LlamaWeights Weights(const ModelSpec& spec) {
   model::LlamaWeights w = model::GenerateLlamaWeights(spec, 11);
   for (model::LayerWeights& l : w.layers) {
@@ -75,10 +96,11 @@ struct Case {
   std::vector<std::pair<int64_t, int>> layout;  // (units, tp) per stage
   std::string transport;
   bool rack = false;
+  ModelSpec (*model)() = Tiny;
 };
 
 void RunCase(const Case& c, int32_t slots = 0) {
-  const ModelSpec spec = Tiny();
+  const ModelSpec spec = c.model();
   const model::LlamaWeights weights = Weights(spec);
   const topology::Topology topo = c.rack ? topology::GenerateRack(topology::LpuV1())
                                          : topology::GenerateNode(topology::LpuV1());
@@ -111,6 +133,20 @@ TEST(LocalCluster, Tp1Pp4MixedSim) {
 }
 TEST(LocalCluster, Tp2Pp4Inproc) {
   RunCase({"tp2 pp4", {{2, 2}, {2, 2}, {2, 2}, {2, 2}}, "inproc", true});
+}
+
+// Every degree the partitioner allows, not only 64-element slices and divisors of the KV heads.
+TEST(LocalCluster, TinyLlamaTp2ColumnParallelInproc) {
+  RunCase({"tiny-llama tp2", {{4, 2}}, "inproc", false, TinyLlama});
+}
+TEST(LocalCluster, TinyLlamaTp4ReplicatedKvInproc) {
+  RunCase({"tiny-llama tp4", {{4, 4}}, "inproc", false, TinyLlama});
+}
+TEST(LocalCluster, TinyLlamaTp2Pp2MixedInproc) {
+  RunCase({"tiny-llama tp2 x tp4", {{2, 2}, {2, 4}}, "inproc", false, TinyLlama});
+}
+TEST(LocalCluster, GqaTp8ExceedsKvHeadsInproc) {
+  RunCase({"gqa kv2 tp8", {{4, 8}}, "inproc", false, GqaTwoKvHeads});
 }
 
 // 64 chips of a rack: 8 stages x TP 8 (an embedding-only and a head-only stage among them).

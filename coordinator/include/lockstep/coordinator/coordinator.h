@@ -73,6 +73,18 @@ struct RunStats {
 // Called for every generated token as it arrives: request id, token, its index in the request.
 using TokenCallback = std::function<void(uint64_t request, int32_t token, int64_t index)>;
 
+// Serving (server.h): requests that arrive while others run. Generate calls `poll` before every
+// step and, while nothing runs, again and again (heartbeats are kept between calls; `poll` may
+// block briefly, ~10 ms, waiting for clients). `submit` queues a request into the same batcher
+// (free pipeline slots take it at the next step); it throws Error (kInvalidInput), as
+// Batcher::Submit, for a request the batcher refuses, so the hook can tell its client. `poll`
+// returns false to stop: Generate returns once nothing runs any more. Requests submitted through
+// the hook finish through `on_finished`, not Generate's result.
+struct Admission {
+  std::function<bool(const std::function<void(worker::Request)>& submit, bool idle)> poll;
+  std::function<void(worker::Finished)> on_finished;
+};
+
 class Coordinator {
  public:
   // Binds the control socket; InvalidInput naming the address if it cannot.
@@ -94,8 +106,10 @@ class Coordinator {
   void Deploy(const Deployment& deployment);
 
   // Runs `requests` to completion (ids must be unique); results in the order of `requests`.
+  // With `admission`, also admits the hook's requests until it says stop (see Admission).
   std::vector<worker::Finished> Generate(const std::vector<worker::Request>& requests,
-                                         const TokenCallback& on_token = {});
+                                         const TokenCallback& on_token = {},
+                                         const Admission* admission = nullptr);
   const RunStats& stats() const;
 
   // Tells every registered worker to exit. Idempotent.

@@ -57,6 +57,9 @@ struct ChipDeployment {
   // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
   // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
   int index = 0;
+  // The CPUs (OS indices) its worker pins to, from a pin map (lockstep run --pin-map); empty:
+  // core `index % cores` of the worker's host, as above.
+  std::vector<int> cpus;
 };
 
 struct Deployment {

@@ -7,7 +7,15 @@
 //   * q/k/v column-parallel by KV heads (and the query heads sharing them), gate/up
 //     column-parallel over the intermediate width;
 //   * o and down row-parallel over the query width / intermediate width: the shard computes the
-//     canonical chunk partials (kernels.h) of its contraction slice;
+//     canonical chunk partials (kernels.h) of its contraction slice — when every slice is a
+//     whole number of 64-element chunks (RowParallelProjection). Otherwise (small models) that
+//     product is column-parallel, as in ShardedModel: the shard holds the weight rows of its
+//     hidden outputs [hidden * r / t, hidden * (r + 1) / t) over the whole contraction, its
+//     Partial is its slice of the product's input (kColumnInput), the reduce-scatter carries
+//     that slice to every rank, and each rank computes its outputs from the gathered input with
+//     whole canonical dot products (ColumnOutputs);
+//   * with t > num_key_value_heads, each rank holds (a copy of) the one KV head its query heads
+//     use;
 //   * norms and the o/down biases replicated (the bias is added once, by the combine).
 //
 // The phases of one step on one stage (rows = the step's new tokens of every sequence, in order):
@@ -55,22 +63,29 @@ std::vector<StageUnits> StagesFromPlan(const partition::Plan& plan);
 std::vector<StageUnits> StagesFromLayout(const ModelLayout& layout);
 
 // Throws Error (kInvalidInput) naming the stage when `stages` cannot run `spec`: units out of
-// order or missing, a degree that does not divide the KV heads, or slices of the query width /
-// intermediate width that are not multiples of 64 elements (ValidateLayout's rule).
+// order or missing, or a degree partition::TensorParallelProblem refuses for a stage with layers
+// (ValidateLayout's rule).
 void ValidateStages(const partition::ModelSpec& spec, const std::vector<StageUnits>& stages);
+
+// Whether the o (mlp = false) or down (mlp = true) projection of a stage of degree `tp` is
+// row-parallel (degree 1, or every rank's contraction slice a whole number of 64-element chunks)
+// or column-parallel (split by output). Every rank of the stage decides the same.
+bool RowParallelProjection(const partition::ModelSpec& spec, int tp, bool mlp);
 
 // One decoder layer's slices on one rank. Empty bias vectors mean no bias.
 struct ShardLayer {
   int64_t q_head_begin = 0, q_heads = 0, kv_head_begin = 0, kv_heads = 0;
-  std::vector<float> input_norm, post_norm;         // replicated [hidden]
-  std::vector<float> q, k, v;                       // [heads * head_dim, hidden]
-  std::vector<float> q_bias, k_bias, v_bias;        // this rank's slices
-  std::vector<float> o;                             // [hidden, q_heads * head_dim]
-  std::vector<float> o_bias;                        // replicated [hidden]
+  // Hidden outputs of the column-parallel o / down projections (RowParallelProjection false).
+  int64_t out_begin = 0, out_count = 0;
+  std::vector<float> input_norm, post_norm;   // replicated [hidden]
+  std::vector<float> q, k, v;                 // [heads * head_dim, hidden]
+  std::vector<float> q_bias, k_bias, v_bias;  // this rank's slices
+  std::vector<float> o;       // [hidden, q_heads * head_dim]; column-parallel: [out_count, q_width]
+  std::vector<float> o_bias;  // replicated [hidden]
   int64_t f_begin = 0, f_count = 0;                 // intermediate slice
   std::vector<float> gate, up, gate_bias, up_bias;  // [f_count, hidden], [f_count]
-  std::vector<float> down;                          // [hidden, f_count]
-  std::vector<float> down_bias;                     // replicated [hidden]
+  std::vector<float> down;       // [hidden, f_count]; column-parallel: [out_count, intermediate]
+  std::vector<float> down_bias;  // replicated [hidden]
 };
 
 // Everything one chip holds: its slices of the units of its stage.
@@ -88,6 +103,10 @@ struct ShardWeights {
   int64_t bytes() const;
 };
 
+// The geometry (head ranges, intermediate slice, column-parallel outputs) of one decoder layer on
+// rank `rank` of a stage of degree `tp`, weights empty.
+ShardLayer LayerGeometry(const partition::ModelSpec& spec, int tp, int rank);
+
 // Slices the shard of (stage, rank) out of full weights. Throws as ValidateStages and
 // CheckLlamaWeights, and for a stage or rank out of range.
 ShardWeights ExtractShard(const LlamaWeights& weights, const partition::ModelSpec& spec,
@@ -104,6 +123,9 @@ ShardWeights ShardFromBytes(std::span<const std::byte> bytes, const partition::M
 enum class PartialKind : uint8_t {
   kEmbedding,    // each row comes whole from the rank holding its token (chunks = 1)
   kRowParallel,  // o / down projection: chunk partials of this rank's contraction slice
+  // o / down projection, column-parallel: this rank's slice [out_begin, out_begin + out_count)
+  // of the product's input (not of its outputs), chunks = 1; every rank needs every slice.
+  kColumnInput,
 };
 
 // One rank's contribution to one collective, for outputs [out_begin, out_begin + out_count) of
@@ -158,6 +180,12 @@ class StageShard {
   // Phase: final RMSNorm of each given row (x is [n, hidden]) and this rank's logits slice,
   // [n, vocab_count].
   std::vector<float> HeadLogits(const float* x, int64_t n) const;
+
+  // A column-parallel o (mlp = false) or down (mlp = true) projection: this rank's hidden outputs
+  // [out_begin, out_begin + out_count) of `layer` from every rank's kColumnInput partial
+  // (by_rank[r] from rank r), bias added: [rows, out_count]. Throws Error (kInternal) if the
+  // slices do not tile the input.
+  std::vector<float> ColumnOutputs(int64_t layer, bool mlp, std::span<const Partial> by_rank) const;
 
   // The o (mlp = false) or down (mlp = true) bias of `layer`; empty when none.
   const std::vector<float>& RowParallelBias(int64_t layer, bool mlp) const;

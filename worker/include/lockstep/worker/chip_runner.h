@@ -16,7 +16,10 @@
 //     embedding / output_projection / mlp combine the partials received so far in the canonical
 //     order (reduce-scatter: each rank combines one segment of the hidden dimension from every
 //     rank's partials; all-gather: the segments are assembled), and the gather after sampling
-//     brings every rank's logits slice to rank 0, which samples.
+//     brings every rank's logits slice to rank 0, which samples. When an o / down projection is
+//     column-parallel (model::RowParallelProjection false: slices not whole 64-element chunks),
+//     the same reduce-scatter messages carry the sender's whole input slice instead, and rank j
+//     computes segment j itself (StageShard::ColumnOutputs) — same messages, same bits.
 //   * Send / Recv / Forward move real fp32 tensors over the endpoints in the order the program
 //     says; every message is stamped with the schedule id, step = Step::index and tensor id =
 //     the hop's planned message id (msg / in_msg, unique in the schedule), and a Recv expects
