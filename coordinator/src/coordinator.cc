@@ -48,6 +48,7 @@ struct Coordinator::Impl {
   std::vector<bool> reassigning;  // sent a failover assignment, not ready yet: old errors ignored
   std::set<int32_t> awaiting;     // failover: chips whose new workers may register
   std::vector<FailoverRecord> failovers;
+  std::map<uint32_t, std::pair<int, int>> places;  // the deployed chips' (stage, rank)
   std::vector<worker::Finished> partial;
   Clock::time_point next_ping = Clock::now();
   Clock::time_point last_pump = Clock::now();
@@ -257,6 +258,7 @@ void Coordinator::Deploy(const Deployment& d) {
   im.sampling_chip = d.sampling_chip;
   im.slots = d.slots;
   im.max_positions = d.max_positions;
+  for (const ChipDeployment& c : d.chips) im.places[c.chip] = {c.stage, c.rank};
   const size_t n = d.chips.size();
   const uint64_t total_bytes = d.shard_bytes();
   const size_t every = std::max<size_t>(1, n / 8);
@@ -421,6 +423,9 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
     FailoverRecord record{chip, -1, lost->cause, step, Ms(detected - step_start), 0};
     Progress(std::string("failover: ") + lost->what());
     gone[failed] = true;
+    // Until they have the new schedule, the survivors' reports are about the old one (a link
+    // to the lost chip broke): expected, not a new failure.
+    for (size_t w = 0; w < workers.size(); ++w) reassigning[w] = !gone[w];
     // A silent worker may only be stopped (SIGSTOP): it must never come back.
     if (options.stop_worker) options.stop_worker(workers[failed].pid);
     Deployment d;
@@ -430,25 +435,28 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
       failovers.push_back(record);
       throw Error(e.code(), std::string(lost->what()) + "; " + e.what());
     }
+    // A survivor keeps its worker (and shard) when its chip keeps its (stage, rank); every
+    // other chip of the new schedule gets a new worker; a worker whose chip is no longer used,
+    // or used in another place, is retired.
+    const std::pair<int, int> failed_place = places[chip];
     std::set<uint32_t> old_chips;
     for (size_t w = 0; w < workers.size(); ++w) {
-      if (!gone[w]) old_chips.insert(static_cast<uint32_t>(workers[w].chip));
-    }
-    for (const ChipDeployment& c : d.chips) {
-      if (old_chips.count(c.chip) == 0) {
-        if (record.spare < 0 && c.stage >= 0) record.spare = static_cast<int32_t>(c.chip);
-        awaiting.insert(static_cast<int32_t>(c.chip));
-      }
-    }
-    // Chips the new schedule does not use any more (a forwarder routed around) are retired.
-    for (size_t w = 0; w < workers.size(); ++w) {
       if (gone[w]) continue;
-      const bool used = std::any_of(d.chips.begin(), d.chips.end(), [&](const ChipDeployment& c) {
-        return static_cast<int32_t>(c.chip) == workers[w].chip;
+      const uint32_t c = static_cast<uint32_t>(workers[w].chip);
+      const auto same = std::find_if(d.chips.begin(), d.chips.end(), [&](const ChipDeployment& x) {
+        return x.chip == c && places[c] == std::make_pair(x.stage, x.rank);
       });
-      if (!used) {
+      if (same != d.chips.end()) {
+        old_chips.insert(c);
+      } else {
         socket.Send(peers[w], ShutdownMsg{});
         gone[w] = true;
+      }
+    }
+    for (const ChipDeployment& c : d.chips) {
+      if (old_chips.count(c.chip) == 0) awaiting.insert(static_cast<int32_t>(c.chip));
+      if (std::make_pair(c.stage, c.rank) == failed_place) {
+        record.spare = static_cast<int32_t>(c.chip);
       }
     }
     Progress("failover: chip " + std::to_string(chip) + " -> spare chip " +
@@ -495,6 +503,8 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
       continue;
     }
     sampling_chip = d.sampling_chip;
+    places.clear();
+    for (const ChipDeployment& c : d.chips) places[c.chip] = {c.stage, c.rank};
     record.recover_ms = Ms(Clock::now() - detected);
     failovers.push_back(record);
     Progress("failover: recovered in " + std::to_string(record.recover_ms) + " ms (detected " +

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "lockstep/common/error.h"
@@ -36,38 +37,62 @@ struct Fixture {
   }
 };
 
-TEST(Failover, ChoosesTheNearestSpareDeterministically) {
-  const Fixture f(2, 2);
-  const topology::ChipId failed = f.plan.stages[0].chips[1];
-  const std::optional<topology::ChipId> spare = ChooseSpare(f.plan, f.topo, failed);
-  ASSERT_TRUE(spare.has_value());
-  EXPECT_TRUE(f.topo.chip(*spare).spare);
-  EXPECT_EQ(ChooseSpare(f.plan, f.topo, failed), spare);  // same inputs, same choice
-  // No spare is nearer to the group (hops summed over its chips), and ties go to the lower id.
+bool Linked(const topology::Topology& topo, topology::ChipId a, topology::ChipId b) {
+  for (const topology::Adjacent& n : topo.Neighbors(a)) {
+    if (n.peer == b) return true;
+  }
+  return false;
+}
+
+TEST(Failover, TpOneTakesTheNearestSpareDeterministically) {
+  const Fixture f(1, 2);
+  const topology::ChipId failed = f.plan.stages[1].chips[0];
+  const SpareChoice choice = ChooseSpare(f.plan, f.topo, failed);
+  ASSERT_EQ(choice.chips.size(), 1u);
+  EXPECT_FALSE(choice.whole_group);
+  const topology::ChipId spare = choice.chips[0];
+  EXPECT_TRUE(f.topo.chip(spare).spare);
+  EXPECT_EQ(ChooseSpare(f.plan, f.topo, failed).chips, choice.chips);  // same inputs, same choice
+  // No spare is nearer, and ties go to the lower id.
   topology::Router router(f.topo);
-  auto hops = [&](topology::ChipId s) {
-    int total = 0;
-    for (topology::ChipId g : f.plan.stages[0].chips) total += router.Distance(s, g);
-    return total;
-  };
   for (const topology::Chip& c : f.topo.chips()) {
     if (!c.spare) continue;
-    EXPECT_GE(hops(c.id), hops(*spare)) << "spare " << c.id;
-    if (c.id < *spare) {
-      EXPECT_GT(hops(c.id), hops(*spare)) << "spare " << c.id;
+    EXPECT_GE(router.Distance(c.id, failed), router.Distance(spare, failed)) << "spare " << c.id;
+    if (c.id < spare) {
+      EXPECT_GT(router.Distance(c.id, failed), router.Distance(spare, failed)) << "spare " << c.id;
     }
   }
 }
 
-TEST(Failover, PatchedPlanPutsTheSpareInPlaceAndCompiles) {
+TEST(Failover, TpGroupStaysDirectlyLinked) {
   const Fixture f(2, 2);
+  for (topology::ChipId failed : f.plan.stages[0].chips) {
+    const SpareChoice choice = ChooseSpare(f.plan, f.topo, failed);
+    ASSERT_FALSE(choice.chips.empty()) << "chip " << failed;
+    const PatchedPlan p = ReplaceChip(f.plan, f.topo, failed);
+    const std::vector<topology::ChipId>& group = p.plan.stages[0].chips;
+    ASSERT_EQ(group.size(), 2u);
+    EXPECT_TRUE(Linked(f.topo, group[0], group[1])) << "chip " << failed;
+    EXPECT_EQ(std::count(group.begin(), group.end(), failed), 0);
+    if (choice.whole_group) {
+      EXPECT_EQ(group, choice.chips);
+      EXPECT_EQ(f.topo.chip(group[0]).node, f.topo.chip(group[1]).node);
+    } else {
+      EXPECT_EQ(std::count(group.begin(), group.end(), choice.chips[0]), 1);
+    }
+    EXPECT_TRUE(partition::VerifyPlan(p.plan, f.spec, p.topology).empty());
+  }
+}
+
+TEST(Failover, PatchedPlanKeepsSurvivorsInPlaceAndCompiles) {
+  const Fixture f(1, 2);
   const topology::ChipId failed = f.plan.stages[1].chips[0];  // the sampling chip
   const PatchedPlan p = ReplaceChip(f.plan, f.topo, failed);
-  ASSERT_GE(p.spare, 0);
+  ASSERT_EQ(p.choice.chips.size(), 1u);
+  const topology::ChipId spare = p.choice.chips[0];
   EXPECT_TRUE(p.topology.chip(failed).down);
-  EXPECT_FALSE(p.topology.chip(p.spare).spare);
-  EXPECT_EQ(p.plan.stages[1].chips[0], p.spare);
-  EXPECT_EQ(p.plan.stages[1].chips[1], f.plan.stages[1].chips[1]);
+  EXPECT_FALSE(p.topology.chip(spare).spare);
+  EXPECT_EQ(p.plan.stages[1].chips[0], spare);
   EXPECT_EQ(p.plan.stages[0].chips, f.plan.stages[0].chips);
   EXPECT_TRUE(partition::VerifyPlan(p.plan, f.spec, p.topology).empty());
 
@@ -77,15 +102,15 @@ TEST(Failover, PatchedPlanPutsTheSpareInPlaceAndCompiles) {
   const Deployment before = MakeDeployment(f.plan, f.spec, f.topo, weights, o);
   const Deployment after = MakeDeployment(p.plan, f.spec, p.topology, weights, o);
   EXPECT_NE(after.schedule_id, before.schedule_id);
-  EXPECT_EQ(after.sampling_chip, static_cast<uint32_t>(p.spare));
+  EXPECT_EQ(after.sampling_chip, static_cast<uint32_t>(spare));
   // Every chip in both keeps its place and its shard; the spare gets the failed chip's.
   std::map<uint32_t, const ChipDeployment*> old;
   for (const ChipDeployment& c : before.chips) old[c.chip] = &c;
   bool spare_seen = false;
   for (const ChipDeployment& c : after.chips) {
     EXPECT_NE(c.chip, static_cast<uint32_t>(failed));
-    const uint32_t was = c.chip == static_cast<uint32_t>(p.spare) ? failed : c.chip;
-    spare_seen |= c.chip == static_cast<uint32_t>(p.spare);
+    const uint32_t was = c.chip == static_cast<uint32_t>(spare) ? failed : c.chip;
+    spare_seen |= c.chip == static_cast<uint32_t>(spare);
     if (old.count(was) == 0) {
       EXPECT_EQ(c.stage, -1) << "chip " << c.chip << " is new: it may only forward";
       continue;
@@ -97,29 +122,6 @@ TEST(Failover, PatchedPlanPutsTheSpareInPlaceAndCompiles) {
   EXPECT_TRUE(spare_seen);
 }
 
-TEST(Failover, WiderGroupsKeepTheDirectExchangeAcrossNodes) {
-  // TP 4 in a node with one rank on the spare node: still compiled as a direct exchange (each
-  // rank sends to every other), which the runtime executes; hops are forwarded on the way.
-  const Fixture f(4, 1);
-  const PatchedPlan p = ReplaceChip(f.plan, f.topo, f.plan.stages[0].chips[2]);
-  schedule::ScheduleOptions so;
-  so.sequences = 1;
-  const schedule::GlobalSchedule s = schedule::Compile(p.plan, f.spec, p.topology, so);
-  // Direct: per all-reduce each rank sends tp - 1 pieces and reduces once; a ring would
-  // reduce after every one of its tp - 1 sends.
-  for (const schedule::ChipProgram& prog : s.programs) {
-    if (prog.stage != 0) continue;
-    int sends = 0, reduces = 0;
-    for (const schedule::Instruction& in : prog.instructions) {
-      if (in.tag != schedule::Tag::kReduceScatter) continue;
-      sends += in.kind == schedule::InstrKind::kSend;
-      reduces += in.kind == schedule::InstrKind::kReduce;
-    }
-    EXPECT_GT(reduces, 0) << "chip " << prog.chip;
-    EXPECT_EQ(sends, 3 * reduces) << "chip " << prog.chip;
-  }
-}
-
 TEST(Failover, NoSpareLeftNamesTheChip) {
   Fixture f(2, 2);
   const topology::ChipId failed = f.plan.stages[0].chips[0];
@@ -127,7 +129,7 @@ TEST(Failover, NoSpareLeftNamesTheChip) {
     if (c.spare) f.topo.SetChipDown(c.id, true);
   }
   f.plan.system.topology = f.topo;
-  EXPECT_FALSE(ChooseSpare(f.plan, f.topo, failed).has_value());
+  EXPECT_TRUE(ChooseSpare(f.plan, f.topo, failed).chips.empty());
   try {
     ReplaceChip(f.plan, f.topo, failed);
     FAIL() << "no spare: must throw";

@@ -216,12 +216,6 @@ bool FullyConnected(const topology::Topology& topo, const std::vector<ChipId>& c
   return true;
 }
 
-int NodeSize(const topology::Topology& topo, ChipId chip) {
-  const int node = topo.chip(chip).node;
-  return static_cast<int>(std::count_if(topo.chips().begin(), topo.chips().end(),
-                                        [&](const topology::Chip& c) { return c.node == node; }));
-}
-
 // One stage of one token of one sequence: its ops, collectives; returns each rank's data deps.
 struct StageCode {
   const partition::StagePlan* plan = nullptr;
@@ -377,11 +371,7 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
   for (const partition::StagePlan& st : plan.stages) {
     StageCode sc;
     sc.plan = &st;
-    // Direct exchange inside a fully connected node. A group no larger than a node that is not
-    // fully connected is one failover patched with a spare on another node: it keeps the direct
-    // exchange (the runtime executes only that), its hops to the spare forwarded on the way.
-    // Ring only for groups spanning whole nodes.
-    sc.direct = FullyConnected(topo, st.chips) || st.tp <= NodeSize(topo, st.chips.front());
+    sc.direct = FullyConnected(topo, st.chips);
     auto build = [&](const partition::Workload& wl) {
       std::vector<OpEntry> list;
       auto add = [&](const std::vector<OpCost>& ops) {
