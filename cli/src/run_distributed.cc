@@ -211,7 +211,13 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const int64_t chips = static_cast<int64_t>(deployment.chips.size());
   const std::chrono::milliseconds startup_allowance(250 * chips);
   co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance;
-  co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
+  co.progress = [log = ctx.log](std::string_view line) {
+    if (line.starts_with("failover")) {
+      log->warn("{}", line);
+    } else {
+      log->info("{}", line);
+    }
+  };
   co.dead_worker = [&launch] { return launch.Dead(); };
   // Failover (worker processes only: a thread cannot be killed and replaced): the plan and
   // topology patched so far; each failover patches them again and deploys the result with its

@@ -275,7 +275,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   report.steps = shared.steps_done.load();
   report.pinned = shared.pinned;
   std::lock_guard lock(shared.mutex);
-  if (shared.failure) throw *shared.failure;
+  if (shared.failure) report.failure = shared.failure->what();
   return report;
 }
 
