@@ -14,7 +14,13 @@
 #   <- step*         the Step of worker/chip_runner.h; every worker gets the same steps in order
 #   -> stepResult    after each step; only the sampling chip carries results
 #   <- ping / -> heartbeat  at a fixed interval; the heartbeat names the last completed step
-#   -> error         a worker that fails says why (then exits)
+#   -> error         a worker whose step fails says why, then waits for a new assignment or
+#                    shutdown
+# Failover (issue #8): when a worker dies or goes silent, every survivor gets a second
+# `assignment` (new schedule id, new program and links, reuseShard = true, no chunks): it
+# abandons the step in flight, drops its links and serves the new program once its new links
+# are open (-> ready). The replacement worker on the spare chip registers and is deployed as
+# above.
 #   <- shutdown      close links and exit
 # A peer that is silent for longer than the heartbeat timeout is treated as gone: the
 # coordinator fails the run naming the chip and its last completed step; a worker exits with a
@@ -168,6 +174,8 @@ struct Assignment {
   maxPositions @12 :Int64;       # KV cache positions per slot
   group @13 :List(Int32);        # the chips of its stage's TP group, in rank order
   incoming @14 :List(LinkTable); # reservation tables of the link directions into this chip
+  reuseShard @15 :Bool;          # failover: keep the shard already loaded (same stage and rank);
+                                 # no chunks follow, the worker abandons its step, reopens links
 }
 
 # schedule::LinkTable: one link direction's transfers in order (the order messages arrive).

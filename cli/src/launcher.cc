@@ -105,6 +105,23 @@ void Launch::SpawnThread(const coordinator::WorkerOptions& options) {
   });
 }
 
+bool Launch::Signal(int32_t chip, int signal) {
+  for (auto c = children_.rbegin(); c != children_.rend(); ++c) {
+    if (c->chip == chip && !c->reaped) return kill(c->pid, signal) == 0;
+  }
+  return false;
+}
+
+void Launch::Kill(int64_t pid) {
+  for (Child& c : children_) {
+    if (c.pid != pid || c.reaped) continue;
+    kill(c.pid, SIGKILL);
+    int status = 0;
+    waitpid(c.pid, &status, 0);
+    c.reaped = true;
+  }
+}
+
 std::optional<coordinator::CoordinatorOptions::DeadWorker> Launch::Dead() {
   if (const int sig = g_signal; sig != 0) throw Interrupted(sig);
   for (Child& c : children_) {

@@ -67,6 +67,12 @@ class Launch {
   // Runs coordinator::RunWorker(options) on a thread of this process.
   void SpawnThread(const coordinator::WorkerOptions& options);
 
+  // Failover and fault injection. Signal: sends `signal` to chip `chip`'s running worker process
+  // (false if none). Kill: SIGKILLs worker `pid` (even a stopped one) and reaps it, so Dead()
+  // never reports it; nothing happens for a pid already reaped or not ours.
+  bool Signal(int32_t chip, int signal);
+  void Kill(int64_t pid);
+
   // A child that exited on its own since the last call (polled by the coordinator while it
   // waits), or nullopt. Throws Interrupted after SIGINT / SIGTERM.
   std::optional<coordinator::CoordinatorOptions::DeadWorker> Dead();

@@ -7,6 +7,8 @@
 // (control and ipc socket files) is removed.
 #include "run_distributed.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +17,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
+#include "lockstep/coordinator/failover.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/npy.h"
@@ -33,6 +36,36 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+// --inject kill:CHIP@STEP / stop:CHIP@STEP: the launcher signals that chip's worker process
+// as step STEP starts.
+struct Injection {
+  int signal = SIGKILL;
+  int32_t chip = 0;
+  int64_t step = 0;
+};
+
+Injection ParseInjection(const std::string& text) {
+  const size_t colon = text.find(':'), at = text.find('@');
+  const std::string kind = text.substr(0, colon);
+  Injection inj;
+  try {
+    if (colon == std::string::npos || at == std::string::npos || at < colon) throw 0;
+    if (kind != "kill" && kind != "stop") throw 0;
+    inj.signal = kind == "kill" ? SIGKILL : SIGSTOP;
+    size_t used = 0;
+    const std::string chip = text.substr(colon + 1, at - colon - 1);
+    const std::string step = text.substr(at + 1);
+    inj.chip = static_cast<int32_t>(std::stol(chip, &used));
+    if (used != chip.size() || inj.chip < 0) throw 0;
+    inj.step = std::stoll(step, &used);
+    if (used != step.size() || inj.step < 0) throw 0;
+  } catch (...) {
+    throw UsageError("--inject takes kill:CHIP@STEP or stop:CHIP@STEP (e.g. kill:5@3), got '" +
+                     text + "'");
+  }
+  return inj;
+}
+
 }  // namespace
 
 bool WantsDistributed(const std::vector<std::string>& args) {
@@ -50,6 +83,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
   int32_t slots = 0;
+  std::vector<std::string> inject_text;
   model::SamplingOptions sampling;
   opts.add_options()("model", po::value<std::string>(&config),
                      "config.json, or a folder holding one (required without --plan)")(
@@ -84,6 +118,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "a CPU this host lacks stops the run before it starts")(
       "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
       "tcp: first link port (0 = derived from the process id)")(
+      "inject", po::value<std::vector<std::string>>(&inject_text),
+      "fault injection (ipc, tcp; repeatable): kill:CHIP@STEP or stop:CHIP@STEP sends SIGKILL or "
+      "SIGSTOP to that chip's worker as step STEP starts; the run fails over to a spare chip")(
       "dump-logits", po::value<std::string>(&dump),
       "write each token's logits to a float32 .npy [max_new, vocab]; with --prompts one file "
       "per prompt, FILE with .npy replaced by .<i>.npy");
@@ -92,7 +129,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
-      "[--slots M] [--dump-logits F.npy] [--json]";
+      "[--slots M] [--inject kill:CHIP@STEP]... [--dump-logits F.npy] [--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
   if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
@@ -108,6 +145,11 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     throw UsageError("--tp, --pp, --slots must be >= 0 and the timeouts >= 1");
   }
   sampling.seed = sample_seed;
+  std::vector<Injection> injections;
+  for (const std::string& t : inject_text) injections.push_back(ParseInjection(t));
+  if (!injections.empty() && (backend == "sim" || backend == "inproc")) {
+    throw UsageError("--inject needs worker processes (--transport ipc or tcp)");
+  }
   const std::vector<std::vector<int32_t>> prompts =
       prompts_file.empty()
           ? std::vector<std::vector<int32_t>>{ParseTokenList(prompt_text, "--prompt")}
@@ -120,7 +162,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
        vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
   const partition::ModelSpec& spec = inputs.spec;
   const model::LlamaWeights& weights = inputs.weights;
-  const topology::Topology& topo = inputs.topo;
+  topology::Topology& topo = inputs.topo;  // failover patches it
   const partition::Plan& plan = inputs.plan;
   coordinator::DeployOptions deploy_options;
   deploy_options.slots = slots;
@@ -166,9 +208,66 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   // model on one chip is 820 MB; a loaded 2-core host was seen to need more than 30 s for it).
   co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance +
                      std::chrono::seconds(static_cast<int64_t>(deployment.shard_bytes() >> 23));
-  co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
+  co.progress = [log = ctx.log](std::string_view line) {
+    if (line.starts_with("failover")) {
+      log->warn("{}", line);
+    } else {
+      log->info("{}", line);
+    }
+  };
   co.dead_worker = [&launch] { return launch.Dead(); };
+  // Failover (worker processes only: a thread cannot be killed and replaced): the plan and
+  // topology patched so far; each failover patches them again and deploys the result with its
+  // links in a fresh folder (ipc) or port block (tcp), so no socket of the old schedule lingers.
+  const fs::path exe = threads ? fs::path() : WorkerExecutable();
+  coordinator::Coordinator* coord_ptr = nullptr;
+  std::function<void(uint32_t)> spawn = [&](uint32_t chip) {
+    std::vector<std::string> wargs = {"--coordinator",
+                                      coord_ptr->address(),
+                                      "--tag",
+                                      launch.dir().string(),
+                                      "--chip",
+                                      std::to_string(chip),
+                                      "--timeout-ms",
+                                      std::to_string(heartbeat_ms + step_timeout_ms),
+                                      "--connect-timeout-ms",
+                                      std::to_string(5000 + startup_allowance.count())};
+    if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
+    launch.SpawnProcess(exe, wargs, static_cast<int32_t>(chip));
+  };
+  partition::Plan current_plan = plan;
+  int failover_count = 0;
+  if (!threads) {
+    co.redeploy = [&](uint32_t failed) {
+      coordinator::PatchedPlan p =
+          coordinator::ReplaceChip(current_plan, topo, static_cast<topology::ChipId>(failed));
+      current_plan = std::move(p.plan);
+      topo = std::move(p.topology);
+      ++failover_count;
+      const fs::path dir = launch.dir() / ("f" + std::to_string(failover_count));
+      fs::create_directories(dir);
+      deploy_options.transport.ipc_dir = dir.string();
+      const int64_t block = int64_t{16} * topo.chip_count();
+      if (deploy_options.transport.tcp_base_port + 2 * block <= 65535) {
+        deploy_options.transport.tcp_base_port += static_cast<int>(block);
+      }
+      return coordinator::MakeDeployment(current_plan, spec, topo, weights, deploy_options);
+    };
+    co.start_worker = spawn;
+    co.stop_worker = [&launch](int64_t pid) { launch.Kill(pid); };
+    co.on_step = [&](int64_t index) {
+      for (const Injection& inj : injections) {
+        if (inj.step != index) continue;
+        ctx.log->info("injecting {} into chip {} at step {}",
+                      inj.signal == SIGKILL ? "SIGKILL" : "SIGSTOP", inj.chip, index);
+        if (!launch.Signal(inj.chip, inj.signal)) {
+          ctx.log->warn("--inject: chip {} has no running worker at step {}", inj.chip, index);
+        }
+      }
+    };
+  }
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
+  coord_ptr = &coord;
   if (threads) {
     transport::Transport& shared = launch.StartSharedTransport(deployment.transport);
     for (const coordinator::ChipDeployment& c : deployment.chips) {
@@ -181,21 +280,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       launch.SpawnThread(wo);
     }
   } else {
-    const fs::path exe = WorkerExecutable();
-    for (const coordinator::ChipDeployment& c : deployment.chips) {
-      std::vector<std::string> wargs = {"--coordinator",
-                                        coord.address(),
-                                        "--tag",
-                                        launch.dir().string(),
-                                        "--chip",
-                                        std::to_string(c.chip),
-                                        "--timeout-ms",
-                                        std::to_string(heartbeat_ms + step_timeout_ms),
-                                        "--connect-timeout-ms",
-                                        std::to_string(5000 + startup_allowance.count())};
-      if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
-      launch.SpawnProcess(exe, wargs, static_cast<int32_t>(c.chip));
-    }
+    for (const coordinator::ChipDeployment& c : deployment.chips) spawn(c.chip);
   }
   ctx.log->info("started {} worker {} ({}); control at {}", deployment.chips.size(),
                 threads ? "threads" : "processes", backend, coord.address());
@@ -207,10 +292,19 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, sampling});
   }
-  const std::vector<worker::Finished> results =
-      coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
-        ctx.log->debug("request {} token {}: {}", request, index, token);
-      });
+  std::vector<worker::Finished> results;
+  // No spare left: the run stops, but what it produced is printed (partial) before the error.
+  std::optional<Error> failure;
+  try {
+    results = coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
+      ctx.log->debug("request {} token {}: {}", request, index, token);
+    });
+  } catch (const Error& e) {
+    if (coord.failovers().empty()) throw;
+    failure = e;
+    results = coord.partial();
+  }
+  const std::vector<coordinator::FailoverRecord> failovers = coord.failovers();
   const coordinator::RunStats stats = coord.stats();
   launch.Stop();
 
@@ -241,7 +335,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
     }
     nlohmann::json stages = nlohmann::json::array();
-    for (const partition::StagePlan& s : plan.stages) {
+    for (const partition::StagePlan& s : current_plan.stages) {
       stages.push_back({{"first_layer", s.first_layer},
                         {"end_layer", s.end_layer},
                         {"tp", s.tp},
@@ -261,6 +355,18 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"tokens_per_s", tokens_per_s},
                         {"load_seconds", load_s}};
     if (!dumps.empty()) j["logits_files"] = dumps;
+    nlohmann::json fo = nlohmann::json::array();
+    for (const coordinator::FailoverRecord& f : failovers) {
+      fo.push_back({{"chip", f.chip},
+                    {"spare", f.spare},
+                    {"cause", f.cause},
+                    {"step", f.step},
+                    {"detect_ms", f.detect_ms},
+                    {"recover_ms", f.recover_ms}});
+    }
+    j["failovers"] = fo;
+    j["partial"] = failure.has_value();
+    if (failure) j["error"] = failure->what();
     PrintJson(j);
   } else {
     for (const worker::Finished& f : results) {
@@ -271,6 +377,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
               << topo.spec_of(0).name << "), measured " << measured << " ns on this host, "
               << tokens_per_s << " tokens/s\n";
   }
+  if (failure) throw *failure;  // after the partial output: one line on stderr, exit 1
   return 0;
 }
 

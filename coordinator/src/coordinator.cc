@@ -23,6 +23,15 @@ std::string Mib(uint64_t bytes) {
 
 int64_t Ms(Clock::duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
 
+// A worker found dead or silent: what failover acts on; where none runs, an Error like others.
+class WorkerLost : public Error {
+ public:
+  WorkerLost(size_t w, std::string why, const std::string& message)
+      : Error(ErrorCode::kDisconnected, message), worker(w), cause(std::move(why)) {}
+  size_t worker;
+  std::string cause;
+};
+
 }  // namespace
 
 struct Coordinator::Impl {
@@ -35,6 +44,12 @@ struct Coordinator::Impl {
   std::map<std::string, size_t> by_peer;
   std::vector<Clock::time_point> last_heard;
   std::vector<int64_t> last_step;
+  std::vector<bool> gone;         // failed or retired by a failover: no longer part of the run
+  std::vector<bool> reassigning;  // sent a failover assignment, not ready yet: old errors ignored
+  std::set<int32_t> awaiting;     // failover: chips whose new workers may register
+  std::vector<FailoverRecord> failovers;
+  std::map<uint32_t, std::pair<int, int>> places;  // the deployed chips' (stage, rank)
+  std::vector<worker::Finished> partial;
   Clock::time_point next_ping = Clock::now();
   Clock::time_point last_pump = Clock::now();
   RunStats stats;
@@ -58,6 +73,10 @@ struct Coordinator::Impl {
     throw Error(code,
                 Name(w) + " " + what + "; last completed step " + std::to_string(last_step[w]));
   }
+  [[noreturn]] void Lost(size_t w, const std::string& what) const {
+    throw WorkerLost(
+        w, what, Name(w) + " " + what + "; last completed step " + std::to_string(last_step[w]));
+  }
 
   // Receives for up to `wait` (at least one poll), answering pings and registrations and
   // checking liveness; calls `on_message` for everything else from a known worker.
@@ -78,7 +97,9 @@ struct Coordinator::Impl {
     const Clock::time_point now = Clock::now();
     last_pump = now;
     if (now >= next_ping) {
-      for (const std::string& peer : peers) socket.Send(peer, PingMsg{});
+      for (size_t w = 0; w < peers.size(); ++w) {
+        if (!gone[w]) socket.Send(peers[w], PingMsg{});
+      }
       next_ping = now + options.heartbeat_interval;
     }
     CheckLiveness(Clock::now());
@@ -93,13 +114,17 @@ struct Coordinator::Impl {
     }
     ControlMessage& m = *in.message;
     if (known == by_peer.end()) {
-      if (const auto* r = std::get_if<RegisterMsg>(&m); r && !deployed) {
+      if (const auto* r = std::get_if<RegisterMsg>(&m);
+          r && (!deployed || awaiting.count(r->chip) != 0)) {
         const size_t w = workers.size();
         workers.push_back({r->pid, r->hostname, r->host, r->tag, r->chip});
         peers.push_back(in.peer);
         by_peer[in.peer] = w;
         last_heard.push_back(now);
         last_step.push_back(-1);
+        gone.push_back(false);
+        reassigning.push_back(false);
+        awaiting.erase(r->chip);
         socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
       } else if (deployed) {
         socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
@@ -109,12 +134,15 @@ struct Coordinator::Impl {
       return;
     }
     const size_t w = known->second;
+    if (gone[w]) return;
     last_heard[w] = now;
     if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
       last_step[w] = std::max(last_step[w], h->last_step);
       return;
     }
+    if (std::holds_alternative<ReadyMsg>(m)) reassigning[w] = false;
     if (const auto* e = std::get_if<ErrorMsg>(&m)) {
+      if (reassigning[w]) return;  // about the schedule a failover replaced
       // A lost peer is usually a symptom: its neighbours notice within milliseconds, the
       // launcher's reaper a little later. Give the launcher a moment, and name the dead chip.
       if (e->code == ErrorCode::kDisconnected && options.dead_worker) {
@@ -134,19 +162,66 @@ struct Coordinator::Impl {
     if (options.dead_worker) {
       if (std::optional<CoordinatorOptions::DeadWorker> dead = options.dead_worker()) {
         for (size_t w = 0; w < workers.size(); ++w) {
-          if (workers[w].pid == dead->pid) Fail(w, ErrorCode::kDisconnected, dead->what);
+          if (workers[w].pid != dead->pid) continue;
+          if (gone[w]) return;  // stopped or retired by a failover
+          Lost(w, dead->what);
         }
         throw Error(ErrorCode::kDisconnected, "worker pid " + std::to_string(dead->pid) + " " +
                                                   dead->what + " before registering");
       }
     }
     for (size_t w = 0; w < workers.size(); ++w) {
-      if (now - last_heard[w] > options.heartbeat_timeout) {
-        Fail(w, ErrorCode::kDisconnected,
-             "stopped answering for " + std::to_string(Ms(now - last_heard[w])) + " ms");
+      if (!gone[w] && now - last_heard[w] > options.heartbeat_timeout) {
+        Lost(w, "stopped answering for " + std::to_string(Ms(now - last_heard[w])) + " ms");
       }
     }
   }
+
+  // Sends worker `w` chip `c`'s assignment and (unless it keeps the one it has) its shard.
+  void Ship(size_t w, const Deployment& d, const ChipDeployment& c, bool reuse_shard) {
+    workers[w].chip = static_cast<int32_t>(c.chip);
+    AssignmentMsg a;
+    a.chip = c.chip;
+    a.stage = c.stage;
+    a.rank = c.rank;
+    a.schedule_id = d.schedule_id;
+    a.links = c.links;
+    a.transport = d.transport;
+    a.program = c.program;
+    a.spec = d.spec;
+    a.reuse_shard = reuse_shard;
+    const uint64_t chunk = std::max<uint64_t>(1, options.chunk_bytes);
+    if (!reuse_shard) {
+      a.shard_bytes = c.shard.size();
+      a.shard_chunks = static_cast<uint32_t>((c.shard.size() + chunk - 1) / chunk);
+    }
+    const std::vector<int>& pus = workers[w].host.core_pus;
+    if (!c.cpus.empty()) {
+      a.cpus = c.cpus;
+    } else if (!pus.empty()) {
+      a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
+    }
+    a.slots = d.slots;
+    a.max_positions = d.max_positions;
+    a.group = c.group;
+    a.incoming = c.incoming;
+    socket.Send(peers[w], a);
+    if (reuse_shard) return;
+    for (uint32_t k = 0; k < a.shard_chunks; ++k) {
+      const uint64_t offset = k * chunk;
+      const uint64_t size = std::min<uint64_t>(chunk, c.shard.size() - offset);
+      ShardChunkMsg m;
+      m.index = k;
+      m.offset = offset;
+      m.data.assign(c.shard.begin() + static_cast<int64_t>(offset),
+                    c.shard.begin() + static_cast<int64_t>(offset + size));
+      m.crc32c = transport::Crc32c(m.data);
+      socket.Send(peers[w], m);
+    }
+    socket.Send(peers[w], ShardDoneMsg{c.shard.size(), transport::Crc32c(c.shard)});
+  }
+
+  void Failover(const WorkerLost& lost, int64_t step, Clock::time_point step_start);
 };
 
 Coordinator::Coordinator(CoordinatorOptions options)
@@ -157,6 +232,8 @@ Coordinator::~Coordinator() { Shutdown(); }
 const std::string& Coordinator::address() const { return impl_->socket.address(); }
 const std::vector<WorkerInfo>& Coordinator::workers() const { return impl_->workers; }
 const RunStats& Coordinator::stats() const { return impl_->stats; }
+const std::vector<FailoverRecord>& Coordinator::failovers() const { return impl_->failovers; }
+std::vector<worker::Finished> Coordinator::partial() const { return impl_->partial; }
 
 void Coordinator::AwaitWorkers(size_t count, Millis timeout) {
   const Clock::time_point deadline = Clock::now() + timeout;
@@ -187,6 +264,7 @@ void Coordinator::Deploy(const Deployment& d) {
   im.sampling_chip = d.sampling_chip;
   im.slots = d.slots;
   im.max_positions = d.max_positions;
+  for (const ChipDeployment& c : d.chips) im.places[c.chip] = {c.stage, c.rank};
   const size_t n = d.chips.size();
   const uint64_t total_bytes = d.shard_bytes();
   const size_t every = std::max<size_t>(1, n / 8);
@@ -229,42 +307,7 @@ void Coordinator::Deploy(const Deployment& d) {
   for (size_t i = 0; i < n; ++i) {
     const ChipDeployment& c = d.chips[i];
     const size_t w = owner[i];
-    im.workers[w].chip = static_cast<int32_t>(c.chip);
-    AssignmentMsg a;
-    a.chip = c.chip;
-    a.stage = c.stage;
-    a.rank = c.rank;
-    a.schedule_id = d.schedule_id;
-    a.links = c.links;
-    a.transport = d.transport;
-    a.program = c.program;
-    a.spec = d.spec;
-    a.shard_bytes = c.shard.size();
-    const uint64_t chunk = std::max<uint64_t>(1, im.options.chunk_bytes);
-    a.shard_chunks = static_cast<uint32_t>((c.shard.size() + chunk - 1) / chunk);
-    const std::vector<int>& pus = im.workers[w].host.core_pus;
-    if (!c.cpus.empty()) {
-      a.cpus = c.cpus;
-    } else if (!pus.empty()) {
-      a.cpus = {pus[static_cast<size_t>(c.index) % pus.size()]};
-    }
-    a.slots = d.slots;
-    a.max_positions = d.max_positions;
-    a.group = c.group;
-    a.incoming = c.incoming;
-    im.socket.Send(im.peers[w], a);
-    for (uint32_t k = 0; k < a.shard_chunks; ++k) {
-      const uint64_t offset = k * chunk;
-      const uint64_t size = std::min<uint64_t>(chunk, c.shard.size() - offset);
-      ShardChunkMsg m;
-      m.index = k;
-      m.offset = offset;
-      m.data.assign(c.shard.begin() + static_cast<int64_t>(offset),
-                    c.shard.begin() + static_cast<int64_t>(offset + size));
-      m.crc32c = transport::Crc32c(m.data);
-      im.socket.Send(im.peers[w], m);
-    }
-    im.socket.Send(im.peers[w], ShardDoneMsg{c.shard.size(), transport::Crc32c(c.shard)});
+    im.Ship(w, d, c, /*reuse_shard=*/false);
     shipped += c.shard.size();
     if ((i + 1) % every == 0 || i + 1 == n) {
       im.Progress("shipping shards: " + std::to_string(i + 1) + "/" + std::to_string(n) +
@@ -295,13 +338,21 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   worker::Batcher batcher(
       {.slots = im.slots, .max_positions = im.max_positions, .keep_logits = true});
   for (const worker::Request& r : requests) batcher.Submit(r);
+  // Every token and its logits as they arrive, so a run that stops (no spare left) still
+  // returns what it produced: partial().
   std::map<uint64_t, worker::Finished> done;
-  std::map<uint64_t, int64_t> produced;
   std::set<uint64_t> own;
   for (const worker::Request& r : requests) own.insert(r.id);
+  im.partial.clear();
+  for (const worker::Request& r : requests) done[r.id].id = r.id;
+  auto snapshot = [&] {
+    im.partial.clear();
+    for (const worker::Request& r : requests) im.partial.push_back(done.at(r.id));
+  };
   auto take = [&](std::vector<worker::Finished> finished) {
     for (worker::Finished& f : finished) {
       if (admission != nullptr && own.count(f.id) == 0) {
+        done.erase(f.id);  // a client's request: its tokens went out as they came
         admission->on_finished(std::move(f));
       } else {
         done[f.id] = std::move(f);
@@ -309,7 +360,6 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     }
   };
   take(batcher.TakeDone());
-  const size_t n = im.workers.size();
   const Clock::time_point start = Clock::now();
   const std::function<void(worker::Request)> submit = [&](worker::Request r) {
     batcher.Submit(std::move(r));
@@ -326,34 +376,55 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       im.Pump(Millis(0), {});  // idle: answer heartbeats between polls
       continue;
     }
+    if (im.options.on_step) im.options.on_step(step->index);
     const Clock::time_point step_start = Clock::now();
     bool decode = true;
     for (const worker::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
-    const StepMsg msg{*step};
-    for (size_t w = 0; w < n; ++w) im.socket.Send(im.peers[w], msg);
+    const size_t n = im.workers.size();
     std::vector<bool> answered(n, false);
-    size_t answers = 0;
+    size_t answers = 0, expected = 0;
     std::vector<worker::SlotResult> results;
-    while (answers < n) {
-      im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
-        auto* r = std::get_if<StepResultMsg>(&m);
-        if (r == nullptr) return;
-        if (r->index != step->index || answered[w]) {
-          im.Fail(w, ErrorCode::kProtocol,
-                  "sent the result of step " + std::to_string(r->index) + " while step " +
-                      std::to_string(step->index) + " runs");
-        }
-        answered[w] = true;
-        ++answers;
-        im.last_step[w] = r->index;
-        if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
-          results = std::move(r->results);
-        }
-      });
+    try {
+      const StepMsg msg{*step};
+      for (size_t w = 0; w < n; ++w) {
+        if (im.gone[w]) continue;
+        im.socket.Send(im.peers[w], msg);
+        ++expected;
+      }
+      while (answers < expected) {
+        im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+          auto* r = std::get_if<StepResultMsg>(&m);
+          if (r == nullptr) return;
+          if (r->index != step->index || answered[w]) {
+            im.Fail(w, ErrorCode::kProtocol,
+                    "sent the result of step " + std::to_string(r->index) + " while step " +
+                        std::to_string(step->index) + " runs");
+          }
+          answered[w] = true;
+          ++answers;
+          im.last_step[w] = r->index;
+          if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
+            results = std::move(r->results);
+          }
+        });
+      }
+    } catch (const WorkerLost& lost) {
+      if (!im.options.redeploy) throw;
+      // The step is lost: every chip drops it, the sequences re-prefill what they had.
+      try {
+        im.Failover(lost, step->index, step_start);
+      } catch (...) {
+        snapshot();
+        throw;
+      }
+      batcher.Rewind();
+      continue;
     }
     for (const worker::SlotResult& r : results) {
-      if (on_token) on_token(r.request, r.token, produced[r.request]);
-      ++produced[r.request];
+      worker::Finished& f = done[r.request];
+      if (on_token) on_token(r.request, r.token, static_cast<int64_t>(f.tokens.size()));
+      f.tokens.push_back(r.token);
+      f.logits.push_back(r.logits);
     }
     im.stats.tokens += static_cast<int64_t>(results.size());
     take(batcher.Complete(results));
@@ -366,9 +437,110 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   }
   im.stats.wall_ns +=
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+  snapshot();
   std::vector<worker::Finished> out;
   for (const worker::Request& r : requests) out.push_back(std::move(done.at(r.id)));
   return out;
+}
+
+void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
+                                 Clock::time_point step_start) {
+  std::optional<WorkerLost> lost = first;
+  while (lost) {
+    const Clock::time_point detected = Clock::now();
+    const size_t failed = lost->worker;
+    const uint32_t chip = static_cast<uint32_t>(workers[failed].chip);
+    FailoverRecord record{chip, -1, lost->cause, step, Ms(detected - step_start), 0};
+    Progress(std::string("failover: ") + lost->what());
+    gone[failed] = true;
+    // Until they have the new schedule, the survivors' reports are about the old one (a link
+    // to the lost chip broke): expected, not a new failure.
+    for (size_t w = 0; w < workers.size(); ++w) reassigning[w] = !gone[w];
+    // A silent worker may only be stopped (SIGSTOP): it must never come back.
+    if (options.stop_worker) options.stop_worker(workers[failed].pid);
+    Deployment d;
+    try {
+      d = options.redeploy(chip);
+    } catch (const Error& e) {
+      failovers.push_back(record);
+      throw Error(e.code(), std::string(lost->what()) + "; " + e.what());
+    }
+    // A survivor keeps its worker (and shard) when its chip keeps its (stage, rank); every
+    // other chip of the new schedule gets a new worker; a worker whose chip is no longer used,
+    // or used in another place, is retired.
+    const std::pair<int, int> failed_place = places[chip];
+    std::set<uint32_t> old_chips;
+    for (size_t w = 0; w < workers.size(); ++w) {
+      if (gone[w]) continue;
+      const uint32_t c = static_cast<uint32_t>(workers[w].chip);
+      const auto same = std::find_if(d.chips.begin(), d.chips.end(), [&](const ChipDeployment& x) {
+        return x.chip == c && places[c] == std::make_pair(x.stage, x.rank);
+      });
+      if (same != d.chips.end()) {
+        old_chips.insert(c);
+      } else {
+        socket.Send(peers[w], ShutdownMsg{});
+        gone[w] = true;
+      }
+    }
+    for (const ChipDeployment& c : d.chips) {
+      if (old_chips.count(c.chip) == 0) awaiting.insert(static_cast<int32_t>(c.chip));
+      if (std::make_pair(c.stage, c.rank) == failed_place) {
+        record.spare = static_cast<int32_t>(c.chip);
+      }
+    }
+    Progress("failover: chip " + std::to_string(chip) + " -> spare chip " +
+             std::to_string(record.spare) + ", schedule " + std::to_string(d.schedule_id));
+    try {
+      const std::set<int32_t> starting = awaiting;
+      for (int32_t c : starting) options.start_worker(static_cast<uint32_t>(c));
+      const Clock::time_point deadline = Clock::now() + options.ready_timeout;
+      while (!awaiting.empty()) {
+        if (Clock::now() >= deadline) {
+          throw Error(ErrorCode::kUnavailable,
+                      "failover: the worker for chip " + std::to_string(*awaiting.begin()) +
+                          " did not register within " +
+                          std::to_string(options.ready_timeout.count()) + " ms");
+        }
+        Pump(Millis(20), {});
+      }
+      std::vector<bool> ready(workers.size(), true);
+      for (const ChipDeployment& c : d.chips) {
+        for (size_t w = 0; w < workers.size(); ++w) {
+          if (gone[w] || workers[w].chip != static_cast<int32_t>(c.chip)) continue;
+          const bool survivor = old_chips.count(c.chip) != 0;
+          reassigning[w] = survivor;
+          ready[w] = false;
+          Ship(w, d, c, /*reuse_shard=*/survivor);
+        }
+      }
+      const auto on_ready = [&](size_t w, ControlMessage& m) {
+        if (std::holds_alternative<ReadyMsg>(m)) ready[w] = true;
+      };
+      while (std::find(ready.begin(), ready.end(), false) != ready.end()) {
+        if (Clock::now() >= deadline) {
+          for (size_t w = 0; w < workers.size(); ++w) {
+            if (!ready[w]) Fail(w, ErrorCode::kUnavailable, "was not ready after the failover");
+          }
+        }
+        Pump(Millis(20), on_ready);
+      }
+      lost.reset();
+    } catch (const WorkerLost& again) {
+      // Another chip failed while this one was being replaced: replace it too.
+      failovers.push_back(record);
+      lost = again;
+      continue;
+    }
+    sampling_chip = d.sampling_chip;
+    places.clear();
+    for (const ChipDeployment& c : d.chips) places[c.chip] = {c.stage, c.rank};
+    record.recover_ms = Ms(Clock::now() - detected);
+    failovers.push_back(record);
+    Progress("failover: recovered in " + std::to_string(record.recover_ms) + " ms (detected " +
+             std::to_string(record.detect_ms) + " ms after step " + std::to_string(step) +
+             " started)");
+  }
 }
 
 void Coordinator::Shutdown() {

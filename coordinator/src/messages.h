@@ -39,6 +39,8 @@ struct AssignmentMsg {
   int64_t max_positions = 0;
   std::vector<int32_t> group;
   std::vector<schedule::LinkTable> incoming;
+  // Failover: a worker already serving this (stage, rank) keeps its loaded shard; no chunks follow.
+  bool reuse_shard = false;
 };
 
 struct ShardChunkMsg {

@@ -126,6 +126,7 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   for (size_t i = 0; i < a.cpus.size(); ++i) cpus.set(static_cast<unsigned>(i), a.cpus[i]);
   b.setSlots(a.slots);
   b.setMaxPositions(a.max_positions);
+  b.setReuseShard(a.reuse_shard);
   auto group = b.initGroup(static_cast<unsigned>(a.group.size()));
   for (size_t i = 0; i < a.group.size(); ++i) group.set(static_cast<unsigned>(i), a.group[i]);
   auto tables = b.initIncoming(static_cast<unsigned>(a.incoming.size()));
@@ -329,6 +330,7 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   for (int32_t c : r.getCpus()) a.cpus.push_back(c);
   a.slots = r.getSlots();
   a.max_positions = r.getMaxPositions();
+  a.reuse_shard = r.getReuseShard();
   for (int32_t chip : r.getGroup()) a.group.push_back(chip);
   for (auto in : r.getIncoming()) {
     schedule::LinkTable table;

@@ -91,7 +91,11 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.max_positions = 256;
   a.group = {4, 5};
   a.incoming = {{3, 6, 5, {{10, 20, 98}, {30, 40, 99}}}};
+  a.reuse_shard = true;
   const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
+  EXPECT_TRUE(back.reuse_shard);
+  a.reuse_shard = false;
+  EXPECT_FALSE(RoundTripAs<AssignmentMsg>(a).reuse_shard);
   EXPECT_EQ(back.chip, 5u);
   EXPECT_EQ(back.stage, 1);
   EXPECT_EQ(back.rank, 2);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cancellable_endpoint.h"
 #include "control_socket.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/transport/crc32c.h"
@@ -60,14 +61,16 @@ struct Shared {
   std::condition_variable cv;
   std::deque<worker::Step> steps;
   bool stop = false;
+  // Failover: raised to take the compute thread out of its step (links dropped, no report).
+  std::atomic<bool> abandon{false};
   std::optional<Error> failure;
   std::atomic<int64_t> last_step{-1};
   std::atomic<int64_t> steps_done{0};
   std::string pinned;
 };
 
-void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<std::byte> shard,
-             DealerSocket::Outbox& outbox, Shared& shared) {
+void Compute(const WorkerOptions& options, const AssignmentMsg& a,
+             const std::vector<std::byte>& shard, DealerSocket::Outbox& outbox, Shared& shared) {
   const int32_t chip = static_cast<int32_t>(a.chip);
   try {
     std::string pinned = options.pin ? Pin(a.cpus) : "not pinned (--no-pin)";
@@ -81,8 +84,6 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<s
     setup.rank = a.rank;
     setup.program = a.program;
     if (a.stage >= 0) setup.shard = model::ShardFromBytes(shard, a.spec);
-    shard.clear();
-    shard.shrink_to_fit();
     setup.group.assign(a.group.begin(), a.group.end());
     setup.incoming = a.incoming;
     setup.schedule_id = a.schedule_id;
@@ -95,6 +96,13 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<s
     }
     std::vector<std::unique_ptr<transport::Endpoint>> endpoints =
         transport->OpenChip(a.chip, a.links, transport::Millis(a.transport.connect_timeout_ms));
+    if (own) {
+      // A process's own links can be abandoned mid-step (failover); a shared transport's
+      // threads are never replaced.
+      for (auto& e : endpoints) {
+        e = std::make_unique<CancellableEndpoint>(std::move(e), shared.abandon);
+      }
+    }
     worker::ChipRunner runner(std::move(setup), std::move(endpoints));
     outbox.Post(ReadyMsg{a.chip});
     while (true) {
@@ -113,10 +121,12 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a, std::vector<s
     }
     runner.Close();
   } catch (const Error& e) {
+    if (shared.abandon.load()) return;  // failover: the links are dropped without a word
     outbox.Post(ErrorMsg{chip, e.code(), e.what()});
     std::lock_guard lock(shared.mutex);
     shared.failure = e;
   } catch (const std::exception& e) {
+    if (shared.abandon.load()) return;
     outbox.Post(ErrorMsg{chip, ErrorCode::kInternal, e.what()});
     std::lock_guard lock(shared.mutex);
     shared.failure = Error(ErrorCode::kInternal, e.what());
@@ -187,13 +197,8 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         }
         last_beat = Clock::now();
       }
-      {
-        std::lock_guard lock(shared.mutex);
-        if (shared.failure) {
-          socket.Pump(Millis(0));  // forward the error report before leaving
-          throw *shared.failure;
-        }
-      }
+      // A failed step was reported by the compute thread; the worker stays to be reassigned
+      // (failover) or shut down (then it throws the failure).
       if (!message) continue;
       heard = true;
       last_heard = Clock::now();
@@ -201,6 +206,28 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       if (std::holds_alternative<PingMsg>(m)) {
         socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
                                  shared.last_step.load()});
+      } else if (auto* re = std::get_if<AssignmentMsg>(&m); re && re->reuse_shard) {
+        // Failover: same place, new schedule. Abandon the step, drop the links, start over.
+        if (!assignment || !compute.joinable() || re->chip != assignment->chip ||
+            re->stage != assignment->stage || re->rank != assignment->rank) {
+          throw protocol("a failover assignment for another chip, stage or rank than this one's");
+        }
+        shared.abandon = true;
+        stop();
+        {
+          std::lock_guard lock(shared.mutex);
+          shared.abandon = false;
+          shared.stop = false;
+          shared.steps.clear();
+          shared.failure.reset();
+        }
+        assignment = std::move(*re);
+        if (options.log) {
+          options.log("reassigned chip " + std::to_string(assignment->chip) + " (schedule " +
+                      std::to_string(assignment->schedule_id) + ")");
+        }
+        compute = std::thread(Compute, std::cref(options), std::cref(*assignment), std::cref(shard),
+                              std::ref(*outbox), std::ref(shared));
       } else if (auto* a = std::get_if<AssignmentMsg>(&m)) {
         if (assignment) throw protocol("a second assignment");
         assignment = std::move(*a);
@@ -233,7 +260,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         if (transport::Crc32c(shard) != d->crc32c) {
           throw protocol("the shard's digest (CRC32C of all its bytes) does not match");
         }
-        compute = std::thread(Compute, std::cref(options), std::cref(*assignment), std::move(shard),
+        compute = std::thread(Compute, std::cref(options), std::cref(*assignment), std::cref(shard),
                               std::ref(*outbox), std::ref(shared));
       } else if (auto* s = std::get_if<StepMsg>(&m)) {
         {
@@ -255,7 +282,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   report.steps = shared.steps_done.load();
   report.pinned = shared.pinned;
   std::lock_guard lock(shared.mutex);
-  if (shared.failure) throw *shared.failure;
+  if (shared.failure) report.failure = shared.failure->what();
   return report;
 }
 

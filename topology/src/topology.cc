@@ -94,6 +94,7 @@ LinkId Topology::AddLink(PortRef a, PortRef b, int64_t bandwidth_bytes_per_s, in
 
 void Topology::SetChipDown(ChipId chip, bool down) { chips_.at(chip).down = down; }
 void Topology::SetLinkDown(LinkId link, bool down) { links_.at(link).down = down; }
+void Topology::SetChipSpare(ChipId chip, bool spare) { chips_.at(chip).spare = spare; }
 
 std::optional<LinkId> Topology::LinkAt(PortRef port) const {
   if (!has_chip(port.chip)) return std::nullopt;

@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
     if (json) {
       std::cout << "{\"chip\": " << report.chip << ", \"steps\": " << report.steps
                 << ", \"pinned\": \"" << report.pinned << "\"}\n";
+    } else if (!quiet && !report.failure.empty()) {
+      std::cerr << "lockstep-worker: chip " << report.chip
+                << " shut down after a failed step: " << report.failure << "\n";
     } else if (!quiet) {
       std::cerr << "lockstep-worker: chip " << report.chip << " ran " << report.steps << " steps ("
                 << report.pinned << "); shut down\n";

@@ -61,8 +61,14 @@ std::optional<Step> Batcher::Next() {
     w.slot = static_cast<int32_t>(i);
     w.request = r.request.id;
     w.position = r.position;
-    w.tokens = r.fresh ? r.request.prompt : std::vector<int32_t>{r.out.tokens.back()};
-    w.reset = r.fresh;
+    if (r.replay) {
+      w.position = 0;
+      w.tokens = r.request.prompt;
+      w.tokens.insert(w.tokens.end(), r.out.tokens.begin(), r.out.tokens.end());
+    } else {
+      w.tokens = r.fresh ? r.request.prompt : std::vector<int32_t>{r.out.tokens.back()};
+    }
+    w.reset = r.fresh || r.replay;
     w.sampling = r.request.sampling;
     w.sample_index = static_cast<int64_t>(r.out.tokens.size());
     step.work.push_back(std::move(w));
@@ -98,8 +104,9 @@ std::vector<Finished> Batcher::Complete(std::span<const SlotResult> results) {
   for (const SlotWork& w : step.work) {
     const SlotResult& r = *by_slot[static_cast<size_t>(w.slot)];
     std::optional<Running>& slot = slots_[static_cast<size_t>(w.slot)];
-    slot->position += static_cast<int64_t>(w.tokens.size());
+    slot->position = w.position + static_cast<int64_t>(w.tokens.size());
     slot->fresh = false;
+    slot->replay = false;
     slot->out.tokens.push_back(r.token);
     if (options_.keep_logits) slot->out.logits.push_back(r.logits);
     if (static_cast<int64_t>(slot->out.tokens.size()) == slot->request.max_new) {
@@ -108,6 +115,16 @@ std::vector<Finished> Batcher::Complete(std::span<const SlotResult> results) {
     }
   }
   return out;
+}
+
+void Batcher::Rewind() {
+  pending_.reset();
+  for (std::optional<Running>& slot : slots_) {
+    if (slot && !slot->fresh) {
+      slot->replay = true;
+      slot->position = 0;
+    }
+  }
 }
 
 std::vector<Finished> Batcher::TakeDone() {

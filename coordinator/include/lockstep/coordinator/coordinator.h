@@ -9,9 +9,16 @@
 // Liveness: the coordinator pings every worker each `heartbeat_interval`; a worker that sends
 // nothing for `heartbeat_timeout` (or whose process the launcher reports dead) fails the call
 // with Error(kDisconnected) naming its chip and last completed step. A worker's own error report
-// fails it with the worker's message. Failover (to spare chips) is issue #8: after a failure the
-// coordinator can only shut down. Whatever happens, Shutdown (and the destructor) tells every
+// fails it with the worker's message. Whatever happens, Shutdown (and the destructor) tells every
 // registered worker to exit.
+//
+// Failover (issue #8), when `redeploy` is set: a worker found dead or silent during Generate is
+// stopped for good (`stop_worker`), `redeploy(chip)` gives the deployment of the plan patched with
+// a spare in its place (coordinator/failover.h), `start_worker` starts a worker for each chip new
+// in it, the survivors get their new program and links (keeping their shard), the replacement its
+// shard; the step in flight is discarded and every running sequence re-prefilled
+// (worker::Batcher::Rewind), so tokens and logits are those of a fault-free run. When
+// `redeploy` throws (no spare left) Generate throws that error; partial() has what was produced.
 //
 // Thread-safety: one thread uses a Coordinator. Time is wall-clock here only for liveness; it
 // never shapes a schedule or an output (tokens come from the static schedule and the Batcher).
@@ -52,6 +59,22 @@ struct CoordinatorOptions {
     std::string what;  // "was killed by signal 9", "exited with status 1"
   };
   std::function<std::optional<DeadWorker>()> dead_worker;
+  // Failover; empty: a lost worker ends the run. See the header comment.
+  std::function<Deployment(uint32_t failed_chip)> redeploy;
+  std::function<void(uint32_t chip)> start_worker;  // a worker that will ask for `chip`
+  std::function<void(int64_t pid)> stop_worker;     // SIGKILL and reap (a SIGSTOPped one too)
+  // Called as step `index` is about to be sent (the launcher's fault injection); empty: none.
+  std::function<void(int64_t index)> on_step;
+};
+
+// One failover, as measured on the coordinator's clock.
+struct FailoverRecord {
+  uint32_t chip = 0;       // the chip that failed
+  int32_t spare = -1;      // the chip that took its place; -1: none (the run stopped)
+  std::string cause;       // "was killed by signal 9", "stopped answering for 1003 ms"
+  int64_t step = 0;        // the step in flight (discarded and re-run as a re-prefill)
+  int64_t detect_ms = 0;   // from that step's start to the failure being known
+  int64_t recover_ms = 0;  // from then to every worker ready on the new schedule
 };
 
 struct WorkerInfo {
@@ -111,6 +134,10 @@ class Coordinator {
                                          const TokenCallback& on_token = {},
                                          const Admission* admission = nullptr);
   const RunStats& stats() const;
+  const std::vector<FailoverRecord>& failovers() const;
+  // After Generate threw: what every request of that call had produced (tokens, logits), in the
+  // order of its requests. After a successful Generate: its results.
+  std::vector<worker::Finished> partial() const;
 
   // Tells every registered worker to exit. Idempotent.
   void Shutdown();

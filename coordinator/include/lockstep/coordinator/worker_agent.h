@@ -11,7 +11,9 @@
 // Failure is bounded and explicit: no answer from the coordinator within `connect_timeout` (a
 // wrong address, nothing listening) or silence for `coordinator_timeout` later (it went away)
 // throws Error(kUnavailable / kDisconnected) naming the address; a step that fails is reported
-// to the coordinator, then thrown. Thread-safety: RunWorker may run on several threads at once
+// to the coordinator, and the worker waits: a failover assignment (a new schedule for the same
+// place: the step is abandoned, links dropped and reopened, the shard kept) or shutdown (then
+// the failure is in the report). Thread-safety: RunWorker may run on several threads at once
 // (one per chip), each with its own options.
 #pragma once
 
@@ -46,6 +48,9 @@ struct WorkerReport {
   int32_t chip = -1;
   int64_t steps = 0;
   std::string pinned;  // "cpu 1", or why not
+  // A step that failed (already reported to the coordinator, which decides: fail over or stop);
+  // empty: none.
+  std::string failure;
 };
 
 // Serves one chip until the coordinator says shut down; returns what it did.

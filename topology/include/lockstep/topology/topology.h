@@ -83,6 +83,8 @@ class Topology {
 
   void SetChipDown(ChipId chip, bool down = true);
   void SetLinkDown(LinkId link, bool down = true);
+  // Failover: a spare that takes a failed chip's place is no longer a spare.
+  void SetChipSpare(ChipId chip, bool spare);
 
   int chip_count() const { return static_cast<int>(chips_.size()); }
   int link_count() const { return static_cast<int>(links_.size()); }

@@ -61,6 +61,13 @@ class Batcher {
   // match the step (a missing, extra or foreign slot).
   std::vector<Finished> Complete(std::span<const SlotResult> results);
 
+  // Failover: forgets the step in flight (its results will never come) and makes every running
+  // request rebuild its KV state in its slot: its next work is a prefill (reset) of its prompt
+  // followed by the tokens it generated so far, at position 0, with sample_index = the tokens
+  // generated, so it samples the token the lost step would have — tokens already recorded are
+  // kept, none is produced twice. Slots and waiting requests keep their places.
+  void Rewind();
+
   size_t waiting() const { return waiting_.size(); }
   size_t running() const;
   bool idle() const { return waiting_.empty() && running() == 0 && done_.empty(); }
@@ -73,6 +80,7 @@ class Batcher {
     Finished out;
     int64_t position = 0;  // KV positions filled
     bool fresh = true;     // the slot has not run this request yet (reset, prompt)
+    bool replay = false;   // Rewind: reset, prompt + generated tokens
   };
   BatcherOptions options_;
   std::deque<Request> waiting_;
