@@ -16,6 +16,10 @@
 #   <- ping / -> heartbeat  at a fixed interval; the heartbeat names the last completed step
 #   -> error         a worker that fails says why (then exits)
 #   <- shutdown      close links and exit
+# Pre-flight (lockstep deploy), after register and before any assignment:
+#   <- linkCheck       this chip's links and transport options: open them (each end says hello
+#                      naming its chip and port, and checks the peer's), then close them
+#   -> linkCheckResult ok, or the first link that failed and why
 # A peer that is silent for longer than the heartbeat timeout is treated as gone: the
 # coordinator fails the run naming the chip and its last completed step; a worker exits with a
 # one-line error naming the coordinator's address.
@@ -40,6 +44,8 @@ struct ControlMessage {
     heartbeat @9 :Heartbeat;
     error @10 :ErrorReport;
     shutdown @11 :Void;
+    linkCheck @12 :LinkCheck;
+    linkCheckResult @13 :LinkCheckResult;
   }
 }
 
@@ -241,4 +247,18 @@ struct ErrorReport {
   chip @0 :Int32;
   code @1 :UInt8;            # lockstep::ErrorCode value
   message @2 :Text;
+}
+
+# Pre-flight link check (lockstep deploy): open `links` with `transport`, exchange hellos, close.
+struct LinkCheck {
+  chip @0 :UInt32;
+  links @1 :List(Link);
+  transport @2 :TransportOptions;
+}
+
+struct LinkCheckResult {
+  chip @0 :UInt32;
+  ok @1 :Bool;
+  message @2 :Text;    # empty when ok; else the transport's error (names link, chip and port)
+  links @3 :UInt32;    # links opened
 }

@@ -73,5 +73,6 @@ Subcommand TopoHostSubcommand();  // topo_host.cc
 CommandGroup WeightsCommand();
 CommandGroup RunCommand();
 CommandGroup KeysCommand();
+CommandGroup DeployCommand();  // deploy_command.cc
 
 }  // namespace lockstep::cli

@@ -13,8 +13,8 @@ namespace lockstep::cli {
 namespace {
 
 std::vector<CommandGroup> Groups() {
-  return {TopoCommand(),     ModelCommand(),   PlanCommand(), ScheduleCommand(),
-          SimulateCommand(), WeightsCommand(), RunCommand(),  KeysCommand()};
+  return {TopoCommand(),    ModelCommand(), PlanCommand(),   ScheduleCommand(), SimulateCommand(),
+          WeightsCommand(), RunCommand(),   DeployCommand(), KeysCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {
