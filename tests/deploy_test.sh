@@ -35,7 +35,7 @@ echo /nonexistent >>before_dirs.txt
 
 cat >m.json <<'JSON'
 {"_name_or_path": "deploy-t", "model_type": "llama", "hidden_size": 128, "head_dim": 32,
- "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 16,
+ "intermediate_size": 256, "num_hidden_layers": 6, "num_attention_heads": 16,
  "num_key_value_heads": 8, "vocab_size": 300, "max_position_embeddings": 64}
 JSON
 # A fake ssh: `fake-ssh -p PORT [USER@]HOST CMD...` runs CMD here (exec: it becomes the worker).
@@ -106,7 +106,7 @@ no_leftovers "local deploy"
 # Without prompts: ready, then a clean exit.
 expect_exit 0 "$LOCKSTEP" deploy --plan node.plan --hosts local.yaml --seed 3
 grep -q "^ready: 4 workers" out.txt || fail "deploy without prompts reports ready"
-err_has "pre-flight links: 4 links opened"
+err_has "pre-flight links: 5 links opened, each to the expected chip and port"
 no_leftovers "ready only"
 
 # 5. Workers over (fake) ssh on a second "host" at 127.0.0.2 (remote: not 127.0.0.1).

@@ -307,7 +307,10 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   co.address = listen;
   co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
   co.ready_timeout = std::chrono::seconds(30) + std::chrono::milliseconds(500 * chips);
-  co.progress = [log = ctx.log](std::string_view line) { log->info("{}", line); };
+  bool settling = false;  // the wait for a stray worker below counts to n + 1: not progress
+  co.progress = [log = ctx.log, &settling](std::string_view line) {
+    if (!settling) log->info("{}", line);
+  };
   co.dead_worker = [&launch] { return launch.Dead(); };
   coordinator::Coordinator& coord = launch.StartCoordinator(co);
   std::string address = coord.address();
@@ -350,11 +353,13 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   coord.AwaitWorkers(deployment.chips.size(), std::chrono::milliseconds(register_ms));
   // A stray worker (started by hand for this address) gets a moment to show up, so the check
   // below names it instead of a later, vaguer failure.
+  settling = true;
   try {
     coord.AwaitWorkers(deployment.chips.size() + 1, std::chrono::milliseconds(300));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kUnavailable) throw;
   }
+  settling = false;
   timings["register_ms"] = MsSince(t);
 
   // Pre-flight 2: every worker on the host the mapping expects.
