@@ -133,7 +133,8 @@ err_has "registered from host '$HOST', but the mapping puts chip"
 err_has "on host far (127.0.0.2, reporting hostname 'far')"
 no_leftovers "wrong host"
 #    b) a stray worker started by hand for a chip the mapping does not start
-port=$((20000 + $$ % 20000))
+# Above the ephemeral range (no outgoing connection holds it) and the link ports (below it).
+port=$((61000 + $$ % 4000))
 "$BIN/lockstep-worker" --coordinator tcp://127.0.0.1:$port --chip 9 --quiet \
   --tag "deploy host=stray" --connect-timeout-ms 20000 2>/dev/null &
 stray=$!
