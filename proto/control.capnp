@@ -22,6 +22,10 @@
 # are open (-> ready). The replacement worker on the spare chip registers and is deployed as
 # above.
 #   <- shutdown      close links and exit
+# Pre-flight (lockstep deploy), after register and before any assignment:
+#   <- linkCheck       this chip's links and transport options: open them (each end says hello
+#                      naming its chip and port, and checks the peer's), then close them
+#   -> linkCheckResult ok, or the first link that failed and why
 # A peer that is silent for longer than the heartbeat timeout is treated as gone: the
 # coordinator fails the run naming the chip and its last completed step; a worker exits with a
 # one-line error naming the coordinator's address.
@@ -59,6 +63,8 @@ struct ControlMessage {
     token @14 :ClientToken;
     done @15 :ClientDone;
     stopServer @16 :Void;
+    linkCheck @17 :LinkCheck;
+    linkCheckResult @18 :LinkCheckResult;
   }
 }
 
@@ -251,4 +257,18 @@ struct ErrorReport {
   chip @0 :Int32;
   code @1 :UInt8;            # lockstep::ErrorCode value
   message @2 :Text;
+}
+
+# Pre-flight link check (lockstep deploy): open `links` with `transport`, exchange hellos, close.
+struct LinkCheck {
+  chip @0 :UInt32;
+  links @1 :List(Link);
+  transport @2 :TransportOptions;
+}
+
+struct LinkCheckResult {
+  chip @0 :UInt32;
+  ok @1 :Bool;
+  message @2 :Text;    # empty when ok; else the transport's error (names link, chip and port)
+  links @3 :UInt32;    # links opened
 }

@@ -15,7 +15,7 @@ namespace {
 
 std::vector<CommandGroup> Groups() {
   return {TopoCommand(),    ModelCommand(), PlanCommand(),     ScheduleCommand(), SimulateCommand(),
-          WeightsCommand(), RunCommand(),   GenerateCommand(), KeysCommand()};
+          WeightsCommand(), RunCommand(),   GenerateCommand(), DeployCommand(),   KeysCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {

@@ -543,6 +543,50 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
   }
 }
 
+std::vector<std::string> Coordinator::CheckLinks(const Deployment& d) {
+  Impl& im = *impl_;
+  std::map<int32_t, size_t> worker_of;
+  for (size_t w = 0; w < im.workers.size(); ++w) worker_of[im.workers[w].chip] = w;
+  std::map<uint32_t, std::string> failed;
+  size_t pending = 0;
+  std::vector<bool> asked(im.workers.size(), false);
+  for (const ChipDeployment& c : d.chips) {
+    auto it = worker_of.find(static_cast<int32_t>(c.chip));
+    if (it == worker_of.end()) {
+      failed[c.chip] = "chip " + std::to_string(c.chip) + ": no worker asked for it";
+      continue;
+    }
+    im.socket.Send(im.peers[it->second], LinkCheckMsg{c.chip, c.links, d.transport});
+    asked[it->second] = true;
+    ++pending;
+  }
+  std::vector<bool> answered(im.workers.size(), false);
+  // Every link answers within the connect timeout or fails; the rest is start-up slack.
+  const Clock::time_point deadline =
+      Clock::now() + Millis(d.transport.connect_timeout_ms) + Millis(5000);
+  while (pending > 0) {
+    if (Clock::now() >= deadline) {
+      for (size_t w = 0; w < im.workers.size(); ++w) {
+        if (asked[w] && !answered[w]) {
+          failed[static_cast<uint32_t>(im.workers[w].chip)] =
+              im.Name(w) + " did not report its link check";
+        }
+      }
+      break;
+    }
+    im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+      auto* r = std::get_if<LinkCheckResultMsg>(&m);
+      if (r == nullptr || !asked[w] || answered[w]) return;
+      answered[w] = true;
+      --pending;
+      if (!r->ok) failed[r->chip] = "chip " + std::to_string(r->chip) + ": " + r->message;
+    });
+  }
+  std::vector<std::string> out;
+  for (auto& [chip, why] : failed) out.push_back(std::move(why));
+  return out;
+}
+
 void Coordinator::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;

@@ -111,10 +111,24 @@ struct DoneMsg {
 
 struct StopServerMsg {};
 
+// Pre-flight (lockstep deploy): open these links, exchange hellos, close them, answer.
+struct LinkCheckMsg {
+  uint32_t chip = 0;
+  std::vector<transport::LinkSpec> links;
+  TransportSettings transport;
+};
+
+struct LinkCheckResultMsg {
+  uint32_t chip = 0;
+  bool ok = false;
+  std::string message;  // why not, naming the link (the transport's error)
+  uint32_t links = 0;
+};
+
 using ControlMessage =
     std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
                  StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg, SubmitMsg,
-                 AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg>;
+                 AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg, LinkCheckMsg, LinkCheckResultMsg>;
 
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);

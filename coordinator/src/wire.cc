@@ -13,10 +13,10 @@
 namespace lockstep::coordinator {
 
 const char* MessageName(const ControlMessage& message) {
-  static constexpr const char* kNames[] = {"register",  "assignment", "shard chunk", "shard done",
-                                           "ready",     "step",       "step result", "ping",
-                                           "heartbeat", "error",      "shutdown",    "submit",
-                                           "accepted",  "token",      "done",        "stop server"};
+  static constexpr const char* kNames[] = {
+      "register",    "assignment", "shard chunk", "shard done",  "ready",      "step",
+      "step result", "ping",       "heartbeat",   "error",       "shutdown",   "submit",
+      "accepted",    "token",      "done",        "stop server", "link check", "link check result"};
   return kNames[message.index()];
 }
 
@@ -240,6 +240,47 @@ void Encode(ControlMessage::Builder m, const DoneMsg& d) {
 }
 
 void Encode(ControlMessage::Builder m, const StopServerMsg&) { m.setStopServer(); }
+void PutLinks(capnp::List<proto::Link>::Builder out, const std::vector<transport::LinkSpec>& in) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto l = out[static_cast<unsigned>(i)];
+    l.setAChip(in[i].a.chip);
+    l.setAPort(in[i].a.port);
+    l.setBChip(in[i].b.chip);
+    l.setBPort(in[i].b.port);
+    l.setLatencyNs(in[i].latency_ns);
+    l.setBytesPerSecond(in[i].bytes_per_second);
+  }
+}
+
+void PutTransport(proto::TransportOptions::Builder t, const TransportSettings& s) {
+  t.setBackend(s.backend);
+  t.setQueueCapacity(s.queue_capacity);
+  t.setMaxPayloadBytes(s.max_payload_bytes);
+  t.setIpcDir(s.ipc_dir);
+  t.setTcpBasePort(s.tcp_base_port);
+  auto hosts = t.initTcpHosts(static_cast<unsigned>(s.tcp_hosts.size()));
+  for (size_t i = 0; i < s.tcp_hosts.size(); ++i) {
+    hosts[static_cast<unsigned>(i)].setChip(s.tcp_hosts[i].first);
+    hosts[static_cast<unsigned>(i)].setHost(s.tcp_hosts[i].second);
+  }
+  t.setConnectTimeoutMs(s.connect_timeout_ms);
+  t.setStepTimeoutMs(s.step_timeout_ms);
+}
+
+void Encode(ControlMessage::Builder m, const LinkCheckMsg& c) {
+  auto b = m.initLinkCheck();
+  b.setChip(c.chip);
+  PutLinks(b.initLinks(static_cast<unsigned>(c.links.size())), c.links);
+  PutTransport(b.initTransport(), c.transport);
+}
+
+void Encode(ControlMessage::Builder m, const LinkCheckResultMsg& r) {
+  auto b = m.initLinkCheckResult();
+  b.setChip(r.chip);
+  b.setOk(r.ok);
+  b.setMessage(r.message);
+  b.setLinks(r.links);
+}
 
 // --- decoders ---
 
@@ -379,6 +420,29 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r) {
   return s;
 }
 
+LinkCheckMsg GetLinkCheck(proto::LinkCheck::Reader r) {
+  LinkCheckMsg c;
+  c.chip = r.getChip();
+  for (auto l : r.getLinks()) {
+    transport::LinkSpec spec;
+    spec.a = {l.getAChip(), l.getAPort()};
+    spec.b = {l.getBChip(), l.getBPort()};
+    spec.latency_ns = l.getLatencyNs();
+    spec.bytes_per_second = l.getBytesPerSecond();
+    c.links.push_back(spec);
+  }
+  auto t = r.getTransport();
+  c.transport.backend = t.getBackend();
+  c.transport.queue_capacity = t.getQueueCapacity();
+  c.transport.max_payload_bytes = t.getMaxPayloadBytes();
+  c.transport.ipc_dir = t.getIpcDir();
+  c.transport.tcp_base_port = t.getTcpBasePort();
+  for (auto h : t.getTcpHosts()) c.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
+  c.transport.connect_timeout_ms = t.getConnectTimeoutMs();
+  c.transport.step_timeout_ms = t.getStepTimeoutMs();
+  return c;
+}
+
 coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
   if (m.getVersion() != kControlVersion) {
     throw Bad(context, "version " + std::to_string(m.getVersion()) + " (this build speaks " +
@@ -444,6 +508,12 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
     }
     case ControlMessage::STOP_SERVER:
       return StopServerMsg{};
+    case ControlMessage::LINK_CHECK:
+      return GetLinkCheck(m.getLinkCheck());
+    case ControlMessage::LINK_CHECK_RESULT: {
+      auto r = m.getLinkCheckResult();
+      return LinkCheckResultMsg{r.getChip(), r.getOk(), r.getMessage(), r.getLinks()};
+    }
   }
   throw Bad(context, "unknown message kind " + std::to_string(static_cast<int>(m.which())));
 }

@@ -249,3 +249,37 @@ TEST(Wire, ClientMessagesRoundTrip) {
 
 }  // namespace
 }  // namespace lockstep::coordinator
+
+namespace lockstep::coordinator {
+namespace {
+
+TEST(Wire, LinkCheckRoundTrips) {
+  LinkCheckMsg c;
+  c.chip = 12;
+  c.links.push_back({{12, 3}, {13, 2}, 150, 12'900'000'000});
+  c.transport.backend = "tcp";
+  c.transport.tcp_base_port = 31000;
+  c.transport.tcp_hosts = {{12, "10.0.0.1"}, {13, "10.0.0.2"}};
+  c.transport.connect_timeout_ms = 1234;
+  const LinkCheckMsg back = RoundTripAs<LinkCheckMsg>(c);
+  EXPECT_EQ(back.chip, 12u);
+  ASSERT_EQ(back.links.size(), 1u);
+  EXPECT_EQ(back.links[0].a, (transport::PortRef{12, 3}));
+  EXPECT_EQ(back.links[0].b, (transport::PortRef{13, 2}));
+  EXPECT_EQ(back.links[0].latency_ns, 150);
+  EXPECT_EQ(back.transport.backend, "tcp");
+  EXPECT_EQ(back.transport.tcp_base_port, 31000);
+  EXPECT_EQ(back.transport.tcp_hosts, c.transport.tcp_hosts);
+  EXPECT_EQ(back.transport.connect_timeout_ms, 1234);
+  EXPECT_STREQ(MessageName(back), "link check");
+
+  const LinkCheckResultMsg r = RoundTripAs<LinkCheckResultMsg>(
+      LinkCheckResultMsg{12, false, "chip 12 port 3: no answer", 4});
+  EXPECT_EQ(r.chip, 12u);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.message, "chip 12 port 3: no answer");
+  EXPECT_EQ(r.links, 4u);
+}
+
+}  // namespace
+}  // namespace lockstep::coordinator

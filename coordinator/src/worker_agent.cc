@@ -133,6 +133,46 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
   }
 }
 
+// Pre-flight (lockstep deploy): opens the chip's links — every end says hello naming its chip and
+// port and checks its peer's (transport::Transport::OpenChip) — closes them and answers. Runs on
+// a thread of its own so the control thread keeps answering pings meanwhile.
+void CheckLinks(const WorkerOptions& options, const LinkCheckMsg& check,
+                DealerSocket::Outbox& outbox) {
+  LinkCheckResultMsg result{check.chip, true, "", 0};
+  try {
+    std::unique_ptr<transport::Transport> transport =
+        transport::CreateTransport(ToTransportOptions(check.transport, options.log));
+    std::vector<std::unique_ptr<transport::Endpoint>> endpoints = transport->OpenChip(
+        check.chip, check.links, transport::Millis(check.transport.connect_timeout_ms));
+    result.links = static_cast<uint32_t>(endpoints.size());
+    for (auto& e : endpoints) {
+      try {
+        e->Close(transport::Millis(1000));
+      } catch (const Error&) {
+        // the peer already left: the link did open, which is what was checked
+      }
+    }
+  } catch (const std::exception& e) {
+    result.ok = false;
+    result.message = e.what();
+    if (check.transport.backend == "tcp") {
+      // Say where the peers were looked for: a wrong address is the usual cause.
+      std::string where;
+      for (const transport::LinkSpec& l : check.links) {
+        const uint32_t peer = l.a.chip == check.chip ? l.b.chip : l.a.chip;
+        std::string host = "127.0.0.1";
+        for (const auto& [chip, h] : check.transport.tcp_hosts) {
+          if (chip == peer) host = h;
+        }
+        const std::string item = "chip " + std::to_string(peer) + " at " + host;
+        if (where.find(item) == std::string::npos) where += (where.empty() ? "" : ", ") + item;
+      }
+      result.message += " (tcp peers: " + where + ")";
+    }
+  }
+  outbox.Post(result);
+}
+
 }  // namespace
 
 WorkerReport RunWorker(const WorkerOptions& options) {
@@ -148,6 +188,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   std::vector<std::byte> shard;
   uint32_t next_chunk = 0;
   std::thread compute;
+  std::thread link_check;
   WorkerReport report;
   bool heard = false;
   Clock::time_point last_heard = Clock::now();
@@ -161,6 +202,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
     }
     shared.cv.notify_all();
     if (compute.joinable()) compute.join();
+    if (link_check.joinable()) link_check.join();
   };
   auto protocol = [&](const std::string& why) {
     const Error e(ErrorCode::kProtocol, at + ": " + why);
@@ -268,6 +310,9 @@ WorkerReport RunWorker(const WorkerOptions& options) {
           shared.steps.push_back(std::move(s->step));
         }
         shared.cv.notify_all();
+      } else if (auto* lc = std::get_if<LinkCheckMsg>(&m)) {
+        if (assignment || link_check.joinable()) throw protocol("a link check after setup began");
+        link_check = std::thread(CheckLinks, std::cref(options), std::move(*lc), std::ref(*outbox));
       } else if (std::holds_alternative<ShutdownMsg>(m)) {
         stop();
         break;

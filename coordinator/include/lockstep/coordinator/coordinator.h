@@ -128,6 +128,16 @@ class Coordinator {
   // chips), ships programs and shards, and waits for every worker's ready.
   void Deploy(const Deployment& deployment);
 
+  // Pre-flight (lockstep deploy), before Deploy: sends every worker — each must have asked for
+  // its chip (lockstep-worker --chip) — its chip's links from `deployment`; each opens them with
+  // the deployment's transport settings, exchanging hellos that name chip and port (a peer that
+  // is not the chip and port the link names, or that does not answer within the settings'
+  // connect timeout, fails the link), then closes them. Returns one line per chip whose links
+  // failed, in chip order, each as the worker's transport reported it (empty: every link
+  // connected to the expected peer on the expected port). Workers stay registered and can be
+  // deployed afterwards.
+  std::vector<std::string> CheckLinks(const Deployment& deployment);
+
   // Runs `requests` to completion (ids must be unique); results in the order of `requests`.
   // With `admission`, also admits the hook's requests until it says stop (see Admission).
   std::vector<worker::Finished> Generate(const std::vector<worker::Request>& requests,
