@@ -1,12 +1,14 @@
 #include "lockstep/coordinator/coordinator.h"
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "control_socket.h"
 #include "lockstep/transport/crc32c.h"
 #include "messages.h"
+#include "stall_report.h"
 
 namespace lockstep::coordinator {
 namespace {
@@ -34,6 +36,7 @@ struct Coordinator::Impl {
   std::map<std::string, size_t> by_peer;
   std::vector<Clock::time_point> last_heard;
   std::vector<int64_t> last_step;
+  std::vector<worker::ChipProgress> progress;  // from the latest heartbeat
   Clock::time_point next_ping = Clock::now();
   Clock::time_point last_pump = Clock::now();
   RunStats stats;
@@ -99,6 +102,7 @@ struct Coordinator::Impl {
         by_peer[in.peer] = w;
         last_heard.push_back(now);
         last_step.push_back(-1);
+        progress.emplace_back();
         socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
       } else {
         socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
@@ -109,6 +113,7 @@ struct Coordinator::Impl {
     last_heard[w] = now;
     if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
       last_step[w] = std::max(last_step[w], h->last_step);
+      progress[w] = h->progress;
       return;
     }
     if (const auto* e = std::get_if<ErrorMsg>(&m)) {
@@ -125,6 +130,47 @@ struct Coordinator::Impl {
     }
     if (std::holds_alternative<RegisterMsg>(m)) return;  // a repeated register: already known
     if (on_message) on_message(w, m);
+  }
+
+  // No step completion for stall_timeout: gathers every worker's flight recorder, writes them to
+  // options.flight_recorder_file and fails naming the chips behind (stall_report.h).
+  [[noreturn]] void ReportStall(int64_t step, const std::vector<bool>& finished) {
+    std::vector<ChipStall> chips(workers.size());
+    for (size_t w = 0; w < workers.size(); ++w) {
+      chips[w].chip = workers[w].chip;
+      chips[w].finished = finished[w];
+      chips[w].progress = progress[w];
+      socket.Send(peers[w], FlightRecorderRequestMsg{});
+    }
+    size_t answers = 0;
+    std::string meanwhile;
+    const Clock::time_point give_up =
+        Clock::now() + std::max(Millis(1000), 5 * options.heartbeat_interval);
+    try {
+      while (answers < workers.size() && Clock::now() < give_up) {
+        Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+          auto* r = std::get_if<FlightRecorderMsg>(&m);
+          if (r == nullptr || chips[w].heard) return;
+          chips[w].heard = true;
+          chips[w].progress = r->progress;
+          chips[w].entries = std::move(r->entries);
+          ++answers;
+        });
+      }
+    } catch (const Error& e) {
+      meanwhile = "; meanwhile " + std::string(e.what());
+    }
+    const StallReport report = AnalyzeStall(step, chips);
+    std::string where;
+    if (!options.flight_recorder_file.empty()) {
+      std::ofstream out(options.flight_recorder_file);
+      out << StallJson(step, report, chips);
+      where = out ? "; flight recorders in " + options.flight_recorder_file
+                  : "; cannot write the flight recorders to " + options.flight_recorder_file;
+    }
+    throw Error(ErrorCode::kUnavailable, report.text + " (no step completed for " +
+                                             std::to_string(options.stall_timeout.count()) +
+                                             " ms)" + meanwhile + where);
   }
 
   void CheckLiveness(Clock::time_point now) const {
@@ -304,7 +350,12 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     std::vector<bool> answered(n, false);
     size_t answers = 0;
     std::vector<worker::SlotResult> results;
+    Clock::time_point last_completion = step_start;
     while (answers < n) {
+      if (im.options.stall_timeout > Millis(0) &&
+          Clock::now() - last_completion > im.options.stall_timeout) {
+        im.ReportStall(step->index, answered);
+      }
       im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
         auto* r = std::get_if<StepResultMsg>(&m);
         if (r == nullptr) return;
@@ -315,6 +366,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
         }
         answered[w] = true;
         ++answers;
+        last_completion = Clock::now();
         im.last_step[w] = r->index;
         if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
           results = std::move(r->results);

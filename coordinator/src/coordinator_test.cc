@@ -68,7 +68,7 @@ struct FakeWorker {
       std::optional<ControlMessage> m = socket.Pump(Millis(20));
       if (!m) continue;
       if (std::holds_alternative<PingMsg>(*m)) {
-        socket.Send(HeartbeatMsg{3, answered - 1});
+        socket.Send(HeartbeatMsg{3, answered - 1, {}});
       } else if (auto* a = std::get_if<AssignmentMsg>(&*m)) {
         assignment = *a;
       } else if (auto* c = std::get_if<ShardChunkMsg>(&*m)) {

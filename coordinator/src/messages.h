@@ -13,6 +13,7 @@
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/transport/message.h"
 #include "lockstep/worker/chip_runner.h"
+#include "lockstep/worker/flight_recorder.h"
 
 namespace lockstep::coordinator {
 
@@ -72,6 +73,7 @@ struct PingMsg {};
 struct HeartbeatMsg {
   int32_t chip = -1;
   int64_t last_step = -1;
+  worker::ChipProgress progress;
 };
 
 struct ErrorMsg {
@@ -82,9 +84,18 @@ struct ErrorMsg {
 
 struct ShutdownMsg {};
 
+struct FlightRecorderRequestMsg {};
+
+struct FlightRecorderMsg {
+  int32_t chip = -1;
+  worker::ChipProgress progress;
+  std::vector<worker::FlightEntry> entries;  // oldest first
+};
+
 using ControlMessage =
     std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
-                 StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg>;
+                 StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg,
+                 FlightRecorderRequestMsg, FlightRecorderMsg>;
 
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);

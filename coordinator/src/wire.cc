@@ -12,9 +12,11 @@
 namespace lockstep::coordinator {
 
 const char* MessageName(const ControlMessage& message) {
-  static constexpr const char* kNames[] = {"register",  "assignment", "shard chunk", "shard done",
-                                           "ready",     "step",       "step result", "ping",
-                                           "heartbeat", "error",      "shutdown"};
+  static constexpr const char* kNames[] = {
+      "register",       "assignment", "shard chunk", "shard done",
+      "ready",          "step",       "step result", "ping",
+      "heartbeat",      "error",      "shutdown",    "flight recorder request",
+      "flight recorder"};
   return kNames[message.index()];
 }
 
@@ -146,6 +148,8 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   }
   t.setConnectTimeoutMs(a.transport.connect_timeout_ms);
   t.setStepTimeoutMs(a.transport.step_timeout_ms);
+  t.setCurve(a.transport.curve);
+  t.setCurvePublicKey(a.transport.curve_public_key);
   Put(b.initProgram(), a.program);
   Put(b.initSpec(), a.spec);
   b.setShardBytes(a.shard_bytes);
@@ -224,10 +228,45 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
 
 void Encode(ControlMessage::Builder m, const PingMsg&) { m.setPing(); }
 
+void Put(proto::FlightEntry::Builder b, const worker::FlightEntry& e) {
+  b.setStep(e.step);
+  b.setOp(e.op);
+  b.setKind(static_cast<uint8_t>(e.kind));
+  b.setLink(e.link);
+  b.setPort(e.port);
+  b.setPeer(e.peer);
+  b.setBytes(e.bytes);
+  b.setStartNs(e.start_ns);
+  b.setEndNs(e.end_ns);
+}
+
+void Put(proto::Progress::Builder b, const worker::ChipProgress& p) {
+  b.setStep(p.step);
+  b.setRunning(p.running);
+  b.setLastCompletedStep(p.last_completed_step);
+  Put(b.initCurrent(), p.current);
+  b.setSinceStepStartNs(p.since_step_start_ns);
+}
+
 void Encode(ControlMessage::Builder m, const HeartbeatMsg& h) {
   auto b = m.initHeartbeat();
   b.setChip(h.chip);
   b.setLastStep(h.last_step);
+  Put(b.initProgress(), h.progress);
+}
+
+void Encode(ControlMessage::Builder m, const FlightRecorderRequestMsg&) {
+  m.setFlightRecorderRequest();
+}
+
+void Encode(ControlMessage::Builder m, const FlightRecorderMsg& r) {
+  auto b = m.initFlightRecorder();
+  b.setChip(r.chip);
+  Put(b.initProgress(), r.progress);
+  auto entries = b.initEntries(static_cast<unsigned>(r.entries.size()));
+  for (size_t i = 0; i < r.entries.size(); ++i) {
+    Put(entries[static_cast<unsigned>(i)], r.entries[i]);
+  }
 }
 
 void Encode(ControlMessage::Builder m, const ErrorMsg& e) {
@@ -358,6 +397,8 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   for (auto h : t.getTcpHosts()) a.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
   a.transport.connect_timeout_ms = t.getConnectTimeoutMs();
   a.transport.step_timeout_ms = t.getStepTimeoutMs();
+  a.transport.curve = t.getCurve();
+  a.transport.curve_public_key = t.getCurvePublicKey();
   a.program = Get(r.getProgram(), context);
   a.spec = Get(r.getSpec(), context);
   a.shard_bytes = r.getShardBytes();
@@ -413,6 +454,30 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r) {
   return s;
 }
 
+worker::FlightEntry GetEntry(proto::FlightEntry::Reader r, const std::string& context) {
+  worker::FlightEntry e;
+  e.step = r.getStep();
+  e.op = r.getOp();
+  e.kind = CheckedEnum<schedule::InstrKind>(r.getKind(), 5, context, "flight entry kind");
+  e.link = r.getLink();
+  e.port = r.getPort();
+  e.peer = r.getPeer();
+  e.bytes = r.getBytes();
+  e.start_ns = r.getStartNs();
+  e.end_ns = r.getEndNs();
+  return e;
+}
+
+worker::ChipProgress GetProgress(proto::Progress::Reader r, const std::string& context) {
+  worker::ChipProgress p;
+  p.step = r.getStep();
+  p.running = r.getRunning();
+  p.last_completed_step = r.getLastCompletedStep();
+  p.current = GetEntry(r.getCurrent(), context);
+  p.since_step_start_ns = r.getSinceStepStartNs();
+  return p;
+}
+
 coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
   if (m.getVersion() != kControlVersion) {
     throw Bad(context, "version " + std::to_string(m.getVersion()) + " (this build speaks " +
@@ -444,7 +509,16 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
     case ControlMessage::PING:
       return PingMsg{};
     case ControlMessage::HEARTBEAT:
-      return HeartbeatMsg{m.getHeartbeat().getChip(), m.getHeartbeat().getLastStep()};
+      return HeartbeatMsg{m.getHeartbeat().getChip(), m.getHeartbeat().getLastStep(),
+                          GetProgress(m.getHeartbeat().getProgress(), context)};
+    case ControlMessage::FLIGHT_RECORDER_REQUEST:
+      return FlightRecorderRequestMsg{};
+    case ControlMessage::FLIGHT_RECORDER: {
+      auto r = m.getFlightRecorder();
+      FlightRecorderMsg out{r.getChip(), GetProgress(r.getProgress(), context), {}};
+      for (auto e : r.getEntries()) out.entries.push_back(GetEntry(e, context));
+      return out;
+    }
     case ControlMessage::ERROR: {
       auto r = m.getError();
       return ErrorMsg{
