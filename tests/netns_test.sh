@@ -30,9 +30,17 @@ pids=()
 teardown_net() {
   for i in $(seq $N); do
     if ip netns list | grep -qw "$NS$i"; then
-      for p in $(ip netns pids "$NS$i" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+      for _ in $(seq 50); do
+        ps=$(ip netns pids "$NS$i" 2>/dev/null || true)
+        [ -n "$ps" ] || break
+        kill -9 $ps 2>/dev/null || true
+        sleep 0.1
+      done
       ip netns del "$NS$i" 2>/dev/null || true
     fi
+    # A namespace may outlive its deletion for a while (sockets of a cut link): remove the
+    # root ends of its veth pairs now.
+    for kind in c d; do ip link del "lk$kind$i" 2>/dev/null || true; done
   done
   for b in lkbr-c lkbr-d; do ip link del "$b" 2>/dev/null || true; done
 }
@@ -40,6 +48,7 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   teardown_net
+  { wait; } 2>/dev/null
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -97,9 +106,13 @@ start_run() {
     pids+=($!)
   done
 }
-stop_workers() {
+stop_workers() {  # every process of every namespace (the workers of the last run)
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for i in $(seq $N); do
+    ps=$(ip netns pids "$NS$i" 2>/dev/null || true)
+    [ -z "$ps" ] || kill -9 $ps 2>/dev/null || true
+  done
+  { wait; } 2>/dev/null || true
   pids=()
 }
 
