@@ -1,6 +1,7 @@
 #include "stall_report.h"
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 namespace lockstep::coordinator {
@@ -76,18 +77,43 @@ StallReport AnalyzeStall(int64_t step, std::vector<ChipStall> chips) {
           std::to_string((p.since_step_start_ns - p.current.start_ns) / 1000000) + " ms");
     }
   }
+  // The chip most waiters wait on is the likeliest culprit (its links or its process).
+  std::map<int32_t, int> waited_on;
+  for (const ChipStall& c : chips) {
+    if (!c.finished && c.heard && c.progress.running && c.progress.step == step &&
+        c.progress.current.link >= 0) {
+      ++waited_on[c.progress.current.peer];
+    }
+  }
+  int most = 0;
+  int32_t suspect = -1;
+  bool tie = false;
+  for (const auto& [chip, n] : waited_on) {
+    if (n > most) {
+      most = n;
+      suspect = chip;
+      tie = false;
+    } else if (n == most) {
+      tie = true;
+    }
+  }
   r.text = "step " + std::to_string(step) + " stalled: ";
   for (size_t i = 0; i < parts.size(); ++i) r.text += (i ? "; " : "") + parts[i];
   if (parts.empty()) r.text += "no chip is behind";
   if (!r.finished.empty()) {
     r.text += "; " + Plural(r.finished) + " finished step " + std::to_string(step);
   }
+  if (most >= 2 && !tie) {
+    r.suspect = suspect;
+    r.text += "; " + std::to_string(most) + " chips wait on chip " + std::to_string(suspect) +
+              " (check its links)";
+  }
   return r;
 }
 
 std::string StallJson(int64_t step, const StallReport& report,
                       const std::vector<ChipStall>& chips) {
-  nlohmann::json out = {{"step", step}, {"report", report.text}};
+  nlohmann::json out = {{"step", step}, {"report", report.text}, {"suspect", report.suspect}};
   std::vector<const ChipStall*> sorted;
   for (const ChipStall& c : chips) sorted.push_back(&c);
   std::sort(sorted.begin(), sorted.end(),

@@ -23,6 +23,8 @@ struct ChipStall {
 struct StallReport {
   std::vector<int32_t> finished;  // chips whose result for the step arrived, ascending
   std::vector<int32_t> behind;    // the others, ascending
+  // The chip that more waiting chips wait on than on any other (at least two), or -1.
+  int32_t suspect = -1;
   // One line, e.g. "step 12 stalled: chip 5 waits at step 12 op 37: recv on link 3 (port 2)
   // from chip 4 for 2000 ms; chips 0-4 finished step 12".
   std::string text;

@@ -69,6 +69,21 @@ TEST(StallReport, SeveralBehindForDifferentReasons) {
             "finished step 3");
 }
 
+TEST(StallReport, TheChipMostWaitOnIsTheSuspect) {
+  // Chip 2's links are cut: 0 and 1 wait on it, 2 waits on 3, 3 finished.
+  std::vector<ChipStall> chips = {Waiting(0, 8, 16, InstrKind::kRecv, 1, 1, 2, 1500),
+                                  Waiting(1, 8, 16, InstrKind::kRecv, 7, 1, 2, 1500),
+                                  Waiting(2, 8, 0, InstrKind::kRecv, 13, 2, 3, 1500),
+                                  Finished(3, 8)};
+  const StallReport r = AnalyzeStall(8, chips);
+  EXPECT_EQ(r.suspect, 2);
+  EXPECT_NE(r.text.find("; 2 chips wait on chip 2 (check its links)"), std::string::npos) << r.text;
+  // One waiter each: nobody stands out.
+  const StallReport even = AnalyzeStall(8, {chips[0], chips[2], chips[3]});
+  EXPECT_EQ(even.suspect, -1);
+  EXPECT_EQ(even.text.find("check its links"), std::string::npos) << even.text;
+}
+
 TEST(StallReport, ChipRangesAndJson) {
   EXPECT_EQ(ChipRanges({}), "");
   EXPECT_EQ(ChipRanges({3}), "3");
