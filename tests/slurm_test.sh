@@ -2,9 +2,9 @@
 # scripts/launch-slurm.sh for real (issue #8): starts a one-host Slurm cluster in a temporary
 # folder (munged with its own key and socket, slurmctld and slurmd with a generated slurm.conf on
 # ports no other test uses), runs a generation through sbatch/srun (one worker per task, the
-# coordinator on the first node) and checks its tokens against the in-process run. Every daemon
-# it started is stopped and the folder removed, whatever happens. Needs root (CI runs as root):
-# skips otherwise.
+# coordinator on the first node, CURVE on the links) and checks its tokens against the
+# in-process run. Every daemon it started is stopped and the folder removed, whatever happens.
+# Needs root (CI runs as root): skips otherwise.
 #
 #   tests/slurm_test.sh LOCKSTEP LOCKSTEP-COORDINATOR LOCKSTEP-WORKER   (paths to the binaries)
 set -euo pipefail
@@ -104,6 +104,8 @@ args=(--model "$DIR/job/model.json" --seed 9 --prompt 5,6,7 --max-new 6)
 timeout 60 "$LOCKSTEP" --log-level warn run "${args[@]}" --json >ref.json
 want=$(python3 -c "import json; print(json.load(open('ref.json'))['tokens'])")
 
+"$LOCKSTEP" keys generate -o "$DIR/job/keys" >/dev/null  # the links use CURVE
+
 # --help and a job-less call.
 "$SRC/scripts/launch-slurm.sh" --help | grep -q "sbatch -N NODES -n CHIPS" || fail "--help"
 set +e
@@ -115,7 +117,7 @@ set -e
 set +e
 timeout 60 sbatch --wait --quiet -N 1 -n 2 -o "$DIR/job.out" -e "$DIR/job.err" \
   "$SRC/scripts/launch-slurm.sh" --bin "$BIN" --port $CONTROL_PORT --tcp-base-port $LINK_BASE \
-  --out "$DIR/job/result.json" -- "${args[@]}" --tp 2 --pp 1 --json
+  --curve "$DIR/job/keys" --out "$DIR/job/result.json" -- "${args[@]}" --tp 2 --pp 1 --json
 rc=$?
 set -e
 [ $rc = 0 ] || { show_logs; fail "sbatch --wait exited $rc"; }
