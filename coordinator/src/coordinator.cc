@@ -37,6 +37,9 @@ struct Coordinator::Impl {
   std::vector<Clock::time_point> last_heard;
   std::vector<int64_t> last_step;
   std::vector<worker::ChipProgress> progress;  // from the latest heartbeat
+  // When a heartbeat last showed a worker at another step or instruction: a slow step that
+  // still moves is not a stall.
+  Clock::time_point last_progress_change = Clock::now();
   Clock::time_point next_ping = Clock::now();
   Clock::time_point last_pump = Clock::now();
   RunStats stats;
@@ -113,6 +116,11 @@ struct Coordinator::Impl {
     last_heard[w] = now;
     if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
       last_step[w] = std::max(last_step[w], h->last_step);
+      const worker::ChipProgress& before = progress[w];
+      if (h->progress.step != before.step || h->progress.running != before.running ||
+          h->progress.current.op != before.current.op) {
+        last_progress_change = now;
+      }
       progress[w] = h->progress;
       return;
     }
@@ -130,6 +138,19 @@ struct Coordinator::Impl {
     }
     if (std::holds_alternative<RegisterMsg>(m)) return;  // a repeated register: already known
     if (on_message) on_message(w, m);
+  }
+
+  // A stall: no step completed and no worker moved to another instruction for stall_timeout,
+  // and a chip that has not finished the step waits on a link (a long compute is not a stall).
+  bool Stalled(Clock::time_point last_completion, const std::vector<bool>& finished) const {
+    if (options.stall_timeout <= Millis(0)) return false;
+    if (Clock::now() - std::max(last_completion, last_progress_change) <= options.stall_timeout) {
+      return false;
+    }
+    for (size_t w = 0; w < workers.size(); ++w) {
+      if (!finished[w] && progress[w].running && progress[w].current.link >= 0) return true;
+    }
+    return false;
   }
 
   // No step completion for stall_timeout: gathers every worker's flight recorder, writes them to
@@ -352,10 +373,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     std::vector<worker::SlotResult> results;
     Clock::time_point last_completion = step_start;
     while (answers < n) {
-      if (im.options.stall_timeout > Millis(0) &&
-          Clock::now() - last_completion > im.options.stall_timeout) {
-        im.ReportStall(step->index, answered);
-      }
+      if (im.Stalled(last_completion, answered)) im.ReportStall(step->index, answered);
       im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
         auto* r = std::get_if<StepResultMsg>(&m);
         if (r == nullptr) return;

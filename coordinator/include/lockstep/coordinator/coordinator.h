@@ -6,10 +6,10 @@
 // the schedule's pipeline slots, every worker gets every Step, and the sampling chip's results
 // go back to the batcher and, token by token, to the caller.
 //
-// Stalls: when no step completes for `stall_timeout` while every worker still answers, the
-// coordinator asks the workers for their flight recorders and fails naming the chips behind
-// and the links they wait on ("chip 5 waits at step 12 op 37: recv on link 3 (port 2) from
-// chip 4 ...; chips 0-4 finished step 12").
+// Stalls: when no step completes and no worker moves on for `stall_timeout` while every worker
+// still answers and one waits on a link, the coordinator asks the workers for their flight
+// recorders and fails naming the chips behind and the links they wait on ("chip 5 waits at step 12
+// op 37: recv on link 3 (port 2) from chip 4 ...; chips 0-4 finished step 12").
 //
 // Liveness: the coordinator pings every worker each `heartbeat_interval`; a worker that sends
 // nothing for `heartbeat_timeout` (or whose process the launcher reports dead) fails the call
@@ -57,8 +57,9 @@ struct CoordinatorOptions {
     std::string what;  // "was killed by signal 9", "exited with status 1"
   };
   std::function<std::optional<DeadWorker>()> dead_worker;
-  // A run in which no worker completes the running step for this long while the workers still
-  // answer is stalled (a cut link, a peer that never sends): the coordinator collects every
+  // A run in which no worker completes the running step or moves to another instruction for
+  // this long, while the workers still answer and one of them waits on a link, is stalled (a cut
+  // link, a peer that never sends; a long computation is not): the coordinator collects every
   // worker's flight recorder (worker/flight_recorder.h), names the chips that are behind, the
   // step and op they are at and the link (port, peer) they wait on, writes the recorders to
   // `flight_recorder_file` and fails the call with kUnavailable. Keep it below the workers'
