@@ -26,6 +26,8 @@
 #   <- linkCheck       this chip's links and transport options: open them (each end says hello
 #                      naming its chip and port, and checks the peer's), then close them
 #   -> linkCheckResult ok, or the first link that failed and why
+#   <- flightRecorderRequest / -> flightRecorder  when no step completes for the stall timeout:
+#                    every worker sends its progress and its last N executed instructions
 # A peer that is silent for longer than the heartbeat timeout is treated as gone: the
 # coordinator fails the run naming the chip and its last completed step; a worker exits with a
 # one-line error naming the coordinator's address.
@@ -65,6 +67,8 @@ struct ControlMessage {
     stopServer @16 :Void;
     linkCheck @17 :LinkCheck;
     linkCheckResult @18 :LinkCheckResult;
+    flightRecorderRequest @19 :Void;        # coordinator -> every worker when a run stalls
+    flightRecorder @20 :FlightRecorderDump; # the answer: progress and the last N instructions
   }
 }
 
@@ -123,6 +127,8 @@ struct TransportOptions {
   tcpHosts @5 :List(ChipHost);
   connectTimeoutMs @6 :Int64;
   stepTimeoutMs @7 :Int64;   # per transport Send/Receive inside a step
+  curve @8 :Bool;            # tcp: CURVE on every link; each worker reads its own key pair
+  curvePublicKey @9 :Text;   # Z85: the run's public key, the only key a link end accepts
 }
 
 struct ChipHost {
@@ -251,6 +257,35 @@ struct StepResult {
 struct Heartbeat {
   chip @0 :Int32;            # -1 before the assignment
   lastStep @1 :Int64;        # last completed step; -1 before the first
+  progress @2 :Progress;     # where the chip is now (the step, the instruction it waits in)
+}
+
+# worker::FlightEntry: one executed (or executing) instruction of a chip's program.
+struct FlightEntry {
+  step @0 :Int64 = -1;
+  op @1 :Int32 = -1;         # instruction index in the program
+  kind @2 :UInt8;            # schedule::InstrKind
+  link @3 :Int32 = -1;       # Send: outgoing link; Recv/Forward: incoming; -1 compute
+  port @4 :Int32 = -1;       # this chip's port on that link
+  peer @5 :Int32 = -1;       # the chip at its far end
+  bytes @6 :Int64;
+  startNs @7 :Int64;         # since the step started (wall clock, diagnostics only)
+  endNs @8 :Int64 = -1;      # -1 while it runs
+}
+
+# worker::ChipProgress.
+struct Progress {
+  step @0 :Int64 = -1;
+  running @1 :Bool;
+  lastCompletedStep @2 :Int64 = -1;
+  current @3 :FlightEntry;
+  sinceStepStartNs @4 :Int64;
+}
+
+struct FlightRecorderDump {
+  chip @0 :Int32;
+  progress @1 :Progress;
+  entries @2 :List(FlightEntry);  # oldest first
 }
 
 struct ErrorReport {

@@ -19,6 +19,7 @@ PACKAGES=(
   clang libclang-rt-14-dev        # libFuzzer targets (scripts/fuzz.sh)
   python3                         # JSON checks in tests/cli_test.sh
   libbenchmark-dev                # benchmarks
+  slurm-wlm munge                 # tests/slurm_test.sh, scripts/launch-slurm.sh
 )
 
 build_dir=build

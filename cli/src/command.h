@@ -74,6 +74,6 @@ CommandGroup WeightsCommand();
 CommandGroup RunCommand();
 CommandGroup KeysCommand();
 CommandGroup GenerateCommand();  // generate_command.cc
-CommandGroup DeployCommand();  // deploy_command.cc
+CommandGroup DeployCommand();    // deploy_command.cc
 
 }  // namespace lockstep::cli

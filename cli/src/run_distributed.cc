@@ -8,6 +8,7 @@
 #include "run_distributed.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
+#include "lockstep/transport/curve.h"
 #include "lockstep/transport/transport.h"
 #include "pin_map.h"
 #include "run_inputs.h"
@@ -77,10 +79,10 @@ bool WantsDistributed(const std::vector<std::string>& args) {
 
 int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
-  std::string config, weights_path, prompt_text, prompts_file, dump, backend, topo_name = "node",
-                                                                              plan_path, pin_map;
+  std::string config, weights_path, prompt_text, prompts_file, dump, backend,
+      topo_name = "node", plan_path, pin_map, curve_keys, flight_file;
   uint64_t seed = 0, sample_seed = 0;
-  int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000;
+  int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
   int32_t slots = 0;
   std::vector<std::string> inject_text;
@@ -121,6 +123,15 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "inject", po::value<std::vector<std::string>>(&inject_text),
       "fault injection (ipc, tcp; repeatable): kill:CHIP@STEP or stop:CHIP@STEP sends SIGKILL or "
       "SIGSTOP to that chip's worker as step STEP starts; the run fails over to a spare chip")(
+      "stall-timeout-ms", po::value<int64_t>(&stall_ms),
+      "no step completing for this long is a stall: report the chips behind and the links "
+      "they wait on (default: half the step timeout; 0 = off)")(
+      "flight-recorder", po::value<std::string>(&flight_file),
+      "on a stall, write every worker's last instructions here (JSON; default "
+      "/tmp/lockstep-flight-recorder-PID.json)")(
+      "curve", "tcp: CURVE-encrypt and authenticate every link with a fresh key pair")(
+      "curve-keys", po::value<std::string>(&curve_keys),
+      "tcp: CURVE with the key pair in DIR (lockstep keys generate -o DIR) instead")(
       "dump-logits", po::value<std::string>(&dump),
       "write each token's logits to a float32 .npy [max_new, vocab]; with --prompts one file "
       "per prompt, FILE with .npy replaced by .<i>.npy");
@@ -129,7 +140,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
-      "[--slots M] [--inject kill:CHIP@STEP]... [--dump-logits F.npy] [--json]";
+      "[--slots M] [--inject kill:CHIP@STEP]... [--curve | --curve-keys DIR] [--dump-logits F.npy] "
+      "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
   if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
@@ -144,6 +156,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   if (tp < 0 || pp < 0 || slots < 0 || heartbeat_ms < 1 || step_timeout_ms < 1) {
     throw UsageError("--tp, --pp, --slots must be >= 0 and the timeouts >= 1");
   }
+  const bool curve = vm.count("curve") > 0 || !curve_keys.empty();
+  if (curve && backend != "tcp") throw UsageError("--curve needs --transport tcp");
   sampling.seed = sample_seed;
   std::vector<Injection> injections;
   for (const std::string& t : inject_text) injections.push_back(ParseInjection(t));
@@ -179,6 +193,17 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   Launch launch(ctx.log);
   ts.ipc_dir = launch.dir().string();
+  // CURVE: the run's key pair lives in files each worker reads itself (only the public key goes
+  // over the control socket); a fresh pair goes to the run directory, removed with it.
+  fs::path key_dir = curve_keys;
+  if (curve) {
+    if (key_dir.empty()) {
+      key_dir = launch.dir() / "keys";
+      transport::WriteCurveKeyPair(transport::GenerateCurveKeyPair(), key_dir);
+    }
+    ts.curve = true;
+    ts.curve_public_key = transport::ReadCurveKeyPair(key_dir).public_key;
+  }
   coordinator::Deployment deployment =
       coordinator::MakeDeployment(plan, spec, topo, weights, deploy_options);
   if (!pin_map.empty()) {
@@ -216,6 +241,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     }
   };
   co.dead_worker = [&launch] { return launch.Dead(); };
+  co.stall_timeout = std::chrono::milliseconds(stall_ms >= 0 ? stall_ms : step_timeout_ms / 2);
+  co.flight_recorder_file = !flight_file.empty() ? flight_file
+                                                 : "/tmp/lockstep-flight-recorder-" +
+                                                       std::to_string(::getpid()) + ".json";
   // Failover (worker processes only: a thread cannot be killed and replaced): the plan and
   // topology patched so far; each failover patches them again and deploys the result with its
   // links in a fresh folder (ipc) or port block (tcp), so no socket of the old schedule lingers.
@@ -232,6 +261,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                                       std::to_string(heartbeat_ms + step_timeout_ms),
                                       "--connect-timeout-ms",
                                       std::to_string(5000 + startup_allowance.count())};
+    if (curve) {
+      wargs.push_back("--curve");
+      wargs.push_back(key_dir.string());
+    }
     if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
     launch.SpawnProcess(exe, wargs, static_cast<int32_t>(chip));
   };

@@ -5,6 +5,8 @@
 // coordinator/client.h) until SIGINT/SIGTERM or a client's shutdown request, then tells every
 // worker to exit and exits 0.
 // Exit status: 0 success, 1 runtime failure (one line on stderr), 2 usage error.
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <fstream>
@@ -21,6 +23,7 @@
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
+#include "lockstep/transport/curve.h"
 #include "run_inputs.h"
 #include "token_list.h"
 #include "topology_arg.h"
@@ -35,10 +38,12 @@ extern "C" void OnStopSignal(int sig) { g_stop_signal = sig; }
 
 int Main(int argc, char** argv) {
   std::string listen = "tcp://127.0.0.1:7700", config, weights_path, topo_name = "node", plan_path,
-              backend = "tcp", ipc_dir = "/tmp", prompts_file, serve;
+              backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir;
   std::vector<std::string> prompt_texts, tcp_hosts;
   uint64_t seed = 0;
-  int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000;
+  int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000, step_timeout_ms = 10000,
+          stall_ms = -1, connect_timeout_ms = 10000;
+  std::string flight_file;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 27000;
   int32_t slots = 0;
   bool json = false;
@@ -64,6 +69,9 @@ int Main(int argc, char** argv) {
       "tcp: link ports are base + chip * 16 + port")(
       "tcp-host", po::value<std::vector<std::string>>(&tcp_hosts),
       "tcp: CHIP=IP, the host of a chip (repeatable; default 127.0.0.1)")(
+      "curve", po::value<std::string>(&curve_dir),
+      "tcp: CURVE on every link with the key pair in DIR (lockstep keys generate -o DIR); only "
+      "DIR/lockstep.public is read here, each worker reads the pair (lockstep-worker --curve)")(
       "prompt", po::value<std::vector<std::string>>(&prompt_texts),
       "prompt ids 1,2,3 (repeatable)")("prompts", po::value<std::string>(&prompts_file),
                                        "a file of prompts, one per line")(
@@ -74,7 +82,17 @@ int Main(int argc, char** argv) {
       "register-timeout-ms", po::value<int64_t>(&register_ms)->default_value(60000),
       "wait this long for the workers to register")(
       "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
-      "a worker silent this long fails the run")("json", po::bool_switch(&json),
+      "a worker silent this long fails the run")(
+      "connect-timeout-ms", po::value<int64_t>(&connect_timeout_ms)->default_value(10000),
+      "every link's peer must answer within this when the links open")(
+      "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
+      "a link transfer waiting this long fails the run")(
+      "stall-timeout-ms", po::value<int64_t>(&stall_ms),
+      "no step completing for this long is a stall: report the chips behind and the links they "
+      "wait on (default: half the step timeout; 0 = off)")(
+      "flight-recorder", po::value<std::string>(&flight_file),
+      "on a stall, write every worker's last instructions here (JSON; default "
+      "/tmp/lockstep-flight-recorder-PID.json)")("json", po::bool_switch(&json),
                                                  "print the result as one JSON object");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -88,6 +106,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (backend != "ipc" && backend != "tcp") throw UsageError("--transport must be ipc or tcp");
+  if (!curve_dir.empty() && backend != "tcp") throw UsageError("--curve needs --transport tcp");
   std::vector<std::vector<int32_t>> prompts;
   for (const std::string& p : prompt_texts) {
     prompts.push_back(lockstep::cli::ParseTokenList(p, "--prompt"));
@@ -111,10 +130,20 @@ int Main(int argc, char** argv) {
   deploy.transport.backend = backend;
   deploy.transport.ipc_dir = ipc_dir;
   deploy.transport.tcp_base_port = tcp_base_port;
+  if (step_timeout_ms < 1 || connect_timeout_ms < 1) {
+    throw UsageError("--step-timeout-ms and --connect-timeout-ms must be >= 1");
+  }
+  deploy.transport.connect_timeout_ms = connect_timeout_ms;
+  deploy.transport.step_timeout_ms = step_timeout_ms;
   for (const std::string& h : tcp_hosts) {
     const size_t eq = h.find('=');
     if (eq == std::string::npos) throw UsageError("--tcp-host wants CHIP=IP, got '" + h + "'");
     deploy.transport.tcp_hosts.emplace_back(std::stoul(h.substr(0, eq)), h.substr(eq + 1));
+  }
+  if (!curve_dir.empty()) {
+    deploy.transport.curve = true;
+    deploy.transport.curve_public_key =
+        lockstep::transport::ReadCurveKey(std::filesystem::path(curve_dir) / "lockstep.public");
   }
   const lockstep::coordinator::Deployment deployment =
       lockstep::coordinator::MakeDeployment(plan, spec, topo, weights, deploy);
@@ -122,6 +151,10 @@ int Main(int argc, char** argv) {
   lockstep::coordinator::CoordinatorOptions co;
   co.address = listen;
   co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  co.stall_timeout = std::chrono::milliseconds(stall_ms >= 0 ? stall_ms : step_timeout_ms / 2);
+  co.flight_recorder_file = !flight_file.empty() ? flight_file
+                                                 : "/tmp/lockstep-flight-recorder-" +
+                                                       std::to_string(::getpid()) + ".json";
   co.progress = [](std::string_view line) {
     std::cerr << "lockstep-coordinator: " << line << "\n";
   };

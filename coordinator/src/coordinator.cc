@@ -1,6 +1,7 @@
 #include "lockstep/coordinator/coordinator.h"
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -8,6 +9,7 @@
 #include "control_socket.h"
 #include "lockstep/transport/crc32c.h"
 #include "messages.h"
+#include "stall_report.h"
 
 namespace lockstep::coordinator {
 namespace {
@@ -50,6 +52,10 @@ struct Coordinator::Impl {
   std::vector<FailoverRecord> failovers;
   std::map<uint32_t, std::pair<int, int>> places;  // the deployed chips' (stage, rank)
   std::vector<worker::Finished> partial;
+  std::vector<worker::ChipProgress> progress;  // from the latest heartbeat
+  // When a heartbeat last showed a worker at another step or instruction: a slow step that
+  // still moves is not a stall.
+  Clock::time_point last_progress_change = Clock::now();
   Clock::time_point next_ping = Clock::now();
   Clock::time_point last_pump = Clock::now();
   RunStats stats;
@@ -125,6 +131,7 @@ struct Coordinator::Impl {
         gone.push_back(false);
         reassigning.push_back(false);
         awaiting.erase(r->chip);
+        progress.emplace_back();
         socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
       } else if (deployed) {
         socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
@@ -138,6 +145,12 @@ struct Coordinator::Impl {
     last_heard[w] = now;
     if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
       last_step[w] = std::max(last_step[w], h->last_step);
+      const worker::ChipProgress& before = progress[w];
+      if (h->progress.step != before.step || h->progress.running != before.running ||
+          h->progress.current.op != before.current.op) {
+        last_progress_change = now;
+      }
+      progress[w] = h->progress;
       return;
     }
     if (std::holds_alternative<ReadyMsg>(m)) reassigning[w] = false;
@@ -156,6 +169,65 @@ struct Coordinator::Impl {
     }
     if (std::holds_alternative<RegisterMsg>(m)) return;  // a repeated register: already known
     if (on_message) on_message(w, m);
+  }
+
+  // A stall: no step completed and no worker moved to another instruction for stall_timeout,
+  // and a chip that has not finished the step waits on a link (a long compute is not a stall).
+  bool Stalled(Clock::time_point last_completion, const std::vector<bool>& finished) const {
+    if (options.stall_timeout <= Millis(0)) return false;
+    if (Clock::now() - std::max(last_completion, last_progress_change) <= options.stall_timeout) {
+      return false;
+    }
+    for (size_t w = 0; w < workers.size(); ++w) {
+      if (!finished[w] && progress[w].running && progress[w].current.link >= 0) return true;
+    }
+    return false;
+  }
+
+  // No step completion for stall_timeout: gathers every worker's flight recorder, writes them to
+  // options.flight_recorder_file and fails naming the chips behind (stall_report.h).
+  [[noreturn]] void ReportStall(int64_t step, const std::vector<bool>& finished) {
+    std::vector<ChipStall> chips(workers.size());
+    size_t answers = 0;
+    for (size_t w = 0; w < workers.size(); ++w) {
+      chips[w].chip = workers[w].chip;
+      chips[w].finished = finished[w];
+      chips[w].progress = progress[w];
+      if (gone[w]) {  // out of the run since a failover: nothing to ask
+        chips[w].heard = true;
+        ++answers;
+        continue;
+      }
+      socket.Send(peers[w], FlightRecorderRequestMsg{});
+    }
+    std::string meanwhile;
+    const Clock::time_point give_up =
+        Clock::now() + std::max(Millis(1000), 5 * options.heartbeat_interval);
+    try {
+      while (answers < workers.size() && Clock::now() < give_up) {
+        Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+          auto* r = std::get_if<FlightRecorderMsg>(&m);
+          if (r == nullptr || chips[w].heard) return;
+          chips[w].heard = true;
+          chips[w].progress = r->progress;
+          chips[w].entries = std::move(r->entries);
+          ++answers;
+        });
+      }
+    } catch (const Error& e) {
+      meanwhile = "; meanwhile " + std::string(e.what());
+    }
+    const StallReport report = AnalyzeStall(step, chips);
+    std::string where;
+    if (!options.flight_recorder_file.empty()) {
+      std::ofstream out(options.flight_recorder_file);
+      out << StallJson(step, report, chips);
+      where = out ? "; flight recorders in " + options.flight_recorder_file
+                  : "; cannot write the flight recorders to " + options.flight_recorder_file;
+    }
+    throw Error(ErrorCode::kUnavailable, report.text + " (no step completed for " +
+                                             std::to_string(options.stall_timeout.count()) +
+                                             " ms)" + meanwhile + where);
   }
 
   void CheckLiveness(Clock::time_point now) const {
@@ -391,7 +463,12 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
         im.socket.Send(im.peers[w], msg);
         ++expected;
       }
+      // A chip no longer in the run (failed, retired) owes no answer: not "behind" either.
+      std::vector<bool> settled(n, false);
+      for (size_t w = 0; w < n; ++w) settled[w] = im.gone[w];
+      Clock::time_point last_completion = step_start;
       while (answers < expected) {
+        if (im.Stalled(last_completion, settled)) im.ReportStall(step->index, settled);
         im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
           auto* r = std::get_if<StepResultMsg>(&m);
           if (r == nullptr) return;
@@ -401,7 +478,9 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
                         std::to_string(step->index) + " runs");
           }
           answered[w] = true;
+          settled[w] = true;
           ++answers;
+          last_completion = Clock::now();
           im.last_step[w] = r->index;
           if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
             results = std::move(r->results);

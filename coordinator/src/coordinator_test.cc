@@ -68,7 +68,7 @@ struct FakeWorker {
       std::optional<ControlMessage> m = socket.Pump(Millis(20));
       if (!m) continue;
       if (std::holds_alternative<PingMsg>(*m)) {
-        socket.Send(HeartbeatMsg{3, answered - 1});
+        socket.Send(HeartbeatMsg{3, answered - 1, {}});
       } else if (auto* a = std::get_if<AssignmentMsg>(&*m)) {
         assignment = *a;
       } else if (auto* c = std::get_if<ShardChunkMsg>(&*m)) {
@@ -123,7 +123,7 @@ TEST(Coordinator, AHeartbeatBeforeTheRegisterIsNotAShutdown) {
   options.address = Address("early-beat");
   Coordinator coordinator(options);
   DealerSocket worker(coordinator.address());
-  worker.Send(HeartbeatMsg{-1, -1});
+  worker.Send(HeartbeatMsg{-1, -1, {}});
   // The coordinator sees the stranger's heartbeat first, then (a moment later) its register.
   EXPECT_THROW(coordinator.AwaitWorkers(1, Millis(100)), Error);
   worker.Send(Hello(-1));

@@ -13,6 +13,7 @@
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/transport/message.h"
 #include "lockstep/worker/chip_runner.h"
+#include "lockstep/worker/flight_recorder.h"
 
 namespace lockstep::coordinator {
 
@@ -74,6 +75,7 @@ struct PingMsg {};
 struct HeartbeatMsg {
   int32_t chip = -1;
   int64_t last_step = -1;
+  worker::ChipProgress progress;
 };
 
 struct ErrorMsg {
@@ -125,10 +127,19 @@ struct LinkCheckResultMsg {
   uint32_t links = 0;
 };
 
+struct FlightRecorderRequestMsg {};
+
+struct FlightRecorderMsg {
+  int32_t chip = -1;
+  worker::ChipProgress progress;
+  std::vector<worker::FlightEntry> entries;  // oldest first
+};
+
 using ControlMessage =
     std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
                  StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg, SubmitMsg,
-                 AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg, LinkCheckMsg, LinkCheckResultMsg>;
+                 AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg, LinkCheckMsg, LinkCheckResultMsg,
+                 FlightRecorderRequestMsg, FlightRecorderMsg>;
 
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);

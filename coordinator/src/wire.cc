@@ -13,10 +13,26 @@
 namespace lockstep::coordinator {
 
 const char* MessageName(const ControlMessage& message) {
-  static constexpr const char* kNames[] = {
-      "register",    "assignment", "shard chunk", "shard done",  "ready",      "step",
-      "step result", "ping",       "heartbeat",   "error",       "shutdown",   "submit",
-      "accepted",    "token",      "done",        "stop server", "link check", "link check result"};
+  static constexpr const char* kNames[] = {"register",
+                                           "assignment",
+                                           "shard chunk",
+                                           "shard done",
+                                           "ready",
+                                           "step",
+                                           "step result",
+                                           "ping",
+                                           "heartbeat",
+                                           "error",
+                                           "shutdown",
+                                           "submit",
+                                           "accepted",
+                                           "token",
+                                           "done",
+                                           "stop server",
+                                           "link check",
+                                           "link check result",
+                                           "flight recorder request",
+                                           "flight recorder"};
   return kNames[message.index()];
 }
 
@@ -88,35 +104,71 @@ void Encode(ControlMessage::Builder m, const RegisterMsg& r) {
   b.setChip(r.chip);
 }
 
+void PutLinks(capnp::List<proto::Link>::Builder out, const std::vector<transport::LinkSpec>& in) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto l = out[static_cast<unsigned>(i)];
+    l.setAChip(in[i].a.chip);
+    l.setAPort(in[i].a.port);
+    l.setBChip(in[i].b.chip);
+    l.setBPort(in[i].b.port);
+    l.setLatencyNs(in[i].latency_ns);
+    l.setBytesPerSecond(in[i].bytes_per_second);
+  }
+}
+
+std::vector<transport::LinkSpec> GetLinks(capnp::List<proto::Link>::Reader in) {
+  std::vector<transport::LinkSpec> out;
+  for (auto l : in) {
+    transport::LinkSpec spec;
+    spec.a = {l.getAChip(), l.getAPort()};
+    spec.b = {l.getBChip(), l.getBPort()};
+    spec.latency_ns = l.getLatencyNs();
+    spec.bytes_per_second = l.getBytesPerSecond();
+    out.push_back(spec);
+  }
+  return out;
+}
+
+void PutTransport(proto::TransportOptions::Builder t, const TransportSettings& s) {
+  t.setBackend(s.backend);
+  t.setQueueCapacity(s.queue_capacity);
+  t.setMaxPayloadBytes(s.max_payload_bytes);
+  t.setIpcDir(s.ipc_dir);
+  t.setTcpBasePort(s.tcp_base_port);
+  auto hosts = t.initTcpHosts(static_cast<unsigned>(s.tcp_hosts.size()));
+  for (size_t i = 0; i < s.tcp_hosts.size(); ++i) {
+    hosts[static_cast<unsigned>(i)].setChip(s.tcp_hosts[i].first);
+    hosts[static_cast<unsigned>(i)].setHost(s.tcp_hosts[i].second);
+  }
+  t.setConnectTimeoutMs(s.connect_timeout_ms);
+  t.setStepTimeoutMs(s.step_timeout_ms);
+  t.setCurve(s.curve);
+  t.setCurvePublicKey(s.curve_public_key);
+}
+
+TransportSettings GetTransport(proto::TransportOptions::Reader t) {
+  TransportSettings s;
+  s.backend = t.getBackend();
+  s.queue_capacity = t.getQueueCapacity();
+  s.max_payload_bytes = t.getMaxPayloadBytes();
+  s.ipc_dir = t.getIpcDir();
+  s.tcp_base_port = t.getTcpBasePort();
+  for (auto h : t.getTcpHosts()) s.tcp_hosts.emplace_back(h.getChip(), h.getHost());
+  s.connect_timeout_ms = t.getConnectTimeoutMs();
+  s.step_timeout_ms = t.getStepTimeoutMs();
+  s.curve = t.getCurve();
+  s.curve_public_key = t.getCurvePublicKey();
+  return s;
+}
+
 void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   auto b = m.initAssignment();
   b.setChip(a.chip);
   b.setStage(a.stage);
   b.setRank(a.rank);
   b.setScheduleId(a.schedule_id);
-  auto links = b.initLinks(static_cast<unsigned>(a.links.size()));
-  for (size_t i = 0; i < a.links.size(); ++i) {
-    auto l = links[static_cast<unsigned>(i)];
-    l.setAChip(a.links[i].a.chip);
-    l.setAPort(a.links[i].a.port);
-    l.setBChip(a.links[i].b.chip);
-    l.setBPort(a.links[i].b.port);
-    l.setLatencyNs(a.links[i].latency_ns);
-    l.setBytesPerSecond(a.links[i].bytes_per_second);
-  }
-  auto t = b.initTransport();
-  t.setBackend(a.transport.backend);
-  t.setQueueCapacity(a.transport.queue_capacity);
-  t.setMaxPayloadBytes(a.transport.max_payload_bytes);
-  t.setIpcDir(a.transport.ipc_dir);
-  t.setTcpBasePort(a.transport.tcp_base_port);
-  auto hosts = t.initTcpHosts(static_cast<unsigned>(a.transport.tcp_hosts.size()));
-  for (size_t i = 0; i < a.transport.tcp_hosts.size(); ++i) {
-    hosts[static_cast<unsigned>(i)].setChip(a.transport.tcp_hosts[i].first);
-    hosts[static_cast<unsigned>(i)].setHost(a.transport.tcp_hosts[i].second);
-  }
-  t.setConnectTimeoutMs(a.transport.connect_timeout_ms);
-  t.setStepTimeoutMs(a.transport.step_timeout_ms);
+  PutLinks(b.initLinks(static_cast<unsigned>(a.links.size())), a.links);
+  PutTransport(b.initTransport(), a.transport);
   const std::vector<std::byte> program = schedule::SerializeProgram(a.program);
   b.setProgram(kj::arrayPtr(reinterpret_cast<const kj::byte*>(program.data()), program.size()));
   Put(b.initSpec(), a.spec);
@@ -197,10 +249,45 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
 
 void Encode(ControlMessage::Builder m, const PingMsg&) { m.setPing(); }
 
+void Put(proto::FlightEntry::Builder b, const worker::FlightEntry& e) {
+  b.setStep(e.step);
+  b.setOp(e.op);
+  b.setKind(static_cast<uint8_t>(e.kind));
+  b.setLink(e.link);
+  b.setPort(e.port);
+  b.setPeer(e.peer);
+  b.setBytes(e.bytes);
+  b.setStartNs(e.start_ns);
+  b.setEndNs(e.end_ns);
+}
+
+void Put(proto::Progress::Builder b, const worker::ChipProgress& p) {
+  b.setStep(p.step);
+  b.setRunning(p.running);
+  b.setLastCompletedStep(p.last_completed_step);
+  Put(b.initCurrent(), p.current);
+  b.setSinceStepStartNs(p.since_step_start_ns);
+}
+
 void Encode(ControlMessage::Builder m, const HeartbeatMsg& h) {
   auto b = m.initHeartbeat();
   b.setChip(h.chip);
   b.setLastStep(h.last_step);
+  Put(b.initProgress(), h.progress);
+}
+
+void Encode(ControlMessage::Builder m, const FlightRecorderRequestMsg&) {
+  m.setFlightRecorderRequest();
+}
+
+void Encode(ControlMessage::Builder m, const FlightRecorderMsg& r) {
+  auto b = m.initFlightRecorder();
+  b.setChip(r.chip);
+  Put(b.initProgress(), r.progress);
+  auto entries = b.initEntries(static_cast<unsigned>(r.entries.size()));
+  for (size_t i = 0; i < r.entries.size(); ++i) {
+    Put(entries[static_cast<unsigned>(i)], r.entries[i]);
+  }
 }
 
 void Encode(ControlMessage::Builder m, const ErrorMsg& e) {
@@ -240,33 +327,6 @@ void Encode(ControlMessage::Builder m, const DoneMsg& d) {
 }
 
 void Encode(ControlMessage::Builder m, const StopServerMsg&) { m.setStopServer(); }
-void PutLinks(capnp::List<proto::Link>::Builder out, const std::vector<transport::LinkSpec>& in) {
-  for (size_t i = 0; i < in.size(); ++i) {
-    auto l = out[static_cast<unsigned>(i)];
-    l.setAChip(in[i].a.chip);
-    l.setAPort(in[i].a.port);
-    l.setBChip(in[i].b.chip);
-    l.setBPort(in[i].b.port);
-    l.setLatencyNs(in[i].latency_ns);
-    l.setBytesPerSecond(in[i].bytes_per_second);
-  }
-}
-
-void PutTransport(proto::TransportOptions::Builder t, const TransportSettings& s) {
-  t.setBackend(s.backend);
-  t.setQueueCapacity(s.queue_capacity);
-  t.setMaxPayloadBytes(s.max_payload_bytes);
-  t.setIpcDir(s.ipc_dir);
-  t.setTcpBasePort(s.tcp_base_port);
-  auto hosts = t.initTcpHosts(static_cast<unsigned>(s.tcp_hosts.size()));
-  for (size_t i = 0; i < s.tcp_hosts.size(); ++i) {
-    hosts[static_cast<unsigned>(i)].setChip(s.tcp_hosts[i].first);
-    hosts[static_cast<unsigned>(i)].setHost(s.tcp_hosts[i].second);
-  }
-  t.setConnectTimeoutMs(s.connect_timeout_ms);
-  t.setStepTimeoutMs(s.step_timeout_ms);
-}
-
 void Encode(ControlMessage::Builder m, const LinkCheckMsg& c) {
   auto b = m.initLinkCheck();
   b.setChip(c.chip);
@@ -345,23 +405,8 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   a.stage = r.getStage();
   a.rank = r.getRank();
   a.schedule_id = r.getScheduleId();
-  for (auto l : r.getLinks()) {
-    transport::LinkSpec spec;
-    spec.a = {l.getAChip(), l.getAPort()};
-    spec.b = {l.getBChip(), l.getBPort()};
-    spec.latency_ns = l.getLatencyNs();
-    spec.bytes_per_second = l.getBytesPerSecond();
-    a.links.push_back(spec);
-  }
-  auto t = r.getTransport();
-  a.transport.backend = t.getBackend();
-  a.transport.queue_capacity = t.getQueueCapacity();
-  a.transport.max_payload_bytes = t.getMaxPayloadBytes();
-  a.transport.ipc_dir = t.getIpcDir();
-  a.transport.tcp_base_port = t.getTcpBasePort();
-  for (auto h : t.getTcpHosts()) a.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
-  a.transport.connect_timeout_ms = t.getConnectTimeoutMs();
-  a.transport.step_timeout_ms = t.getStepTimeoutMs();
+  a.links = GetLinks(r.getLinks());
+  a.transport = GetTransport(r.getTransport());
   const auto program = r.getProgram();
   a.program = schedule::ParseProgram(
       {reinterpret_cast<const std::byte*>(program.begin()), program.size()}, context);
@@ -423,24 +468,33 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r) {
 LinkCheckMsg GetLinkCheck(proto::LinkCheck::Reader r) {
   LinkCheckMsg c;
   c.chip = r.getChip();
-  for (auto l : r.getLinks()) {
-    transport::LinkSpec spec;
-    spec.a = {l.getAChip(), l.getAPort()};
-    spec.b = {l.getBChip(), l.getBPort()};
-    spec.latency_ns = l.getLatencyNs();
-    spec.bytes_per_second = l.getBytesPerSecond();
-    c.links.push_back(spec);
-  }
-  auto t = r.getTransport();
-  c.transport.backend = t.getBackend();
-  c.transport.queue_capacity = t.getQueueCapacity();
-  c.transport.max_payload_bytes = t.getMaxPayloadBytes();
-  c.transport.ipc_dir = t.getIpcDir();
-  c.transport.tcp_base_port = t.getTcpBasePort();
-  for (auto h : t.getTcpHosts()) c.transport.tcp_hosts.emplace_back(h.getChip(), h.getHost());
-  c.transport.connect_timeout_ms = t.getConnectTimeoutMs();
-  c.transport.step_timeout_ms = t.getStepTimeoutMs();
+  c.links = GetLinks(r.getLinks());
+  c.transport = GetTransport(r.getTransport());
   return c;
+}
+
+worker::FlightEntry GetEntry(proto::FlightEntry::Reader r, const std::string& context) {
+  worker::FlightEntry e;
+  e.step = r.getStep();
+  e.op = r.getOp();
+  e.kind = CheckedEnum<schedule::InstrKind>(r.getKind(), 5, context, "flight entry kind");
+  e.link = r.getLink();
+  e.port = r.getPort();
+  e.peer = r.getPeer();
+  e.bytes = r.getBytes();
+  e.start_ns = r.getStartNs();
+  e.end_ns = r.getEndNs();
+  return e;
+}
+
+worker::ChipProgress GetProgress(proto::Progress::Reader r, const std::string& context) {
+  worker::ChipProgress p;
+  p.step = r.getStep();
+  p.running = r.getRunning();
+  p.last_completed_step = r.getLastCompletedStep();
+  p.current = GetEntry(r.getCurrent(), context);
+  p.since_step_start_ns = r.getSinceStepStartNs();
+  return p;
 }
 
 coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
@@ -474,7 +528,16 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
     case ControlMessage::PING:
       return PingMsg{};
     case ControlMessage::HEARTBEAT:
-      return HeartbeatMsg{m.getHeartbeat().getChip(), m.getHeartbeat().getLastStep()};
+      return HeartbeatMsg{m.getHeartbeat().getChip(), m.getHeartbeat().getLastStep(),
+                          GetProgress(m.getHeartbeat().getProgress(), context)};
+    case ControlMessage::FLIGHT_RECORDER_REQUEST:
+      return FlightRecorderRequestMsg{};
+    case ControlMessage::FLIGHT_RECORDER: {
+      auto r = m.getFlightRecorder();
+      FlightRecorderMsg out{r.getChip(), GetProgress(r.getProgress(), context), {}};
+      for (auto e : r.getEntries()) out.entries.push_back(GetEntry(e, context));
+      return out;
+    }
     case ControlMessage::ERROR: {
       auto r = m.getError();
       return ErrorMsg{

@@ -79,6 +79,8 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.transport.tcp_base_port = 31000;
   a.transport.tcp_hosts = {{5, "10.0.0.1"}};
   a.transport.step_timeout_ms = 1234;
+  a.transport.curve = true;
+  a.transport.curve_public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
   a.program = SampleProgram();
   a.spec.name = "tiny";
   a.spec.hidden_size = 64;
@@ -109,6 +111,8 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   EXPECT_EQ(back.transport.tcp_base_port, 31000);
   EXPECT_EQ(back.transport.tcp_hosts, a.transport.tcp_hosts);
   EXPECT_EQ(back.transport.step_timeout_ms, 1234);
+  EXPECT_TRUE(back.transport.curve);
+  EXPECT_EQ(back.transport.curve_public_key, a.transport.curve_public_key);
   EXPECT_EQ(back.spec, a.spec);
   EXPECT_EQ(back.shard_chunks, 3u);
   EXPECT_EQ(back.cpus, std::vector<int>{1});
@@ -181,7 +185,7 @@ TEST(Wire, SmallMessages) {
   EXPECT_TRUE(std::holds_alternative<PingMsg>(RoundTrip(PingMsg{})));
   EXPECT_TRUE(std::holds_alternative<ShutdownMsg>(RoundTrip(ShutdownMsg{})));
   EXPECT_EQ(RoundTripAs<ReadyMsg>(ReadyMsg{12}).chip, 12u);
-  const HeartbeatMsg h = RoundTripAs<HeartbeatMsg>(HeartbeatMsg{4, 31});
+  const HeartbeatMsg h = RoundTripAs<HeartbeatMsg>(HeartbeatMsg{4, 31, {}});
   EXPECT_EQ(h.chip, 4);
   EXPECT_EQ(h.last_step, 31);
   const ErrorMsg e = RoundTripAs<ErrorMsg>(ErrorMsg{2, ErrorCode::kDisconnected, "link down"});
@@ -190,8 +194,26 @@ TEST(Wire, SmallMessages) {
   EXPECT_EQ(e.message, "link down");
 }
 
+TEST(Wire, FlightRecorderAndProgress) {
+  worker::FlightEntry recv{12, 37, schedule::InstrKind::kRecv, 3, 2, 4, 4096, 1500, -1};
+  worker::FlightEntry done{12, 36, schedule::InstrKind::kCompute, -1, -1, -1, 0, 900, 1400};
+  worker::ChipProgress p{12, true, 11, recv, 2'000'000'000};
+  const HeartbeatMsg h = RoundTripAs<HeartbeatMsg>(HeartbeatMsg{5, 11, p});
+  EXPECT_EQ(h.progress, p);
+  // Defaults survive too (a worker before its first step).
+  EXPECT_EQ(RoundTripAs<HeartbeatMsg>(HeartbeatMsg{5, -1, {}}).progress, worker::ChipProgress{});
+  EXPECT_TRUE(
+      std::holds_alternative<FlightRecorderRequestMsg>(RoundTrip(FlightRecorderRequestMsg{})));
+  const FlightRecorderMsg r = RoundTripAs<FlightRecorderMsg>(FlightRecorderMsg{5, p, {done, recv}});
+  EXPECT_EQ(r.chip, 5);
+  EXPECT_EQ(r.progress, p);
+  ASSERT_EQ(r.entries.size(), 2u);
+  EXPECT_EQ(r.entries[0], done);
+  EXPECT_EQ(r.entries[1], recv);
+}
+
 TEST(Wire, GarbageIsAProtocolErrorNamingTheContext) {
-  std::vector<std::byte> bytes = wire::Encode(HeartbeatMsg{1, 2});
+  std::vector<std::byte> bytes = wire::Encode(HeartbeatMsg{1, 2, {}});
   // Truncated, unaligned, empty, random.
   for (size_t size : {size_t{0}, size_t{5}, bytes.size() - 8}) {
     try {

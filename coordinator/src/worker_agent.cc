@@ -43,15 +43,37 @@ std::string Pin(const std::vector<int>& cpus) {
 }
 
 transport::TransportOptions ToTransportOptions(const TransportSettings& s,
-                                               const std::function<void(std::string_view)>& log) {
+                                               const std::vector<transport::LinkSpec>& links,
+                                               uint32_t chip, const WorkerOptions& options) {
   transport::TransportOptions t;
   t.backend = s.backend;
   t.queue_capacity = s.queue_capacity;
   t.max_payload_bytes = s.max_payload_bytes;
   t.ipc_dir = s.ipc_dir;
   t.tcp_base_port = s.tcp_base_port;
-  for (const auto& [chip, host] : s.tcp_hosts) t.tcp_hosts[chip] = host;
-  t.log = log;
+  for (const auto& [c, host] : s.tcp_hosts) t.tcp_hosts[c] = host;
+  t.log = options.log;
+  if (s.curve) {
+    if (!options.curve_keys) {
+      throw InvalidInput("chip " + std::to_string(chip) +
+                         ": the run encrypts its tcp links with CURVE; start lockstep-worker "
+                         "with --curve DIR (the run's key pair, `lockstep keys generate`)");
+    }
+    t.curve.enabled = true;
+    t.curve.public_key = options.curve_keys->public_key;
+    t.curve.secret_key = options.curve_keys->secret_key;
+    // One key pair per run: every peer must hold it. A worker whose own pair differs goes on
+    // (the peers refuse it and the link names it), so a stolen control socket learns nothing.
+    for (const transport::LinkSpec& link : links) {
+      const uint32_t peer = link.a.chip == chip ? link.b.chip : link.a.chip;
+      t.curve.peer_public_keys[peer] = s.curve_public_key;
+    }
+    if (options.log && options.curve_keys->public_key != s.curve_public_key) {
+      options.log("chip " + std::to_string(chip) +
+                  ": warning: this worker's CURVE public key is not the run's; its peers will "
+                  "refuse its links");
+    }
+  }
   return t;
 }
 
@@ -67,6 +89,8 @@ struct Shared {
   std::atomic<int64_t> last_step{-1};
   std::atomic<int64_t> steps_done{0};
   std::string pinned;
+  // Written by the compute thread, read by the control thread (heartbeats, stall reports).
+  std::unique_ptr<worker::FlightRecorder> recorder;
 };
 
 void Compute(const WorkerOptions& options, const AssignmentMsg& a,
@@ -88,10 +112,11 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
     setup.incoming = a.incoming;
     setup.schedule_id = a.schedule_id;
     setup.timeout = transport::Millis(a.transport.step_timeout_ms);
+    setup.recorder = shared.recorder.get();
     std::unique_ptr<transport::Transport> own;
     transport::Transport* transport = options.shared_transport;
     if (transport == nullptr) {
-      own = transport::CreateTransport(ToTransportOptions(a.transport, options.log));
+      own = transport::CreateTransport(ToTransportOptions(a.transport, a.links, a.chip, options));
       transport = own.get();
     }
     std::vector<std::unique_ptr<transport::Endpoint>> endpoints =
@@ -140,8 +165,8 @@ void CheckLinks(const WorkerOptions& options, const LinkCheckMsg& check,
                 DealerSocket::Outbox& outbox) {
   LinkCheckResultMsg result{check.chip, true, "", 0};
   try {
-    std::unique_ptr<transport::Transport> transport =
-        transport::CreateTransport(ToTransportOptions(check.transport, options.log));
+    std::unique_ptr<transport::Transport> transport = transport::CreateTransport(
+        ToTransportOptions(check.transport, check.links, check.chip, options));
     std::vector<std::unique_ptr<transport::Endpoint>> endpoints = transport->OpenChip(
         check.chip, check.links, transport::Millis(check.transport.connect_timeout_ms));
     result.links = static_cast<uint32_t>(endpoints.size());
@@ -183,6 +208,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   socket.Send(registration);
 
   Shared shared;
+  shared.recorder = std::make_unique<worker::FlightRecorder>(options.flight_recorder_capacity);
   std::unique_ptr<DealerSocket::Outbox> outbox = socket.MakeOutbox();
   std::optional<AssignmentMsg> assignment;
   std::vector<std::byte> shard;
@@ -233,7 +259,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       if (Clock::now() - last_beat >= kHeartbeatEvery) {
         if (heard) {
           socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                   shared.last_step.load()});
+                                   shared.last_step.load(), shared.recorder->Progress()});
         } else {
           socket.Send(registration);
         }
@@ -247,7 +273,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       ControlMessage& m = *message;
       if (std::holds_alternative<PingMsg>(m)) {
         socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                 shared.last_step.load()});
+                                 shared.last_step.load(), shared.recorder->Progress()});
       } else if (auto* re = std::get_if<AssignmentMsg>(&m); re && re->reuse_shard) {
         // Failover: same place, new schedule. Abandon the step, drop the links, start over.
         if (!assignment || !compute.joinable() || re->chip != assignment->chip ||
@@ -313,6 +339,9 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       } else if (auto* lc = std::get_if<LinkCheckMsg>(&m)) {
         if (assignment || link_check.joinable()) throw protocol("a link check after setup began");
         link_check = std::thread(CheckLinks, std::cref(options), std::move(*lc), std::ref(*outbox));
+      } else if (std::holds_alternative<FlightRecorderRequestMsg>(m)) {
+        socket.Send(FlightRecorderMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+                                      shared.recorder->Progress(), shared.recorder->Entries()});
       } else if (std::holds_alternative<ShutdownMsg>(m)) {
         stop();
         break;

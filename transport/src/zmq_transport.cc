@@ -115,6 +115,7 @@ class Monitor {
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
           ++failed_;
+          ++handshake_failures_;
           break;
         case ZMQ_EVENT_DISCONNECTED:
           if (failed_ > 0) {
@@ -130,8 +131,15 @@ class Monitor {
     return gone_ && armed_;
   }
 
+  // Connections that failed their handshake so far (a wrong CURVE key on either end).
+  int HandshakeFailures() {
+    PeerGone();
+    return handshake_failures_;
+  }
+
  private:
   void* socket_ = nullptr;
+  int handshake_failures_ = 0;
   bool armed_ = false;
   int live_ = 0;
   int failed_ = 0;
@@ -277,6 +285,15 @@ class ZmqEndpoint : public Endpoint {
   // From here on a lost connection is the peer vanishing (see Monitor::Arm).
   void ArmMonitor() {
     if (monitor_) monitor_->Arm();
+  }
+
+  // Why a peer may not have answered the hello: appended to the timeout message.
+  std::string HandshakeNote() {
+    const int failures = monitor_ ? monitor_->HandshakeFailures() : 0;
+    if (failures == 0) return "";
+    return " (" + std::to_string(failures) +
+           " connection(s) on this link failed the CURVE handshake: the peer's key does not "
+           "match)";
   }
 
   void SendFrame(RawFrame frame, Millis timeout) override {
@@ -724,7 +741,8 @@ class ZmqTransport : public Transport {
         } catch (const Error& e) {
           if (e.code() != ErrorCode::kUnavailable) throw;
           throw Error(ErrorCode::kUnavailable,
-                      PeerTimeoutMessage(endpoints[i]->link(), endpoints[i]->remote(), timeout));
+                      PeerTimeoutMessage(endpoints[i]->link(), endpoints[i]->remote(), timeout) +
+                          endpoints[i]->HandshakeNote());
         }
       }
       pending.push_back(i);
@@ -732,8 +750,9 @@ class ZmqTransport : public Transport {
     while (!pending.empty()) {
       auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
       if (left.count() <= 0) {
-        const ZmqEndpoint& e = *endpoints[pending.front()];
-        throw Error(ErrorCode::kUnavailable, PeerTimeoutMessage(e.link(), e.remote(), timeout));
+        ZmqEndpoint& e = *endpoints[pending.front()];
+        throw Error(ErrorCode::kUnavailable,
+                    PeerTimeoutMessage(e.link(), e.remote(), timeout) + e.HandshakeNote());
       }
       std::vector<zmq_pollitem_t> items;
       for (size_t i : pending) items.push_back({endpoints[i]->socket(), 0, ZMQ_POLLIN, 0});

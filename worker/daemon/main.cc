@@ -9,6 +9,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/transport/curve.h"
 
 namespace po = boost::program_options;
 
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   lockstep::coordinator::WorkerOptions options;
   int64_t connect_ms = 5000, timeout_ms = 5000;
   bool json = false, no_pin = false, quiet = false;
+  std::string curve_dir;
   po::options_description opts("options");
   opts.add_options()("help,h", "show this help")(
       "coordinator", po::value<std::string>(&options.coordinator),
@@ -27,13 +29,15 @@ int main(int argc, char** argv) {
       "connect-timeout-ms", po::value<int64_t>(&connect_ms)->default_value(5000),
       "give up when no coordinator answers within this")(
       "timeout-ms", po::value<int64_t>(&timeout_ms)->default_value(5000),
-      "give up when the coordinator is silent this long")("no-pin", po::bool_switch(&no_pin),
-                                                          "do not pin to the assigned core")(
+      "give up when the coordinator is silent this long")(
+      "curve", po::value<std::string>(&curve_dir),
+      "tcp with CURVE: DIR holding the run's key pair (lockstep.public, lockstep.secret)")(
+      "no-pin", po::bool_switch(&no_pin), "do not pin to the assigned core")(
       "json", po::bool_switch(&json), "print the report as one JSON object")(
       "quiet", po::bool_switch(&quiet), "no informational lines on stderr");
   const char* usage =
       "usage: lockstep-worker --coordinator ADDRESS [--tag T] [--connect-timeout-ms N] "
-      "[--timeout-ms N] [--no-pin] [--json]";
+      "[--timeout-ms N] [--curve DIR] [--no-pin] [--json]";
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -63,6 +67,7 @@ int main(int argc, char** argv) {
     options.log = [](std::string_view line) { std::cerr << "lockstep-worker: " << line << "\n"; };
   }
   try {
+    if (!curve_dir.empty()) options.curve_keys = lockstep::transport::ReadCurveKeyPair(curve_dir);
     const lockstep::coordinator::WorkerReport report = lockstep::coordinator::RunWorker(options);
     if (json) {
       std::cout << "{\"chip\": " << report.chip << ", \"steps\": " << report.steps

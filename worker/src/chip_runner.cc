@@ -109,6 +109,24 @@ struct ChipRunner::Impl {
     return *by_link.at(link);  // checked at construction
   }
 
+  // What the flight recorder keeps of instruction `index`: for a transfer, the link it waits
+  // on first (Send: outgoing; Recv, Forward: incoming) with this chip's port on it.
+  FlightEntry Entry(const Instruction& in, size_t index) const {
+    FlightEntry e;
+    e.op = static_cast<int32_t>(index);
+    e.kind = in.kind;
+    const bool out = in.kind == InstrKind::kSend;
+    const bool transfer = out || in.kind == InstrKind::kRecv || in.kind == InstrKind::kForward;
+    if (transfer) {
+      e.link = out ? in.link : in.in_link;
+      e.peer = out ? in.peer : in.in_peer;
+      e.bytes = in.bytes;
+      auto it = by_link.find(e.link);
+      if (it != by_link.end()) e.port = static_cast<int32_t>(it->second->local().port);
+    }
+    return e;
+  }
+
   void Send(const Instruction& in, int64_t step, Dtype dtype, std::vector<int64_t> shape,
             transport::Payload payload) {
     transport::Message m;
@@ -539,10 +557,13 @@ std::vector<SlotResult> ChipRunner::RunStep(const Step& step) {
   }
   im.next_arrival.clear();
   im.early.clear();
+  FlightRecorder* recorder = im.setup.recorder;
+  if (recorder != nullptr) recorder->BeginStep(step.index);
   const std::vector<Instruction>& program = im.setup.program.instructions;
   for (size_t i = 0; i < program.size(); ++i) {
     const Instruction& in = program[i];
     SlotState& st = state[static_cast<size_t>(in.sequence)];
+    if (recorder != nullptr) recorder->BeginOp(im.Entry(in, i));
     try {
       switch (in.kind) {
         case InstrKind::kCompute:
@@ -572,7 +593,9 @@ std::vector<SlotResult> ChipRunner::RunStep(const Step& step) {
                                             std::to_string(i) + " (" + schedule::DescribeStep(in) +
                                             "): " + e.what());
     }
+    if (recorder != nullptr) recorder->EndOp();
   }
+  if (recorder != nullptr) recorder->EndStep();
   std::vector<SlotResult> out;
   for (SlotState& st : state) {
     if (st.result) out.push_back(std::move(*st.result));

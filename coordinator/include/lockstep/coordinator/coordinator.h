@@ -6,6 +6,11 @@
 // the schedule's pipeline slots, every worker gets every Step, and the sampling chip's results
 // go back to the batcher and, token by token, to the caller.
 //
+// Stalls: when no step completes and no worker moves on for `stall_timeout` while every worker
+// still answers and one waits on a link, the coordinator asks the workers for their flight
+// recorders and fails naming the chips behind and the links they wait on ("chip 5 waits at step 12
+// op 37: recv on link 3 (port 2) from chip 4 ...; chips 0-4 finished step 12").
+//
 // Liveness: the coordinator pings every worker each `heartbeat_interval`; a worker that sends
 // nothing for `heartbeat_timeout` (or whose process the launcher reports dead) fails the call
 // with Error(kDisconnected) naming its chip and last completed step. A worker's own error report
@@ -65,6 +70,18 @@ struct CoordinatorOptions {
   std::function<void(int64_t pid)> stop_worker;     // SIGKILL and reap (a SIGSTOPped one too)
   // Called as step `index` is about to be sent (the launcher's fault injection); empty: none.
   std::function<void(int64_t index)> on_step;
+  // A run in which no worker completes the running step or moves to another instruction for
+  // this long, while the workers still answer and one of them waits on a link, is stalled (a cut
+  // link, a peer that never sends; a long computation is not): the coordinator collects every
+  // worker's flight recorder (worker/flight_recorder.h), names the chips that are behind, the
+  // step and op they are at and the link (port, peer) they wait on, writes the recorders to
+  // `flight_recorder_file` and fails the call with kUnavailable. Keep it below the workers'
+  // step timeout (TransportSettings::step_timeout_ms), which would otherwise fail the run first
+  // with a plain link timeout. 0: never.
+  Millis stall_timeout{0};
+  // Where the recorders go on a stall (JSON, see coordinator/src/stall_report.h); the error names
+  // it. Empty: not written.
+  std::string flight_recorder_file;
 };
 
 // One failover, as measured on the coordinator's clock.

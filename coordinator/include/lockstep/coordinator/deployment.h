@@ -34,6 +34,12 @@ struct TransportSettings {
   std::vector<std::pair<uint32_t, std::string>> tcp_hosts;  // tcp: chip -> IP; others 127.0.0.1
   int64_t connect_timeout_ms = 10000;  // OpenChip: every peer must answer within this
   int64_t step_timeout_ms = 10000;     // one Send or Recv inside a step
+  // tcp: CURVE-encrypt and authenticate every link. The run has one key pair (`lockstep keys
+  // generate`); only its public key travels (the control socket is not encrypted): each worker
+  // reads the key pair from its own files (WorkerOptions::curve_keys), and a link end accepts
+  // only a peer that holds the same pair, so a worker with another key is refused.
+  bool curve = false;
+  std::string curve_public_key;  // Z85, 40 characters
 };
 
 // A host as a worker reports it when it registers (a digest of topology::HostSummary).

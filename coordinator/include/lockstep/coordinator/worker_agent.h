@@ -25,6 +25,7 @@
 #include <string_view>
 
 #include "lockstep/topology/host.h"
+#include "lockstep/transport/curve.h"
 #include "lockstep/transport/transport.h"
 
 namespace lockstep::coordinator {
@@ -40,6 +41,13 @@ struct WorkerOptions {
   transport::Transport* shared_transport = nullptr;
   // The host summary to register with; unset = topology::DiscoverHost().
   std::optional<topology::HostSummary> host;
+  // tcp with CURVE (TransportSettings::curve): this worker's key pair, read from its own files
+  // (`lockstep-worker --curve DIR`); never sent over the control socket. A run that asks for
+  // CURVE fails a worker without keys before it opens a link, naming the chip.
+  std::optional<transport::CurveKeyPair> curve_keys;
+  // Instructions the flight recorder keeps (worker/flight_recorder.h); sent with the progress
+  // when the coordinator asks after a stall.
+  size_t flight_recorder_capacity = 64;
   bool pin = true;                            // pin the compute thread to the assigned core
   std::function<void(std::string_view)> log;  // informational lines; empty: none
 };

@@ -48,6 +48,7 @@
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/topology.h"
 #include "lockstep/transport/endpoint.h"
+#include "lockstep/worker/flight_recorder.h"
 
 namespace lockstep::worker {
 
@@ -72,6 +73,9 @@ struct ChipSetup {
   uint64_t schedule_id = 0;  // stamped on every frame; the receiver checks it
   // How long a Send or Recv may wait before the run is declared broken (kUnavailable).
   transport::Millis timeout{30000};
+  // Where every executed instruction is recorded (not owned; must outlive the runner). Null:
+  // none. The worker's control thread reads it for heartbeats and stall reports.
+  FlightRecorder* recorder = nullptr;
 };
 
 // One pipeline slot's work in one step: a sequence's new tokens (its prompt, or its last sampled

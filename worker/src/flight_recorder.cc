@@ -1,0 +1,83 @@
+#include "lockstep/worker/flight_recorder.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "lockstep/common/error.h"
+
+namespace lockstep::worker {
+
+FlightRecorder::FlightRecorder(size_t capacity, ClockFn clock)
+    : clock_(std::move(clock)), ring_(capacity) {
+  if (capacity == 0) throw InvalidInput("flight recorder: capacity must be >= 1");
+}
+
+int64_t FlightRecorder::Now() const {
+  if (clock_) return clock_();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void FlightRecorder::BeginStep(int64_t step) {
+  const int64_t now = Now();
+  std::lock_guard lock(mutex_);
+  step_start_ns_ = now;
+  progress_.step = step;
+  progress_.running = true;
+  progress_.current = FlightEntry{};
+}
+
+void FlightRecorder::BeginOp(FlightEntry entry) {
+  const int64_t now = Now();
+  std::lock_guard lock(mutex_);
+  entry.step = progress_.step;
+  entry.start_ns = now - step_start_ns_;
+  entry.end_ns = -1;
+  progress_.current = entry;
+}
+
+void FlightRecorder::EndOp() {
+  const int64_t now = Now();
+  std::lock_guard lock(mutex_);
+  if (progress_.current.op < 0) return;
+  FlightEntry& slot = ring_[next_];
+  slot = progress_.current;
+  slot.end_ns = now - step_start_ns_;
+  next_ = (next_ + 1) % ring_.size();
+  ++recorded_;
+  progress_.current = FlightEntry{};
+}
+
+void FlightRecorder::EndStep() {
+  std::lock_guard lock(mutex_);
+  progress_.running = false;
+  progress_.last_completed_step = progress_.step;
+  progress_.current = FlightEntry{};
+}
+
+std::vector<FlightEntry> FlightRecorder::Entries() const {
+  std::lock_guard lock(mutex_);
+  const size_t n = std::min<size_t>(ring_.size(), static_cast<size_t>(recorded_));
+  std::vector<FlightEntry> out;
+  out.reserve(n);
+  // The oldest kept entry sits at next_ once the ring has wrapped, at 0 before.
+  const size_t first = static_cast<size_t>(recorded_) > ring_.size() ? next_ : 0;
+  for (size_t i = 0; i < n; ++i) out.push_back(ring_[(first + i) % ring_.size()]);
+  return out;
+}
+
+ChipProgress FlightRecorder::Progress() const {
+  const int64_t now = Now();
+  std::lock_guard lock(mutex_);
+  ChipProgress p = progress_;
+  p.since_step_start_ns = p.running ? now - step_start_ns_ : 0;
+  return p;
+}
+
+int64_t FlightRecorder::recorded() const {
+  std::lock_guard lock(mutex_);
+  return recorded_;
+}
+
+}  // namespace lockstep::worker
