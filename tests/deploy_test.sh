@@ -164,11 +164,15 @@ no_leftovers "launch-local.sh"
 expect_exit 0 "$SCRIPTS/launch-local.sh" --help
 grep -q "usage: scripts/launch-local.sh" out.txt || fail "launch-local.sh --help"
 # Interrupted: TERM while the workers load leaves nothing behind.
-"$SCRIPTS/launch-local.sh" --bin "$BIN" --model m.json --seed 3 --prompt 5,6,7 --max-new 40 \
+"$SCRIPTS/launch-local.sh" --bin "$BIN" --model m.json --seed 3 --prompt 5,6,7 --max-new 60 \
   --tp 2 --pp 2 >/dev/null 2>&1 &
 script=$!
-sleep 1.5
-kill -TERM $script
+# TERM as soon as its first worker process exists (only launch-local.sh uses lockstep-local-*).
+for _ in $(seq 200); do
+  pgrep -f "lockstep-worker .*lockstep-local-" >/dev/null && break
+  sleep 0.05
+done
+kill -TERM $script 2>/dev/null || echo "note: launch-local.sh finished before the TERM arrived"
 wait $script || true
 no_leftovers "launch-local.sh after TERM"
 
