@@ -10,14 +10,7 @@ LOCKSTEP=${1:?usage: deploy_test.sh path/to/lockstep}
 LOCKSTEP=$(cd "$(dirname "$LOCKSTEP")" && pwd)/$(basename "$LOCKSTEP")
 BIN=$(dirname "$LOCKSTEP")
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../scripts" && pwd)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() {  # expect_exit CODE cmd...
-  local want=$1; shift
-  set +e; timeout "${LIMIT:-60}" "$@" >out.txt 2>err.txt; local got=$?; set -e
-  [ "$got" = "$want" ] || { cat out.txt err.txt >&2; fail "'$*' exited $got, want $want"; }
-}
-json() { python3 -c "import json,sys; d=json.load(open('out.txt')); print($1)"; }
-err_has() { grep -qF -- "$1" err.txt || { cat err.txt >&2; fail "stderr lacks '$1'"; }; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HOST=$(hostname)
 # Workers this test starts carry "deploy host=" (deploy) or "launch-local worker" (script) tags.
 no_leftovers() {  # no_leftovers WHAT

@@ -5,23 +5,9 @@
 # clean stop naming the chip, the tokens so far, exit 1. Never a process or socket left behind.
 set -euo pipefail
 LOCKSTEP=${1:?usage: failover_test.sh path/to/lockstep}
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() {  # expect_exit CODE cmd...
-  local want=$1; shift
-  set +e; timeout "${LIMIT:-60}" "$@" >out.txt 2>err.txt; local got=$?; set -e
-  [ "$got" = "$want" ] || { cat out.txt err.txt >&2; fail "'$*' exited $got, want $want"; }
-}
-json() { python3 -c "import json,sys; d=json.load(open('out.txt')); print($1)"; }
-before_dirs=$(ls -d /tmp/lockstep-run-* 2>/dev/null | sort || true)
-no_leftovers() {  # no_leftovers WHAT
-  local dirs
-  dirs=$(comm -13 <(echo "$before_dirs") <(ls -d /tmp/lockstep-run-* 2>/dev/null | sort || true))
-  [ -z "$dirs" ] || fail "$1: run directories (sockets) left behind: $dirs"
-  for d in $(pgrep -f "lockstep-worker" || true); do
-    tag=$(tr '\0' ' ' </proc/$d/cmdline 2>/dev/null | sed -n 's/.*--tag \([^ ]*\).*/\1/p')
-    case "$tag" in /tmp/lockstep-run-*) [ -d "$tag" ] || fail "$1: orphan worker $d ($tag)";; esac
-  done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+private_tmp failover
+no_leftovers() { no_run_leftovers "$1"; }
 
 cat >m.json <<'JSON'
 {"_name_or_path": "failover-m", "model_type": "llama", "hidden_size": 128, "head_dim": 32,

@@ -5,28 +5,13 @@
 # worker; and no process or socket file left behind after any of it.
 set -euo pipefail
 LOCKSTEP=${1:?usage: runtime_test.sh path/to/lockstep}
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() {  # expect_exit CODE cmd...
-  local want=$1; shift
-  set +e; timeout "${LIMIT:-60}" "$@" >out.txt 2>err.txt; local got=$?; set -e
-  [ "$got" = "$want" ] || { cat out.txt err.txt >&2; fail "'$*' exited $got, want $want"; }
-}
-json() { python3 -c "import json,sys; d=json.load(open('out.txt')); print($1)"; }
-# Everything a run leaves: worker processes and run directories started after this point.
-before_dirs=$(ls -d /tmp/lockstep-run-* 2>/dev/null | sort || true)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+private_tmp runtime
 no_leftovers() {  # no_leftovers WHAT
-  local dirs
-  dirs=$(comm -13 <(echo "$before_dirs") <(ls -d /tmp/lockstep-run-* 2>/dev/null | sort || true))
-  [ -z "$dirs" ] || fail "$1: run directories left behind: $dirs"
+  no_run_leftovers "$1"
   if pgrep -f "lockstep-worker --coordinator .*lockstep-run" -P $$ >/dev/null; then
     fail "$1: worker processes left behind"
   fi
-  for d in $(pgrep -f "lockstep-worker" || true); do
-    # A worker whose parent is gone would be re-parented; ours are tagged with a run directory
-    # that must not exist any more.
-    tag=$(tr '\0' ' ' </proc/$d/cmdline 2>/dev/null | sed -n 's/.*--tag \([^ ]*\).*/\1/p')
-    case "$tag" in /tmp/lockstep-run-*) [ -d "$tag" ] || fail "$1: orphan worker $d ($tag)";; esac
-  done
 }
 
 cat >gqa.json <<'JSON'

@@ -53,9 +53,12 @@ fs::path WorkerExecutable() {
 }
 
 Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
-  char dir[] = "/tmp/lockstep-run-XXXXXX";
-  if (mkdtemp(dir) == nullptr) {
-    throw Error(ErrorCode::kUnavailable, "cannot create a run directory under /tmp");
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  std::string dir = parent + "/lockstep-run-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) {
+    throw Error(ErrorCode::kUnavailable, "cannot create a run directory under " + parent +
+                                             " (TMPDIR); it must exist and be writable");
   }
   dir_ = dir;
   g_signal = 0;

@@ -53,7 +53,7 @@ class Interrupted : public std::runtime_error {
 
 class Launch {
  public:
-  // Creates the run directory /tmp/lockstep-run-XXXXXX.
+  // Creates the run directory $TMPDIR/lockstep-run-XXXXXX (TMPDIR unset: /tmp).
   explicit Launch(std::shared_ptr<spdlog::logger> log);
   ~Launch();
   Launch(const Launch&) = delete;
