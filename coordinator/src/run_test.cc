@@ -15,6 +15,7 @@
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
+#include "thread_workers_test_util.h"
 
 namespace lockstep::coordinator {
 namespace {
@@ -45,21 +46,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   co.heartbeat_interval = std::chrono::milliseconds(20);
   co.heartbeat_timeout = std::chrono::milliseconds(1500);
   Coordinator coordinator(co);
-  transport::TransportOptions to;
-  to.backend = "inproc";
-  to.queue_capacity = deployment.transport.queue_capacity;
-  std::unique_ptr<transport::Transport> shared = transport::CreateTransport(to);
-  std::vector<std::thread> workers;
-  for (size_t i = 0; i < deployment.chips.size(); ++i) {
-    workers.emplace_back([&] {
-      WorkerOptions wo;
-      wo.coordinator = coordinator.address();
-      wo.shared_transport = shared.get();
-      wo.host = topology::DiscoverSyntheticHost("core:2 pu:1");
-      wo.pin = false;
-      EXPECT_NO_THROW(RunWorker(wo));
-    });
-  }
+  ThreadWorkers workers(coordinator, deployment);
   coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(10));
   coordinator.Deploy(deployment);
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}, {2, 2}, {40}};
@@ -72,7 +59,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
       requests,
       [&](uint64_t request, int32_t, int64_t index) { streamed.emplace_back(request, index); });
   coordinator.Shutdown();
-  for (std::thread& t : workers) t.join();
+  workers.Join();
   std::filesystem::remove(socket_file);
 
   EXPECT_EQ(streamed.size(), prompts.size() * 4);  // every token streamed once

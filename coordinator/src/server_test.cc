@@ -18,6 +18,7 @@
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
+#include "thread_workers_test_util.h"
 
 namespace lockstep::coordinator {
 namespace {
@@ -43,21 +44,7 @@ TEST(Server, ConcurrentClientsEachGetTheReference) {
   CoordinatorOptions co;
   co.address = "ipc://" + base + "-control";
   Coordinator coordinator(co);
-  transport::TransportOptions to;
-  to.backend = "inproc";
-  to.queue_capacity = deployment.transport.queue_capacity;
-  std::unique_ptr<transport::Transport> shared = transport::CreateTransport(to);
-  std::vector<std::thread> workers;
-  for (size_t i = 0; i < deployment.chips.size(); ++i) {
-    workers.emplace_back([&] {
-      WorkerOptions wo;
-      wo.coordinator = coordinator.address();
-      wo.shared_transport = shared.get();
-      wo.host = topology::DiscoverSyntheticHost("core:2 pu:1");
-      wo.pin = false;
-      EXPECT_NO_THROW(RunWorker(wo));
-    });
-  }
+  ThreadWorkers workers(coordinator, deployment);
   coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(10));
   coordinator.Deploy(deployment);
 
@@ -109,7 +96,7 @@ TEST(Server, ConcurrentClientsEachGetTheReference) {
   EXPECT_EQ(stats.requests, 4);
   EXPECT_EQ(stats.refused, 2);
   coordinator.Shutdown();
-  for (std::thread& t : workers) t.join();
+  workers.Join();
   std::filesystem::remove(base + "-control");
   std::filesystem::remove(base + "-clients");
 }
