@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "launcher.h"
+#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
 
 namespace lockstep::cli {
@@ -110,6 +111,7 @@ int Main(int argc, char** argv) {
 }  // namespace lockstep::cli
 
 int main(int argc, char** argv) {
+  lockstep::KeepFreedMemory();  // memory.h: large buffers are reused, not faulted in anew
   try {
     return lockstep::cli::Main(argc, argv);
   } catch (const lockstep::cli::UsageError& e) {

@@ -68,6 +68,11 @@ Injection ParseInjection(const std::string& text) {
   return inj;
 }
 
+// Shard bytes over the time until the last chunk was handed to the control socket.
+double ShipMibPerS(const coordinator::RunStats& stats) {
+  return stats.ship_ns > 0 ? stats.shard_bytes / 1048576.0 / (stats.ship_ns / 1e9) : 0.0;
+}
+
 }  // namespace
 
 bool WantsDistributed(const std::vector<std::string>& args) {
@@ -346,6 +351,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       stats.wall_ns > 0 ? static_cast<double>(stats.tokens) * 1e9 / stats.wall_ns : 0.0;
   ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
                 stats.tokens, stats.steps, stats.wall_ns / 1e9, tokens_per_s, load_s);
+  ctx.log->info(
+      "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
+      stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
+      stats.deploy_ns / 1e9);
   std::vector<std::string> dumps;
   for (size_t i = 0; i < results.size() && !dump.empty(); ++i) {
     std::string path = dump;
@@ -386,7 +395,11 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"predicted_token_latency_ns", deployment.predicted_token_latency_ns},
                         {"measured_token_latency_ns", measured},
                         {"tokens_per_s", tokens_per_s},
-                        {"load_seconds", load_s}};
+                        {"load_seconds", load_s},
+                        {"shard_bytes", stats.shard_bytes},
+                        {"shard_ship_seconds", stats.ship_ns / 1e9},
+                        {"shard_ship_mib_per_s", ShipMibPerS(stats)},
+                        {"deploy_seconds", stats.deploy_ns / 1e9}};
     if (!dumps.empty()) j["logits_files"] = dumps;
     nlohmann::json fo = nlohmann::json::array();
     for (const coordinator::FailoverRecord& f : failovers) {

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
@@ -206,6 +207,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lockstep::KeepFreedMemory();  // memory.h: large buffers are reused, not faulted in anew
   try {
     return Main(argc, argv);
   } catch (const UsageError& e) {

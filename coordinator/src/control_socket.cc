@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <deque>
+#include <map>
 #include <zmq.hpp>
 
 #include "wire.h"
@@ -41,10 +44,43 @@ int Poll(zmq::pollitem_t* items, size_t count, Millis timeout) {
 struct RouterSocket::Impl {
   zmq::context_t context{1};
   zmq::socket_t socket{context, zmq::socket_type::router};
+  // Per peer, the messages its full pipe did not take yet, oldest first. A peer with a backlog
+  // gets everything newer appended behind it, so each peer still sees the send order.
+  std::map<std::string, std::deque<zmq::message_t>> backlog;
+
+  enum class Outcome { kSent, kFull, kGone };
+  // Hands `frame` to ZeroMQ without waiting; kFull leaves it untouched.
+  Outcome TrySend(const std::string& peer, zmq::message_t& frame) {
+    try {
+      if (!socket.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        return Outcome::kFull;
+      }
+      // The pipe took the routing frame, so it takes the body: the high-water mark counts
+      // whole messages.
+      (void)socket.send(frame, zmq::send_flags::none);
+      return Outcome::kSent;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) return Outcome::kGone;
+      throw Error(ErrorCode::kInternal, std::string("control socket: ") + e.what());
+    }
+  }
+
+  void Flush() {
+    for (auto it = backlog.begin(); it != backlog.end();) {
+      std::deque<zmq::message_t>& queue = it->second;
+      while (!queue.empty()) {
+        if (TrySend(it->first, queue.front()) == Outcome::kFull) break;
+        // Sent, or the peer is gone (its liveness check names it): either way not ours now.
+        queue.pop_front();
+      }
+      it = queue.empty() ? backlog.erase(it) : std::next(it);
+    }
+  }
 };
 
 RouterSocket::RouterSocket(const std::string& address) : impl_(std::make_unique<Impl>()) {
   Quiet(impl_->socket, 500);
+  impl_->socket.set(zmq::sockopt::sndhwm, kPeerQueue);
   impl_->socket.set(zmq::sockopt::router_mandatory, 1);
   // A worker that reconnects (its connection dropped under load) keeps its routing id
   // (DealerSocket sets one): the new connection takes the id over, so the worker stays known.
@@ -61,6 +97,9 @@ RouterSocket::RouterSocket(const std::string& address) : impl_(std::make_unique<
 RouterSocket::~RouterSocket() = default;
 
 std::optional<RouterSocket::Incoming> RouterSocket::Receive(Millis timeout) {
+  impl_->Flush();
+  // A backlog drains as peers read: come back soon to hand them more.
+  if (!impl_->backlog.empty()) timeout = std::min(timeout, Millis(1));
   zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
   if (Poll(&item, 1, timeout) == 0) return std::nullopt;
   zmq::message_t identity, body;
@@ -88,14 +127,25 @@ std::optional<RouterSocket::Incoming> RouterSocket::Receive(Millis timeout) {
 }
 
 bool RouterSocket::Send(const std::string& peer, const ControlMessage& message) {
-  try {
-    impl_->socket.send(zmq::buffer(peer), zmq::send_flags::sndmore);
-    impl_->socket.send(ToFrame(message), zmq::send_flags::none);
+  zmq::message_t frame = ToFrame(message);
+  if (auto queued = impl_->backlog.find(peer); queued != impl_->backlog.end()) {
+    queued->second.push_back(std::move(frame));
     return true;
-  } catch (const zmq::error_t& e) {
-    if (e.num() == EHOSTUNREACH) return false;
-    throw Error(ErrorCode::kInternal, std::string("control socket: ") + e.what());
   }
+  switch (impl_->TrySend(peer, frame)) {
+    case Impl::Outcome::kSent:
+      return true;
+    case Impl::Outcome::kFull:
+      impl_->backlog[peer].push_back(std::move(frame));
+      return true;
+    case Impl::Outcome::kGone:
+      break;
+  }
+  return false;
+}
+
+bool RouterSocket::Backlogged(const std::string& peer) const {
+  return impl_->backlog.count(peer) != 0;
 }
 
 namespace {
@@ -129,6 +179,9 @@ struct DealerSocket::Impl {
 DealerSocket::DealerSocket(const std::string& address)
     : impl_(std::make_unique<Impl>()), address_(address) {
   Quiet(impl_->socket, 500);
+  // What the coordinator sends waits in its own backlog, not here: a worker buffers a few
+  // messages (shard chunks) ahead of what it has read, never a whole shard.
+  impl_->socket.set(zmq::sockopt::rcvhwm, RouterSocket::kPeerQueue);
   Quiet(impl_->inbox, 0);
   // An explicit routing id, the same over reconnects. Without one the ROUTER gives every new
   // connection a fresh id, and a worker whose connection dropped after its register looked like

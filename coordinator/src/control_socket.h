@@ -1,6 +1,11 @@
 // The control channel's sockets: the coordinator's ROUTER and a worker's DEALER, speaking whole
 // ControlMessages (one frame each, wire.h). ZeroMQ stays in control_socket.cc. A socket is used
 // by one thread at a time. Closing waits at most 500 ms to flush what was sent.
+//
+// Flow control: ZeroMQ queues at most kPeerQueue messages per peer (each way), so a large
+// shard is not copied into the coordinator's or the worker's memory all at once. What a peer's
+// full queue does not take waits in the RouterSocket's backlog for that peer, in order, and
+// goes out as the peer reads (every Receive hands on what it can); Send never blocks.
 #pragma once
 
 #include <chrono>
@@ -31,8 +36,14 @@ class RouterSocket {
     std::string error;  // set when message is empty
   };
   std::optional<Incoming> Receive(Millis timeout);
-  // Sends to `peer`; false when the peer is not connected (any more).
+  // Sends to `peer` (or queues it behind the peer's backlog); false when the peer is not
+  // connected (any more).
   bool Send(const std::string& peer, const ControlMessage& message);
+  // True while messages to `peer` wait in the backlog: a producer of many messages (shard
+  // chunks) makes the next one only when this is false.
+  bool Backlogged(const std::string& peer) const;
+  // Messages ZeroMQ buffers per peer and direction (high-water mark).
+  static constexpr int kPeerQueue = 8;
 
  private:
   struct Impl;

@@ -92,7 +92,9 @@ struct Coordinator::Impl {
     if (start - last_pump > options.heartbeat_interval) {
       for (Clock::time_point& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
     }
-    const auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
+    auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
+    // While shards are on their way, come back soon to make the next chunks.
+    if (!shipments.empty()) until_ping = std::min(until_ping, Millis(1));
     std::optional<RouterSocket::Incoming> in =
         socket.Receive(std::max(Millis(0), std::min(wait, until_ping)));
     // Drain what is already queued before judging anyone silent.
@@ -100,6 +102,7 @@ struct Coordinator::Impl {
       Handle(*in, Clock::now(), on_message);
       in = socket.Receive(Millis(0));
     }
+    Feed();
     const Clock::time_point now = Clock::now();
     last_pump = now;
     if (now >= next_ping) {
@@ -279,19 +282,54 @@ struct Coordinator::Impl {
     a.incoming = c.incoming;
     socket.Send(peers[w], a);
     if (reuse_shard) return;
-    for (uint32_t k = 0; k < a.shard_chunks; ++k) {
-      const uint64_t offset = k * chunk;
-      const uint64_t size = std::min<uint64_t>(chunk, c.shard.size() - offset);
-      ShardChunkMsg m;
-      m.index = k;
-      m.offset = offset;
-      m.data.assign(c.shard.begin() + static_cast<int64_t>(offset),
-                    c.shard.begin() + static_cast<int64_t>(offset + size));
-      m.crc32c = transport::Crc32c(m.data);
-      socket.Send(peers[w], m);
-    }
-    socket.Send(peers[w], ShardDoneMsg{c.shard.size(), transport::Crc32c(c.shard)});
+    shipments.push_back({w, &c, 0, a.shard_chunks, chunk});
+    Feed();
   }
+
+  // A shard on its way: chunks are made as the worker's control queue takes them (Feed, from
+  // every Pump), so the coordinator holds a few chunks per worker, not a copy of every shard.
+  struct Shipment {
+    size_t w;
+    const ChipDeployment* chip;  // owned by the Deployment being shipped (Deploy, Failover)
+    uint32_t next;
+    uint32_t chunks;
+    uint64_t chunk_bytes;
+  };
+  std::vector<Shipment> shipments;
+  uint64_t shipped_bytes = 0;  // chunk bytes handed to the control socket, for progress
+
+  void Feed() {
+    for (auto it = shipments.begin(); it != shipments.end();) {
+      Shipment& s = *it;
+      const std::vector<std::byte>& shard = s.chip->shard;
+      bool gone_peer = false;
+      while (s.next < s.chunks && !socket.Backlogged(peers[s.w])) {
+        const uint64_t offset = s.next * s.chunk_bytes;
+        const uint64_t size = std::min<uint64_t>(s.chunk_bytes, shard.size() - offset);
+        ShardChunkMsg m;
+        m.index = s.next;
+        m.offset = offset;
+        m.data.assign(shard.begin() + static_cast<int64_t>(offset),
+                      shard.begin() + static_cast<int64_t>(offset + size));
+        m.crc32c = transport::Crc32c(m.data);
+        if (!socket.Send(peers[s.w], m)) {
+          gone_peer = true;  // its liveness check names it
+          break;
+        }
+        ++s.next;
+        shipped_bytes += size;
+      }
+      if (!gone_peer && s.next == s.chunks) {
+        socket.Send(peers[s.w], ShardDoneMsg{shard.size(), transport::Crc32c(shard)});
+      }
+      it = gone_peer || s.next == s.chunks ? shipments.erase(it) : std::next(it);
+    }
+  }
+  // Shipments point into a Deployment that lives only while its Deploy or Failover runs.
+  struct ForgetShipments {
+    Impl& im;
+    ~ForgetShipments() { im.shipments.clear(); }
+  };
 
   void Failover(const WorkerLost& lost, int64_t step, Clock::time_point step_start);
 };
@@ -375,20 +413,26 @@ void Coordinator::Deploy(const Deployment& d) {
       }
     }
   };
-  uint64_t shipped = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const ChipDeployment& c = d.chips[i];
-    const size_t w = owner[i];
-    im.Ship(w, d, c, /*reuse_shard=*/false);
-    shipped += c.shard.size();
-    if ((i + 1) % every == 0 || i + 1 == n) {
-      im.Progress("shipping shards: " + std::to_string(i + 1) + "/" + std::to_string(n) +
-                  " chips, " + Mib(shipped) + " of " + Mib(total_bytes));
-    }
-    im.Pump(Millis(0), on_ready);
-  }
+  const Clock::time_point start = Clock::now();
+  Impl::ForgetShipments forget{im};
+  im.shipped_bytes = 0;
+  for (size_t i = 0; i < n; ++i) im.Ship(owner[i], d, d.chips[i], /*reuse_shard=*/false);
+  // Progress in eighths of the bytes, as the workers take them.
+  uint64_t shown = 0;
+  bool shipped = false;
   const Clock::time_point deadline = Clock::now() + im.options.ready_timeout;
   while (ready_count < n) {
+    if (!shipped && (im.shipped_bytes >= shown + total_bytes / 8 || im.shipments.empty())) {
+      shown = im.shipped_bytes;
+      im.Progress("shipping shards: " + Mib(shown) + " of " + Mib(total_bytes) + " sent to " +
+                  std::to_string(n) + " chips");
+    }
+    if (!shipped && im.shipments.empty()) {
+      shipped = true;
+      im.stats.shard_bytes = static_cast<int64_t>(total_bytes);
+      im.stats.ship_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+    }
     if (Clock::now() >= deadline) {
       for (size_t w = 0; w < n; ++w) {
         if (!ready[w]) {
@@ -400,6 +444,8 @@ void Coordinator::Deploy(const Deployment& d) {
     }
     im.Pump(Millis(50), on_ready);
   }
+  im.stats.deploy_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 }
 
 std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Request>& requests,
@@ -584,6 +630,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
         Pump(Millis(20), {});
       }
       std::vector<bool> ready(workers.size(), true);
+      ForgetShipments forget{*this};
       for (const ChipDeployment& c : d.chips) {
         for (size_t w = 0; w < workers.size(); ++w) {
           if (gone[w] || workers[w].chip != static_cast<int32_t>(c.chip)) continue;

@@ -163,8 +163,13 @@ TEST(Coordinator, ShipsShardInCheckedChunksWithProgress) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].tokens, std::vector<int32_t>{1});
   bool shipped = false;
-  for (const std::string& line : progress) shipped |= line.find("shipping shards: 1/1") == 0;
+  for (const std::string& line : progress) {
+    shipped |= line == "shipping shards: 0.0 MiB of 0.0 MiB sent to 1 chips";
+  }
   EXPECT_TRUE(shipped);
+  EXPECT_EQ(coordinator.stats().shard_bytes, 20);
+  EXPECT_GT(coordinator.stats().ship_ns, 0);
+  EXPECT_GE(coordinator.stats().deploy_ns, coordinator.stats().ship_ns);
 }
 
 TEST(Coordinator, SilentWorkerIsNamedWithItsLastCompletedStep) {

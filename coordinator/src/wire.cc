@@ -513,8 +513,8 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
       auto r = m.getShardChunk();
       auto data = r.getData();
       ShardChunkMsg c{r.getIndex(), r.getOffset(), {}, r.getCrc32c()};
-      c.data.resize(data.size());
-      if (data.size() > 0) std::memcpy(c.data.data(), data.begin(), data.size());
+      const auto* bytes = reinterpret_cast<const std::byte*>(data.begin());
+      c.data.assign(bytes, bytes + data.size());  // one copy, no zero fill first
       return c;
     }
     case ControlMessage::SHARD_DONE:
@@ -603,9 +603,17 @@ coordinator::ControlMessage Decode(const std::byte* data, size_t size, const std
     throw Bad(context,
               std::to_string(size) + " bytes (at most " + std::to_string(kMaxControlBytes) + ")");
   }
-  // ZeroMQ frames are not guaranteed to be word-aligned; Cap'n Proto needs aligned words.
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
-  std::memcpy(words.begin(), data, size);
+  // ZeroMQ frames are not guaranteed to be word-aligned; Cap'n Proto needs aligned words, so
+  // an unaligned frame is copied first (an aligned one, the usual case, is read in place).
+  kj::Array<capnp::word> copy;
+  kj::ArrayPtr<const capnp::word> words;
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
+    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(data), size / sizeof(capnp::word));
+  } else {
+    copy = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+    std::memcpy(copy.begin(), data, size);
+    words = copy;
+  }
   try {
     capnp::ReaderOptions options;
     options.traversalLimitInWords = size / sizeof(capnp::word) * 4 + 1024;

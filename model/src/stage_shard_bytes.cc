@@ -1,5 +1,6 @@
 // ShardWeights <-> a safetensors buffer (the format of safetensors.h, in memory): the shard's
 // slices under their Hugging Face names, fp32, and where they sit in the metadata.
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -72,6 +73,19 @@ std::vector<Entry<Vec>> Entries(Shard& w, const ModelSpec& s) {
   return out;
 }
 
+// Appends `count` floats stored at `bytes` to `out`: straight from the buffer when it is float
+// aligned (the usual case), else through a zero-filled resize and memcpy.
+void AppendFloats(std::vector<float>& out, const std::byte* bytes, size_t count) {
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
+    const auto* first = reinterpret_cast<const float*>(bytes);
+    out.insert(out.end(), first, first + count);
+    return;
+  }
+  const size_t at = out.size();
+  out.resize(at + count);
+  std::memcpy(out.data() + at, bytes, count * sizeof(float));
+}
+
 int64_t Count(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -128,15 +142,16 @@ std::vector<std::byte> ShardToBytes(const ShardWeights& shard, const ModelSpec& 
   }
   std::string text = header.dump();
   while (text.size() % 8 != 0) text.push_back(' ');
-  std::vector<std::byte> out(8 + text.size() + static_cast<size_t>(offset));
-  uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i)
-    out[static_cast<size_t>(i)] = static_cast<std::byte>((n >> (8 * i)) & 0xff);
-  std::memcpy(out.data() + 8, text.data(), text.size());
-  std::byte* data = out.data() + 8 + text.size();
+  // Appended piece by piece into reserved space: every byte written once, no zero fill.
+  std::vector<std::byte> out;
+  out.reserve(8 + text.size() + static_cast<size_t>(offset));
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::byte>((n >> (8 * i)) & 0xff));
+  const auto* header_bytes = reinterpret_cast<const std::byte*>(text.data());
+  out.insert(out.end(), header_bytes, header_bytes + text.size());
   for (const auto& e : entries) {
-    std::memcpy(data, e.data->data(), e.data->size() * sizeof(float));
-    data += e.data->size() * sizeof(float);
+    const auto* tensor = reinterpret_cast<const std::byte*>(e.data->data());
+    out.insert(out.end(), tensor, tensor + e.data->size() * sizeof(float));
   }
   return out;
 }
@@ -200,8 +215,10 @@ ShardWeights ShardFromBytes(std::span<const std::byte> bytes, const ModelSpec& s
         throw InvalidInput("shard buffer: tensor " + e.name + " is not F32 [" + want +
                            "] inside the buffer");
       }
-      e.data->resize(static_cast<size_t>(Count(e.shape)));
-      std::memcpy(e.data->data(), data + offsets[0], offsets[1] - offsets[0]);
+      // One copy, no zero fill first (a fresh gigabyte costs seconds to touch on some hosts).
+      e.data->reserve(static_cast<size_t>(Count(e.shape)));
+      e.data->resize(0);
+      AppendFloats(*e.data, data + offsets[0], static_cast<size_t>(Count(e.shape)));
     } catch (const nlohmann::json::exception&) {
       throw InvalidInput("shard buffer: tensor " + e.name + " has a malformed entry");
     }

@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/curve.h"
@@ -14,6 +15,7 @@
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  lockstep::KeepFreedMemory();  // memory.h: large buffers are reused, not faulted in anew
   lockstep::coordinator::WorkerOptions options;
   int64_t connect_ms = 5000, timeout_ms = 5000;
   bool json = false, no_pin = false, quiet = false;

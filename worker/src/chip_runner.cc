@@ -524,7 +524,7 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
                            "runs direct all-reduce only for now");
       }
     }
-    im.shard.emplace(setup.spec, setup.shard);
+    im.shard.emplace(setup.spec, std::move(setup.shard));  // a copy would be the whole shard again
   }
   im.setup = std::move(setup);
   im.endpoints = std::move(endpoints);

@@ -108,6 +108,12 @@ struct RunStats {
   int64_t wall_ns = 0;         // Generate's wall time (measured on this host)
   int64_t decode_steps = 0;    // steps that carried no prompt
   int64_t decode_wall_ns = 0;  // their wall time: measured per-token latency = this / steps
+  // Deploy: the shard bytes shipped, the time until the last chunk went to the control socket
+  // (ZeroMQ holds a few chunks per worker, so this is about when the workers had them), and
+  // the time until every worker was ready (shards parsed, links open).
+  int64_t shard_bytes = 0;
+  int64_t ship_ns = 0;
+  int64_t deploy_ns = 0;
 };
 
 // Called for every generated token as it arrives: request id, token, its index in the request.
