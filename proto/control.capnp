@@ -252,6 +252,7 @@ struct StepResult {
   chip @0 :UInt32;
   index @1 :Int64;
   results @2 :List(SlotResult);
+  computeNs @3 :Int64;       # CPU time of the chip's compute thread in this step (waits excluded)
 }
 
 struct Heartbeat {

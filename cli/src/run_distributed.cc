@@ -347,10 +347,16 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   launch.Stop();
 
   const int64_t measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
+  const int64_t compute_per_token =
+      stats.decode_steps > 0 ? stats.decode_compute_ns / stats.decode_steps : 0;
   const double tokens_per_s =
       stats.wall_ns > 0 ? static_cast<double>(stats.tokens) * 1e9 / stats.wall_ns : 0.0;
   ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
                 stats.tokens, stats.steps, stats.wall_ns / 1e9, tokens_per_s, load_s);
+  ctx.log->info(
+      "decode step: {:.2f} ms measured, of it {:.2f} ms compute (slowest rank per "
+      "stage); {} link hops in a row plus the coordinator's 2",
+      measured / 1e6, compute_per_token / 1e6, stats.critical_hops);
   ctx.log->info(
       "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
@@ -399,7 +405,10 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"shard_bytes", stats.shard_bytes},
                         {"shard_ship_seconds", stats.ship_ns / 1e9},
                         {"shard_ship_mib_per_s", ShipMibPerS(stats)},
-                        {"deploy_seconds", stats.deploy_ns / 1e9}};
+                        {"deploy_seconds", stats.deploy_ns / 1e9},
+                        {"measured_compute_ns_per_token", compute_per_token},
+                        {"critical_hops", stats.critical_hops},
+                        {"control_hops", 2}};
     if (!dumps.empty()) j["logits_files"] = dumps;
     nlohmann::json fo = nlohmann::json::array();
     for (const coordinator::FailoverRecord& f : failovers) {

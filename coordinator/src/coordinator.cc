@@ -371,6 +371,7 @@ void Coordinator::Deploy(const Deployment& d) {
                        std::to_string(im.workers.size()) + " registered");
   }
   im.deployed = true;
+  im.stats.critical_hops = CriticalHops(d);
   im.sampling_chip = d.sampling_chip;
   im.slots = d.slots;
   im.max_positions = d.max_positions;
@@ -502,6 +503,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     std::vector<bool> answered(n, false);
     size_t answers = 0, expected = 0;
     std::vector<worker::SlotResult> results;
+    std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
     try {
       const StepMsg msg{*step};
       for (size_t w = 0; w < n; ++w) {
@@ -528,6 +530,11 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
           ++answers;
           last_completion = Clock::now();
           im.last_step[w] = r->index;
+          const auto place = im.places.find(static_cast<uint32_t>(im.workers[w].chip));
+          if (place != im.places.end() && place->second.first >= 0) {
+            int64_t& slowest = stage_compute[place->second.first];
+            slowest = std::max(slowest, r->compute_ns);
+          }
           if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
             results = std::move(r->results);
           }
@@ -556,6 +563,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     ++im.stats.steps;
     if (decode) {
       ++im.stats.decode_steps;
+      for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
       im.stats.decode_wall_ns +=
           std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - step_start).count();
     }
@@ -659,6 +667,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
       continue;
     }
     sampling_chip = d.sampling_chip;
+    stats.critical_hops = CriticalHops(d);
     places.clear();
     for (const ChipDeployment& c : d.chips) places[c.chip] = {c.stage, c.rank};
     record.recover_ms = Ms(Clock::now() - detected);

@@ -68,6 +68,9 @@ struct StepResultMsg {
   uint32_t chip = 0;
   int64_t index = 0;
   std::vector<worker::SlotResult> results;
+  // CPU time the chip's compute thread spent in the step: its compute, without the time it
+  // waited on links (a blocked receive uses no CPU).
+  int64_t compute_ns = 0;
 };
 
 struct PingMsg {};

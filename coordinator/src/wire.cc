@@ -235,6 +235,7 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
   auto b = m.initStepResult();
   b.setChip(s.chip);
   b.setIndex(s.index);
+  b.setComputeNs(s.compute_ns);
   auto results = b.initResults(static_cast<unsigned>(s.results.size()));
   for (size_t i = 0; i < s.results.size(); ++i) {
     const worker::SlotResult& r = s.results[i];
@@ -453,6 +454,7 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r) {
   StepResultMsg s;
   s.chip = r.getChip();
   s.index = r.getIndex();
+  s.compute_ns = r.getComputeNs();
   for (auto x : r.getResults()) {
     worker::SlotResult o;
     o.slot = x.getSlot();

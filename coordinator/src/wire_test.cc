@@ -171,10 +171,11 @@ TEST(Wire, StepAndResults) {
   EXPECT_EQ(b.sample_index, 2);
 
   // Logits travel bit for bit (including values a text format would round).
-  StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}};
+  StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}, 1234567};
   const StepResultMsg rb = RoundTripAs<StepResultMsg>(r);
   EXPECT_EQ(rb.chip, 3u);
   EXPECT_EQ(rb.index, 17);
+  EXPECT_EQ(rb.compute_ns, 1234567);
   ASSERT_EQ(rb.results.size(), 1u);
   EXPECT_EQ(rb.results[0].token, 200);
   EXPECT_EQ(std::memcmp(rb.results[0].logits.data(), r.results[0].logits.data(), 3 * sizeof(float)),

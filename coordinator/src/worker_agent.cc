@@ -1,6 +1,7 @@
 #include "lockstep/coordinator/worker_agent.h"
 
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -93,6 +94,13 @@ struct Shared {
   std::unique_ptr<worker::FlightRecorder> recorder;
 };
 
+// CPU time of the calling thread so far.
+int64_t ThreadCpuNs() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
 void Compute(const WorkerOptions& options, const AssignmentMsg& a,
              const std::vector<std::byte>& shard, DealerSocket::Outbox& outbox, Shared& shared) {
   const int32_t chip = static_cast<int32_t>(a.chip);
@@ -139,7 +147,9 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
         step = std::move(shared.steps.front());
         shared.steps.pop_front();
       }
+      const int64_t cpu_before = ThreadCpuNs();
       StepResultMsg result{a.chip, step.index, runner.RunStep(step)};
+      result.compute_ns = ThreadCpuNs() - cpu_before;
       shared.last_step = step.index;
       ++shared.steps_done;
       outbox.Post(result);

@@ -114,6 +114,13 @@ struct RunStats {
   int64_t shard_bytes = 0;
   int64_t ship_ns = 0;
   int64_t deploy_ns = 0;
+  // Where a decode step's time goes. decode_compute_ns: over the decode steps, the compute
+  // along the pipeline: per step the sum over stages of the slowest rank's compute (the CPU
+  // time of its compute thread, waits excluded). critical_hops: CriticalHops of the deployed
+  // schedule (link messages one step waits for in a row; the coordinator's Step and result are
+  // two more).
+  int64_t decode_compute_ns = 0;
+  int64_t critical_hops = 0;
 };
 
 // Called for every generated token as it arrives: request id, token, its index in the request.

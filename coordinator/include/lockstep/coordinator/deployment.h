@@ -96,3 +96,16 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
                           const DeployOptions& options);
 
 }  // namespace lockstep::coordinator
+
+namespace lockstep::coordinator {
+
+// The most link hops one step's work passes through in a row: the longest chain of the
+// schedule's messages where each waits for the one before (a Recv or Forward needs its sender's
+// Send or Forward; an instruction needs its deps). Each link traversal is one hop, so a message
+// forwarded by an intermediate chip counts twice. With the one-way latency of a link this is
+// the communication floor of a step (BENCHMARKS.md "Distributed decode"). The coordinator's own
+// round trip (Step out, result back) is not included. Throws Error (kInternal) when the
+// programs' messages form a cycle or a Recv names a message no program sends.
+int64_t CriticalHops(const Deployment& d);
+
+}  // namespace lockstep::coordinator
