@@ -22,6 +22,7 @@ JSON
 M=gqa.json
 expect_exit 0 "$LOCKSTEP" run --model $M --seed 9 --prompt 5,6,7 --max-new 6 --dump-logits ref.npy --json
 ref_tokens=$(json "d['tokens']")
+[ "$(json "d['measured_token_latency_ns'] > 0")" = True ] || fail "the reference times its decode steps"
 
 # Bit-identity over transports and plans.
 check() {  # check NAME ARGS...: tokens and logits equal the reference
@@ -37,6 +38,12 @@ check() {  # check NAME ARGS...: tokens and logits equal the reference
 
 check tcp_tp2 --transport tcp --tp 2 --pp 1
 [ "$(json "d['chips']")" = 2 ] || fail "tcp_tp2 runs on 2 chips"
+# Where a step goes: compute measured on the workers (less than the whole step), and the
+# schedule's chain of link hops (at TP 2 each layer's two all-reduces are 2 hops each).
+[ "$(json "0 < d['measured_compute_ns_per_token'] < d['measured_token_latency_ns'] and d['critical_hops'] >= 4 * 4 and d['control_hops'] == 2")" = True ] \
+  || fail "tcp_tp2: step breakdown $(cat out.txt)"
+[ "$(json "d['shard_bytes'] > 0 and d['shard_ship_mib_per_s'] > 0 and d['deploy_seconds'] >= d['shard_ship_seconds'] > 0")" = True ] \
+  || fail "tcp_tp2: shard shipping figures $(cat out.txt)"
 check ipc_tp4 --transport ipc --tp 4 --pp 1
 check ipc_pp2 --transport ipc --tp 1 --pp 2
 [ "$(json "len(d['stages'])")" = 2 ] || fail "ipc_pp2 has 2 stages"

@@ -110,24 +110,44 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   const auto start = std::chrono::steady_clock::now();
   model::Generation g;
   std::string mode = "reference";
+  // Every forward call after the prompt's is one decode step: timed, as `run --transport`
+  // times its decode steps (measured_token_latency_ns).
+  int64_t calls = 0, decode_ns = 0;
+  auto timed = [&](const model::ForwardStep& forward) -> model::ForwardStep {
+    return [&, forward](const std::vector<int32_t>& tokens) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<float> logits = forward(tokens);
+      if (calls++ > 0) {
+        decode_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count();
+      }
+      return logits;
+    };
+  };
   if (sharded) {
     const model::ShardedModel model(spec, weights, *layout);
     mode = "sharded " + model.layout().ToString();
     model::ShardedKvCache cache = model.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
-    g = model::GenerateWith(
-        [&](const std::vector<int32_t>& tokens) {
-          std::vector<model::ShardedStep> step = {{&cache, tokens}};
-          return std::move(model.Forward(step)[0]);
-        },
-        prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+    g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
+                              std::vector<model::ShardedStep> step = {{&cache, tokens}};
+                              return std::move(model.Forward(step)[0]);
+                            }),
+                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
   } else {
     const model::ReferenceModel reference(spec, std::move(weights));
-    g = model::Generate(reference, prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+    model::KvCache cache = reference.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
+    g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
+                              std::vector<model::SequenceStep> step = {{&cache, tokens}};
+                              return std::move(reference.Forward(step)[0]);
+                            }),
+                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
   }
+  const int64_t token_latency = calls > 1 ? decode_ns / (calls - 1) : 0;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, fp32)", prompt.size(),
-                g.tokens.size(), seconds, mode);
+  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, fp32); decode {:.2f} ms/token",
+                prompt.size(), g.tokens.size(), seconds, mode, token_latency / 1e6);
   if (!dump.empty()) {
     std::vector<float> flat;
     for (const std::vector<float>& row : g.logits) flat.insert(flat.end(), row.begin(), row.end());
@@ -139,6 +159,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     // Wall time of the whole generation (prefill included), as `run --transport` reports it.
     j["seconds"] = seconds;
     j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;
+    j["measured_token_latency_ns"] = token_latency;
     if (!dump.empty()) j["logits_file"] = dump;
     PrintJson(j);
   } else {
