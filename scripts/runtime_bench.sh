@@ -14,7 +14,14 @@
 # run: on a shared 2-core machine wall-clock figures say more about the neighbours than about
 # this code, CPU seconds much less so.
 #
+# Per configuration also: the decode step against the reference's ("vs reference": reference
+# ms/token over this one's), the compute in it (the slowest rank's compute-thread CPU time), the
+# link hops one step waits for in a row (the schedule's chain plus the coordinator's Step and
+# result), compute + hops x the raw ZeroMQ one-way latency measured at the start of the run (a
+# floor for the step), and the shard shipping rate.
+#
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
+#   TRANSPORTS="ipc" TPS="2" scripts/runtime_bench.sh ...   # a subset
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
@@ -32,30 +39,56 @@ sed -i 's/{name: lpu-v1, preset: lpu-v1}/{name: lpu-v1-8g, preset: lpu-v1, sram_
   "$work/node.yaml"
 grep -q "sram_bytes: 8589934592" "$work/node.yaml" || { echo "could not enlarge the chips' SRAM" >&2; exit 1; }
 PROMPT=1,2,3,4,5,6,7,8
-printf '| config | tokens/s (wall) | decode ms/token | load s | wall s | cpu s (user+sys) | load avg before |\n'
-printf '|---|---|---|---|---|---|---|\n'
+# Raw ZeroMQ one-way latency per hop on this host, in this run (the transport benchmark's raw
+# PAIR ping-pong, 4 KiB: a hidden vector of this model), for the "compute + hops" column.
+TB=${TRANSPORT_BENCH:-$(dirname "$L")/../bench/transport_bench}
+declare -A hop_us
+for transport in ipc tcp; do
+  if [ -x "$TB" ]; then
+    hop_us[$transport]=$("$TB" --benchmark_filter="Latency/raw/$transport/4096" --benchmark_format=json 2>/dev/null |
+      python3 -c "import json,sys; print(round(json.load(sys.stdin)['benchmarks'][0]['one_way_us'], 1))")
+  else
+    hop_us[$transport]=0
+  fi
+done
+echo "raw ZeroMQ one-way latency, 4 KiB: ipc ${hop_us[ipc]} us, tcp ${hop_us[tcp]} us"
+echo
+printf '| config | tokens/s (wall) | decode ms/token | vs reference | compute ms/token | hops | compute + hops x raw (ms) | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 ref=""
-one() {  # one LABEL ARGS...
-  local label=$1; shift
+ref_lat=""
+one() {  # one LABEL HOP_US ARGS...
+  local label=$1 hop=$2; shift 2
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
   /usr/bin/time -f "%e %U %S" -o "$work/time" "$L" --log-level warn --json run --model "$M" --seed 1 \
     --prompt $PROMPT --max-new "$NEW" "$@" >"$work/out.json"
   read -r wall user sys <"$work/time"
-  python3 - "$work/out.json" "$label" "$wall" "$user" "$sys" "$load" "$ref" <<'PY'
+  python3 - "$work/out.json" "$label" "$wall" "$user" "$sys" "$load" "$ref" "$ref_lat" "$hop" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-label, wall, user, sys_, load, ref = sys.argv[2:8]
+label, wall, user, sys_, load, ref, ref_lat, hop = sys.argv[2:10]
 if ref and str(d["tokens"]) != ref:
     sys.exit(f"{label}: tokens {d['tokens']} differ from the reference {ref}")
 lat = d.get("measured_token_latency_ns", 0) / 1e6
-print(f"| {label} | {d['tokens_per_s']:.2f} | {lat:.1f} | {d.get('load_seconds', 0):.1f} | "
-      f"{float(wall):.1f} | {float(user) + float(sys_):.1f} | {load} |")
+speed = f"{float(ref_lat) / lat:.2f}x" if ref_lat and lat > 0 else "1.00x"
+compute = d.get("measured_compute_ns_per_token", 0) / 1e6
+hops = d.get("critical_hops", 0) + d.get("control_hops", 0)
+floor = compute + hops * float(hop) / 1000 if "critical_hops" in d else 0
+ship = d.get("shard_ship_mib_per_s", 0)
+cols = [label, f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", speed,
+        f"{compute:.1f}" if "critical_hops" in d else "-", str(hops) if "critical_hops" in d else "-",
+        f"{floor:.1f}" if "critical_hops" in d else "-", f"{d.get('load_seconds', 0):.1f}",
+        f"{ship:.0f}" if ship else "-", f"{float(wall):.1f}", f"{float(user) + float(sys_):.1f}", load]
+print("| " + " | ".join(cols) + " |")
 PY
-  if [ -z "$ref" ]; then ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/out.json"); fi
+  if [ -z "$ref" ]; then
+    ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/out.json")
+    ref_lat=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['measured_token_latency_ns'] / 1e6)" "$work/out.json")
+  fi
 }
-one "reference, 1 process"
-for transport in ipc tcp; do
-  for tp in 1 2 4; do
-    one "$transport, $tp chip(s) (TP $tp)" --transport $transport --topology "$work/node.yaml" --tp $tp --pp 1
+one "reference, 1 process" 0
+for transport in ${TRANSPORTS:-ipc tcp}; do
+  for tp in ${TPS:-1 2 4}; do
+    one "$transport, $tp chip(s) (TP $tp)" "${hop_us[$transport]}" --transport $transport --topology "$work/node.yaml" --tp $tp --pp 1
   done
 done
