@@ -136,40 +136,6 @@ struct ChipHost {
   host @1 :Text;
 }
 
-struct RopeScaling {
-  type @0 :Text;
-  factor @1 :Float64;
-  lowFreqFactor @2 :Float64;
-  highFreqFactor @3 :Float64;
-  originalMaxPositionEmbeddings @4 :Int64;
-}
-
-# partition::ModelSpec, field for field.
-struct ModelSpec {
-  name @0 :Text;
-  modelType @1 :Text;
-  hiddenSize @2 :Int64;
-  intermediateSize @3 :Int64;
-  numLayers @4 :Int64;
-  numHeads @5 :Int64;
-  numKvHeads @6 :Int64;
-  headDim @7 :Int64;
-  vocabSize @8 :Int64;
-  tieWordEmbeddings @9 :Bool;
-  qkvBias @10 :Bool;
-  oBias @11 :Bool;
-  mlpBias @12 :Bool;
-  numExperts @13 :Int64;
-  expertsPerToken @14 :Int64;
-  ropeTheta @15 :Float64;
-  hasRopeScaling @16 :Bool;
-  ropeScaling @17 :RopeScaling;
-  rmsNormEps @18 :Float64;
-  maxPositionEmbeddings @19 :Int64;
-  slidingWindow @20 :Int64;
-  torchDtype @21 :Int8;      # lockstep::Dtype value; -1 = not given
-}
-
 struct Assignment {
   chip @0 :UInt32;
   stage @1 :Int32;     # -1: a chip that only forwards
@@ -178,7 +144,7 @@ struct Assignment {
   links @4 :List(Link);          # this chip's links, in the order OpenChip opens them
   transport @5 :TransportOptions;
   program @6 :Data;              # a proto/schedule.capnp Program (schedule/program_codec.h)
-  spec @7 :ModelSpec;
+  spec @7 :Data;                 # partition::SerializeModelSpec (the plan's own spec codec)
   shardBytes @8 :UInt64;         # size of the shard that follows in chunks
   shardChunks @9 :UInt32;
   cpus @10 :List(Int32);         # CPU OS indices to pin to; empty: do not pin

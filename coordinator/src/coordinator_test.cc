@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "control_socket.h"
+#include "fake_spec_test_util.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/crc32c.h"
 
@@ -30,8 +31,7 @@ RegisterMsg Hello(int32_t chip) {
 // One chip, one slot; the shard is opaque bytes (the fake worker does not load it).
 Deployment OneChip(uint32_t chip, size_t shard_bytes) {
   Deployment d;
-  d.spec.name = "fake";
-  d.spec.vocab_size = 4;
+  d.spec = FakeSpec();
   d.slots = 1;
   d.sampling_chip = chip;
   ChipDeployment c;
@@ -311,6 +311,7 @@ TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
   AssignmentMsg a;
   a.chip = 2;
   a.stage = 0;
+  a.spec = FakeSpec();
   a.shard_bytes = 4;
   a.shard_chunks = 1;
   fake.Send(hello->peer, a);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "control_socket.h"
+#include "fake_spec_test_util.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/transport/crc32c.h"
 
@@ -21,8 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 Deployment OneChip(uint32_t chip) {
   Deployment d;
-  d.spec.name = "fake";
-  d.spec.vocab_size = 4;
+  d.spec = FakeSpec();
   d.slots = 1;
   d.sampling_chip = chip;
   ChipDeployment c;

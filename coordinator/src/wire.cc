@@ -7,6 +7,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "lockstep/partition/plan.h"
 #include "lockstep/proto/control.capnp.h"
 #include "lockstep/schedule/program_codec.h"
 
@@ -55,38 +56,6 @@ void Put(proto::HostSummary::Builder b, const HostInfo& h) {
   b.setPus(h.pus);
   auto pus = b.initCorePus(static_cast<unsigned>(h.core_pus.size()));
   for (size_t i = 0; i < h.core_pus.size(); ++i) pus.set(static_cast<unsigned>(i), h.core_pus[i]);
-}
-
-void Put(proto::ModelSpec::Builder b, const partition::ModelSpec& s) {
-  b.setName(s.name);
-  b.setModelType(s.model_type);
-  b.setHiddenSize(s.hidden_size);
-  b.setIntermediateSize(s.intermediate_size);
-  b.setNumLayers(s.num_layers);
-  b.setNumHeads(s.num_heads);
-  b.setNumKvHeads(s.num_kv_heads);
-  b.setHeadDim(s.head_dim);
-  b.setVocabSize(s.vocab_size);
-  b.setTieWordEmbeddings(s.tie_word_embeddings);
-  b.setQkvBias(s.qkv_bias);
-  b.setOBias(s.o_bias);
-  b.setMlpBias(s.mlp_bias);
-  b.setNumExperts(s.num_experts);
-  b.setExpertsPerToken(s.experts_per_token);
-  b.setRopeTheta(s.rope_theta);
-  b.setHasRopeScaling(s.rope_scaling.has_value());
-  if (s.rope_scaling) {
-    auto r = b.initRopeScaling();
-    r.setType(s.rope_scaling->type);
-    r.setFactor(s.rope_scaling->factor);
-    r.setLowFreqFactor(s.rope_scaling->low_freq_factor);
-    r.setHighFreqFactor(s.rope_scaling->high_freq_factor);
-    r.setOriginalMaxPositionEmbeddings(s.rope_scaling->original_max_position_embeddings);
-  }
-  b.setRmsNormEps(s.rms_norm_eps);
-  b.setMaxPositionEmbeddings(s.max_position_embeddings);
-  b.setSlidingWindow(s.sliding_window);
-  b.setTorchDtype(s.torch_dtype ? static_cast<int8_t>(*s.torch_dtype) : int8_t{-1});
 }
 
 void Put(proto::Sampling::Builder b, const model::SamplingOptions& s) {
@@ -171,7 +140,8 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   PutTransport(b.initTransport(), a.transport);
   const std::vector<std::byte> program = schedule::SerializeProgram(a.program);
   b.setProgram(kj::arrayPtr(reinterpret_cast<const kj::byte*>(program.data()), program.size()));
-  Put(b.initSpec(), a.spec);
+  const std::string spec = partition::SerializeModelSpec(a.spec);
+  b.setSpec(kj::arrayPtr(reinterpret_cast<const kj::byte*>(spec.data()), spec.size()));
   b.setShardBytes(a.shard_bytes);
   b.setShardChunks(a.shard_chunks);
   auto cpus = b.initCpus(static_cast<unsigned>(a.cpus.size()));
@@ -351,39 +321,6 @@ HostInfo Get(proto::HostSummary::Reader r) {
   return h;
 }
 
-partition::ModelSpec Get(proto::ModelSpec::Reader r, const std::string& context) {
-  partition::ModelSpec s;
-  s.name = r.getName();
-  s.model_type = r.getModelType();
-  s.hidden_size = r.getHiddenSize();
-  s.intermediate_size = r.getIntermediateSize();
-  s.num_layers = r.getNumLayers();
-  s.num_heads = r.getNumHeads();
-  s.num_kv_heads = r.getNumKvHeads();
-  s.head_dim = r.getHeadDim();
-  s.vocab_size = r.getVocabSize();
-  s.tie_word_embeddings = r.getTieWordEmbeddings();
-  s.qkv_bias = r.getQkvBias();
-  s.o_bias = r.getOBias();
-  s.mlp_bias = r.getMlpBias();
-  s.num_experts = r.getNumExperts();
-  s.experts_per_token = r.getExpertsPerToken();
-  s.rope_theta = r.getRopeTheta();
-  if (r.getHasRopeScaling()) {
-    auto q = r.getRopeScaling();
-    s.rope_scaling =
-        partition::RopeScaling{q.getType(), q.getFactor(), q.getLowFreqFactor(),
-                               q.getHighFreqFactor(), q.getOriginalMaxPositionEmbeddings()};
-  }
-  s.rms_norm_eps = r.getRmsNormEps();
-  s.max_position_embeddings = r.getMaxPositionEmbeddings();
-  s.sliding_window = r.getSlidingWindow();
-  const int8_t dtype = r.getTorchDtype();
-  if (dtype >= kDtypeCount) throw Bad(context, "model spec dtype " + std::to_string(dtype));
-  if (dtype >= 0) s.torch_dtype = static_cast<Dtype>(dtype);
-  return s;
-}
-
 template <typename Enum>
 Enum CheckedEnum(uint8_t value, uint8_t count, const std::string& context, const char* what) {
   if (value >= count) {
@@ -411,7 +348,9 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   const auto program = r.getProgram();
   a.program = schedule::ParseProgram(
       {reinterpret_cast<const std::byte*>(program.begin()), program.size()}, context);
-  a.spec = Get(r.getSpec(), context);
+  const auto spec = r.getSpec();
+  a.spec = partition::ParseModelSpecBytes(
+      std::string_view(reinterpret_cast<const char*>(spec.begin()), spec.size()), context);
   a.shard_bytes = r.getShardBytes();
   a.shard_chunks = r.getShardChunks();
   for (int32_t c : r.getCpus()) a.cpus.push_back(c);

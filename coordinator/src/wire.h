@@ -16,7 +16,7 @@
 namespace lockstep::coordinator::wire {
 
 // 2: programs travel in schedule/'s encoding (program_codec.h); client messages.
-inline constexpr uint16_t kControlVersion = 2;
+inline constexpr uint16_t kControlVersion = 3;
 // Largest control frame accepted (a shard chunk plus headroom; programs of big plans).
 inline constexpr size_t kMaxControlBytes = size_t{64} << 20;
 

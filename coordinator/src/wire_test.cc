@@ -83,7 +83,13 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.transport.curve_public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
   a.program = SampleProgram();
   a.spec.name = "tiny";
+  a.spec.num_layers = 2;
   a.spec.hidden_size = 64;
+  a.spec.intermediate_size = 128;
+  a.spec.num_heads = 4;
+  a.spec.num_kv_heads = 2;
+  a.spec.head_dim = 16;
+  a.spec.vocab_size = 100;
   a.spec.rope_scaling = partition::RopeScaling{"llama3", 8.0, 1.0, 4.0, 8192};
   a.spec.torch_dtype = Dtype::kBf16;
   a.shard_bytes = 1000;

@@ -91,7 +91,7 @@ ModelSpec DecodeSpec(proto::ModelSpec::Reader r, const std::string& source) {
   if (m.num_layers < 1 || m.hidden_size < 1 || m.num_heads < 1 || m.num_kv_heads < 1 ||
       m.head_dim < 1 || m.vocab_size < 1 || m.intermediate_size < 1 ||
       m.num_heads % m.num_kv_heads != 0) {
-    throw InvalidInput(source + ": the plan's model spec is not a valid model (layers " +
+    throw InvalidInput(source + ": the model spec is not a valid model (layers " +
                        std::to_string(m.num_layers) + ", hidden " + std::to_string(m.hidden_size) +
                        ", heads " + std::to_string(m.num_heads) + "/" +
                        std::to_string(m.num_kv_heads) + ")");
@@ -363,9 +363,15 @@ std::string SerializePlan(const Plan& plan) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-Plan ParsePlan(std::string_view bytes, const std::string& source) {
+namespace {
+
+// Reads `bytes` as one Cap'n Proto message with root Root and hands the root to `decode`.
+// `what` names the expected content in errors ("a Lockstep plan").
+template <typename Root, typename Decode>
+auto ReadMessage(std::string_view bytes, const std::string& source, const char* what,
+                 const Decode& decode) {
   if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    throw InvalidInput(source + ": not a Lockstep plan (" + std::to_string(bytes.size()) +
+    throw InvalidInput(source + ": not " + what + " (" + std::to_string(bytes.size()) +
                        " bytes is not a whole Cap'n Proto message)");
   }
   // Copy into word-aligned memory: the reader requires alignment.
@@ -373,14 +379,35 @@ Plan ParsePlan(std::string_view bytes, const std::string& source) {
   std::memcpy(words.begin(), bytes.data(), bytes.size());
   try {
     capnp::FlatArrayMessageReader reader(words);
-    return Decode(reader.getRoot<proto::Plan>(), source);
+    return decode(reader.getRoot<Root>());
   } catch (const kj::Exception& e) {
-    std::string what = e.getDescription().cStr();
-    for (char& c : what) {
+    std::string text = e.getDescription().cStr();
+    for (char& c : text) {
       if (c == '\n') c = ' ';
     }
-    throw InvalidInput(source + ": not a Lockstep plan: " + what);
+    throw InvalidInput(source + ": not " + what + ": " + text);
   }
+}
+
+}  // namespace
+
+Plan ParsePlan(std::string_view bytes, const std::string& source) {
+  return ReadMessage<proto::Plan>(bytes, source, "a Lockstep plan",
+                                  [&](proto::Plan::Reader r) { return Decode(r, source); });
+}
+
+std::string SerializeModelSpec(const ModelSpec& spec) {
+  capnp::MallocMessageBuilder message;
+  EncodeSpec(spec, message.initRoot<proto::ModelSpec>());
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+ModelSpec ParseModelSpecBytes(std::string_view bytes, const std::string& source) {
+  return ReadMessage<proto::ModelSpec>(
+      bytes, source, "a model spec",
+      [&](proto::ModelSpec::Reader r) { return DecodeSpec(r, source); });
 }
 
 void WritePlanFile(const std::string& path, const Plan& plan) {

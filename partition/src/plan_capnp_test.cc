@@ -34,6 +34,23 @@ TEST(PlanCapnpTest, RoundTripGivesTheSamePlanAndBytes) {
   }
 }
 
+TEST(PlanCapnpTest, AModelSpecTravelsAloneInThePlansCodec) {
+  ModelSpec spec = LoadModelSpec(std::filesystem::path(LOCKSTEP_SOURCE_DIR) / "examples" /
+                                 "models" / "llama-3.1-405b");
+  ASSERT_TRUE(spec.rope_scaling.has_value());
+  EXPECT_EQ(ParseModelSpecBytes(SerializeModelSpec(spec), "mem"), spec);
+  EXPECT_THROW(ParseModelSpecBytes("garbage!", "mem"), Error);
+  ModelSpec empty;
+  try {
+    ParseModelSpecBytes(SerializeModelSpec(empty), "assignment");
+    FAIL() << "a spec without layers was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("assignment: the model spec is not a valid model"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(PlanCapnpTest, FilesRoundTrip) {
   const Plan plan = SamplePlan(Objective::kLatency);
   const std::string path = testing::TempDir() + "lockstep_plan_test.plan";

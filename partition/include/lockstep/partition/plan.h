@@ -195,6 +195,12 @@ std::string SerializePlan(const Plan& plan);
 // does not hold together), and "<source> was written without its model/topology; re-run
 // lockstep plan" for a plan from before plans carried them.
 Plan ParsePlan(std::string_view bytes, const std::string& source);
+// A model spec alone in the same binary format (the spec of proto/plan.capnp as its own
+// message): what the control channel ships to workers, so plans and workers share one codec.
+// ParseModelSpecBytes throws Error (kInvalidInput) naming `source` for bytes that are not such
+// a message or not a valid model.
+std::string SerializeModelSpec(const ModelSpec& spec);
+ModelSpec ParseModelSpecBytes(std::string_view bytes, const std::string& source);
 // File forms: a path ending in ".json" holds PlanToJson (write only); anything else the binary
 // form. Throw Error (kNotFound) when the file cannot be opened.
 void WritePlanFile(const std::string& path, const Plan& plan);
