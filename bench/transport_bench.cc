@@ -15,6 +15,7 @@
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
 //                                        counter one_way_us is half of it, in microseconds.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -86,17 +87,26 @@ double ProcessCpuSeconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-// Process CPU time over the timed loop, per message (see the file comment).
+// Minor page faults of the whole process so far (every thread).
+double ProcessPageFaults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_minflt);
+}
+
+// Process CPU time and page faults over the timed loop, per message (see the file comment).
 class CpuPerMessage {
  public:
-  CpuPerMessage() : start_(ProcessCpuSeconds()) {}
+  CpuPerMessage() : start_(ProcessCpuSeconds()), faults_(ProcessPageFaults()) {}
   void Report(benchmark::State& state, int64_t messages) const {
-    state.counters["cpu_us_per_msg"] =
-        (ProcessCpuSeconds() - start_) * 1e6 / static_cast<double>(std::max<int64_t>(messages, 1));
+    const auto n = static_cast<double>(std::max<int64_t>(messages, 1));
+    state.counters["cpu_us_per_msg"] = (ProcessCpuSeconds() - start_) * 1e6 / n;
+    state.counters["faults_per_msg"] = (ProcessPageFaults() - faults_) / n;
   }
 
  private:
   double start_;
+  double faults_;
 };
 // Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
 constexpr int64_t kWarmup = 8;
