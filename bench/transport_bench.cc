@@ -42,9 +42,12 @@ constexpr Millis kWait{10000};
 // allocations would make both sides measure the kernel's page faults instead of the transport.
 class BufferPool {
  public:
-  // Starts with enough touched buffers for everything the link can hold in flight.
+  // Starts with enough touched buffers for everything the link can hold in flight: up to ~90
+  // ZeroMQ messages on ipc/tcp (send high-water mark 80, receive 10, see RawLink) for sizes that
+  // go as one message, a tenth of that for tensors sent as 8 segments (>= 2 MiB); at most 1 GiB.
   explicit BufferPool(size_t bytes) : bytes_(bytes) {
-    for (int i = 0; i < 24; ++i) {
+    const size_t count = std::clamp<size_t>((size_t{1} << 30) / bytes, 24, 128);
+    for (size_t i = 0; i < count; ++i) {
       free_.push_back(new std::byte[bytes]);
       std::memset(free_.back(), 0, bytes);
     }
@@ -213,9 +216,13 @@ struct RawLink {
   std::string dir;
 
   explicit RawLink(const std::string& backend) {
-    const int hwm = 2 * 4 + 2;  // as the Lockstep endpoints (queue_capacity 4)
+    // As the Lockstep endpoints (queue_capacity 4): ipc/tcp count segments on the sending side
+    // (a large tensor is up to 8 ZeroMQ messages), so their send high-water mark is 8 times as
+    // high; raw gets the same.
+    const int hwm = 2 * 4 + 2;
+    const int send_hwm = backend == "inproc" ? hwm : 8 * hwm;
     for (void* s : {a, b}) {
-      zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+      zmq_setsockopt(s, ZMQ_SNDHWM, &send_hwm, sizeof send_hwm);
       zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     }
     std::string address;
