@@ -44,9 +44,9 @@ class BufferPool {
  public:
   // Starts with enough touched buffers for everything the link can hold in flight: up to ~90
   // ZeroMQ messages on ipc/tcp (send high-water mark 80, receive 10, see RawLink) for sizes that
-  // go as one message, a tenth of that for tensors sent as 8 segments (>= 2 MiB); at most 1 GiB.
+  // go as one message, a tenth of that for tensors sent as 8 segments (>= 2 MiB); 512 MiB at most.
   explicit BufferPool(size_t bytes) : bytes_(bytes) {
-    const size_t count = std::clamp<size_t>((size_t{1} << 30) / bytes, 24, 128);
+    const size_t count = std::clamp<size_t>((size_t{512} << 20) / bytes, 24, 128);
     for (size_t i = 0; i < count; ++i) {
       free_.push_back(new std::byte[bytes]);
       std::memset(free_.back(), 0, bytes);
@@ -215,12 +215,13 @@ struct RawLink {
   void* b = zmq_socket(ctx, ZMQ_PAIR);
   std::string dir;
 
-  explicit RawLink(const std::string& backend) {
-    // As the Lockstep endpoints (queue_capacity 4): ipc/tcp count segments on the sending side
-    // (a large tensor is up to 8 ZeroMQ messages), so their send high-water mark is 8 times as
-    // high; raw gets the same.
+  RawLink(const std::string& backend, size_t bytes) {
+    // As the Lockstep endpoints (queue_capacity 4), in tensors: ipc/tcp count segments on the
+    // sending side (a tensor of 2 MiB or more is 8 ZeroMQ messages), so their send high-water mark
+    // is 8 times as high: up to 8x as many smaller tensors queue there, the same number of large
+    // ones. Raw sends every tensor as one message, so it gets the 8x mark below 2 MiB only.
     const int hwm = 2 * 4 + 2;
-    const int send_hwm = backend == "inproc" ? hwm : 8 * hwm;
+    const int send_hwm = backend == "inproc" || bytes >= (size_t{2} << 20) ? hwm : 8 * hwm;
     for (void* s : {a, b}) {
       zmq_setsockopt(s, ZMQ_SNDHWM, &send_hwm, sizeof send_hwm);
       zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
@@ -289,7 +290,7 @@ size_t RawReceive(void* socket) {
 
 void RawThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  RawLink link(backend);
+  RawLink link(backend, bytes);
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations + kWarmup;
@@ -309,7 +310,7 @@ void RawThroughput(benchmark::State& state, const char* backend) {
 
 void RawLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  RawLink link(backend);
+  RawLink link(backend, bytes);
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations;
