@@ -6,6 +6,7 @@
 #include <zmq.h>
 
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "lockstep/transport/crc32c.h"
@@ -25,7 +26,8 @@ class Segments : public ::testing::TestWithParam<std::string> {
     transport_ = CreateTransport(options_);
     link_.a = {0, 0};
     link_.b = {1, 0};
-    std::thread t([&] { endpoint_ = transport_->Open(link_, link_.a, kWait); });
+    auto opened = std::async(std::launch::async,
+                             [&] { endpoint_ = transport_->Open(link_, link_.a, kWait); });
     ctx_ = zmq_ctx_new();
     peer_ = zmq_socket(ctx_, ZMQ_PAIR);
     const std::string address = GetParam() == "ipc"
@@ -37,7 +39,7 @@ class Segments : public ::testing::TestWithParam<std::string> {
     hello.message.src = link_.b;
     hello.message.dst = link_.a;
     SendFrames({EncodeFrameHeader(hello)});
-    t.join();
+    opened.get();                     // rethrows a failed Open
     for (int more = 1; more != 0;) {  // the endpoint's hello: header and empty payload
       zmq_msg_t answer;
       zmq_msg_init(&answer);
