@@ -15,6 +15,7 @@
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
 //                                        counter one_way_us is half of it, in microseconds.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -41,9 +42,12 @@ constexpr Millis kWait{10000};
 // allocations would make both sides measure the kernel's page faults instead of the transport.
 class BufferPool {
  public:
-  // Starts with enough touched buffers for everything the link can hold in flight.
+  // Starts with enough touched buffers for everything the link can hold in flight: up to ~90
+  // ZeroMQ messages on ipc/tcp (send high-water mark 80, receive 10, see RawLink) for sizes that
+  // go as one message, a tenth of that for tensors sent as 8 segments (>= 2 MiB); 512 MiB at most.
   explicit BufferPool(size_t bytes) : bytes_(bytes) {
-    for (int i = 0; i < 24; ++i) {
+    const size_t count = std::clamp<size_t>((size_t{512} << 20) / bytes, 24, 128);
+    for (size_t i = 0; i < count; ++i) {
       free_.push_back(new std::byte[bytes]);
       std::memset(free_.back(), 0, bytes);
     }
@@ -86,17 +90,26 @@ double ProcessCpuSeconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-// Process CPU time over the timed loop, per message (see the file comment).
+// Minor page faults of the whole process so far (every thread).
+double ProcessPageFaults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_minflt);
+}
+
+// Process CPU time and page faults over the timed loop, per message (see the file comment).
 class CpuPerMessage {
  public:
-  CpuPerMessage() : start_(ProcessCpuSeconds()) {}
+  CpuPerMessage() : start_(ProcessCpuSeconds()), faults_(ProcessPageFaults()) {}
   void Report(benchmark::State& state, int64_t messages) const {
-    state.counters["cpu_us_per_msg"] =
-        (ProcessCpuSeconds() - start_) * 1e6 / static_cast<double>(std::max<int64_t>(messages, 1));
+    const auto n = static_cast<double>(std::max<int64_t>(messages, 1));
+    state.counters["cpu_us_per_msg"] = (ProcessCpuSeconds() - start_) * 1e6 / n;
+    state.counters["faults_per_msg"] = (ProcessPageFaults() - faults_) / n;
   }
 
  private:
   double start_;
+  double faults_;
 };
 // Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
 constexpr int64_t kWarmup = 8;
@@ -202,10 +215,15 @@ struct RawLink {
   void* b = zmq_socket(ctx, ZMQ_PAIR);
   std::string dir;
 
-  explicit RawLink(const std::string& backend) {
-    const int hwm = 2 * 4 + 2;  // as the Lockstep endpoints (queue_capacity 4)
+  RawLink(const std::string& backend, size_t bytes) {
+    // As the Lockstep endpoints (queue_capacity 4), in tensors: ipc/tcp count segments on the
+    // sending side (a tensor of 2 MiB or more is 8 ZeroMQ messages), so their send high-water mark
+    // is 8 times as high: up to 8x as many smaller tensors queue there, the same number of large
+    // ones. Raw sends every tensor as one message, so it gets the 8x mark below 2 MiB only.
+    const int hwm = 2 * 4 + 2;
+    const int send_hwm = backend == "inproc" || bytes >= (size_t{2} << 20) ? hwm : 8 * hwm;
     for (void* s : {a, b}) {
-      zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+      zmq_setsockopt(s, ZMQ_SNDHWM, &send_hwm, sizeof send_hwm);
       zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     }
     std::string address;
@@ -272,7 +290,7 @@ size_t RawReceive(void* socket) {
 
 void RawThroughput(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  RawLink link(backend);
+  RawLink link(backend, bytes);
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations + kWarmup;
@@ -292,7 +310,7 @@ void RawThroughput(benchmark::State& state, const char* backend) {
 
 void RawLatency(benchmark::State& state, const char* backend) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  RawLink link(backend);
+  RawLink link(backend, bytes);
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations;

@@ -1,11 +1,22 @@
 # Wire format of one transport message between two directly linked chips (transport/, issue #5).
 #
-# A message travels as exactly two ZeroMQ frames (a multipart message):
+# A message travels as two ZeroMQ frames (a multipart message; large ipc/tcp payloads: segments,
+# below):
 #   frame 1: a FrameHeader, serialized as a standard single-segment, unpacked Cap'n Proto message
 #            (the 8-byte segment table followed by the segment). At most 4096 bytes; a larger or
 #            malformed header is rejected before anything else is read.
 #   frame 2: the payload: `payloadLength` raw bytes of the tensor in row-major order, element
 #            type `dtype`, little-endian. Sent from the sender's buffer without an extra copy.
+# Segmented payloads (ZeroMQ ipc/tcp, tensors of 2 MiB and more): the payload travels instead as
+# `count` (2..64) consecutive ZeroMQ messages, so the receiver checksums part k while part k+1 is
+# still arriving: the first is three frames [header][tag 0][segment 0], each further one two frames
+# [tag k][segment k]. A tag is 20 bytes, little-endian: magic "LSG1", index k, count (uint32 each),
+# total payload length (uint64); its size is no multiple of 8, so it never decodes as a header.
+# Segments are non-empty and in order and together hold exactly `payloadLength` bytes; the header's
+# `payloadCrc32c` covers the whole payload. A lost, repeated, missing, short or overlong segment,
+# or a tag that disagrees with tag 0, is refused naming link and step (transport/src/frame.cc,
+# zmq_transport.cc). The header schema itself is unchanged.
+#
 # The header carries the CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of the
 # payload; the receiver recomputes it and rejects the message on mismatch, naming link and step.
 # The CRC protects bytes that cross a medium (ipc, tcp: always checked). The inproc backend hands

@@ -45,6 +45,9 @@ seed data-fp16 '(version = 1, kind = data, step = 9, dtype = 1, shape = [1, 2],
   payloadLength = 4, payloadCrc32c = 2462583345)' 'abcd'
 seed hello '(version = 1, kind = hello, srcChip = 3, srcPort = 7, dstChip = 12, dstPort = 7)' ''
 seed close '(version = 1, kind = close, sequence = 10)' ''
+# A segment tag (segmented payloads, proto/frame.capnp): magic "LSG1", index 1, count 2, total 4.
+printf '\x14\x00LSG1\x01\x00\x00\x00\x02\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00abcd' \
+  >"$corpus/segment-tag"
 
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   build-fuzz/transport/frame_decoder_fuzz "$corpus" -max_total_time="$seconds" -max_len=8192 \

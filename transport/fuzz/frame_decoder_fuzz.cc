@@ -1,18 +1,26 @@
 // libFuzzer target for the transport's trust boundary: the frame decoder. Input layout:
 //   [2 bytes little-endian header length n][n header bytes][payload bytes...]
 // Whatever the bytes, decoding must either succeed or throw lockstep::Error (kProtocol); a
-// decoded header must re-encode and decode to the same fields. Built by scripts/fuzz.sh.
+// decoded header must re-encode and decode to the same fields. The same header bytes also go to
+// the segment-tag decoder (segmented payloads, frame.h): a decoded tag must be within its limits
+// and re-encode to the same bytes. Built by scripts/fuzz.sh.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
+#include <vector>
 
 #include "lockstep/common/error.h"
 #include "lockstep/transport/frame.h"
 
 using lockstep::transport::CheckPayload;
 using lockstep::transport::DecodeFrameHeader;
+using lockstep::transport::DecodeSegmentTag;
 using lockstep::transport::EncodeFrameHeader;
+using lockstep::transport::EncodeSegmentTag;
 using lockstep::transport::FrameHeader;
+using lockstep::transport::kMaxSegments;
+using lockstep::transport::SegmentTag;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
@@ -32,6 +40,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
     }
     CheckPayload(h, payload, "fuzz link");
+  } catch (const lockstep::Error& e) {
+    if (e.code() != lockstep::ErrorCode::kProtocol) std::abort();
+  }
+  try {
+    SegmentTag tag = DecodeSegmentTag(header, "fuzz link", kMaxPayload);
+    if (tag.count < 2 || tag.count > kMaxSegments || tag.index >= tag.count ||
+        tag.total_bytes == 0 || tag.total_bytes > kMaxPayload) {
+      std::abort();
+    }
+    std::vector<std::byte> again = EncodeSegmentTag(tag);
+    if (again.size() != header.size() || !std::equal(again.begin(), again.end(), header.begin())) {
+      std::abort();
+    }
   } catch (const lockstep::Error& e) {
     if (e.code() != lockstep::ErrorCode::kProtocol) std::abort();
   }

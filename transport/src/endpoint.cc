@@ -106,7 +106,7 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
     throw Error(ErrorCode::kProtocol, context() + ": unexpected control frame");
   }
   try {
-    CheckPayload(header, frame->payload.bytes(), name_, checksum_payloads_);
+    CheckPayload(header, frame->payload.bytes(), name_, checksum_payloads_, frame->payload_crc32c);
   } catch (const Error& e) {
     Rethrow(e, name_, context());
   }

@@ -132,7 +132,8 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
   } catch (const kj::Exception& e) {
     throw Garbled(context, std::string(e.getDescription().cStr()));
   }
-  const std::string step = "step " + std::to_string(out.message.step);
+  // Built only on the error paths below (the happy path allocates no strings).
+  auto step = [&] { return "step " + std::to_string(out.message.step); };
   if (out.kind != FrameKind::kData) {
     if (out.payload_length != 0) {
       throw Garbled(context, "control frame with a payload of " +
@@ -145,15 +146,15 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
     expected = ShapeBytes(out.message.shape, out.message.dtype, context);
   } catch (const Error& e) {
     throw Error(ErrorCode::kProtocol,
-                context + ": garbled frame header: " + step + ": " + e.what());
+                context + ": garbled frame header: " + step() + ": " + e.what());
   }
   if (expected != out.payload_length) {
-    throw Garbled(context, step + ": payload length " + std::to_string(out.payload_length) +
+    throw Garbled(context, step() + ": payload length " + std::to_string(out.payload_length) +
                                " does not match shape and dtype (" + std::to_string(expected) +
                                " bytes)");
   }
   if (out.payload_length > max_payload_bytes) {
-    throw Garbled(context, step + ": payload length " + std::to_string(out.payload_length) +
+    throw Garbled(context, step() + ": payload length " + std::to_string(out.payload_length) +
                                " exceeds the limit of " + std::to_string(max_payload_bytes) +
                                " bytes");
   }
@@ -161,7 +162,8 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
 }
 
 void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
-                  const std::string& context, bool require_checked) {
+                  const std::string& context, bool require_checked,
+                  std::optional<uint32_t> computed_crc) {
   auto step = [&] { return "step " + std::to_string(header.message.step); };
   if (payload.size() != header.payload_length) {
     throw Error(ErrorCode::kProtocol, context + ": " + step() + ": payload frame has " +
@@ -175,7 +177,7 @@ void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
                     ": payload is not checksummed (the header says unchecked), but this link "
                     "requires a CRC32C (ipc/tcp always; inproc with inproc_checksums)");
   }
-  uint32_t crc = Crc32c(payload);
+  uint32_t crc = computed_crc ? *computed_crc : Crc32c(payload);
   if (crc != header.payload_crc32c) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "computed 0x%08X, header says 0x%08X", crc,
@@ -183,6 +185,49 @@ void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
     throw Error(ErrorCode::kProtocol,
                 context + ": " + step() + ": payload CRC32C mismatch (" + buf + ")");
   }
+}
+
+namespace {
+constexpr uint32_t kSegmentMagic = 0x3147534C;  // "LSG1" little-endian
+}  // namespace
+
+std::vector<std::byte> EncodeSegmentTag(const SegmentTag& tag) {
+  std::vector<std::byte> out(kSegmentTagBytes);
+  const uint32_t words[3] = {kSegmentMagic, tag.index, tag.count};
+  std::memcpy(out.data(), words, 12);
+  std::memcpy(out.data() + 12, &tag.total_bytes, 8);
+  return out;
+}
+
+SegmentTag DecodeSegmentTag(std::span<const std::byte> bytes, const std::string& context,
+                            uint64_t max_payload_bytes) {
+  auto garbled = [&](const std::string& why) {
+    return Error(ErrorCode::kProtocol, context + ": garbled segment tag: " + why);
+  };
+  if (bytes.size() != kSegmentTagBytes) {
+    throw garbled(std::to_string(bytes.size()) + " bytes (expected " +
+                  std::to_string(kSegmentTagBytes) + ")");
+  }
+  uint32_t words[3];
+  SegmentTag tag;
+  std::memcpy(words, bytes.data(), 12);
+  std::memcpy(&tag.total_bytes, bytes.data() + 12, 8);
+  tag.index = words[1];
+  tag.count = words[2];
+  if (words[0] != kSegmentMagic) throw garbled("bad magic");
+  if (tag.count < 2 || tag.count > kMaxSegments) {
+    throw garbled("segment count " + std::to_string(tag.count) + " (valid: 2.." +
+                  std::to_string(kMaxSegments) + ")");
+  }
+  if (tag.index >= tag.count) {
+    throw garbled("segment index " + std::to_string(tag.index) + " of " +
+                  std::to_string(tag.count));
+  }
+  if (tag.total_bytes == 0 || tag.total_bytes > max_payload_bytes) {
+    throw garbled("payload length " + std::to_string(tag.total_bytes) + " (valid: 1.." +
+                  std::to_string(max_payload_bytes) + ")");
+  }
+  return tag;
 }
 
 }  // namespace lockstep::transport

@@ -154,5 +154,68 @@ TEST(Frame, UncheckedPayloadSkipsTheCrcOnlyWhereAllowed) {
       "link z: step 17: payload frame has 40 bytes, header says 48");
 }
 
+TEST(Frame, SegmentTagRoundTripsAndRejectsEveryMalformedField) {
+  const SegmentTag tag{3, 8, 5'000'000};
+  std::vector<std::byte> bytes = EncodeSegmentTag(tag);
+  ASSERT_EQ(bytes.size(), kSegmentTagBytes);
+  SegmentTag back = DecodeSegmentTag(bytes, "link x", 16 << 20);
+  EXPECT_EQ(back.index, 3u);
+  EXPECT_EQ(back.count, 8u);
+  EXPECT_EQ(back.total_bytes, 5'000'000u);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    ExpectProtocolError([&] { DecodeSegmentTag(std::span(bytes).first(n), "link x", 16 << 20); },
+                        "link x: garbled segment tag");
+  }
+  std::vector<std::byte> bad = bytes;
+  bad[0] ^= std::byte{1};
+  ExpectProtocolError([&] { DecodeSegmentTag(bad, "link x", 16 << 20); }, "bad magic");
+  ExpectProtocolError(
+      [&] {
+        DecodeSegmentTag(EncodeSegmentTag({0, 1, 10}), "l", 100);
+      },
+      "segment count 1");
+  ExpectProtocolError(
+      [&] {
+        DecodeSegmentTag(EncodeSegmentTag({0, kMaxSegments + 1, 10}), "l", 100);
+      },
+      "segment count");
+  ExpectProtocolError(
+      [&] {
+        DecodeSegmentTag(EncodeSegmentTag({2, 2, 10}), "l", 100);
+      },
+      "segment index 2 of 2");
+  ExpectProtocolError(
+      [&] {
+        DecodeSegmentTag(EncodeSegmentTag({0, 2, 101}), "l", 100);
+      },
+      "payload length 101");
+  ExpectProtocolError(
+      [&] {
+        DecodeSegmentTag(EncodeSegmentTag({0, 2, 0}), "l", 100);
+      },
+      "payload length 0");
+}
+
+// A tag is never taken for a header, nor a header for a tag (their sizes cannot match).
+TEST(Frame, SegmentTagAndHeaderCannotBeConfused) {
+  ExpectProtocolError(
+      [&] {
+        DecodeFrameHeader(EncodeSegmentTag({1, 2, 10}), "l", kMax);
+      },
+      "garbled frame header: 20 bytes");
+  ExpectProtocolError([&] { DecodeSegmentTag(EncodeFrameHeader(Sample()), "l", kMax); },
+                      "garbled segment tag");
+}
+
+TEST(Frame, CheckPayloadComparesABackendComputedCrc) {
+  FrameHeader h = Sample();
+  std::vector<std::byte> payload(h.payload_length, std::byte{7});
+  h.payload_crc32c = Crc32c(payload);
+  CheckPayload(h, payload, "l", true, h.payload_crc32c);
+  // The computed CRC is what is compared: a wrong one is refused even though the bytes match.
+  ExpectProtocolError([&] { CheckPayload(h, payload, "l", true, h.payload_crc32c ^ 1); },
+                      "step 17: payload CRC32C mismatch");
+}
+
 }  // namespace
 }  // namespace lockstep::transport

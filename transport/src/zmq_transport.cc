@@ -4,14 +4,17 @@
 // Lockstep. Bounded buffers are ZeroMQ's high-water marks (counted in whole messages).
 #include <zmq.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "backends.h"
 #include "lockstep/common/error.h"
+#include "lockstep/transport/crc32c.h"
 #include "lockstep/transport/frame.h"
 
 namespace lockstep::transport {
@@ -30,6 +33,42 @@ class ZmqMsgOwner : public Payload::Owner {
 };
 
 void FreeOwner(void* /*data*/, void* hint) { delete static_cast<Payload::Owner*>(hint); }
+
+// ipc/tcp: a payload of at least kSegmentFrom bytes is sent as segments of about kSegmentTarget
+// bytes (at most kMaxSendSegments), each its own ZeroMQ message (proto/frame.capnp, frame.h
+// SegmentTag). ZeroMQ delivers a multipart message only once all of it arrived, but separate
+// messages one by one: the receiving thread copies and checksums segment k while the I/O thread
+// still receives k+1, and ZeroMQ's receive buffers are segment-sized, so they are recycled by the
+// allocator instead of a fresh multi-MiB buffer (page faults) for every tensor.
+constexpr size_t kSegmentFrom = size_t{2} << 20;
+constexpr size_t kSegmentTarget = size_t{1} << 20;
+constexpr uint32_t kMaxSendSegments = 8;
+// A segment that does not follow its predecessor within this long (or the receive timeout, if
+// longer) fails the receive: the sender sends the segments of a tensor back to back.
+constexpr Millis kSegmentWait{10000};
+
+// The payload's owner, shared by the ZeroMQ messages of its segments; freed with the last.
+struct SharedOwner {
+  std::unique_ptr<Payload::Owner> owner;
+  std::atomic<uint32_t> refs;
+};
+
+void FreeShared(void* /*data*/, void* hint) {
+  auto* shared = static_cast<SharedOwner*>(hint);
+  if (shared->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete shared;
+}
+
+// Copies `n` bytes and returns the CRC32C continued over them, block by block, so each block is
+// checksummed while it is in cache.
+uint32_t CopyWithCrc(std::byte* dst, const std::byte* src, size_t n, uint32_t crc) {
+  constexpr size_t kBlock = size_t{64} << 10;
+  for (size_t off = 0; off < n; off += kBlock) {
+    const size_t len = std::min(kBlock, n - off);
+    std::memcpy(dst + off, src + off, len);
+    crc = Crc32c(std::span<const std::byte>(dst + off, len), crc);
+  }
+  return crc;
+}
 
 void SetInt(void* socket, int option, int value, const std::string& what) {
   if (zmq_setsockopt(socket, option, &value, sizeof value) != 0) {
@@ -261,13 +300,31 @@ class Context {
   std::thread thread_;
 };
 
+// The end of a wait of `timeout`, read from the clock only once the first blocking attempt has
+// failed: the happy path of a send or receive reads no clock (a read costs ~70 ns on the project
+// VM, a noticeable part of a 4 KiB message's hand-off).
+struct Deadline {
+  Millis timeout;
+  std::optional<Clock::time_point> at;
+  // What is left: all of `timeout` before Start, else until `at` (never negative).
+  Millis Left() const {
+    if (!at) return timeout;
+    return std::max(std::chrono::duration_cast<Millis>(*at - Clock::now()), Millis(0));
+  }
+  // Called after an attempt that waited and failed; `rest` was left after that wait.
+  void Start(Millis rest) {
+    if (!at) at = Clock::now() + rest;
+  }
+};
+
 class ZmqEndpoint : public Endpoint {
  public:
   ZmqEndpoint(std::shared_ptr<Context> context, void* socket, const LinkSpec& link, PortRef local,
-              uint64_t max_payload_bytes, bool monitor, bool checksum_payloads)
+              uint64_t max_payload_bytes, bool monitor, bool checksum_payloads, bool segments)
       : Endpoint(link, local, max_payload_bytes, checksum_payloads),
         context_(std::move(context)),
-        socket_(socket) {
+        socket_(socket),
+        segments_(segments) {
     if (monitor) {
       try {
         monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
@@ -299,37 +356,17 @@ class ZmqEndpoint : public Endpoint {
   void SendFrame(RawFrame frame, Millis timeout) override {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
     if (PeerGoneThrottled()) throw Disconnected();
+    Deadline deadline{timeout, std::nullopt};
     zmq_msg_t header;
     zmq_msg_init_size(&header, frame.header.size());
     std::memcpy(zmq_msg_data(&header), frame.header.data(), frame.header.size());
-    // Send as raw ZeroMQ does: a blocking send, which takes no system call while the link
-    // direction has room, in slices of at most kMonitorSlice when there is a monitor to look at
-    // in between (a full direction whose peer vanished). (Not a ZMQ_DONTWAIT try plus zmq_poll:
-    // on a full link that cost ZeroMQ extra poll() calls per message.)
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      const auto left =
-          std::max(std::chrono::duration_cast<Millis>(deadline - Clock::now()), Millis(0));
-      SetTimeout(ZMQ_SNDTIMEO, monitor_ ? std::min(left, kMonitorSlice) : left, send_timeout_);
-      if (zmq_msg_send(&header, socket_, ZMQ_SNDMORE) >= 0) break;
-      const int err = zmq_errno();
-      if (err != EAGAIN && err != EINTR) {
-        zmq_msg_close(&header);
-        throw Error(ErrorCode::kDisconnected, name() + ": send failed: " + zmq_strerror(err));
-      }
-      if (PeerGone()) {
-        zmq_msg_close(&header);
-        throw Disconnected();
-      }
-      if (left.count() == 0) {
-        zmq_msg_close(&header);
-        throw Error(ErrorCode::kUnavailable,
-                    name() + ": " + ToString(remote()) + " did not take the message within " +
-                        std::to_string(timeout.count()) + " ms (its buffer is full or it is down)");
-      }
+    SendBlocking(&header, deadline);
+    const size_t size = frame.payload.size();
+    if (segments_ && size >= kSegmentFrom) {
+      SendSegments(std::move(frame.payload), deadline);
+      return;
     }
     zmq_msg_t payload;
-    size_t size = frame.payload.size();
     if (size == 0) {
       zmq_msg_init(&payload);
     } else {
@@ -341,16 +378,7 @@ class ZmqEndpoint : public Endpoint {
         throw Error(ErrorCode::kInternal, name() + ": zmq_msg_init_data: " + ZmqError());
       }
     }
-    // The first part went through, so ZeroMQ accepts the rest of the message without waiting for
-    // room; it refuses it only when the peer's pipe went away in between (the peer closed its
-    // end). Never a blocking send here: that would wait forever for a pipe that is gone.
-    if (zmq_msg_send(&payload, socket_, ZMQ_DONTWAIT) < 0) {
-      int err = zmq_errno();
-      zmq_msg_close(&payload);
-      throw Error(ErrorCode::kDisconnected,
-                  name() + ": " + ToString(remote()) + " closed its end during the send" +
-                      (err == EAGAIN ? std::string() : std::string(": ") + zmq_strerror(err)));
-    }
+    SendRest(&payload, 0);
   }
 
   std::optional<RawFrame> ReceiveFrame(Millis timeout) override {
@@ -358,33 +386,10 @@ class ZmqEndpoint : public Endpoint {
     RawFrame frame;
     zmq_msg_t header;
     zmq_msg_init(&header);
-    // Receive as raw ZeroMQ does: one blocking receive (no poll set to build), in slices of at
-    // most kMonitorSlice when there is a monitor to look at in between. A queued message is taken
-    // without a system call. (No ZMQ_DONTWAIT probe first: a probe that finds nothing costs
-    // ZeroMQ two poll() calls before the real wait.) Messages that arrived before the peer
-    // vanished are delivered first: the loss is reported only when nothing is left to read.
-    {
-      auto deadline = Clock::now() + timeout;
-      for (;;) {
-        auto left =
-            std::max(std::chrono::duration_cast<Millis>(deadline - Clock::now()), Millis(0));
-        SetTimeout(ZMQ_RCVTIMEO, monitor_ ? std::min(left, kMonitorSlice) : left, receive_timeout_);
-        if (zmq_msg_recv(&header, socket_, 0) >= 0) break;
-        if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
-          std::string why = ZmqError();
-          zmq_msg_close(&header);
-          throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + why);
-        }
-        if (PeerGone()) {
-          if (zmq_msg_recv(&header, socket_, ZMQ_DONTWAIT) >= 0) break;
-          zmq_msg_close(&header);
-          throw Disconnected();
-        }
-        if (left.count() == 0) {
-          zmq_msg_close(&header);
-          return std::nullopt;
-        }
-      }
+    Deadline deadline{timeout, std::nullopt};
+    if (!ReceiveBlocking(&header, deadline)) {
+      zmq_msg_close(&header);
+      return std::nullopt;
     }
     auto* h = static_cast<const std::byte*>(zmq_msg_data(&header));
     // Cap the copy: an oversized header is rejected by the decoder from its size alone.
@@ -398,11 +403,21 @@ class ZmqEndpoint : public Endpoint {
     if (zmq_msg_recv(&owner->msg, socket_, 0) < 0) {
       throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + ZmqError());
     }
-    int parts = 2;
-    while (zmq_msg_more(&owner->msg) != 0 && Drain()) ++parts;
-    if (parts > 2) {
-      throw Error(ErrorCode::kProtocol, name() + ": received a message of " +
-                                            std::to_string(parts) + " frames (expected 2)");
+    if (zmq_msg_more(&owner->msg) != 0) {
+      // [header][segment tag 0][segment 0]: a segmented payload (or garbage with extra frames).
+      auto part = std::make_unique<ZmqMsgOwner>();
+      if (zmq_msg_recv(&part->msg, socket_, 0) < 0) {
+        throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + ZmqError());
+      }
+      int parts = 3;
+      for (bool extra = zmq_msg_more(&part->msg) != 0; extra; ++parts) extra = Drain();
+      if (parts > 3) {
+        throw Error(ErrorCode::kProtocol, name() + ": " + StepOf(frame.header) +
+                                              ": received a message of " + std::to_string(parts) +
+                                              " frames (expected 2, or 3 for a segmented payload)");
+      }
+      ReceiveSegments(frame, owner->msg, part->msg, timeout);
+      return frame;
     }
     auto* data = static_cast<std::byte*>(zmq_msg_data(&owner->msg));
     size_t size = zmq_msg_size(&owner->msg);
@@ -431,6 +446,7 @@ class ZmqEndpoint : public Endpoint {
   // vanished peer is reported.
   static constexpr Millis kMonitorSlice{50};
   static constexpr Millis kSendMonitorInterval{10};
+  static constexpr uint32_t kSendMonitorEvery = 8;
 
   void SetTimeout(int option, Millis timeout, int& current) {
     int ms = static_cast<int>(timeout.count());
@@ -442,13 +458,221 @@ class ZmqEndpoint : public Endpoint {
 
   bool PeerGone() { return monitor_ && monitor_->PeerGone(); }
 
-  // PeerGone for the send path, reading the monitor at most every kSendMonitorInterval: a read
-  // that finds no event costs a poll() system call inside ZeroMQ, as much as the rest of a small
-  // send. A loss already seen is reported at once; a peer that stopped reading fills the link
-  // direction, and the blocked send then reads the monitor every kMonitorSlice.
+  // Sends the first part of a message as raw ZeroMQ does: a blocking send, which takes no system
+  // call while the link direction has room, in slices of at most kMonitorSlice when there is a
+  // monitor to look at in between (a full direction whose peer vanished). (Not a ZMQ_DONTWAIT try
+  // plus zmq_poll: on a full link that cost ZeroMQ extra poll() calls per message.) Closes `part`
+  // and throws on failure.
+  void SendBlocking(zmq_msg_t* part, Deadline& deadline) {
+    const Millis timeout = deadline.timeout;
+    for (;;) {
+      const Millis left = deadline.Left();
+      const Millis wait = monitor_ ? std::min(left, kMonitorSlice) : left;
+      SetTimeout(ZMQ_SNDTIMEO, wait, send_timeout_);
+      if (zmq_msg_send(part, socket_, ZMQ_SNDMORE) >= 0) return;
+      const int err = zmq_errno();
+      if (err != EAGAIN && err != EINTR) {
+        zmq_msg_close(part);
+        throw Error(ErrorCode::kDisconnected, name() + ": send failed: " + zmq_strerror(err));
+      }
+      deadline.Start(left - wait);
+      if (PeerGone()) {
+        zmq_msg_close(part);
+        throw Disconnected();
+      }
+      if (left.count() == 0) {
+        zmq_msg_close(part);
+        throw Error(ErrorCode::kUnavailable,
+                    name() + ": " + ToString(remote()) + " did not take the message within " +
+                        std::to_string(timeout.count()) + " ms (its buffer is full or it is down)");
+      }
+    }
+  }
+
+  // Sends a later part of a message whose first part went through: ZeroMQ accepts the rest of a
+  // message without waiting for room; it refuses it only when the peer's pipe went away in
+  // between (the peer closed its end). Never a blocking send here: that would wait forever for a
+  // pipe that is gone. Closes `part` and throws on failure.
+  void SendRest(zmq_msg_t* part, int flags) {
+    if (zmq_msg_send(part, socket_, flags | ZMQ_DONTWAIT) < 0) {
+      int err = zmq_errno();
+      zmq_msg_close(part);
+      throw Error(ErrorCode::kDisconnected,
+                  name() + ": " + ToString(remote()) + " closed its end during the send" +
+                      (err == EAGAIN ? std::string() : std::string(": ") + zmq_strerror(err)));
+    }
+  }
+
+  // The payload of a message whose header part went through, as segments (kSegmentFrom): tag 0
+  // and segment 0 complete the first ZeroMQ message, each further segment is [tag k][segment k].
+  // The segments point into the payload (no copy); its owner goes with the last of them.
+  void SendSegments(Payload payload, Deadline& deadline) {
+    const size_t size = payload.size();
+    const size_t wanted =
+        std::min<size_t>(kMaxSendSegments, (size + kSegmentTarget - 1) / kSegmentTarget);
+    const size_t piece = ((size + wanted - 1) / wanted + 4095) / 4096 * 4096;
+    const auto count = static_cast<uint32_t>((size + piece - 1) / piece);
+    std::byte* data = payload.data();
+    auto* shared = new SharedOwner{payload.Release(), {count}};
+    uint32_t handed = 0;  // segments whose reference a zmq_msg_t holds (or already dropped)
+    try {
+      for (uint32_t k = 0; k < count; ++k) {
+        std::vector<std::byte> tag_bytes = EncodeSegmentTag({k, count, size});
+        zmq_msg_t tag;
+        zmq_msg_init_size(&tag, tag_bytes.size());
+        std::memcpy(zmq_msg_data(&tag), tag_bytes.data(), tag_bytes.size());
+        if (k == 0) {
+          SendRest(&tag, ZMQ_SNDMORE);
+        } else {
+          SendBlocking(&tag, deadline);
+        }
+        const size_t off = size_t{k} * piece;
+        zmq_msg_t part;
+        ++handed;
+        if (zmq_msg_init_data(&part, data + off, std::min(piece, size - off), FreeShared, shared) !=
+            0) {
+          FreeShared(nullptr, shared);
+          throw Error(ErrorCode::kInternal, name() + ": zmq_msg_init_data: " + ZmqError());
+        }
+        SendRest(&part, 0);
+      }
+    } catch (...) {
+      for (; handed < count; ++handed) FreeShared(nullptr, shared);
+      throw;
+    }
+  }
+
+  // Waits for the next part as raw ZeroMQ does: one blocking receive (no poll set to build), in
+  // slices of at most kMonitorSlice when there is a monitor to look at in between. A queued
+  // message is taken without a system call. (No ZMQ_DONTWAIT probe first: a probe that finds
+  // nothing costs ZeroMQ two poll() calls before the real wait.) Messages that arrived before the
+  // peer vanished are delivered first: the loss is reported only when nothing is left to read.
+  // False after `deadline`.
+  bool ReceiveBlocking(zmq_msg_t* part, Deadline& deadline) {
+    for (;;) {
+      const Millis left = deadline.Left();
+      const Millis wait = monitor_ ? std::min(left, kMonitorSlice) : left;
+      SetTimeout(ZMQ_RCVTIMEO, wait, receive_timeout_);
+      if (zmq_msg_recv(part, socket_, 0) >= 0) return true;
+      if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
+        std::string why = ZmqError();
+        zmq_msg_close(part);
+        throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + why);
+      }
+      deadline.Start(left - wait);
+      if (PeerGone()) {
+        if (zmq_msg_recv(part, socket_, ZMQ_DONTWAIT) >= 0) return true;
+        zmq_msg_close(part);
+        throw Disconnected();
+      }
+      if (left.count() == 0) return false;
+    }
+  }
+
+  // "step 12" from a header frame, for errors found below the header decoder.
+  std::string StepOf(const std::vector<std::byte>& header) const {
+    try {
+      return "step " + std::to_string(DecodeFrameHeader(header, name(), UINT64_MAX).message.step);
+    } catch (const Error&) {
+      return "a frame with a garbled header";
+    }
+  }
+
+  // Assembles a segmented payload into `frame`: `tag0` and `segment0` came with the header; the
+  // other segments follow as [tag k][segment k] messages. Each segment is copied into the
+  // tensor's buffer and checksummed while in cache; the CRC goes to frame.payload_crc32c for
+  // Receive to compare with the header's. Any irregularity (a garbled tag, a segment out of
+  // order, missing, too long or short, a tag that disagrees with the first) is kProtocol naming
+  // the link and step; a segment that does not come is kUnavailable.
+  void ReceiveSegments(RawFrame& frame, zmq_msg_t& tag0, zmq_msg_t& segment0, Millis timeout) {
+    auto fail = [&](ErrorCode code, uint32_t index, uint32_t count, const std::string& why) {
+      return Error(code, name() + ": " + StepOf(frame.header) + ": segment " +
+                             std::to_string(index) + " of " + std::to_string(count) + ": " + why);
+    };
+    auto bytes = [](zmq_msg_t& m) {
+      return std::span<const std::byte>(static_cast<const std::byte*>(zmq_msg_data(&m)),
+                                        zmq_msg_size(&m));
+    };
+    const std::string context = name() + ": " + StepOf(frame.header);
+    const SegmentTag first = DecodeSegmentTag(bytes(tag0), context, max_payload_bytes());
+    if (first.index != 0) {
+      throw fail(ErrorCode::kProtocol, first.index, first.count,
+                 "came first (segment 0 was expected)");
+    }
+    Payload out = Payload::Uninitialized(first.total_bytes);
+    size_t filled = 0;
+    uint32_t crc = 0;
+    auto take = [&](uint32_t index, std::span<const std::byte> segment) {
+      if (segment.empty() || segment.size() > out.size() - filled) {
+        throw fail(ErrorCode::kProtocol, index, first.count,
+                   std::to_string(segment.size()) + " bytes, but " +
+                       std::to_string(out.size() - filled) + " of the " +
+                       std::to_string(out.size()) + " payload bytes remain");
+      }
+      crc = CopyWithCrc(out.data() + filled, segment.data(), segment.size(), crc);
+      filled += segment.size();
+    };
+    take(0, bytes(segment0));
+    const Millis wait = std::max(timeout, kSegmentWait);
+    for (uint32_t k = 1; k < first.count; ++k) {
+      ZmqMsgOwner tag;
+      Deadline deadline{wait, std::nullopt};
+      if (!ReceiveBlocking(&tag.msg, deadline)) {
+        throw fail(
+            ErrorCode::kUnavailable, k, first.count,
+            "did not arrive within " + std::to_string(wait.count()) + " ms of the one before");
+      }
+      if (zmq_msg_more(&tag.msg) == 0) {
+        throw fail(ErrorCode::kProtocol, k, first.count,
+                   "missing: received a single-frame message of " +
+                       std::to_string(zmq_msg_size(&tag.msg)) + " bytes instead");
+      }
+      SegmentTag got;
+      try {
+        got = DecodeSegmentTag(bytes(tag.msg), context, max_payload_bytes());
+      } catch (const Error& e) {
+        while (Drain()) {
+        }
+        throw fail(ErrorCode::kProtocol, k, first.count,
+                   std::string("missing (the next message is not a segment: ") + e.what() + ")");
+      }
+      ZmqMsgOwner segment;
+      if (zmq_msg_recv(&segment.msg, socket_, 0) < 0) {
+        throw Error(ErrorCode::kDisconnected, name() + ": receive failed: " + ZmqError());
+      }
+      if (zmq_msg_more(&segment.msg) != 0) {
+        while (Drain()) {
+        }
+        throw fail(ErrorCode::kProtocol, k, first.count, "has more than two frames");
+      }
+      if (got.index != k || got.count != first.count || got.total_bytes != first.total_bytes) {
+        throw fail(ErrorCode::kProtocol, k, first.count,
+                   "received segment " + std::to_string(got.index) + " of " +
+                       std::to_string(got.count) + " of a " + std::to_string(got.total_bytes) +
+                       "-byte payload instead (a segment was lost, repeated or reordered)");
+      }
+      take(k, bytes(segment.msg));
+    }
+    if (filled != out.size()) {
+      throw fail(ErrorCode::kProtocol, first.count - 1, first.count,
+                 "the segments hold " + std::to_string(filled) + " of " +
+                     std::to_string(out.size()) + " payload bytes (truncated)");
+    }
+    frame.payload = std::move(out);
+    frame.payload_crc32c = crc;
+  }
+
+  // PeerGone for the send path, reading the monitor at most every kSendMonitorInterval (and the
+  // clock every kSendMonitorEvery sends): a read that finds no event costs a poll() system call
+  // inside ZeroMQ, as much as the rest of a small send. A loss already seen is reported at once; a
+  // peer that stopped reading fills the link direction, and the blocked send then reads the monitor
+  // every kMonitorSlice.
   bool PeerGoneThrottled() {
     if (!monitor_) return false;
     if (monitor_->Gone()) return true;
+    // The clock is read every kSendMonitorEvery sends only (see Deadline).
+    if (++sends_since_clock_ < kSendMonitorEvery) return false;
+    sends_since_clock_ = 0;
     const auto now = Clock::now();
     if (now < next_send_monitor_read_) return false;
     next_send_monitor_read_ = now + kSendMonitorInterval;
@@ -476,6 +700,8 @@ class ZmqEndpoint : public Endpoint {
   int receive_timeout_ = -2;
   int send_timeout_ = -2;
   Clock::time_point next_send_monitor_read_{};
+  uint32_t sends_since_clock_ = 0;
+  const bool segments_;  // ipc/tcp: large payloads travel as segments
 };
 
 // Answers ZeroMQ's authentication requests (ZAP, RFC 27) for CURVE server sockets: accepts a
@@ -590,7 +816,7 @@ class ZmqTransport : public Transport {
       const bool inproc = opt.backend == "inproc";
       endpoints.push_back(std::make_unique<ZmqEndpoint>(
           context_, socket, link, local, opt.max_payload_bytes, /*monitor=*/!inproc,
-          /*checksum_payloads=*/!inproc || opt.inproc_checksums));
+          /*checksum_payloads=*/!inproc || opt.inproc_checksums, /*segments=*/!inproc));
       binds.push_back(bind);
       Configure(socket, link, remote, bind);
       std::string address = Address(link, bind ? local : remote);
@@ -618,7 +844,11 @@ class ZmqTransport : public Transport {
     // peer that connects before the bind gets one pipe, not two), so a pipe can look full with
     // only hwm / 2 unread. 2 * capacity + 2 (the hello) keeps room for queue_capacity messages.
     const int hwm = 2 * opt.queue_capacity + 2;
-    SetInt(socket, ZMQ_SNDHWM, hwm, what);
+    // ipc/tcp count segments (kSegmentFrom): a large tensor takes up to kMaxSendSegments ZeroMQ
+    // messages, so the sending side holds that many times as many, and Send still never blocks
+    // while fewer than queue_capacity tensors are unreceived, whatever their size.
+    SetInt(socket, ZMQ_SNDHWM,
+           opt.backend == "inproc" ? hwm : hwm * static_cast<int>(kMaxSendSegments), what);
     SetInt(socket, ZMQ_RCVHWM, hwm, what);
     SetInt(socket, ZMQ_LINGER, 0, what);
     // Peers start in any order; retry a connect to a not-yet-bound end quickly.

@@ -51,6 +51,10 @@ struct RawFrame {
   Payload payload;
   int64_t send_time_ns = 0;      // sim: virtual time the transfer is issued
   int64_t arrival_time_ns = -1;  // sim: virtual arrival time, set by the backend on receive
+  // Receive: the CRC32C of `payload` as the backend computed it while assembling the payload from
+  // segments (ZeroMQ ipc/tcp, large tensors), so Receive compares it with the header's instead of
+  // reading the bytes again. A layer that changes `payload` after the backend must reset it.
+  std::optional<uint32_t> payload_crc32c;
 };
 
 class Endpoint {

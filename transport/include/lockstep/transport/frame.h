@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,9 +42,33 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
 
 // Checks a payload frame against its decoded header: length, then CRC32C if the header says the
 // payload is checked. `require_checked`: an unchecked header is refused too (ipc/tcp, and inproc
-// with checksums on). Throws Error(kProtocol) "<context>: ..." naming the step on mismatch.
+// with checksums on). `computed_crc`: the payload's CRC32C as a backend already computed it while
+// assembling a segmented payload (see SegmentTag); compared instead of a second pass over the
+// bytes. Throws Error(kProtocol) "<context>: ..." naming the step on mismatch.
 void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
-                  const std::string& context, bool require_checked = true);
+                  const std::string& context, bool require_checked = true,
+                  std::optional<uint32_t> computed_crc = std::nullopt);
+
+// Segmented payloads (ZeroMQ ipc/tcp, large tensors; proto/frame.capnp): the payload travels as
+// `count` ZeroMQ messages. The first is [header][tag 0][segment 0], each further one
+// [tag k][segment k]. A tag is kSegmentTagBytes bytes: magic "LSG1", index, count (uint32 each)
+// and the total payload length (uint64), little-endian. Its size is not a multiple of 8, so a tag
+// is never mistaken for a header nor a header for a tag.
+inline constexpr size_t kSegmentTagBytes = 20;
+inline constexpr uint32_t kMaxSegments = 64;
+
+struct SegmentTag {
+  uint32_t index = 0;
+  uint32_t count = 0;
+  uint64_t total_bytes = 0;
+};
+
+std::vector<std::byte> EncodeSegmentTag(const SegmentTag& tag);
+
+// Parses a tag: size, magic, 2 <= count <= kMaxSegments, index < count, 0 < total_bytes <=
+// max_payload_bytes. Throws Error(kProtocol) "<context>: garbled segment tag: <why>".
+SegmentTag DecodeSegmentTag(std::span<const std::byte> bytes, const std::string& context,
+                            uint64_t max_payload_bytes);
 
 // Number of payload bytes `shape` and `dtype` describe; throws InvalidInput naming `context` on a
 // negative dimension, too many dimensions, or overflow.

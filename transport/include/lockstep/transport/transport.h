@@ -52,7 +52,10 @@ struct TransportOptions {
   std::string backend = "sim";  // sim, inproc, ipc, tcp
   // Per link direction, Send never blocks while fewer than queue_capacity messages are unreceived
   // (>= 1). sim blocks exactly there; the ZeroMQ backends may hold up to about twice as many,
-  // plus what the OS socket buffers take for ipc/tcp. Either way memory stays bounded.
+  // plus what the OS socket buffers take for ipc/tcp. ipc/tcp send a tensor of 2 MiB or more as
+  // up to 8 segments (proto/frame.capnp), so their sending side holds 8 times as many ZeroMQ
+  // messages: small messages may queue up to ~8x as deep there before Send blocks, large ones as
+  // before. Either way memory stays bounded.
   int queue_capacity = 16;
   // Largest accepted payload; larger frames are refused by sender and receiver (256 MiB).
   uint64_t max_payload_bytes = uint64_t{256} << 20;
