@@ -15,9 +15,15 @@
 # this code, CPU seconds much less so.
 #
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
+#
+# TRANSPORTS and TPS (environment) pick the configurations, by default all of them:
+#   TRANSPORTS=ipc TPS="1 2" scripts/runtime_bench.sh build/cli/lockstep 64
+# The reference always runs first: every configuration is checked against its tokens.
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
+TRANSPORTS=${TRANSPORTS:-ipc tcp}
+TPS=${TPS:-1 2 4}
 work=$(mktemp -d /tmp/lockstep-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/llama-205m.json" <<'JSON'
@@ -54,8 +60,8 @@ PY
   if [ -z "$ref" ]; then ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/out.json"); fi
 }
 one "reference, 1 process"
-for transport in ipc tcp; do
-  for tp in 1 2 4; do
+for transport in $TRANSPORTS; do
+  for tp in $TPS; do
     one "$transport, $tp chip(s) (TP $tp)" --transport $transport --topology "$work/node.yaml" --tp $tp --pp 1
   done
 done
