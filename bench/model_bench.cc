@@ -66,6 +66,15 @@ void BM_ReadBandwidth8Streams(benchmark::State& state) {
                           static_cast<int64_t>(n * sizeof(float)));
 }
 BENCHMARK(BM_ReadBandwidth8Streams)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+// Both cores at once, each on its own buffer, as the two ranks of a TP-2 decode read their
+// shards: bytes_per_second is the two threads' sum over the wall time, so against the 1-thread
+// figure it is the most a second core can add to a bandwidth-bound decode (issue #7).
+BENCHMARK(BM_ReadBandwidth8Streams)
+    ->Name("BM_ReadBandwidth8Streams/2cores")
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0)
+    ->Threads(2)
+    ->UseRealTime();
 
 partition::ModelSpec Llama205M() {
   return partition::ParseModelSpec(R"({"_name_or_path": "llama-205m", "model_type": "llama",
@@ -129,6 +138,60 @@ void BM_DecodeMatVecsOnly205M(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DecodeMatVecsOnly205M)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+
+// The matrix-vector products of one decoded token on one rank of a TP group of degree
+// state.range(0) (issue #7), in StageShard's order and shapes: q/k/v and gate/up column slices
+// with MatMulTransposed, the o and down contraction slices as chunk partials
+// (MatMulChunkPartials; degree 1: MatMulTransposed, as a degree-1 stage does), the head's vocab
+// slice. bytes_per_second against BM_DecodeMatVecsOnly205M says whether a rank's shapes stream
+// as fast as the whole model's; run two at once to see what two ranks get from two cores.
+void BM_DecodeMatVecsTpRank205M(benchmark::State& state) {
+  const partition::ModelSpec spec = Llama205M();
+  const int64_t tp = state.range(0), h = spec.hidden_size, f = spec.intermediate_size / tp;
+  const int64_t q = h / tp, vocab = spec.vocab_size / tp;
+  struct Layer {
+    std::vector<float> q, k, v, o, gate, up, down;
+  };
+  std::vector<Layer> layers(static_cast<size_t>(spec.num_layers));
+  for (Layer& l : layers) {
+    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o}) m->assign(q * h, 0.5f);
+    for (std::vector<float>* m : {&l.gate, &l.up, &l.down}) m->assign(f * h, 0.5f);
+  }
+  const std::vector<float> head(static_cast<size_t>(vocab * h), 0.5f);
+  std::vector<float> x(static_cast<size_t>(f > h ? f : h), 0.01f);
+  std::vector<float> y(static_cast<size_t>(vocab > h * 22 ? vocab : h * 22));
+  auto row_parallel = [&](const std::vector<float>& w, int64_t in) {
+    if (tp == 1) {
+      MatMulTransposed(x.data(), 1, w.data(), h, in, nullptr, y.data());
+    } else {
+      MatMulChunkPartials(x.data(), 1, w.data(), h, in, y.data());
+    }
+  };
+  for (auto _ : state) {
+    for (const Layer& l : layers) {
+      for (const std::vector<float>* m : {&l.q, &l.k, &l.v}) {
+        MatMulTransposed(x.data(), 1, m->data(), q, h, nullptr, y.data());
+      }
+      row_parallel(l.o, q);
+      MatMulTransposed(x.data(), 1, l.gate.data(), f, h, nullptr, y.data());
+      MatMulTransposed(x.data(), 1, l.up.data(), f, h, nullptr, y.data());
+      row_parallel(l.down, f);
+    }
+    MatMulTransposed(x.data(), 1, head.data(), vocab, h, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const int64_t bytes = (spec.num_layers * (4 * q * h + 3 * f * h) + vocab * h) * 4;
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DecodeMatVecsTpRank205M)
+    ->ArgName("tp")
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3.0);
 
 }  // namespace
 }  // namespace lockstep::model

@@ -107,45 +107,70 @@ inline float DotImpl(const float* a, const float* b, int64_t n) {
   return tree.Result();
 }
 
-// Eight dot products of one x row against eight consecutive w rows (`stride` apart): the x
-// loads are shared, the eight weight streams interleave (memory-level parallelism: decode is
-// bandwidth bound), and the eight chunk partials are combined and summed in trees as vectors.
-// Each result equals Dot(x, w row) exactly: every lane and tree node sees the same additions.
-// The loops are unrolled by hand-set pragmas so the eight accumulators live in registers (GCC
-// does not unroll at -O2 and would keep them on the stack); each weight stream is prefetched
-// two chunks (512 bytes) ahead, which measured best among 0-16 chunks (BENCHMARKS.md). Neither
-// changes a value.
+// The chunk at offset c (a whole chunk of 64 terms) of eight dot products of one x row against
+// eight consecutive w rows (`stride` apart): result[i] is the chunk partial of w row i, bit for
+// bit ChunkDot(x + c, w + i * stride + c, 64). The x loads are shared, the eight weight streams
+// interleave (memory-level parallelism: decode is bandwidth bound), and the eight lane sets are
+// combined as vectors. The loops are unrolled by hand-set pragmas so the eight accumulators live
+// in registers (GCC does not unroll at -O2 and would keep them on the stack); each weight stream
+// is prefetched two chunks (512 bytes) ahead, which measured best among 0-16 chunks
+// (BENCHMARKS.md). Neither changes a value.
+__attribute__((always_inline)) inline Lanes ChunkRows8(const float* x, const float* w,
+                                                       int64_t stride, int64_t c) {
+  constexpr int64_t kPrefetchAhead = 2 * kReductionChunk;
+  Lanes a[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+#pragma GCC unroll 4
+    for (int64_t s = 0; s < kReductionChunk; s += 16) {
+      __builtin_prefetch(w + i * stride + c + s + kPrefetchAhead);
+    }
+  }
+#pragma GCC unroll 8
+  for (int64_t s = 0; s < kReductionChunk; s += kReductionLanes) {
+    const Lanes xv = Load(x + c + s);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) a[i] += xv * Load(w + i * stride + c + s);
+  }
+  return CombineLanes8(a);
+}
+
+// The short last chunk [c, n) of the same eight rows.
+inline Lanes TailRows8(const float* x, const float* w, int64_t stride, int64_t c, int64_t n) {
+  Lanes tail;
+  for (int i = 0; i < 8; ++i) tail[i] = ChunkDot(x + c, w + i * stride + c, n - c);
+  return tail;
+}
+
+// Eight whole dot products: the chunk partials of ChunkRows8 summed in eight trees side by side
+// as vectors. Each result equals Dot(x, w row) exactly: every lane and tree node sees the same
+// additions.
 __attribute__((always_inline)) inline void DotRows8(const float* x, const float* w, int64_t stride,
                                                     int64_t n, float* y) {
-  constexpr int64_t kPrefetchAhead = 2 * kReductionChunk;
   TreeAccumulator<Lanes> tree;
   int64_t c = 0;
-  for (; c + kReductionChunk <= n; c += kReductionChunk) {
-    Lanes a[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) a[i] = Lanes{0, 0, 0, 0, 0, 0, 0, 0};
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-#pragma GCC unroll 4
-      for (int64_t s = 0; s < kReductionChunk; s += 16) {
-        __builtin_prefetch(w + i * stride + c + s + kPrefetchAhead);
-      }
-    }
-#pragma GCC unroll 8
-    for (int64_t s = 0; s < kReductionChunk; s += kReductionLanes) {
-      const Lanes xv = Load(x + c + s);
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) a[i] += xv * Load(w + i * stride + c + s);
-    }
-    tree.Add(CombineLanes8(a));
-  }
-  if (c < n) {
-    Lanes tail;
-    for (int i = 0; i < 8; ++i) tail[i] = ChunkDot(x + c, w + i * stride + c, n - c);
-    tree.Add(tail);
-  }
+  for (; c + kReductionChunk <= n; c += kReductionChunk) tree.Add(ChunkRows8(x, w, stride, c));
+  if (c < n) tree.Add(TailRows8(x, w, stride, c, n));
   const Lanes result = tree.Result();
   std::memcpy(y, &result, sizeof(result));
+}
+
+// The chunk partials of the same eight rows, unsummed: y[i * chunks + k] is chunk k of row i.
+__attribute__((always_inline)) inline void ChunkPartialsRows8(const float* x, const float* w,
+                                                              int64_t stride, int64_t n,
+                                                              int64_t chunks, float* y) {
+  int64_t c = 0, k = 0;
+  for (; c + kReductionChunk <= n; c += kReductionChunk, ++k) {
+    const Lanes v = ChunkRows8(x, w, stride, c);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) y[i * chunks + k] = v[i];
+  }
+  if (c < n) {
+    const Lanes v = TailRows8(x, w, stride, c, n);
+    for (int i = 0; i < 8; ++i) y[i * chunks + k] = v[i];
+  }
 }
 
 }  // namespace
@@ -154,6 +179,24 @@ float TreeSum(std::span<const float> values) {
   TreeAccumulator<float> tree;
   for (float v : values) tree.Add(v);
   return tree.Result();
+}
+
+void TreeSumRows(const float* values, int64_t count, int64_t n, float* out) {
+  int64_t i = 0;
+  // Eight trees side by side: lane j of every node is row i + j's node, the same additions.
+  for (; i + kReductionLanes <= count; i += kReductionLanes) {
+    TreeAccumulator<Lanes> tree;
+    const float* v = values + i * n;
+    for (int64_t k = 0; k < n; ++k) {
+      Lanes l;
+#pragma GCC unroll 8
+      for (int j = 0; j < kReductionLanes; ++j) l[j] = v[j * n + k];
+      tree.Add(l);
+    }
+    const Lanes result = tree.Result();
+    std::memcpy(out + i, &result, sizeof(result));
+  }
+  for (; i < count; ++i) out[i] = TreeSum({values + i * n, static_cast<size_t>(n)});
 }
 
 void ChunkPartials(const float* a, const float* b, int64_t n, std::span<float> out) {
@@ -189,6 +232,30 @@ void MatMulTransposed(const float* x, int64_t rows, const float* w, int64_t out,
   if (bias != nullptr) {
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
+    }
+  }
+}
+
+// As MatMulTransposed, blocked the same way, but each product's chunk partials instead of
+// their tree sum.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void MatMulChunkPartials(const float* x, int64_t rows, const float* w, int64_t out, int64_t in,
+                         float* y) {
+  const int64_t chunks = (in + kReductionChunk - 1) / kReductionChunk;
+  constexpr int kBlock = 8;
+  int64_t o = 0;
+  for (; o + kBlock <= out; o += kBlock) {
+    for (int64_t r = 0; r < rows; ++r) {
+      ChunkPartialsRows8(x + r * in, w + o * in, in, in, chunks, y + (r * out + o) * chunks);
+    }
+  }
+  for (; o < out; ++o) {
+    for (int64_t r = 0; r < rows; ++r) {
+      ChunkPartials(x + r * in, w + o * in, in,
+                    {y + (r * out + o) * chunks, static_cast<size_t>(chunks)});
     }
   }
 }

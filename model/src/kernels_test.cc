@@ -97,6 +97,45 @@ TEST(Kernels, MatMulRowsDoNotDependOnTheBatch) {
   }
 }
 
+TEST(Kernels, BlockedChunkPartialsAreTheChunkPartialsOfEachProduct) {
+  // Row blocks of 8 and leftovers, whole and short last chunks, one chunk and many.
+  for (const auto& [in, out] : std::vector<std::pair<int64_t, int64_t>>{
+           {200, 11}, {709, 19}, {64, 8}, {1, 9}, {1408, 16}, {512, 24}}) {
+    const int64_t rows = 3, chunks = (in + kReductionChunk - 1) / kReductionChunk;
+    std::vector<float> x = Random(rows * in, 12), w = Random(out * in, 13);
+    std::vector<float> y(rows * out * chunks), want(chunks), product(rows * out);
+    MatMulChunkPartials(x.data(), rows, w.data(), out, in, y.data());
+    MatMulTransposed(x.data(), rows, w.data(), out, in, nullptr, product.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < out; ++o) {
+        ChunkPartials(x.data() + r * in, w.data() + o * in, in, want);
+        const float* got = y.data() + (r * out + o) * chunks;
+        for (int64_t k = 0; k < chunks; ++k) {
+          ASSERT_EQ(Bits(got[k]), Bits(want[k])) << in << "x" << out << " " << r << "," << o;
+        }
+        ASSERT_EQ(Bits(TreeSum({got, static_cast<size_t>(chunks)})), Bits(product[r * out + o]))
+            << in << "x" << out << " " << r << "," << o;
+      }
+    }
+  }
+}
+
+TEST(Kernels, TreeSumRowsIsTheCanonicalTreeOfEachRow) {
+  // Row counts below, at and past a block of 8; lengths that are and are not powers of two
+  // (44: the down projection of an intermediate width of 2816).
+  for (int64_t count : {1, 7, 8, 13, 24}) {
+    for (int64_t n : {0, 1, 3, 8, 22, 44, 100}) {
+      const std::vector<float> v = Random(count * n, 14);
+      std::vector<float> out(count, -1.0f);
+      TreeSumRows(v.data(), count, n, out.data());
+      for (int64_t i = 0; i < count; ++i) {
+        const std::vector<float> row(v.begin() + i * n, v.begin() + (i + 1) * n);
+        ASSERT_EQ(Bits(out[i]), Bits(ReferenceTree(row, 0, row.size()))) << count << "," << n;
+      }
+    }
+  }
+}
+
 TEST(Kernels, WeightedSumIsTheCanonicalSumPerColumn) {
   for (int64_t count : {1, 5, 64, 65, 300}) {
     const int64_t dim = 12, stride = 20;

@@ -63,13 +63,7 @@ PartialSlice ShardPartials(const float* x, int64_t rows, const std::vector<float
   s.first_chunk = first / kReductionChunk;
   s.chunks = Chunks(width);
   s.partials.resize(static_cast<size_t>(rows * outputs * s.chunks));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t o = 0; o < outputs; ++o) {
-      ChunkPartials(
-          x + r * width, w.data() + o * width, width,
-          {s.partials.data() + (r * outputs + o) * s.chunks, static_cast<size_t>(s.chunks)});
-    }
-  }
+  MatMulChunkPartials(x, rows, w.data(), outputs, width, s.partials.data());
   return s;
 }
 

@@ -18,26 +18,6 @@ using ops::OrNull;
 using ops::Rows;
 using partition::ModelSpec;
 
-// The canonical tree over chunks [begin, end) of one output: a node inside one rank's chunk
-// range is that rank's own subtree; above that the ranks' subtrees combine in the same tree.
-float CombineNode(std::span<const Partial> by_rank, size_t row_out, int64_t begin, int64_t end) {
-  for (const Partial& p : by_rank) {
-    if (p.first_chunk <= begin && end <= p.first_chunk + p.chunks) {
-      const float* v = p.values.data() + row_out * static_cast<size_t>(p.chunks) +
-                       static_cast<size_t>(begin - p.first_chunk);
-      return TreeSum({v, static_cast<size_t>(end - begin)});
-    }
-  }
-  if (end - begin <= 1) {
-    throw Error(ErrorCode::kInternal,
-                "row-parallel combine: no rank holds contraction chunk " + std::to_string(begin));
-  }
-  int64_t m = 1;
-  while (m * 2 < end - begin) m *= 2;
-  return CombineNode(by_rank, row_out, begin, begin + m) +
-         CombineNode(by_rank, row_out, begin + m, end);
-}
-
 int64_t VocabBegin(int64_t vocab, int tp, int rank) { return vocab * rank / tp; }
 
 }  // namespace
@@ -216,34 +196,72 @@ void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, 
                         int64_t end, const std::vector<float>& bias, float* out) {
   if (by_rank.empty()) throw Error(ErrorCode::kInternal, "row-parallel combine: no partials");
   const int64_t rows = by_rank.front().rows;
-  std::vector<Partial> local;  // each rank's partials cut to [begin, end)
+  const int64_t n = end - begin;
   for (const Partial& p : by_rank) {
     if (p.rows != rows) throw Error(ErrorCode::kInternal, "row-parallel combine: rows differ");
-    local.push_back(
-        p.out_begin == begin && p.out_count == end - begin ? p : p.Slice(begin, end - begin));
-  }
-  const int64_t n = end - begin;
-  if (local.size() == 1 && local[0].reduced) {
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t o = 0; o < n; ++o) {
-        const auto at = static_cast<size_t>(r * n + o);
-        out[at] = local[0].values[at];
-        if (!bias.empty()) out[at] += bias[static_cast<size_t>(begin + o)];
-      }
+    if (static_cast<int64_t>(p.values.size()) != rows * p.out_count * p.chunks) {
+      throw Error(ErrorCode::kInternal,
+                  "row-parallel combine: a partial holds " + std::to_string(p.values.size()) +
+                      " values, not rows " + std::to_string(rows) + " x outputs " +
+                      std::to_string(p.out_count) + " x chunks " + std::to_string(p.chunks));
     }
+    if (begin < p.out_begin || n < 0 || end > p.out_begin + p.out_count) {
+      throw Error(ErrorCode::kInternal, "row-parallel combine: outputs [" + std::to_string(begin) +
+                                            ", " + std::to_string(end) + ") are not inside [" +
+                                            std::to_string(p.out_begin) + ", " +
+                                            std::to_string(p.out_begin + p.out_count) + ")");
+    }
+  }
+  auto add_bias = [&] {
+    if (bias.empty()) return;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < n; ++o) out[r * n + o] += bias[static_cast<size_t>(begin + o)];
+    }
+  };
+  if (by_rank.size() == 1 && by_rank[0].reduced) {
+    const Partial& p = by_rank[0];
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(p.values.begin() + r * p.out_count + (begin - p.out_begin), n, out + r * n);
+    }
+    add_bias();
     return;
   }
-  for (const Partial& p : local) {
+  // The ranks' chunk ranges in contraction order; they must tile [0, total_chunks). Then every
+  // output's canonical tree over all chunks is TreeSum of its chunks laid end to end (a node
+  // inside one rank's range is that rank's subtree, the nodes above it combine the ranks'
+  // subtrees), which TreeSumRows computes eight outputs at a time.
+  std::vector<const Partial*> order;
+  for (const Partial& p : by_rank) {
     if (p.reduced)
       throw Error(ErrorCode::kInternal, "row-parallel combine: a finished product among partials");
+    order.push_back(&p);
   }
+  std::stable_sort(order.begin(), order.end(), [](const Partial* a, const Partial* b) {
+    return a->first_chunk < b->first_chunk;
+  });
+  int64_t next = 0;
+  for (const Partial* p : order) {
+    if (p->first_chunk != next || p->chunks < 1) break;
+    next += p->chunks;
+  }
+  if (next != total_chunks) {
+    throw Error(ErrorCode::kInternal, "row-parallel combine: the ranks' chunks do not tile the " +
+                                          std::to_string(total_chunks) +
+                                          " of the contraction (no rank holds exactly chunk " +
+                                          std::to_string(next) + " onwards)");
+  }
+  std::vector<float> chunks(static_cast<size_t>(n * total_chunks));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t o = 0; o < n; ++o) {
-      const auto at = static_cast<size_t>(r * n + o);
-      out[at] = CombineNode(local, at, 0, total_chunks);
-      if (!bias.empty()) out[at] += bias[static_cast<size_t>(begin + o)];
+    for (const Partial* p : order) {
+      const float* src = p->values.data() + (r * p->out_count + (begin - p->out_begin)) * p->chunks;
+      float* dst = chunks.data() + p->first_chunk;
+      for (int64_t o = 0; o < n; ++o) {
+        std::copy_n(src + o * p->chunks, p->chunks, dst + o * total_chunks);
+      }
     }
+    TreeSumRows(chunks.data(), n, total_chunks, out + r * n);
   }
+  add_bias();
 }
 
 void CombineEmbedding(std::span<const Partial> by_rank, std::span<const int32_t> tokens,
@@ -403,12 +421,7 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
   p.chunks = ReductionChunks(qw);
   p.first_chunk = ls.q_head_begin * hd / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
-  for (int64_t row = 0; row < rows; ++row) {
-    for (int64_t o = 0; o < h; ++o) {
-      ChunkPartials(&attn[static_cast<size_t>(row * qw)], ls.o.data() + o * qw, qw,
-                    {p.values.data() + (row * h + o) * p.chunks, static_cast<size_t>(p.chunks)});
-    }
-  }
+  MatMulChunkPartials(attn.data(), rows, ls.o.data(), h, qw, p.values.data());
   return p;
 }
 
@@ -447,13 +460,7 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
   p.chunks = ReductionChunks(ls.f_count);
   p.first_chunk = ls.f_begin / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t o = 0; o < h; ++o) {
-      ChunkPartials(&gate[static_cast<size_t>(r * ls.f_count)], ls.down.data() + o * ls.f_count,
-                    ls.f_count,
-                    {p.values.data() + (r * h + o) * p.chunks, static_cast<size_t>(p.chunks)});
-    }
-  }
+  MatMulChunkPartials(gate.data(), rows, ls.down.data(), h, ls.f_count, p.values.data());
   return p;
 }
 

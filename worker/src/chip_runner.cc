@@ -210,11 +210,13 @@ struct ChipRunner::Impl {
     return {in.layer, n / per};
   }
 
-  // Combines segment [b, e) from every rank's partial slices.
+  // Combines segment [b, e) from every rank's partial slices, which it takes (moved, not
+  // copied: they are not needed after the reduce-scatter).
   std::vector<float> CombineSegment(const SlotState& st, const CollectiveKey& key,
-                                    const CollectiveState& c, int64_t b, int64_t e) const {
+                                    CollectiveState& c, int64_t b, int64_t e) const {
     std::vector<model::Partial> by_rank;
-    for (const auto& [rank, p] : c.parts) by_rank.push_back(p);
+    by_rank.reserve(c.parts.size());
+    for (auto& [rank, p] : c.parts) by_rank.push_back(std::move(p));
     std::vector<float> out(static_cast<size_t>(st.rows * (e - b)));
     const Collective kind = KindOf(key);
     if (kind == Collective::kEmbedding) {

@@ -36,6 +36,9 @@ inline constexpr int64_t kReductionLanes = 8;
 // The canonical tree over `values` (see above). Empty -> +0.0f.
 float TreeSum(std::span<const float> values);
 
+// out[i] = TreeSum(values[i * n .. (i + 1) * n)) for i < count, eight rows at a time.
+void TreeSumRows(const float* values, int64_t count, int64_t n, float* out);
+
 // The partial of each chunk of a[0..n) . b[0..n): out.size() must be ceil(n / 64).
 void ChunkPartials(const float* a, const float* b, int64_t n, std::span<float> out);
 
@@ -48,6 +51,13 @@ float Sum(const float* x, int64_t n);
 // is Dot(x row, w row) then + bias.
 void MatMulTransposed(const float* x, int64_t rows, const float* w, int64_t out, int64_t in,
                       const float* bias, float* y);
+
+// The chunk partials of the same products, not summed: y[(r * out + o) * chunks + k] is chunk k
+// of x[r, :] . w[o, :] (ChunkPartials), chunks = ceil(in / 64). TreeSum of a product's chunks
+// equals MatMulTransposed's element without bias, bit for bit. Row-blocked like MatMulTransposed:
+// this is what a tensor-parallel rank computes for a row-parallel (o / down) projection.
+void MatMulChunkPartials(const float* x, int64_t rows, const float* w, int64_t out, int64_t in,
+                         float* y);
 
 // out[d] = canonical sum over p < count of weights[p] * values[p * stride + d], for d < dim.
 // `scratch` must hold at least ScratchForWeightedSum(count, dim) floats.
