@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <deque>
 #include <map>
+#include <thread>
 #include <zmq.hpp>
 
 #include "wire.h"
@@ -142,6 +143,16 @@ bool RouterSocket::Send(const std::string& peer, const ControlMessage& message) 
       break;
   }
   return false;
+}
+
+bool RouterSocket::Drain(Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  impl_->Flush();
+  while (!impl_->backlog.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(Millis(1));
+    impl_->Flush();
+  }
+  return impl_->backlog.empty();
 }
 
 bool RouterSocket::Backlogged(const std::string& peer) const {

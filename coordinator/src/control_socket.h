@@ -42,6 +42,9 @@ class RouterSocket {
   // True while messages to `peer` wait in the backlog: a producer of many messages (shard
   // chunks) makes the next one only when this is false.
   bool Backlogged(const std::string& peer) const;
+  // Hands on the backlog for up to `timeout` (peers that read take theirs); true when nothing
+  // is left. Before closing: what waits in the backlog is lost with the socket.
+  bool Drain(Millis timeout);
   // Messages ZeroMQ buffers per peer and direction (high-water mark).
   static constexpr int kPeerQueue = 8;
 

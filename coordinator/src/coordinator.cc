@@ -726,6 +726,8 @@ void Coordinator::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
   for (const std::string& peer : impl_->peers) impl_->socket.Send(peer, ShutdownMsg{});
+  // A worker still reading its queue gets its shutdown; one that does not is gone or stopped.
+  impl_->socket.Drain(Millis(500));
 }
 
 }  // namespace lockstep::coordinator
