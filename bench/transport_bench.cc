@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "lockstep/common/memory.h"
 #include "lockstep/transport/crc32c.h"
 #include "lockstep/transport/frame.h"
 #include "lockstep/transport/transport.h"
@@ -401,5 +402,9 @@ const int kRegistered = Register();
 
 }  // namespace
 }  // namespace lockstep::transport
+
+// The heap policy of Lockstep's binaries (lockstep-worker, lockstep), for raw and Lockstep
+// alike: freed buffers stay in the process instead of being faulted in anew (common/memory.h).
+const bool kHeapPolicy = lockstep::KeepFreedMemory();
 
 BENCHMARK_MAIN();
