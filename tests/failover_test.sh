@@ -12,7 +12,7 @@ no_leftovers() { no_run_leftovers "$1"; }
 cat >m.json <<'JSON'
 {"_name_or_path": "failover-m", "model_type": "llama", "hidden_size": 128, "head_dim": 32,
  "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 8,
- "num_key_value_heads": 4, "vocab_size": 128, "max_position_embeddings": 64}
+ "num_key_value_heads": 4, "vocab_size": 128, "max_position_embeddings": 256}
 JSON
 printf '5,6,7\n9,8\n' >prompts.txt
 # Two sequences in flight, sampled with temperature: the draws must continue identically.
@@ -51,17 +51,19 @@ same stop 1
 expect_exit 0 "$LOCKSTEP" "${RUN[@]}" --inject kill:0@0 --inject kill:3@6 --dump-logits two.npy
 same two 2
 
-# A kill from outside while it generates: the test finds the worker of chip 3 and kill -9s it.
+# A kill from outside while it generates: the test finds the worker of chip 3 and kill -9s it
+# once the first decode tokens are out (debug log), with ~200 steps still to go: on an idle
+# machine a short run finished before a kill timed by sleeping.
 set +e
-timeout 60 "$LOCKSTEP" "${BASE[@]}" --max-new 40 --dump-logits long.npy >out.txt 2>err.txt &
+timeout 120 "$LOCKSTEP" --log-level debug "${BASE[@]}" --max-new 200 --dump-logits long.npy \
+  >out.txt 2>err.txt &
 run=$!
 victim=""
-for _ in $(seq 1 400); do
+for _ in $(seq 1 1000); do
   victim=$(pgrep -f "lockstep-worker .*--chip 3 " | head -1)
-  [ -n "$victim" ] && grep -q "workers ready.*4/4" err.txt 2>/dev/null && break
-  sleep 0.02
+  [ -n "$victim" ] && grep -q "request [0-9]* token 2:" err.txt 2>/dev/null && break
+  sleep 0.01
 done
-sleep 0.05  # into the generation
 [ -n "$victim" ] && kill -9 "$victim"
 wait $run; got=$?
 set -e
@@ -69,7 +71,7 @@ set -e
 [ "$got" = 0 ] || { cat err.txt >&2; fail "outside kill: exited $got"; }
 [ "$(json "len(d['failovers'])")" = 1 ] || fail "outside kill: $(json "d['failovers']")"
 cp out.txt outside.json
-expect_exit 0 "$LOCKSTEP" --log-level warn "${BASE[@]}" --max-new 40 --dump-logits long_ref.npy
+expect_exit 0 "$LOCKSTEP" --log-level warn "${BASE[@]}" --max-new 200 --dump-logits long_ref.npy
 [ "$(python3 -c "import json; print([r['tokens'] for r in json.load(open('outside.json'))['requests']])")" = \
   "$(json "[r['tokens'] for r in d['requests']]")" ] || fail "outside kill: tokens differ"
 cmp -s long.0.npy long_ref.0.npy && cmp -s long.1.npy long_ref.1.npy || fail "outside kill: logits differ"
