@@ -355,12 +355,22 @@ Plan Decode(proto::Plan::Reader r, const std::string& source) {
 
 }  // namespace
 
-std::string SerializePlan(const Plan& plan) {
+namespace {
+
+// One Cap'n Proto message with root Root, filled by `fill`, as flat bytes.
+template <typename Root, typename Fill>
+std::string WriteMessage(const Fill& fill) {
   capnp::MallocMessageBuilder message;
-  Encode(plan, message.initRoot<proto::Plan>());
+  fill(message.initRoot<Root>());
   kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
   kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+}  // namespace
+
+std::string SerializePlan(const Plan& plan) {
+  return WriteMessage<proto::Plan>([&](proto::Plan::Builder b) { Encode(plan, b); });
 }
 
 namespace {
@@ -397,11 +407,7 @@ Plan ParsePlan(std::string_view bytes, const std::string& source) {
 }
 
 std::string SerializeModelSpec(const ModelSpec& spec) {
-  capnp::MallocMessageBuilder message;
-  EncodeSpec(spec, message.initRoot<proto::ModelSpec>());
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  return WriteMessage<proto::ModelSpec>([&](proto::ModelSpec::Builder b) { EncodeSpec(spec, b); });
 }
 
 ModelSpec ParseModelSpecBytes(std::string_view bytes, const std::string& source) {
