@@ -60,7 +60,8 @@ timeout 120 "$LOCKSTEP" --log-level debug "${BASE[@]}" --max-new 200 --dump-logi
 run=$!
 victim=""
 for _ in $(seq 1 1000); do
-  victim=$(pgrep -f "lockstep-worker .*--chip 3 " | head -1)
+  # Only a worker of this script's run (tagged with its run directory under our TMPDIR).
+  victim=$(pgrep -f "lockstep-worker .*--tag $TMPDIR/lockstep-run-[^ ]* --chip 3 " | head -1)
   [ -n "$victim" ] && grep -q "request [0-9]* token 2:" err.txt 2>/dev/null && break
   sleep 0.01
 done

@@ -206,7 +206,9 @@ for _ in $(seq 1 200); do
   grep -q "workers ready" err.txt && break
   sleep 0.05
 done
-victim=$(pgrep -f "lockstep-worker .*--chip 1 " | head -1)
+# Only a worker of this script's run (tagged with its run directory under our TMPDIR): the
+# other integration scripts run workers for chip 1 at the same time under ctest -j2.
+victim=$(pgrep -f "lockstep-worker .*--tag $TMPDIR/lockstep-run-[^ ]* --chip 1 " | head -1)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $run; got=$?
 set -e
