@@ -8,8 +8,8 @@
 
 #include "command.h"
 #include "launcher.h"
-#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
+#include "lockstep/common/memory.h"
 
 namespace lockstep::cli {
 namespace {

@@ -15,8 +15,8 @@
 #include <sstream>
 
 #include "command.h"
-#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
+#include "lockstep/common/memory.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/coordinator/server.h"

@@ -7,8 +7,8 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
-#include "lockstep/common/memory.h"
 #include "lockstep/common/error.h"
+#include "lockstep/common/memory.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/curve.h"
 
