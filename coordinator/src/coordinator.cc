@@ -92,9 +92,9 @@ struct Coordinator::Impl {
     if (start - last_pump > options.heartbeat_interval) {
       for (Clock::time_point& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
     }
-    // While shards are on their way each one's peer has a backlog (Feed sends until it does),
-    // and a socket with a backlog comes back within 1 ms to hand it on: Feed runs again then.
-    const auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
+    auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
+    // While shards are on their way, come back soon to make the next chunks.
+    if (!shipments.empty()) until_ping = std::min(until_ping, Millis(1));
     std::optional<RouterSocket::Incoming> in =
         socket.Receive(std::max(Millis(0), std::min(wait, until_ping)));
     // Drain what is already queued before judging anyone silent.
