@@ -26,6 +26,7 @@ enum Tag {
   gather @3;
   activation @4;
   token @5;
+  allReduce @6;
 }
 
 struct Instruction {

@@ -84,10 +84,8 @@ void ValidateStages(const ModelSpec& spec, const std::vector<StageUnits>& stages
   }
 }
 
-bool RowParallelProjection(const ModelSpec& spec, int tp, bool mlp) {
-  const int64_t width = mlp ? spec.intermediate_size : spec.q_width();
-  return tp <= 1 || (width % tp == 0 && (width / tp) % kReductionChunk == 0);
-}
+static_assert(kReductionChunk == partition::kReductionChunk,
+              "the partitioner's split rule must use the kernels' reduction chunk");
 
 ShardLayer LayerGeometry(const ModelSpec& s, int tp, int rank) {
   // As ShardedModel: query heads split evenly; a rank's KV heads are those its query heads use

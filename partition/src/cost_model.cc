@@ -410,8 +410,55 @@ int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
   const int64_t step =
       TransferTimeNs(chunk, 1, link_bandwidth_bytes_per_s, link_latency_ns, params) +
       params.collective_step_overhead_ns;
-  const int64_t steps = algorithm == AllReduceAlgorithm::kDirect ? 2 : 2 * (group - 1);
-  return steps * step;
+  if (algorithm == AllReduceAlgorithm::kOneShot) {
+    return TransferTimeNs(bytes, 1, link_bandwidth_bytes_per_s, link_latency_ns, params) +
+           params.collective_step_overhead_ns;
+  }
+  return AllReduceSteps(algorithm, group) * step;
+}
+
+int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group) {
+  if (group <= 1) return 0;
+  switch (algorithm) {
+    case AllReduceAlgorithm::kOneShot:
+      return 1;
+    case AllReduceAlgorithm::kDirect:
+      return 2;
+    case AllReduceAlgorithm::kRing:
+      break;
+  }
+  return 2 * (group - 1);
+}
+
+bool RowParallelProjection(const ModelSpec& spec, int tp, bool mlp) {
+  const int64_t width = mlp ? spec.intermediate_size : spec.q_width();
+  return tp <= 1 || (width % tp == 0 && (width / tp) % kReductionChunk == 0);
+}
+
+bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op) {
+  switch (op) {
+    case OpKind::kEmbedding:
+      return true;
+    case OpKind::kOutputProjection:
+      return RowParallelProjection(spec, tp, false);
+    case OpKind::kMlp:
+      return RowParallelProjection(spec, tp, true);
+    default:
+      return false;
+  }
+}
+
+AllReduceAlgorithm ChooseAllReduce(int64_t bytes, int group, bool direct, bool one_shot_allowed,
+                                   int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
+                                   const LinkCostParams& params) {
+  if (!direct) return AllReduceAlgorithm::kRing;
+  if (!one_shot_allowed) return AllReduceAlgorithm::kDirect;
+  const auto time = [&](AllReduceAlgorithm a) {
+    return AllReduceTimeNs(bytes, group, a, link_bandwidth_bytes_per_s, link_latency_ns, params);
+  };
+  return time(AllReduceAlgorithm::kOneShot) <= time(AllReduceAlgorithm::kDirect)
+             ? AllReduceAlgorithm::kOneShot
+             : AllReduceAlgorithm::kDirect;
 }
 
 }  // namespace lockstep::partition

@@ -44,6 +44,8 @@ std::string_view TagName(Tag tag) {
       return "activation";
     case Tag::kToken:
       return "token";
+    case Tag::kAllReduce:
+      return "all_reduce";
   }
   return "?";
 }
@@ -104,6 +106,8 @@ class Timeline {
 struct OpEntry {
   OpCost cost;
   int64_t ns = 0;
+  // The all-reduce after the op (allreduce_bytes > 0, tp > 1).
+  partition::AllReduceAlgorithm allreduce = partition::AllReduceAlgorithm::kDirect;
 };
 
 using Deps = std::vector<int32_t>;
@@ -226,11 +230,28 @@ struct StageCode {
 };
 
 void AllReduce(Builder& b, const StageCode& sc, std::vector<Deps>& data, int64_t bytes,
-               int64_t overhead) {
+               partition::AllReduceAlgorithm algorithm, int64_t overhead) {
   const std::vector<ChipId>& chips = sc.plan->chips;
   const size_t g = chips.size();
   const int64_t chunk = (bytes + static_cast<int64_t>(g) - 1) / static_cast<int64_t>(g);
-  if (sc.direct) {
+  if (algorithm == partition::AllReduceAlgorithm::kOneShot) {
+    std::vector<Deps> in(g);
+    for (size_t r = 0; r < g; ++r) {
+      for (size_t k = 1; k < g; ++k) {
+        const size_t j = (r + k) % g;
+        const Deps d = b.Transfer(chips[r], data[r], chips[j], bytes, Tag::kAllReduce);
+        in[j].insert(in[j].end(), d.begin(), d.end());
+      }
+    }
+    for (size_t j = 0; j < g; ++j) {
+      Deps deps = data[j];
+      deps.insert(deps.end(), in[j].begin(), in[j].end());
+      data[j] = {
+          b.Compute(chips[j], deps, overhead, InstrKind::kReduce, Tag::kAllReduce, OpKind::kMlp)};
+    }
+    return;
+  }
+  if (algorithm == partition::AllReduceAlgorithm::kDirect) {
     for (Tag tag : {Tag::kReduceScatter, Tag::kAllGather}) {
       std::vector<Deps> in(g);
       for (size_t r = 0; r < g; ++r) {
@@ -375,9 +396,12 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
     auto build = [&](const partition::Workload& wl) {
       std::vector<OpEntry> list;
       auto add = [&](const std::vector<OpCost>& ops) {
+        const topology::ChipSpec& chip_spec = topo.spec_of(st.chips.front());
         for (const OpCost& op : ops) {
-          list.push_back(
-              {op, partition::TimeOp(op, wl.dtype, topo.spec_of(st.chips.front()), cp).ns});
+          const partition::AllReduceAlgorithm allreduce = partition::ChooseAllReduce(
+              op.allreduce_bytes, st.tp, sc.direct, partition::OneShotAllowed(spec, st.tp, op.kind),
+              chip_spec.link_bandwidth_bytes_per_s, chip_spec.link_latency_ns, options.link_params);
+          list.push_back({op, partition::TimeOp(op, wl.dtype, chip_spec, cp).ns, allreduce});
         }
       };
       if (st.has_embedding) add(partition::EmbeddingOps(spec, wl, st.tp));
@@ -417,7 +441,7 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
       for (const OpEntry& e : list) {
         path += e.ns;
         if (st.tp > 1 && e.cost.allreduce_bytes > 0) {
-          path += (sc.direct ? 2 : 2 * (st.tp - 1)) * overhead;
+          path += partition::AllReduceSteps(e.allreduce, st.tp) * overhead;
         }
         if (st.tp > 1 && e.cost.gather_bytes > 0) path += overhead;
       }
@@ -491,7 +515,7 @@ GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& 
                 b.Compute(chips[r], data[r], e.ns, InstrKind::kCompute, Tag::kOp, e.cost.kind)};
           }
           if (chips.size() > 1 && e.cost.allreduce_bytes > 0 && active == chips.size()) {
-            AllReduce(b, sc, data, e.cost.allreduce_bytes, overhead);
+            AllReduce(b, sc, data, e.cost.allreduce_bytes, e.allreduce, overhead);
           }
           if (chips.size() > 1 && e.cost.gather_bytes > 0) {
             Deps deps = data[0];

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <utility>
+
 #include "lockstep/common/error.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/schedule/simulate.h"
@@ -202,34 +205,95 @@ TEST(Compile, PrefillThatCannotFitNamesTheStageAndAChunkThatWould) {
   }
 }
 
+using Counts = std::pair<size_t, size_t>;  // sends, reduces
+Counts SendsReduces(size_t sends, size_t reduces) { return {sends, reduces}; }
+
+// Per tag: sends and reduces on one chip's program.
+std::map<Tag, Counts> CollectiveCounts(const ChipProgram& p) {
+  std::map<Tag, Counts> n;
+  for (const Instruction& in : p.instructions) {
+    if (in.tag != Tag::kReduceScatter && in.tag != Tag::kAllGather && in.tag != Tag::kAllReduce) {
+      continue;
+    }
+    n[in.tag].first += in.kind == InstrKind::kSend;
+    n[in.tag].second += in.kind == InstrKind::kReduce;
+  }
+  return n;
+}
+
 TEST(Compile, CollectivesUseTheGroupsWiring) {
   const partition::ModelSpec spec = SmallModel();
-  // TP 8 in a node: direct exchange, 2 reduce steps per all-reduce, 7 sends per step per chip.
+  // 2 all-reduces per layer + the vocab-parallel embedding's.
+  const size_t allreduces = 2 * 6 + 1;
+  const topology::Topology node = topology::GenerateNode(topology::LpuV1());
+  // TP 8 in a node, batch 1 (1 KiB partials): latency-bound, so one-shot: each chip sends its
+  // whole partial to its 7 peers and reduces once per all-reduce.
   {
-    const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
-    const GlobalSchedule s = Compile(LayoutPlan(spec, topo, {{8, 8}}), spec, topo);
-    size_t sends = 0, reduces = 0;
+    const GlobalSchedule s = Compile(LayoutPlan(spec, node, {{8, 8}}), spec, node);
+    const auto n = CollectiveCounts(s.programs[3]);
+    ASSERT_EQ(n.size(), 1u);
+    EXPECT_EQ(n.at(Tag::kAllReduce), SendsReduces(7 * allreduces, allreduces));
     for (const Instruction& in : s.programs[3].instructions) {
-      sends += in.kind == InstrKind::kSend && in.tag == Tag::kReduceScatter;
-      reduces += in.kind == InstrKind::kReduce && in.tag == Tag::kReduceScatter;
+      if (in.kind == InstrKind::kSend && in.tag == Tag::kAllReduce && in.layer >= 0) {
+        EXPECT_EQ(in.bytes, spec.hidden_size) << "a whole int8 partial";
+      }
     }
-    // 2 all-reduces per layer + the vocab-parallel embedding's.
-    const size_t allreduces = 2 * 6 + 1;
-    EXPECT_EQ(sends, 7 * allreduces);
-    EXPECT_EQ(reduces, allreduces);
+  }
+  // Batch 16 (16 KiB partials): bandwidth-bound at 8 chips, so reduce-scatter + all-gather of
+  // 2 KiB each, one step each.
+  {
+    const GlobalSchedule s = Compile(LayoutPlan(spec, node, {{8, 8}}, 16), spec, node);
+    const auto n = CollectiveCounts(s.programs[3]);
+    EXPECT_EQ(n.count(Tag::kAllReduce), 0u);
+    EXPECT_EQ(n.at(Tag::kReduceScatter), SendsReduces(7 * allreduces, allreduces));
+    EXPECT_EQ(n.at(Tag::kAllGather), SendsReduces(7 * allreduces, allreduces));
+  }
+  // An MLP slice of 125 (not whole 64-element chunks) is column-parallel: its all-reduce must
+  // be a reduce-scatter (each rank holds only its outputs' down weights); attention and
+  // embedding stay one-shot.
+  {
+    partition::ModelSpec odd = spec;
+    odd.intermediate_size = 1000;
+    const GlobalSchedule s = Compile(LayoutPlan(odd, node, {{8, 8}}), odd, node);
+    const auto n = CollectiveCounts(s.programs[3]);
+    EXPECT_EQ(n.at(Tag::kAllReduce), SendsReduces(7 * (6 + 1), 6 + 1));
+    EXPECT_EQ(n.at(Tag::kReduceScatter), SendsReduces(7 * 6, 6));
   }
   // TP 16 over two nodes: ring, 15 reduce-scatter steps, one send per step to the next rank.
   {
     const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
     const GlobalSchedule s = Compile(LayoutPlan(spec, topo, {{8, 16}}), spec, topo);
-    size_t reduces = 0, sends = 0;
-    for (const Instruction& in : s.programs[5].instructions) {
-      reduces += in.kind == InstrKind::kReduce && in.tag == Tag::kReduceScatter;
-      sends += in.kind == InstrKind::kSend && in.tag == Tag::kReduceScatter;
-    }
-    EXPECT_EQ(reduces, 15u * 13u);
-    EXPECT_EQ(sends, 15u * 13u);
+    const auto n = CollectiveCounts(s.programs[5]);
+    EXPECT_EQ(n.count(Tag::kAllReduce), 0u);
+    EXPECT_EQ(n.at(Tag::kReduceScatter), SendsReduces(15 * 13, 15 * 13));
   }
+}
+
+TEST(Compile, AllReduceChoiceIsOneShotOnlyWhenAllowedAndFaster) {
+  // A TP 8 all-reduce of a 1 KiB partial priced both ways: one-shot saves at least a link
+  // latency, and is chosen only for a fully connected group and an op that allows it.
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology node = topology::GenerateNode(topology::LpuV1());
+  const topology::ChipSpec& chip = node.spec_of(0);
+  const partition::LinkCostParams lp;
+  const int64_t bytes = spec.hidden_size;  // int8, batch 1
+  const int64_t one_shot =
+      partition::AllReduceTimeNs(bytes, 8, partition::AllReduceAlgorithm::kOneShot,
+                                 chip.link_bandwidth_bytes_per_s, chip.link_latency_ns, lp);
+  const int64_t direct =
+      partition::AllReduceTimeNs(bytes, 8, partition::AllReduceAlgorithm::kDirect,
+                                 chip.link_bandwidth_bytes_per_s, chip.link_latency_ns, lp);
+  EXPECT_LT(one_shot, direct);
+  EXPECT_GE(direct - one_shot, chip.link_latency_ns);
+  EXPECT_EQ(partition::ChooseAllReduce(bytes, 8, true, true, chip.link_bandwidth_bytes_per_s,
+                                       chip.link_latency_ns, lp),
+            partition::AllReduceAlgorithm::kOneShot);
+  EXPECT_EQ(partition::ChooseAllReduce(bytes, 8, true, false, chip.link_bandwidth_bytes_per_s,
+                                       chip.link_latency_ns, lp),
+            partition::AllReduceAlgorithm::kDirect);
+  EXPECT_EQ(partition::ChooseAllReduce(bytes, 8, false, true, chip.link_bandwidth_bytes_per_s,
+                                       chip.link_latency_ns, lp),
+            partition::AllReduceAlgorithm::kRing);
 }
 
 TEST(Compile, MultiRackRouteIsForwardedByIntermediateChips) {

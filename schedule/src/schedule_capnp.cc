@@ -17,7 +17,7 @@ namespace lockstep::schedule {
 namespace {
 
 constexpr uint16_t kInstrKinds = 5;  // InstrKind::kCompute .. kForward
-constexpr uint16_t kTags = 6;        // Tag::kOp .. kToken
+constexpr uint16_t kTags = 7;        // Tag::kOp .. kAllReduce
 constexpr uint8_t kOpKinds = 13;     // partition::OpKind::kEmbedding .. kSampling
 
 // One chip's program: shared by schedule files and the coordinator's assignments

@@ -63,11 +63,11 @@ class ValidateTest : public ::testing::Test {
 TEST_F(ValidateTest, LocalDependencyStartsTooEarly) {
   // A compute that consumes a received chunk, moved to start 1 ns before the chunk is there.
   const auto w = Find([](const Instruction& in) {
-    return in.kind == InstrKind::kReduce && in.tag == Tag::kReduceScatter && in.stage == 1;
+    return in.kind == InstrKind::kReduce && in.tag == Tag::kAllReduce && in.stage == 1;
   });
   At(w).start_ns -= 1;
   At(w).end_ns -= 1;
-  ExpectProblem({Chip(w), "stage 1", "reduce_scatter reduce", "before its input"});
+  ExpectProblem({Chip(w), "stage 1", "all_reduce reduce", "before its input"});
 }
 
 TEST_F(ValidateTest, MessageArrivesAfterItsReceiver) {
@@ -117,10 +117,10 @@ TEST_F(ValidateTest, SendWithoutReceive) {
 
 TEST_F(ValidateTest, MessageReceivedTwice) {
   const auto a = Find([](const Instruction& in) {
-    return in.kind == InstrKind::kRecv && in.tag == Tag::kAllGather;
+    return in.kind == InstrKind::kRecv && in.tag == Tag::kAllReduce;
   });
   const auto b = Find([&](const Instruction& in) {
-    return in.kind == InstrKind::kRecv && in.tag == Tag::kAllGather && in.in_msg != At(a).in_msg;
+    return in.kind == InstrKind::kRecv && in.tag == Tag::kAllReduce && in.in_msg != At(a).in_msg;
   });
   At(b).in_msg = At(a).in_msg;
   ExpectProblem({"message " + std::to_string(At(a).in_msg) + " is received 2 times"});

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -50,13 +51,14 @@ int64_t Elements(const std::vector<int64_t>& shape) {
 enum class Collective { kNone, kEmbedding, kAttention, kMlp };
 
 // One all-reduce of one slot: this rank's partial, every rank's slice of this rank's segment
-// (reduce-scatter), the combined segments (all-gather) and the assembled result. Messages of a
+// (reduce-scatter; one-shot: every peer's whole partial), the combined segments (all-gather) and
+// the assembled result. Messages of a
 // collective may come before this rank computes its own partial (its compute unit was busy
 // with another slot), and its own all-gather sends may go after its all-gather Reduce (its
 // links were busy), so each collective keeps its own state for the whole step.
 struct CollectiveState {
   std::optional<model::Partial> mine;
-  std::map<int, model::Partial> parts;  // rank -> slice of my segment
+  std::map<int, model::Partial> parts;  // rank -> slice of my segment (one-shot: whole partial)
   std::map<int, std::vector<float>> segments;
   std::vector<float> result;  // [rows, hidden] once the all-gather is reduced
 };
@@ -210,13 +212,9 @@ struct ChipRunner::Impl {
     return {in.layer, n / per};
   }
 
-  // Combines segment [b, e) from every rank's partial slices, which it takes (moved, not
-  // copied: they are not needed after the reduce-scatter).
-  std::vector<float> CombineSegment(const SlotState& st, const CollectiveKey& key,
-                                    CollectiveState& c, int64_t b, int64_t e) const {
-    std::vector<model::Partial> by_rank;
-    by_rank.reserve(c.parts.size());
-    for (auto& [rank, p] : c.parts) by_rank.push_back(std::move(p));
+  // Combines outputs [b, e) from every rank's partial (by_rank[r] from rank r).
+  std::vector<float> Combine(const SlotState& st, const CollectiveKey& key,
+                             std::span<const model::Partial> by_rank, int64_t b, int64_t e) const {
     std::vector<float> out(static_cast<size_t>(st.rows * (e - b)));
     const Collective kind = KindOf(key);
     if (kind == Collective::kEmbedding) {
@@ -285,12 +283,7 @@ struct ChipRunner::Impl {
   }
 
   void Begin(SlotState& st, const CollectiveKey& key, model::Partial p) {
-    CollectiveState& c = st.collectives[key];
-    const auto [b, e] = Segment(setup.rank);
-    if (tp > 1) {
-      c.parts[setup.rank] = p.kind == model::PartialKind::kColumnInput ? p : p.Slice(b, e - b);
-    }
-    c.mine = std::move(p);
+    st.collectives[key].mine = std::move(p);
   }
 
   void Sample(SlotState& st, std::vector<float> logits) {
@@ -320,14 +313,40 @@ struct ChipRunner::Impl {
     }
     const CollectiveKey key = KeyOf(in, st);
     CollectiveState& c = st.collectives[key];
+    if (in.tag == Tag::kAllReduce) {
+      if (!c.mine || static_cast<int>(c.parts.size()) != tp - 1 || c.parts.count(setup.rank) != 0) {
+        Fail(in, index, step,
+             "one-shot all-reduce with partials of " + std::to_string(c.parts.size() + (c.mine ? 1 : 0)) +
+                 " of " + std::to_string(tp) + " ranks");
+      }
+      // This rank's partial is lent to the combine: a send of it may still follow (its links
+      // were busy), so it goes back afterwards.
+      std::vector<model::Partial> by_rank;
+      by_rank.reserve(static_cast<size_t>(tp));
+      for (int r = 0; r < tp; ++r) {
+        by_rank.push_back(r == setup.rank ? std::move(*c.mine) : std::move(c.parts[r]));
+      }
+      c.result = Combine(st, key, by_rank, 0, hidden);
+      c.mine = std::move(by_rank[static_cast<size_t>(setup.rank)]);
+      c.parts.clear();
+      if (KindOf(key) == Collective::kEmbedding) st.x = c.result;
+      return;
+    }
     if (in.tag == Tag::kReduceScatter) {
-      if (static_cast<int>(c.parts.size()) != tp) {
+      const auto [b, e] = Segment(setup.rank);
+      c.parts[setup.rank] =
+          c.mine && c.mine->kind != model::PartialKind::kColumnInput ? c.mine->Slice(b, e - b)
+          : c.mine                                                    ? *c.mine
+                                                                      : model::Partial{};
+      if (!c.mine || static_cast<int>(c.parts.size()) != tp) {
         Fail(in, index, step,
              "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
                  std::to_string(tp) + " ranks");
       }
-      const auto [b, e] = Segment(setup.rank);
-      c.segments[setup.rank] = CombineSegment(st, key, c, b, e);
+      std::vector<model::Partial> by_rank;
+      by_rank.reserve(c.parts.size());
+      for (auto& [rank, p] : c.parts) by_rank.push_back(std::move(p));
+      c.segments[setup.rank] = Combine(st, key, by_rank, b, e);
       c.parts.clear();
       return;
     }
@@ -367,7 +386,8 @@ struct ChipRunner::Impl {
                    st.work == nullptr ? std::vector<float>{} : st.logits_slice);
         return;
       case Tag::kReduceScatter:
-      case Tag::kAllGather: {
+      case Tag::kAllGather:
+      case Tag::kAllReduce: {
         const int peer = RankOf(in.peer, in, index, step);
         if (st.work == nullptr) {
           SendFloats(in, step, {0, 0, 0}, {});
@@ -375,6 +395,16 @@ struct ChipRunner::Impl {
         }
         const CollectiveKey key = KeyOf(in, st);
         CollectiveState& c = st.collectives[key];
+        if (in.tag == Tag::kAllReduce) {
+          if (!c.mine) Fail(in, index, step, "all-reduce send before the partials");
+          if (c.mine->kind == model::PartialKind::kColumnInput) {
+            Fail(in, index, step,
+                 "a one-shot all-reduce of a column-parallel projection (each rank holds only "
+                 "its outputs' weights: it needs reduce-scatter + all-gather)");
+          }
+          SendFloats(in, step, {rows, c.mine->out_count, c.mine->chunks}, c.mine->values);
+          return;
+        }
         if (in.tag == Tag::kReduceScatter) {
           if (!c.mine) Fail(in, index, step, "reduce-scatter send before the partials");
           if (c.mine->kind == model::PartialKind::kColumnInput) {  // every peer needs all of it
@@ -416,7 +446,8 @@ struct ChipRunner::Impl {
         st.slices[RankOf(in.in_peer, in, index, step)] = ToFloats(m.payload);
         return;
       case Tag::kReduceScatter:
-      case Tag::kAllGather: {
+      case Tag::kAllGather:
+      case Tag::kAllReduce: {
         const int from = RankOf(in.in_peer, in, index, step);
         // A peer's message may arrive before this rank has computed its own partial (its compute
         // unit was busy with another slot): keep it until the Reduce.
@@ -429,7 +460,8 @@ struct ChipRunner::Impl {
           c.segments[from] = ToFloats(m.payload);
           return;
         }
-        const auto [b, e] = Segment(setup.rank);
+        const auto [b, e] =
+            in.tag == Tag::kAllReduce ? std::pair<int64_t, int64_t>{0, hidden} : Segment(setup.rank);
         model::Partial p;
         p.kind = model::PartialKind::kRowParallel;  // the Reduce picks the combine by its key
         p.rows = st.rows;
@@ -437,6 +469,9 @@ struct ChipRunner::Impl {
         p.out_count = e - b;
         p.chunks = shape[2];
         p.first_chunk = from * p.chunks;
+        if (in.tag == Tag::kAllReduce && !RowParallel(KindOf(key))) {
+          Fail(in, index, step, "a one-shot all-reduce of a column-parallel projection");
+        }
         if (!RowParallel(KindOf(key))) {
           // The sender's slice of the column-parallel product's input (tp divides the width).
           const int64_t width =
@@ -511,14 +546,15 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
       bool direct = false;
       for (const Instruction& in : setup.program.instructions) {
         if (in.kind == InstrKind::kSend &&
-            (in.tag == Tag::kReduceScatter || in.tag == Tag::kAllGather) &&
+            (in.tag == Tag::kReduceScatter || in.tag == Tag::kAllGather ||
+             in.tag == Tag::kAllReduce) &&
             im.rank_of.count(in.peer) != 0 && im.rank_of[in.peer] != (setup.rank + 1) % im.tp) {
           direct = true;
         }
       }
       bool collectives = false;
       for (const Instruction& in : setup.program.instructions) {
-        collectives |= in.tag == Tag::kReduceScatter;
+        collectives |= in.tag == Tag::kReduceScatter || in.tag == Tag::kAllReduce;
       }
       if (collectives && !direct) {
         throw InvalidInput(chip + ": stage " + std::to_string(setup.stage) +

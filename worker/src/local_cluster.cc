@@ -134,6 +134,7 @@ LocalCluster::LocalCluster(const partition::Plan& plan, const partition::ModelSp
   schedule::ScheduleOptions so;
   so.tokens = 1;
   so.sequences = im.slots;
+  so.link_params = options.link_params;
   im.schedule = schedule::Compile(plan, spec, topo, so);
   transport::TransportOptions to;
   to.backend = options.transport;

@@ -7,6 +7,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 
@@ -97,6 +98,7 @@ struct Case {
   std::string transport;
   bool rack = false;
   ModelSpec (*model)() = Tiny;
+  partition::LinkCostParams link_params = {};
 };
 
 void RunCase(const Case& c, int32_t slots = 0) {
@@ -110,6 +112,7 @@ void RunCase(const Case& c, int32_t slots = 0) {
   LocalClusterOptions options;
   options.transport = c.transport;
   options.slots = slots;
+  options.link_params = c.link_params;
   LocalCluster cluster(plan, spec, topo, weights, options);
   const std::vector<Request> requests = Requests();
   const std::vector<Finished> got = cluster.Generate(requests);
@@ -127,6 +130,26 @@ TEST(LocalCluster, Tp1Pp1Sim) { RunCase({"tp1 pp1", {{8, 1}}, "sim"}); }
 TEST(LocalCluster, Tp2Pp2Inproc) { RunCase({"tp2 pp2", {{4, 2}, {4, 2}}, "inproc"}); }
 TEST(LocalCluster, Tp4Pp1Sim) { RunCase({"tp4 pp1", {{8, 4}}, "sim"}); }
 TEST(LocalCluster, Tp8Pp1Inproc) { RunCase({"tp8 pp1", {{8, 8}}, "inproc"}); }
+TEST(LocalCluster, Tp4RowParallelReduceScatterAllGatherInproc) {
+  // Links so slow that bytes outweigh latency: the compiler lays out reduce-scatter +
+  // all-gather instead of one-shot, for row-parallel partials too (the cases above run one-shot).
+  const ModelSpec spec = Tiny();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{8, 4}};
+  schedule::ScheduleOptions so;
+  so.link_params.link_efficiency = 1e-6;
+  const schedule::GlobalSchedule s =
+      schedule::Compile(partition::MakePlan(spec, topo, po), spec, topo, so);
+  size_t two_shot = 0, one_shot = 0;
+  for (const schedule::Instruction& in : s.programs[0].instructions) {
+    two_shot += in.kind == schedule::InstrKind::kReduce && in.tag == schedule::Tag::kAllGather;
+    one_shot += in.tag == schedule::Tag::kAllReduce;
+  }
+  EXPECT_EQ(two_shot, 2 * 6 + 1u);
+  EXPECT_EQ(one_shot, 0u);
+  RunCase({"tp4 two-shot", {{8, 4}}, "inproc", false, Tiny, so.link_params});
+}
 TEST(LocalCluster, Tp1Pp4MixedSim) {
   // Uneven stages, an embedding-only first stage and mixed degrees.
   RunCase({"pp4 mixed", {{1, 2}, {3, 1}, {2, 4}, {2, 2}}, "sim", true});

@@ -42,6 +42,7 @@
 
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/sharded.h"
+#include "lockstep/partition/cost_model.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 
@@ -67,10 +68,10 @@ std::vector<StageUnits> StagesFromLayout(const ModelLayout& layout);
 // (ValidateLayout's rule).
 void ValidateStages(const partition::ModelSpec& spec, const std::vector<StageUnits>& stages);
 
-// Whether the o (mlp = false) or down (mlp = true) projection of a stage of degree `tp` is
-// row-parallel (degree 1, or every rank's contraction slice a whole number of 64-element chunks)
-// or column-parallel (split by output). Every rank of the stage decides the same.
-bool RowParallelProjection(const partition::ModelSpec& spec, int tp, bool mlp);
+// Whether the o / down projection of a stage of degree `tp` is row-parallel or column-parallel:
+// the partitioner's rule (cost_model.h), which also decides whether its all-reduce can be
+// one-shot.
+using partition::RowParallelProjection;
 
 // One decoder layer's slices on one rank. Empty bias vectors mean no bias.
 struct ShardLayer {

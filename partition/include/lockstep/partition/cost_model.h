@@ -103,6 +103,15 @@ struct OpCost {
 // The vocabulary is padded to a multiple of tp, so it never blocks a degree.
 std::string TensorParallelProblem(const ModelSpec& spec, int tp);
 
+// Contraction elements per chunk of the canonical reduction order (model/kernels.h): a split of
+// a projection's contraction reproduces the reference's bits only at whole chunks.
+inline constexpr int64_t kReductionChunk = 64;
+
+// Whether the o (mlp = false) or down (mlp = true) projection of a stage of degree `tp` is
+// row-parallel (degree 1, or every rank's contraction slice a whole number of 64-element chunks)
+// or column-parallel (split by output). Every rank of the stage decides the same.
+bool RowParallelProjection(const ModelSpec& spec, int tp, bool mlp);
+
 // The ops of decoder layer `layer`, in execution order, for one chip of a TP group of `tp`.
 // Throws Error (kInvalidInput) for a bad workload (batch/context <= 0) or a tp that
 // TensorParallelProblem rejects.
@@ -199,13 +208,32 @@ int64_t TransferTimeNs(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per
                        int64_t link_latency_ns, const LinkCostParams& params);
 
 // All-reduce of `bytes` (each member's full partial sum) across `group` chips.
-// Direct (group fully connected, one link per pair, e.g. one node): reduce-scatter then
-// all-gather, each a single step in which every chip sends bytes/group to each peer over its
-// own link in parallel. Ring (otherwise): 2 x (group - 1) steps of bytes/group each.
-// group <= 1 costs nothing.
-enum class AllReduceAlgorithm { kDirect, kRing };
+// One-shot (group fully connected): a single step in which every chip sends its whole partial
+// to each peer over its own link in parallel, and every chip combines all of them itself: one
+// link latency, `bytes` on each link. Direct (group fully connected, one link per pair, e.g.
+// one node): reduce-scatter then all-gather, each a single step in which every chip sends
+// bytes/group to each peer: two latencies, 2 x bytes/group on each link. Ring (otherwise):
+// 2 x (group - 1) steps of bytes/group each. Every step also costs the collective step
+// overhead. group <= 1 costs nothing.
+enum class AllReduceAlgorithm { kOneShot, kDirect, kRing };
 int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                         int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
                         const LinkCostParams& params);
+// Steps of a collective in a row (1, 2 or 2 x (group - 1)); 0 for group <= 1.
+int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group);
+
+// Whether the all-reduce after `op` may be one-shot: every rank can combine all outputs from
+// the whole partials. True for the vocab-parallel embedding and for row-parallel o / down
+// projections; a column-parallel one (RowParallelProjection false) needs its reduce-scatter,
+// each rank holding only its own outputs' weights.
+bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op);
+
+// The all-reduce the schedule runs (the partitioner prices the same): ring when the group is
+// not fully connected (`direct` false); else one-shot when allowed and no slower than
+// reduce-scatter + all-gather (small partials: latency-bound), else direct. Integer times, so
+// every caller decides the same.
+AllReduceAlgorithm ChooseAllReduce(int64_t bytes, int group, bool direct, bool one_shot_allowed,
+                                   int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
+                                   const LinkCostParams& params);
 
 }  // namespace lockstep::partition

@@ -13,10 +13,13 @@
 //   - every op of the cost model (partition::LayerOps/EmbeddingOps/HeadOps) on every chip of its
 //     stage's TP group, with the cost model's per-op time (TimeOp) as its duration;
 //   - after each op that leaves a partial sum (allreduce_bytes > 0, tp > 1) an all-reduce as
-//     point-to-point steps: direct exchange (reduce-scatter then all-gather, one step each) when
-//     every pair of the group is joined by a link, a ring in rank order otherwise; each step ends
-//     with a Reduce instruction of LinkCostParams::collective_step_overhead_ns that adds the
-//     received chunks in rank order (a fixed reduction order, so results are bit-reproducible);
+//     point-to-point steps, the algorithm partition::ChooseAllReduce picks (the one the
+//     partitioner priced): when every pair of the group is joined by a link, one-shot (every
+//     rank sends its whole partial to every peer and combines all of them: one step) if the op
+//     allows it and it is no slower, else direct exchange (reduce-scatter then all-gather, one
+//     step each); a ring in rank order otherwise; each step ends with a Reduce instruction of
+//     LinkCostParams::collective_step_overhead_ns that adds the received partials in rank order
+//     (a fixed reduction order, so results are bit-reproducible);
 //   - after sampling with tp > 1, a gather of each rank's (value, index) pair to rank 0, which
 //     picks the token (a Reduce);
 //   - activations from stage s rank (r % tp_s) to stage s+1 rank r, and the sampled token from the
@@ -65,6 +68,7 @@ enum class Tag : uint8_t {
   kGather,      // sampling candidates to rank 0
   kActivation,  // stage -> next stage
   kToken,       // last stage -> first stage: the sampled token
+  kAllReduce,   // one-shot all-reduce: a whole partial to every peer (last: the wire's order)
 };
 std::string_view TagName(Tag tag);
 

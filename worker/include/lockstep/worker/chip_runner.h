@@ -14,8 +14,9 @@
 //     mlp_residual -> combine (tp 1) and add; final_norm -> nothing, lm_head -> HeadLogits;
 //     sampling -> sample (tp 1). With tp > 1 the Reduce instructions of the all-reduce after
 //     embedding / output_projection / mlp combine the partials received so far in the canonical
-//     order (reduce-scatter: each rank combines one segment of the hidden dimension from every
-//     rank's partials; all-gather: the segments are assembled), and the gather after sampling
+//     order (one-shot: each rank combines every output from every rank's whole partial;
+//     reduce-scatter: each rank combines one segment of the hidden dimension from every rank's
+//     partials; all-gather: the segments are assembled), and the gather after sampling
 //     brings every rank's logits slice to rank 0, which samples. When an o / down projection is
 //     column-parallel (model::RowParallelProjection false: slices not whole 64-element chunks),
 //     the same reduce-scatter messages carry the sender's whole input slice instead, and rank j
@@ -26,10 +27,11 @@
 //     exactly that, so a wrong or missing message is an Error naming the chip, the instruction
 //     (schedule::DescribeStep), the link and the step. Shapes follow the step's rows (the cost
 //     model's planned bytes are not the real sizes); an idle slot's tensors have zero rows.
-//   * Collectives run as the compiler lays them out for a fully connected group (direct
-//     reduce-scatter then all-gather; segment j of the hidden dimension = [h*j/t, h*(j+1)/t) is
-//     combined by rank j from every rank's partials). A ring all-reduce (a TP group spanning
-//     nodes) is refused at construction for now.
+//   * Collectives run as the compiler lays them out for a fully connected group (one-shot, or
+//     direct reduce-scatter then all-gather; segment j of the hidden dimension =
+//     [h*j/t, h*(j+1)/t) is combined by rank j from every rank's partials). A ring all-reduce (a
+//     TP group spanning nodes) is refused at construction for now; so is a one-shot all-reduce
+//     of a column-parallel projection (the compiler never lays one out).
 //   * The token transfer from the last stage to the first carries the sampled token (an int32 as
 //     4 int8 bytes, -1 for an idle slot); the next step's tokens come from the Step, not from that
 //     message.

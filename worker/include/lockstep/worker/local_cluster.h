@@ -32,6 +32,9 @@ struct LocalClusterOptions {
   int64_t max_positions = 0;         // prompt + max_new limit; 0 = spec.max_position_embeddings
   uint64_t schedule_id = 1;
   transport::Millis timeout{30000};  // per Send/Recv and for opening the links
+  // The link figures the schedule is compiled with: they decide, among others, which all-reduce
+  // each collective runs (partition::ChooseAllReduce).
+  partition::LinkCostParams link_params;
 };
 
 struct ClusterStats {
