@@ -1,7 +1,10 @@
 #include "lockstep/model/kernels.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace lockstep::model {
@@ -197,6 +200,79 @@ void TreeSumRows(const float* values, int64_t count, int64_t n, float* out) {
     std::memcpy(out + i, &result, sizeof(result));
   }
   for (; i < count; ++i) out[i] = TreeSum({values + i * n, static_cast<size_t>(n)});
+}
+
+namespace {
+
+// Where the canonical tree splits [lo, hi) (hi - lo >= 2): lo + the largest power of two below.
+int64_t TreeSplit(int64_t lo, int64_t hi) {
+  int64_t m = 1;
+  while (m * 2 < hi - lo) m *= 2;
+  return lo + m;
+}
+
+void CollectNodes(int64_t lo, int64_t hi, int64_t begin, int64_t end, std::vector<TreeNode>& out) {
+  if (hi <= begin || end <= lo) return;
+  if (begin <= lo && hi <= end) {
+    out.push_back({lo, hi});
+    return;
+  }
+  const int64_t mid = TreeSplit(lo, hi);
+  CollectNodes(lo, mid, begin, end, out);
+  CollectNodes(mid, hi, begin, end, out);
+}
+
+// The node [lo, hi) for `count` outputs into out, from the given nodes (sorted by begin).
+void CombineNode(std::span<const TreeNode> nodes, std::span<const float* const> values, int64_t lo,
+                 int64_t hi, int64_t count, float* out) {
+  auto it = std::lower_bound(nodes.begin(), nodes.end(), lo,
+                             [](const TreeNode& n, int64_t b) { return n.begin < b; });
+  if (it != nodes.end() && it->begin == lo && it->end == hi) {
+    std::memcpy(out, values[static_cast<size_t>(it - nodes.begin())], count * sizeof(float));
+    return;
+  }
+  if (hi - lo < 2 || (it != nodes.end() && it->begin == lo && it->end > hi)) {
+    throw std::invalid_argument("tree combine: chunks [" + std::to_string(lo) + ", " +
+                                std::to_string(hi) + ") are not covered by nodes of the tree");
+  }
+  const int64_t mid = TreeSplit(lo, hi);
+  std::vector<float> right(static_cast<size_t>(count));
+  CombineNode(nodes, values, lo, mid, count, out);
+  CombineNode(nodes, values, mid, hi, count, right.data());
+  for (int64_t i = 0; i < count; ++i) out[i] = out[i] + right[static_cast<size_t>(i)];
+}
+
+}  // namespace
+
+std::vector<TreeNode> TreeNodes(int64_t total, int64_t begin, int64_t end) {
+  std::vector<TreeNode> out;
+  if (total > 0) CollectNodes(0, total, std::max<int64_t>(0, begin), end, out);
+  return out;
+}
+
+void TreeCombineRows(std::span<const TreeNode> nodes, std::span<const float* const> values,
+                     int64_t total, int64_t count, float* out) {
+  if (nodes.size() != values.size()) {
+    throw std::invalid_argument("tree combine: " + std::to_string(nodes.size()) + " nodes, " +
+                                std::to_string(values.size()) + " value arrays");
+  }
+  int64_t next = 0;
+  for (const TreeNode& n : nodes) {
+    if (n.begin != next || n.end <= n.begin) {
+      throw std::invalid_argument("tree combine: the nodes do not tile the chunks in order at " +
+                                  std::to_string(next));
+    }
+    next = n.end;
+  }
+  if (next != total) {
+    throw std::invalid_argument("tree combine: the nodes cover " + std::to_string(next) + " of " +
+                                std::to_string(total) + " chunks");
+  }
+  if (total == 0) {
+    std::fill(out, out + count, 0.0f);
+    return;
+  }
+  CombineNode(nodes, values, 0, total, count, out);
 }
 
 void ChunkPartials(const float* a, const float* b, int64_t n, std::span<float> out) {

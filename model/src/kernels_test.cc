@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace lockstep::model {
@@ -134,6 +135,72 @@ TEST(Kernels, TreeSumRowsIsTheCanonicalTreeOfEachRow) {
       }
     }
   }
+}
+
+TEST(Kernels, TreeNodesAreTheLargestSubtreesOfARange) {
+  // 44 chunks (a down projection of 2816) split between 2 ranks: [0, 32) + [32, 44) at the top.
+  EXPECT_EQ(TreeNodes(44, 0, 22), (std::vector<TreeNode>{{0, 16}, {16, 20}, {20, 22}}));
+  EXPECT_EQ(TreeNodes(44, 22, 44), (std::vector<TreeNode>{{22, 24}, {24, 32}, {32, 44}}));
+  EXPECT_EQ(TreeNodes(16, 4, 8), (std::vector<TreeNode>{{4, 8}}));  // aligned: one node
+  EXPECT_EQ(TreeNodes(16, 0, 16), (std::vector<TreeNode>{{0, 16}}));
+  EXPECT_TRUE(TreeNodes(0, 0, 0).empty());
+  // Every range is tiled in order, and TreeSum of each node's chunks alone is a subtree of the
+  // whole: combining the nodes gives ReferenceTree's bits (checked below).
+  for (int64_t total = 1; total <= 70; ++total) {
+    for (int64_t b = 0; b < total; b += 3) {
+      for (int64_t e = b + 1; e <= total; e += 5) {
+        int64_t next = b;
+        for (const TreeNode& n : TreeNodes(total, b, e)) {
+          ASSERT_EQ(n.begin, next) << total << " [" << b << "," << e << ")";
+          ASSERT_GT(n.end, n.begin);
+          next = n.end;
+        }
+        ASSERT_EQ(next, e) << total << " [" << b << "," << e << ")";
+      }
+    }
+  }
+}
+
+TEST(Kernels, TreeCombineOfRanksNodeSumsIsTheCanonicalTree) {
+  // Chunk partials of 3 outputs split among `ranks` equal ranges (a TP group); each rank sums
+  // its TreeNodes alone; combining every rank's node sums equals the tree over all chunks.
+  const int64_t count = 3;
+  for (int64_t total : {1, 2, 6, 16, 22, 44, 60}) {
+    for (int64_t ranks : {1, 2, 3, 4}) {
+      if (total % ranks != 0) continue;
+      const std::vector<float> chunks = Random(count * total, static_cast<uint32_t>(total));
+      std::vector<TreeNode> nodes;
+      std::vector<std::vector<float>> sums;
+      for (int64_t r = 0; r < ranks; ++r) {
+        for (const TreeNode& n : TreeNodes(total, r * total / ranks, (r + 1) * total / ranks)) {
+          nodes.push_back(n);
+          std::vector<float> v(count);
+          for (int64_t i = 0; i < count; ++i) {
+            v[i] = TreeSum(
+                {chunks.data() + i * total + n.begin, static_cast<size_t>(n.end - n.begin)});
+          }
+          sums.push_back(v);
+        }
+      }
+      std::vector<const float*> ptrs;
+      for (const std::vector<float>& v : sums) ptrs.push_back(v.data());
+      std::vector<float> out(count, -1.0f);
+      TreeCombineRows(nodes, ptrs, total, count, out.data());
+      for (int64_t i = 0; i < count; ++i) {
+        const std::vector<float> row(chunks.begin() + i * total, chunks.begin() + (i + 1) * total);
+        ASSERT_EQ(Bits(out[i]), Bits(ReferenceTree(row, 0, row.size())))
+            << total << " chunks, " << ranks << " ranks";
+      }
+    }
+  }
+  // Nodes that are not the tree's, or that leave a gap, are refused.
+  const float x[2] = {1.0f, 2.0f};
+  const float* p[2] = {&x[0], &x[1]};
+  float out = 0.0f;
+  const std::vector<TreeNode> skewed = {{0, 3}, {3, 4}};  // the tree over 4 splits at 2
+  EXPECT_THROW(TreeCombineRows(skewed, p, 4, 1, &out), std::invalid_argument);
+  const std::vector<TreeNode> gap = {{0, 2}, {3, 4}};
+  EXPECT_THROW(TreeCombineRows(gap, p, 4, 1, &out), std::invalid_argument);
 }
 
 TEST(Kernels, WeightedSumIsTheCanonicalSumPerColumn) {

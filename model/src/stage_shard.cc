@@ -172,7 +172,31 @@ ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
   return out;
 }
 
+Partial Partial::TreeNodeSums(int64_t total_chunks) const {
+  if (kind != PartialKind::kRowParallel || reduced || tree_nodes) {
+    throw Error(ErrorCode::kInternal,
+                "partial: only row-parallel chunk partials sum to tree nodes");
+  }
+  const std::vector<TreeNode> nodes = TreeNodes(total_chunks, first_chunk, first_chunk + chunks);
+  Partial p = *this;
+  p.tree_nodes = true;
+  p.values.resize(static_cast<size_t>(rows * static_cast<int64_t>(nodes.size()) * out_count));
+  const auto k = static_cast<int64_t>(nodes.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < out_count; ++o) {
+      const float* c = values.data() + (r * out_count + o) * chunks - first_chunk;
+      for (int64_t j = 0; j < k; ++j) {
+        const TreeNode& n = nodes[static_cast<size_t>(j)];
+        p.values[static_cast<size_t>((r * k + j) * out_count + o)] =
+            TreeSum({c + n.begin, static_cast<size_t>(n.end - n.begin)});
+      }
+    }
+  }
+  return p;
+}
+
 Partial Partial::Slice(int64_t begin, int64_t count) const {
+  if (tree_nodes) throw Error(ErrorCode::kInternal, "partial: tree-node sums are not sliced");
   if (begin < out_begin || count < 0 || begin + count > out_begin + out_count) {
     throw Error(ErrorCode::kInternal, "partial: outputs [" + std::to_string(begin) + ", " +
                                           std::to_string(begin + count) + ") are not inside [" +
@@ -195,9 +219,17 @@ void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, 
   if (by_rank.empty()) throw Error(ErrorCode::kInternal, "row-parallel combine: no partials");
   const int64_t rows = by_rank.front().rows;
   const int64_t n = end - begin;
+  const bool tree_nodes = by_rank.front().tree_nodes;
   for (const Partial& p : by_rank) {
     if (p.rows != rows) throw Error(ErrorCode::kInternal, "row-parallel combine: rows differ");
-    if (static_cast<int64_t>(p.values.size()) != rows * p.out_count * p.chunks) {
+    if (p.tree_nodes != tree_nodes) {
+      throw Error(ErrorCode::kInternal, "row-parallel combine: chunk partials and tree-node sums");
+    }
+    const int64_t per_output =
+        tree_nodes ? static_cast<int64_t>(
+                         TreeNodes(total_chunks, p.first_chunk, p.first_chunk + p.chunks).size())
+                   : p.chunks;
+    if (static_cast<int64_t>(p.values.size()) != rows * p.out_count * per_output) {
       throw Error(ErrorCode::kInternal,
                   "row-parallel combine: a partial holds " + std::to_string(p.values.size()) +
                       " values, not rows " + std::to_string(rows) + " x outputs " +
@@ -247,6 +279,31 @@ void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, 
                                           std::to_string(total_chunks) +
                                           " of the contraction (no rank holds exactly chunk " +
                                           std::to_string(next) + " onwards)");
+  }
+  if (tree_nodes) {
+    // Every rank's node sums in chunk order: per node and row, n consecutive outputs.
+    std::vector<TreeNode> nodes;
+    std::vector<const float*> ptrs;
+    for (int64_t r = 0; r < rows; ++r) {
+      nodes.clear();
+      ptrs.clear();
+      for (const Partial* p : order) {
+        const std::vector<TreeNode> mine =
+            TreeNodes(total_chunks, p->first_chunk, p->first_chunk + p->chunks);
+        const auto k = static_cast<int64_t>(mine.size());
+        for (int64_t j = 0; j < k; ++j) {
+          nodes.push_back(mine[static_cast<size_t>(j)]);
+          ptrs.push_back(p->values.data() + (r * k + j) * p->out_count + (begin - p->out_begin));
+        }
+      }
+      try {
+        TreeCombineRows(nodes, ptrs, total_chunks, n, out + r * n);
+      } catch (const std::invalid_argument& e) {
+        throw Error(ErrorCode::kInternal, std::string("row-parallel combine: ") + e.what());
+      }
+    }
+    add_bias();
+    return;
   }
   std::vector<float> chunks(static_cast<size_t>(n * total_chunks));
   for (int64_t r = 0; r < rows; ++r) {

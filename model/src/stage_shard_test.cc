@@ -395,6 +395,16 @@ TEST(StageShard, RowParallelCombineReproducesTheProductAtAnyDegree) {
               << "tp " << tp << " row " << r << " output " << o;
         }
       }
+      // What a one-shot all-reduce exchanges: each rank's tree-node sums, far fewer values.
+      std::vector<Partial> nodes;
+      for (const Partial& p : parts) nodes.push_back(p.TreeNodeSums(total));
+      EXPECT_LT(nodes.front().values.size(), parts.front().values.size());
+      std::vector<float> from_nodes(want.size());
+      CombineRowParallel(nodes, total, 0, out, bias, from_nodes.data());
+      EXPECT_TRUE(SameBits(from_nodes, want)) << "tp " << tp << " from tree-node sums";
+      std::vector<Partial> mixed = nodes;  // chunk partials and node sums do not mix
+      mixed.front() = parts.front();
+      EXPECT_THROW(CombineRowParallel(mixed, total, 0, out, bias, from_nodes.data()), Error);
     }
     // A missing rank is an error, not a silent zero.
     parts.pop_back();

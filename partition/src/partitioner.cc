@@ -45,10 +45,9 @@ struct Context {
 int64_t CollectiveNs(const Context& cx, const OpCost& op, int tp, bool direct) {
   int64_t ns = 0;
   if (op.allreduce_bytes > 0) {
-    const AllReduceAlgorithm algorithm =
-        ChooseAllReduce(op.allreduce_bytes, tp, direct, OneShotAllowed(*cx.spec, tp, op.kind),
-                        cx.chip->link_bandwidth_bytes_per_s, cx.chip->link_latency_ns,
-                        cx.link_params);
+    const AllReduceAlgorithm algorithm = ChooseAllReduce(
+        op.allreduce_bytes, tp, direct, OneShotAllowed(*cx.spec, tp, op.kind),
+        cx.chip->link_bandwidth_bytes_per_s, cx.chip->link_latency_ns, cx.link_params);
     ns += AllReduceTimeNs(op.allreduce_bytes, tp, algorithm, cx.chip->link_bandwidth_bytes_per_s,
                           cx.chip->link_latency_ns, cx.link_params);
   }

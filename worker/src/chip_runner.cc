@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "lockstep/common/error.h"
+#include "lockstep/model/kernels.h"
 
 namespace lockstep::worker {
 namespace {
@@ -58,6 +59,7 @@ enum class Collective { kNone, kEmbedding, kAttention, kMlp };
 // links were busy), so each collective keeps its own state for the whole step.
 struct CollectiveState {
   std::optional<model::Partial> mine;
+  std::optional<model::Partial> mine_nodes;  // one-shot, row-parallel: mine as tree-node sums
   std::map<int, model::Partial> parts;  // rank -> slice of my segment (one-shot: whole partial)
   std::map<int, std::vector<float>> segments;
   std::vector<float> result;  // [rows, hidden] once the all-gather is reduced
@@ -212,6 +214,16 @@ struct ChipRunner::Impl {
     return {in.layer, n / per};
   }
 
+  // What a one-shot all-reduce sends and combines of this rank: a row-parallel partial as its
+  // tree-node sums (a few values per output instead of every chunk; made once per collective),
+  // the embedding's rows as they are.
+  model::Partial& OneShotPartial(const CollectiveKey& key, CollectiveState& c) const {
+    const Collective kind = KindOf(key);
+    if (kind == Collective::kEmbedding) return *c.mine;
+    if (!c.mine_nodes) c.mine_nodes = c.mine->TreeNodeSums(TotalChunks(kind));
+    return *c.mine_nodes;
+  }
+
   // Combines outputs [b, e) from every rank's partial (by_rank[r] from rank r).
   std::vector<float> Combine(const SlotState& st, const CollectiveKey& key,
                              std::span<const model::Partial> by_rank, int64_t b, int64_t e) const {
@@ -316,28 +328,30 @@ struct ChipRunner::Impl {
     if (in.tag == Tag::kAllReduce) {
       if (!c.mine || static_cast<int>(c.parts.size()) != tp - 1 || c.parts.count(setup.rank) != 0) {
         Fail(in, index, step,
-             "one-shot all-reduce with partials of " + std::to_string(c.parts.size() + (c.mine ? 1 : 0)) +
-                 " of " + std::to_string(tp) + " ranks");
+             "one-shot all-reduce with partials of " +
+                 std::to_string(c.parts.size() + (c.mine ? 1 : 0)) + " of " + std::to_string(tp) +
+                 " ranks");
       }
       // This rank's partial is lent to the combine: a send of it may still follow (its links
       // were busy), so it goes back afterwards.
+      model::Partial& own = OneShotPartial(key, c);
       std::vector<model::Partial> by_rank;
       by_rank.reserve(static_cast<size_t>(tp));
       for (int r = 0; r < tp; ++r) {
-        by_rank.push_back(r == setup.rank ? std::move(*c.mine) : std::move(c.parts[r]));
+        by_rank.push_back(r == setup.rank ? std::move(own) : std::move(c.parts[r]));
       }
       c.result = Combine(st, key, by_rank, 0, hidden);
-      c.mine = std::move(by_rank[static_cast<size_t>(setup.rank)]);
+      own = std::move(by_rank[static_cast<size_t>(setup.rank)]);
       c.parts.clear();
       if (KindOf(key) == Collective::kEmbedding) st.x = c.result;
       return;
     }
     if (in.tag == Tag::kReduceScatter) {
       const auto [b, e] = Segment(setup.rank);
-      c.parts[setup.rank] =
-          c.mine && c.mine->kind != model::PartialKind::kColumnInput ? c.mine->Slice(b, e - b)
-          : c.mine                                                    ? *c.mine
-                                                                      : model::Partial{};
+      c.parts[setup.rank] = c.mine && c.mine->kind != model::PartialKind::kColumnInput
+                                ? c.mine->Slice(b, e - b)
+                            : c.mine ? *c.mine
+                                     : model::Partial{};
       if (!c.mine || static_cast<int>(c.parts.size()) != tp) {
         Fail(in, index, step,
              "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
@@ -402,7 +416,9 @@ struct ChipRunner::Impl {
                  "a one-shot all-reduce of a column-parallel projection (each rank holds only "
                  "its outputs' weights: it needs reduce-scatter + all-gather)");
           }
-          SendFloats(in, step, {rows, c.mine->out_count, c.mine->chunks}, c.mine->values);
+          const model::Partial& p = OneShotPartial(key, c);
+          const int64_t per_output = static_cast<int64_t>(p.values.size()) / (rows * p.out_count);
+          SendFloats(in, step, {rows, p.out_count, per_output}, p.values);
           return;
         }
         if (in.tag == Tag::kReduceScatter) {
@@ -460,8 +476,8 @@ struct ChipRunner::Impl {
           c.segments[from] = ToFloats(m.payload);
           return;
         }
-        const auto [b, e] =
-            in.tag == Tag::kAllReduce ? std::pair<int64_t, int64_t>{0, hidden} : Segment(setup.rank);
+        const auto [b, e] = in.tag == Tag::kAllReduce ? std::pair<int64_t, int64_t>{0, hidden}
+                                                      : Segment(setup.rank);
         model::Partial p;
         p.kind = model::PartialKind::kRowParallel;  // the Reduce picks the combine by its key
         p.rows = st.rows;
@@ -471,6 +487,16 @@ struct ChipRunner::Impl {
         p.first_chunk = from * p.chunks;
         if (in.tag == Tag::kAllReduce && !RowParallel(KindOf(key))) {
           Fail(in, index, step, "a one-shot all-reduce of a column-parallel projection");
+        }
+        int64_t per_output = p.chunks;  // values per output the message must carry
+        if (in.tag == Tag::kAllReduce && KindOf(key) != Collective::kEmbedding) {
+          // Tree-node sums of the sender's chunks (every rank holds total / tp of them).
+          p.chunks = TotalChunks(KindOf(key)) / tp;
+          p.first_chunk = from * p.chunks;
+          p.tree_nodes = true;
+          per_output = static_cast<int64_t>(
+              model::TreeNodes(TotalChunks(KindOf(key)), p.first_chunk, p.first_chunk + p.chunks)
+                  .size());
         }
         if (!RowParallel(KindOf(key))) {
           // The sender's slice of the column-parallel product's input (tp divides the width).
@@ -483,7 +509,8 @@ struct ChipRunner::Impl {
           p.first_chunk = 0;
         }
         p.values = ToFloats(m.payload);
-        if (shape[1] != p.out_count || Elements(shape) != static_cast<int64_t>(p.values.size())) {
+        if (shape[1] != p.out_count || shape[2] != per_output ||
+            Elements(shape) != static_cast<int64_t>(p.values.size())) {
           Fail(in, index, step, "partial of the wrong shape");
         }
         c.parts[from] = std::move(p);

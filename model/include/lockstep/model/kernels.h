@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace lockstep::model {
 
@@ -38,6 +39,27 @@ float TreeSum(std::span<const float> values);
 
 // out[i] = TreeSum(values[i * n .. (i + 1) * n)) for i < count, eight rows at a time.
 void TreeSumRows(const float* values, int64_t count, int64_t n, float* out);
+
+// A node of the canonical tree over chunk partials: the chunks [begin, end) it sums. The tree
+// over [lo, hi) splits at lo + m, m the largest power of two below hi - lo (the rule above).
+struct TreeNode {
+  int64_t begin = 0;
+  int64_t end = 0;
+  friend bool operator==(const TreeNode&, const TreeNode&) = default;
+};
+
+// The largest nodes of the canonical tree over [0, total) that lie inside [begin, end), in chunk
+// order: they tile [begin, end). TreeSum of a node's chunks alone is that node's value in the
+// whole tree, so a chip holding chunks [begin, end) can send these few sums instead of every
+// chunk partial (an aligned power-of-two range is one node).
+std::vector<TreeNode> TreeNodes(int64_t total, int64_t begin, int64_t end);
+
+// out[i] = the canonical tree over [0, total) for i < count, from node sums that tile [0, total):
+// nodes[k] is a node of that tree, its sums at values[k][0..count). Bit for bit TreeSumRows of
+// the chunk partials the nodes sum. Throws std::invalid_argument when the nodes do not tile
+// [0, total) or one is not a node of the tree.
+void TreeCombineRows(std::span<const TreeNode> nodes, std::span<const float* const> values,
+                     int64_t total, int64_t count, float* out);
 
 // The partial of each chunk of a[0..n) . b[0..n): out.size() must be ceil(n / 64).
 void ChunkPartials(const float* a, const float* b, int64_t n, std::span<float> out);

@@ -145,10 +145,18 @@ struct Partial {
   // products (chunks = 1; the canonical Dot, computed by the row-blocked MatMulTransposed,
   // which gives the same bits as combining its chunk partials, only faster). Bias not added.
   bool reduced = false;
+  // Row-parallel only: instead of every chunk, the values are the sums of the canonical tree's
+  // nodes over this rank's chunks (TreeNodes(total, first_chunk, first_chunk + chunks), k of
+  // them), laid out node-major: values[(row * k + node) * out_count + o]. A few sums per output
+  // instead of `chunks` (what a one-shot all-reduce sends); combines to the same bits.
+  bool tree_nodes = false;
   std::vector<float> values;
 
-  // The outputs [begin, begin + count) of this partial (absolute output indices).
+  // The outputs [begin, begin + count) of this partial (absolute output indices). Chunk
+  // partials only.
   Partial Slice(int64_t begin, int64_t count) const;
+  // This row-parallel chunk partial as tree-node sums of a contraction of `total_chunks`.
+  Partial TreeNodeSums(int64_t total_chunks) const;
 };
 
 // A sequence's new tokens in a step: its slot (KV cache) and the position of its first token.
