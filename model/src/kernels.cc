@@ -185,21 +185,25 @@ float TreeSum(std::span<const float> values) {
 }
 
 void TreeSumRows(const float* values, int64_t count, int64_t n, float* out) {
+  TreeSumRowsStrided(values, count, n, n, out);
+}
+
+void TreeSumRowsStrided(const float* values, int64_t count, int64_t n, int64_t stride, float* out) {
   int64_t i = 0;
   // Eight trees side by side: lane j of every node is row i + j's node, the same additions.
   for (; i + kReductionLanes <= count; i += kReductionLanes) {
     TreeAccumulator<Lanes> tree;
-    const float* v = values + i * n;
+    const float* v = values + i * stride;
     for (int64_t k = 0; k < n; ++k) {
       Lanes l;
 #pragma GCC unroll 8
-      for (int j = 0; j < kReductionLanes; ++j) l[j] = v[j * n + k];
+      for (int j = 0; j < kReductionLanes; ++j) l[j] = v[j * stride + k];
       tree.Add(l);
     }
     const Lanes result = tree.Result();
     std::memcpy(out + i, &result, sizeof(result));
   }
-  for (; i < count; ++i) out[i] = TreeSum({values + i * n, static_cast<size_t>(n)});
+  for (; i < count; ++i) out[i] = TreeSum({values + i * stride, static_cast<size_t>(n)});
 }
 
 namespace {

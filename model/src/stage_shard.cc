@@ -178,18 +178,22 @@ Partial Partial::TreeNodeSums(int64_t total_chunks) const {
                 "partial: only row-parallel chunk partials sum to tree nodes");
   }
   const std::vector<TreeNode> nodes = TreeNodes(total_chunks, first_chunk, first_chunk + chunks);
-  Partial p = *this;
-  p.tree_nodes = true;
-  p.values.resize(static_cast<size_t>(rows * static_cast<int64_t>(nodes.size()) * out_count));
   const auto k = static_cast<int64_t>(nodes.size());
+  Partial p;
+  p.kind = kind;
+  p.rows = rows;
+  p.out_begin = out_begin;
+  p.out_count = out_count;
+  p.first_chunk = first_chunk;
+  p.chunks = chunks;
+  p.tree_nodes = true;
+  p.values.resize(static_cast<size_t>(rows * k * out_count));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t o = 0; o < out_count; ++o) {
-      const float* c = values.data() + (r * out_count + o) * chunks - first_chunk;
-      for (int64_t j = 0; j < k; ++j) {
-        const TreeNode& n = nodes[static_cast<size_t>(j)];
-        p.values[static_cast<size_t>((r * k + j) * out_count + o)] =
-            TreeSum({c + n.begin, static_cast<size_t>(n.end - n.begin)});
-      }
+    for (int64_t j = 0; j < k; ++j) {
+      const TreeNode& n = nodes[static_cast<size_t>(j)];
+      TreeSumRowsStrided(values.data() + r * out_count * chunks + (n.begin - first_chunk),
+                         out_count, n.end - n.begin, chunks,
+                         p.values.data() + (r * k + j) * out_count);
     }
   }
   return p;

@@ -39,6 +39,8 @@ float TreeSum(std::span<const float> values);
 
 // out[i] = TreeSum(values[i * n .. (i + 1) * n)) for i < count, eight rows at a time.
 void TreeSumRows(const float* values, int64_t count, int64_t n, float* out);
+// The same with rows `stride` apart: out[i] = TreeSum(values[i * stride .. i * stride + n)).
+void TreeSumRowsStrided(const float* values, int64_t count, int64_t n, int64_t stride, float* out);
 
 // A node of the canonical tree over chunk partials: the chunks [begin, end) it sums. The tree
 // over [lo, hi) splits at lo + m, m the largest power of two below hi - lo (the rule above).
