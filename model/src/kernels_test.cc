@@ -133,6 +133,15 @@ TEST(Kernels, TreeSumRowsIsTheCanonicalTreeOfEachRow) {
         const std::vector<float> row(v.begin() + i * n, v.begin() + (i + 1) * n);
         ASSERT_EQ(Bits(out[i]), Bits(ReferenceTree(row, 0, row.size()))) << count << "," << n;
       }
+      // Rows `stride` apart (a run of chunks inside wider rows): the same trees.
+      const int64_t stride = n + 5;
+      const std::vector<float> wide = Random(count * stride, 15);
+      TreeSumRowsStrided(wide.data() + 2, count, n, stride, out.data());
+      for (int64_t i = 0; i < count; ++i) {
+        const std::vector<float> row(wide.begin() + i * stride + 2,
+                                     wide.begin() + i * stride + 2 + n);
+        ASSERT_EQ(Bits(out[i]), Bits(ReferenceTree(row, 0, row.size()))) << count << "," << n;
+      }
     }
   }
 }
