@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <bit>
 #include <cstdio>
 #include <cstring>
 
@@ -35,7 +36,11 @@ uint64_t ShapeBytes(const std::vector<int64_t>& shape, Dtype dtype, const std::s
   return bytes;
 }
 
-std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
+namespace {
+
+// Through Cap'n Proto's builder: shapes of more than kMaxShapeRank dimensions (which every
+// decoder refuses; tests send them on purpose).
+std::vector<std::byte> EncodeWithBuilder(const FrameHeader& header) {
   // Built in a zeroed stack segment and copied out once: no allocation but the result's. A
   // header is ~20 words; kMaxShapeRank dimensions add 8.
   capnp::word scratch[64];
@@ -75,6 +80,67 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   const uint32_t table[2] = {0, static_cast<uint32_t>(segments[0].size())};
   std::memcpy(out.data(), table, 8);
   std::memcpy(out.data() + 8, segment.begin(), segment.size());
+  return out;
+}
+
+}  // namespace
+
+// The header is small and fixed in layout, so it is written directly in the flat single-segment
+// form Cap'n Proto's builder produces for proto::FrameHeader (segment table, root struct pointer,
+// kDataWords data words, the shape list pointer, the shape): the same bytes (frame_test.cc builds
+// the same headers with capnp and compares) without a builder per message, which cost as much as
+// the rest of an inproc send. Field offsets below are those of proto/frame.capnp as capnp compiles
+// it; the static_asserts and the test catch a schema change. Decoding stays with capnp's reader,
+// the trust boundary.
+namespace {
+
+constexpr size_t kDataWords = 11;
+constexpr size_t kPointerWords = 1;
+static_assert(proto::FrameHeader::_capnpPrivate::dataWordSize == kDataWords);
+static_assert(proto::FrameHeader::_capnpPrivate::pointerCount == kPointerWords);
+static_assert(std::endian::native == std::endian::little,
+              "Cap'n Proto's wire order is little-endian");
+
+template <typename T>
+void Put(std::byte* at, T value) {
+  std::memcpy(at, &value, sizeof value);
+}
+
+}  // namespace
+
+std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
+  const MessageHeader& m = header.message;
+  const size_t rank = m.shape.size();
+  if (rank > kMaxShapeRank) return EncodeWithBuilder(header);
+  // Segment words: root pointer, data section, pointer section, shape list (8 bytes a dimension).
+  const size_t words = 1 + kDataWords + kPointerWords + rank;
+  std::vector<std::byte> out(8 + 8 * words);  // zeroed: every unset field is 0 on the wire
+  std::byte* p = out.data();
+  Put<uint32_t>(p, 0);  // segment count - 1
+  Put<uint32_t>(p + 4, static_cast<uint32_t>(words));
+  // Root struct pointer: offset 0, kDataWords data words, kPointerWords pointers.
+  Put<uint64_t>(p + 8, (uint64_t{kPointerWords} << 48) | (uint64_t{kDataWords} << 32));
+  std::byte* d = p + 16;  // data section; offsets in bytes
+  Put<uint16_t>(d + 0, kWireVersion);
+  Put<uint16_t>(d + 2, static_cast<uint16_t>(header.kind));
+  Put<uint32_t>(d + 4, m.src.chip);
+  Put<uint64_t>(d + 8, m.schedule_id);
+  Put<int64_t>(d + 16, m.step);
+  Put<uint32_t>(d + 24, m.src.port);
+  Put<uint32_t>(d + 28, m.dst.chip);
+  Put<uint32_t>(d + 32, m.dst.port);
+  Put<uint8_t>(d + 36, static_cast<uint8_t>(m.dtype));
+  // payloadChecked (bit 296) has default true: Cap'n Proto stores value XOR default.
+  Put<uint8_t>(d + 37, header.payload_checked ? 0 : 1);
+  Put<uint64_t>(d + 40, m.tensor_id);
+  Put<uint64_t>(d + 48, m.sequence);
+  Put<int64_t>(d + 56, m.token_index);
+  Put<uint64_t>(d + 64, header.payload_length);
+  Put<uint32_t>(d + 72, header.payload_crc32c);
+  Put<int64_t>(d + 80, m.send_time_ns);
+  // Shape: list pointer (kind 1, offset 0: the list follows, element size 5 = 8 bytes, count).
+  Put<uint64_t>(d + 8 * kDataWords, 1 | (uint64_t{5} << 32) | (uint64_t{rank} << 35));
+  if (rank > 0) std::memcpy(d + 8 * (kDataWords + kPointerWords), m.shape.data(), 8 * rank);
   return out;
 }
 
