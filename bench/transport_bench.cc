@@ -14,6 +14,11 @@
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
 //                                        counter one_way_us is half of it, in microseconds.
+//   {Raw,Lockstep}SameThread/<bytes>:    inproc, one thread sends and receives back: the CPU
+//                                        work per message without any wait.
+//
+// Throughput counters besides: sender_us_per_msg (the streaming thread's CPU per message) and
+// io_us_per_msg (ZeroMQ's I/O thread's); the CPU column is the receiving thread's.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -384,7 +389,8 @@ void RawLatency(benchmark::State& state, const char* backend) {
 // The per-message work of the path itself, without the waits: one thread sends a message and
 // receives it back from the other end, so no thread ever sleeps or wakes another (inproc).
 // The difference between the raw and the Lockstep rows is what Lockstep adds per message in
-// CPU time (header, checks, allocations); the load on the machine hardly moves it.
+// CPU time (header, checks, allocations), free of the scheduling that moves the two-thread rows;
+// the load still scales both rows, so compare them within one run.
 void LockstepSameThread(benchmark::State& state) {
   const auto bytes = static_cast<size_t>(state.range(0));
   LockstepLink link("inproc");
