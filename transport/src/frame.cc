@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "frame_internal.h"
 #include "lockstep/common/error.h"
 #include "lockstep/proto/frame.capnp.h"
 #include "lockstep/transport/crc32c.h"
@@ -144,13 +145,84 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   return out;
 }
 
-FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
-                              uint64_t max_payload_bytes) {
-  if (bytes.size() < 16 || bytes.size() > kMaxHeaderBytes || bytes.size() % 8 != 0) {
-    throw Garbled(context, std::to_string(bytes.size()) +
-                               " bytes (valid: a multiple of 8 between 16 and " +
-                               std::to_string(kMaxHeaderBytes) + ")");
+bool HasCanonicalLayout(std::span<const std::byte> bytes) {
+  const size_t fixed_words = 1 + kDataWords + kPointerWords;
+  if (bytes.size() % 8 != 0 || bytes.size() < 8 * (1 + fixed_words)) return false;
+  const size_t words = bytes.size() / 8 - 1;
+  if (words > fixed_words + kMaxShapeRank) return false;
+  const size_t rank = words - fixed_words;
+  const std::byte* p = bytes.data();
+  uint32_t table[2];
+  uint64_t root;
+  uint64_t list;
+  std::memcpy(table, p, 8);
+  std::memcpy(&root, p + 8, 8);
+  std::memcpy(&list, p + 16 + 8 * kDataWords, 8);
+  return table[0] == 0 && table[1] == words &&
+         root == ((uint64_t{kPointerWords} << 48) | (uint64_t{kDataWords} << 32)) &&
+         list == (1 | (uint64_t{5} << 32) | (uint64_t{rank} << 35));
+}
+
+namespace {
+
+// The fields whose values the decoder checks, in the order it checks them (both paths give the
+// same messages).
+void CheckVersionKindDtype(uint16_t version, uint16_t kind, uint8_t dtype, int64_t step,
+                           const std::string& context) {
+  if (version != kWireVersion) {
+    throw Garbled(context, "wire version " + std::to_string(version) + " (expected " +
+                               std::to_string(kWireVersion) + ")");
   }
+  if (kind > static_cast<uint16_t>(FrameKind::kClose)) {
+    throw Garbled(context, "unknown frame kind " + std::to_string(kind));
+  }
+  if (dtype >= kDtypeCount) {
+    throw Garbled(context,
+                  "step " + std::to_string(step) + ": unknown dtype " + std::to_string(dtype));
+  }
+}
+
+template <typename T>
+T Get(const std::byte* at) {
+  T value;
+  std::memcpy(&value, at, sizeof value);
+  return value;
+}
+
+// A header in exactly the layout EncodeFrameHeader writes (and Cap'n Proto's builder: one
+// segment, the root struct right after its pointer with kDataWords data words and kPointerWords
+// pointers, the shape list right after that with at most kMaxShapeRank 8-byte elements, nothing
+// else) is read at its fixed offsets, which is what capnp's reader reads from it; anything else,
+// however slightly different, goes to capnp's reader. nullopt: not that layout.
+std::optional<FrameHeader> DecodeCanonical(std::span<const std::byte> bytes,
+                                           const std::string& context) {
+  if (!HasCanonicalLayout(bytes)) return std::nullopt;
+  const size_t rank = bytes.size() / 8 - 1 - (1 + kDataWords + kPointerWords);
+  const std::byte* d = bytes.data() + 16;
+  FrameHeader out;
+  MessageHeader& m = out.message;
+  m.step = Get<int64_t>(d + 16);
+  CheckVersionKindDtype(Get<uint16_t>(d + 0), Get<uint16_t>(d + 2), Get<uint8_t>(d + 36), m.step,
+                        context);
+  out.kind = static_cast<FrameKind>(Get<uint16_t>(d + 2));
+  m.schedule_id = Get<uint64_t>(d + 8);
+  m.src = {Get<uint32_t>(d + 4), Get<uint32_t>(d + 24)};
+  m.dst = {Get<uint32_t>(d + 28), Get<uint32_t>(d + 32)};
+  m.tensor_id = Get<uint64_t>(d + 40);
+  m.sequence = Get<uint64_t>(d + 48);
+  m.token_index = Get<int64_t>(d + 56);
+  m.dtype = static_cast<Dtype>(Get<uint8_t>(d + 36));
+  m.shape.resize(rank);
+  if (rank > 0) std::memcpy(m.shape.data(), d + 8 * (kDataWords + kPointerWords), 8 * rank);
+  m.send_time_ns = Get<int64_t>(d + 80);
+  out.payload_length = Get<uint64_t>(d + 64);
+  out.payload_crc32c = Get<uint32_t>(d + 72);
+  out.payload_checked = (Get<uint8_t>(d + 37) & 1) == 0;  // stored XOR its default, true
+  return out;
+}
+
+// Any other layout: Cap'n Proto's reader, which validates every pointer.
+FrameHeader DecodeWithReader(std::span<const std::byte> bytes, const std::string& context) {
   // Frames from ZeroMQ need not be word-aligned; the header is small, so copy it into words.
   capnp::word words[kMaxHeaderBytes / sizeof(capnp::word)];
   std::memcpy(words, bytes.data(), bytes.size());
@@ -162,27 +234,17 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, bytes.size() / sizeof(capnp::word)),
                                          options);
     auto h = reader.getRoot<proto::FrameHeader>();
-    if (h.getVersion() != kWireVersion) {
-      throw Garbled(context, "wire version " + std::to_string(h.getVersion()) + " (expected " +
-                                 std::to_string(kWireVersion) + ")");
-    }
-    auto kind = static_cast<uint16_t>(h.getKind());
-    if (kind > static_cast<uint16_t>(FrameKind::kClose)) {
-      throw Garbled(context, "unknown frame kind " + std::to_string(kind));
-    }
-    out.kind = static_cast<FrameKind>(kind);
     MessageHeader& m = out.message;
-    m.schedule_id = h.getScheduleId();
     m.step = h.getStep();
+    CheckVersionKindDtype(h.getVersion(), static_cast<uint16_t>(h.getKind()), h.getDtype(), m.step,
+                          context);
+    out.kind = static_cast<FrameKind>(h.getKind());
+    m.schedule_id = h.getScheduleId();
     m.src = {h.getSrcChip(), h.getSrcPort()};
     m.dst = {h.getDstChip(), h.getDstPort()};
     m.tensor_id = h.getTensorId();
     m.sequence = h.getSequence();
     m.token_index = h.getTokenIndex();
-    if (h.getDtype() >= kDtypeCount) {
-      throw Garbled(context, "step " + std::to_string(m.step) + ": unknown dtype " +
-                                 std::to_string(h.getDtype()));
-    }
     m.dtype = static_cast<Dtype>(h.getDtype());
     auto shape = h.getShape();
     if (shape.size() > kMaxShapeRank) {
@@ -190,7 +252,7 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
                                  std::to_string(shape.size()) + " dimensions (at most " +
                                  std::to_string(kMaxShapeRank) + ")");
     }
-    for (int64_t d : shape) m.shape.push_back(d);
+    for (int64_t dim : shape) m.shape.push_back(dim);
     m.send_time_ns = h.getSendTimeNs();
     out.payload_length = h.getPayloadLength();
     out.payload_crc32c = h.getPayloadCrc32c();
@@ -198,6 +260,26 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
   } catch (const kj::Exception& e) {
     throw Garbled(context, std::string(e.getDescription().cStr()));
   }
+  return out;
+}
+
+}  // namespace
+
+FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
+                              uint64_t max_payload_bytes) {
+  return DecodeFrameHeader(bytes, context, max_payload_bytes, /*canonical_fast_path=*/true);
+}
+
+FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::string& context,
+                              uint64_t max_payload_bytes, bool canonical_fast_path) {
+  if (bytes.size() < 16 || bytes.size() > kMaxHeaderBytes || bytes.size() % 8 != 0) {
+    throw Garbled(context, std::to_string(bytes.size()) +
+                               " bytes (valid: a multiple of 8 between 16 and " +
+                               std::to_string(kMaxHeaderBytes) + ")");
+  }
+  std::optional<FrameHeader> canonical;
+  if (canonical_fast_path) canonical = DecodeCanonical(bytes, context);
+  FrameHeader out = canonical ? std::move(*canonical) : DecodeWithReader(bytes, context);
   // Built only on the error paths below (the happy path allocates no strings).
   auto step = [&] { return "step " + std::to_string(out.message.step); };
   if (out.kind != FrameKind::kData) {
