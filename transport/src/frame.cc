@@ -37,11 +37,10 @@ uint64_t ShapeBytes(const std::vector<int64_t>& shape, Dtype dtype, const std::s
   return bytes;
 }
 
-namespace {
-
 // Through Cap'n Proto's builder: shapes of more than kMaxShapeRank dimensions (which every
-// decoder refuses; tests send them on purpose).
-std::vector<std::byte> EncodeWithBuilder(const FrameHeader& header) {
+// decoder refuses; tests send them on purpose), and the reference the direct encoder is tested
+// against.
+std::vector<std::byte> EncodeFrameHeaderWithBuilder(const FrameHeader& header) {
   // Built in a zeroed stack segment and copied out once: no allocation but the result's. A
   // header is ~20 words; kMaxShapeRank dimensions add 8.
   capnp::word scratch[64];
@@ -84,8 +83,6 @@ std::vector<std::byte> EncodeWithBuilder(const FrameHeader& header) {
   return out;
 }
 
-}  // namespace
-
 // The header is small and fixed in layout, so it is written directly in the flat single-segment
 // form Cap'n Proto's builder produces for proto::FrameHeader (segment table, root struct pointer,
 // kDataWords data words, the shape list pointer, the shape): the same bytes (frame_test.cc builds
@@ -112,7 +109,7 @@ void Put(std::byte* at, T value) {
 std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   const MessageHeader& m = header.message;
   const size_t rank = m.shape.size();
-  if (rank > kMaxShapeRank) return EncodeWithBuilder(header);
+  if (rank > kMaxShapeRank) return EncodeFrameHeaderWithBuilder(header);
   // Segment words: root pointer, data section, pointer section, shape list (8 bytes a dimension).
   const size_t words = 1 + kDataWords + kPointerWords + rank;
   std::vector<std::byte> out(8 + 8 * words);  // zeroed: every unset field is 0 on the wire
