@@ -14,6 +14,11 @@
 //   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
 //                                        counter one_way_us is half of it, in microseconds.
+//   {Raw,Lockstep}SameThread/<bytes>:    inproc, one thread sends and receives back: the CPU
+//                                        work per message without any wait.
+//
+// Throughput counters besides: sender_us_per_msg (the streaming thread's CPU per message) and
+// io_us_per_msg (ZeroMQ's I/O thread's); the CPU column is the receiving thread's.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -24,6 +29,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -98,20 +104,54 @@ double ProcessPageFaults() {
   return static_cast<double>(u.ru_minflt);
 }
 
-// Process CPU time and page faults over the timed loop, per message (see the file comment).
+double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// CPU time of ZeroMQ's I/O threads (named "ZMQbg/IO/<n>") so far, from the kernel's per-thread
+// run time (/proc/self/task/<tid>/schedstat, nanoseconds). Threads that ended are not counted,
+// so read it only while the link is open.
+double ZmqIoCpuSeconds() {
+  double total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("ZMQbg/IO", 0) != 0) continue;
+    std::ifstream stat(task.path() / "schedstat");
+    double ns = 0;
+    stat >> ns;
+    total += ns * 1e-9;
+  }
+  return total;
+}
+
+// Process CPU time and page faults over the timed loop, per message (see the file comment), and
+// the part of that CPU time ZeroMQ's I/O threads took (io_us_per_msg). The timed (receiving)
+// thread's own CPU is Google Benchmark's CPU column; the sender's is sender_us_per_msg.
 class CpuPerMessage {
  public:
-  CpuPerMessage() : start_(ProcessCpuSeconds()), faults_(ProcessPageFaults()) {}
+  CpuPerMessage()
+      : start_(ProcessCpuSeconds()), faults_(ProcessPageFaults()), io_(ZmqIoCpuSeconds()) {}
   void Report(benchmark::State& state, int64_t messages) const {
     const auto n = static_cast<double>(std::max<int64_t>(messages, 1));
     state.counters["cpu_us_per_msg"] = (ProcessCpuSeconds() - start_) * 1e6 / n;
     state.counters["faults_per_msg"] = (ProcessPageFaults() - faults_) / n;
+    state.counters["io_us_per_msg"] = (ZmqIoCpuSeconds() - io_) * 1e6 / n;
   }
 
  private:
   double start_;
   double faults_;
+  double io_;
 };
+
+// The streaming thread's CPU time per message (all of its messages, warm-up included).
+void ReportSender(benchmark::State& state, double cpu_seconds, int64_t messages) {
+  state.counters["sender_us_per_msg"] = cpu_seconds * 1e6 / static_cast<double>(messages);
+}
 // Untimed messages before the timed ones (connection warm-up: TCP slow start, first faults).
 constexpr int64_t kWarmup = 8;
 std::atomic<int> g_run{0};
@@ -171,8 +211,11 @@ void LockstepThroughput(benchmark::State& state, const char* backend, bool check
   LockstepLink link(backend, checksums);
   BufferPool pool(bytes);
   const int64_t n = state.max_iterations + kWarmup;
+  double sender_cpu = 0;
   std::thread sender([&] {
+    const double start = ThreadCpuSeconds();
     for (int64_t i = 0; i < n; ++i) link.a->Send(Msg(i, bytes, pool), kWait);
+    sender_cpu = ThreadCpuSeconds() - start;
   });
   int64_t i = 0;
   for (; i < kWarmup; ++i) benchmark::DoNotOptimize(link.b->Receive(Step(i), kWait));
@@ -183,6 +226,7 @@ void LockstepThroughput(benchmark::State& state, const char* backend, bool check
   }
   cpu->Report(state, state.iterations());
   sender.join();
+  ReportSender(state, sender_cpu, n);
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
 }
 
@@ -295,8 +339,11 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   BufferPool pool(bytes);
   const std::vector<std::byte> header = RawHeader(bytes);
   const int64_t n = state.max_iterations + kWarmup;
+  double sender_cpu = 0;
   std::thread sender([&] {
+    const double start = ThreadCpuSeconds();
     for (int64_t i = 0; i < n; ++i) RawSend(link.b, header, bytes, i, pool);
+    sender_cpu = ThreadCpuSeconds() - start;
   });
   for (int64_t i = 0; i < kWarmup; ++i) benchmark::DoNotOptimize(RawReceive(link.a));
   std::optional<CpuPerMessage> cpu;
@@ -306,6 +353,7 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   }
   cpu->Report(state, state.iterations());
   sender.join();
+  ReportSender(state, sender_cpu, n);
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
 }
 
@@ -337,6 +385,37 @@ void RawLatency(benchmark::State& state, const char* backend) {
       benchmark::Counter(static_cast<double>(state.iterations()) * 2e-6,
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
+
+// The per-message work of the path itself, without the waits: one thread sends a message and
+// receives it back from the other end, so no thread ever sleeps or wakes another (inproc).
+// The difference between the raw and the Lockstep rows is what Lockstep adds per message in
+// CPU time (header, checks, allocations), free of the scheduling that moves the two-thread rows;
+// the load still scales both rows, so compare them within one run.
+void LockstepSameThread(benchmark::State& state) {
+  const auto bytes = static_cast<size_t>(state.range(0));
+  LockstepLink link("inproc");
+  BufferPool pool(bytes);
+  int64_t i = 0;
+  for (auto _ : state) {
+    link.a->Send(Msg(i, bytes, pool), kWait);
+    benchmark::DoNotOptimize(link.b->Receive(Step(i), kWait));
+    ++i;
+  }
+}
+
+void RawSameThread(benchmark::State& state) {
+  const auto bytes = static_cast<size_t>(state.range(0));
+  RawLink link("inproc", bytes);
+  BufferPool pool(bytes);
+  const std::vector<std::byte> header = RawHeader(bytes);
+  int64_t i = 0;
+  for (auto _ : state) {
+    RawSend(link.b, header, bytes, i++, pool);
+    benchmark::DoNotOptimize(RawReceive(link.a));
+  }
+}
+BENCHMARK(RawSameThread)->Arg(4 << 10)->Arg(64 << 10);
+BENCHMARK(LockstepSameThread)->Arg(4 << 10)->Arg(64 << 10);
 
 // CRC32C speed: every payload is checksummed once by the sender and once by the receiver.
 void Crc32cSpeed(benchmark::State& state) {

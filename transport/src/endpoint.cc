@@ -132,11 +132,7 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
                 context() + ": arrived at " + std::to_string(frame->arrival_time_ns) +
                     " ns, after the planned " + std::to_string(expect.deadline_ns) + " ns");
   }
-  Message out;
-  out.header = std::move(m);
-  out.payload = std::move(frame->payload);
-  out.arrival_time_ns = frame->arrival_time_ns;
-  return out;
+  return Message{std::move(m), std::move(frame->payload), frame->arrival_time_ns};
 }
 
 RawFrame Endpoint::CloseFrame() const {

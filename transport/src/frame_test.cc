@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "frame_internal.h"
 #include "lockstep/common/error.h"
 #include "lockstep/transport/crc32c.h"
 
@@ -61,6 +64,98 @@ TEST(Frame, RoundTripsEveryField) {
   EXPECT_TRUE(d.payload_checked);
   h.payload_checked = false;
   EXPECT_FALSE(DecodeFrameHeader(EncodeFrameHeader(h), "link x", kMax).payload_checked);
+}
+
+TEST(Frame, EncoderWritesExactlyWhatCapnpWrites) {
+  std::mt19937_64 rng(20261129);
+  for (int i = 0; i < 2000; ++i) {
+    FrameHeader h;
+    h.kind = static_cast<FrameKind>(i % 3);
+    h.message.schedule_id = rng();
+    h.message.step = static_cast<int64_t>(rng());
+    h.message.src = {static_cast<uint32_t>(rng()), static_cast<uint32_t>(rng())};
+    h.message.dst = {static_cast<uint32_t>(rng()), static_cast<uint32_t>(rng())};
+    h.message.tensor_id = rng();
+    h.message.sequence = rng();
+    h.message.token_index = i % 5 == 0 ? -1 : static_cast<int64_t>(rng());
+    h.message.dtype = static_cast<Dtype>(i % kDtypeCount);
+    h.message.shape.resize(i % (kMaxShapeRank + 1));  // ranks 0..8
+    for (auto& d : h.message.shape) d = static_cast<int64_t>(rng() >> (i % 64));
+    h.message.send_time_ns = static_cast<int64_t>(rng());
+    h.payload_length = rng();
+    h.payload_crc32c = static_cast<uint32_t>(rng());
+    h.payload_checked = i % 2 == 0;
+    ASSERT_EQ(EncodeFrameHeader(h), EncodeFrameHeaderWithBuilder(h)) << "header " << i;
+  }
+  // All zero (and payload checked, the schema's default), and every field at its maximum.
+  EXPECT_EQ(EncodeFrameHeader(FrameHeader{}), EncodeFrameHeaderWithBuilder(FrameHeader{}));
+  FrameHeader max = Sample();
+  max.message.schedule_id = UINT64_MAX;
+  max.message.step = INT64_MIN;
+  max.message.shape.assign(kMaxShapeRank, INT64_MAX);
+  max.payload_crc32c = UINT32_MAX;
+  EXPECT_EQ(EncodeFrameHeader(max), EncodeFrameHeaderWithBuilder(max));
+  // A shape the decoders refuse (too many dimensions) is still encoded as capnp would.
+  max.message.shape.assign(kMaxShapeRank + 3, 1);
+  EXPECT_EQ(EncodeFrameHeader(max), EncodeFrameHeaderWithBuilder(max));
+}
+
+// What decoding `bytes` gives, as text: the error, or every field.
+std::string Outcome(std::span<const std::byte> bytes, bool fast_path) {
+  try {
+    FrameHeader h = DecodeFrameHeader(bytes, "link x", kMax, fast_path);
+    const MessageHeader& m = h.message;
+    std::string out =
+        std::to_string(static_cast<int>(h.kind)) + " " + std::to_string(m.schedule_id) + " " +
+        std::to_string(m.step) + " " + ToString(m.src) + " " + ToString(m.dst) + " " +
+        std::to_string(m.tensor_id) + " " + std::to_string(m.sequence) + " " +
+        std::to_string(m.token_index) + " " + std::to_string(static_cast<int>(m.dtype)) + " " +
+        std::to_string(m.send_time_ns) + " " + std::to_string(h.payload_length) + " " +
+        std::to_string(h.payload_crc32c) + " " + std::to_string(h.payload_checked) + " [";
+    for (int64_t d : m.shape) out += std::to_string(d) + ",";
+    return out + "]";
+  } catch (const Error& e) {
+    return std::string("error: ") + e.what();
+  }
+}
+
+// The decoder reads headers in the encoder's exact layout at fixed offsets and gives everything
+// else to Cap'n Proto's reader: both must agree on every input, valid or not.
+TEST(Frame, FastPathDecodesEveryInputAsCapnpsReaderDoes) {
+  std::mt19937_64 rng(7);
+  int canonical = 0;
+  for (int i = 0; i < 60; ++i) {
+    FrameHeader h = Sample();
+    h.kind = static_cast<FrameKind>(i % 3);
+    h.message.shape.assign(i % (kMaxShapeRank + 1), 1 + static_cast<int64_t>(i % 4));
+    h.message.dtype = static_cast<Dtype>(i % kDtypeCount);
+    h.payload_length =
+        h.kind == FrameKind::kData ? ShapeBytes(h.message.shape, h.message.dtype, "test") : 0;
+    h.payload_checked = i % 2 == 0;
+    h.message.step = static_cast<int64_t>(rng());
+    const std::vector<std::byte> bytes = EncodeFrameHeader(h);
+    ASSERT_TRUE(HasCanonicalLayout(bytes)) << "header " << i;
+    ASSERT_EQ(Outcome(bytes, true), Outcome(bytes, false)) << "header " << i;
+    // Every byte changed three ways: structural words leave the fast path, fields change value
+    // (a bad version, kind, dtype, length) on both paths alike.
+    for (size_t at = 0; at < bytes.size(); ++at) {
+      for (uint8_t mask : {0x01, 0x80, 0xFF}) {
+        std::vector<std::byte> bad = bytes;
+        bad[at] ^= std::byte{mask};
+        canonical += HasCanonicalLayout(bad) ? 1 : 0;
+        ASSERT_EQ(Outcome(bad, true), Outcome(bad, false)) << "header " << i << " byte " << at;
+      }
+    }
+  }
+  EXPECT_GT(canonical, 10000);  // most mutations hit fields, which the fast path reads
+  // Not the encoder's layout: too many dimensions (the builder's output), or a shorter segment.
+  FrameHeader wide = Sample();
+  wide.message.shape.assign(kMaxShapeRank + 1, 1);
+  EXPECT_FALSE(HasCanonicalLayout(EncodeFrameHeader(wide)));
+  std::vector<std::byte> cut = EncodeFrameHeader(Sample());
+  cut.resize(cut.size() - 8);
+  EXPECT_FALSE(HasCanonicalLayout(cut));
+  EXPECT_EQ(Outcome(cut, true), Outcome(cut, false));
 }
 
 TEST(Frame, EncodingIsDeterministic) {
