@@ -14,17 +14,22 @@
 # run: on a shared 2-core machine wall-clock figures say more about the neighbours than about
 # this code, CPU seconds much less so.
 #
-# Per configuration also: the decode step against the reference's ("vs reference": reference
-# ms/token over this one's), the compute in it (the slowest rank's compute-thread CPU time), the
+# The host's speed drifts (a shared VM: the same binary's step swings 30% between minutes), so
+# every configuration runs RUNS times (default 3), each run right after a run of the reference:
+# "vs reference" is the reference's ms/token over this one's within a pair, and the row shows the
+# median pair, every pair's ratio beside it. The reference row is its median run.
+#
+# Per configuration also: the compute in the step (the slowest rank's compute-thread CPU time), the
 # link hops one step waits for in a row (the schedule's chain plus the coordinator's Step and
 # result), compute + hops x the raw ZeroMQ one-way latency measured at the start of the run (a
 # floor for the step), and the shard shipping rate.
 #
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
-#   TRANSPORTS="ipc" TPS="2" scripts/runtime_bench.sh ...   # a subset
+#   TRANSPORTS="ipc" TPS="2" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
+RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/lockstep-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/llama-205m.json" <<'JSON'
@@ -53,38 +58,64 @@ for transport in ipc tcp; do
 done
 echo "raw ZeroMQ one-way latency, 4 KiB: ipc ${hop_us[ipc]} us, tcp ${hop_us[tcp]} us"
 echo
-printf '| config | tokens/s (wall) | decode ms/token | vs reference | compute ms/token | hops | compute + hops x raw (ms) | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| config | tokens/s (wall) | decode ms/token | vs reference | vs reference, every run | compute ms/token | hops | compute + hops x raw (ms) | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 ref=""
-ref_lat=""
-one() {  # one LABEL HOP_US ARGS...
+run() {  # run OUT ARGS...: one `lockstep run --json` into OUT, its `time` figures into OUT.time
+  local out=$1; shift
+  cut -d' ' -f1 /proc/loadavg >"$out.load"
+  /usr/bin/time -f "%e %U %S" -o "$out.time" "$L" --log-level warn --json run --model "$M" --seed 1 \
+    --prompt $PROMPT --max-new "$NEW" "$@" >"$out"
+}
+one() {  # one LABEL HOP_US ARGS...: RUNS runs, each right after a reference run (a pair)
   local label=$1 hop=$2; shift 2
-  local load; load=$(cut -d' ' -f1 /proc/loadavg)
-  /usr/bin/time -f "%e %U %S" -o "$work/time" "$L" --log-level warn --json run --model "$M" --seed 1 \
-    --prompt $PROMPT --max-new "$NEW" "$@" >"$work/out.json"
-  read -r wall user sys <"$work/time"
-  python3 - "$work/out.json" "$label" "$wall" "$user" "$sys" "$load" "$ref" "$ref_lat" "$hop" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-label, wall, user, sys_, load, ref, ref_lat, hop = sys.argv[2:10]
-if ref and str(d["tokens"]) != ref:
-    sys.exit(f"{label}: tokens {d['tokens']} differ from the reference {ref}")
-lat = d.get("measured_token_latency_ns", 0) / 1e6
-speed = f"{float(ref_lat) / lat:.2f}x" if ref_lat and lat > 0 else "1.00x"
+  local i files=()
+  for i in $(seq "$RUNS"); do
+    run "$work/ref.$i.json"
+    [ $# -gt 0 ] && run "$work/out.$i.json" "$@"
+    files+=("$work/ref.$i.json" "$work/out.$i.json")
+  done
+  python3 - "$label" "$hop" "$ref" "${files[@]}" <<'PY'
+import json, os, sys
+label, hop, ref = sys.argv[1:4]
+files = sys.argv[4:]
+def load(path):
+    d = json.load(open(path))
+    d["_time"] = open(path + ".time").read().split()
+    d["_load"] = open(path + ".load").read().strip()
+    return d
+pairs = []
+for r, o in zip(files[0::2], files[1::2]):
+    rd = load(r)
+    od = load(o) if os.path.exists(o) else rd  # the reference row: the reference itself
+    if ref and str(od["tokens"]) != ref:
+        sys.exit(f"{label}: tokens {od['tokens']} differ from the reference {ref}")
+    lat = od["measured_token_latency_ns"] / 1e6
+    ratio = rd["measured_token_latency_ns"] / 1e6 / lat if lat > 0 else 0
+    pairs.append((ratio, od))
+dist = "critical_hops" in pairs[0][1]
+# The median pair by ratio (the reference row: its median run), of an even count the upper middle.
+pairs.sort(key=lambda p: p[0] if dist else -p[1]["measured_token_latency_ns"])
+ratio, d = pairs[len(pairs) // 2]
+lat = d["measured_token_latency_ns"] / 1e6
+wall, user, sys_ = d["_time"]
 compute = d.get("measured_compute_ns_per_token", 0) / 1e6
 hops = d.get("critical_hops", 0) + d.get("control_hops", 0)
-floor = compute + hops * float(hop) / 1000 if "critical_hops" in d else 0
+floor = compute + hops * float(hop) / 1000
 ship = d.get("shard_ship_mib_per_s", 0)
-cols = [label, f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", speed,
-        f"{compute:.1f}" if "critical_hops" in d else "-", str(hops) if "critical_hops" in d else "-",
-        f"{floor:.1f}" if "critical_hops" in d else "-", f"{d.get('load_seconds', 0):.1f}",
-        f"{ship:.0f}" if ship else "-", f"{float(wall):.1f}", f"{float(user) + float(sys_):.1f}", load]
+every = " ".join(f"{p[0]:.2f}" for p in pairs) if dist else " ".join(
+    f"{p[1]['measured_token_latency_ns'] / 1e6:.1f} ms" for p in pairs)
+cols = [label, f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", f"{ratio:.2f}x" if dist else "1.00x", every,
+        f"{compute:.1f}" if dist else "-", str(hops) if dist else "-",
+        f"{floor:.1f}" if dist else "-", f"{d.get('load_seconds', 0):.1f}",
+        f"{ship:.0f}" if ship else "-", f"{float(wall):.1f}", f"{float(user) + float(sys_):.1f}",
+        d["_load"]]
 print("| " + " | ".join(cols) + " |")
 PY
   if [ -z "$ref" ]; then
-    ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/out.json")
-    ref_lat=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['measured_token_latency_ns'] / 1e6)" "$work/out.json")
+    ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/ref.1.json")
   fi
+  rm -f "$work"/ref.* "$work"/out.*
 }
 one "reference, 1 process" 0
 for transport in ${TRANSPORTS:-ipc tcp}; do
