@@ -483,20 +483,23 @@ struct ChipRunner::Impl {
         p.rows = st.rows;
         p.out_begin = b;
         p.out_count = e - b;
-        p.chunks = shape[2];
-        p.first_chunk = from * p.chunks;
         if (in.tag == Tag::kAllReduce && !RowParallel(KindOf(key))) {
           Fail(in, index, step, "a one-shot all-reduce of a column-parallel projection");
         }
-        int64_t per_output = p.chunks;  // values per output the message must carry
-        if (in.tag == Tag::kAllReduce && KindOf(key) != Collective::kEmbedding) {
-          // Tree-node sums of the sender's chunks (every rank holds total / tp of them).
+        // Values per output the message must carry: an embedding row's 1; a row-parallel
+        // partial's chunks (every rank holds total / tp of them), or under one-shot the
+        // tree-node sums of those chunks.
+        int64_t per_output = 1;
+        if (KindOf(key) != Collective::kEmbedding && RowParallel(KindOf(key))) {
           p.chunks = TotalChunks(KindOf(key)) / tp;
           p.first_chunk = from * p.chunks;
-          p.tree_nodes = true;
-          per_output = static_cast<int64_t>(
-              model::TreeNodes(TotalChunks(KindOf(key)), p.first_chunk, p.first_chunk + p.chunks)
-                  .size());
+          p.tree_nodes = in.tag == Tag::kAllReduce;
+          per_output =
+              p.tree_nodes
+                  ? static_cast<int64_t>(model::TreeNodes(TotalChunks(KindOf(key)), p.first_chunk,
+                                                          p.first_chunk + p.chunks)
+                                             .size())
+                  : p.chunks;
         }
         if (!RowParallel(KindOf(key))) {
           // The sender's slice of the column-parallel product's input (tp divides the width).

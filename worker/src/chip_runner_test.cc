@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "lockstep/common/error.h"
 #include "lockstep/topology/chip_spec.h"
@@ -85,6 +89,82 @@ TEST(ChipRunner, WrongScheduleIsNamed) {
   EXPECT_NE(errors[1].find("link chip"), std::string::npos) << errors[1];
   EXPECT_NE(errors[1].find("schedule 1"), std::string::npos) << errors[1];
   EXPECT_FALSE(errors[0].empty());  // stage 0 waits for the token and sees the link close
+}
+
+// A TP 2 peer that sends its one-shot all-reduce partial with the wrong shape (two values per
+// output where the embedding's rows carry one): the receiving chip stops with an Error naming
+// itself, the step and the instruction, instead of combining the wrong numbers.
+TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
+  const partition::ModelSpec spec = Tiny();
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{4, 2}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  schedule::ScheduleOptions so;
+  so.tokens = 1;
+  so.sequences = 1;
+  const schedule::GlobalSchedule schedule = schedule::Compile(plan, spec, topo, so);
+  const schedule::ChipProgram& mine = schedule.programs.at(0);
+  const schedule::ChipProgram& peer = schedule.programs.at(1);
+  const schedule::Instruction* first = nullptr;  // the embedding's one-shot receive
+  for (const schedule::Instruction& in : mine.instructions) {
+    if (in.kind == schedule::InstrKind::kRecv && in.tag == schedule::Tag::kAllReduce) {
+      first = &in;
+      break;
+    }
+  }
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(first->layer, -1);
+
+  auto transport = transport::CreateTransport({});
+  const std::vector<topology::LinkId> peer_links = ProgramLinks(peer);
+  std::vector<std::unique_ptr<transport::Endpoint>> peer_ends;
+  std::thread opener([&] {
+    peer_ends = transport->OpenChip(static_cast<uint32_t>(peer.chip), LinkSpecs(topo, peer_links),
+                                    transport::Millis(5000));
+  });
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 3);
+  ChipSetup setup;
+  setup.spec = spec;
+  setup.stage = 0;
+  setup.rank = 0;
+  setup.program = mine;
+  setup.shard = model::ExtractShard(weights, spec, model::StagesFromPlan(plan), 0, 0);
+  setup.group = plan.stages[0].chips;
+  setup.incoming = IncomingTables(schedule, mine.chip);
+  setup.schedule_id = 1;
+  setup.timeout = transport::Millis(5000);
+  ChipRunner runner(std::move(setup), transport->OpenChip(static_cast<uint32_t>(mine.chip),
+                                                          LinkSpecs(topo, ProgramLinks(mine)),
+                                                          transport::Millis(5000)));
+  opener.join();
+  for (size_t i = 0; i < peer_links.size(); ++i) {
+    if (peer_links[i] != first->in_link) continue;
+    transport::Message m;
+    m.header.schedule_id = 1;
+    m.header.step = 0;
+    m.header.tensor_id = static_cast<uint64_t>(first->in_msg);
+    m.header.dtype = Dtype::kFp32;
+    m.header.shape = {1, spec.hidden_size, 2};
+    m.payload = transport::Payload(static_cast<size_t>(2 * spec.hidden_size) * sizeof(float));
+    std::memset(m.payload.data(), 0, m.payload.size());
+    peer_ends[i]->Send(std::move(m), transport::Millis(5000));
+  }
+  Step step;
+  step.work.push_back({0, 7, 0, {5}, true, {}, 0});
+  try {
+    runner.RunStep(step);
+    FAIL() << "a misshapen partial was combined";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("chip " + std::to_string(mine.chip) + " step 0 instruction"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("all_reduce recv"), std::string::npos) << what;
+    EXPECT_NE(what.find("wrong shape"), std::string::npos) << what;
+  }
+  runner.Close();
+  for (auto& e : peer_ends) e->Close(transport::Millis(1000));
 }
 
 TEST(ChipRunner, RejectsMismatchedSetupAndSteps) {
