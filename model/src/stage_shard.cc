@@ -285,20 +285,28 @@ void CombineRowParallel(std::span<const Partial> by_rank, int64_t total_chunks, 
                                           std::to_string(next) + " onwards)");
   }
   if (tree_nodes) {
-    // Every rank's node sums in chunk order: per node and row, n consecutive outputs.
+    // Every rank's nodes in chunk order (the same for every row); per node and row, the sums of
+    // n consecutive outputs.
     std::vector<TreeNode> nodes;
-    std::vector<const float*> ptrs;
+    struct Owner {
+      const Partial* partial;
+      int64_t index, count;  // the node's index among its partial's `count` nodes
+    };
+    std::vector<Owner> owner;
+    for (const Partial* p : order) {
+      const std::vector<TreeNode> mine =
+          TreeNodes(total_chunks, p->first_chunk, p->first_chunk + p->chunks);
+      for (size_t j = 0; j < mine.size(); ++j) {
+        nodes.push_back(mine[j]);
+        owner.push_back({p, static_cast<int64_t>(j), static_cast<int64_t>(mine.size())});
+      }
+    }
+    std::vector<const float*> ptrs(nodes.size());
     for (int64_t r = 0; r < rows; ++r) {
-      nodes.clear();
-      ptrs.clear();
-      for (const Partial* p : order) {
-        const std::vector<TreeNode> mine =
-            TreeNodes(total_chunks, p->first_chunk, p->first_chunk + p->chunks);
-        const auto k = static_cast<int64_t>(mine.size());
-        for (int64_t j = 0; j < k; ++j) {
-          nodes.push_back(mine[static_cast<size_t>(j)]);
-          ptrs.push_back(p->values.data() + (r * k + j) * p->out_count + (begin - p->out_begin));
-        }
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        const Owner& o = owner[i];
+        ptrs[i] = o.partial->values.data() + (r * o.count + o.index) * o.partial->out_count +
+                  (begin - o.partial->out_begin);
       }
       try {
         TreeCombineRows(nodes, ptrs, total_chunks, n, out + r * n);

@@ -406,14 +406,12 @@ int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                         int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
                         const LinkCostParams& params) {
   if (group <= 1 || bytes <= 0) return 0;
-  const int64_t chunk = CeilDiv(bytes, group);
+  // One-shot sends the whole partial in its one step; the others a 1/group chunk per step.
+  const int64_t per_step =
+      algorithm == AllReduceAlgorithm::kOneShot ? bytes : CeilDiv(bytes, group);
   const int64_t step =
-      TransferTimeNs(chunk, 1, link_bandwidth_bytes_per_s, link_latency_ns, params) +
+      TransferTimeNs(per_step, 1, link_bandwidth_bytes_per_s, link_latency_ns, params) +
       params.collective_step_overhead_ns;
-  if (algorithm == AllReduceAlgorithm::kOneShot) {
-    return TransferTimeNs(bytes, 1, link_bandwidth_bytes_per_s, link_latency_ns, params) +
-           params.collective_step_overhead_ns;
-  }
   return AllReduceSteps(algorithm, group) * step;
 }
 

@@ -234,39 +234,30 @@ void AllReduce(Builder& b, const StageCode& sc, std::vector<Deps>& data, int64_t
   const std::vector<ChipId>& chips = sc.plan->chips;
   const size_t g = chips.size();
   const int64_t chunk = (bytes + static_cast<int64_t>(g) - 1) / static_cast<int64_t>(g);
-  if (algorithm == partition::AllReduceAlgorithm::kOneShot) {
+  // One step of a direct exchange: every rank sends `size` bytes to every peer over its own
+  // link, then each reduces what it received.
+  auto exchange = [&](Tag tag, int64_t size) {
     std::vector<Deps> in(g);
     for (size_t r = 0; r < g; ++r) {
       for (size_t k = 1; k < g; ++k) {
         const size_t j = (r + k) % g;
-        const Deps d = b.Transfer(chips[r], data[r], chips[j], bytes, Tag::kAllReduce);
+        const Deps d = b.Transfer(chips[r], data[r], chips[j], size, tag);
         in[j].insert(in[j].end(), d.begin(), d.end());
       }
     }
     for (size_t j = 0; j < g; ++j) {
       Deps deps = data[j];
       deps.insert(deps.end(), in[j].begin(), in[j].end());
-      data[j] = {
-          b.Compute(chips[j], deps, overhead, InstrKind::kReduce, Tag::kAllReduce, OpKind::kMlp)};
+      data[j] = {b.Compute(chips[j], deps, overhead, InstrKind::kReduce, tag, OpKind::kMlp)};
     }
+  };
+  if (algorithm == partition::AllReduceAlgorithm::kOneShot) {
+    exchange(Tag::kAllReduce, bytes);
     return;
   }
   if (algorithm == partition::AllReduceAlgorithm::kDirect) {
-    for (Tag tag : {Tag::kReduceScatter, Tag::kAllGather}) {
-      std::vector<Deps> in(g);
-      for (size_t r = 0; r < g; ++r) {
-        for (size_t k = 1; k < g; ++k) {
-          const size_t j = (r + k) % g;
-          const Deps d = b.Transfer(chips[r], data[r], chips[j], chunk, tag);
-          in[j].insert(in[j].end(), d.begin(), d.end());
-        }
-      }
-      for (size_t j = 0; j < g; ++j) {
-        Deps deps = data[j];
-        deps.insert(deps.end(), in[j].begin(), in[j].end());
-        data[j] = {b.Compute(chips[j], deps, overhead, InstrKind::kReduce, tag, OpKind::kMlp)};
-      }
-    }
+    exchange(Tag::kReduceScatter, chunk);
+    exchange(Tag::kAllGather, chunk);
     return;
   }
   for (size_t s = 0; s < 2 * (g - 1); ++s) {

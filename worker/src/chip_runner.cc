@@ -348,10 +348,10 @@ struct ChipRunner::Impl {
     }
     if (in.tag == Tag::kReduceScatter) {
       const auto [b, e] = Segment(setup.rank);
-      c.parts[setup.rank] = c.mine && c.mine->kind != model::PartialKind::kColumnInput
-                                ? c.mine->Slice(b, e - b)
-                            : c.mine ? *c.mine
-                                     : model::Partial{};
+      if (c.mine) {  // this rank's own slice (a column-parallel input: all of it)
+        c.parts[setup.rank] =
+            c.mine->kind == model::PartialKind::kColumnInput ? *c.mine : c.mine->Slice(b, e - b);
+      }
       if (!c.mine || static_cast<int>(c.parts.size()) != tp) {
         Fail(in, index, step,
              "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
@@ -476,6 +476,8 @@ struct ChipRunner::Impl {
           c.segments[from] = ToFloats(m.payload);
           return;
         }
+        const Collective kind = KindOf(key);
+        const bool row_parallel = RowParallel(kind);
         const auto [b, e] = in.tag == Tag::kAllReduce ? std::pair<int64_t, int64_t>{0, hidden}
                                                       : Segment(setup.rank);
         model::Partial p;
@@ -483,28 +485,28 @@ struct ChipRunner::Impl {
         p.rows = st.rows;
         p.out_begin = b;
         p.out_count = e - b;
-        if (in.tag == Tag::kAllReduce && !RowParallel(KindOf(key))) {
+        if (in.tag == Tag::kAllReduce && !row_parallel) {
           Fail(in, index, step, "a one-shot all-reduce of a column-parallel projection");
         }
         // Values per output the message must carry: an embedding row's 1; a row-parallel
         // partial's chunks (every rank holds total / tp of them), or under one-shot the
         // tree-node sums of those chunks.
         int64_t per_output = 1;
-        if (KindOf(key) != Collective::kEmbedding && RowParallel(KindOf(key))) {
-          p.chunks = TotalChunks(KindOf(key)) / tp;
+        if (kind != Collective::kEmbedding && row_parallel) {
+          const int64_t total = TotalChunks(kind);
+          p.chunks = total / tp;
           p.first_chunk = from * p.chunks;
           p.tree_nodes = in.tag == Tag::kAllReduce;
           per_output =
               p.tree_nodes
-                  ? static_cast<int64_t>(model::TreeNodes(TotalChunks(KindOf(key)), p.first_chunk,
-                                                          p.first_chunk + p.chunks)
-                                             .size())
+                  ? static_cast<int64_t>(
+                        model::TreeNodes(total, p.first_chunk, p.first_chunk + p.chunks).size())
                   : p.chunks;
         }
-        if (!RowParallel(KindOf(key))) {
+        if (!row_parallel) {
           // The sender's slice of the column-parallel product's input (tp divides the width).
           const int64_t width =
-              KindOf(key) == Collective::kMlp ? setup.spec.intermediate_size : setup.spec.q_width();
+              kind == Collective::kMlp ? setup.spec.intermediate_size : setup.spec.q_width();
           p.kind = model::PartialKind::kColumnInput;
           p.out_begin = width / tp * from;
           p.out_count = width / tp;
