@@ -219,6 +219,13 @@ struct StepResult {
   index @1 :Int64;
   results @2 :List(SlotResult);
   computeNs @3 :Int64;       # CPU time of the chip's compute thread in this step (waits excluded)
+  # worker::StepTimes: wall time inside the program's instructions by kind, and the whole step.
+  computeWallNs @4 :Int64;
+  reduceNs @5 :Int64;
+  sendNs @6 :Int64;
+  recvNs @7 :Int64;
+  forwardNs @8 :Int64;
+  stepNs @9 :Int64;
 }
 
 struct Heartbeat {

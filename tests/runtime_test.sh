@@ -43,6 +43,10 @@ check tcp_tp2 --transport tcp --tp 2 --pp 1
 # two per layer, then the head's gather and the sampled token to rank 1 of the stage.
 [ "$(json "0 < d['measured_compute_ns_per_token'] < d['measured_token_latency_ns'] and d['critical_hops'] == 1 + 2 * 4 + 2 and d['control_hops'] == 2")" = True ] \
   || fail "tcp_tp2: step breakdown $(cat out.txt)"
+# The mean chip's step by wall time: it computes, sends and waits on its peer (TP 2: every chip
+# does all three), and the parts, with the control plane, make up the measured step.
+[ "$(json "all(d['decode_breakdown_ns_per_token'][k] > 0 for k in ('compute', 'send', 'recv', 'control')) and d['decode_breakdown_ns_per_token']['forward'] == 0 and abs(sum(d['decode_breakdown_ns_per_token'].values()) - d['measured_token_latency_ns']) <= 10")" = True ] \
+  || fail "tcp_tp2: where the decode step goes $(cat out.txt)"
 [ "$(json "d['shard_bytes'] > 0 and d['shard_ship_mib_per_s'] > 0 and d['deploy_seconds'] >= d['shard_ship_seconds'] > 0")" = True ] \
   || fail "tcp_tp2: shard shipping figures $(cat out.txt)"
 check ipc_tp4 --transport ipc --tp 4 --pp 1

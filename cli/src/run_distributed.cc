@@ -73,6 +73,30 @@ double ShipMibPerS(const coordinator::RunStats& stats) {
   return stats.ship_ns > 0 ? stats.shard_bytes / 1048576.0 / (stats.ship_ns / 1e9) : 0.0;
 }
 
+// A decode step of the mean chip, per token (ns): wall time inside its instructions by kind, the
+// rest of its step (between instructions), and the rest of the coordinator's step (`measured`):
+// the Step message out and the results back.
+struct StepBreakdown {
+  int64_t compute = 0, reduce = 0, send = 0, recv = 0, forward = 0, between = 0, control = 0;
+};
+
+StepBreakdown Breakdown(const coordinator::RunStats& stats, int64_t measured) {
+  StepBreakdown b;
+  const int64_t n = stats.decode_chip_steps;
+  if (n == 0) return b;
+  using schedule::InstrKind;
+  const worker::StepTimes& t = stats.decode_times;
+  b.compute = t.of(InstrKind::kCompute) / n;
+  b.reduce = t.of(InstrKind::kReduce) / n;
+  b.send = t.of(InstrKind::kSend) / n;
+  b.recv = t.of(InstrKind::kRecv) / n;
+  b.forward = t.of(InstrKind::kForward) / n;
+  const int64_t step = t.step_ns / n;
+  b.between = std::max<int64_t>(0, step - b.compute - b.reduce - b.send - b.recv - b.forward);
+  b.control = std::max<int64_t>(0, measured - step);
+  return b;
+}
+
 }  // namespace
 
 bool WantsDistributed(const std::vector<std::string>& args) {
@@ -357,6 +381,14 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "decode step: {:.2f} ms measured, of it {:.2f} ms compute (slowest rank per "
       "stage); {} link hops in a row plus the coordinator's 2",
       measured / 1e6, compute_per_token / 1e6, stats.critical_hops);
+  const StepBreakdown parts = Breakdown(stats, measured);
+  ctx.log->info(
+      "decode step of the mean chip: {:.2f} ms compute, {:.2f} reduce, {:.2f} send, {:.2f} "
+      "waiting on links (recv {:.2f}, forward {:.2f}), {:.2f} between instructions; {:.2f} ms on "
+      "the control plane (Step and result)",
+      parts.compute / 1e6, parts.reduce / 1e6, parts.send / 1e6,
+      (parts.recv + parts.forward) / 1e6, parts.recv / 1e6, parts.forward / 1e6,
+      parts.between / 1e6, parts.control / 1e6);
   ctx.log->info(
       "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
@@ -408,6 +440,14 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"deploy_seconds", stats.deploy_ns / 1e9},
                         {"measured_compute_ns_per_token", compute_per_token},
                         {"critical_hops", stats.critical_hops},
+                        {"decode_breakdown_ns_per_token",
+                         {{"compute", parts.compute},
+                          {"reduce", parts.reduce},
+                          {"send", parts.send},
+                          {"recv", parts.recv},
+                          {"forward", parts.forward},
+                          {"between_instructions", parts.between},
+                          {"control", parts.control}}},
                         {"control_hops", 2}};
     if (!dumps.empty()) j["logits_files"] = dumps;
     nlohmann::json fo = nlohmann::json::array();

@@ -504,6 +504,8 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     size_t answers = 0, expected = 0;
     std::vector<worker::SlotResult> results;
     std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
+    worker::StepTimes step_times;          // summed over the chips with a stage
+    int64_t timed_chips = 0;
     try {
       const StepMsg msg{*step};
       for (size_t w = 0; w < n; ++w) {
@@ -534,6 +536,8 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
           if (place != im.places.end() && place->second.first >= 0) {
             int64_t& slowest = stage_compute[place->second.first];
             slowest = std::max(slowest, r->compute_ns);
+            step_times += r->times;
+            ++timed_chips;
           }
           if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
             results = std::move(r->results);
@@ -564,6 +568,8 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     if (decode) {
       ++im.stats.decode_steps;
       for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
+      im.stats.decode_times += step_times;
+      im.stats.decode_chip_steps += timed_chips;
       im.stats.decode_wall_ns +=
           std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - step_start).count();
     }

@@ -71,6 +71,8 @@ struct StepResultMsg {
   // CPU time the chip's compute thread spent in the step: its compute, without the time it
   // waited on links (a blocked receive uses no CPU).
   int64_t compute_ns = 0;
+  // Where the step's wall time went on the chip (its flight recorder's sums).
+  worker::StepTimes times = {};
 };
 
 struct PingMsg {};

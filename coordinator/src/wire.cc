@@ -41,6 +41,7 @@ namespace wire {
 namespace {
 
 using proto::ControlMessage;
+using schedule::InstrKind;
 
 Error Bad(const std::string& context, const std::string& why) {
   return Error(ErrorCode::kProtocol, context + ": malformed control message: " + why);
@@ -206,6 +207,12 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
   b.setChip(s.chip);
   b.setIndex(s.index);
   b.setComputeNs(s.compute_ns);
+  b.setComputeWallNs(s.times.of(InstrKind::kCompute));
+  b.setReduceNs(s.times.of(InstrKind::kReduce));
+  b.setSendNs(s.times.of(InstrKind::kSend));
+  b.setRecvNs(s.times.of(InstrKind::kRecv));
+  b.setForwardNs(s.times.of(InstrKind::kForward));
+  b.setStepNs(s.times.step_ns);
   auto results = b.initResults(static_cast<unsigned>(s.results.size()));
   for (size_t i = 0; i < s.results.size(); ++i) {
     const worker::SlotResult& r = s.results[i];
@@ -389,11 +396,25 @@ worker::Step GetStep(proto::Step::Reader r) {
   return step;
 }
 
-StepResultMsg GetStepResult(proto::StepResult::Reader r) {
+StepResultMsg GetStepResult(proto::StepResult::Reader r, const std::string& context) {
   StepResultMsg s;
   s.chip = r.getChip();
   s.index = r.getIndex();
   s.compute_ns = r.getComputeNs();
+  auto set = [&](InstrKind kind, int64_t ns) {
+    if (ns < 0) {
+      throw Bad(context, std::string("step result with negative ") +
+                             std::string(schedule::InstrKindName(kind)) + " time");
+    }
+    s.times.by_kind_ns[static_cast<size_t>(kind)] = ns;
+  };
+  set(InstrKind::kCompute, r.getComputeWallNs());
+  set(InstrKind::kReduce, r.getReduceNs());
+  set(InstrKind::kSend, r.getSendNs());
+  set(InstrKind::kRecv, r.getRecvNs());
+  set(InstrKind::kForward, r.getForwardNs());
+  s.times.step_ns = r.getStepNs();
+  if (s.times.step_ns < 0) throw Bad(context, "step result with a negative step time");
   for (auto x : r.getResults()) {
     worker::SlotResult o;
     o.slot = x.getSlot();
@@ -465,7 +486,7 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
     case ControlMessage::STEP:
       return StepMsg{GetStep(m.getStep())};
     case ControlMessage::STEP_RESULT:
-      return GetStepResult(m.getStepResult());
+      return GetStepResult(m.getStepResult(), context);
     case ControlMessage::PING:
       return PingMsg{};
     case ControlMessage::HEARTBEAT:

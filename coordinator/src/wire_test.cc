@@ -178,10 +178,13 @@ TEST(Wire, StepAndResults) {
 
   // Logits travel bit for bit (including values a text format would round).
   StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}, 1234567};
+  for (size_t k = 0; k < worker::StepTimes::kKinds; ++k) r.times.by_kind_ns[k] = 1000 * (k + 1);
+  r.times.step_ns = 99999;
   const StepResultMsg rb = RoundTripAs<StepResultMsg>(r);
   EXPECT_EQ(rb.chip, 3u);
   EXPECT_EQ(rb.index, 17);
   EXPECT_EQ(rb.compute_ns, 1234567);
+  EXPECT_EQ(rb.times, r.times);
   ASSERT_EQ(rb.results.size(), 1u);
   EXPECT_EQ(rb.results[0].token, 200);
   EXPECT_EQ(std::memcmp(rb.results[0].logits.data(), r.results[0].logits.data(), 3 * sizeof(float)),
@@ -235,6 +238,26 @@ TEST(Wire, GarbageIsAProtocolErrorNamingTheContext) {
   std::vector<std::byte> noise(64);
   for (size_t i = 0; i < noise.size(); ++i) noise[i] = std::byte(static_cast<uint8_t>(i * 37 + 11));
   EXPECT_THROW(wire::Decode(noise.data(), noise.size(), "x"), Error);
+}
+
+TEST(Wire, NegativeStepTimesAreRejected) {
+  StepResultMsg r{3, 17, {}, 5};
+  r.times.by_kind_ns[static_cast<size_t>(schedule::InstrKind::kSend)] = -1;
+  std::vector<std::byte> bytes = wire::Encode(r);
+  try {
+    wire::Decode(bytes.data(), bytes.size(), "chip 3");
+    ADD_FAILURE() << "a negative send time was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+    EXPECT_NE(std::string(e.what()).find("chip 3: malformed control message: step result with "
+                                         "negative send time"),
+              std::string::npos)
+        << e.what();
+  }
+  r.times = {};
+  r.times.step_ns = -5;
+  bytes = wire::Encode(r);
+  EXPECT_THROW(wire::Decode(bytes.data(), bytes.size(), "chip 3"), Error);
 }
 
 TEST(Wire, ProgramWithAForwardDependencyIsRejected) {

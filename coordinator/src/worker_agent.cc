@@ -150,6 +150,7 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
       const int64_t cpu_before = ThreadCpuNs();
       StepResultMsg result{a.chip, step.index, runner.RunStep(step)};
       result.compute_ns = ThreadCpuNs() - cpu_before;
+      result.times = shared.recorder->LastStepTimes();
       shared.last_step = step.index;
       ++shared.steps_done;
       outbox.Post(result);

@@ -23,6 +23,7 @@ void FlightRecorder::BeginStep(int64_t step) {
   const int64_t now = Now();
   std::lock_guard lock(mutex_);
   step_start_ns_ = now;
+  running_times_ = StepTimes{};
   progress_.step = step;
   progress_.running = true;
   progress_.current = FlightEntry{};
@@ -44,13 +45,17 @@ void FlightRecorder::EndOp() {
   FlightEntry& slot = ring_[next_];
   slot = progress_.current;
   slot.end_ns = now - step_start_ns_;
+  running_times_.by_kind_ns[static_cast<size_t>(slot.kind)] += slot.end_ns - slot.start_ns;
   next_ = (next_ + 1) % ring_.size();
   ++recorded_;
   progress_.current = FlightEntry{};
 }
 
 void FlightRecorder::EndStep() {
+  const int64_t now = Now();
   std::lock_guard lock(mutex_);
+  running_times_.step_ns = now - step_start_ns_;
+  last_times_ = running_times_;
   progress_.running = false;
   progress_.last_completed_step = progress_.step;
   progress_.current = FlightEntry{};
@@ -73,6 +78,11 @@ ChipProgress FlightRecorder::Progress() const {
   ChipProgress p = progress_;
   p.since_step_start_ns = p.running ? now - step_start_ns_ : 0;
   return p;
+}
+
+StepTimes FlightRecorder::LastStepTimes() const {
+  std::lock_guard lock(mutex_);
+  return last_times_;
 }
 
 int64_t FlightRecorder::recorded() const {

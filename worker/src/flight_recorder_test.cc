@@ -45,6 +45,42 @@ TEST(FlightRecorder, KeepsTheLastNInOrderWithStepAndTimes) {
   EXPECT_EQ(p.last_completed_step, 7);
 }
 
+TEST(FlightRecorder, StepTimesSumEachKindAndTheWholeStep) {
+  int64_t now = 0;
+  FlightRecorder rec(2, [&] { return now; });  // fewer entries than ops: the sums still see all
+  EXPECT_EQ(rec.LastStepTimes(), StepTimes{});
+  auto op = [&](InstrKind kind, int64_t gap, int64_t took) {
+    now += gap;
+    rec.BeginOp(Op(0, kind, kind == InstrKind::kCompute ? -1 : 3));
+    now += took;
+    rec.EndOp();
+  };
+  rec.BeginStep(1);
+  op(InstrKind::kCompute, 1, 100);
+  op(InstrKind::kSend, 2, 10);
+  op(InstrKind::kRecv, 3, 40);
+  op(InstrKind::kReduce, 4, 6);
+  op(InstrKind::kCompute, 5, 200);
+  now += 7;
+  EXPECT_EQ(rec.LastStepTimes(), StepTimes{});  // only a completed step is reported
+  rec.EndStep();
+  StepTimes t = rec.LastStepTimes();
+  EXPECT_EQ(t.of(InstrKind::kCompute), 300);
+  EXPECT_EQ(t.of(InstrKind::kSend), 10);
+  EXPECT_EQ(t.of(InstrKind::kRecv), 40);
+  EXPECT_EQ(t.of(InstrKind::kReduce), 6);
+  EXPECT_EQ(t.of(InstrKind::kForward), 0);
+  EXPECT_EQ(t.step_ns, 1 + 100 + 2 + 10 + 3 + 40 + 4 + 6 + 5 + 200 + 7);
+  // The next step starts from zero.
+  rec.BeginStep(2);
+  op(InstrKind::kForward, 0, 9);
+  rec.EndStep();
+  t = rec.LastStepTimes();
+  EXPECT_EQ(t.of(InstrKind::kForward), 9);
+  EXPECT_EQ(t.of(InstrKind::kCompute), 0);
+  EXPECT_EQ(t.step_ns, 9);
+}
+
 TEST(FlightRecorder, FewerThanCapacityAndExactlyFull) {
   FlightRecorder rec(3, [] { return int64_t{0}; });
   EXPECT_TRUE(rec.Entries().empty());

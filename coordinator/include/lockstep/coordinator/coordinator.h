@@ -40,6 +40,7 @@
 
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/worker/batcher.h"
+#include "lockstep/worker/flight_recorder.h"
 
 namespace lockstep::coordinator {
 
@@ -121,6 +122,13 @@ struct RunStats {
   // two more).
   int64_t decode_compute_ns = 0;
   int64_t critical_hops = 0;
+  // Where a chip's decode step goes, by instruction kind (wall time; a Recv is mostly waiting on
+  // its link): summed over the decode steps and the chips that answered them (chips with a
+  // stage), decode_chip_steps of them. The mean chip's step is decode_times.step_ns /
+  // decode_chip_steps; the rest of decode_wall_ns / decode_steps is the coordinator's Step and
+  // the chip's result on the control plane.
+  worker::StepTimes decode_times;
+  int64_t decode_chip_steps = 0;
 };
 
 // Called for every generated token as it arrives: request id, token, its index in the request.

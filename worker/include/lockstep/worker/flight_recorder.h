@@ -53,6 +53,23 @@ struct ChipProgress {
   friend bool operator==(const ChipProgress&, const ChipProgress&) = default;
 };
 
+// Where one step's wall time went on a chip: the time inside its instructions, by kind (a Recv
+// or Forward is mostly waiting for the link; a Send is handing the message to the transport),
+// and the whole step from BeginStep to EndStep.
+struct StepTimes {
+  static constexpr size_t kKinds = static_cast<size_t>(schedule::InstrKind::kForward) + 1;
+  int64_t by_kind_ns[kKinds] = {};  // indexed by schedule::InstrKind
+  int64_t step_ns = 0;
+
+  int64_t of(schedule::InstrKind kind) const { return by_kind_ns[static_cast<size_t>(kind)]; }
+  StepTimes& operator+=(const StepTimes& o) {
+    for (size_t k = 0; k < kKinds; ++k) by_kind_ns[k] += o.by_kind_ns[k];
+    step_ns += o.step_ns;
+    return *this;
+  }
+  friend bool operator==(const StepTimes&, const StepTimes&) = default;
+};
+
 class FlightRecorder {
  public:
   // Nanoseconds from an arbitrary origin; must not go backwards.
@@ -71,6 +88,8 @@ class FlightRecorder {
   // The last min(capacity, recorded) instructions, oldest first.
   std::vector<FlightEntry> Entries() const;
   ChipProgress Progress() const;
+  // The last completed step's times (all zero before the first EndStep).
+  StepTimes LastStepTimes() const;
   size_t capacity() const { return ring_.size(); }
   int64_t recorded() const;
 
@@ -83,6 +102,8 @@ class FlightRecorder {
   size_t next_ = 0;
   int64_t recorded_ = 0;
   int64_t step_start_ns_ = 0;
+  StepTimes running_times_;  // the step in progress
+  StepTimes last_times_;     // the last completed step
   ChipProgress progress_;
 };
 
