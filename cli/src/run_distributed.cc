@@ -386,9 +386,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "decode step of the mean chip: {:.2f} ms compute, {:.2f} reduce, {:.2f} send, {:.2f} "
       "waiting on links (recv {:.2f}, forward {:.2f}), {:.2f} between instructions; {:.2f} ms on "
       "the control plane (Step and result)",
-      parts.compute / 1e6, parts.reduce / 1e6, parts.send / 1e6,
-      (parts.recv + parts.forward) / 1e6, parts.recv / 1e6, parts.forward / 1e6,
-      parts.between / 1e6, parts.control / 1e6);
+      parts.compute / 1e6, parts.reduce / 1e6, parts.send / 1e6, (parts.recv + parts.forward) / 1e6,
+      parts.recv / 1e6, parts.forward / 1e6, parts.between / 1e6, parts.control / 1e6);
   ctx.log->info(
       "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
