@@ -24,8 +24,17 @@
 # result), compute + hops x the raw ZeroMQ one-way latency measured at the start of the run (a
 # floor for the step), and the shard shipping rate.
 #
+# Layouts are STAGESxTP: 1x1, 1x2 and 1x4 (1, 2 and 4 chips as one TP group) and 2x2 (4 chips as
+# two pipeline stages of TP 2: one sequence's step runs one stage at a time, so its two ranks
+# have the two cores, where TP 4 puts four ranks' kernels and three times the link messages on
+# them).
+#
+# The breakdown column is the mean chip's decode step by wall time (`decode_breakdown_ns_per_token`
+# of `lockstep run --json`): compute / send / waiting on links (recv + forward) / the control
+# plane (the coordinator's Step and the results), ms.
+#
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
-#   TRANSPORTS="ipc" TPS="2" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
+#   TRANSPORTS="ipc" LAYOUTS="1x2" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
@@ -58,8 +67,8 @@ for transport in ipc tcp; do
 done
 echo "raw ZeroMQ one-way latency, 4 KiB: ipc ${hop_us[ipc]} us, tcp ${hop_us[tcp]} us"
 echo
-printf '| config | tokens/s (wall) | decode ms/token | vs reference | vs reference, every run | compute ms/token | hops | compute + hops x raw (ms) | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| config | tokens/s (wall) | decode ms/token | vs reference | vs reference, every run | compute ms/token | hops | compute + hops x raw (ms) | mean chip: compute / send / wait / control ms | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 ref=""
 run() {  # run OUT ARGS...: one `lockstep run --json` into OUT, its `time` figures into OUT.time
   local out=$1; shift
@@ -103,11 +112,14 @@ compute = d.get("measured_compute_ns_per_token", 0) / 1e6
 hops = d.get("critical_hops", 0) + d.get("control_hops", 0)
 floor = compute + hops * float(hop) / 1000
 ship = d.get("shard_ship_mib_per_s", 0)
+b = d.get("decode_breakdown_ns_per_token")
+parts = "-" if b is None else " / ".join(
+    f"{v / 1e6:.1f}" for v in (b["compute"], b["send"], b["recv"] + b["forward"], b["control"]))
 every = " ".join(f"{p[0]:.2f}" for p in pairs) if dist else " ".join(
     f"{p[1]['measured_token_latency_ns'] / 1e6:.1f} ms" for p in pairs)
 cols = [label, f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", f"{ratio:.2f}x" if dist else "1.00x", every,
         f"{compute:.1f}" if dist else "-", str(hops) if dist else "-",
-        f"{floor:.1f}" if dist else "-", f"{d.get('load_seconds', 0):.1f}",
+        f"{floor:.1f}" if dist else "-", parts, f"{d.get('load_seconds', 0):.1f}",
         f"{ship:.0f}" if ship else "-", f"{float(wall):.1f}", f"{float(user) + float(sys_):.1f}",
         d["_load"]]
 print("| " + " | ".join(cols) + " |")
@@ -118,8 +130,13 @@ PY
   rm -f "$work"/ref.* "$work"/out.*
 }
 one "reference, 1 process" 0
+if [ -n "${TPS:-}" ] && [ -z "${LAYOUTS:-}" ]; then  # the older spelling: TPS="2 4" = one stage
+  LAYOUTS=$(for tp in $TPS; do printf '1x%s ' "$tp"; done)
+fi
 for transport in ${TRANSPORTS:-ipc tcp}; do
-  for tp in ${TPS:-1 2 4}; do
-    one "$transport, $tp chip(s) (TP $tp)" "${hop_us[$transport]}" --transport $transport --topology "$work/node.yaml" --tp $tp --pp 1
+  for layout in ${LAYOUTS:-1x1 1x2 1x4 2x2}; do
+    pp=${layout%x*} tp=${layout#*x}
+    if [ "$pp" = 1 ]; then label="$tp chip(s) (TP $tp)"; else label="$((pp * tp)) chips ($pp stages x TP $tp)"; fi
+    one "$transport, $label" "${hop_us[$transport]}" --transport $transport --topology "$work/node.yaml" --tp "$tp" --pp "$pp"
   done
 done

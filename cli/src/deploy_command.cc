@@ -323,17 +323,9 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   for (const coordinator::ChipDeployment& c : deployment.chips) {
     const coordinator::ChipOnHost& placed = *map.Find(static_cast<topology::ChipId>(c.chip));
     const topology::HostEntry& h = hosts.hosts.at(static_cast<size_t>(placed.host));
-    std::vector<std::string> wargs = {"--coordinator",
-                                      address,
-                                      "--chip",
-                                      std::to_string(c.chip),
-                                      "--tag",
-                                      "deploy host=" + h.name,
-                                      "--timeout-ms",
-                                      std::to_string(heartbeat_ms + step_timeout_ms),
-                                      "--connect-timeout-ms",
-                                      std::to_string(register_ms)};
-    if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
+    const std::vector<std::string> wargs =
+        WorkerArgs(address, c.chip, "deploy host=" + h.name, heartbeat_ms + step_timeout_ms,
+                   register_ms, *ctx.log);
     if (topology::IsLocalAddress(h.address, this_host)) {
       launch.SpawnProcess(worker, wargs, static_cast<int32_t>(c.chip));
       continue;

@@ -52,6 +52,23 @@ fs::path WorkerExecutable() {
   return worker;
 }
 
+std::vector<std::string> WorkerArgs(const std::string& coordinator, uint32_t chip,
+                                    const std::string& tag, int64_t timeout_ms,
+                                    int64_t connect_timeout_ms, const spdlog::logger& log) {
+  std::vector<std::string> args = {"--coordinator",
+                                   coordinator,
+                                   "--tag",
+                                   tag,
+                                   "--chip",
+                                   std::to_string(chip),
+                                   "--timeout-ms",
+                                   std::to_string(timeout_ms),
+                                   "--connect-timeout-ms",
+                                   std::to_string(connect_timeout_ms)};
+  if (log.level() > spdlog::level::debug) args.push_back("--quiet");
+  return args;
+}
+
 Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
   const char* tmp = std::getenv("TMPDIR");
   const std::string parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";

@@ -41,6 +41,15 @@ int DefaultTcpBasePort(int64_t chips);
 // `lockstep-worker` next to this binary, or $LOCKSTEP_WORKER. kNotFound naming the path if absent.
 std::filesystem::path WorkerExecutable();
 
+// The arguments of one `lockstep-worker` of a run: its coordinator, tag (what the worker logs
+// and `ps` shows: a run's private directory, or the host it was deployed to) and chip, in that
+// order (tests find a run's worker by "--tag DIR --chip N "), how
+// long it waits for the coordinator before it gives up (`timeout_ms`) and to register first
+// (`connect_timeout_ms`), and `--quiet` unless the run logs at debug level or below.
+std::vector<std::string> WorkerArgs(const std::string& coordinator, uint32_t chip,
+                                    const std::string& tag, int64_t timeout_ms,
+                                    int64_t connect_timeout_ms, const spdlog::logger& log);
+
 // SIGINT or SIGTERM arrived during a Launch.
 class Interrupted : public std::runtime_error {
  public:

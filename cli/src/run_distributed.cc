@@ -280,21 +280,13 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const fs::path exe = threads ? fs::path() : WorkerExecutable();
   coordinator::Coordinator* coord_ptr = nullptr;
   std::function<void(uint32_t)> spawn = [&](uint32_t chip) {
-    std::vector<std::string> wargs = {"--coordinator",
-                                      coord_ptr->address(),
-                                      "--tag",
-                                      launch.dir().string(),
-                                      "--chip",
-                                      std::to_string(chip),
-                                      "--timeout-ms",
-                                      std::to_string(heartbeat_ms + step_timeout_ms),
-                                      "--connect-timeout-ms",
-                                      std::to_string(5000 + startup_allowance.count())};
+    std::vector<std::string> wargs =
+        WorkerArgs(coord_ptr->address(), chip, launch.dir().string(),
+                   heartbeat_ms + step_timeout_ms, 5000 + startup_allowance.count(), *ctx.log);
     if (curve) {
       wargs.push_back("--curve");
       wargs.push_back(key_dir.string());
     }
-    if (ctx.log->level() > spdlog::level::debug) wargs.push_back("--quiet");
     launch.SpawnProcess(exe, wargs, static_cast<int32_t>(chip));
   };
   partition::Plan current_plan = plan;
