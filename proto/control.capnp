@@ -200,6 +200,7 @@ struct SlotWork {
   reset @4 :Bool;
   sampling @5 :Sampling;
   sampleIndex @6 :Int64;
+  logits @7 :Bool = true;    # return the logits with the token
 }
 
 struct Step {

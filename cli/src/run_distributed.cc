@@ -270,6 +270,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     }
   };
   co.dead_worker = [&launch] { return launch.Dead(); };
+  co.keep_logits = !dump.empty();  // else the tokens alone come back from the sampling chip
   co.stall_timeout = std::chrono::milliseconds(stall_ms >= 0 ? stall_ms : step_timeout_ms / 2);
   co.flight_recorder_file = !flight_file.empty() ? flight_file
                                                  : "/tmp/lockstep-flight-recorder-" +

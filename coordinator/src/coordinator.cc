@@ -455,7 +455,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   Impl& im = *impl_;
   if (!im.deployed) throw Error(ErrorCode::kInternal, "Generate before Deploy");
   worker::Batcher batcher(
-      {.slots = im.slots, .max_positions = im.max_positions, .keep_logits = true});
+      {.slots = im.slots, .max_positions = im.max_positions, .keep_logits = im.options.keep_logits});
   for (const worker::Request& r : requests) batcher.Submit(r);
   // Every token and its logits as they arrive, so a run that stops (no spare left) still
   // returns what it produced: partial().
@@ -560,7 +560,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       worker::Finished& f = done[r.request];
       if (on_token) on_token(r.request, r.token, static_cast<int64_t>(f.tokens.size()));
       f.tokens.push_back(r.token);
-      f.logits.push_back(r.logits);
+      if (im.options.keep_logits) f.logits.push_back(r.logits);
     }
     im.stats.tokens += static_cast<int64_t>(results.size());
     take(batcher.Complete(results));

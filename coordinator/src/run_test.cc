@@ -20,24 +20,32 @@
 namespace lockstep::coordinator {
 namespace {
 
-TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
-  const partition::ModelSpec spec = partition::ParseModelSpec(
+const partition::ModelSpec& RunSpec() {
+  static const partition::ModelSpec spec = partition::ParseModelSpec(
       R"({"_name_or_path": "run-test", "model_type": "llama", "hidden_size": 128,
           "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 2,
           "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 96,
           "max_position_embeddings": 32})",
       "run-test");
-  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 4);
+  return spec;
+}
+
+const std::vector<std::vector<int32_t>> kPrompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}, {2, 2}, {40}};
+
+// Deploys TP 2 x 2 stages on threaded workers and generates 4 tokens for each of kPrompts
+// (request ids 100, 101, ...); `streamed` counts the tokens as they arrive.
+std::vector<worker::Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_logits,
+                                          size_t& streamed) {
   const topology::Topology topo = topology::GenerateNode(*topology::ChipPreset("lpu-v1"));
   partition::PlanOptions plan_options;
   plan_options.tp = 2;
   plan_options.pp = 2;
-  const partition::Plan plan = partition::MakePlan(spec, topo, plan_options);
+  const partition::Plan plan = partition::MakePlan(RunSpec(), topo, plan_options);
   DeployOptions options;
   options.slots = 2;
   options.transport.backend = "inproc";
-  const Deployment deployment = MakeDeployment(plan, spec, topo, weights, options);
-  ASSERT_EQ(deployment.chips.size(), 4u);
+  const Deployment deployment = MakeDeployment(plan, RunSpec(), topo, weights, options);
+  EXPECT_EQ(deployment.chips.size(), 4u);
 
   CoordinatorOptions co;
   const std::string socket_file = "/tmp/lockstep-coordinator-test-" + std::to_string(getpid());
@@ -45,28 +53,33 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   co.chunk_bytes = 4096;  // hundreds of chunks: heartbeats must not starve behind them
   co.heartbeat_interval = std::chrono::milliseconds(20);
   co.heartbeat_timeout = std::chrono::milliseconds(1500);
+  co.keep_logits = keep_logits;
   Coordinator coordinator(co);
   ThreadWorkers workers(coordinator, deployment);
   coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(10));
   coordinator.Deploy(deployment);
-  const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}, {2, 2}, {40}};
   std::vector<worker::Request> requests;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    requests.push_back({100 + i, prompts[i], 4, {}});
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    requests.push_back({100 + i, kPrompts[i], 4, {}});
   }
-  std::vector<std::pair<uint64_t, int64_t>> streamed;
-  const std::vector<worker::Finished> results = coordinator.Generate(
-      requests,
-      [&](uint64_t request, int32_t, int64_t index) { streamed.emplace_back(request, index); });
+  streamed = 0;
+  const std::vector<worker::Finished> results =
+      coordinator.Generate(requests, [&](uint64_t, int32_t, int64_t) { ++streamed; });
   coordinator.Shutdown();
   workers.Join();
   std::filesystem::remove(socket_file);
+  return results;
+}
 
-  EXPECT_EQ(streamed.size(), prompts.size() * 4);  // every token streamed once
-  const model::ReferenceModel reference(spec, weights);
-  ASSERT_EQ(results.size(), prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const model::Generation want = model::Generate(reference, prompts[i], 4, {}, true);
+TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
+  size_t streamed = 0;
+  const std::vector<worker::Finished> results = RunThreaded(weights, true, streamed);
+  EXPECT_EQ(streamed, kPrompts.size() * 4);  // every token streamed once
+  const model::ReferenceModel reference(RunSpec(), weights);
+  ASSERT_EQ(results.size(), kPrompts.size());
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    const model::Generation want = model::Generate(reference, kPrompts[i], 4, {}, true);
     EXPECT_EQ(results[i].id, 100 + i);
     EXPECT_EQ(results[i].tokens, want.tokens) << "request " << i;
     ASSERT_EQ(results[i].logits.size(), want.logits.size());
@@ -77,6 +90,21 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
                 0)
           << "request " << i << " token " << k;
     }
+  }
+}
+
+// keep_logits false: the same tokens, and no logits (the sampling chip was not asked for them).
+TEST(Run, WithoutLogitsTheTokensComeAlone) {
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
+  size_t streamed = 0;
+  const std::vector<worker::Finished> results = RunThreaded(weights, false, streamed);
+  EXPECT_EQ(streamed, kPrompts.size() * 4);
+  const model::ReferenceModel reference(RunSpec(), weights);
+  ASSERT_EQ(results.size(), kPrompts.size());
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    EXPECT_EQ(results[i].tokens, model::Generate(reference, kPrompts[i], 4, {}).tokens)
+        << "request " << i;
+    EXPECT_TRUE(results[i].logits.empty()) << "request " << i;
   }
 }
 

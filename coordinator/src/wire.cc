@@ -199,6 +199,7 @@ void Encode(ControlMessage::Builder m, const StepMsg& s) {
     o.setReset(w.reset);
     Put(o.initSampling(), w.sampling);
     o.setSampleIndex(w.sample_index);
+    o.setLogits(w.logits);
   }
 }
 
@@ -391,6 +392,7 @@ worker::Step GetStep(proto::Step::Reader r) {
     o.reset = w.getReset();
     o.sampling = Get(w.getSampling());
     o.sample_index = w.getSampleIndex();
+    o.logits = w.getLogits();
     step.work.push_back(std::move(o));
   }
   return step;

@@ -161,10 +161,12 @@ TEST(Wire, StepAndResults) {
   w.reset = true;
   w.sampling = {0.7, 0.9, 42};
   w.sample_index = 2;
-  step.work = {w};
+  w.logits = false;
+  step.work = {w, worker::SlotWork{}};
   const StepMsg back = RoundTripAs<StepMsg>(StepMsg{step});
   EXPECT_EQ(back.step.index, 17);
-  ASSERT_EQ(back.step.work.size(), 1u);
+  ASSERT_EQ(back.step.work.size(), 2u);
+  EXPECT_TRUE(back.step.work[1].logits);  // the default: ask for the logits
   const worker::SlotWork& b = back.step.work[0];
   EXPECT_EQ(b.slot, 1);
   EXPECT_EQ(b.request, 9u);
@@ -175,6 +177,7 @@ TEST(Wire, StepAndResults) {
   EXPECT_EQ(b.sampling.top_p, 0.9);
   EXPECT_EQ(b.sampling.seed, 42u);
   EXPECT_EQ(b.sample_index, 2);
+  EXPECT_FALSE(b.logits);
 
   // Logits travel bit for bit (including values a text format would round).
   StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}, 1234567};

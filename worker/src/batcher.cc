@@ -71,6 +71,7 @@ std::optional<Step> Batcher::Next() {
     w.reset = r.fresh || r.replay;
     w.sampling = r.request.sampling;
     w.sample_index = static_cast<int64_t>(r.out.tokens.size());
+    w.logits = options_.keep_logits;
     step.work.push_back(std::move(w));
   }
   if (step.work.empty()) return std::nullopt;

@@ -304,7 +304,7 @@ struct ChipRunner::Impl {
     r.slot = w.slot;
     r.request = w.request;
     r.token = model::SampleToken(logits, w.sampling, w.sample_index);
-    r.logits = std::move(logits);
+    if (w.logits) r.logits = std::move(logits);
     st.result = std::move(r);
   }
 

@@ -80,6 +80,9 @@ struct CoordinatorOptions {
   // step timeout (TransportSettings::step_timeout_ms), which would otherwise fail the run first
   // with a plain link timeout. 0: never.
   Millis stall_timeout{0};
+  // Return every token's logits in Finished (and partial()); false: tokens only, and the
+  // sampling chip sends the coordinator its token without the vocabulary of logits each step.
+  bool keep_logits = true;
   // Where the recorders go on a stall (JSON, see coordinator/src/stall_report.h); the error names
   // it. Empty: not written.
   std::string flight_recorder_file;

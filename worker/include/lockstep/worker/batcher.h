@@ -40,7 +40,9 @@ struct BatcherOptions {
   int32_t slots = 1;  // pipeline slots (the schedule's sequences), >= 1
   // Longest prompt + max_new a request may have (the KV positions a slot holds); 0 = no limit.
   int64_t max_positions = 0;
-  bool keep_logits = true;  // keep every token's logits in Finished
+  // Keep every token's logits in Finished; false: the steps ask the sampling chip for the token
+  // alone (SlotWork::logits), and Finished::logits stays empty.
+  bool keep_logits = true;
 };
 
 class Batcher {

@@ -92,6 +92,9 @@ struct SlotWork {
   bool reset = false;
   model::SamplingOptions sampling;
   int64_t sample_index = 0;
+  // The sampling chip returns the logits with the token (SlotResult::logits); false: the token
+  // alone (a vocabulary of floats less per token on the control plane).
+  bool logits = true;
 };
 
 // Every chip of the plan gets the same Step. Slots without work sit idle for the step.
@@ -101,7 +104,7 @@ struct Step {
 };
 
 // What the sampling chip returns for a slot that had work: the sampled token and the logits
-// [vocab] it was drawn from.
+// [vocab] it was drawn from (empty when the work did not ask for them).
 struct SlotResult {
   int32_t slot = 0;
   uint64_t request = 0;
