@@ -454,8 +454,9 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
                                                     const Admission* admission) {
   Impl& im = *impl_;
   if (!im.deployed) throw Error(ErrorCode::kInternal, "Generate before Deploy");
-  worker::Batcher batcher(
-      {.slots = im.slots, .max_positions = im.max_positions, .keep_logits = im.options.keep_logits});
+  worker::Batcher batcher({.slots = im.slots,
+                           .max_positions = im.max_positions,
+                           .keep_logits = im.options.keep_logits});
   for (const worker::Request& r : requests) batcher.Submit(r);
   // Every token and its logits as they arrive, so a run that stops (no spare left) still
   // returns what it produced: partial().
