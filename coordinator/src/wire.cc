@@ -403,20 +403,19 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r, const std::string& cont
   s.chip = r.getChip();
   s.index = r.getIndex();
   s.compute_ns = r.getComputeNs();
-  auto set = [&](InstrKind kind, int64_t ns) {
-    if (ns < 0) {
-      throw Bad(context, std::string("step result with negative ") +
-                             std::string(schedule::InstrKindName(kind)) + " time");
-    }
-    s.times.by_kind_ns[static_cast<size_t>(kind)] = ns;
+  const auto time = [&](int64_t ns, std::string_view what) {
+    if (ns < 0) throw Bad(context, "step result with a negative " + std::string(what) + " time");
+    return ns;
+  };
+  const auto set = [&](InstrKind kind, int64_t ns) {
+    s.times.by_kind_ns[static_cast<size_t>(kind)] = time(ns, schedule::InstrKindName(kind));
   };
   set(InstrKind::kCompute, r.getComputeWallNs());
   set(InstrKind::kReduce, r.getReduceNs());
   set(InstrKind::kSend, r.getSendNs());
   set(InstrKind::kRecv, r.getRecvNs());
   set(InstrKind::kForward, r.getForwardNs());
-  s.times.step_ns = r.getStepNs();
-  if (s.times.step_ns < 0) throw Bad(context, "step result with a negative step time");
+  s.times.step_ns = time(r.getStepNs(), "step");
   for (auto x : r.getResults()) {
     worker::SlotResult o;
     o.slot = x.getSlot();
