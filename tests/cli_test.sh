@@ -183,6 +183,17 @@ for i, t in enumerate(j["tokens"]):
     row = vals[i * 256:(i + 1) * 256]
     assert row.index(max(row)) == t, (i, t)
 PY
+# A logits file that could not be written is refused before the run (it would come at its end,
+# after the tokens), in process and distributed, and no worker is started.
+for transport in "" "--transport sim"; do
+  expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 1 --prompt 1,2 --max-new 2 $transport \
+    --dump-logits no-such-dir/x.npy
+  grep -qF -- "--dump-logits no-such-dir/x.npy: folder no-such-dir does not exist" err.txt || fail "bad --dump-logits folder: $(cat err.txt)"
+  ! grep -q 'workers registered' err.txt || fail "a worker started before the bad --dump-logits was refused"
+  expect_exit 2 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 1 --prompt 1,2 --max-new 2 $transport \
+    --dump-logits .
+  grep -qF -- "--dump-logits .: is a folder, not a file name" err.txt || fail "--dump-logits a folder: $(cat err.txt)"
+done
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8 --temperature 1 --top-p 0.9 --sample-seed 5
 cp out.txt sampled1.txt
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8 --temperature 1 --top-p 0.9 --sample-seed 5

@@ -17,6 +17,7 @@
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 #include "run_distributed.h"
+#include "run_inputs.h"
 #include "token_list.h"
 
 namespace lockstep::cli {
@@ -65,6 +66,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
   }
   if (prompt_text.empty()) throw UsageError("missing --prompt, e.g. --prompt 1,2,3");
+  if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
   if (max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(max_new));
   if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
   if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) {

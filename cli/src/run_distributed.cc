@@ -199,6 +199,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
           : ReadPromptsFile(prompts_file);
 
   // Everything that can be wrong with the inputs is checked before anything starts.
+  if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
   const Clock::time_point load_start = Clock::now();
   RunInputs inputs = LoadRunInputs(
       {config, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,

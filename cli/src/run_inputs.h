@@ -33,6 +33,11 @@ struct RunInputs {
   partition::Plan plan;
 };
 
+// An output file the run writes at its end (`flag` names the option, e.g. --dump-logits): its
+// folder must exist and be writable, checked before anything starts so a long run's results are
+// not lost to a typo. Throws UsageError naming the flag, the path and what is wrong.
+void CheckOutputFile(const std::string& path, const std::string& flag);
+
 // Throws UsageError for a missing --model without --plan, or both/neither of weights and seed;
 // lockstep::Error naming the file for anything unreadable or inconsistent.
 RunInputs LoadRunInputs(const RunInputArgs& args);
