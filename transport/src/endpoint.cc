@@ -1,5 +1,7 @@
 #include "lockstep/transport/endpoint.h"
 
+#include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "lockstep/common/error.h"
@@ -156,41 +158,72 @@ void Endpoint::AcknowledgeClose() {
   }
 }
 
+bool Endpoint::PeerSaidGoodbye() {
+  // Its marker comes after everything it sent, so look past unread frames for it.
+  while (!peer_closed_) {
+    std::optional<RawFrame> frame = ReceiveFrame(Millis(0));
+    if (!frame) break;
+    try {
+      peer_closed_ =
+          DecodeFrameHeader(frame->header, name_, max_payload_bytes_).kind == FrameKind::kClose;
+    } catch (const Error&) {
+      // A garbled leftover frame changes nothing about closing.
+    }
+  }
+  return peer_closed_;
+}
+
 void Endpoint::Close(Millis timeout) {
   if (closed_) return;
   closed_ = true;
   // If the peer already said goodbye it may have released its end: sending our marker could
-  // only block. Its marker comes after everything it sent, so look past unread frames for it.
+  // only block.
   try {
-    while (!peer_closed_) {
-      std::optional<RawFrame> frame = ReceiveFrame(Millis(0));
-      if (!frame) break;
-      try {
-        peer_closed_ =
-            DecodeFrameHeader(frame->header, name_, max_payload_bytes_).kind == FrameKind::kClose;
-      } catch (const Error&) {
-        // A garbled leftover frame changes nothing about closing.
-      }
+    if (PeerSaidGoodbye()) {
+      // The peer wants nothing more from this end: answer its marker and release at once.
+      AcknowledgeClose();
+      Shutdown(Millis(0));
+      return;
     }
   } catch (const Error&) {
     // The link is already down (the peer vanished or a fault cut it): no one to say goodbye to.
     Shutdown(Millis(0));
     return;
   }
-  if (peer_closed_) {
-    // The peer wants nothing more from this end: answer its marker and release at once.
-    AcknowledgeClose();
-    Shutdown(Millis(0));
-    return;
-  }
   sent_close_ = true;
-  try {
-    SendFrame(CloseFrame(), timeout);
-  } catch (const Error& e) {
-    Shutdown(Millis(0));
-    // A peer that already shut its end down has nothing left to receive; not a failure.
-    if (e.code() == ErrorCode::kDisconnected) return;
-    throw;
+  // The marker goes in slices: when both ends close at the same moment their markers cross, and
+  // a peer that has released its end takes nothing more (an inproc ZeroMQ pipe whose peer closed
+  // refuses every write until the timeout, even with the peer's marker unread before it). Between
+  // slices, the peer's marker means there is no one left to tell.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const Millis left =
+        std::max(Millis(0), std::chrono::ceil<Millis>(deadline - std::chrono::steady_clock::now()));
+    const Millis slice = std::min(left, kCloseSlice);
+    try {
+      SendFrame(CloseFrame(), slice);
+      break;
+    } catch (const Error& e) {
+      // A peer that already shut its end down has nothing left to receive; not a failure.
+      if (e.code() == ErrorCode::kDisconnected) {
+        Shutdown(Millis(0));
+        return;
+      }
+      if (e.code() != ErrorCode::kUnavailable || slice >= left) {
+        Shutdown(Millis(0));
+        throw;
+      }
+    }
+    bool gone = true;
+    try {
+      gone = PeerSaidGoodbye();
+    } catch (const Error&) {
+      // the link went down meanwhile: gone
+    }
+    if (gone) {
+      Shutdown(Millis(0));
+      return;
+    }
   }
   Shutdown(timeout);
 }

@@ -122,6 +122,11 @@ class Endpoint {
   RawFrame CloseFrame() const;
   // Answers the peer's end-of-stream marker with ours (once; best effort, never blocks).
   void AcknowledgeClose();
+  // Reads (and drops) the peer's unread frames up to its end-of-stream marker; true once that
+  // came. Throws what ReceiveFrame throws when the link is down.
+  bool PeerSaidGoodbye();
+  // How long Close's marker waits for room before it looks again for the peer's marker.
+  static constexpr Millis kCloseSlice{20};
 
   bool closed_ = false;
   bool peer_closed_ = false;
