@@ -179,12 +179,16 @@ SearchResult Search(const Context& cx, const PlanOptions& options, int64_t seque
             // A single stage keeps the token on its chips; the last stage returns it to the
             // first.
             const int64_t out_ns = u + k < units ? send_ns : (u == 0 ? 0 : return_ns);
-            const int64_t path = cur.second + stage_ns + out_ns;
-            std::pair<int64_t, int64_t> value =
-                latency ? std::pair<int64_t, int64_t>{cur.first + stage_ns + out_ns, 0}
+            const int64_t path = cur.second + stage_ns + out_ns;  // throughput's secondary
+            // Latency: the token's path, then (among equal paths, e.g. a fixed --pp on chips
+            // whose time is the same wherever a layer goes) the slowest stage, so the layers
+            // spread evenly and sequences in the pipeline's slots overlap. Throughput: the
+            // slowest stage, then the path.
+            const std::pair<int64_t, int64_t> value =
+                latency ? std::pair<int64_t, int64_t>{cur.first + stage_ns + out_ns,
+                                                      std::max(cur.second, stage_ns)}
                         : std::pair<int64_t, int64_t>{
                               std::max(cur.first, std::max(stage_ns, out_ns)), path};
-            if (latency) value.second = value.first;
             const int64_t to = index(next_s, u + k, c + dc.tp);
             if (value < best[to]) {
               best[to] = value;

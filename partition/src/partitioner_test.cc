@@ -271,5 +271,46 @@ TEST(PartitionerTest, DynamicProgramMatchesBruteForceForTheSlowestStage) {
   EXPECT_EQ(dp.predicted.interval_ns, best);
 }
 
+// With the stage count fixed, on chips whose time does not depend on where a layer goes, many
+// splits give the same token latency; the latency objective then takes the most even one, so a
+// second sequence in the pipeline overlaps the first (it once left a stage with the embedding
+// alone). Checked against every 3-stage split of a 6-layer model at TP 1.
+TEST(PartitionerTest, AFixedStageCountUnderLatencySpreadsTheLayersEvenly) {
+  ModelSpec spec = Example("tiny-llama");
+  spec.num_layers = 6;
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  PlanOptions o = Options(Dtype::kFp16, 64);
+  o.objective = Objective::kLatency;
+  o.pp = 3;
+  o.tp = 1;
+  o.search_hops_between_stages = 1;
+  const Plan dp = MakePlan(spec, topo, o);
+  ASSERT_EQ(dp.stages.size(), 3u);
+  auto slowest = [](const Plan& p) {
+    int64_t m = 0;
+    for (const StagePlan& s : p.stages) m = std::max(m, s.stage_ns);
+    return m;
+  };
+  const int64_t units = spec.num_layers + 2;
+  int64_t best_latency = std::numeric_limits<int64_t>::max();
+  int64_t best_slowest = std::numeric_limits<int64_t>::max();
+  for (int64_t a = 1; a < units; ++a) {
+    for (int64_t b = 1; a + b < units; ++b) {
+      PlanOptions e = Options(Dtype::kFp16, 64);
+      e.search_hops_between_stages = 1;
+      e.layout = {{a, 1}, {b, 1}, {units - a - b, 1}};
+      const Plan p = MakePlan(spec, topo, e);
+      const std::pair<int64_t, int64_t> key{p.predicted.token_latency_ns, slowest(p)};
+      if (key < std::pair<int64_t, int64_t>{best_latency, best_slowest}) {
+        best_latency = key.first;
+        best_slowest = key.second;
+      }
+    }
+  }
+  EXPECT_EQ(dp.predicted.token_latency_ns, best_latency);
+  EXPECT_EQ(slowest(dp), best_slowest);
+  for (const StagePlan& s : dp.stages) EXPECT_GT(s.end_layer, s.first_layer) << "stage " << s.index;
+}
+
 }  // namespace
 }  // namespace lockstep::partition

@@ -7,7 +7,8 @@
 // or stand alone (vocab-parallel over their own group). The search is a dynamic program over
 // (units covered, chips used) that tries every stage length and every allowed TP degree per
 // stage (as Alpa's inter-operator pass does), minimising the objective:
-//   latency    — per-token decode latency of one sequence (sum of stage times and transfers);
+//   latency    — per-token decode latency of one sequence (sum of stage times and transfers), ties
+//                broken by the slowest stage (an even split, so sequences in flight overlap);
 //   throughput — the pipeline's initiation interval (its slowest stage), ties broken by latency;
 //                every stage then holds KV cache for `batch` sequences per stage in flight.
 // Memory is checked per chip: weights + KV cache + activation buffers <= SRAM - reserve.
