@@ -22,7 +22,8 @@ JSON
 M=gqa.json
 expect_exit 0 "$LOCKSTEP" run --model $M --seed 9 --prompt 5,6,7 --max-new 6 --dump-logits ref.npy --json
 ref_tokens=$(json "d['tokens']")
-[ "$(json "d['measured_token_latency_ns'] > 0")" = True ] || fail "the reference times its decode steps"
+[ "$(json "d['measured_token_latency_ns'] > 0 and d['decode_tokens'] == 5 and abs(d['decode_tokens_per_s'] * d['measured_token_latency_ns'] / 1e9 - 1) < 0.01")" = True ] \
+  || fail "the reference times its decode steps: $(cat out.txt)"
 
 # Bit-identity over transports and plans.
 check() {  # check NAME ARGS...: tokens and logits equal the reference
@@ -89,6 +90,10 @@ printf '5,6,7\n1\n9,8,7,6,5\n2,2\n100,3\n7\n' >prompts.txt
 expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts prompts.txt --max-new 5 \
   --transport ipc --tp 2 --pp 2 --slots 2 --dump-logits many.npy --json
 [ "$(json "len(d['requests'])")" = 6 ] || fail "6 requests answered"
+# Decode throughput counts a token per sequence in flight: with 2 slots some decode steps carry
+# two, so decode tokens/s is more than one token per measured step, and it is tokens over time.
+[ "$(json "d['decode_steps'] < d['decode_tokens'] <= 2 * d['decode_steps'] and abs(d['decode_tokens_per_s'] * d['measured_token_latency_ns'] * d['decode_steps'] / 1e9 - d['decode_tokens']) < 0.01 * d['decode_tokens']")" = True ] \
+  || fail "many requests: decode throughput $(cat out.txt)"
 i=0
 while read -r p; do
   expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompt "$p" --max-new 5 --dump-logits alone.npy

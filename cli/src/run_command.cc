@@ -162,6 +162,10 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     j["seconds"] = seconds;
     j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;
     j["measured_token_latency_ns"] = token_latency;
+    // One sequence: a token per decode step, as `run --transport` counts its decode tokens.
+    j["decode_steps"] = calls > 1 ? calls - 1 : 0;
+    j["decode_tokens"] = calls > 1 ? calls - 1 : 0;
+    j["decode_tokens_per_s"] = decode_ns > 0 ? (calls - 1) * 1e9 / decode_ns : 0.0;
     if (!dump.empty()) j["logits_file"] = dump;
     PrintJson(j);
   } else {

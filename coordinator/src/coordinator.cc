@@ -568,6 +568,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     ++im.stats.steps;
     if (decode) {
       ++im.stats.decode_steps;
+      im.stats.decode_tokens += static_cast<int64_t>(results.size());
       for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
       im.stats.decode_times += step_times;
       im.stats.decode_chip_steps += timed_chips;

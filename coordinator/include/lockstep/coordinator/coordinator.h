@@ -112,6 +112,9 @@ struct RunStats {
   int64_t wall_ns = 0;         // Generate's wall time (measured on this host)
   int64_t decode_steps = 0;    // steps that carried no prompt
   int64_t decode_wall_ns = 0;  // their wall time: measured per-token latency = this / steps
+  // Tokens those steps generated: one per sequence in flight, so with several sequences in the
+  // pipeline's slots decode throughput (decode_tokens / decode_wall_ns) exceeds 1 / latency.
+  int64_t decode_tokens = 0;
   // Deploy: the shard bytes shipped, the time until the last chunk went to the control socket
   // (ZeroMQ holds a few chunks per worker, so this is about when the workers had them), and
   // the time until every worker was ready (shards parsed, links open).
