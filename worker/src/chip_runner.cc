@@ -630,7 +630,7 @@ std::vector<SlotResult> ChipRunner::RunStep(const Step& step) {
   FlightRecorder* recorder = im.setup.recorder;
   if (recorder != nullptr) recorder->BeginStep(step.index);
   const std::vector<Instruction>& program = im.setup.program.instructions;
-  for (size_t i = 0; i < program.size(); ++i) {
+  auto execute = [&](size_t i) {
     const Instruction& in = program[i];
     SlotState& st = state[static_cast<size_t>(in.sequence)];
     if (recorder != nullptr) recorder->BeginOp(im.Entry(in, i));
@@ -664,7 +664,22 @@ std::vector<SlotResult> ChipRunner::RunStep(const Step& step) {
                                             "): " + e.what());
     }
     if (recorder != nullptr) recorder->EndOp();
+  };
+  // A sampled token goes back to the first stage for its sequence's next token, which the next
+  // Step brings as well: nothing in this step reads it. Its Recv therefore waits at the end of
+  // the step (the message is still taken: nothing is left on the link, and a later message on
+  // the same link is read past it in arrival order and kept until then), not where the schedule
+  // put it, where it would hold this chip's compute for the last stage: a first stage would
+  // wait on the last one for every sequence in flight instead of running ahead.
+  std::vector<size_t> tokens_back;
+  for (size_t i = 0; i < program.size(); ++i) {
+    if (program[i].kind == InstrKind::kRecv && program[i].tag == Tag::kToken) {
+      tokens_back.push_back(i);
+    } else {
+      execute(i);
+    }
   }
+  for (size_t i : tokens_back) execute(i);
   if (recorder != nullptr) recorder->EndStep();
   std::vector<SlotResult> out;
   for (SlotState& st : state) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -31,13 +32,14 @@ struct TwoChips {
   schedule::GlobalSchedule schedule;
   model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 3);
 
-  TwoChips() {
+  explicit TwoChips(std::vector<std::pair<int64_t, int>> layout = {{2, 1}, {2, 1}},
+                    int64_t sequences = 2) {
     partition::PlanOptions po;
-    po.layout = {{2, 1}, {2, 1}};
+    po.layout = std::move(layout);
     plan = partition::MakePlan(spec, topo, po);
     schedule::ScheduleOptions so;
     so.tokens = 1;
-    so.sequences = 2;
+    so.sequences = sequences;
     schedule = schedule::Compile(plan, spec, topo, so);
   }
 
@@ -89,6 +91,75 @@ TEST(ChipRunner, WrongScheduleIsNamed) {
   EXPECT_NE(errors[1].find("link chip"), std::string::npos) << errors[1];
   EXPECT_NE(errors[1].find("schedule 1"), std::string::npos) << errors[1];
   EXPECT_FALSE(errors[0].empty());  // stage 0 waits for the token and sees the link close
+}
+
+// The sampled token a last stage sends back is not read until the next Step, so the first stage
+// does not wait for it where the schedule put it: it sends every sequence's activation before it
+// waits for any token. Stage 1 (the head alone) starts only once stage 0 (the embedding and both
+// layers) waits on a link; stage 0 must by then have sent all three sequences' activations
+// (before, it waited for sequence 0's token between them, where the schedule has it arrive),
+// and the step still completes, every token taken off the link.
+TEST(ChipRunner, TheFirstStageRunsAheadOfTheTokensComingBack) {
+  const TwoChips t({{3, 1}, {1, 1}}, 3);
+  ASSERT_EQ(t.schedule.programs.size(), 2u);
+  const std::vector<schedule::Instruction>& program = t.schedule.programs[0].instructions;
+  size_t last_send = 0, first_token = program.size();
+  for (size_t i = 0; i < program.size(); ++i) {
+    if (program[i].kind == schedule::InstrKind::kSend) last_send = i;
+    if (program[i].kind == schedule::InstrKind::kRecv) first_token = std::min(first_token, i);
+  }
+  ASSERT_LT(first_token, last_send) << "the schedule no longer has a token arrive mid-step";
+  auto transport = transport::CreateTransport({});
+  FlightRecorder recorder(256);
+  std::vector<std::unique_ptr<ChipRunner>> runners(2);
+  std::vector<std::thread> opening;
+  for (size_t i = 0; i < 2; ++i) {
+    opening.emplace_back([&, i] {
+      ChipSetup setup = t.Setup(i, 1);
+      if (i == 0) setup.recorder = &recorder;
+      const auto links = ProgramLinks(setup.program);
+      runners[i] = std::make_unique<ChipRunner>(
+          std::move(setup), transport->OpenChip(static_cast<uint32_t>(t.schedule.programs[i].chip),
+                                                LinkSpecs(t.topo, links), transport::Millis(5000)));
+    });
+  }
+  for (std::thread& th : opening) th.join();
+  Step step;
+  for (int32_t slot = 0; slot < 3; ++slot) {
+    step.work.push_back({slot, static_cast<uint64_t>(slot), 0, {1 + slot, 2}, true, {}, 0});
+  }
+  std::vector<std::string> errors(2);
+  std::vector<size_t> results(2);
+  auto run = [&](size_t i) {
+    try {
+      results[i] = runners[i]->RunStep(step).size();
+    } catch (const Error& e) {
+      errors[i] = e.what();
+    }
+  };
+  std::thread first(run, 0);
+  // Wait until stage 0 blocks on a link (or ends).
+  bool waiting = false;
+  for (int spin = 0; spin < 5000 && !waiting; ++spin) {
+    const ChipProgress p = recorder.Progress();
+    waiting = p.running && p.current.op >= 0 && p.current.kind == schedule::InstrKind::kRecv;
+    if (!p.running && p.last_completed_step == 0) break;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(waiting);
+  int sends = 0;
+  for (const FlightEntry& e : recorder.Entries()) sends += e.kind == schedule::InstrKind::kSend;
+  EXPECT_EQ(sends, 3) << "stage 0 waited for a token before it had sent every activation";
+  std::thread second(run, 1);
+  first.join();
+  second.join();
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+  EXPECT_EQ(results[1], 3u);  // stage 1 sampled every sequence
+  int received = 0;
+  for (const FlightEntry& e : recorder.Entries()) received += e.kind == schedule::InstrKind::kRecv;
+  EXPECT_EQ(received, 3);  // every token taken off the link
+  for (auto& r : runners) r->Close();
 }
 
 // A TP 2 peer that sends its one-shot all-reduce partial with the wrong shape (two values per
