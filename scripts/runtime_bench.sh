@@ -29,12 +29,23 @@
 # have the two cores, where TP 4 puts four ranks' kernels and three times the link messages on
 # them).
 #
+# A layout may end in /SEQS: that many sequences in flight at once (`--prompts` of SEQS different
+# 8-token prompts, `--slots SEQS`), e.g. 2x1/8 = 2 pipeline stages serving 8 sequences. Each
+# decode step then gives every sequence a token, and the stages work on different sequences at
+# the same time: the pipeline's throughput, where one sequence shows its latency.
+#
+# "vs reference" compares decode tokens/s (`decode_tokens_per_s`: tokens of the decode steps over
+# their wall time), the reference's over this row's. The reference decodes one sequence at a time,
+# a token per step whatever the number of sequences, so its decode tokens/s is 1 / its
+# ms/token; for one sequence in flight the ratio is the latency ratio of earlier runs. With
+# several, "decode ms/step" is one sequence's time between its tokens (a step gives each a token).
+#
 # The breakdown column is the mean chip's decode step by wall time (`decode_breakdown_ns_per_token`
 # of `lockstep run --json`): compute / send / waiting on links (recv + forward) / the control
 # plane (the coordinator's Step and the results), ms.
 #
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
-#   TRANSPORTS="ipc" LAYOUTS="1x2" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
+#   TRANSPORTS="ipc" LAYOUTS="1x2 2x1/8" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
@@ -53,6 +64,11 @@ sed -i 's/{name: lpu-v1, preset: lpu-v1}/{name: lpu-v1-8g, preset: lpu-v1, sram_
   "$work/node.yaml"
 grep -q "sram_bytes: 8589934592" "$work/node.yaml" || { echo "could not enlarge the chips' SRAM" >&2; exit 1; }
 PROMPT=1,2,3,4,5,6,7,8
+# Prompts for sequences in flight: the first is PROMPT (its tokens are checked against the
+# reference), the others differ, 8 tokens each.
+for i in $(seq 0 63); do
+  seq -s, $((i * 8 + 1)) $((i * 8 + 8))
+done >"$work/prompts64.txt"
 # Raw ZeroMQ one-way latency per hop on this host, in this run (the transport benchmark's raw
 # PAIR ping-pong, 4 KiB: a hidden vector of this model), for the "compute + hops" column.
 TB=${TRANSPORT_BENCH:-$(dirname "$L")/../bench/transport_bench}
@@ -67,14 +83,20 @@ for transport in ipc tcp; do
 done
 echo "raw ZeroMQ one-way latency, 4 KiB: ipc ${hop_us[ipc]} us, tcp ${hop_us[tcp]} us"
 echo
-printf '| config | tokens/s (wall) | decode ms/token | vs reference | vs reference, every run | compute ms/token | hops | compute + hops x raw (ms) | mean chip: compute / send / wait / control ms | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| config | decode tokens/s | vs reference | vs reference, every run | tokens/s (wall) | decode ms/step | compute ms/step | hops | compute + hops x raw (ms) | mean chip: compute / send / wait / control ms | load s | shards MiB/s | wall s | cpu s (user+sys) | load avg before |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 ref=""
 run() {  # run OUT ARGS...: one `lockstep run --json` into OUT, its `time` figures into OUT.time
   local out=$1; shift
+  local prompt=(--prompt "$PROMPT")
+  if [ "${1:-}" = --seqs ]; then
+    head -n "$2" "$work/prompts64.txt" >"$work/prompts.txt"
+    prompt=(--prompts "$work/prompts.txt" --slots "$2")
+    shift 2
+  fi
   cut -d' ' -f1 /proc/loadavg >"$out.load"
   /usr/bin/time -f "%e %U %S" -o "$out.time" "$L" --log-level warn --json run --model "$M" --seed 1 \
-    --prompt $PROMPT --max-new "$NEW" "$@" >"$out"
+    "${prompt[@]}" --max-new "$NEW" "$@" >"$out"
 }
 one() {  # one LABEL HOP_US ARGS...: RUNS runs, each right after a reference run (a pair)
   local label=$1 hop=$2; shift 2
@@ -99,8 +121,10 @@ for r, o in zip(files[0::2], files[1::2]):
     od = load(o) if os.path.exists(o) else rd  # the reference row: the reference itself
     if ref and str(od["tokens"]) != ref:
         sys.exit(f"{label}: tokens {od['tokens']} differ from the reference {ref}")
-    lat = od["measured_token_latency_ns"] / 1e6
-    ratio = rd["measured_token_latency_ns"] / 1e6 / lat if lat > 0 else 0
+    if any(len(r["tokens"]) != len(od["tokens"]) for r in od.get("requests", [])):
+        sys.exit(f"{label}: a request came back short: {od['requests']}")
+    rate = od["decode_tokens_per_s"]
+    ratio = rate / rd["decode_tokens_per_s"] if rd["decode_tokens_per_s"] > 0 else 0
     pairs.append((ratio, od))
 dist = "critical_hops" in pairs[0][1]
 # The median pair by ratio (the reference row: its median run), of an even count the upper middle.
@@ -117,8 +141,8 @@ parts = "-" if b is None else " / ".join(
     f"{v / 1e6:.1f}" for v in (b["compute"], b["send"], b["recv"] + b["forward"], b["control"]))
 every = " ".join(f"{p[0]:.2f}" for p in pairs) if dist else " ".join(
     f"{p[1]['measured_token_latency_ns'] / 1e6:.1f} ms" for p in pairs)
-cols = [label, f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", f"{ratio:.2f}x" if dist else "1.00x", every,
-        f"{compute:.1f}" if dist else "-", str(hops) if dist else "-",
+cols = [label, f"{d['decode_tokens_per_s']:.2f}", f"{ratio:.2f}x" if dist else "1.00x", every,
+        f"{d['tokens_per_s']:.2f}", f"{lat:.1f}", f"{compute:.1f}" if dist else "-", str(hops) if dist else "-",
         f"{floor:.1f}" if dist else "-", parts, f"{d.get('load_seconds', 0):.1f}",
         f"{ship:.0f}" if ship else "-", f"{float(wall):.1f}", f"{float(user) + float(sys_):.1f}",
         d["_load"]]
@@ -134,9 +158,13 @@ if [ -n "${TPS:-}" ] && [ -z "${LAYOUTS:-}" ]; then  # the older spelling: TPS="
   LAYOUTS=$(for tp in $TPS; do printf '1x%s ' "$tp"; done)
 fi
 for transport in ${TRANSPORTS:-ipc tcp}; do
-  for layout in ${LAYOUTS:-1x1 1x2 1x4 2x2}; do
+  for layout in ${LAYOUTS:-1x1 1x2 1x4 2x2 2x1/8 4x1/8 2x2/8}; do
+    seqs=()
+    if [ "${layout#*/}" != "$layout" ]; then seqs=(--seqs "${layout#*/}"); layout=${layout%/*}; fi
     pp=${layout%x*} tp=${layout#*x}
     if [ "$pp" = 1 ]; then label="$tp chip(s) (TP $tp)"; else label="$((pp * tp)) chips ($pp stages x TP $tp)"; fi
-    one "$transport, $label" "${hop_us[$transport]}" --transport $transport --topology "$work/node.yaml" --tp "$tp" --pp "$pp"
+    [ ${#seqs[@]} -gt 0 ] && label="$label, ${seqs[1]} sequences"
+    one "$transport, $label" "${hop_us[$transport]}" "${seqs[@]}" --transport $transport \
+      --topology "$work/node.yaml" --tp "$tp" --pp "$pp"
   done
 done
