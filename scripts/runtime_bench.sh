@@ -30,12 +30,15 @@
 # them).
 #
 # A layout may end in /SEQS: that many sequences in flight at once (`--prompts` of SEQS different
-# 8-token prompts, `--slots SEQS`), e.g. 2x1/8 = 2 pipeline stages serving 8 sequences. Each
+# 8-token prompts, `--slots SEQS`), e.g. 2x1/16 = 2 pipeline stages serving 16 sequences. Each
 # decode step then gives every sequence a token, and the stages work on different sequences at
-# the same time: the pipeline's throughput, where one sequence shows its latency.
+# the same time: the pipeline's throughput, where one sequence shows its latency. A step ends on
+# every chip before the next starts (the coordinator's Step brings the tokens), so each step has
+# a bubble of one stage's work per stage boundary: S stages with M sequences keep a stage busy
+# M / (M + S - 1) of the step (2 stages: 8 sequences 89%, 16 sequences 94%).
 #
 # "vs reference" compares decode tokens/s (`decode_tokens_per_s`: tokens of the decode steps over
-# their wall time), the reference's over this row's. The reference decodes one sequence at a time,
+# their wall time), this row's over the reference's. The reference decodes one sequence at a time,
 # a token per step whatever the number of sequences, so its decode tokens/s is 1 / its
 # ms/token; for one sequence in flight the ratio is the latency ratio of earlier runs. With
 # several, "decode ms/step" is one sequence's time between its tokens (a step gives each a token).
@@ -45,7 +48,7 @@
 # plane (the coordinator's Step and the results), ms.
 #
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
-#   TRANSPORTS="ipc" LAYOUTS="1x2 2x1/8" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
+#   TRANSPORTS="ipc" LAYOUTS="1x2 2x1/16" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
 set -euo pipefail
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
@@ -158,7 +161,7 @@ if [ -n "${TPS:-}" ] && [ -z "${LAYOUTS:-}" ]; then  # the older spelling: TPS="
   LAYOUTS=$(for tp in $TPS; do printf '1x%s ' "$tp"; done)
 fi
 for transport in ${TRANSPORTS:-ipc tcp}; do
-  for layout in ${LAYOUTS:-1x1 1x2 1x4 2x2 2x1/8 4x1/8 2x2/8}; do
+  for layout in ${LAYOUTS:-1x1 1x2 1x4 2x2 2x1/16 4x1/16}; do
     seqs=()
     if [ "${layout#*/}" != "$layout" ]; then seqs=(--seqs "${layout#*/}"); layout=${layout%/*}; fi
     pp=${layout%x*} tp=${layout#*x}
