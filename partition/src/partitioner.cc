@@ -388,6 +388,25 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
     cx.degrees.push_back(dc);
   }
 
+  // A stage count the search cannot reach is a usage error, not a model too large.
+  if (options.pp && options.layout.empty()) {
+    const int64_t units = spec.num_layers + 2;
+    if (*options.pp > units) {
+      throw InvalidInput("--pp " + std::to_string(*options.pp) + ": " + spec.name + " has " +
+                         std::to_string(units) + " units to split into stages (the embedding, " +
+                         std::to_string(spec.num_layers) + " layers, the LM head): at most " +
+                         std::to_string(units) + " stages");
+    }
+    const int64_t least = *options.pp * allowed.front();
+    if (least > chips) {
+      // kCannotFit: a larger system has the chips (capacity planning goes on to it).
+      throw Error(ErrorCode::kCannotFit, "--pp " + std::to_string(*options.pp) + " x TP " +
+                                             std::to_string(allowed.front()) + " needs " +
+                                             std::to_string(least) + " chips; " + topo.name() +
+                                             " has " + std::to_string(chips) + " usable");
+    }
+  }
+
   // Latency: one micro-batch, so the stages hold KV cache for `batch` sequences. Throughput:
   // m micro-batches in flight fill up to m stages but multiply the KV cache by m, so try m = 1,
   // 2, 4, ... and keep the m whose plan gives the most tokens/s (the DP itself minimises the
