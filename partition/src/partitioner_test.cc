@@ -312,6 +312,17 @@ TEST(PartitionerTest, AFixedStageCountUnderLatencySpreadsTheLayersEvenly) {
   for (const StagePlan& s : dp.stages) EXPECT_GT(s.end_layer, s.first_layer) << "stage " << s.index;
 }
 
+// The code and message of the Error MakePlan throws; "planned" (kInternal) if it plans.
+std::pair<ErrorCode, std::string> PlanError(const ModelSpec& spec, const topology::Topology& topo,
+                                            const PlanOptions& o) {
+  try {
+    MakePlan(spec, topo, o);
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  return {ErrorCode::kInternal, "planned"};
+}
+
 // A stage count the model or the topology cannot give is named as such, not as a model too large:
 // more stages than units (embedding, layers, head) is a usage error; more stages than the chips
 // hold is kCannotFit (capacity planning then tries a larger system).
@@ -320,29 +331,19 @@ TEST(PartitionerTest, AnImpossibleStageCountSaysWhy) {
   const topology::Topology node = topology::GenerateNode(topology::LpuV1());
   PlanOptions o = Options(Dtype::kFp16, 64);
   o.pp = 5;
-  try {
-    MakePlan(spec, node, o);
-    ADD_FAILURE() << "--pp 5 of 4 units planned";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidInput);
-    EXPECT_NE(std::string(e.what()).find("--pp 5: " + spec.name + " has 4 units"),
-              std::string::npos)
-        << e.what();
-  }
+  const auto [units_code, units_what] = PlanError(spec, node, o);
+  EXPECT_EQ(units_code, ErrorCode::kInvalidInput) << units_what;
+  EXPECT_NE(units_what.find("--pp 5: " + spec.name + " has 4 units"), std::string::npos)
+      << units_what;
   ModelSpec deep = spec;
   deep.num_layers = 12;
   o.pp = 3;
   o.tp = 4;
-  try {
-    MakePlan(deep, node, o);
-    ADD_FAILURE() << "3 stages x TP 4 planned on 8 chips";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kCannotFit);
-    EXPECT_NE(std::string(e.what()).find("--pp 3 x TP 4 needs 12 chips; " + node.name() +
-                                         " has 8 usable"),
-              std::string::npos)
-        << e.what();
-  }
+  const auto [chips_code, chips_what] = PlanError(deep, node, o);
+  EXPECT_EQ(chips_code, ErrorCode::kCannotFit) << chips_what;
+  EXPECT_NE(chips_what.find("--pp 3 x TP 4 needs 12 chips; " + node.name() + " has 8 usable"),
+            std::string::npos)
+      << chips_what;
 }
 
 }  // namespace
