@@ -1,6 +1,7 @@
 // `lockstep run`: generate tokens in this one process: the fp32 reference forward pass, or,
 // with --plan (a partitioner plan: its stages and TP degrees) or --stages/--tp (a uniform
 // layout), every shard in turn with the collectives in memory (bit-identical to the reference).
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <optional>
@@ -145,7 +146,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                             }),
                             prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
   }
-  const int64_t token_latency = calls > 1 ? decode_ns / (calls - 1) : 0;
+  const int64_t decode_steps = std::max<int64_t>(calls - 1, 0);  // one sequence: a token each
+  const int64_t token_latency = decode_steps > 0 ? decode_ns / decode_steps : 0;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, fp32); decode {:.2f} ms/token",
@@ -162,10 +164,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     j["seconds"] = seconds;
     j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;
     j["measured_token_latency_ns"] = token_latency;
-    // One sequence: a token per decode step, as `run --transport` counts its decode tokens.
-    j["decode_steps"] = calls > 1 ? calls - 1 : 0;
-    j["decode_tokens"] = calls > 1 ? calls - 1 : 0;
-    j["decode_tokens_per_s"] = decode_ns > 0 ? (calls - 1) * 1e9 / decode_ns : 0.0;
+    j["decode_steps"] = decode_steps;
+    j["decode_tokens"] = decode_steps;  // as `run --transport` counts them
+    j["decode_tokens_per_s"] = decode_ns > 0 ? decode_steps * 1e9 / decode_ns : 0.0;
     if (!dump.empty()) j["logits_file"] = dump;
     PrintJson(j);
   } else {

@@ -1,9 +1,10 @@
 #include "lockstep/transport/endpoint.h"
 
 #include <algorithm>
-#include <chrono>
+#include <exception>
 #include <utility>
 
+#include "deadline.h"
 #include "lockstep/common/error.h"
 #include "lockstep/transport/crc32c.h"
 #include "lockstep/transport/frame.h"
@@ -195,24 +196,24 @@ void Endpoint::Close(Millis timeout) {
   // a peer that has released its end takes nothing more (an inproc ZeroMQ pipe whose peer closed
   // refuses every write until the timeout, even with the peer's marker unread before it). Between
   // slices, the peer's marker means there is no one left to tell.
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  Deadline deadline{timeout, std::nullopt};
+  bool delivered = false;
+  std::exception_ptr failure;
   for (;;) {
-    const Millis left =
-        std::max(Millis(0), std::chrono::ceil<Millis>(deadline - std::chrono::steady_clock::now()));
+    const Millis left = deadline.Left();
     const Millis slice = std::min(left, kCloseSlice);
     try {
       SendFrame(CloseFrame(), slice);
+      delivered = true;
       break;
     } catch (const Error& e) {
       // A peer that already shut its end down has nothing left to receive; not a failure.
-      if (e.code() == ErrorCode::kDisconnected) {
-        Shutdown(Millis(0));
-        return;
-      }
+      if (e.code() == ErrorCode::kDisconnected) break;
       if (e.code() != ErrorCode::kUnavailable || slice >= left) {
-        Shutdown(Millis(0));
-        throw;
+        failure = std::current_exception();
+        break;
       }
+      deadline.Start(left - slice);
     }
     bool gone = true;
     try {
@@ -220,12 +221,11 @@ void Endpoint::Close(Millis timeout) {
     } catch (const Error&) {
       // the link went down meanwhile: gone
     }
-    if (gone) {
-      Shutdown(Millis(0));
-      return;
-    }
+    if (gone) break;
   }
-  Shutdown(timeout);
+  // Delivered: let the marker and anything before it drain; else release at once.
+  Shutdown(delivered ? timeout : Millis(0));
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace lockstep::transport

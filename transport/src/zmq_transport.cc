@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "backends.h"
+#include "deadline.h"
 #include "lockstep/common/error.h"
 #include "lockstep/transport/crc32c.h"
 #include "lockstep/transport/frame.h"
@@ -298,23 +299,6 @@ class Context {
   std::vector<Lingering> incoming_;
   bool running_ = false;
   std::thread thread_;
-};
-
-// The end of a wait of `timeout`, read from the clock only once the first blocking attempt has
-// failed: the happy path of a send or receive reads no clock (a read costs ~70 ns on the project
-// VM, a noticeable part of a 4 KiB message's hand-off).
-struct Deadline {
-  Millis timeout;
-  std::optional<Clock::time_point> at;
-  // What is left: all of `timeout` before Start, else until `at` (never negative).
-  Millis Left() const {
-    if (!at) return timeout;
-    return std::max(std::chrono::duration_cast<Millis>(*at - Clock::now()), Millis(0));
-  }
-  // Called after an attempt that waited and failed; `rest` was left after that wait.
-  void Start(Millis rest) {
-    if (!at) at = Clock::now() + rest;
-  }
 };
 
 class ZmqEndpoint : public Endpoint {

@@ -57,6 +57,17 @@ struct TwoChips {
     s.timeout = transport::Millis(5000);
     return s;
   }
+
+  // Chip i's runner over `transport` (opening waits for the peer: call from a thread per chip).
+  std::unique_ptr<ChipRunner> Open(transport::Transport& transport, size_t i, uint64_t schedule_id,
+                                   FlightRecorder* recorder = nullptr) const {
+    ChipSetup setup = Setup(i, schedule_id);
+    setup.recorder = recorder;
+    const auto links = ProgramLinks(setup.program);
+    return std::make_unique<ChipRunner>(
+        std::move(setup), transport.OpenChip(static_cast<uint32_t>(schedule.programs[i].chip),
+                                             LinkSpecs(topo, links), transport::Millis(5000)));
+  }
 };
 
 // A chip given another schedule's messages stops with an Error naming itself, the instruction,
@@ -69,19 +80,15 @@ TEST(ChipRunner, WrongScheduleIsNamed) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < 2; ++i) {
     threads.emplace_back([&, i] {
-      ChipSetup setup = t.Setup(i, i == 0 ? 1 : 2);  // the two chips disagree
-      const auto links = ProgramLinks(setup.program);
-      ChipRunner runner(std::move(setup),
-                        transport->OpenChip(static_cast<uint32_t>(t.schedule.programs[i].chip),
-                                            LinkSpecs(t.topo, links), transport::Millis(5000)));
+      auto runner = t.Open(*transport, i, i == 0 ? 1 : 2);  // the two chips disagree
       Step step;
       step.work.push_back({0, 7, 0, {1, 2, 3}, true, {}, 0});
       try {
-        runner.RunStep(step);
+        runner->RunStep(step);
       } catch (const Error& e) {
         errors[i] = e.what();
       }
-      runner.Close();
+      runner->Close();
     });
   }
   for (std::thread& th : threads) th.join();
@@ -114,14 +121,8 @@ TEST(ChipRunner, TheFirstStageRunsAheadOfTheTokensComingBack) {
   std::vector<std::unique_ptr<ChipRunner>> runners(2);
   std::vector<std::thread> opening;
   for (size_t i = 0; i < 2; ++i) {
-    opening.emplace_back([&, i] {
-      ChipSetup setup = t.Setup(i, 1);
-      if (i == 0) setup.recorder = &recorder;
-      const auto links = ProgramLinks(setup.program);
-      runners[i] = std::make_unique<ChipRunner>(
-          std::move(setup), transport->OpenChip(static_cast<uint32_t>(t.schedule.programs[i].chip),
-                                                LinkSpecs(t.topo, links), transport::Millis(5000)));
-    });
+    opening.emplace_back(
+        [&, i] { runners[i] = t.Open(*transport, i, 1, i == 0 ? &recorder : nullptr); });
   }
   for (std::thread& th : opening) th.join();
   Step step;
