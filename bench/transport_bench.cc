@@ -3,15 +3,19 @@
 // framing (raw sends a header frame of the size Lockstep's Cap'n Proto header has, copied into
 // the message as Lockstep does, then the payload). Both senders take a buffer from a pool, fill
 // it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
-// receiver drops it. What Lockstep adds: encoding/decoding the header, CRC32C on both ends (not
-// on inproc by default: TransportOptions::inproc_checksums; the lockstep_crc rows turn it on),
-// the schedule checks on receive, and the socket monitor poll when it has to wait.
+// receiver drops it. In the throughput rows both receivers read every byte they received (the
+// consumer's work, as a worker reads an activation); Throughput/raw_unread keeps the raw receiver
+// that drops its bytes unread, which no real consumer does. What Lockstep adds: encoding/decoding
+// the header, CRC32C on both ends (not on inproc by default: TransportOptions::inproc_checksums;
+// the lockstep_crc rows turn it on), the schedule checks on receive, and the socket monitor poll
+// when it has to wait.
 //
 // Counter cpu_us_per_msg: CPU time of the whole process (every thread: sender, receiver,
 // ZeroMQ's I/O threads, and the kernel work done for them) per message over the timed loop. On a
 // shared, loaded machine it is the stable figure; wall-clock rates swing with the load.
 //
-//   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives.
+//   Throughput/<impl>/<backend>/<bytes>: one thread streams, the timed thread receives and reads
+//                                        the payload (raw_unread: receives only).
 //   Latency/<impl>/<backend>/<bytes>:    ping-pong; time per iteration is one round trip; the
 //                                        counter one_way_us is half of it, in microseconds.
 //   {Raw,Lockstep}SameThread/<bytes>:    inproc, one thread sends and receives back: the CPU
@@ -44,6 +48,22 @@ namespace lockstep::transport {
 namespace {
 
 constexpr Millis kWait{10000};
+
+// The consumer's work: reads every 8-byte word of a received payload (four independent sums, so
+// the loop runs at memory speed), as a worker reads an activation it was sent.
+uint64_t Consume(const std::byte* data, size_t bytes) {
+  uint64_t sum[4] = {0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 32 <= bytes; i += 32) {
+    for (int k = 0; k < 4; ++k) {
+      uint64_t word;
+      std::memcpy(&word, data + i + 8 * k, 8);
+      sum[k] += word;
+    }
+  }
+  for (; i < bytes; ++i) sum[0] += static_cast<uint64_t>(data[i]);
+  return sum[0] + sum[1] + sum[2] + sum[3];
+}
 
 // Tensor buffers are recycled, as a worker recycles its activation buffers: fresh multi-MiB
 // allocations would make both sides measure the kernel's page faults instead of the transport.
@@ -222,7 +242,8 @@ void LockstepThroughput(benchmark::State& state, const char* backend, bool check
   std::optional<CpuPerMessage> cpu;
   for (auto _ : state) {
     if (!cpu) cpu.emplace();
-    benchmark::DoNotOptimize(link.b->Receive(Step(i++), kWait));
+    const Message m = link.b->Receive(Step(i++), kWait);
+    benchmark::DoNotOptimize(Consume(m.payload.bytes().data(), m.payload.bytes().size()));
   }
   cpu->Report(state, state.iterations());
   sender.join();
@@ -320,20 +341,26 @@ void RawSend(void* socket, const std::vector<std::byte>& header, size_t bytes, i
   if (zmq_msg_send(&m, socket, 0) < 0) std::abort();
 }
 
-// Receives the two parts; returns the payload size.
-size_t RawReceive(void* socket) {
+// Receives the two parts, reading the payload's bytes if `read` (the consumer's work); returns
+// the payload size.
+size_t RawReceive(void* socket, bool read = false) {
   size_t size = 0;
   for (int part = 0; part < 2; ++part) {
     zmq_msg_t m;
     zmq_msg_init(&m);
     if (zmq_msg_recv(&m, socket, 0) < 0) std::abort();
     size = zmq_msg_size(&m);
+    if (read && part == 1) {
+      benchmark::DoNotOptimize(Consume(static_cast<const std::byte*>(zmq_msg_data(&m)), size));
+    }
     zmq_msg_close(&m);
   }
   return size;
 }
 
-void RawThroughput(benchmark::State& state, const char* backend) {
+// `read`: the receiver reads each payload (the rows compared with Lockstep's), or drops it unread
+// (raw_unread, the lower bound of a receiver's work).
+void RawThroughput(benchmark::State& state, const char* backend, bool read) {
   const auto bytes = static_cast<size_t>(state.range(0));
   RawLink link(backend, bytes);
   BufferPool pool(bytes);
@@ -349,7 +376,7 @@ void RawThroughput(benchmark::State& state, const char* backend) {
   std::optional<CpuPerMessage> cpu;
   for (auto _ : state) {
     if (!cpu) cpu.emplace();
-    benchmark::DoNotOptimize(RawReceive(link.a));
+    benchmark::DoNotOptimize(RawReceive(link.a, read));
   }
   cpu->Report(state, state.iterations());
   sender.join();
@@ -447,11 +474,13 @@ int Register() {
     for (int64_t bytes :
          {int64_t{4} << 10, int64_t{64} << 10, int64_t{1} << 20, int64_t{16} << 20}) {
       auto* raw = benchmark::RegisterBenchmark(("Throughput/raw/" + std::string(backend)).c_str(),
-                                               RawThroughput, backend);
+                                               RawThroughput, backend, true);
       auto* ours =
           benchmark::RegisterBenchmark(("Throughput/lockstep/" + std::string(backend)).c_str(),
                                        LockstepThroughput, backend, false);
-      std::vector<benchmark::internal::Benchmark*> rows = {raw, ours};
+      auto* unread = benchmark::RegisterBenchmark(
+          ("Throughput/raw_unread/" + std::string(backend)).c_str(), RawThroughput, backend, false);
+      std::vector<benchmark::internal::Benchmark*> rows = {raw, ours, unread};
       if (std::string(backend) == "inproc") {
         rows.push_back(benchmark::RegisterBenchmark("Throughput/lockstep_crc/inproc",
                                                     LockstepThroughput, backend, true));
