@@ -1,7 +1,8 @@
 // Lockstep transport vs raw ZeroMQ, like with like: same socket type (PAIR), same high-water
 // marks, same transports (inproc, ipc, tcp on loopback), same message sizes, same two-part
-// framing (raw sends a header frame of the size Lockstep's Cap'n Proto header has, copied into
-// the message as Lockstep does, then the payload). Both senders take a buffer from a pool, fill
+// framing on ipc/tcp (raw sends a header frame of the size Lockstep's Cap'n Proto header has,
+// copied into the message as Lockstep does, then the payload; on inproc raw does the same, and
+// Lockstep hands its encoded frame over whole as one ZeroMQ message). Both senders take a buffer from a pool, fill
 // it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
 // receiver drops it. In the throughput rows both receivers read every byte they received (the
 // consumer's work, as a worker reads an activation); Throughput/raw_unread keeps the raw receiver

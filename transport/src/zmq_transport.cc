@@ -1,7 +1,9 @@
-// The ZeroMQ backends (inproc, ipc, tcp): one PAIR socket per link end. A message is a two-part
-// ZeroMQ message (header frame, payload frame); the payload buffer is given to ZeroMQ with a free
-// callback on send and handed to the caller in place on receive, so tensors are not copied by
-// Lockstep. Bounded buffers are ZeroMQ's high-water marks (counted in whole messages).
+// The ZeroMQ backends (inproc, ipc, tcp): one PAIR socket per link end. On ipc/tcp a message is a
+// two-part ZeroMQ message (header frame, payload frame); the payload buffer is given to ZeroMQ
+// with a free callback on send and handed to the caller in place on receive, so tensors are not
+// copied by Lockstep. On inproc (threads of one process, sockets of one private context) the
+// frame itself travels: one ZeroMQ message that owns the sender's RawFrame (see InprocFrame).
+// Bounded buffers are ZeroMQ's high-water marks (counted in whole messages).
 #include <zmq.h>
 
 #include <algorithm>
@@ -34,6 +36,24 @@ class ZmqMsgOwner : public Payload::Owner {
 };
 
 void FreeOwner(void* /*data*/, void* hint) { delete static_cast<Payload::Owner*>(hint); }
+
+// inproc: the sender's frame (encoded header bytes and payload) handed over whole, as the data of
+// a one-part ZeroMQ message that owns it, so a frame costs one ZeroMQ message instead of two and
+// no copy of the header. The receiver moves the frame out; ZeroMQ deletes the object when the
+// message is closed, received or dropped unreceived (a socket closed with messages queued). The
+// header bytes are still the Cap'n Proto header every backend carries, decoded and checked by
+// Endpoint::Receive as on ipc/tcp. A message is taken for one only if its size is right, it
+// carries the magic, and `self` is its own address, which only an object handed to ZeroMQ
+// without a copy can satisfy (inproc sockets live in the transport's private context, so nothing
+// else can reach them; the check keeps a stray message from being read as an object anyway).
+struct InprocFrame {
+  static constexpr uint64_t kMagic = 0x4C6B7374'46726D31ull;  // "LkstFrm1"
+  uint64_t magic = kMagic;
+  const InprocFrame* self = this;
+  RawFrame frame;
+};
+
+void FreeInprocFrame(void* data, void* /*hint*/) { delete static_cast<InprocFrame*>(data); }
 
 // ipc/tcp: a payload of at least kSegmentFrom bytes is sent as segments of about kSegmentTarget
 // bytes (at most kMaxSendSegments), each its own ZeroMQ message (proto/frame.capnp, frame.h
@@ -303,12 +323,15 @@ class Context {
 
 class ZmqEndpoint : public Endpoint {
  public:
+  // inproc: frames travel whole (InprocFrame), no monitor, no segments; ipc/tcp: two-part
+  // messages, a monitor for peer loss, large payloads as segments.
   ZmqEndpoint(std::shared_ptr<Context> context, void* socket, const LinkSpec& link, PortRef local,
-              uint64_t max_payload_bytes, bool monitor, bool checksum_payloads, bool segments)
+              uint64_t max_payload_bytes, bool inproc, bool checksum_payloads)
       : Endpoint(link, local, max_payload_bytes, checksum_payloads),
         context_(std::move(context)),
         socket_(socket),
-        segments_(segments) {
+        inproc_(inproc) {
+    const bool monitor = !inproc;
     if (monitor) {
       try {
         monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
@@ -341,12 +364,22 @@ class ZmqEndpoint : public Endpoint {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
     if (PeerGoneThrottled()) throw Disconnected();
     Deadline deadline{timeout, std::nullopt};
+    if (inproc_) {
+      auto* whole = new InprocFrame{.frame = std::move(frame)};
+      zmq_msg_t message;
+      if (zmq_msg_init_data(&message, whole, sizeof *whole, FreeInprocFrame, nullptr) != 0) {
+        delete whole;
+        throw Error(ErrorCode::kInternal, name() + ": zmq_msg_init_data: " + ZmqError());
+      }
+      SendBlocking(&message, deadline, 0);
+      return;
+    }
     zmq_msg_t header;
     zmq_msg_init_size(&header, frame.header.size());
     std::memcpy(zmq_msg_data(&header), frame.header.data(), frame.header.size());
-    SendBlocking(&header, deadline);
+    SendBlocking(&header, deadline, ZMQ_SNDMORE);
     const size_t size = frame.payload.size();
-    if (segments_ && size >= kSegmentFrom) {
+    if (size >= kSegmentFrom) {
       SendSegments(std::move(frame.payload), deadline);
       return;
     }
@@ -375,6 +408,7 @@ class ZmqEndpoint : public Endpoint {
       zmq_msg_close(&header);
       return std::nullopt;
     }
+    if (inproc_) return TakeInprocFrame(header);
     auto* h = static_cast<const std::byte*>(zmq_msg_data(&header));
     // Cap the copy: an oversized header is rejected by the decoder from its size alone.
     size_t hsize = std::min(zmq_msg_size(&header), kMaxHeaderBytes + 8);
@@ -442,18 +476,45 @@ class ZmqEndpoint : public Endpoint {
 
   bool PeerGone() { return monitor_ && monitor_->PeerGone(); }
 
-  // Sends the first part of a message as raw ZeroMQ does: a blocking send, which takes no system
-  // call while the link direction has room, in slices of at most kMonitorSlice when there is a
-  // monitor to look at in between (a full direction whose peer vanished). (Not a ZMQ_DONTWAIT try
-  // plus zmq_poll: on a full link that cost ZeroMQ extra poll() calls per message.) Closes `part`
-  // and throws on failure.
-  void SendBlocking(zmq_msg_t* part, Deadline& deadline) {
+  // The frame of a one-part inproc message (InprocFrame), moved out; closes `message`. Anything
+  // that is not one is kProtocol.
+  RawFrame TakeInprocFrame(zmq_msg_t& message) {
+    const size_t size = zmq_msg_size(&message);
+    const bool more = zmq_msg_more(&message) != 0;
+    auto* whole = static_cast<InprocFrame*>(zmq_msg_data(&message));
+    uint64_t magic = 0;
+    const InprocFrame* self = nullptr;
+    if (size == sizeof(InprocFrame)) {
+      std::memcpy(&magic, zmq_msg_data(&message), sizeof magic);
+      std::memcpy(&self, static_cast<const std::byte*>(zmq_msg_data(&message)) + sizeof magic,
+                  sizeof self);
+    }
+    if (more || magic != InprocFrame::kMagic || self != whole) {
+      zmq_msg_close(&message);
+      if (more) {
+        while (Drain()) {
+        }
+      }
+      throw Error(ErrorCode::kProtocol, name() + ": received a " + std::to_string(size) +
+                                            "-byte message that is not a Lockstep inproc frame");
+    }
+    RawFrame frame = std::move(whole->frame);
+    zmq_msg_close(&message);
+    return frame;
+  }
+
+  // Sends the first part of a message (or a one-part message, `flags` 0) as raw ZeroMQ does: a
+  // blocking send, which takes no system call while the link direction has room, in slices of at
+  // most kMonitorSlice when there is a monitor to look at in between (a full direction whose peer
+  // vanished). (Not a ZMQ_DONTWAIT try plus zmq_poll: on a full link that cost ZeroMQ extra
+  // poll() calls per message.) Closes `part` and throws on failure.
+  void SendBlocking(zmq_msg_t* part, Deadline& deadline, int flags) {
     const Millis timeout = deadline.timeout;
     for (;;) {
       const Millis left = deadline.Left();
       const Millis wait = monitor_ ? std::min(left, kMonitorSlice) : left;
       SetTimeout(ZMQ_SNDTIMEO, wait, send_timeout_);
-      if (zmq_msg_send(part, socket_, ZMQ_SNDMORE) >= 0) return;
+      if (zmq_msg_send(part, socket_, flags) >= 0) return;
       const int err = zmq_errno();
       if (err != EAGAIN && err != EINTR) {
         zmq_msg_close(part);
@@ -508,7 +569,7 @@ class ZmqEndpoint : public Endpoint {
         if (k == 0) {
           SendRest(&tag, ZMQ_SNDMORE);
         } else {
-          SendBlocking(&tag, deadline);
+          SendBlocking(&tag, deadline, ZMQ_SNDMORE);
         }
         const size_t off = size_t{k} * piece;
         zmq_msg_t part;
@@ -685,7 +746,7 @@ class ZmqEndpoint : public Endpoint {
   int send_timeout_ = -2;
   Clock::time_point next_send_monitor_read_{};
   uint32_t sends_since_clock_ = 0;
-  const bool segments_;  // ipc/tcp: large payloads travel as segments
+  const bool inproc_;  // frames travel whole (InprocFrame); else two parts, large ones segmented
 };
 
 // Answers ZeroMQ's authentication requests (ZAP, RFC 27) for CURVE server sockets: accepts a
@@ -799,8 +860,8 @@ class ZmqTransport : public Transport {
       }
       const bool inproc = opt.backend == "inproc";
       endpoints.push_back(std::make_unique<ZmqEndpoint>(
-          context_, socket, link, local, opt.max_payload_bytes, /*monitor=*/!inproc,
-          /*checksum_payloads=*/!inproc || opt.inproc_checksums, /*segments=*/!inproc));
+          context_, socket, link, local, opt.max_payload_bytes, inproc,
+          /*checksum_payloads=*/!inproc || opt.inproc_checksums));
       binds.push_back(bind);
       Configure(socket, link, remote, bind);
       std::string address = Address(link, bind ? local : remote);
