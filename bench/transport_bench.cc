@@ -2,14 +2,14 @@
 // marks, same transports (inproc, ipc, tcp on loopback), same message sizes, same two-part
 // framing on ipc/tcp (raw sends a header frame of the size Lockstep's Cap'n Proto header has,
 // copied into the message as Lockstep does, then the payload; on inproc raw does the same, and
-// Lockstep hands its encoded frame over whole as one ZeroMQ message). Both senders take a buffer from a pool, fill
-// it (the producer's work) and hand it to ZeroMQ without copying; it returns to the pool when the
-// receiver drops it. In the throughput rows both receivers read every byte they received (the
-// consumer's work, as a worker reads an activation); Throughput/raw_unread keeps the raw receiver
-// that drops its bytes unread, which no real consumer does. What Lockstep adds: encoding/decoding
-// the header, CRC32C on both ends (not on inproc by default: TransportOptions::inproc_checksums;
-// the lockstep_crc rows turn it on), the schedule checks on receive, and the socket monitor poll
-// when it has to wait.
+// Lockstep hands its encoded frame over whole as one ZeroMQ message). Both senders take a buffer
+// from a pool, fill it (the producer's work) and hand it to ZeroMQ without copying; it returns to
+// the pool when the receiver drops it. In the throughput rows both receivers read every byte they
+// received (the consumer's work, as a worker reads an activation); Throughput/raw_unread keeps the
+// raw receiver that drops its bytes unread, which no real consumer does. What Lockstep adds:
+// encoding/decoding the header, CRC32C on both ends (not on inproc by default:
+// TransportOptions::inproc_checksums; the lockstep_crc rows turn it on), the schedule checks on
+// receive, and the socket monitor poll when it has to wait.
 //
 // Counter cpu_us_per_msg: CPU time of the whole process (every thread: sender, receiver,
 // ZeroMQ's I/O threads, and the kernel work done for them) per message over the timed loop. On a

@@ -13,6 +13,7 @@
 #   scripts/transport_bench.sh [build/bench/transport_bench] [REPS]
 #   scripts/transport_bench.sh --table RUN.json      # the table of an earlier run
 # JSON of the run: $OUT (default /tmp/transport_bench.json), the benchmark's own output $OUT.log.
+# FILTER (a Google Benchmark regex, default every Throughput and Latency row) runs fewer rows.
 set -euo pipefail
 if [ "${1:-}" = --table ]; then
   OUT=${2:?--table needs the JSON file of a run}
@@ -31,7 +32,7 @@ else
   }
   echo "transport_bench: $REPS interleaved repetitions, started $(date -u +%H:%M:%S) UTC," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  "$TB" --benchmark_filter='Throughput/|Latency' --benchmark_repetitions="$REPS" \
+  "$TB" --benchmark_filter="${FILTER:-Throughput/|Latency}" --benchmark_repetitions="$REPS" \
     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
     --benchmark_out="$OUT" --benchmark_out_format=json >"$OUT.log" 2>&1 || {
     echo "transport_bench.sh: $TB failed; its output:" >&2
@@ -44,12 +45,19 @@ python3 - "$OUT" <<'PY'
 import json, sys
 
 rows = {}
-for b in json.load(open(sys.argv[1]))["benchmarks"]:
-    if b.get("aggregate_name") != "median":
-        continue
-    # e.g. Throughput/raw/ipc/1048576/iterations:512/real_time
-    kind, impl, backend, size = b["run_name"].split("/")[:4]
-    rows[(kind, impl, backend, int(size))] = b
+try:
+    for b in json.load(open(sys.argv[1]))["benchmarks"]:
+        if b.get("aggregate_name") != "median" or not b["run_name"].startswith(("Throughput/", "Latency/")):
+            continue
+        # e.g. Throughput/raw/ipc/1048576/iterations:512/real_time
+        kind, impl, backend, size = b["run_name"].split("/")[:4]
+        rows[(kind, impl, backend, int(size))] = b
+except (OSError, ValueError, KeyError, TypeError) as e:
+    sys.exit(f"transport_bench.sh: {sys.argv[1]} is not the JSON of a transport_bench run with "
+             f"repetitions ({type(e).__name__}: {e})")
+if not rows:
+    sys.exit(f"transport_bench.sh: {sys.argv[1]} has no median of a Throughput or Latency row "
+             "(run with REPS >= 2 and a FILTER that selects them)")
 
 def rate(b):
     return b["bytes_per_second"]

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# scripts/transport_bench.sh as a user runs it (issue #5's benchmark command): a short run of a
+# few rows gives the BENCHMARKS table with raw and Lockstep side by side and the targets line;
+# bad arguments and a file that is not a run's JSON are refused in one line.
+#   tests/transport_bench_test.sh BUILD/bench/transport_bench
+set -euo pipefail
+TB=$1
+SCRIPT=$(cd "$(dirname "$0")/.." && pwd)/scripts/transport_bench.sh
+source "$(dirname "$0")/lib.sh"
+private_tmp transport-bench
+
+# Two repetitions of the 4 KiB rows on ipc: throughput (raw, Lockstep, raw_unread) and latency.
+OUT=$TMPDIR/run.json FILTER='Throughput/(raw|lockstep|raw_unread)/ipc/4096|Latency/(raw|lockstep)/ipc/4096' \
+  LIMIT=120 expect_exit 0 "$SCRIPT" "$TB" 2
+grep -q '^| backend | size | throughput raw / Lockstep | ratio | vs raw_unread |' out.txt ||
+  fail "no table header: $(cat out.txt)"
+row=$(grep '^| ipc | 4 KiB |' out.txt) || fail "no ipc 4 KiB row: $(cat out.txt)"
+# throughput, its ratio and the one against raw_unread, CPU, latency and its ratio all filled in
+echo "$row" | grep -Eq '^\| ipc \| 4 KiB \| [0-9.]+ [KMG]iB/s / [0-9.]+ [KMG]iB/s \| \**[0-9.]+%\** \| [0-9.]+% \| [0-9.]+ / [0-9.]+ \| [0-9.]+ / [0-9.]+ us \| \**[0-9.]+x\** \|$' ||
+  fail "ipc 4 KiB row incomplete: $row"
+[ "$(grep -c '^|' out.txt)" = 3 ] || fail "expected the header, the rule and one row: $(cat out.txt)"
+grep -Eq '^targets \(throughput >= 90% of raw, one-way latency <= 1.2x raw up to 64 KiB\): (all met|missed: .+)$' out.txt ||
+  fail "no targets line: $(cat out.txt)"
+# The ratios are the run's medians, Lockstep over raw, and the targets line follows from them.
+want=$(python3 - "$TMPDIR/run.json" <<'PY'
+import json, sys
+med = {b["run_name"].split("/iterations")[0]: b for b in json.load(open(sys.argv[1]))["benchmarks"]
+       if b.get("aggregate_name") == "median"}
+t = med["Throughput/lockstep/ipc/4096"]["bytes_per_second"] / med["Throughput/raw/ipc/4096"]["bytes_per_second"]
+l = med["Latency/lockstep/ipc/4096"]["one_way_us"] / med["Latency/raw/ipc/4096"]["one_way_us"]
+t_text = f"{t:.1%}" if 0.895 <= t < 0.905 else f"{t:.0%}"
+print(t_text, f"{l:.2f}x", "miss" if t < 0.9 or l > 1.2 else "met")
+PY
+)
+read -r t_want l_want verdict <<<"$want"
+column() { echo "$row" | awk -F'|' -v k="$1" '{gsub(/[ *]/, "", $k); print $k}'; }
+[ "$(column 5)" = "$t_want" ] || fail "throughput ratio is not $t_want: $row"
+[ "$(column 9)" = "$l_want" ] || fail "latency ratio is not $l_want: $row"
+if [ "$verdict" = met ]; then
+  grep -q ': all met$' out.txt || fail "targets line disagrees with $want: $(tail -1 out.txt)"
+else
+  grep -q ': missed: ipc 4 KiB' out.txt || fail "targets line disagrees with $want: $(tail -1 out.txt)"
+fi
+# The table again from the saved run, without running anything.
+expect_exit 0 "$SCRIPT" --table "$TMPDIR/run.json"
+grep -q '^| ipc | 4 KiB |' out.txt || fail "--table lost the row"
+
+# Refusals, each one line on stderr, exit 2 (usage) or 1 (a file that is not a run).
+expect_exit 2 "$SCRIPT" "$TMPDIR/no-such-binary" 3
+err_has "no benchmark binary at $TMPDIR/no-such-binary"
+expect_exit 2 "$SCRIPT" "$TB" 0
+err_has "REPS must be a positive whole number, not '0'"
+echo '{"benchmarks": 7}' >"$TMPDIR/bad.json"
+expect_exit 1 "$SCRIPT" --table "$TMPDIR/bad.json"
+err_has "is not the JSON of a transport_bench run"
+[ "$(wc -l <err.txt)" = 1 ] || fail "more than one line for a bad file: $(cat err.txt)"
+echo '{"benchmarks": []}' >"$TMPDIR/empty.json"
+expect_exit 1 "$SCRIPT" --table "$TMPDIR/empty.json"
+err_has "has no median of a Throughput or Latency row"
+echo "transport_bench_test: OK"
