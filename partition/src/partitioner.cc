@@ -10,6 +10,9 @@
 namespace lockstep::partition {
 namespace {
 
+// The units a plan splits into stages: the embedding, every layer, the LM head.
+int64_t UnitCount(const ModelSpec& spec) { return spec.num_layers + 2; }
+
 constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
 
 // What one unit kind (embedding, one layer, head) costs on one chip of a TP group of degree tp.
@@ -139,7 +142,7 @@ struct SearchResult {
 
 // Dynamic program over (stages so far if pp is fixed, units covered, chips used).
 SearchResult Search(const Context& cx, const PlanOptions& options, int64_t sequences) {
-  const int64_t units = cx.spec->num_layers + 2;
+  const int64_t units = UnitCount(*cx.spec);
   const int64_t chips = static_cast<int64_t>(cx.available.size());
   const int64_t stage_dim = options.pp ? *options.pp + 1 : 1;
   const int64_t states = stage_dim * (units + 1) * (chips + 1);
@@ -224,7 +227,7 @@ SearchResult Search(const Context& cx, const PlanOptions& options, int64_t seque
 
 // The explicit layout as a search result; checks coverage and memory.
 SearchResult FromLayout(const Context& cx, const PlanOptions& options, const std::string& topo) {
-  const int64_t units = cx.spec->num_layers + 2;
+  const int64_t units = UnitCount(*cx.spec);
   SearchResult r;
   int64_t u = 0, used = 0;
   for (size_t i = 0; i < options.layout.size(); ++i) {
@@ -271,7 +274,7 @@ int Hops(const topology::Topology& topo, topology::ChipId a, topology::ChipId b)
 
 // Smallest chip count that would hold the model: uniform TP, stages packed greedily.
 std::optional<std::pair<int64_t, int>> SmallestFit(const Context& cx, int64_t sequences) {
-  const int64_t units = cx.spec->num_layers + 2;
+  const int64_t units = UnitCount(*cx.spec);
   std::optional<std::pair<int64_t, int>> best;
   for (int t : CandidateDegrees(cx.node_size, 1 << 16)) {
     if (!TensorParallelProblem(*cx.spec, t).empty()) continue;
@@ -390,7 +393,7 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
 
   // A stage count the search cannot reach is a usage error, not a model too large.
   if (options.pp && options.layout.empty()) {
-    const int64_t units = spec.num_layers + 2;
+    const int64_t units = UnitCount(spec);
     if (*options.pp > units) {
       throw InvalidInput("--pp " + std::to_string(*options.pp) + ": " + spec.name + " has " +
                          std::to_string(units) + " units to split into stages (the embedding, " +
@@ -420,7 +423,7 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   }
   if (options.objective == Objective::kThroughput && found.found && options.layout.empty()) {
     auto rate = [&](const SearchResult& r, int64_t m) {
-      const int64_t units_total = spec.num_layers + 2;
+      const int64_t units_total = UnitCount(spec);
       int64_t latency_ns = 0, interval_ns = 0, u0 = 0;
       for (const auto& [k, d] : r.stages) {
         const StageCost sc = *CostStage(cx, units_total, u0, k, cx.degrees[static_cast<size_t>(d)],
@@ -485,7 +488,7 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   plan.system.topology = topo;
   plan.chip_params = cx.chip_params;
   plan.link_params = options.link_params;
-  const int64_t units = spec.num_layers + 2;
+  const int64_t units = UnitCount(spec);
   size_t cursor = 0;
   int64_t u = 0;
   for (const auto& [k, d] : found.stages) {
@@ -583,7 +586,7 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
 std::vector<std::string> VerifyPlan(const Plan& plan, const ModelSpec& spec,
                                     const topology::Topology& topo) {
   std::vector<std::string> problems;
-  const int64_t units = spec.num_layers + 2;
+  const int64_t units = UnitCount(spec);
   int64_t expect = 0;
   std::set<topology::ChipId> seen;
   int used = 0;

@@ -331,8 +331,7 @@ class ZmqEndpoint : public Endpoint {
         context_(std::move(context)),
         socket_(socket),
         inproc_(inproc) {
-    const bool monitor = !inproc;
-    if (monitor) {
+    if (!inproc) {
       try {
         monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
       } catch (...) {
@@ -400,7 +399,6 @@ class ZmqEndpoint : public Endpoint {
 
   std::optional<RawFrame> ReceiveFrame(Millis timeout) override {
     if (socket_ == nullptr) throw Error(ErrorCode::kDisconnected, name() + ": endpoint shut down");
-    RawFrame frame;
     zmq_msg_t header;
     zmq_msg_init(&header);
     Deadline deadline{timeout, std::nullopt};
@@ -409,6 +407,7 @@ class ZmqEndpoint : public Endpoint {
       return std::nullopt;
     }
     if (inproc_) return TakeInprocFrame(header);
+    RawFrame frame;
     auto* h = static_cast<const std::byte*>(zmq_msg_data(&header));
     // Cap the copy: an oversized header is rejected by the decoder from its size alone.
     size_t hsize = std::min(zmq_msg_size(&header), kMaxHeaderBytes + 8);
