@@ -77,6 +77,31 @@ TEST(Crc32c, FoldingPathAgreesWithPortableAroundItsBlockSizes) {
   EXPECT_EQ(Crc32c(zeros), Crc32cPortable(zeros));  // an all-zero block still folds the seed
 }
 
+// Each folding path this CPU has, alone (Crc32c takes only the widest): every length around the
+// main and tail loops of both widths (128/32 and 256/64 bytes), every alignment, seeded or not.
+// A CPU with neither path (no VPCLMULQDQ) checks nothing here; the dispatch test above still
+// runs Crc32c's path.
+TEST(Crc32c, EachFoldingWidthAgreesWithPortable) {
+  std::mt19937 rng(17);
+  std::vector<std::byte> buf(3000);
+  for (auto& b : buf) b = std::byte(rng() & 0xFF);
+  for (int bits : {256, 512}) {
+    if (!Crc32cFolding(buf, 0, bits)) continue;
+    for (size_t offset = 0; offset < 4; ++offset) {
+      for (size_t n = 256; n <= 1100; ++n) {
+        std::span<const std::byte> s(buf.data() + offset, n);
+        ASSERT_EQ(*Crc32cFolding(s, 0, bits), Crc32cPortable(s)) << bits << " bits, length " << n;
+        ASSERT_EQ(*Crc32cFolding(s, 0x9ABCDEF0u, bits), Crc32cPortable(s, 0x9ABCDEF0u))
+            << bits << " bits, seeded, length " << n;
+      }
+    }
+    std::vector<std::byte> zeros(4096, std::byte{0});
+    EXPECT_EQ(*Crc32cFolding(zeros, 0, bits), Crc32cPortable(zeros)) << bits << " bits";
+  }
+  EXPECT_FALSE(Crc32cFolding(std::span<const std::byte>(buf.data(), 255), 0, 256))
+      << "shorter than the folding minimum";
+}
+
 TEST(Crc32c, IncrementalEqualsWhole) {
   auto whole = Crc32c(Bytes("The quick brown fox jumps over the lazy dog"));
   auto part = Crc32c(Bytes(" jumps over the lazy dog"), Crc32c(Bytes("The quick brown fox")));
