@@ -223,9 +223,11 @@ LOCKSTEP_FOLD_TARGET uint32_t FoldRaw(const unsigned char* p, size_t n, uint32_t
 }
 
 // The same folding on 256-bit registers, for CPUs with VPCLMULQDQ but without AVX-512 (AMD Zen 3,
-// on which the project VM now runs: 31 against 19 GB/s for the three crc32 chains on 1 MiB in
-// cache, BENCHMARKS.md "Session 9"): 32 bytes per register, four in flight, so the main loop moves
-// each register 1024 bits ahead and the tail loop 256; the two 128-bit lanes end as above.
+// the project VM's CPU since session 9). There both this and the three crc32 chains reach ~8
+// bytes a cycle (17-18 GB/s) on 64 KiB and 1 MiB in cache; this one is faster on 4 KiB (17 against
+// 11-14 GB/s, no stripe combines) and on 16 MiB out of cache (7.3-8.9 against 6.7-7.5 GB/s),
+// BENCHMARKS.md "Session 9". 32 bytes per register, four in flight, so the main loop moves each
+// register 1024 bits ahead and the tail loop 256; the two 128-bit lanes end as above.
 #define LOCKSTEP_FOLD256_TARGET __attribute__((target("avx2,vpclmulqdq,pclmul,sse4.2")))
 
 LOCKSTEP_FOLD256_TARGET inline __m256i Broadcast256(FoldConstants k) {
