@@ -7,6 +7,10 @@ if(LOCKSTEP_WERROR)
 endif()
 
 if(LOCKSTEP_SANITIZE)
+  # -g1 (line tables, after the build type's -g) keeps file:line in sanitizer reports and compiles
+  # ~25% faster than full debug info (zmq_transport.cc: 24.5 s against 32.3 s on the 2-vCPU VM);
+  # GCC generates the same code at every -g level. The sanitizer build is most of a CI run.
+  add_compile_options(-g1)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()

@@ -12,9 +12,14 @@
 #
 #   scripts/transport_bench.sh [build/bench/transport_bench] [REPS]
 #   scripts/transport_bench.sh --table RUN.json      # the table of an earlier run
+#   scripts/transport_bench.sh --help                # this text
 # JSON of the run: $OUT (default /tmp/transport_bench.json), the benchmark's own output $OUT.log.
 # FILTER (a Google Benchmark regex, default every Throughput and Latency row) runs fewer rows.
 set -euo pipefail
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit 0
+fi
 if [ "${1:-}" = --table ]; then
   OUT=${2:?--table needs the JSON file of a run}
   [ -r "$OUT" ] || { echo "transport_bench.sh: cannot read $OUT" >&2; exit 2; }

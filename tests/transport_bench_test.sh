@@ -45,6 +45,14 @@ fi
 expect_exit 0 "$SCRIPT" --table "$TMPDIR/run.json"
 grep -q '^| ipc | 4 KiB |' out.txt || fail "--table lost the row"
 
+# --help explains the arguments, the targets and the environment variables, and runs nothing.
+expect_exit 0 "$SCRIPT" --help
+for want in 'scripts/transport_bench.sh \[build/bench/transport_bench\] \[REPS\]' '--table RUN.json' \
+  'throughput >= 90% of raw' 'FILTER'; do
+  grep -q -- "$want" out.txt || fail "--help does not mention $want: $(cat out.txt)"
+done
+grep -q '^#' out.txt && fail "--help prints the comment markers: $(head -3 out.txt)"
+
 # Refusals, each one line on stderr, exit 2 (usage) or 1 (a file that is not a run).
 expect_exit 2 "$SCRIPT" "$TMPDIR/no-such-binary" 3
 err_has "no benchmark binary at $TMPDIR/no-such-binary"
