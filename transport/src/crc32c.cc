@@ -163,6 +163,23 @@ struct FoldConstants {
 };
 constexpr FoldConstants FoldBy(uint64_t bits) { return {XPowModP(bits + 63), XPowModP(bits - 1)}; }
 
+// One 128-bit lane, shared by both folding widths below (only PCLMULQDQ and SSE4.2 needed).
+#define LOCKSTEP_LANE_TARGET __attribute__((target("pclmul,sse4.2")))
+
+// v x^D ^ next (k = FoldBy(D)).
+LOCKSTEP_LANE_TARGET inline __m128i Fold(__m128i v, FoldConstants k, __m128i next) {
+  const __m128i kk = _mm_set_epi64x(static_cast<long long>(k.k1), static_cast<long long>(k.k0));
+  return _mm_xor_si128(
+      _mm_xor_si128(_mm_clmulepi64_si128(v, kk, 0x00), _mm_clmulepi64_si128(v, kk, 0x11)), next);
+}
+
+// The raw CRC of the message whose everything is folded into the last lane r: the crc32
+// instruction over r's 16 bytes from state 0 (see above).
+LOCKSTEP_LANE_TARGET inline uint32_t LaneToRaw(__m128i r) {
+  const uint64_t c64 = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(r)));
+  return static_cast<uint32_t>(_mm_crc32_u64(c64, static_cast<uint64_t>(_mm_extract_epi64(r, 1))));
+}
+
 #define LOCKSTEP_FOLD_TARGET __attribute__((target("avx512f,avx512vl,vpclmulqdq,pclmul,sse4.2")))
 
 LOCKSTEP_FOLD_TARGET inline __m512i Broadcast(FoldConstants k) {
@@ -175,12 +192,6 @@ LOCKSTEP_FOLD_TARGET inline __m512i Broadcast(FoldConstants k) {
 LOCKSTEP_FOLD_TARGET inline __m512i Fold(__m512i v, __m512i k, __m512i next) {
   return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(v, k, 0x00),
                                    _mm512_clmulepi64_epi128(v, k, 0x11), next, 0x96);
-}
-
-LOCKSTEP_FOLD_TARGET inline __m128i Fold(__m128i v, FoldConstants k, __m128i next) {
-  const __m128i kk = _mm_set_epi64x(static_cast<long long>(k.k1), static_cast<long long>(k.k0));
-  return _mm_ternarylogic_epi64(_mm_clmulepi64_si128(v, kk, 0x00),
-                                _mm_clmulepi64_si128(v, kk, 0x11), next, 0x96);
 }
 
 constexpr size_t kFoldMinimum = 256;
@@ -217,9 +228,7 @@ LOCKSTEP_FOLD_TARGET uint32_t FoldRaw(const unsigned char* p, size_t n, uint32_t
   _mm512_store_si512(lane, x);
   const __m128i r =
       Fold(lane[0], FoldBy(384), Fold(lane[1], FoldBy(256), Fold(lane[2], FoldBy(128), lane[3])));
-  uint64_t c64 = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(r)));
-  c64 = _mm_crc32_u64(c64, static_cast<uint64_t>(_mm_extract_epi64(r, 1)));
-  return HardwareRaw(p, n, static_cast<uint32_t>(c64));
+  return HardwareRaw(p, n, LaneToRaw(r));
 }
 
 // The same folding on 256-bit registers, for CPUs with VPCLMULQDQ but without AVX-512 (AMD Zen 3,
@@ -240,12 +249,6 @@ LOCKSTEP_FOLD256_TARGET inline __m256i Fold(__m256i v, __m256i k, __m256i next) 
   return _mm256_xor_si256(
       _mm256_xor_si256(_mm256_clmulepi64_epi128(v, k, 0x00), _mm256_clmulepi64_epi128(v, k, 0x11)),
       next);
-}
-
-LOCKSTEP_FOLD256_TARGET inline __m128i Fold128(__m128i v, FoldConstants k, __m128i next) {
-  const __m128i kk = _mm_set_epi64x(static_cast<long long>(k.k1), static_cast<long long>(k.k0));
-  return _mm_xor_si128(
-      _mm_xor_si128(_mm_clmulepi64_si128(v, kk, 0x00), _mm_clmulepi64_si128(v, kk, 0x11)), next);
 }
 
 LOCKSTEP_FOLD256_TARGET inline __m256i Load256(const unsigned char* p) {
@@ -278,10 +281,8 @@ LOCKSTEP_FOLD256_TARGET uint32_t FoldRaw256(const unsigned char* p, size_t n, ui
     p += 32;
     n -= 32;
   }
-  const __m128i r = Fold128(_mm256_castsi256_si128(x), FoldBy(128), _mm256_extracti128_si256(x, 1));
-  uint64_t c64 = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(r)));
-  c64 = _mm_crc32_u64(c64, static_cast<uint64_t>(_mm_extract_epi64(r, 1)));
-  return HardwareRaw(p, n, static_cast<uint32_t>(c64));
+  const __m128i r = Fold(_mm256_castsi256_si128(x), FoldBy(128), _mm256_extracti128_si256(x, 1));
+  return HardwareRaw(p, n, LaneToRaw(r));
 }
 
 bool DetectHardware() { return __builtin_cpu_supports("sse4.2"); }
@@ -322,11 +323,7 @@ uint32_t Crc32cSse42(std::span<const std::byte> data, uint32_t crc) {
 
 uint32_t Crc32c(std::span<const std::byte> data, uint32_t crc) {
 #if defined(__x86_64__)
-  if (data.size() >= kFoldMinimum) {
-    auto* p = reinterpret_cast<const unsigned char*>(data.data());
-    if (kHaveFolding) return ~FoldRaw(p, data.size(), ~crc);
-    if (kHaveFolding256) return ~FoldRaw256(p, data.size(), ~crc);
-  }
+  if (auto folded = Crc32cFolding(data, crc, kHaveFolding ? 512 : 256)) return *folded;
   if (kHaveHardware) {
     return ~HardwareRaw3(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
   }
