@@ -161,6 +161,19 @@ grep -q "tensor 'model.embed_tokens.weight' has shape \[256, 64\]" err.txt || fa
 head -c 100 w1.safetensors >trunc.safetensors
 expect_exit 1 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights trunc.safetensors
 grep -q "trunc.safetensors" err.txt || fail "malformed file error names the file"
+# A sharded bf16 checkpoint (model-0000k-of-0000n + index): checks, and runs the same tokens as
+# the single bf16 file.
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 --dtype bf16 --shard-bytes 60000 -o wsharded --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["files"] == 5 and j["bytes"] > 247424, j' \
+  || fail "weights generate --shard-bytes --json: $(cat out.txt)"
+[ -f wsharded/model.safetensors.index.json ] && [ -f wsharded/model-00005-of-00005.safetensors ] \
+  || fail "sharded checkpoint files: $(ls wsharded)"
+expect_exit 0 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights wsharded
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights wsharded --prompt 1,2,3 --max-new 6
+cp out.txt run_sharded.txt
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights wb.safetensors --prompt 1,2,3 --max-new 6
+cmp -s out.txt run_sharded.txt || fail "sharded and single bf16 checkpoints give different tokens"
+expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 --shard-bytes 0 -o wsharded
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" -o x.safetensors
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 1 --dtype int8 -o x.safetensors
 expect_exit 1 "$LOCKSTEP" weights generate --model "$MODELS/mixtral-8x7b" --seed 1 -o x.safetensors

@@ -29,17 +29,25 @@ int WeightsGenerate(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string config, out, dtype_name;
   uint64_t seed = 0;
+  int64_t shard_bytes = 0;
   opts.add_options()("model", po::value<std::string>(&config),
                      "config.json, or a folder holding one (required)")(
       "seed", po::value<uint64_t>(&seed), "generator seed (required)")(
       "dtype", po::value<std::string>(&dtype_name)->default_value("fp32"),
-      "storage type: fp32, fp16, bf16")("output,o", po::value<std::string>(&out),
-                                        "the .safetensors file to write (required)");
+      "storage type: fp32, fp16, bf16")(
+      "shard-bytes", po::value<int64_t>(&shard_bytes),
+      "write a sharded checkpoint into the folder -o names instead of one file: "
+      "model-0000k-of-0000n.safetensors of at most this many bytes of tensors each, and "
+      "model.safetensors.index.json (as Hugging Face publishes large models)")(
+      "output,o", po::value<std::string>(&out),
+      "the .safetensors file to write, or the folder with --shard-bytes (required)");
   po::positional_options_description pos;
   po::variables_map vm;
   const std::string usage =
       "lockstep weights generate --model CONFIG --seed S [--dtype fp32|fp16|bf16] -o "
-      "FILE.safetensors [--json]";
+      "FILE.safetensors [--json]\n"
+      "lockstep weights generate --model CONFIG --seed S [--dtype D] --shard-bytes N -o FOLDER "
+      "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   if (config.empty())
     throw UsageError("missing --model CONFIG (see: lockstep weights generate --help)");
@@ -47,13 +55,29 @@ int WeightsGenerate(const std::vector<std::string>& args, Context& ctx) {
     throw UsageError("missing --seed S (see: lockstep weights generate --help)");
   if (out.empty())
     throw UsageError("missing -o FILE.safetensors (see: lockstep weights generate --help)");
+  if (vm.count("shard-bytes") && shard_bytes < 1) {
+    throw UsageError("--shard-bytes must be >= 1, got " + std::to_string(shard_bytes));
+  }
   const Dtype dtype = ParseStorageDtype(dtype_name);
   const partition::ModelSpec spec = partition::LoadModelSpec(config);
   const std::vector<model::TensorSpec> specs = model::LlamaTensorSpecs(spec, dtype);
   ctx.log->info("generating {} tensors for {} at {} (seed {})", specs.size(), spec.name,
                 DtypeName(dtype), seed);
-  model::WriteGeneratedWeights(spec, seed, dtype, out);
+  model::WriteGeneratedWeights(spec, seed, dtype, out, shard_bytes);
   const int64_t params = Elements(specs);
+  // Bytes on disk: the file, or every file of the sharded folder.
+  uint64_t bytes = 0, files = 0;
+  if (shard_bytes > 0) {
+    for (const auto& e : std::filesystem::directory_iterator(out)) {
+      if (e.path().extension() == ".safetensors") {
+        bytes += e.file_size();
+        ++files;
+      }
+    }
+  } else {
+    bytes = std::filesystem::file_size(out);
+    files = 1;
+  }
   if (ctx.json) {
     PrintJson({{"path", out},
                {"model", spec.name},
@@ -61,11 +85,13 @@ int WeightsGenerate(const std::vector<std::string>& args, Context& ctx) {
                {"dtype", std::string(DtypeName(dtype))},
                {"tensors", specs.size()},
                {"parameters", params},
-               {"bytes", std::filesystem::file_size(out)}});
+               {"files", files},
+               {"bytes", bytes}});
   } else {
     std::cout << "wrote " << out << ": " << specs.size() << " tensors, " << params
-              << " parameters at " << DtypeName(dtype) << ", " << std::filesystem::file_size(out)
-              << " bytes (model " << spec.name << ", seed " << seed << ")\n";
+              << " parameters at " << DtypeName(dtype) << ", " << bytes << " bytes"
+              << (files > 1 ? " in " + std::to_string(files) + " files" : "") << " (model "
+              << spec.name << ", seed " << seed << ")\n";
   }
   return 0;
 }

@@ -1,7 +1,9 @@
 #include "lockstep/model/llama_weights.h"
 
 #include <functional>
+#include <map>
 
+#include "llama_tensors.h"
 #include "lockstep/common/error.h"
 
 namespace lockstep::model {
@@ -62,49 +64,6 @@ float GeneratedFromKey(uint64_t key, bool norm, int64_t index) {
   // Irwin–Hall(4): mean 2, variance 1/3 -> unit variance.
   const double z = (sum - 2.0) * 1.7320508075688772;
   return static_cast<float>(norm ? 1.0 + 0.02 * z : 0.02 * z);
-}
-
-void FillGenerated(uint64_t seed, const std::string& name, int64_t first, std::span<float> out) {
-  const uint64_t key = TensorKey(seed, name);
-  const bool norm = IsNorm(name);
-  for (size_t j = 0; j < out.size(); ++j) {
-    out[j] = GeneratedFromKey(key, norm, first + static_cast<int64_t>(j));
-  }
-}
-
-// Calls visit(name, destination) for every tensor of the spec, in canonical order.
-void ForEachTensor(const ModelSpec& spec, LlamaWeights& w,
-                   const std::function<void(const std::string&, std::vector<float>&)>& visit) {
-  visit("model.embed_tokens.weight", w.embed);
-  w.layers.resize(static_cast<size_t>(spec.num_layers));
-  for (int64_t i = 0; i < spec.num_layers; ++i) {
-    LayerWeights& l = w.layers[static_cast<size_t>(i)];
-    auto v = [&](std::string_view suffix, std::vector<float>& dst) {
-      visit(LayerTensorName(i, suffix), dst);
-    };
-    v("input_layernorm.weight", l.input_norm);
-    v("self_attn.q_proj.weight", l.q);
-    v("self_attn.k_proj.weight", l.k);
-    v("self_attn.v_proj.weight", l.v);
-    v("self_attn.o_proj.weight", l.o);
-    if (spec.qkv_bias) {
-      v("self_attn.q_proj.bias", l.q_bias);
-      v("self_attn.k_proj.bias", l.k_bias);
-      v("self_attn.v_proj.bias", l.v_bias);
-    }
-    if (spec.o_bias) v("self_attn.o_proj.bias", l.o_bias);
-    v("post_attention_layernorm.weight", l.post_norm);
-    v("mlp.gate_proj.weight", l.gate);
-    v("mlp.up_proj.weight", l.up);
-    v("mlp.down_proj.weight", l.down);
-    if (spec.mlp_bias) {
-      v("mlp.gate_proj.bias", l.gate_bias);
-      v("mlp.up_proj.bias", l.up_bias);
-      v("mlp.down_proj.bias", l.down_bias);
-    }
-  }
-  visit("model.norm.weight", w.final_norm);
-  if (!spec.tie_word_embeddings) visit("lm_head.weight", w.lm_head);
 }
 
 void CheckSize(const std::vector<float>& v, int64_t want, const std::string& name) {
@@ -224,17 +183,31 @@ float GeneratedWeight(uint64_t seed, std::string_view tensor_name, int64_t index
   return GeneratedFromKey(TensorKey(seed, tensor_name), IsNorm(tensor_name), index);
 }
 
+void FillGeneratedWeights(uint64_t seed, std::string_view tensor_name, int64_t first,
+                          std::span<float> out) {
+  const uint64_t key = TensorKey(seed, tensor_name);
+  const bool norm = IsNorm(tensor_name);
+  for (size_t j = 0; j < out.size(); ++j) {
+    out[j] = GeneratedFromKey(key, norm, first + static_cast<int64_t>(j));
+  }
+}
+
 void WriteGeneratedWeights(const ModelSpec& spec, uint64_t seed, Dtype dtype,
-                           const std::filesystem::path& path) {
+                           const std::filesystem::path& path, int64_t max_shard_bytes) {
   const std::vector<TensorSpec> specs = LlamaTensorSpecs(spec, dtype);
-  WriteSafetensors(path, specs,
-                   [&](size_t index, int64_t first, std::span<float> out) {
-                     FillGenerated(seed, specs[index].name, first, out);
-                   },
-                   {{"format", "pt"},
-                    {"lockstep.generator", "splitmix64-irwin-hall-v1"},
-                    {"lockstep.seed", std::to_string(seed)},
-                    {"lockstep.model", spec.name}});
+  const TensorFill fill = [&](size_t index, int64_t first, std::span<float> out) {
+    FillGeneratedWeights(seed, specs[index].name, first, out);
+  };
+  const std::map<std::string, std::string> metadata = {
+      {"format", "pt"},
+      {"lockstep.generator", "splitmix64-irwin-hall-v1"},
+      {"lockstep.seed", std::to_string(seed)},
+      {"lockstep.model", spec.name}};
+  if (max_shard_bytes > 0) {
+    WriteShardedSafetensors(path, specs, fill, max_shard_bytes, metadata);
+  } else {
+    WriteSafetensors(path, specs, fill, metadata);
+  }
 }
 
 LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec) {
@@ -254,7 +227,7 @@ LlamaWeights GenerateLlamaWeights(const ModelSpec& spec, uint64_t seed) {
   LlamaWeights w;
   ForEachTensor(spec, w, [&](const std::string& name, std::vector<float>& dst) {
     dst.resize(static_cast<size_t>(sizes.at(name)));
-    FillGenerated(seed, name, 0, dst);
+    FillGeneratedWeights(seed, name, 0, dst);
   });
   return w;
 }

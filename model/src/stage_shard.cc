@@ -2,20 +2,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 
+#include "llama_tensors.h"
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/partition/cost_model.h"
 #include "ops.h"
+#include "shard_slicer.h"
 
 namespace lockstep::model {
 namespace {
 
-using ops::Columns;
 using ops::OrNull;
-using ops::Rows;
 using partition::ModelSpec;
 
 int64_t VocabBegin(int64_t vocab, int tp, int rank) { return vocab * rank / tp; }
@@ -115,61 +116,32 @@ int64_t ShardWeights::bytes() const {
   return static_cast<int64_t>(n * sizeof(float));
 }
 
+namespace {
+
+// The tensors of whole fp32 weights in memory, by name.
+class MemorySource : public TensorSource {
+ public:
+  MemorySource(const LlamaWeights& weights, const ModelSpec& spec) {
+    ForEachTensor(spec, weights, [&](const std::string& name, const std::vector<float>& tensor) {
+      tensors_.emplace(name, &tensor);
+    });
+  }
+  void Read(const std::string& name, int64_t first, std::span<float> out) const override {
+    const std::vector<float>& t = *tensors_.at(name);
+    std::copy_n(t.begin() + first, out.size(), out.begin());
+  }
+
+ private:
+  std::map<std::string, const std::vector<float>*> tensors_;
+};
+
+}  // namespace
+
 ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
                           const std::vector<StageUnits>& stages, int stage, int rank) {
   ValidateStages(spec, stages);
   CheckLlamaWeights(weights, spec);
-  if (stage < 0 || stage >= static_cast<int>(stages.size())) {
-    throw InvalidInput("shard: stage " + std::to_string(stage) + " is outside the pipeline's " +
-                       std::to_string(stages.size()) + " stages");
-  }
-  const StageUnits& units = stages[static_cast<size_t>(stage)];
-  if (rank < 0 || rank >= units.tp) {
-    throw InvalidInput("shard: rank " + std::to_string(rank) + " is outside stage " +
-                       std::to_string(stage) + "'s tensor-parallel degree " +
-                       std::to_string(units.tp));
-  }
-  const ModelSpec& s = spec;
-  const int64_t h = s.hidden_size, hd = s.head_dim;
-  const int tp = units.tp;
-  ShardWeights out;
-  out.stage = stage;
-  out.rank = rank;
-  out.units = units;
-  out.vocab_begin = VocabBegin(s.vocab_size, tp, rank);
-  out.vocab_count = VocabBegin(s.vocab_size, tp, rank + 1) - out.vocab_begin;
-  if (units.embedding) out.embed = Rows(weights.embed, h, out.vocab_begin, out.vocab_count);
-  for (int64_t layer = units.first_layer; layer < units.end_layer; ++layer) {
-    const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
-    ShardLayer ls = LayerGeometry(s, tp, rank);
-    ls.input_norm = w.input_norm;
-    ls.post_norm = w.post_norm;
-    const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
-    ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
-    ls.k = Rows(w.k, h, ls.kv_head_begin * hd, kvw);
-    ls.v = Rows(w.v, h, ls.kv_head_begin * hd, kvw);
-    ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
-    ls.k_bias = Rows(w.k_bias, 1, ls.kv_head_begin * hd, kvw);
-    ls.v_bias = Rows(w.v_bias, 1, ls.kv_head_begin * hd, kvw);
-    ls.o = RowParallelProjection(s, tp, false)
-               ? Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw)
-               : Rows(w.o, s.q_width(), ls.out_begin, ls.out_count);
-    ls.o_bias = w.o_bias;
-    ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
-    ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
-    ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
-    ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
-    ls.down = RowParallelProjection(s, tp, true)
-                  ? Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count)
-                  : Rows(w.down, s.intermediate_size, ls.out_begin, ls.out_count);
-    ls.down_bias = w.down_bias;
-    out.layers.push_back(std::move(ls));
-  }
-  if (units.head) {
-    out.final_norm = weights.final_norm;
-    out.head = Rows(weights.head(), h, out.vocab_begin, out.vocab_count);
-  }
-  return out;
+  return SliceShard(MemorySource(weights, spec), spec, stages, stage, rank);
 }
 
 Partial Partial::TreeNodeSums(int64_t total_chunks) const {

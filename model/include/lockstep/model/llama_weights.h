@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,11 +55,16 @@ void CheckLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec&
 // std 0.02. Naming the tensor rather than numbering it means a layer's weights do not change
 // when the model gains layers or unties its embedding.
 float GeneratedWeight(uint64_t seed, std::string_view tensor_name, int64_t index);
+// GeneratedWeight of elements [first, first + out.size()) of one tensor.
+void FillGeneratedWeights(uint64_t seed, std::string_view tensor_name, int64_t first,
+                          std::span<float> out);
 
 // Writes generated weights for `spec` to a .safetensors file at `dtype` (streamed: memory use
-// does not grow with the model). Metadata records the seed and the model name.
+// does not grow with the model). Metadata records the seed and the model name. With
+// `max_shard_bytes` > 0, `path` is a folder that gets a sharded checkpoint instead
+// (WriteShardedSafetensors: files of at most that many bytes of tensors, and the index).
 void WriteGeneratedWeights(const partition::ModelSpec& spec, uint64_t seed, Dtype dtype,
-                           const std::filesystem::path& path);
+                           const std::filesystem::path& path, int64_t max_shard_bytes = 0);
 
 // One decoder layer's weights in fp32, row-major as stored ([out_features, in_features] for a
 // projection). Empty bias vectors mean no bias.

@@ -36,11 +36,18 @@ namespace lockstep::model {
 // Safetensors dtype name ("F32", "F16", "BF16") for a storable Dtype; Error for the others.
 std::string_view SafetensorsDtypeName(Dtype dtype);
 
-// Exact widening, and round-to-nearest-even narrowing (NaN stays NaN, overflow -> inf).
+// Exact widening, and round-to-nearest-even narrowing (NaN stays NaN, overflow -> inf). A NaN
+// widens with its quiet bit set, as the hardware conversions (F16C) do, so every path gives the
+// same bits.
 float Fp16ToFp32(uint16_t bits);
 float Bf16ToFp32(uint16_t bits);
 uint16_t Fp32ToFp16(float value);
 uint16_t Fp32ToBf16(float value);
+
+// `n` stored elements of `stored` (fp32, fp16 or bf16, little-endian, any alignment) as fp32:
+// exactly Fp16ToFp32 / Bf16ToFp32 of each, vectorized (AVX2/F16C where the CPU has them, the
+// same bits either way). Throws Error (kInternal) for another dtype.
+void ConvertToFp32(Dtype stored, const std::byte* bytes, int64_t n, float* out);
 
 struct TensorInfo {
   std::string name;
@@ -74,6 +81,13 @@ class SafetensorsFile {
   std::span<const std::byte> Bytes(const TensorInfo& tensor) const;
   // The tensor converted to fp32 into `out` (out.size() must equal its element count).
   void ReadFp32(const TensorInfo& tensor, std::span<float> out) const;
+  // Elements [first, first + out.size()) of the tensor (row-major) converted to fp32. Throws
+  // Error (kInternal) for a range outside the tensor.
+  void ReadFp32(const TensorInfo& tensor, int64_t first, std::span<float> out) const;
+  // Gives the mapped pages lying wholly inside the tensor's bytes back to the kernel (they stay
+  // in the page cache; a later read maps them again): a loader that has taken its slice of a
+  // tensor keeps the process's resident memory to what it holds, not the file.
+  void Release(const TensorInfo& tensor) const;
 
  private:
   SafetensorsFile() = default;
@@ -104,6 +118,12 @@ class Checkpoint {
   // The tensor as fp32 (converted from its stored dtype).
   std::vector<float> ReadFp32(std::string_view name) const;
   void ReadFp32(std::string_view name, std::span<float> out) const;
+  // Elements [first, first + out.size()) of the tensor (row-major), as fp32.
+  void ReadFp32(std::string_view name, int64_t first, std::span<float> out) const;
+  // SafetensorsFile::Release of the tensor's pages.
+  void Release(std::string_view name) const;
+  // The file that holds the tensor (Get's error when absent).
+  const SafetensorsFile& FileOf(std::string_view name) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -133,6 +153,16 @@ using TensorFill = std::function<void(size_t index, int64_t first_element, std::
 void WriteSafetensors(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
                       const TensorFill& fill,
                       const std::map<std::string, std::string>& metadata = {});
+
+// The same tensors written as a sharded checkpoint into folder `dir` (created if missing):
+// `model-0000k-of-0000n.safetensors` files of whole tensors in the order given, a new file
+// begun when the next tensor would take the current one past `max_shard_bytes` of data (a
+// tensor larger than that gets a file alone), and `model.safetensors.index.json` mapping each
+// tensor to its file, as Hugging Face publishes large checkpoints. Returns the files written, in
+// order. `metadata` goes into every shard's header.
+std::vector<std::filesystem::path> WriteShardedSafetensors(
+    const std::filesystem::path& dir, const std::vector<TensorSpec>& specs, const TensorFill& fill,
+    int64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {});
 
 // Convenience: tensors held in memory (data[i].size() == specs[i].num_elements()).
 void WriteSafetensors(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
