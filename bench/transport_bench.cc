@@ -1,15 +1,19 @@
 // Lockstep transport vs raw ZeroMQ, like with like: same socket type (PAIR), same high-water
-// marks, same transports (inproc, ipc, tcp on loopback), same message sizes, same two-part
-// framing on ipc/tcp (raw sends a header frame of the size Lockstep's Cap'n Proto header has,
-// copied into the message as Lockstep does, then the payload; on inproc raw does the same, and
-// Lockstep hands its encoded frame over whole as one ZeroMQ message). Both senders take a buffer
-// from a pool, fill it (the producer's work) and hand it to ZeroMQ without copying; it returns to
-// the pool when the receiver drops it. In the throughput rows both receivers read every byte they
-// received (the consumer's work, as a worker reads an activation); Throughput/raw_unread keeps the
-// raw receiver that drops its bytes unread, which no real consumer does. What Lockstep adds:
-// encoding/decoding the header, CRC32C on both ends (not on inproc by default:
-// TransportOptions::inproc_checksums; the lockstep_crc rows turn it on), the schedule checks on
-// receive, and the socket monitor poll when it has to wait.
+// marks (both from transport::QueueDepthFor for a link direction bounded by the row's tensor size,
+// 4 tensors promised, as a schedule sending that size would bound it), same transports (inproc,
+// ipc, tcp on loopback), same message sizes, same two-part framing on ipc/tcp (raw sends a header
+// frame of the size Lockstep's Cap'n Proto header has, copied into the message as Lockstep does,
+// then the payload; on inproc raw does the same, and Lockstep hands its encoded frame over whole
+// as one ZeroMQ message). Both senders take a buffer from a pool, fill it (the producer's work)
+// and hand it to ZeroMQ without copying; it returns to the pool when the receiver drops it. In
+// the throughput rows both receivers read every byte they received (the consumer's work, as a
+// worker reads an activation); Throughput/raw_unread keeps the raw receiver that drops its bytes
+// unread, which no real consumer does. What Lockstep adds: encoding/decoding the header, the
+// schedule checks on receive, the socket monitor poll when it has to wait, and CRC32C on both
+// ends where the link checksum policy asks for it: `lockstep` rows run the default (auto:
+// unchecked on inproc and ipc, checked on tcp), `lockstep_on` rows checksum every payload
+// (inproc and ipc; on tcp auto already does), so their difference is the cost of `on`, to read
+// beside Crc32cSpeed.
 //
 // Counter cpu_us_per_msg: CPU time of the whole process (every thread: sender, receiver,
 // ZeroMQ's I/O threads, and the kernel work done for them) per message over the timed loop. On a
@@ -70,11 +74,10 @@ uint64_t Consume(const std::byte* data, size_t bytes) {
 // allocations would make both sides measure the kernel's page faults instead of the transport.
 class BufferPool {
  public:
-  // Starts with enough touched buffers for everything the link can hold in flight: up to ~90
-  // ZeroMQ messages on ipc/tcp (send high-water mark 80, receive 10, see RawLink) for sizes that
-  // go as one message, a tenth of that for tensors sent as 8 segments (>= 2 MiB); 512 MiB at most.
+  // Starts with enough touched buffers for everything the link can hold in flight (the send
+  // and receive marks of QueueDepthFor, see Marks: 512 of 4 KiB, 12 of 16 MiB) within 512 MiB.
   explicit BufferPool(size_t bytes) : bytes_(bytes) {
-    const size_t count = std::clamp<size_t>((size_t{512} << 20) / bytes, 24, 128);
+    const size_t count = std::clamp<size_t>((size_t{512} << 20) / bytes, 24, 1024);
     for (size_t i = 0; i < count; ++i) {
       free_.push_back(new std::byte[bytes]);
       std::memset(free_.back(), 0, bytes);
@@ -177,6 +180,17 @@ void ReportSender(benchmark::State& state, double cpu_seconds, int64_t messages)
 constexpr int64_t kWarmup = 8;
 std::atomic<int> g_run{0};
 
+// Each direction of a row's link is bounded as a schedule that sends up to 4 tensors of the row's
+// size before the receiver reads would bound it (message.h QueueBound).
+QueueBound RowBound(size_t bytes) { return {static_cast<int64_t>(bytes), 4}; }
+
+// The ZeroMQ marks of such a direction, for raw as for Lockstep.
+QueueDepth Marks(const std::string& backend, size_t bytes) {
+  TransportOptions o;
+  o.backend = backend;
+  return QueueDepthFor(RowBound(bytes), o);
+}
+
 // ---------------------------------------------------------------- Lockstep transport
 
 struct LockstepLink {
@@ -185,11 +199,11 @@ struct LockstepLink {
   std::unique_ptr<Endpoint> a;
   std::unique_ptr<Endpoint> b;
 
-  explicit LockstepLink(const std::string& backend, bool inproc_checksums = false) {
+  // `checksums_on`: LinkChecksums::kOn, else the default (auto).
+  LockstepLink(const std::string& backend, size_t bytes, bool checksums_on) {
     TransportOptions o;
     o.backend = backend;
-    o.inproc_checksums = inproc_checksums;
-    o.queue_capacity = 4;
+    o.checksums = checksums_on ? LinkChecksums::kOn : LinkChecksums::kAuto;
     dir = "/tmp/lsbench-" + std::to_string(getpid());
     std::filesystem::create_directories(dir);
     o.ipc_dir = dir;
@@ -198,6 +212,7 @@ struct LockstepLink {
     LinkSpec link;
     link.a = {0, 0};
     link.b = {1, 0};
+    link.a_to_b = link.b_to_a = RowBound(bytes);
     std::thread tb([&] { b = transport->Open(link, link.b, kWait); });
     a = transport->Open(link, link.a, kWait);
     tb.join();
@@ -229,7 +244,7 @@ Expect Step(int64_t step) {
 
 void LockstepThroughput(benchmark::State& state, const char* backend, bool checksums) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  LockstepLink link(backend, checksums);
+  LockstepLink link(backend, bytes, checksums);
   BufferPool pool(bytes);
   const int64_t n = state.max_iterations + kWarmup;
   double sender_cpu = 0;
@@ -254,7 +269,7 @@ void LockstepThroughput(benchmark::State& state, const char* backend, bool check
 
 void LockstepLatency(benchmark::State& state, const char* backend, bool checksums) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  LockstepLink link(backend, checksums);
+  LockstepLink link(backend, bytes, checksums);
   BufferPool pool(bytes);
   const int64_t n = state.max_iterations;
   std::thread echo([&] {
@@ -283,15 +298,11 @@ struct RawLink {
   std::string dir;
 
   RawLink(const std::string& backend, size_t bytes) {
-    // As the Lockstep endpoints (queue_capacity 4), in tensors: ipc/tcp count segments on the
-    // sending side (a tensor of 2 MiB or more is 8 ZeroMQ messages), so their send high-water mark
-    // is 8 times as high: up to 8x as many smaller tensors queue there, the same number of large
-    // ones. Raw sends every tensor as one message, so it gets the 8x mark below 2 MiB only.
-    const int hwm = 2 * 4 + 2;
-    const int send_hwm = backend == "inproc" || bytes >= (size_t{2} << 20) ? hwm : 8 * hwm;
+    // The marks the Lockstep endpoints of the row set (both send every tensor as one message).
+    const QueueDepth marks = Marks(backend, bytes);
     for (void* s : {a, b}) {
-      zmq_setsockopt(s, ZMQ_SNDHWM, &send_hwm, sizeof send_hwm);
-      zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+      zmq_setsockopt(s, ZMQ_SNDHWM, &marks.send, sizeof marks.send);
+      zmq_setsockopt(s, ZMQ_RCVHWM, &marks.receive, sizeof marks.receive);
     }
     std::string address;
     dir = "/tmp/lsraw-" + std::to_string(getpid());
@@ -421,7 +432,7 @@ void RawLatency(benchmark::State& state, const char* backend) {
 // the load still scales both rows, so compare them within one run.
 void LockstepSameThread(benchmark::State& state) {
   const auto bytes = static_cast<size_t>(state.range(0));
-  LockstepLink link("inproc");
+  LockstepLink link("inproc", bytes, false);
   BufferPool pool(bytes);
   int64_t i = 0;
   for (auto _ : state) {
@@ -445,11 +456,12 @@ void RawSameThread(benchmark::State& state) {
 BENCHMARK(RawSameThread)->Arg(4 << 10)->Arg(64 << 10);
 BENCHMARK(LockstepSameThread)->Arg(4 << 10)->Arg(64 << 10);
 
-// CRC32C speed: every payload is checksummed once by the sender and once by the receiver.
+// CRC32C speed: a checked payload is checksummed once by the sender and once by the receiver.
 void Crc32cSpeed(benchmark::State& state) {
   std::vector<std::byte> data(static_cast<size_t>(state.range(0)), std::byte{0x5A});
   for (auto _ : state) benchmark::DoNotOptimize(Crc32c(data));
   state.SetBytesProcessed(state.iterations() * state.range(0));
+  state.SetLabel(Crc32cImplementation());
 }
 BENCHMARK(Crc32cSpeed)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20)->Arg(16 << 20);
 
@@ -482,9 +494,10 @@ int Register() {
       auto* unread = benchmark::RegisterBenchmark(
           ("Throughput/raw_unread/" + std::string(backend)).c_str(), RawThroughput, backend, false);
       std::vector<benchmark::internal::Benchmark*> rows = {raw, ours, unread};
-      if (std::string(backend) == "inproc") {
-        rows.push_back(benchmark::RegisterBenchmark("Throughput/lockstep_crc/inproc",
-                                                    LockstepThroughput, backend, true));
+      if (std::string(backend) != "tcp") {  // tcp's default already checksums
+        rows.push_back(
+            benchmark::RegisterBenchmark(("Throughput/lockstep_on/" + std::string(backend)).c_str(),
+                                         LockstepThroughput, backend, true));
       }
       // A fixed count moving ~512 MiB (at least 64 messages): with a minimum time alone, a
       // slow first 16 MiB transfer made Google Benchmark settle for one iteration.
@@ -498,7 +511,13 @@ int Register() {
                                                RawLatency, backend);
       auto* ours = benchmark::RegisterBenchmark(
           ("Latency/lockstep/" + std::string(backend)).c_str(), LockstepLatency, backend, false);
-      for (auto* b : {raw, ours}) {
+      std::vector<benchmark::internal::Benchmark*> rows = {raw, ours};
+      if (std::string(backend) != "tcp") {
+        rows.push_back(
+            benchmark::RegisterBenchmark(("Latency/lockstep_on/" + std::string(backend)).c_str(),
+                                         LockstepLatency, backend, true));
+      }
+      for (auto* b : rows) {
         // A fixed count, as for throughput: under load a minimum time gave a few dozen.
         b->Arg(bytes)->UseRealTime()->Iterations(2000)->Unit(benchmark::kMicrosecond);
       }

@@ -7,7 +7,8 @@
 #            malformed header is rejected before anything else is read.
 #   frame 2: the payload: `payloadLength` raw bytes of the tensor in row-major order, element
 #            type `dtype`, little-endian. Sent from the sender's buffer without an extra copy.
-# Segmented payloads (ZeroMQ ipc/tcp, tensors of 2 MiB and more): the payload travels instead as
+# Segmented payloads (ZeroMQ ipc/tcp, tensors of 2 MiB and more over a link direction whose queue
+# bound is not known, transport/message.h QueueBound): the payload travels instead as
 # `count` (2..64) consecutive ZeroMQ messages, so the receiver checksums part k while part k+1 is
 # still arriving: the first is three frames [header][tag 0][segment 0], each further one two frames
 # [tag k][segment k]. A tag is 20 bytes, little-endian: magic "LSG1", index k, count (uint32 each),
@@ -19,11 +20,12 @@
 #
 # The header carries the CRC32C (Castagnoli, reflected, init and final xor 0xFFFFFFFF) of the
 # payload; the receiver recomputes it and rejects the message on mismatch, naming link and step.
-# The CRC protects bytes that cross a medium (ipc, tcp: always checked). The inproc backend hands
-# a pointer to another thread of the same process, so by default it sends `payloadChecked =
-# false` and `payloadCrc32c = 0` ("unchecked"); a TransportOptions switch turns it on. A checked
-# frame is verified by every receiver; a receiver that checksums itself (sim, ipc, tcp, inproc
-# with the switch on) refuses an unchecked one.
+# Which links checksum is the link checksum policy (TransportOptions::checksums: auto, on, off):
+# by default (auto) only tcp without CURVE, where bytes cross a
+# network and nothing else checks every message; same-host links (sim, inproc, ipc) and CURVE
+# links (Poly1305 authenticates each message) send `payloadChecked = false` and `payloadCrc32c =
+# 0` ("unchecked"). A checked frame is verified by every receiver; a receiver that checksums
+# itself refuses an unchecked one, naming the link.
 #
 # Three kinds of messages share the header: `hello` (once per direction when the link comes up;
 # src/dst name the two ends so miswiring is detected), `data` (a tensor), and `close` (the
@@ -54,7 +56,7 @@ struct FrameHeader {
   payloadLength @13 :UInt64;   # bytes in frame 2; equals product(shape) * bytes(dtype)
   payloadCrc32c @14 :UInt32;   # CRC32C of frame 2
   sendTimeNs @15 :Int64;       # virtual time the sender issued the transfer (sim backend; else 0)
-  payloadChecked @16 :Bool = true;  # false: payloadCrc32c is 0 and not verified (inproc only)
+  payloadChecked @16 :Bool = true;  # false: payloadCrc32c is 0 and not verified (see above)
 
   enum Kind {
     data @0;

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# The transport's throughput and latency beside raw ZeroMQ (issue #5), as the table of
-# BENCHMARKS.md: runs bench/transport_bench's Throughput and Latency rows REPS times (default 9)
-# in random interleaving (each repetition of each row at a random place in the run, so a minute
-# in which the shared host runs fast or slow moves raw and Lockstep alike, where running all of
-# raw's repetitions and then all of Lockstep's put them in different minutes), then prints the
-# medians, their ratios and whether each meets the issue's targets:
+# The transport's throughput and latency beside raw ZeroMQ (issues #5, #19), as the tables of
+# BENCHMARKS.md: runs bench/transport_bench's Throughput, Latency and Crc32cSpeed rows REPS times
+# (default 9) in random interleaving (each repetition of each row at a random place in the run,
+# so a minute in which the shared host runs fast or slow moves raw and Lockstep alike, where
+# running all of raw's repetitions and then all of Lockstep's put them in different minutes),
+# then prints the medians, their ratios and whether each meets the targets, which apply to the
+# default link checksum policy (auto: payloads unchecked on inproc and ipc, checked on tcp):
 #   throughput >= 90% of raw (raw's receiver reading its payload, as Lockstep's does), and
 #   one-way latency <= 1.2x raw up to 64 KiB.
 # The "vs raw_unread" column compares with a raw receiver that drops its bytes unread (the
-# benchmark's earlier baseline; no real consumer does that).
+# benchmark's earlier baseline; no real consumer does that). A second table gives the cost of
+# --link-checksums on (every payload checksummed; tcp's auto already is): its throughput and
+# latency beside auto's, the time per message each takes, and CRC32C's own speed at that size
+# with the time its two passes (sender and receiver) would take.
 #
 #   scripts/transport_bench.sh [build/bench/transport_bench] [REPS]
-#   scripts/transport_bench.sh --table RUN.json      # the table of an earlier run
+#   scripts/transport_bench.sh --table RUN.json      # the tables of an earlier run
 #   scripts/transport_bench.sh --help                # this text
 # JSON of the run: $OUT (default /tmp/transport_bench.json), the benchmark's own output $OUT.log.
-# FILTER (a Google Benchmark regex, default every Throughput and Latency row) runs fewer rows.
+# FILTER (a Google Benchmark regex, default every Throughput, Latency and Crc32cSpeed row) runs
+# fewer rows; MIN_TIME (seconds) shortens the rows timed by duration (Crc32cSpeed; the others
+# move a fixed count of messages).
 set -euo pipefail
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -37,8 +43,9 @@ else
   }
   echo "transport_bench: $REPS interleaved repetitions, started $(date -u +%H:%M:%S) UTC," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  "$TB" --benchmark_filter="${FILTER:-Throughput/|Latency}" --benchmark_repetitions="$REPS" \
+  "$TB" --benchmark_filter="${FILTER:-Throughput/|Latency|Crc32cSpeed}" --benchmark_repetitions="$REPS" \
     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+    ${MIN_TIME:+--benchmark_min_time="$MIN_TIME"} \
     --benchmark_out="$OUT" --benchmark_out_format=json >"$OUT.log" 2>&1 || {
     echo "transport_bench.sh: $TB failed; its output:" >&2
     tail -20 "$OUT.log" >&2
@@ -50,9 +57,16 @@ python3 - "$OUT" <<'PY'
 import json, sys
 
 rows = {}
+crc = {}
+crc_path = ""
 try:
     for b in json.load(open(sys.argv[1]))["benchmarks"]:
-        if b.get("aggregate_name") != "median" or not b["run_name"].startswith(("Throughput/", "Latency/")):
+        if b.get("aggregate_name") != "median":
+            continue
+        if b["run_name"].startswith("Crc32cSpeed/"):
+            crc[int(b["run_name"].split("/")[1])] = b["bytes_per_second"]
+            crc_path = b.get("label", crc_path)
+        if not b["run_name"].startswith(("Throughput/", "Latency/")):
             continue
         # e.g. Throughput/raw/ipc/1048576/iterations:512/real_time
         kind, impl, backend, size = b["run_name"].split("/")[:4]
@@ -110,4 +124,41 @@ for backend in ("inproc", "ipc", "tcp"):
 print()
 print("targets (throughput >= 90% of raw, one-way latency <= 1.2x raw up to 64 KiB): " +
       ("all met" if not misses else "missed: " + ", ".join(misses)))
+
+# The cost of --link-checksums on beside auto, and CRC32C's own speed. tcp's auto checksums
+# already: its `on` is its auto row.
+def us_per_msg(b, size):
+    return size / rate(b) * 1e6
+
+on_rows = []
+for backend in ("inproc", "ipc", "tcp"):
+    on_impl = "lockstep" if backend == "tcp" else "lockstep_on"
+    for size in (4 << 10, 64 << 10, 1 << 20, 16 << 20):
+        raw = rows.get(("Throughput", "raw", backend, size))
+        auto = rows.get(("Throughput", "lockstep", backend, size))
+        on = rows.get(("Throughput", on_impl, backend, size))
+        if raw is None or auto is None or on is None:
+            continue
+        speed = f"{crc[size] / 1e9:.1f} GB/s" if size in crc else ""
+        passes = f"{2 * size / crc[size] * 1e6:.1f} us" if size in crc else ""
+        lat = ""
+        lauto = rows.get(("Latency", "lockstep", backend, size))
+        lon = rows.get(("Latency", on_impl, backend, size))
+        if lauto and lon:
+            lat = f"{lauto['one_way_us']:.1f} / {lon['one_way_us']:.1f} us"
+        on_rows.append(
+            f"| {backend}{' (auto)' if backend == 'tcp' else ''} | {size_name(size)} "
+            f"| {human(rate(auto))} / {human(rate(on))} | {rate(on) / rate(raw):.0%} "
+            f"| {us_per_msg(auto, size):.1f} / {us_per_msg(on, size):.1f} "
+            f"| {speed} | {passes} | {lat} |")
+if on_rows:
+    print()
+    print("checksums on (--link-checksums on) beside the default auto" +
+          (f"; CRC32C by {crc_path}:" if crc_path else ":"))
+    print()
+    print("| backend | size | throughput auto / on | on vs raw | us per message auto / on "
+          "| CRC32C speed | two CRC passes | one-way latency auto / on |")
+    print("|---|---|---|---|---|---|---|---|")
+    for line in on_rows:
+        print(line)
 PY

@@ -28,7 +28,14 @@ Endpoint::Endpoint(LinkSpec link, PortRef local, uint64_t max_payload_bytes, boo
       remote_(local == link.a ? link.b : link.a),
       name_(LinkName(link)),
       max_payload_bytes_(max_payload_bytes),
+      max_send_bytes_(Limit(BoundFrom(link, local), max_payload_bytes)),
+      max_receive_bytes_(Limit(BoundFrom(link, remote_), max_payload_bytes)),
       checksum_payloads_(checksum_payloads) {}
+
+uint64_t Endpoint::Limit(const QueueBound& bound, uint64_t max_payload_bytes) {
+  if (!bound.known()) return max_payload_bytes;
+  return std::min(static_cast<uint64_t>(bound.max_message_bytes), max_payload_bytes);
+}
 
 void Endpoint::Send(Message message, Millis timeout) {
   auto context = [&] { return name_ + ": send step " + std::to_string(message.header.step); };
@@ -43,9 +50,12 @@ void Endpoint::Send(Message message, Millis timeout) {
     throw InvalidInput(context() + ": payload has " + std::to_string(message.payload.size()) +
                        " bytes, shape and dtype need " + std::to_string(bytes));
   }
-  if (bytes > max_payload_bytes_) {
-    throw InvalidInput(context() + ": payload of " + std::to_string(bytes) +
-                       " bytes exceeds max_payload_bytes " + std::to_string(max_payload_bytes_));
+  if (bytes > max_send_bytes_) {
+    throw InvalidInput(context() + ": payload of " + std::to_string(bytes) + " bytes exceeds " +
+                       (max_send_bytes_ < max_payload_bytes_
+                            ? "this direction's bound of " + std::to_string(max_send_bytes_) +
+                                  " bytes (the largest message its schedule sends this way)"
+                            : "max_payload_bytes " + std::to_string(max_payload_bytes_)));
   }
   FrameHeader header;
   header.kind = FrameKind::kData;
@@ -89,7 +99,7 @@ Message Endpoint::Receive(const Expect& expect, Millis timeout) {
   }
   FrameHeader header;
   try {
-    header = DecodeFrameHeader(frame->header, name_, max_payload_bytes_);
+    header = DecodeFrameHeader(frame->header, name_, max_receive_bytes_);
   } catch (const Error& e) {
     Rethrow(e, name_, context());
   }

@@ -2,6 +2,8 @@
 // endpoint reports each one clearly, naming the link and the step.
 #include "lockstep/transport/fault.h"
 
+#include <set>
+
 #include "test_util.h"
 
 namespace lockstep::transport {
@@ -13,8 +15,8 @@ class Faults : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     options_ = OptionsFor(GetParam());
-    options_.queue_capacity = 32;      // the tests send everything before receiving
-    options_.inproc_checksums = true;  // corruption is detected by the CRC
+    options_.queue_capacity = 32;             // the tests send everything before receiving
+    options_.checksums = LinkChecksums::kOn;  // corruption is detected by the CRC
     transport_ = CreateTransport(options_);
     link_.a = {0, 2};
     link_.b = {1, 2};
@@ -136,6 +138,50 @@ TEST_P(Faults, DelayMakesTheMessageLate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Faults, ::testing::Values("sim", "inproc"),
+                         [](const auto& p) { return p.param; });
+
+// The injector's corruption under the link checksum policies (transport.h LinkChecksums), on the
+// backends that move bytes between processes: wherever checks are on — tcp by default, any link
+// kind with `on` — the flipped bit is reported as a CRC mismatch at its step; with auto on ipc
+// the payload travels unchecked (the header says so) and the flip goes unseen, which is what
+// auto trades on a same-host link.
+class CorruptionByPolicy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CorruptionByPolicy, IsCaughtWhereChecksAreOn) {
+  TransportOptions o = OptionsFor(GetParam());
+  o.queue_capacity = 32;
+  const bool checked = ChecksumsPayloads(o);
+  {
+    std::unique_ptr<Transport> t = CreateTransport(o);
+    LinkSpec link;
+    link.a = {0, 6};
+    link.b = {1, 6};
+    Pair p = OpenPair(*t, link);
+    FaultOptions fo;
+    fo.seed = 3;
+    fo.corrupt_probability = 0.25;
+    auto faulty = InjectFaults(std::move(p.a), fo);
+    for (int i = 0; i < 12; ++i) faulty->Send(Tensor(i, 0, 256, i), kWait);
+    ASSERT_FALSE(faulty->events().empty());
+    const int64_t first = faulty->events().front().step;
+    std::set<int64_t> corrupted;
+    for (const FaultEvent& e : faulty->events()) corrupted.insert(e.step);
+    for (int i = 0; i < 12; ++i) {
+      if (checked && i == first) {
+        ExpectError([&] { p.b->Receive(Want(i, 0), kWait); }, ErrorCode::kProtocol,
+                    {"link chip 0:6 <-> chip 1:6",
+                     "step " + std::to_string(first) + ": payload CRC32C mismatch"});
+        break;
+      }
+      const Message m = p.b->Receive(Want(i, 0), kWait);
+      EXPECT_EQ(HasPattern(m.payload, i), corrupted.count(i) == 0) << "step " << i;
+    }
+  }
+  if (o.backend == "ipc") std::filesystem::remove_all(o.ipc_dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, CorruptionByPolicy,
+                         ::testing::Values("tcp", "ipcOn", "tcpOn", "ipc"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

@@ -319,8 +319,9 @@ void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
     if (!require_checked) return;
     throw Error(ErrorCode::kProtocol,
                 context + ": " + step() +
-                    ": payload is not checksummed (the header says unchecked), but this link "
-                    "requires a CRC32C (ipc/tcp always; inproc with inproc_checksums)");
+                    ": payload is not checksummed (the header says unchecked), but this end "
+                    "requires a CRC32C (link checksums on, or auto on tcp without CURVE; both "
+                    "ends of a link must use the same policy)");
   }
   uint32_t crc = computed_crc ? *computed_crc : Crc32c(payload);
   if (crc != header.payload_crc32c) {

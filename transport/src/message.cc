@@ -39,6 +39,10 @@ std::string LinkName(const LinkSpec& link) {
   return "link " + ToString(link.a) + " <-> " + ToString(link.b);
 }
 
+const QueueBound& BoundFrom(const LinkSpec& link, PortRef from) {
+  return from == link.a ? link.a_to_b : link.b_to_a;
+}
+
 Payload::Payload(size_t size) : Payload(std::vector<std::byte>(size)) {}
 
 Payload::Payload(std::vector<std::byte> bytes) {

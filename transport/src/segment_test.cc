@@ -26,6 +26,7 @@ class Segments : public ::testing::TestWithParam<std::string> {
     transport_ = CreateTransport(options_);
     link_.a = {0, 0};
     link_.b = {1, 0};
+    link_.a_to_b = out_bound_;
     auto opened = std::async(std::launch::async,
                              [&] { endpoint_ = transport_->Open(link_, link_.a, kWait); });
     ctx_ = zmq_ctx_new();
@@ -98,6 +99,7 @@ class Segments : public ::testing::TestWithParam<std::string> {
   }
 
   TransportOptions options_;
+  QueueBound out_bound_;  // what the endpoint's direction toward the raw peer is bounded by
   std::unique_ptr<Transport> transport_;
   LinkSpec link_;
   std::unique_ptr<Endpoint> endpoint_;
@@ -214,6 +216,40 @@ TEST_P(Segments, LargeTensorLeavesTheSenderAsSegments) {
 }
 
 INSTANTIATE_TEST_SUITE_P(IpcTcp, Segments, ::testing::Values("ipc", "tcp"),
+                         [](const auto& p) { return p.param; });
+
+// A direction with a known bound (message.h QueueBound) has its receive queue sized for its
+// largest tensor, so that tensor leaves whole: one two-frame message, no segments to reassemble.
+class BoundedSegments : public Segments {
+ protected:
+  BoundedSegments() { out_bound_ = {kBytes, 1}; }
+  static constexpr int64_t kBytes = (int64_t{3} << 20) + 5;
+};
+
+TEST_P(BoundedSegments, LargeTensorOfABoundedDirectionLeavesWhole) {
+  Message m;
+  m.header.step = 1;
+  m.header.dtype = Dtype::kInt8;
+  m.header.shape = {kBytes};
+  m.payload = Payload(Pattern(kBytes));
+  endpoint_->Send(std::move(m), kWait);
+  std::vector<std::vector<std::byte>> frames;
+  for (int more = 1; more != 0;) {
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    ASSERT_GE(zmq_msg_recv(&part, peer_, 0), 0);
+    auto* d = static_cast<const std::byte*>(zmq_msg_data(&part));
+    frames.emplace_back(d, d + zmq_msg_size(&part));
+    more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+  }
+  ASSERT_EQ(frames.size(), 2u);
+  const FrameHeader h = DecodeFrameHeader(frames[0], "test", kBytes);
+  EXPECT_EQ(h.payload_length, static_cast<uint64_t>(kBytes));
+  EXPECT_EQ(frames[1], Pattern(kBytes));
+}
+
+INSTANTIATE_TEST_SUITE_P(IpcTcp, BoundedSegments, ::testing::Values("ipc", "tcp"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

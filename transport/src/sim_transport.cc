@@ -1,6 +1,7 @@
 // The `sim` backend: links are shared in-process queues; time is virtual. Arrival times depend
 // only on the send times and sizes on each link direction, never on thread interleaving, so a run
 // is reproducible bit for bit.
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -36,11 +37,13 @@ int64_t TransferNs(uint64_t bytes, int64_t bytes_per_second) {
 
 class SimEndpoint : public Endpoint {
  public:
+  // A direction with a known bound holds exactly the messages it promises (QueueBound), else
+  // queue_capacity.
   SimEndpoint(std::shared_ptr<SimLink> link, PortRef local, const TransportOptions& options)
-      : Endpoint(link->spec, local, options.max_payload_bytes),
+      : Endpoint(link->spec, local, options.max_payload_bytes, ChecksumsPayloads(options)),
         link_(std::move(link)),
         side_(local == std::min(link_->spec.a, link_->spec.b) ? 0 : 1),
-        capacity_(static_cast<size_t>(options.queue_capacity)) {}
+        capacity_(Capacity(BoundFrom(link_->spec, local), options)) {}
 
   ~SimEndpoint() override { Shutdown(Millis(0)); }
 
@@ -94,6 +97,11 @@ class SimEndpoint : public Endpoint {
   }
 
  private:
+  static size_t Capacity(const QueueBound& bound, const TransportOptions& options) {
+    if (!bound.known()) return static_cast<size_t>(options.queue_capacity);
+    return static_cast<size_t>(std::max<int64_t>(bound.messages, 1));
+  }
+
   std::shared_ptr<SimLink> link_;
   int side_;
   size_t capacity_;
@@ -109,6 +117,7 @@ class SimTransport : public Transport {
     std::vector<std::unique_ptr<Endpoint>> endpoints;
     for (const LinkSpec& spec : links) {
       PortRef local = LocalEnd(spec, chip);
+      CheckLinkSpec(spec, options());
       if (spec.bytes_per_second <= 0 || spec.latency_ns < 0) {
         throw InvalidInput(LinkName(spec) + ": bytes_per_second " +
                            std::to_string(spec.bytes_per_second) + " and latency_ns " +
@@ -157,6 +166,10 @@ class SimTransport : public Transport {
     if (link->spec.latency_ns != spec.latency_ns ||
         link->spec.bytes_per_second != spec.bytes_per_second) {
       throw InvalidInput(LinkName(spec) + ": the two ends disagree on latency or bandwidth");
+    }
+    if (BoundFrom(link->spec, spec.a) != BoundFrom(spec, spec.a) ||
+        BoundFrom(link->spec, spec.b) != BoundFrom(spec, spec.b)) {
+      throw InvalidInput(LinkName(spec) + ": the two ends disagree on the link's queue bounds");
     }
     int side = local == lo ? 0 : 1;
     if (link->open[side])

@@ -19,19 +19,24 @@ namespace lockstep::transport::testing {
 // that expect a timeout pass their own short limit.
 inline constexpr Millis kWait{30000};
 
-// Whether endpoints of `backend` (a name OptionsFor takes) checksum their payloads.
-inline bool Checksums(const std::string& backend) { return backend != "inproc"; }
+// A backend name the tests take: "sim", "inproc", "ipc", "tcp" (link checksums auto: checked on
+// tcp only), or one of them with "On" appended ("inprocOn": every payload checksummed).
+inline TransportOptions PolicyFor(const std::string& name) {
+  TransportOptions o;
+  const bool on = name.size() > 2 && name.compare(name.size() - 2, 2, "On") == 0;
+  o.backend = on ? name.substr(0, name.size() - 2) : name;
+  o.checksums = on ? LinkChecksums::kOn : LinkChecksums::kAuto;
+  return o;
+}
+
+// Whether endpoints of `name` (a name OptionsFor takes) checksum their payloads.
+inline bool Checksums(const std::string& name) { return ChecksumsPayloads(PolicyFor(name)); }
 
 // A fresh ipc directory / tcp port range per test process, so parallel ctest runs do not meet.
 // Tests use chips 0..7 and ports 0..7 on tcp.
-// "inprocChecked" is inproc with TransportOptions::inproc_checksums on.
-inline TransportOptions OptionsFor(const std::string& backend) {
-  TransportOptions o;
-  o.backend = backend;
-  if (backend == "inprocChecked") {
-    o.backend = "inproc";
-    o.inproc_checksums = true;
-  }
+inline TransportOptions OptionsFor(const std::string& name) {
+  TransportOptions o = PolicyFor(name);
+  const std::string backend = o.backend;
   o.queue_capacity = 4;
   if (backend == "ipc") {
     char dir[] = "/tmp/lstXXXXXX";

@@ -3,7 +3,9 @@
 // with a free callback on send and handed to the caller in place on receive, so tensors are not
 // copied by Lockstep. On inproc (threads of one process, sockets of one private context) the
 // frame itself travels: one ZeroMQ message that owns the sender's RawFrame (see InprocFrame).
-// Bounded buffers are ZeroMQ's high-water marks (counted in whole messages).
+// Bounded buffers are ZeroMQ's high-water marks (counted in whole messages), per direction from
+// its QueueBound (transport.h QueueDepthFor): with the direction's largest tensor known, the
+// receive mark bounds the receiving end in bytes.
 #include <zmq.h>
 
 #include <algorithm>
@@ -55,7 +57,8 @@ struct InprocFrame {
 
 void FreeInprocFrame(void* data, void* /*hint*/) { delete static_cast<InprocFrame*>(data); }
 
-// ipc/tcp: a payload of at least kSegmentFrom bytes is sent as segments of about kSegmentTarget
+// ipc/tcp, over a direction without a known bound (message.h QueueBound): a payload of at least
+// kSegmentFrom bytes is sent as segments of about kSegmentTarget
 // bytes (at most kMaxSendSegments), each its own ZeroMQ message (proto/frame.capnp, frame.h
 // SegmentTag). ZeroMQ delivers a multipart message only once all of it arrived, but separate
 // messages one by one: the receiving thread copies and checksums segment k while the I/O thread
@@ -63,7 +66,6 @@ void FreeInprocFrame(void* data, void* /*hint*/) { delete static_cast<InprocFram
 // allocator instead of a fresh multi-MiB buffer (page faults) for every tensor.
 constexpr size_t kSegmentFrom = size_t{2} << 20;
 constexpr size_t kSegmentTarget = size_t{1} << 20;
-constexpr uint32_t kMaxSendSegments = 8;
 // A segment that does not follow its predecessor within this long (or the receive timeout, if
 // longer) fails the receive: the sender sends the segments of a tensor back to back.
 constexpr Millis kSegmentWait{10000};
@@ -330,7 +332,8 @@ class ZmqEndpoint : public Endpoint {
       : Endpoint(link, local, max_payload_bytes, checksum_payloads),
         context_(std::move(context)),
         socket_(socket),
-        inproc_(inproc) {
+        inproc_(inproc),
+        segment_sends_(!inproc && !BoundFrom(link, local).known()) {
     if (!inproc) {
       try {
         monitor_ = std::make_unique<Monitor>(context_->ctx, socket_, name());
@@ -378,7 +381,7 @@ class ZmqEndpoint : public Endpoint {
     std::memcpy(zmq_msg_data(&header), frame.header.data(), frame.header.size());
     SendBlocking(&header, deadline, ZMQ_SNDMORE);
     const size_t size = frame.payload.size();
-    if (size >= kSegmentFrom) {
+    if (segment_sends_ && size >= kSegmentFrom) {
       SendSegments(std::move(frame.payload), deadline);
       return;
     }
@@ -624,10 +627,10 @@ class ZmqEndpoint : public Endpoint {
 
   // Assembles a segmented payload into `frame`: `tag0` and `segment0` came with the header; the
   // other segments follow as [tag k][segment k] messages. Each segment is copied into the
-  // tensor's buffer and checksummed while in cache; the CRC goes to frame.payload_crc32c for
-  // Receive to compare with the header's. Any irregularity (a garbled tag, a segment out of
-  // order, missing, too long or short, a tag that disagrees with the first) is kProtocol naming
-  // the link and step; a segment that does not come is kUnavailable.
+  // tensor's buffer and, if the header says the payload is checked, checksummed while in cache;
+  // the CRC goes to frame.payload_crc32c for Receive to compare with the header's. Any irregularity
+  // (a garbled tag, a segment out of order, missing, too long or short, a tag that disagrees with
+  // the first) is kProtocol naming the link and step; a segment that does not come is kUnavailable.
   void ReceiveSegments(RawFrame& frame, zmq_msg_t& tag0, zmq_msg_t& segment0, Millis timeout) {
     auto fail = [&](ErrorCode code, uint32_t index, uint32_t count, const std::string& why) {
       return Error(code, name() + ": " + StepOf(frame.header) + ": segment " +
@@ -643,6 +646,13 @@ class ZmqEndpoint : public Endpoint {
       throw fail(ErrorCode::kProtocol, first.index, first.count,
                  "came first (segment 0 was expected)");
     }
+    // An unchecked payload (the header says so) is only copied; a garbled header is refused by
+    // Receive whatever the payload.
+    bool checked = true;
+    try {
+      checked = DecodeFrameHeader(frame.header, name(), UINT64_MAX).payload_checked;
+    } catch (const Error&) {
+    }
     Payload out = Payload::Uninitialized(first.total_bytes);
     size_t filled = 0;
     uint32_t crc = 0;
@@ -653,7 +663,11 @@ class ZmqEndpoint : public Endpoint {
                        std::to_string(out.size() - filled) + " of the " +
                        std::to_string(out.size()) + " payload bytes remain");
       }
-      crc = CopyWithCrc(out.data() + filled, segment.data(), segment.size(), crc);
+      if (checked) {
+        crc = CopyWithCrc(out.data() + filled, segment.data(), segment.size(), crc);
+      } else {
+        std::memcpy(out.data() + filled, segment.data(), segment.size());
+      }
       filled += segment.size();
     };
     take(0, bytes(segment0));
@@ -703,7 +717,7 @@ class ZmqEndpoint : public Endpoint {
                      std::to_string(out.size()) + " payload bytes (truncated)");
     }
     frame.payload = std::move(out);
-    frame.payload_crc32c = crc;
+    if (checked) frame.payload_crc32c = crc;
   }
 
   // PeerGone for the send path, reading the monitor at most every kSendMonitorInterval (and the
@@ -745,7 +759,10 @@ class ZmqEndpoint : public Endpoint {
   int send_timeout_ = -2;
   Clock::time_point next_send_monitor_read_{};
   uint32_t sends_since_clock_ = 0;
-  const bool inproc_;  // frames travel whole (InprocFrame); else two parts, large ones segmented
+  const bool inproc_;  // frames travel whole (InprocFrame); else two parts
+  // ipc/tcp, a direction without a known bound: large payloads leave as segments. A bounded
+  // direction's receive queue is sized for its largest tensor, which therefore travels whole.
+  const bool segment_sends_;
 };
 
 // Answers ZeroMQ's authentication requests (ZAP, RFC 27) for CURVE server sockets: accepts a
@@ -845,6 +862,7 @@ class ZmqTransport : public Transport {
     for (const LinkSpec& link : links) {
       PortRef local = LocalEnd(link, chip);
       PortRef remote = local == link.a ? link.b : link.a;
+      CheckLinkSpec(link, opt);
       Address(link, std::min(local, remote));
     }
     std::vector<std::unique_ptr<ZmqEndpoint>> endpoints;
@@ -859,8 +877,7 @@ class ZmqTransport : public Transport {
       }
       const bool inproc = opt.backend == "inproc";
       endpoints.push_back(std::make_unique<ZmqEndpoint>(
-          context_, socket, link, local, opt.max_payload_bytes, inproc,
-          /*checksum_payloads=*/!inproc || opt.inproc_checksums));
+          context_, socket, link, local, opt.max_payload_bytes, inproc, ChecksumsPayloads(opt)));
       binds.push_back(bind);
       Configure(socket, link, remote, bind);
       std::string address = Address(link, bind ? local : remote);
@@ -884,23 +901,28 @@ class ZmqTransport : public Transport {
   void Configure(void* socket, const LinkSpec& link, PortRef remote, bool bind) {
     const TransportOptions& opt = options();
     const std::string what = LinkName(link);
-    // ZeroMQ pipes report reads back to the writer in batches of about hwm / 2 (and an inproc
-    // peer that connects before the bind gets one pipe, not two), so a pipe can look full with
-    // only hwm / 2 unread. 2 * capacity + 2 (the hello) keeps room for queue_capacity messages.
-    const int hwm = 2 * opt.queue_capacity + 2;
-    // ipc/tcp count segments (kSegmentFrom): a large tensor takes up to kMaxSendSegments ZeroMQ
-    // messages, so the sending side holds that many times as many, and Send still never blocks
-    // while fewer than queue_capacity tensors are unreceived, whatever their size.
-    SetInt(socket, ZMQ_SNDHWM,
-           opt.backend == "inproc" ? hwm : hwm * static_cast<int>(kMaxSendSegments), what);
-    SetInt(socket, ZMQ_RCVHWM, hwm, what);
+    // The marks of each direction (transport.h QueueDepthFor): the send mark keeps the promise
+    // that Send does not block below the bound's messages (or queue_capacity); the receive mark
+    // bounds the receiving end in bytes when the largest tensor is known. (ZeroMQ pipes report
+    // reads back to the writer in batches of about mark / 2, and an inproc peer that connects
+    // before the bind gets one pipe, not two, so a pipe can look full with half its mark unread.
+    // ipc/tcp directions without a bound count segments, kMaxSendSegments per large tensor.)
+    const QueueBound& out = BoundFrom(link, remote == link.a ? link.b : link.a);
+    const QueueBound& in = BoundFrom(link, remote);
+    SetInt(socket, ZMQ_SNDHWM, QueueDepthFor(out, opt).send, what);
+    SetInt(socket, ZMQ_RCVHWM, QueueDepthFor(in, opt).receive, what);
     SetInt(socket, ZMQ_LINGER, 0, what);
     // Peers start in any order; retry a connect to a not-yet-bound end quickly.
     SetInt(socket, ZMQ_RECONNECT_IVL, 10, what);
     SetInt(socket, ZMQ_RECONNECT_IVL_MAX, 200, what);
     if (opt.backend != "inproc") {
-      // A peer cannot make us allocate more than the largest legal frame.
-      int64_t max = static_cast<int64_t>(std::max<uint64_t>(opt.max_payload_bytes, 1 << 16));
+      // A peer cannot make us allocate more than the largest legal frame: its direction's
+      // largest tensor when the bound is known.
+      const uint64_t largest = in.known()
+                                   ? std::min<uint64_t>(static_cast<uint64_t>(in.max_message_bytes),
+                                                        opt.max_payload_bytes)
+                                   : opt.max_payload_bytes;
+      int64_t max = static_cast<int64_t>(std::max<uint64_t>(largest, 1 << 16));
       zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &max, sizeof max);
     }
     if (!opt.curve.enabled) return;

@@ -5,19 +5,21 @@
 // for the message its program expects (`Expect`: schedule, step, tensor) and anything else —
 // another step, a gap in the per-direction sequence (a lost message), a corrupted payload, a peer
 // that closed — is an Error naming the link and the expected and received step. Buffers are
-// bounded: a sender blocks when `queue_capacity` messages wait for a slow receiver and fails with
-// kUnavailable if that lasts longer than its timeout. `Close` sends an end-of-stream marker after
-// everything sent before it; the receiver gets every message, then kDisconnected.
+// bounded per direction: in bytes when the link's QueueBound for it is known (message.h; larger
+// payloads are refused), else in messages (`queue_capacity`); a sender blocks when its direction
+// is full and fails with kUnavailable if that lasts longer than its timeout. `Close` sends an
+// end-of-stream marker after everything sent before it; the receiver gets every message, then
+// kDisconnected.
 //
 // Thread-safety: an Endpoint is used by one thread at a time (like a socket). Different
 // endpoints may be used from different threads concurrently.
 //
-// Checksums: a sent payload carries its CRC32C in the header and the receiver verifies it, on
-// every backend that moves bytes across a medium (sim, ipc, tcp). An inproc endpoint passes a
-// pointer to a thread of the same process: unless TransportOptions::inproc_checksums is set it
-// sends its payloads unchecked (the header says so) and costs what raw ZeroMQ inproc costs plus
-// the header. Whatever its own setting, an endpoint verifies every checked frame it receives
-// (a wrong CRC is always refused); one that checksums refuses unchecked frames as well.
+// Checksums, by link kind (TransportOptions::checksums): an endpoint that checksums puts the
+// payload's CRC32C in the header and requires it of every frame it receives: an unchecked frame
+// is refused as kProtocol naming the link and step. One that does not (auto on sim, inproc, ipc
+// and CURVE tcp; off) sends its payloads unchecked — the header says so — and costs what raw
+// ZeroMQ costs plus the header. Whatever its own setting, an endpoint verifies every checked
+// frame it receives: a wrong CRC is always refused.
 //
 // Layers: `Send`/`Receive`/`Close` (this class, not virtual) do framing, checksums and matching;
 // a backend implements only the raw frame layer below (`SendFrame`/`ReceiveFrame`/`Shutdown`), so
@@ -88,8 +90,11 @@ class Endpoint {
   // Destroying an endpoint without Close releases it at once, dropping whatever is still queued.
   void Close(Millis timeout);
 
-  // Largest payload this endpoint sends or accepts.
+  // Largest payload this endpoint sends or accepts (TransportOptions::max_payload_bytes), and
+  // what a known bound of each direction narrows it to (message.h QueueBound).
   uint64_t max_payload_bytes() const { return max_payload_bytes_; }
+  uint64_t max_send_bytes() const { return max_send_bytes_; }
+  uint64_t max_receive_bytes() const { return max_receive_bytes_; }
 
   // Whether Send checksums payloads and Receive requires checked frames (see above).
   bool checksums_payloads() const { return checksum_payloads_; }
@@ -115,7 +120,10 @@ class Endpoint {
   PortRef local_;
   PortRef remote_;
   std::string name_;
+  static uint64_t Limit(const QueueBound& bound, uint64_t max_payload_bytes);
   uint64_t max_payload_bytes_;
+  uint64_t max_send_bytes_;
+  uint64_t max_receive_bytes_;
   bool checksum_payloads_;
   uint64_t next_send_sequence_ = 0;
   uint64_t next_receive_sequence_ = 0;

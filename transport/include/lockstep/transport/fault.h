@@ -3,8 +3,9 @@
 // framing and checksumming, i.e. where a real network would lose, delay or damage them:
 //   drop        the message never reaches the peer (it reports a sequence gap: "a message was
 //               lost")
-//   corrupt     one payload bit flips (the peer reports a CRC32C mismatch naming the step;
-//               on inproc only with TransportOptions::inproc_checksums, else it goes unseen)
+//   corrupt     one payload bit flips (the peer reports a CRC32C mismatch naming the step
+//               where payloads are checksummed: TransportOptions::checksums, by default tcp
+//               without CURVE only; on a link that sends them unchecked the flip goes unseen)
 //   delay       the message is held back: `delay_ns` added to its virtual send time (sim) and
 //               `delay_real` of wall time before it leaves (real backends)
 //   disconnect  after `disconnect_after` frames the link goes down; further use throws

@@ -27,7 +27,8 @@ struct FrameHeader {
   MessageHeader message;
   uint64_t payload_length = 0;
   uint32_t payload_crc32c = 0;
-  // false: the sender did not checksum the payload (inproc by default; payload_crc32c is 0).
+  // false: the sender did not checksum the payload (TransportOptions::checksums: by default on
+  // every link kind but tcp without CURVE); payload_crc32c is 0.
   bool payload_checked = true;
 };
 
@@ -41,10 +42,10 @@ FrameHeader DecodeFrameHeader(std::span<const std::byte> bytes, const std::strin
                               uint64_t max_payload_bytes);
 
 // Checks a payload frame against its decoded header: length, then CRC32C if the header says the
-// payload is checked. `require_checked`: an unchecked header is refused too (ipc/tcp, and inproc
-// with checksums on). `computed_crc`: the payload's CRC32C as a backend already computed it while
-// assembling a segmented payload (see SegmentTag); compared instead of a second pass over the
-// bytes. Throws Error(kProtocol) "<context>: ..." naming the step on mismatch.
+// payload is checked. `require_checked`: an unchecked header is refused too (an endpoint that
+// checksums, transport.h ChecksumsPayloads). `computed_crc`: the payload's CRC32C as a backend
+// already computed it while assembling a segmented payload (see SegmentTag); compared instead of a
+// second pass over the bytes. Throws Error(kProtocol) "<context>: ..." naming the step on mismatch.
 void CheckPayload(const FrameHeader& header, std::span<const std::byte> payload,
                   const std::string& context, bool require_checked = true,
                   std::optional<uint32_t> computed_crc = std::nullopt);

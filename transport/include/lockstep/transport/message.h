@@ -30,6 +30,22 @@ struct PortRef {
 // "chip 3:7".
 std::string ToString(PortRef end);
 
+// What the schedule sends over one direction of a link, which bounds that direction's queues in
+// bytes (schedule::LinkLoads computes it from a compiled schedule). Known when
+// `max_message_bytes` >= 0: the sender refuses a larger payload (InvalidInput) and the receiver
+// a larger frame (kProtocol); Send never blocks while fewer than max(messages, 1) messages are
+// unreceived that way; and the receiving end queues at most ReceiveQueueMessages(bound) messages,
+// so never more than that many times max_message_bytes (transport.h, QueueDepthFor). Tensors then
+// travel whole, never as segments. Unknown (-1, the default): any payload up to
+// TransportOptions::max_payload_bytes, queue_capacity messages deep, large ones in segments on
+// ipc/tcp (a bound in messages only).
+struct QueueBound {
+  int64_t max_message_bytes = -1;  // the largest payload sent this way; -1: not known
+  int64_t messages = 0;            // the most messages sent this way before the receiver reads
+  bool known() const { return max_message_bytes >= 0; }
+  friend bool operator==(const QueueBound&, const QueueBound&) = default;
+};
+
 // A direct, full-duplex link between two chips. `latency_ns` and `bytes_per_second` are used by
 // the `sim` backend only (the ZeroMQ backends take whatever the real network gives).
 struct LinkSpec {
@@ -37,10 +53,15 @@ struct LinkSpec {
   PortRef b;
   int64_t latency_ns = 0;                     // fixed one-way latency of the link
   int64_t bytes_per_second = 12'900'000'000;  // per direction (lpu-v1: ~12.9 GB/s)
+  QueueBound a_to_b = {};                     // what the schedule sends from a to b
+  QueueBound b_to_a = {};                     // ... and from b to a
 };
 
 // "link chip 3:7 <-> chip 12:7" (ends in the order given), the prefix of every transport error.
 std::string LinkName(const LinkSpec& link);
+
+// The bound of the direction that leaves `from` (an end of `link`): a_to_b when from == link.a.
+const QueueBound& BoundFrom(const LinkSpec& link, PortRef from);
 
 // Owned, move-only bytes of a tensor. Either a heap buffer (the usual case for a sender) or
 // memory owned by something else (a received ZeroMQ frame) released through `Owner`.
