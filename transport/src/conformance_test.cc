@@ -3,6 +3,7 @@
 // detection. Chips are threads here; fork_test.cc runs ipc across real processes.
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "lockstep/transport/crc32c.h"
@@ -31,6 +32,57 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     l.latency_ns = 500;
     l.bytes_per_second = 1'000'000'000;
     return l;
+  }
+
+  // Fully connects `chips` chips (chip c uses port p for peer p, as in a node), each direction
+  // bounded by `bound`, and runs each as a thread: it sends `per_link` messages on every link
+  // (message k of size_of(k) bytes, each sent within `send_timeout`) before it receives any, then
+  // checks every message it received. Returns each chip's failure, "" if none.
+  std::vector<std::string> RunFullyConnected(uint32_t chips, int per_link, QueueBound bound,
+                                             const std::function<size_t(int)>& size_of,
+                                             Millis send_timeout) {
+    std::vector<LinkSpec> all;
+    for (uint32_t i = 0; i < chips; ++i) {
+      for (uint32_t j = i + 1; j < chips; ++j) {
+        LinkSpec l = Link(i, j, j, i);
+        l.a_to_b = l.b_to_a = bound;
+        all.push_back(l);
+      }
+    }
+    std::vector<std::future<void>> threads;
+    std::vector<std::string> failures(chips);
+    for (uint32_t c = 0; c < chips; ++c) {
+      threads.push_back(std::async(std::launch::async, [&, c] {
+        try {
+          std::vector<LinkSpec> mine;
+          for (const LinkSpec& l : all) {
+            if (l.a.chip == c || l.b.chip == c) mine.push_back(l);
+          }
+          auto eps = transport_->OpenChip(c, mine, kWait);
+          // Steps encode (sender, receiver, k) so a misrouted message cannot pass.
+          for (int k = 0; k < per_link; ++k) {
+            for (auto& e : eps) {
+              const int64_t step = (e->local().chip * 100 + e->remote().chip) * 100 + k;
+              e->Send(Tensor(step, k, size_of(k), step), send_timeout);
+            }
+          }
+          for (auto& e : eps) {
+            for (int k = 0; k < per_link; ++k) {
+              const int64_t step = (e->remote().chip * 100 + e->local().chip) * 100 + k;
+              Message m = e->Receive(Want(step, k), kWait);
+              if (m.payload.size() != size_of(k) || !HasPattern(m.payload, step)) {
+                throw std::runtime_error("payload of step " + std::to_string(step) + " corrupted");
+              }
+            }
+          }
+          for (auto& e : eps) e->Close(kWait);
+        } catch (const std::exception& ex) {
+          failures[c] = ex.what();
+        }
+      }));
+    }
+    for (auto& t : threads) t.get();
+    return failures;
   }
 
   TransportOptions options_;
@@ -95,45 +147,10 @@ TEST_P(Conformance, Carries64MiBTensorIntact) {
 }
 
 TEST_P(Conformance, ManyLinksFullyConnectedChips) {
-  constexpr uint32_t kChips = 5;
-  constexpr int kPerLink = 3;  // below queue_capacity: all chips send before receiving
-  // Chip c uses port p for peer p (p != c), as in a fully connected node.
-  std::vector<LinkSpec> all;
-  for (uint32_t i = 0; i < kChips; ++i) {
-    for (uint32_t j = i + 1; j < kChips; ++j) all.push_back(Link(i, j, j, i));
-  }
-  std::vector<std::future<void>> chips;
-  std::vector<std::string> failures(kChips);
-  for (uint32_t c = 0; c < kChips; ++c) {
-    chips.push_back(std::async(std::launch::async, [&, c] {
-      try {
-        std::vector<LinkSpec> mine;
-        for (const LinkSpec& l : all) {
-          if (l.a.chip == c || l.b.chip == c) mine.push_back(l);
-        }
-        auto eps = transport_->OpenChip(c, mine, kWait);
-        // Steps encode (sender, receiver, k) so a misrouted message cannot pass.
-        for (int k = 0; k < kPerLink; ++k) {
-          for (auto& e : eps) {
-            int64_t step = (e->local().chip * 100 + e->remote().chip) * 100 + k;
-            e->Send(Tensor(step, k, 256 + k, step), kWait);
-          }
-        }
-        for (auto& e : eps) {
-          for (int k = 0; k < kPerLink; ++k) {
-            int64_t step = (e->remote().chip * 100 + e->local().chip) * 100 + k;
-            Message m = e->Receive(Want(step, k), kWait);
-            if (!HasPattern(m.payload, step)) throw std::runtime_error("payload corrupted");
-          }
-        }
-        for (auto& e : eps) e->Close(kWait);
-      } catch (const std::exception& ex) {
-        failures[c] = ex.what();
-      }
-    }));
-  }
-  for (auto& t : chips) t.get();
-  for (uint32_t c = 0; c < kChips; ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
+  // 3 messages per link, below queue_capacity: all chips send before receiving.
+  const std::vector<std::string> failures = RunFullyConnected(
+      5, 3, {}, [](int k) { return size_t{256} + k; }, kWait);
+  for (size_t c = 0; c < failures.size(); ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
 }
 
 TEST_P(Conformance, InterleavedSendsAcrossLinksAndDirections) {
@@ -449,52 +466,13 @@ TEST_P(Conformance, BoundedDirectionAppliesBackPressureWithinItsBytes) {
 // would block at queue_capacity, with every chip waiting on the others, if the bound were not
 // honoured).
 TEST_P(Conformance, EveryChipSendsAStepBeforeReceivingWithinTheBounds) {
-  constexpr uint32_t kChips = 4;
-  const int per_link = 2 * options_.queue_capacity;
   constexpr size_t kLarge = size_t{256} << 10;
-  auto size_of = [](int k) { return k % 2 == 0 ? kLarge : size_t{4096} + k; };
-  std::vector<LinkSpec> all;
-  for (uint32_t i = 0; i < kChips; ++i) {
-    for (uint32_t j = i + 1; j < kChips; ++j) {
-      LinkSpec l = Link(i, j, j, i);
-      l.a_to_b = l.b_to_a = {static_cast<int64_t>(kLarge), per_link};
-      all.push_back(l);
-    }
-  }
-  std::vector<std::future<void>> chips;
-  std::vector<std::string> failures(kChips);
-  for (uint32_t c = 0; c < kChips; ++c) {
-    chips.push_back(std::async(std::launch::async, [&, c] {
-      try {
-        std::vector<LinkSpec> mine;
-        for (const LinkSpec& l : all) {
-          if (l.a.chip == c || l.b.chip == c) mine.push_back(l);
-        }
-        auto eps = transport_->OpenChip(c, mine, kWait);
-        // A broken promise blocks here; fail in seconds rather than at the long timeout.
-        for (auto& e : eps) {
-          for (int k = 0; k < per_link; ++k) {
-            const int64_t step = (e->local().chip * 100 + e->remote().chip) * 100 + k;
-            e->Send(Tensor(step, k, size_of(k), step), Millis(5000));
-          }
-        }
-        for (auto& e : eps) {
-          for (int k = 0; k < per_link; ++k) {
-            const int64_t step = (e->remote().chip * 100 + e->local().chip) * 100 + k;
-            Message m = e->Receive(Want(step, k), kWait);
-            if (m.payload.size() != size_of(k) || !HasPattern(m.payload, step)) {
-              throw std::runtime_error("payload of step " + std::to_string(step) + " corrupted");
-            }
-          }
-        }
-        for (auto& e : eps) e->Close(kWait);
-      } catch (const std::exception& ex) {
-        failures[c] = ex.what();
-      }
-    }));
-  }
-  for (auto& t : chips) t.get();
-  for (uint32_t c = 0; c < kChips; ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
+  const int per_link = 2 * options_.queue_capacity;
+  // A broken promise blocks a send; fail in seconds rather than at the long timeout.
+  const std::vector<std::string> failures = RunFullyConnected(
+      4, per_link, {static_cast<int64_t>(kLarge), per_link},
+      [](int k) { return k % 2 == 0 ? kLarge : size_t{4096} + k; }, Millis(5000));
+  for (size_t c = 0; c < failures.size(); ++c) EXPECT_EQ(failures[c], "") << "chip " << c;
 }
 
 TEST_P(Conformance, RejectsGarbledHeaderWithoutCrashing) {

@@ -92,6 +92,24 @@ class Segments : public ::testing::TestWithParam<std::string> {
     return v;
   }
 
+  // The frames of the next ZeroMQ message the endpoint sent to the raw peer.
+  std::vector<std::vector<std::byte>> ReceiveFrames() {
+    std::vector<std::vector<std::byte>> frames;
+    for (int more = 1; more != 0;) {
+      zmq_msg_t part;
+      zmq_msg_init(&part);
+      if (zmq_msg_recv(&part, peer_, 0) < 0) {
+        ADD_FAILURE() << "zmq_msg_recv: " << zmq_strerror(zmq_errno());
+        break;
+      }
+      auto* d = static_cast<const std::byte*>(zmq_msg_data(&part));
+      frames.emplace_back(d, d + zmq_msg_size(&part));
+      more = zmq_msg_more(&part);
+      zmq_msg_close(&part);
+    }
+    return frames;
+  }
+
   Expect Step(int64_t step) {
     Expect e;
     e.step = step;
@@ -192,16 +210,8 @@ TEST_P(Segments, LargeTensorLeavesTheSenderAsSegments) {
   uint32_t count = 0;
   uint64_t received = 0;
   for (uint32_t k = 0; count == 0 || k < count; ++k) {
-    std::vector<std::vector<std::byte>> frames;
-    for (int more = 1; more != 0;) {
-      zmq_msg_t part;
-      zmq_msg_init(&part);
-      ASSERT_GE(zmq_msg_recv(&part, peer_, 0), 0);
-      auto* d = static_cast<const std::byte*>(zmq_msg_data(&part));
-      frames.emplace_back(d, d + zmq_msg_size(&part));
-      more = zmq_msg_more(&part);
-      zmq_msg_close(&part);
-    }
+    std::vector<std::vector<std::byte>> frames = ReceiveFrames();
+    ASSERT_FALSE(frames.empty());
     ASSERT_EQ(frames.size(), k == 0 ? 3u : 2u)
         << "message " << k << " of " << frames[0].size() << " bytes";
     if (k == 0) frames.erase(frames.begin());  // the header
@@ -233,16 +243,7 @@ TEST_P(BoundedSegments, LargeTensorOfABoundedDirectionLeavesWhole) {
   m.header.shape = {kBytes};
   m.payload = Payload(Pattern(kBytes));
   endpoint_->Send(std::move(m), kWait);
-  std::vector<std::vector<std::byte>> frames;
-  for (int more = 1; more != 0;) {
-    zmq_msg_t part;
-    zmq_msg_init(&part);
-    ASSERT_GE(zmq_msg_recv(&part, peer_, 0), 0);
-    auto* d = static_cast<const std::byte*>(zmq_msg_data(&part));
-    frames.emplace_back(d, d + zmq_msg_size(&part));
-    more = zmq_msg_more(&part);
-    zmq_msg_close(&part);
-  }
+  const std::vector<std::vector<std::byte>> frames = ReceiveFrames();
   ASSERT_EQ(frames.size(), 2u);
   const FrameHeader h = DecodeFrameHeader(frames[0], "test", kBytes);
   EXPECT_EQ(h.payload_length, static_cast<uint64_t>(kBytes));
