@@ -20,6 +20,8 @@ PACKAGES=(
   python3                         # JSON checks in tests/cli_test.sh
   libbenchmark-dev                # benchmarks
   slurm-wlm munge                 # tests/slurm_test.sh, scripts/launch-slurm.sh
+  libpcre2-dev libutf8proc-dev    # tokenizer: Unicode split regexes, normalization (NFC, ...)
+  pybind11-dev python3-dev        # python/: the `lockstep` Python module
 )
 
 build_dir=build
@@ -45,6 +47,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all ${#PACKAGES[@]} packages present"
+fi
+
+# Test-only reference for the tokenizer and chat-template tests (issue #23): Hugging Face's
+# JavaScript tokenizers and Jinja from the npm registry, pinned by tests/js/package-lock.json,
+# into tests/js/node_modules (git-ignored; never needed at run time). Node may come from
+# elsewhere than Debian (then it brings its own npm); only a missing npm installs Debian's.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm (test-only reference tools)"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -f tests/js/node_modules/.package-lock.json ] ||
+   [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+  echo "setup: installing the test-only npm packages into tests/js"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_args[@]}" >/dev/null

@@ -75,5 +75,7 @@ CommandGroup RunCommand();
 CommandGroup KeysCommand();
 CommandGroup GenerateCommand();  // generate_command.cc
 CommandGroup DeployCommand();    // deploy_command.cc
+CommandGroup TokenizeCommand();    // tokenize_command.cc
+CommandGroup DetokenizeCommand();  // tokenize_command.cc
 
 }  // namespace lockstep::cli

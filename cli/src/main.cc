@@ -16,7 +16,8 @@ namespace {
 
 std::vector<CommandGroup> Groups() {
   return {TopoCommand(),    ModelCommand(), PlanCommand(),     ScheduleCommand(), SimulateCommand(),
-          WeightsCommand(), RunCommand(),   GenerateCommand(), DeployCommand(),   KeysCommand()};
+          WeightsCommand(), RunCommand(),   GenerateCommand(), DeployCommand(),   KeysCommand(),
+          TokenizeCommand(), DetokenizeCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {

@@ -1,0 +1,354 @@
+#include "bpe.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+
+#include "lockstep/common/error.h"
+#include "unicode.h"
+
+namespace lockstep::tokenizer {
+namespace {
+
+using nlohmann::json;
+
+uint64_t PairKey(TokenId left, TokenId right) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+}
+
+uint64_t Mix(uint64_t key) {
+  key ^= key >> 33;
+  key *= 0xff51afd7ed558ccdULL;
+  key ^= key >> 33;
+  return key;
+}
+
+constexpr uint32_t kDead = ~uint32_t{0};
+
+}  // namespace
+
+Bpe::Bpe(const json& model, bool byte_level, const std::string& where) : byte_level_(byte_level) {
+  const std::string type = model.value("type", std::string("BPE"));
+  if (type != "BPE") {
+    throw InvalidInput(where + ".type: unsupported model '" + type + "' (supported: BPE)");
+  }
+  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+    throw InvalidInput(where + ".vocab: missing or not an object of token -> id");
+  }
+  if (model.contains("dropout") && !model["dropout"].is_null() &&
+      !(model["dropout"].is_number() && model["dropout"].get<double>() == 0.0)) {
+    throw InvalidInput(where + ".dropout: BPE dropout is not supported (must be null)");
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(key) && !model[key].is_null() &&
+        !(model[key].is_string() && model[key].get<std::string>().empty())) {
+      throw InvalidInput(where + "." + key + ": not supported (must be null or empty)");
+    }
+  }
+  ignore_merges_ = model.value("ignore_merges", false);
+  byte_fallback_ = model.value("byte_fallback", false);
+  fuse_unk_ = model.value("fuse_unk", false);
+
+  const json& vocab = model["vocab"];
+  vocab_.Reserve(vocab.size() + 1024);
+  TokenId max_id = -1;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
+        it.value().get<int64_t>() > INT32_MAX) {
+      throw InvalidInput(where + ".vocab[\"" + it.key() + "\"]: id must be a non-negative integer");
+    }
+    const auto id = it.value().get<TokenId>();
+    vocab_.Insert(it.key(), id);
+    max_id = std::max(max_id, id);
+  }
+  id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    id_to_token_[it.value().get<TokenId>()] = it.key();
+  }
+
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    const std::string unk = model["unk_token"].get<std::string>();
+    unk_id_ = vocab_.Find(unk);
+    if (!unk_id_) throw InvalidInput(where + ".unk_token: '" + unk + "' is not in the vocabulary");
+  }
+
+  if (byte_level_) {
+    byte_ids_.assign(256, -1);
+    for (int b = 0; b < 256; ++b) {
+      byte_ids_[b] = vocab_.Find(ByteToUnicode(static_cast<uint8_t>(b))).value_or(-1);
+    }
+  }
+  if (byte_fallback_) {
+    fallback_ids_.assign(256, -1);
+    for (int b = 0; b < 256; ++b) {
+      char name[8];
+      std::snprintf(name, sizeof(name), "<0x%02X>", b);
+      fallback_ids_[b] = vocab_.Find(std::string_view(name)).value_or(-1);
+    }
+  }
+
+  if (!model.contains("merges") || !model["merges"].is_array()) {
+    throw InvalidInput(where + ".merges: missing or not an array");
+  }
+  const json& merges = model["merges"];
+  merge_count_ = merges.size();
+  const size_t capacity = std::bit_ceil(std::max<size_t>(16, merges.size() * 2));
+  pairs_.assign(capacity, PairSlot{kEmpty, 0, 0});
+  pair_mask_ = capacity - 1;
+  std::string left, right;
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const json& m = merges[rank];
+    if (m.is_string()) {
+      // "left right": the first space separates (tokens never contain a plain space).
+      const std::string& s = m.get_ref<const std::string&>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos) {
+        throw InvalidInput(where + ".merges[" + std::to_string(rank) + "]: '" + s +
+                           "' is not two tokens separated by a space");
+      }
+      left = s.substr(0, space);
+      const size_t next_space = s.find(' ', space + 1);
+      right = s.substr(
+          space + 1, next_space == std::string::npos ? std::string::npos : next_space - space - 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      left = m[0].get<std::string>();
+      right = m[1].get<std::string>();
+    } else {
+      throw InvalidInput(where + ".merges[" + std::to_string(rank) +
+                         "]: must be \"a b\" or [\"a\", \"b\"]");
+    }
+    const auto l = vocab_.Find(left), r = vocab_.Find(right), m2 = vocab_.Find(left + right);
+    if (!l || !r || !m2) {
+      throw InvalidInput(where + ".merges[" + std::to_string(rank) + "]: '" + left + "' + '" +
+                         right + "' uses or makes a token outside the vocabulary");
+    }
+    InsertPair(*l, *r, static_cast<int32_t>(rank), *m2);
+  }
+
+  if (byte_level_) {
+    byte_vocab_.Reserve(vocab.size() + 1024);
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) AddByteToken(it.key(), it.value());
+  } else {
+    char_ids_.assign(0x3000, -1);
+    std::string ch;
+    for (char32_t cp = 0; cp < 0x3000; ++cp) {
+      if (cp >= 0xD800 && cp < 0xE000) continue;
+      ch.clear();
+      AppendUtf8(ch, cp);
+      char_ids_[cp] = vocab_.Find(ch).value_or(-1);
+    }
+  }
+}
+
+void Bpe::AddByteToken(std::string_view token, TokenId id) {
+  // The token's bytes, when every character is a stand-in (others cannot come out of bytes).
+  std::string bytes;
+  for (size_t i = 0; i < token.size();) {
+    const int b = UnicodeToByte(NextCodePoint(token, i));
+    if (b < 0) return;
+    bytes += static_cast<char>(b);
+  }
+  byte_vocab_.Insert(bytes, id);
+}
+
+void Bpe::AddToken(const std::string& content, TokenId id) {
+  // The merge loop keeps the model's ids (Tokenizer remaps them); lookups of whole pieces and
+  // of the vocabulary see the added token, as the reference's token-to-id map does.
+  vocab_.Insert(content, id);
+  if (byte_level_) AddByteToken(content, id);
+  if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(id + 1);
+  id_to_token_[id] = content;
+}
+
+void Bpe::InsertPair(TokenId left, TokenId right, int32_t rank, TokenId merged) {
+  const uint64_t key = PairKey(left, right);
+  for (uint64_t i = Mix(key) & pair_mask_;; i = (i + 1) & pair_mask_) {
+    PairSlot& slot = pairs_[i];
+    if (slot.key == kEmpty || slot.key == key) {
+      // A repeated merge takes its later rank, as the reference's map construction does.
+      slot = PairSlot{key, rank, merged};
+      return;
+    }
+  }
+}
+
+const Bpe::PairSlot* Bpe::FindPair(TokenId left, TokenId right) const {
+  const uint64_t key = PairKey(left, right);
+  for (uint64_t i = Mix(key) & pair_mask_;; i = (i + 1) & pair_mask_) {
+    const PairSlot& slot = pairs_[i];
+    if (slot.key == key) return &slot;
+    if (slot.key == kEmpty) return nullptr;
+  }
+}
+
+std::optional<TokenId> Bpe::Lookup(std::string_view token) const { return vocab_.Find(token); }
+
+void TokenTable::Reserve(size_t n) {
+  while (slots_.size() < n * 2) Grow();
+}
+
+uint64_t TokenTable::Hash(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a final mix for the high bits
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return Mix(h);
+}
+
+void TokenTable::Grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.empty() ? 1024 : old.size() * 2, Slot{});
+  const uint64_t mask = slots_.size() - 1;
+  for (const Slot& o : old) {
+    if (o.id < 0) continue;
+    const uint64_t h = Hash(std::string_view(arena_).substr(o.offset, o.length));
+    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+      if (slots_[i].id < 0) {
+        slots_[i] = o;
+        break;
+      }
+    }
+  }
+}
+
+void TokenTable::Insert(std::string_view token, TokenId id) {
+  if ((size_ + 1) * 2 > slots_.size()) Grow();
+  const uint64_t h = Hash(token);
+  const auto tag = static_cast<uint32_t>(h >> 32);
+  const uint64_t mask = slots_.size() - 1;
+  for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+    Slot& slot = slots_[i];
+    if (slot.id < 0) {
+      slot =
+          Slot{static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(token.size()), id, tag};
+      arena_.append(token);
+      ++size_;
+      return;
+    }
+    if (slot.tag == tag && std::string_view(arena_).substr(slot.offset, slot.length) == token) {
+      slot.id = id;
+      return;
+    }
+  }
+}
+
+std::optional<TokenId> TokenTable::Find(std::string_view token) const {
+  if (slots_.empty()) return std::nullopt;
+  const uint64_t h = Hash(token);
+  const auto tag = static_cast<uint32_t>(h >> 32);
+  const uint64_t mask = slots_.size() - 1;
+  for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& slot = slots_[i];
+    if (slot.id < 0) return std::nullopt;
+    if (slot.tag == tag && slot.length == token.size() &&
+        std::memcmp(arena_.data() + slot.offset, token.data(), token.size()) == 0) {
+      return slot.id;
+    }
+  }
+}
+
+void Bpe::AppendUnknown(std::string_view bytes, std::vector<TokenId>& out) const {
+  if (byte_fallback_) {
+    bool all = true;
+    for (char c : bytes) all = all && fallback_ids_[static_cast<unsigned char>(c)] >= 0;
+    if (all) {
+      for (char c : bytes) out.push_back(fallback_ids_[static_cast<unsigned char>(c)]);
+      return;
+    }
+  }
+  // Without an unknown token the reference drops the piece.
+  if (unk_id_) out.push_back(*unk_id_);
+}
+
+void Bpe::Encode(std::string_view piece, std::vector<TokenId>& out, Scratch& s) const {
+  if (piece.empty()) return;
+  if (ignore_merges_) {
+    std::optional<TokenId> whole;
+    if (byte_level_) {
+      whole = byte_vocab_.Find(piece);
+    } else {
+      whole = Lookup(piece);
+    }
+    if (whole) {
+      out.push_back(*whole);
+      return;
+    }
+  }
+
+  // Initial symbols: bytes (byte-level) or characters, with their ids (-1: not in vocabulary).
+  s.ids.clear();
+  s.begin.clear();
+  s.end.clear();
+  for (size_t i = 0; i < piece.size();) {
+    const size_t start = i;
+    TokenId id = -1;
+    if (byte_level_) {
+      id = byte_ids_[static_cast<unsigned char>(piece[i])];
+      ++i;
+    } else {
+      size_t next = i;
+      const char32_t cp = NextCodePoint(piece, next);
+      i = std::min(piece.size(), next);
+      if (cp < char_ids_.size()) {
+        id = char_ids_[cp];
+      } else if (auto found = Lookup(piece.substr(start, i - start))) {
+        id = *found;
+      }
+    }
+    s.ids.push_back(id);
+    s.begin.push_back(static_cast<uint32_t>(start));
+    s.end.push_back(static_cast<uint32_t>(i));
+  }
+  const auto n = static_cast<int32_t>(s.ids.size());
+  if (n > 1) {
+    s.prev.resize(n);
+    s.next.resize(n);
+    for (int32_t k = 0; k < n; ++k) {
+      s.prev[k] = k - 1;
+      s.next[k] = k + 1 < n ? k + 1 : -1;
+    }
+    // Min-heap of (rank << 32 | left position); entries go stale as symbols merge and are
+    // checked against the current pair when popped.
+    s.heap.clear();
+    auto push = [&](int32_t left) {
+      const int32_t right = s.next[left];
+      if (right < 0 || s.ids[left] < 0 || s.ids[right] < 0) return;
+      if (const PairSlot* p = FindPair(s.ids[left], s.ids[right])) {
+        s.heap.push_back((static_cast<uint64_t>(p->rank) << 32) | static_cast<uint32_t>(left));
+        std::push_heap(s.heap.begin(), s.heap.end(), std::greater<>());
+      }
+    };
+    for (int32_t k = 0; k + 1 < n; ++k) push(k);
+    while (!s.heap.empty()) {
+      std::pop_heap(s.heap.begin(), s.heap.end(), std::greater<>());
+      const uint64_t top = s.heap.back();
+      s.heap.pop_back();
+      const auto rank = static_cast<int32_t>(top >> 32);
+      const auto left = static_cast<int32_t>(top & 0xffffffffu);
+      if (s.begin[left] == kDead) continue;
+      const int32_t right = s.next[left];
+      if (right < 0) continue;
+      const PairSlot* p = FindPair(s.ids[left], s.ids[right]);
+      if (p == nullptr || p->rank != rank) continue;  // stale
+      s.ids[left] = p->merged;
+      s.end[left] = s.end[right];
+      s.begin[right] = kDead;
+      s.next[left] = s.next[right];
+      if (s.next[right] >= 0) s.prev[s.next[right]] = left;
+      if (s.prev[left] >= 0) push(s.prev[left]);
+      push(left);
+    }
+  }
+  for (int32_t k = 0; k >= 0 && k<n; k = n> 1 ? s.next[k] : -1) {
+    if (s.ids[k] >= 0) {
+      out.push_back(s.ids[k]);
+    } else {
+      AppendUnknown(piece.substr(s.begin[k], s.end[k] - s.begin[k]), out);
+    }
+  }
+}
+
+}  // namespace lockstep::tokenizer
