@@ -5,6 +5,7 @@
 #include "command.h"
 #include "lockstep/common/dtype.h"
 #include "lockstep/partition/model_spec.h"
+#include "report_json.h"
 
 namespace lockstep::cli {
 namespace {
@@ -78,42 +79,7 @@ int ModelShow(const std::vector<std::string>& args, Context& ctx) {
   ctx.log->debug("model {}: {} parameters", m.name, c.total);
 
   if (ctx.json) {
-    nlohmann::json j;
-    j["name"] = m.name;
-    j["model_type"] = m.model_type;
-    j["dtype"] = std::string(DtypeName(dtype));
-    j["parameters"] = c.total;
-    j["parameters_active"] = c.active_total;
-    j["parameters_per_layer"] = {{"total", c.per_layer},
-                                 {"attention", c.attention_per_layer},
-                                 {"mlp", c.mlp_per_layer},
-                                 {"norms", c.norms_per_layer},
-                                 {"active", c.active_per_layer}};
-    j["parameters_embedding"] = c.embedding;
-    j["parameters_lm_head"] = c.lm_head;
-    j["parameters_final_norm"] = c.final_norm;
-    j["weight_bytes"] = weight_bytes;
-    j["kv_cache_bytes_per_token"] = kv_bytes;
-    j["context"] = context;
-    j["flops_per_decoded_token"] = flops;
-    j["shape"] = {{"hidden_size", m.hidden_size},
-                  {"intermediate_size", m.intermediate_size},
-                  {"num_layers", m.num_layers},
-                  {"num_heads", m.num_heads},
-                  {"num_kv_heads", m.num_kv_heads},
-                  {"head_dim", m.head_dim},
-                  {"vocab_size", m.vocab_size},
-                  {"tie_word_embeddings", m.tie_word_embeddings},
-                  {"qkv_bias", m.qkv_bias},
-                  {"num_experts", m.num_experts},
-                  {"experts_per_token", m.experts_per_token},
-                  {"max_position_embeddings", m.max_position_embeddings},
-                  {"rope_theta", m.rope_theta}};
-    if (m.rope_scaling) {
-      j["shape"]["rope_scaling"] = {{"type", m.rope_scaling->type},
-                                    {"factor", m.rope_scaling->factor}};
-    }
-    PrintJson(j);
+    PrintJson(ModelJson(m, dtype, context));
     return 0;
   }
 

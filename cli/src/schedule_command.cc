@@ -13,6 +13,7 @@
 #include "lockstep/schedule/trace.h"
 #include "lockstep/schedule/validate.h"
 #include "lockstep/topology/generators.h"
+#include "report_json.h"
 #include "topology_arg.h"
 
 namespace lockstep::cli {
@@ -228,10 +229,6 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
   return 0;
 }
 
-nlohmann::json MeasuredJson(const schedule::Measured& m) {
-  return {{"value", m.value}, {"bound", m.bound}, {"ratio", m.ratio}};
-}
-
 int Simulate(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   Inputs in;
@@ -278,34 +275,7 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
   const schedule::SimMetrics& m = r.metrics;
   if (ctx.json) {
-    PrintJson(
-        {{"model", l.schedule.model},
-         {"topology", l.schedule.topology},
-         {"tokens", l.schedule.tokens},
-         {"sequences", l.schedule.sequences},
-         {"token_latency_ns", m.token_latency_ns.value},
-         {"tokens_per_s", m.tokens_per_s.value},
-         {"tokens_per_s_per_user", m.tokens_per_s_per_user.value},
-         {"predicted_token_latency_ns", l.plan.predicted.token_latency_ns},
-         {"scheduled_token_latency_ns", l.schedule.token_latency_ns},
-         {"time_to_first_token_ns",
-          l.schedule.prefill ? nlohmann::json(m.time_to_first_token_ns.value) : nlohmann::json()},
-         {"predicted_time_to_first_token_ns", l.plan.predicted.time_to_first_token_ns},
-         {"compute_utilization", m.compute_utilization.value},
-         {"compute_utilization_max", m.compute_utilization_max},
-         {"link_utilization", m.link_utilization.value},
-         {"link_utilization_max", m.link_utilization_max},
-         {"bubble_fraction", m.bubble_fraction.value},
-         {"makespan_ns", m.makespan_ns},
-         {"events", m.events},
-         {"bounds",
-          {{"token_latency_ns", MeasuredJson(m.token_latency_ns)},
-           {"tokens_per_s", MeasuredJson(m.tokens_per_s)},
-           {"tokens_per_s_per_user", MeasuredJson(m.tokens_per_s_per_user)},
-           {"compute_utilization", MeasuredJson(m.compute_utilization)},
-           {"link_utilization", MeasuredJson(m.link_utilization)},
-           {"time_to_first_token_ns", MeasuredJson(m.time_to_first_token_ns)},
-           {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}}});
+    PrintJson(SimulateJson(l.plan, l.schedule, r));
     return 0;
   }
   auto line = [](const char* name, const schedule::Measured& x, double scale, const char* unit) {

@@ -1,0 +1,24 @@
+// The JSON objects `lockstep model show --json` and `lockstep simulate --json` print, built in one
+// place so the Python module (python/) returns exactly the same fields as the commands.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "lockstep/common/dtype.h"
+#include "lockstep/partition/model_spec.h"
+#include "lockstep/partition/plan.h"
+#include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/simulate.h"
+
+namespace lockstep::cli {
+
+// A model's description: parameters, weight and KV bytes at `dtype`, FLOPs per decoded token at
+// `context`, its shape.
+nlohmann::json ModelJson(const partition::ModelSpec& m, Dtype dtype, int64_t context);
+
+// A simulation's measurements beside the plan's prediction and their bounds (`r.ok` must hold).
+nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalSchedule& schedule,
+                            const schedule::SimResult& r);
+
+}  // namespace lockstep::cli
