@@ -1,9 +1,9 @@
-# Control plane between the coordinator and its workers (coordinator/, issue #7).
+# Control plane between the coordinator and its workers (control/, issue #7).
 #
 # One ZeroMQ ROUTER socket on the coordinator, one DEALER socket per worker. Every control
 # message is ONE ZeroMQ frame holding a `ControlMessage` serialized as a standard unpacked Cap'n
 # Proto message (segment table + segments); the ROUTER adds the worker's identity frame in front.
-# Encode/decode lives in coordinator/src/wire.cc, one pair per message kind (STYLE.md rule 5).
+# Encode/decode lives in control/src/codec.cc, one pair per message kind (STYLE.md rule 5).
 #
 # Conversation (-> worker to coordinator, <- coordinator to worker):
 #   -> register      once, on connect: pid, host name, hwloc host summary

@@ -253,7 +253,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   }
   coordinator::DeployOptions deploy_options;
   deploy_options.slots = slots;
-  coordinator::TransportSettings& ts = deploy_options.transport;
+  control::TransportSettings& ts = deploy_options.transport;
   ts.backend = backend;
   ts.step_timeout_ms = step_timeout_ms;
   ts.connect_timeout_ms = link_timeout_ms;

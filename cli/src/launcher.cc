@@ -163,11 +163,8 @@ coordinator::Coordinator& Launch::StartCoordinator(coordinator::CoordinatorOptio
   return *coordinator_;
 }
 
-transport::Transport& Launch::StartSharedTransport(const coordinator::TransportSettings& settings) {
-  transport::TransportOptions to;
-  to.backend = settings.backend;
-  to.queue_capacity = settings.queue_capacity;
-  shared_ = transport::CreateTransport(to);
+transport::Transport& Launch::StartSharedTransport(const control::TransportSettings& settings) {
+  shared_ = transport::CreateTransport(control::TransportOptionsFor(settings));
   return *shared_;
 }
 

@@ -88,7 +88,7 @@ class Launch {
 
   // The coordinator and (threads) the shared transport live exactly as long as the workers.
   coordinator::Coordinator& StartCoordinator(coordinator::CoordinatorOptions options);
-  transport::Transport& StartSharedTransport(const coordinator::TransportSettings& settings);
+  transport::Transport& StartSharedTransport(const control::TransportSettings& settings);
 
   // Tells the workers to stop, waits up to 3 s for them, kills the rest, reaps everything and
   // removes the run directory. Idempotent.

@@ -85,7 +85,7 @@ StepBreakdown Breakdown(const coordinator::RunStats& stats, int64_t measured) {
   const int64_t n = stats.decode_chip_steps;
   if (n == 0) return b;
   using schedule::InstrKind;
-  const worker::StepTimes& t = stats.decode_times;
+  const control::StepTimes& t = stats.decode_times;
   b.compute = t.of(InstrKind::kCompute) / n;
   b.reduce = t.of(InstrKind::kReduce) / n;
   b.send = t.of(InstrKind::kSend) / n;
@@ -210,7 +210,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const partition::Plan& plan = inputs.plan;
   coordinator::DeployOptions deploy_options;
   deploy_options.slots = slots;
-  coordinator::TransportSettings& ts = deploy_options.transport;
+  control::TransportSettings& ts = deploy_options.transport;
   ts.backend = backend;
   ts.step_timeout_ms = step_timeout_ms;
   ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : DefaultTcpBasePort(topo.chip_count());

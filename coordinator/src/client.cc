@@ -2,18 +2,27 @@
 
 #include <thread>
 
-#include "control_socket.h"
-#include "messages.h"
+#include "lockstep/control/channel.h"
+#include "lockstep/control/messages.h"
 
 namespace lockstep::coordinator {
 
+using control::AcceptedMsg;
+using control::ControlMessage;
+using control::DoneMsg;
+using control::ShutdownMsg;
+using control::StopServerMsg;
+using control::SubmitMsg;
+using control::TokenMsg;
+
 using Clock = std::chrono::steady_clock;
+using control::Millis;
 
 struct Client::Impl {
-  Impl(std::string a, ClientOptions o) : address(std::move(a)), options(o), socket(address) {}
+  Impl(std::string a, ClientOptions o) : address(std::move(a)), options(o), socket(control::Connect(address)) {}
   std::string address;
   ClientOptions options;
-  DealerSocket socket;
+  std::unique_ptr<control::ControlConnection> socket;
   uint64_t next_id = 1;
 };
 
@@ -27,14 +36,14 @@ std::vector<int32_t> Client::Generate(const std::vector<int32_t>& prompt, int64_
                                       const std::function<void(int32_t, int64_t)>& on_token) {
   Impl& im = *impl_;
   const uint64_t id = im.next_id++;
-  im.socket.Send(SubmitMsg{id, prompt, max_new, sampling});
+  im.socket->Send(SubmitMsg{id, prompt, max_new, sampling});
   bool accepted = false;
   int64_t next_index = 0;
   Clock::time_point deadline = Clock::now() + im.options.connect_timeout;
   while (true) {
     const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
     std::optional<ControlMessage> m =
-        left.count() > 0 ? im.socket.Pump(left) : std::optional<ControlMessage>{};
+        left.count() > 0 ? im.socket->Receive(left) : std::optional<ControlMessage>{};
     if (!m) {
       if (!accepted) {
         throw Error(ErrorCode::kUnavailable,
@@ -74,9 +83,9 @@ std::vector<int32_t> Client::Generate(const std::vector<int32_t>& prompt, int64_
 }
 
 void Client::RequestShutdown() {
-  impl_->socket.Send(StopServerMsg{});
+  impl_->socket->Send(StopServerMsg{});
   // Give ZeroMQ a moment to pass the message on before the socket closes (it lingers 500 ms).
-  impl_->socket.Pump(Millis(50));
+  impl_->socket->Receive(Millis(50));
 }
 
 }  // namespace lockstep::coordinator

@@ -6,12 +6,29 @@
 #include <set>
 #include <thread>
 
-#include "control_socket.h"
+#include "lockstep/control/channel.h"
 #include "lockstep/transport/crc32c.h"
-#include "messages.h"
+#include "lockstep/control/messages.h"
 #include "stall_report.h"
 
 namespace lockstep::coordinator {
+
+using control::AssignmentMsg;
+using control::ControlMessage;
+using control::ErrorMsg;
+using control::FlightRecorderMsg;
+using control::FlightRecorderRequestMsg;
+using control::HeartbeatMsg;
+using control::LinkCheckMsg;
+using control::LinkCheckResultMsg;
+using control::PingMsg;
+using control::ReadyMsg;
+using control::RegisterMsg;
+using control::ShardChunkMsg;
+using control::ShardDoneMsg;
+using control::ShutdownMsg;
+using control::StepMsg;
+using control::StepResultMsg;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -37,10 +54,11 @@ class WorkerLost : public Error {
 }  // namespace
 
 struct Coordinator::Impl {
-  explicit Impl(CoordinatorOptions o) : options(std::move(o)), socket(options.address) {}
+  explicit Impl(CoordinatorOptions o)
+      : options(std::move(o)), socket(control::Listen(options.address, options.control)) {}
 
   CoordinatorOptions options;
-  RouterSocket socket;
+  std::unique_ptr<control::ControlChannel> socket;
   std::vector<WorkerInfo> workers;
   std::vector<std::string> peers;
   std::map<std::string, size_t> by_peer;
@@ -52,7 +70,7 @@ struct Coordinator::Impl {
   std::vector<FailoverRecord> failovers;
   std::map<uint32_t, std::pair<int, int>> places;  // the deployed chips' (stage, rank)
   std::vector<worker::Finished> partial;
-  std::vector<worker::ChipProgress> progress;  // from the latest heartbeat
+  std::vector<control::ChipProgress> progress;  // from the latest heartbeat
   // When a heartbeat last showed a worker at another step or instruction: a slow step that
   // still moves is not a stall.
   Clock::time_point last_progress_change = Clock::now();
@@ -95,26 +113,26 @@ struct Coordinator::Impl {
     auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
     // While shards are on their way, come back soon to make the next chunks.
     if (!shipments.empty()) until_ping = std::min(until_ping, Millis(1));
-    std::optional<RouterSocket::Incoming> in =
-        socket.Receive(std::max(Millis(0), std::min(wait, until_ping)));
+    std::optional<control::ControlChannel::Incoming> in =
+        socket->Receive(std::max(Millis(0), std::min(wait, until_ping)));
     // Drain what is already queued before judging anyone silent.
     for (int i = 0; in && i < 1024; ++i) {
       Handle(*in, Clock::now(), on_message);
-      in = socket.Receive(Millis(0));
+      in = socket->Receive(Millis(0));
     }
     Feed();
     const Clock::time_point now = Clock::now();
     last_pump = now;
     if (now >= next_ping) {
       for (size_t w = 0; w < peers.size(); ++w) {
-        if (!gone[w]) socket.Send(peers[w], PingMsg{});
+        if (!gone[w]) socket->Send(peers[w], PingMsg{});
       }
       next_ping = now + options.heartbeat_interval;
     }
     CheckLiveness(Clock::now());
   }
 
-  void Handle(RouterSocket::Incoming& in, Clock::time_point now,
+  void Handle(control::ControlChannel::Incoming& in, Clock::time_point now,
               const std::function<void(size_t, ControlMessage&)>& on_message) {
     auto known = by_peer.find(in.peer);
     if (!in.message) {
@@ -135,9 +153,9 @@ struct Coordinator::Impl {
         reassigning.push_back(false);
         awaiting.erase(r->chip);
         progress.emplace_back();
-        socket.Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
+        socket->Send(in.peer, PingMsg{});  // welcome: the worker knows someone is there
       } else if (deployed) {
-        socket.Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
+        socket->Send(in.peer, ShutdownMsg{});  // a worker of another run, or one too many
       }
       // Before deploy, a stranger's heartbeat is a worker whose register has not arrived (it
       // re-sends it until welcomed): not a reason to shut it down.
@@ -148,7 +166,7 @@ struct Coordinator::Impl {
     last_heard[w] = now;
     if (const auto* h = std::get_if<HeartbeatMsg>(&m)) {
       last_step[w] = std::max(last_step[w], h->last_step);
-      const worker::ChipProgress& before = progress[w];
+      const control::ChipProgress& before = progress[w];
       if (h->progress.step != before.step || h->progress.running != before.running ||
           h->progress.current.op != before.current.op) {
         last_progress_change = now;
@@ -201,7 +219,7 @@ struct Coordinator::Impl {
         ++answers;
         continue;
       }
-      socket.Send(peers[w], FlightRecorderRequestMsg{});
+      socket->Send(peers[w], FlightRecorderRequestMsg{});
     }
     std::string meanwhile;
     const Clock::time_point give_up =
@@ -280,7 +298,7 @@ struct Coordinator::Impl {
     a.max_positions = d.max_positions;
     a.group = c.group;
     a.incoming = c.incoming;
-    socket.Send(peers[w], a);
+    socket->Send(peers[w], a);
     if (reuse_shard) return;
     shipments.push_back({w, &c, 0, a.shard_chunks, chunk});
     Feed();
@@ -303,7 +321,7 @@ struct Coordinator::Impl {
       Shipment& s = *it;
       const std::vector<std::byte>& shard = s.chip->shard;
       bool gone_peer = false;
-      while (s.next < s.chunks && !socket.Backlogged(peers[s.w])) {
+      while (s.next < s.chunks && !socket->Backlogged(peers[s.w])) {
         const uint64_t offset = s.next * s.chunk_bytes;
         const uint64_t size = std::min<uint64_t>(s.chunk_bytes, shard.size() - offset);
         ShardChunkMsg m;
@@ -312,7 +330,7 @@ struct Coordinator::Impl {
         m.data.assign(shard.begin() + static_cast<int64_t>(offset),
                       shard.begin() + static_cast<int64_t>(offset + size));
         m.crc32c = transport::Crc32c(m.data);
-        if (!socket.Send(peers[s.w], m)) {
+        if (!socket->Send(peers[s.w], m)) {
           gone_peer = true;  // its liveness check names it
           break;
         }
@@ -320,7 +338,7 @@ struct Coordinator::Impl {
         shipped_bytes += size;
       }
       if (!gone_peer && s.next == s.chunks) {
-        socket.Send(peers[s.w], ShardDoneMsg{shard.size(), transport::Crc32c(shard)});
+        socket->Send(peers[s.w], ShardDoneMsg{shard.size(), transport::Crc32c(shard)});
       }
       it = gone_peer || s.next == s.chunks ? shipments.erase(it) : std::next(it);
     }
@@ -339,7 +357,7 @@ Coordinator::Coordinator(CoordinatorOptions options)
 
 Coordinator::~Coordinator() { Shutdown(); }
 
-const std::string& Coordinator::address() const { return impl_->socket.address(); }
+const std::string& Coordinator::address() const { return impl_->socket->address(); }
 const std::vector<WorkerInfo>& Coordinator::workers() const { return impl_->workers; }
 const RunStats& Coordinator::stats() const { return impl_->stats; }
 const std::vector<FailoverRecord>& Coordinator::failovers() const { return impl_->failovers; }
@@ -490,7 +508,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       serving = admission->poll(submit, batcher.waiting() == 0 && batcher.running() == 0);
       take(batcher.TakeDone());
     }
-    std::optional<worker::Step> step = batcher.Next();
+    std::optional<control::Step> step = batcher.Next();
     if (!step) {
       if (!serving) break;
       im.Pump(Millis(0), {});  // idle: answer heartbeats between polls
@@ -499,19 +517,19 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     if (im.options.on_step) im.options.on_step(step->index);
     const Clock::time_point step_start = Clock::now();
     bool decode = true;
-    for (const worker::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
+    for (const control::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
     const size_t n = im.workers.size();
     std::vector<bool> answered(n, false);
     size_t answers = 0, expected = 0;
-    std::vector<worker::SlotResult> results;
+    std::vector<control::SlotResult> results;
     std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
-    worker::StepTimes step_times;          // summed over the chips with a stage
+    control::StepTimes step_times;          // summed over the chips with a stage
     int64_t timed_chips = 0;
     try {
       const StepMsg msg{*step};
       for (size_t w = 0; w < n; ++w) {
         if (im.gone[w]) continue;
-        im.socket.Send(im.peers[w], msg);
+        im.socket->Send(im.peers[w], msg);
         ++expected;
       }
       // A chip no longer in the run (failed, retired) owes no answer: not "behind" either.
@@ -557,7 +575,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       batcher.Rewind();
       continue;
     }
-    for (const worker::SlotResult& r : results) {
+    for (const control::SlotResult& r : results) {
       worker::Finished& f = done[r.request];
       if (on_token) on_token(r.request, r.token, static_cast<int64_t>(f.tokens.size()));
       f.tokens.push_back(r.token);
@@ -620,7 +638,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
       if (same != d.chips.end()) {
         old_chips.insert(c);
       } else {
-        socket.Send(peers[w], ShutdownMsg{});
+        socket->Send(peers[w], ShutdownMsg{});
         gone[w] = true;
       }
     }
@@ -699,7 +717,7 @@ std::vector<std::string> Coordinator::CheckLinks(const Deployment& d) {
       failed[c.chip] = "chip " + std::to_string(c.chip) + ": no worker asked for it";
       continue;
     }
-    im.socket.Send(im.peers[it->second], LinkCheckMsg{c.chip, c.links, d.transport});
+    im.socket->Send(im.peers[it->second], LinkCheckMsg{c.chip, c.links, d.transport});
     asked[it->second] = true;
     ++pending;
   }
@@ -733,9 +751,9 @@ std::vector<std::string> Coordinator::CheckLinks(const Deployment& d) {
 void Coordinator::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
-  for (const std::string& peer : impl_->peers) impl_->socket.Send(peer, ShutdownMsg{});
+  for (const std::string& peer : impl_->peers) impl_->socket->Send(peer, ShutdownMsg{});
   // A worker still reading its queue gets its shutdown; one that does not is gone or stopped.
-  impl_->socket.Drain(Millis(500));
+  impl_->socket->Drain(Millis(500));
 }
 
 }  // namespace lockstep::coordinator

@@ -9,12 +9,25 @@
 #include <filesystem>
 #include <thread>
 
-#include "control_socket.h"
+#include "lockstep/control/channel.h"
 #include "fake_spec_test_util.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/crc32c.h"
 
 namespace lockstep::coordinator {
+
+using control::AssignmentMsg;
+using control::ControlMessage;
+using control::ErrorMsg;
+using control::HeartbeatMsg;
+using control::PingMsg;
+using control::ReadyMsg;
+using control::RegisterMsg;
+using control::ShardChunkMsg;
+using control::ShardDoneMsg;
+using control::ShutdownMsg;
+using control::StepMsg;
+using control::StepResultMsg;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -59,16 +72,16 @@ struct FakeWorker {
   std::optional<AssignmentMsg> assignment;
 
   void Run() {
-    DealerSocket socket(address);
-    socket.Send(Hello(3));
+    std::unique_ptr<control::ControlConnection> socket = control::Connect(address);
+    socket->Send(Hello(3));
     std::vector<std::byte> shard;
     int answered = 0;
     const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < give_up) {
-      std::optional<ControlMessage> m = socket.Pump(Millis(20));
+      std::optional<ControlMessage> m = socket->Receive(Millis(20));
       if (!m) continue;
       if (std::holds_alternative<PingMsg>(*m)) {
-        socket.Send(HeartbeatMsg{3, answered - 1, {}});
+        socket->Send(HeartbeatMsg{3, answered - 1, {}});
       } else if (auto* a = std::get_if<AssignmentMsg>(&*m)) {
         assignment = *a;
       } else if (auto* c = std::get_if<ShardChunkMsg>(&*m)) {
@@ -78,17 +91,17 @@ struct FakeWorker {
         ++chunks;
       } else if (auto* d = std::get_if<ShardDoneMsg>(&*m)) {
         digest_ok = d->total_bytes == shard.size() && d->crc32c == transport::Crc32c(shard);
-        socket.Send(ReadyMsg{3});
+        socket->Send(ReadyMsg{3});
       } else if (auto* s = std::get_if<StepMsg>(&*m)) {
         if (answered == steps) {
-          if (report_error) socket.Send(ErrorMsg{3, ErrorCode::kProtocol, "link chip 3:1 broke"});
+          if (report_error) socket->Send(ErrorMsg{3, ErrorCode::kProtocol, "link chip 3:1 broke"});
           return;  // silent from now on
         }
         StepResultMsg r{3, s->step.index, {}};
-        for (const worker::SlotWork& w : s->step.work) {
+        for (const control::SlotWork& w : s->step.work) {
           r.results.push_back({w.slot, w.request, 1, std::vector<float>(4, 0.5f)});
         }
-        socket.Send(r);
+        socket->Send(r);
         ++answered;
       } else if (std::holds_alternative<ShutdownMsg>(*m)) {
         return;
@@ -101,8 +114,8 @@ TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
   CoordinatorOptions options;
   options.address = Address("await");
   Coordinator coordinator(options);
-  DealerSocket one(coordinator.address());
-  one.Send(Hello(-1));
+  std::unique_ptr<control::ControlConnection> one = control::Connect(coordinator.address());
+  one->Send(Hello(-1));
   try {
     coordinator.AwaitWorkers(2, Millis(300));
     FAIL() << "two workers registered?";
@@ -122,16 +135,16 @@ TEST(Coordinator, AHeartbeatBeforeTheRegisterIsNotAShutdown) {
   CoordinatorOptions options;
   options.address = Address("early-beat");
   Coordinator coordinator(options);
-  DealerSocket worker(coordinator.address());
-  worker.Send(HeartbeatMsg{-1, -1, {}});
+  std::unique_ptr<control::ControlConnection> worker = control::Connect(coordinator.address());
+  worker->Send(HeartbeatMsg{-1, -1, {}});
   // The coordinator sees the stranger's heartbeat first, then (a moment later) its register.
   EXPECT_THROW(coordinator.AwaitWorkers(1, Millis(100)), Error);
-  worker.Send(Hello(-1));
+  worker->Send(Hello(-1));
   coordinator.AwaitWorkers(1, Millis(5000));
   bool welcomed = false;
   const Clock::time_point give_up = Clock::now() + std::chrono::seconds(5);
   while (!welcomed && Clock::now() < give_up) {
-    std::optional<ControlMessage> m = worker.Pump(Millis(20));
+    std::optional<ControlMessage> m = worker->Receive(Millis(20));
     if (!m) continue;
     ASSERT_FALSE(std::holds_alternative<ShutdownMsg>(*m)) << "the worker was told to shut down";
     welcomed = std::holds_alternative<PingMsg>(*m);
@@ -227,8 +240,8 @@ TEST(Coordinator, ADeadWorkerProcessIsNamedAtOnce) {
     return CoordinatorOptions::DeadWorker{getpid(), "was killed by signal 9"};
   };
   Coordinator coordinator(options);
-  DealerSocket fake(coordinator.address());
-  fake.Send(Hello(5));
+  std::unique_ptr<control::ControlConnection> fake = control::Connect(coordinator.address());
+  fake->Send(Hello(5));
   coordinator.AwaitWorkers(1, Millis(5000));
   dead = true;
   try {
@@ -266,9 +279,9 @@ TEST(WorkerAgent, MalformedAddressIsInvalidInput) {
 }
 
 TEST(WorkerAgent, ACoordinatorThatGoesAwayIsReported) {
-  RouterSocket fake(Address("vanishing"));
+  std::unique_ptr<control::ControlChannel> fake = control::Listen(Address("vanishing"));
   WorkerOptions options;
-  options.coordinator = fake.address();
+  options.coordinator = fake->address();
   options.coordinator_timeout = Millis(300);
   options.host = topology::DiscoverSyntheticHost("core:2 pu:1");
   std::optional<Error> error;
@@ -279,12 +292,12 @@ TEST(WorkerAgent, ACoordinatorThatGoesAwayIsReported) {
       error = e;
     }
   });
-  std::optional<RouterSocket::Incoming> hello = fake.Receive(Millis(5000));
+  std::optional<control::ControlChannel::Incoming> hello = fake->Receive(Millis(5000));
   ASSERT_TRUE(hello && hello->message);
   const auto* r = std::get_if<RegisterMsg>(&*hello->message);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->host.cores, 2);  // the host summary it registered with
-  fake.Send(hello->peer, PingMsg{});
+  fake->Send(hello->peer, PingMsg{});
   const Clock::time_point start = Clock::now();
   worker.join();  // the fake says nothing more
   ASSERT_TRUE(error);
@@ -294,9 +307,9 @@ TEST(WorkerAgent, ACoordinatorThatGoesAwayIsReported) {
 }
 
 TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
-  RouterSocket fake(Address("corrupt"));
+  std::unique_ptr<control::ControlChannel> fake = control::Listen(Address("corrupt"));
   WorkerOptions options;
-  options.coordinator = fake.address();
+  options.coordinator = fake->address();
   options.host = topology::DiscoverSyntheticHost("core:1 pu:1");
   std::optional<Error> error;
   std::thread worker([&] {
@@ -306,7 +319,7 @@ TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
       error = e;
     }
   });
-  std::optional<RouterSocket::Incoming> hello = fake.Receive(Millis(5000));
+  std::optional<control::ControlChannel::Incoming> hello = fake->Receive(Millis(5000));
   ASSERT_TRUE(hello);
   AssignmentMsg a;
   a.chip = 2;
@@ -314,14 +327,14 @@ TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
   a.spec = FakeSpec();
   a.shard_bytes = 4;
   a.shard_chunks = 1;
-  fake.Send(hello->peer, a);
+  fake->Send(hello->peer, a);
   ShardChunkMsg c{0, 0, {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}, 0};
   c.crc32c = transport::Crc32c(c.data) ^ 1u;  // one bit off
-  fake.Send(hello->peer, c);
+  fake->Send(hello->peer, c);
   // The worker reports the error to the coordinator, then stops.
-  std::optional<RouterSocket::Incoming> report;
+  std::optional<control::ControlChannel::Incoming> report;
   for (int i = 0; i < 20; ++i) {
-    report = fake.Receive(Millis(250));
+    report = fake->Receive(Millis(250));
     if (report && report->message && std::holds_alternative<ErrorMsg>(*report->message)) break;
   }
   worker.join();

@@ -5,23 +5,9 @@
 #include "lockstep/common/error.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/transport/crc32c.h"
-#include "lockstep/worker/chip_runner.h"
+#include "lockstep/schedule/queries.h"
 
 namespace lockstep::coordinator {
-
-HostInfo SummarizeHost(const topology::HostSummary& host) {
-  HostInfo h{host.source, host.packages, host.numa_nodes, host.cores, host.pus, {}};
-  // Cores in logical order across domains: domain order, then core index (both ascending).
-  std::vector<std::pair<int, int>> cores;
-  for (const topology::NumaDomain& d : host.numa) {
-    for (const topology::HostCore& c : d.cores) {
-      if (!c.pus.empty()) cores.emplace_back(c.index, c.pus.front());
-    }
-  }
-  std::sort(cores.begin(), cores.end());
-  for (const auto& [index, pu] : cores) h.core_pus.push_back(pu);
-  return h;
-}
 
 uint64_t Deployment::shard_bytes() const {
   uint64_t total = 0;
@@ -63,7 +49,7 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
   // Each link direction must buffer a whole step's messages (chips trail each other within a
   // step), or a sender could block on a receiver that waits for it.
   d.transport.queue_capacity = static_cast<int>(
-      std::max<int64_t>(d.transport.queue_capacity, worker::MaxMessagesPerLinkDirection(global)));
+      std::max<int64_t>(d.transport.queue_capacity, schedule::MaxMessagesPerLinkDirection(global)));
   const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
   d.sampling_chip = static_cast<uint32_t>(plan.stages.back().chips.front());
   int index = 0;
@@ -73,22 +59,14 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
     c.stage = program.stage;
     c.rank = program.rank;
     c.index = index++;
-    for (topology::LinkId id : worker::ProgramLinks(program)) {
-      const topology::Link& link = topo.link(id);
-      transport::LinkSpec spec_link;
-      spec_link.a = {static_cast<uint32_t>(link.a.chip), static_cast<uint32_t>(link.a.port)};
-      spec_link.b = {static_cast<uint32_t>(link.b.chip), static_cast<uint32_t>(link.b.port)};
-      spec_link.latency_ns = link.latency_ns;
-      spec_link.bytes_per_second = link.bandwidth_bytes_per_s;
-      c.links.push_back(spec_link);
-    }
+    c.links = control::LinkSpecs(topo, schedule::ProgramLinks(program));
     if (program.stage >= 0) {
       c.shard = model::ShardToBytes(
           model::ExtractShard(weights, spec, stages, program.stage, program.rank), spec);
     }
     c.program = program;
     if (program.stage >= 0) c.group = plan.stages[static_cast<size_t>(program.stage)].chips;
-    c.incoming = worker::IncomingTables(global, program.chip);
+    c.incoming = schedule::IncomingTables(global, program.chip);
     d.chips.push_back(std::move(c));
   }
   return d;

@@ -3,10 +3,17 @@
 #include <map>
 #include <utility>
 
-#include "control_socket.h"
-#include "messages.h"
+#include "lockstep/control/channel.h"
+#include "lockstep/control/messages.h"
 
 namespace lockstep::coordinator {
+
+using control::AcceptedMsg;
+using control::DoneMsg;
+using control::MessageName;
+using control::StopServerMsg;
+using control::SubmitMsg;
+using control::TokenMsg;
 namespace {
 
 constexpr Millis kIdlePoll{10};
@@ -15,7 +22,7 @@ constexpr Millis kIdlePoll{10};
 
 struct Server::Impl {
   Impl(Coordinator& c, ServeOptions o)
-      : coordinator(c), options(std::move(o)), socket(options.address) {}
+      : coordinator(c), options(std::move(o)), socket(control::Listen(options.address)) {}
 
   struct Pending {
     std::string peer;
@@ -24,7 +31,7 @@ struct Server::Impl {
 
   Coordinator& coordinator;
   ServeOptions options;
-  RouterSocket socket;
+  std::unique_ptr<control::ControlChannel> socket;
   // Our request id (unique in this server, in arrival order) -> its client and the client's id.
   std::map<uint64_t, Pending> pending;
   uint64_t next_id = 1;
@@ -36,12 +43,12 @@ struct Server::Impl {
   }
 
   void Refuse(const std::string& peer, uint64_t client_id, ErrorCode code, const std::string& why) {
-    socket.Send(peer, DoneMsg{client_id, {}, code, why});
+    socket->Send(peer, DoneMsg{client_id, {}, code, why});
     ++stats.refused;
     Log("refused client request " + std::to_string(client_id) + ": " + why);
   }
 
-  void OnMessage(RouterSocket::Incoming& in, const std::function<void(worker::Request)>& submit) {
+  void OnMessage(control::ControlChannel::Incoming& in, const std::function<void(worker::Request)>& submit) {
     if (!in.message) {
       Log("ignored a malformed client message: " + in.error);
       return;
@@ -76,7 +83,7 @@ struct Server::Impl {
       return;
     }
     pending[id] = {in.peer, s->id};
-    socket.Send(in.peer, AcceptedMsg{s->id});
+    socket->Send(in.peer, AcceptedMsg{s->id});
   }
 
   bool Poll(const std::function<void(worker::Request)>& submit, bool idle) {
@@ -86,11 +93,11 @@ struct Server::Impl {
     }
     // Idle: wait a little for a client (the coordinator answers its workers' heartbeats between
     // polls). Busy: only take what has already arrived, so steps follow each other at once.
-    std::optional<RouterSocket::Incoming> in =
-        socket.Receive(idle && !stop ? kIdlePoll : Millis(0));
+    std::optional<control::ControlChannel::Incoming> in =
+        socket->Receive(idle && !stop ? kIdlePoll : Millis(0));
     for (int i = 0; in && i < 256; ++i) {
       OnMessage(*in, submit);
-      in = socket.Receive(Millis(0));
+      in = socket->Receive(Millis(0));
     }
     return !stop;
   }
@@ -98,7 +105,7 @@ struct Server::Impl {
   void OnToken(uint64_t id, int32_t token, int64_t index) {
     auto it = pending.find(id);
     if (it != pending.end())
-      socket.Send(it->second.peer, TokenMsg{it->second.client_id, token, index});
+      socket->Send(it->second.peer, TokenMsg{it->second.client_id, token, index});
   }
 
   void OnFinished(worker::Finished f) {
@@ -106,7 +113,7 @@ struct Server::Impl {
     if (it == pending.end()) return;
     Log("client request " + std::to_string(it->second.client_id) + ": " +
         std::to_string(f.tokens.size()) + " tokens");
-    socket.Send(it->second.peer,
+    socket->Send(it->second.peer,
                 DoneMsg{it->second.client_id, std::move(f.tokens), ErrorCode::kInternal, ""});
     ++stats.requests;
     pending.erase(it);
@@ -114,7 +121,7 @@ struct Server::Impl {
 
   // Everyone still waiting learns why there will be no answer.
   void AbandonAll(ErrorCode code, const std::string& why) {
-    for (const auto& [id, p] : pending) socket.Send(p.peer, DoneMsg{p.client_id, {}, code, why});
+    for (const auto& [id, p] : pending) socket->Send(p.peer, DoneMsg{p.client_id, {}, code, why});
     stats.refused += static_cast<int64_t>(pending.size());
     pending.clear();
   }
@@ -125,7 +132,7 @@ Server::Server(Coordinator& coordinator, ServeOptions options)
 
 Server::~Server() = default;
 
-const std::string& Server::address() const { return impl_->socket.address(); }
+const std::string& Server::address() const { return impl_->socket->address(); }
 
 ServeStats Server::Run() {
   Impl& im = *impl_;

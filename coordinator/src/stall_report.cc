@@ -11,7 +11,7 @@ std::string Plural(const std::vector<int32_t>& chips) {
   return (chips.size() == 1 ? "chip " : "chips ") + ChipRanges(chips);
 }
 
-nlohmann::json EntryJson(const worker::FlightEntry& e) {
+nlohmann::json EntryJson(const control::FlightEntry& e) {
   return {{"step", e.step},
           {"op", e.op},
           {"kind", std::string(schedule::InstrKindName(e.kind))},
@@ -38,7 +38,7 @@ std::string ChipRanges(const std::vector<int32_t>& chips) {
   return out;
 }
 
-std::string DescribeEntry(const worker::FlightEntry& e) {
+std::string DescribeEntry(const control::FlightEntry& e) {
   std::string what(schedule::InstrKindName(e.kind));
   if (e.link < 0) return what;
   what += " on link " + std::to_string(e.link);
@@ -59,7 +59,7 @@ StallReport AnalyzeStall(int64_t step, std::vector<ChipStall> chips) {
       continue;
     }
     r.behind.push_back(c.chip);
-    const worker::ChipProgress& p = c.progress;
+    const control::ChipProgress& p = c.progress;
     const std::string who = "chip " + std::to_string(c.chip);
     if (!c.heard) {
       parts.push_back(who + " does not answer (last completed step " +
@@ -121,8 +121,8 @@ std::string StallJson(int64_t step, const StallReport& report,
   nlohmann::json list = nlohmann::json::array();
   for (const ChipStall* c : sorted) {
     nlohmann::json entries = nlohmann::json::array();
-    for (const worker::FlightEntry& e : c->entries) entries.push_back(EntryJson(e));
-    const worker::ChipProgress& p = c->progress;
+    for (const control::FlightEntry& e : c->entries) entries.push_back(EntryJson(e));
+    const control::ChipProgress& p = c->progress;
     list.push_back({{"chip", c->chip},
                     {"finished", c->finished},
                     {"answered", c->heard},

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/worker/flight_recorder.h"
+#include "lockstep/control/progress.h"
 
 namespace lockstep::coordinator {
 
@@ -16,8 +16,8 @@ struct ChipStall {
   int32_t chip = -1;
   bool finished = false;  // its result for the step arrived
   bool heard = false;     // it answered (heartbeat or recorder) during the stall
-  worker::ChipProgress progress;
-  std::vector<worker::FlightEntry> entries;  // its flight recorder, oldest first (may be empty)
+  control::ChipProgress progress;
+  std::vector<control::FlightEntry> entries;  // its flight recorder, oldest first (may be empty)
 };
 
 struct StallReport {
@@ -37,7 +37,7 @@ StallReport AnalyzeStall(int64_t step, std::vector<ChipStall> chips);
 std::string ChipRanges(const std::vector<int32_t>& chips);
 
 // "recv on link 3 (port 2) from chip 4": what one instruction moves, for reports.
-std::string DescribeEntry(const worker::FlightEntry& entry);
+std::string DescribeEntry(const control::FlightEntry& entry);
 
 // The flight recorders as one JSON document (what --flight-recorder FILE holds):
 // {"step": S, "report": TEXT, "chips": [{"chip", "finished", "progress", "entries": [...]}]}.

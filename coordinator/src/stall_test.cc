@@ -10,12 +10,24 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "control_socket.h"
+#include "lockstep/control/channel.h"
 #include "fake_spec_test_util.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/transport/crc32c.h"
 
 namespace lockstep::coordinator {
+
+using control::ControlMessage;
+using control::FlightRecorderMsg;
+using control::FlightRecorderRequestMsg;
+using control::HeartbeatMsg;
+using control::PingMsg;
+using control::ReadyMsg;
+using control::RegisterMsg;
+using control::ShardDoneMsg;
+using control::ShutdownMsg;
+using control::StepMsg;
+using control::StepResultMsg;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -38,18 +50,18 @@ Deployment OneChip(uint32_t chip) {
 // Answers `steps` steps, then hangs "in a receive on link 3 (port 2) from chip 4" while still
 // answering pings (with that progress) and the flight recorder request.
 void StallingWorker(const std::string& address, int steps, std::atomic<bool>& asked) {
-  DealerSocket socket(address);
-  socket.Send(RegisterMsg{static_cast<int64_t>(getpid()), "test-host", {}, "test", 5});
+  std::unique_ptr<control::ControlConnection> socket = control::Connect(address);
+  socket->Send(RegisterMsg{static_cast<int64_t>(getpid()), "test-host", {}, "test", 5});
   int answered = 0;
-  worker::ChipProgress progress;
+  control::ChipProgress progress;
   const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < give_up) {
-    std::optional<ControlMessage> m = socket.Pump(Millis(20));
+    std::optional<ControlMessage> m = socket->Receive(Millis(20));
     if (!m) continue;
     if (std::holds_alternative<PingMsg>(*m)) {
-      socket.Send(HeartbeatMsg{5, answered - 1, progress});
+      socket->Send(HeartbeatMsg{5, answered - 1, progress});
     } else if (std::holds_alternative<ShardDoneMsg>(*m)) {
-      socket.Send(ReadyMsg{5});
+      socket->Send(ReadyMsg{5});
     } else if (auto* s = std::get_if<StepMsg>(&*m)) {
       if (answered == steps) {
         progress.step = s->step.index;
@@ -59,16 +71,16 @@ void StallingWorker(const std::string& address, int steps, std::atomic<bool>& as
         continue;
       }
       StepResultMsg r{5, s->step.index, {}};
-      for (const worker::SlotWork& w : s->step.work) {
+      for (const control::SlotWork& w : s->step.work) {
         r.results.push_back({w.slot, w.request, 1, std::vector<float>(4, 0.5f)});
       }
-      socket.Send(r);
+      socket->Send(r);
       ++answered;
     } else if (std::holds_alternative<FlightRecorderRequestMsg>(*m)) {
       asked = true;
-      worker::FlightEntry done{
+      control::FlightEntry done{
           progress.step, 36, schedule::InstrKind::kCompute, -1, -1, -1, 0, 10, 900};
-      socket.Send(FlightRecorderMsg{5, progress, {done}});
+      socket->Send(FlightRecorderMsg{5, progress, {done}});
     } else if (std::holds_alternative<ShutdownMsg>(*m)) {
       return;
     }

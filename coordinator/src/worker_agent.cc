@@ -11,16 +11,37 @@
 #include <thread>
 
 #include "cancellable_endpoint.h"
-#include "control_socket.h"
+#include "lockstep/control/channel.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/transport/crc32c.h"
 #include "lockstep/worker/chip_runner.h"
-#include "messages.h"
+#include "lockstep/control/messages.h"
 
 namespace lockstep::coordinator {
+
+using control::AssignmentMsg;
+using control::ControlMessage;
+using control::ErrorMsg;
+using control::FlightRecorderMsg;
+using control::FlightRecorderRequestMsg;
+using control::HeartbeatMsg;
+using control::LinkCheckMsg;
+using control::LinkCheckResultMsg;
+using control::MessageName;
+using control::PingMsg;
+using control::ReadyMsg;
+using control::RegisterMsg;
+using control::ShardChunkMsg;
+using control::ShardDoneMsg;
+using control::ShutdownMsg;
+using control::StepMsg;
+using control::StepResultMsg;
+using control::SummarizeHost;
+using control::TransportSettings;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using control::Millis;
 constexpr Millis kHeartbeatEvery{100};
 
 std::string HostName() {
@@ -46,13 +67,7 @@ std::string Pin(const std::vector<int>& cpus) {
 transport::TransportOptions ToTransportOptions(const TransportSettings& s,
                                                const std::vector<transport::LinkSpec>& links,
                                                uint32_t chip, const WorkerOptions& options) {
-  transport::TransportOptions t;
-  t.backend = s.backend;
-  t.queue_capacity = s.queue_capacity;
-  t.max_payload_bytes = s.max_payload_bytes;
-  t.ipc_dir = s.ipc_dir;
-  t.tcp_base_port = s.tcp_base_port;
-  for (const auto& [c, host] : s.tcp_hosts) t.tcp_hosts[c] = host;
+  transport::TransportOptions t = control::TransportOptionsFor(s);
   t.log = options.log;
   if (s.curve) {
     if (!options.curve_keys) {
@@ -82,7 +97,7 @@ transport::TransportOptions ToTransportOptions(const TransportSettings& s,
 struct Shared {
   std::mutex mutex;
   std::condition_variable cv;
-  std::deque<worker::Step> steps;
+  std::deque<control::Step> steps;
   bool stop = false;
   // Failover: raised to take the compute thread out of its step (links dropped, no report).
   std::atomic<bool> abandon{false};
@@ -102,7 +117,7 @@ int64_t ThreadCpuNs() {
 }
 
 void Compute(const WorkerOptions& options, const AssignmentMsg& a,
-             const std::vector<std::byte>& shard, DealerSocket::Outbox& outbox, Shared& shared) {
+             const std::vector<std::byte>& shard, control::ControlConnection::Outbox& outbox, Shared& shared) {
   const int32_t chip = static_cast<int32_t>(a.chip);
   try {
     std::string pinned = options.pin ? Pin(a.cpus) : "not pinned (--no-pin)";
@@ -139,7 +154,7 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
     worker::ChipRunner runner(std::move(setup), std::move(endpoints));
     outbox.Post(ReadyMsg{a.chip});
     while (true) {
-      worker::Step step;
+      control::Step step;
       {
         std::unique_lock lock(shared.mutex);
         shared.cv.wait(lock, [&] { return shared.stop || !shared.steps.empty(); });
@@ -173,7 +188,7 @@ void Compute(const WorkerOptions& options, const AssignmentMsg& a,
 // port and checks its peer's (transport::Transport::OpenChip) — closes them and answers. Runs on
 // a thread of its own so the control thread keeps answering pings meanwhile.
 void CheckLinks(const WorkerOptions& options, const LinkCheckMsg& check,
-                DealerSocket::Outbox& outbox) {
+                control::ControlConnection::Outbox& outbox) {
   LinkCheckResultMsg result{check.chip, true, "", 0};
   try {
     std::unique_ptr<transport::Transport> transport = transport::CreateTransport(
@@ -212,15 +227,16 @@ void CheckLinks(const WorkerOptions& options, const LinkCheckMsg& check,
 }  // namespace
 
 WorkerReport RunWorker(const WorkerOptions& options) {
-  DealerSocket socket(options.coordinator);
+  std::unique_ptr<control::ControlConnection> socket =
+      control::Connect(options.coordinator, options.channel);
   const topology::HostSummary host = options.host ? *options.host : topology::DiscoverHost();
   const RegisterMsg registration{static_cast<int64_t>(getpid()), HostName(), SummarizeHost(host),
                                  options.tag, options.chip};
-  socket.Send(registration);
+  socket->Send(registration);
 
   Shared shared;
   shared.recorder = std::make_unique<worker::FlightRecorder>(options.flight_recorder_capacity);
-  std::unique_ptr<DealerSocket::Outbox> outbox = socket.MakeOutbox();
+  std::unique_ptr<control::ControlConnection::Outbox> outbox = socket->MakeOutbox();
   std::optional<AssignmentMsg> assignment;
   std::vector<std::byte> shard;
   uint32_t next_chunk = 0;
@@ -243,7 +259,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
   };
   auto protocol = [&](const std::string& why) {
     const Error e(ErrorCode::kProtocol, at + ": " + why);
-    socket.Send(
+    socket->Send(
         ErrorMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1, e.code(), e.what()});
     return e;
   };
@@ -262,17 +278,17 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         throw Error(ErrorCode::kDisconnected,
                     at + " went away: no message for " + std::to_string(limit.count()) + " ms");
       }
-      std::optional<ControlMessage> message = socket.Pump(std::min(left, kHeartbeatEvery));
+      std::optional<ControlMessage> message = socket->Receive(std::min(left, kHeartbeatEvery));
       // Heartbeats go out on a timer too, not only in answer to pings: a ping can sit behind a
       // long queue of shard chunks, and the worker is alive all that time.
       // Until the coordinator's welcome, the beat is the register again: one lost on a dropped
       // connection must not leave the worker a stranger.
       if (Clock::now() - last_beat >= kHeartbeatEvery) {
         if (heard) {
-          socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+          socket->Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
                                    shared.last_step.load(), shared.recorder->Progress()});
         } else {
-          socket.Send(registration);
+          socket->Send(registration);
         }
         last_beat = Clock::now();
       }
@@ -283,7 +299,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       last_heard = Clock::now();
       ControlMessage& m = *message;
       if (std::holds_alternative<PingMsg>(m)) {
-        socket.Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+        socket->Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
                                  shared.last_step.load(), shared.recorder->Progress()});
       } else if (auto* re = std::get_if<AssignmentMsg>(&m); re && re->reuse_shard) {
         // Failover: same place, new schedule. Abandon the step, drop the links, start over.
@@ -351,7 +367,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         if (assignment || link_check.joinable()) throw protocol("a link check after setup began");
         link_check = std::thread(CheckLinks, std::cref(options), std::move(*lc), std::ref(*outbox));
       } else if (std::holds_alternative<FlightRecorderRequestMsg>(m)) {
-        socket.Send(FlightRecorderMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
+        socket->Send(FlightRecorderMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
                                       shared.recorder->Progress(), shared.recorder->Entries()});
       } else if (std::holds_alternative<ShutdownMsg>(m)) {
         stop();

@@ -5,6 +5,11 @@
 #include "lockstep/worker/batcher.h"
 
 namespace lockstep::worker {
+
+using control::SlotResult;
+using control::SlotWork;
+using control::Step;
+
 namespace {
 
 // A fake sampling chip whose answer depends only on what a real one's would: the request, the

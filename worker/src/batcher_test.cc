@@ -7,6 +7,11 @@
 #include "lockstep/common/error.h"
 
 namespace lockstep::worker {
+
+using control::SlotResult;
+using control::SlotWork;
+using control::Step;
+
 namespace {
 
 // A fake sampling chip: token = request * 10 + sample_index, logits = {position}.

@@ -13,6 +13,12 @@
 #include "lockstep/model/kernels.h"
 
 namespace lockstep::worker {
+
+using control::FlightEntry;
+using control::SlotResult;
+using control::SlotWork;
+using control::Step;
+
 namespace {
 
 using partition::OpKind;
@@ -536,7 +542,7 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
     : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   const std::string chip = "chip " + std::to_string(setup.program.chip);
-  const std::vector<topology::LinkId> links = ProgramLinks(setup.program);
+  const std::vector<topology::LinkId> links = schedule::ProgramLinks(setup.program);
   if (endpoints.size() != links.size()) {
     throw InvalidInput(chip + ": its program uses " + std::to_string(links.size()) +
                        " links, got " + std::to_string(endpoints.size()) + " endpoints");
@@ -558,7 +564,7 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
                          schedule::DescribeStep(in));
     }
   }
-  im.slots = ProgramSlots(setup.program);
+  im.slots = schedule::ProgramSlots(setup.program);
   im.hidden = setup.spec.hidden_size;
   if (setup.stage >= 0) {
     if (setup.shard.stage != setup.stage || setup.shard.rank != setup.rank) {
@@ -699,51 +705,6 @@ void ChipRunner::Close() {
       // A peer that is already gone cannot take the end-of-stream marker; nothing to do.
     }
   }
-}
-
-int32_t ProgramSlots(const schedule::ChipProgram& program) {
-  int32_t n = 0;
-  for (const Instruction& in : program.instructions) n = std::max(n, in.sequence + 1);
-  return n;
-}
-
-std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program) {
-  std::set<topology::LinkId> links;
-  for (const Instruction& in : program.instructions) {
-    if (in.link >= 0) links.insert(in.link);
-    if (in.in_link >= 0) links.insert(in.in_link);
-  }
-  return {links.begin(), links.end()};
-}
-
-int64_t MaxMessagesPerLinkDirection(const schedule::GlobalSchedule& schedule) {
-  size_t n = 0;
-  for (const schedule::LinkTable& t : schedule.links) n = std::max(n, t.reservations.size());
-  return static_cast<int64_t>(n);
-}
-
-std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
-                                                topology::ChipId chip) {
-  std::vector<schedule::LinkTable> out;
-  for (const schedule::LinkTable& t : schedule.links) {
-    if (t.to == chip) out.push_back(t);
-  }
-  return out;
-}
-
-std::vector<transport::LinkSpec> LinkSpecs(const topology::Topology& topo,
-                                           const std::vector<topology::LinkId>& links) {
-  std::vector<transport::LinkSpec> out;
-  for (topology::LinkId id : links) {
-    const topology::Link& l = topo.link(id);
-    transport::LinkSpec s;
-    s.a = {static_cast<uint32_t>(l.a.chip), static_cast<uint32_t>(l.a.port)};
-    s.b = {static_cast<uint32_t>(l.b.chip), static_cast<uint32_t>(l.b.port)};
-    s.latency_ns = l.latency_ns;
-    s.bytes_per_second = l.bandwidth_bytes_per_s;
-    out.push_back(s);
-  }
-  return out;
 }
 
 }  // namespace lockstep::worker

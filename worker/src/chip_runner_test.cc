@@ -10,11 +10,17 @@
 #include <vector>
 
 #include "lockstep/common/error.h"
+#include "lockstep/control/settings.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
 
 namespace lockstep::worker {
+
+using control::ChipProgress;
+using control::FlightEntry;
+using control::Step;
+
 namespace {
 
 partition::ModelSpec Tiny() {
@@ -52,7 +58,7 @@ struct TwoChips {
     s.program = p;
     s.shard = model::ExtractShard(weights, spec, model::StagesFromPlan(plan), p.stage, p.rank);
     s.group = plan.stages[static_cast<size_t>(p.stage)].chips;
-    s.incoming = IncomingTables(schedule, p.chip);
+    s.incoming = schedule::IncomingTables(schedule, p.chip);
     s.schedule_id = schedule_id;
     s.timeout = transport::Millis(5000);
     return s;
@@ -63,10 +69,10 @@ struct TwoChips {
                                    FlightRecorder* recorder = nullptr) const {
     ChipSetup setup = Setup(i, schedule_id);
     setup.recorder = recorder;
-    const auto links = ProgramLinks(setup.program);
+    const auto links = schedule::ProgramLinks(setup.program);
     return std::make_unique<ChipRunner>(
         std::move(setup), transport.OpenChip(static_cast<uint32_t>(schedule.programs[i].chip),
-                                             LinkSpecs(topo, links), transport::Millis(5000)));
+                                             control::LinkSpecs(topo, links), transport::Millis(5000)));
   }
 };
 
@@ -189,10 +195,10 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
   ASSERT_EQ(first->layer, -1);
 
   auto transport = transport::CreateTransport({});
-  const std::vector<topology::LinkId> peer_links = ProgramLinks(peer);
+  const std::vector<topology::LinkId> peer_links = schedule::ProgramLinks(peer);
   std::vector<std::unique_ptr<transport::Endpoint>> peer_ends;
   std::thread opener([&] {
-    peer_ends = transport->OpenChip(static_cast<uint32_t>(peer.chip), LinkSpecs(topo, peer_links),
+    peer_ends = transport->OpenChip(static_cast<uint32_t>(peer.chip), control::LinkSpecs(topo, peer_links),
                                     transport::Millis(5000));
   });
   const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 3);
@@ -203,11 +209,11 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
   setup.program = mine;
   setup.shard = model::ExtractShard(weights, spec, model::StagesFromPlan(plan), 0, 0);
   setup.group = plan.stages[0].chips;
-  setup.incoming = IncomingTables(schedule, mine.chip);
+  setup.incoming = schedule::IncomingTables(schedule, mine.chip);
   setup.schedule_id = 1;
   setup.timeout = transport::Millis(5000);
   ChipRunner runner(std::move(setup), transport->OpenChip(static_cast<uint32_t>(mine.chip),
-                                                          LinkSpecs(topo, ProgramLinks(mine)),
+                                                          control::LinkSpecs(topo, schedule::ProgramLinks(mine)),
                                                           transport::Millis(5000)));
   opener.join();
   for (size_t i = 0; i < peer_links.size(); ++i) {
@@ -247,7 +253,7 @@ TEST(ChipRunner, RejectsMismatchedSetupAndSteps) {
   EXPECT_THROW(ChipRunner(std::move(setup), {}), Error);
   ChipSetup missing = t.Setup(0, 1);
   EXPECT_THROW(ChipRunner(std::move(missing), {}), Error);  // no endpoints for its links
-  EXPECT_EQ(ProgramSlots(t.schedule.programs[0]), 2);
+  EXPECT_EQ(schedule::ProgramSlots(t.schedule.programs[0]), 2);
 }
 
 }  // namespace

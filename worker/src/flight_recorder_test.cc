@@ -5,6 +5,11 @@
 #include "lockstep/common/error.h"
 
 namespace lockstep::worker {
+
+using control::ChipProgress;
+using control::FlightEntry;
+using control::StepTimes;
+
 namespace {
 
 using schedule::InstrKind;

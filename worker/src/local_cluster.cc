@@ -8,11 +8,16 @@
 #include <thread>
 
 #include "lockstep/common/error.h"
+#include "lockstep/control/settings.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/transport/transport.h"
 #include "lockstep/worker/chip_runner.h"
 
 namespace lockstep::worker {
+
+using control::SlotResult;
+using control::Step;
+
 
 struct LocalCluster::Impl {
   schedule::GlobalSchedule schedule;
@@ -142,7 +147,7 @@ LocalCluster::LocalCluster(const partition::Plan& plan, const partition::ModelSp
   // (each ends on every chip before the next starts), so one step's messages per link
   // direction is enough.
   to.queue_capacity = static_cast<int>(
-      std::max<int64_t>(to.queue_capacity, MaxMessagesPerLinkDirection(im.schedule)));
+      std::max<int64_t>(to.queue_capacity, schedule::MaxMessagesPerLinkDirection(im.schedule)));
   im.transport = transport::CreateTransport(to);
   im.stats.chips = static_cast<int>(im.schedule.programs.size());
 
@@ -155,12 +160,13 @@ LocalCluster::LocalCluster(const partition::Plan& plan, const partition::ModelSp
     setup.program = program;
     setup.schedule_id = options.schedule_id;
     setup.timeout = options.timeout;
-    setup.incoming = IncomingTables(im.schedule, program.chip);
+    setup.incoming = schedule::IncomingTables(im.schedule, program.chip);
     if (program.stage >= 0) {
       setup.shard = model::ExtractShard(weights, spec, stages, program.stage, program.rank);
       setup.group = plan.stages[static_cast<size_t>(program.stage)].chips;
     }
-    std::vector<transport::LinkSpec> links = LinkSpecs(topo, ProgramLinks(program));
+    std::vector<transport::LinkSpec> links =
+        control::LinkSpecs(topo, schedule::ProgramLinks(program));
     im.threads.emplace_back(&Impl::ChipMain, &im, std::move(setup), std::move(links));
   }
   std::unique_lock<std::mutex> lock(im.mu);

@@ -12,6 +12,7 @@
 #include "lockstep/topology/generators.h"
 
 namespace lockstep::worker {
+
 namespace {
 
 using partition::ModelSpec;

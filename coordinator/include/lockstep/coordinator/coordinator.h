@@ -38,17 +38,21 @@
 #include <string_view>
 #include <vector>
 
+#include "lockstep/control/channel.h"
+#include "lockstep/control/progress.h"
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/worker/batcher.h"
-#include "lockstep/worker/flight_recorder.h"
 
 namespace lockstep::coordinator {
 
-using Millis = std::chrono::milliseconds;
+using Millis = control::Millis;
 
 struct CoordinatorOptions {
-  // Where workers connect: ipc://PATH, or tcp://HOST:PORT (port 0: any free port; see address()).
+  // Where workers connect: ipc://PATH, or tcp://HOST:PORT (port 0: any free port; see address()),
+  // or mem://NAME on control.network (workers as threads of this process; tests).
   std::string address = "tcp://127.0.0.1:0";
+  // The control channel's clock (also the one the coordinator reads) and in-memory network.
+  control::ChannelOptions control;
   Millis heartbeat_interval{200};
   // A worker silent this long is declared gone (a step's own timeouts are longer, so a dead
   // worker is named before its neighbours report a broken link).
@@ -101,7 +105,7 @@ struct FailoverRecord {
 struct WorkerInfo {
   int64_t pid = 0;
   std::string hostname;
-  HostInfo host;
+  control::HostInfo host;
   std::string tag;
   int32_t chip = -1;  // the chip it asked for or was given; -1 until then
 };
@@ -133,7 +137,7 @@ struct RunStats {
   // stage), decode_chip_steps of them. The mean chip's step is decode_times.step_ns /
   // decode_chip_steps; the rest of decode_wall_ns / decode_steps is the coordinator's Step and
   // the chip's result on the control plane.
-  worker::StepTimes decode_times;
+  control::StepTimes decode_times;
   int64_t decode_chip_steps = 0;
 };
 

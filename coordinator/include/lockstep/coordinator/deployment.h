@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lockstep/control/settings.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
@@ -24,33 +25,6 @@
 
 namespace lockstep::coordinator {
 
-// The link-layer settings every worker process builds its transport::Transport from.
-struct TransportSettings {
-  std::string backend = "ipc";  // ipc or tcp for worker processes; sim/inproc for threads
-  int queue_capacity = 16;      // raised by MakeDeployment to what one step moves on a link
-  uint64_t max_payload_bytes = uint64_t{256} << 20;
-  std::string ipc_dir = "/tmp";  // ipc: where the link socket files go
-  int tcp_base_port = 27000;     // tcp: the binding end listens on base + chip * 16 + port
-  std::vector<std::pair<uint32_t, std::string>> tcp_hosts;  // tcp: chip -> IP; others 127.0.0.1
-  int64_t connect_timeout_ms = 10000;  // OpenChip: every peer must answer within this
-  int64_t step_timeout_ms = 10000;     // one Send or Recv inside a step
-  // tcp: CURVE-encrypt and authenticate every link. The run has one key pair (`lockstep keys
-  // generate`); only its public key travels (the control socket is not encrypted): each worker
-  // reads the key pair from its own files (WorkerOptions::curve_keys), and a link end accepts
-  // only a peer that holds the same pair, so a worker with another key is refused.
-  bool curve = false;
-  std::string curve_public_key;  // Z85, 40 characters
-};
-
-// A host as a worker reports it when it registers (a digest of topology::HostSummary).
-struct HostInfo {
-  std::string source;
-  int packages = 0, numa_nodes = 0, cores = 0, pus = 0;
-  std::vector<int> core_pus;  // per core (hwloc logical order): the OS index of its first PU
-  friend bool operator==(const HostInfo&, const HostInfo&) = default;
-};
-HostInfo SummarizeHost(const topology::HostSummary& host);
-
 struct ChipDeployment {
   uint32_t chip = 0;
   int stage = -1;  // -1: forwards only
@@ -58,7 +32,7 @@ struct ChipDeployment {
   std::vector<transport::LinkSpec> links;  // the links its program uses, by link id
   schedule::ChipProgram program;
   std::vector<topology::ChipId> group;        // its stage's TP group in rank order
-  std::vector<schedule::LinkTable> incoming;  // worker::IncomingTables(schedule, chip)
+  std::vector<schedule::LinkTable> incoming;  // schedule::IncomingTables(schedule, chip)
   std::vector<std::byte> shard;  // model::ShardToBytes of its shard; empty when forwarding only
   // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
   // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
@@ -76,7 +50,7 @@ struct Deployment {
   int64_t predicted_token_latency_ns = 0;  // the plan's prediction for the topology's chip
   int64_t schedule_token_latency_ns = 0;   // the compiled schedule's
   uint32_t sampling_chip = 0;              // last stage, rank 0: where results come from
-  TransportSettings transport;
+  control::TransportSettings transport;
   std::vector<ChipDeployment> chips;  // by chip id
 
   uint64_t shard_bytes() const;
@@ -85,7 +59,7 @@ struct Deployment {
 struct DeployOptions {
   int32_t slots = 0;          // pipeline slots (sequences in flight); 0 = the number of stages
   int64_t max_positions = 0;  // 0 = spec.max_position_embeddings
-  TransportSettings transport;
+  control::TransportSettings transport;
 };
 
 // Compiles the schedule of `plan` and cuts every used chip's shard out of `weights`. Throws

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "lockstep/control/channel.h"
 #include "lockstep/topology/host.h"
 #include "lockstep/transport/curve.h"
 #include "lockstep/transport/transport.h"
@@ -31,7 +32,8 @@
 namespace lockstep::coordinator {
 
 struct WorkerOptions {
-  std::string coordinator;  // ipc://PATH or tcp://HOST:PORT
+  std::string coordinator;  // ipc://PATH or tcp://HOST:PORT, or mem://NAME on channel.network
+  control::ChannelOptions channel;
   std::string tag;          // free text shown by the coordinator (e.g. the run directory)
   int32_t chip = -1;        // the chip to ask for; -1: whichever the coordinator gives
   std::chrono::milliseconds connect_timeout{5000};

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "lockstep/model/reference.h"
-#include "lockstep/worker/chip_runner.h"
+#include "lockstep/control/step.h"
 
 namespace lockstep::worker {
 
@@ -56,12 +56,12 @@ class Batcher {
 
   // The next step (index = steps issued so far), or nullopt when nothing is waiting or running.
   // Admits waiting requests into free slots first. Each step must be completed before the next.
-  std::optional<Step> Next();
+  std::optional<control::Step> Next();
 
   // Takes the results of the last step (one per slot with work, any order) and returns the
   // requests that finished, in slot order. Throws Error (kInternal) for results that do not
   // match the step (a missing, extra or foreign slot).
-  std::vector<Finished> Complete(std::span<const SlotResult> results);
+  std::vector<Finished> Complete(std::span<const control::SlotResult> results);
 
   // Failover: forgets the step in flight (its results will never come) and makes every running
   // request rebuild its KV state in its slot: its next work is a prefill (reset) of its prompt
@@ -88,7 +88,7 @@ class Batcher {
   std::deque<Request> waiting_;
   std::vector<std::optional<Running>> slots_;
   std::vector<Finished> done_;
-  std::optional<Step> pending_;
+  std::optional<control::Step> pending_;
   int64_t next_index_ = 0;
 };
 

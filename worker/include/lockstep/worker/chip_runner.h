@@ -44,9 +44,11 @@
 #include <memory>
 #include <vector>
 
+#include "lockstep/control/step.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/partition/model_spec.h"
+#include "lockstep/schedule/queries.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/topology.h"
 #include "lockstep/transport/endpoint.h"
@@ -68,7 +70,7 @@ struct ChipSetup {
   // message's sender rank tells which slice of which partial it carries. Empty for stage -1.
   std::vector<topology::ChipId> group;
   // The schedule's reservation tables of the link directions into this chip
-  // (IncomingTables(schedule, chip)): the order messages arrive on each link. A Forward sits in
+  // (schedule::IncomingTables(schedule, chip)): the order messages arrive on each link. A Forward sits in
   // program order at its outgoing start, after messages that arrive later on its incoming link,
   // so the runner receives in this order and holds early messages until their instruction.
   std::vector<schedule::LinkTable> incoming;
@@ -80,41 +82,9 @@ struct ChipSetup {
   FlightRecorder* recorder = nullptr;
 };
 
-// One pipeline slot's work in one step: a sequence's new tokens (its prompt, or its last sampled
-// token) at KV position `position`; `reset` = a new sequence takes the slot (its KV cache is
-// cleared first). `sample_index` = how many tokens the request has generated so far (the step
-// index of model::SampleToken, so sampling is reproducible whatever ran before).
-struct SlotWork {
-  int32_t slot = 0;
-  uint64_t request = 0;
-  int64_t position = 0;
-  std::vector<int32_t> tokens;
-  bool reset = false;
-  model::SamplingOptions sampling;
-  int64_t sample_index = 0;
-  // The sampling chip returns the logits with the token (SlotResult::logits); false: the token
-  // alone (a vocabulary of floats less per token on the control plane).
-  bool logits = true;
-};
-
-// Every chip of the plan gets the same Step. Slots without work sit idle for the step.
-struct Step {
-  int64_t index = 0;
-  std::vector<SlotWork> work;  // at most one per slot, any order
-};
-
-// What the sampling chip returns for a slot that had work: the sampled token and the logits
-// [vocab] it was drawn from (empty when the work did not ask for them).
-struct SlotResult {
-  int32_t slot = 0;
-  uint64_t request = 0;
-  int32_t token = 0;
-  std::vector<float> logits;
-};
-
 class ChipRunner {
  public:
-  // `endpoints[i]` is the chip's end of ProgramLinks(setup.program)[i] (what Transport::OpenChip
+  // `endpoints[i]` is the chip's end of schedule::ProgramLinks(setup.program)[i] (what Transport::OpenChip
   // returns for those links, in that order). Throws Error (kInvalidInput) naming the chip for a
   // program that uses a link without an endpoint, a shard of another stage or rank, or a program
   // this runner cannot execute.
@@ -127,7 +97,7 @@ class ChipRunner {
   // stage, rank 0), ordered by slot; empty elsewhere. Throws Error naming chip, link and step on
   // any transport failure, and kInvalidInput for a step the runner cannot take (a slot out of
   // range, twice in one step, a position that does not continue the slot's sequence).
-  std::vector<SlotResult> RunStep(const Step& step);
+  std::vector<control::SlotResult> RunStep(const control::Step& step);
 
   // Closes every endpoint (end-of-stream to the peers). Idempotent.
   void Close();
@@ -140,26 +110,5 @@ class ChipRunner {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// The pipeline slots a program was compiled for (1 + the largest sequence it names).
-int32_t ProgramSlots(const schedule::ChipProgram& program);
-
-// The links a program uses (its Send/Forward/Recv links), ascending, without duplicates — what
-// Transport::OpenChip must open for the chip.
-std::vector<topology::LinkId> ProgramLinks(const schedule::ChipProgram& program);
-
-// The most messages one step moves over one link direction. A chip runs its program in order
-// and may trail its peers within a step, so each endpoint's queue must hold a step's messages
-// (twice that if chips may start the next step before every peer finished this one), or a
-// sender can block on a receiver that waits for the sender: TransportOptions::queue_capacity.
-int64_t MaxMessagesPerLinkDirection(const schedule::GlobalSchedule& schedule);
-
-// The reservation tables of the link directions that end at `chip`.
-std::vector<schedule::LinkTable> IncomingTables(const schedule::GlobalSchedule& schedule,
-                                                topology::ChipId chip);
-
-// The transport's view of those links (ends, latency, bandwidth), in the same order.
-std::vector<transport::LinkSpec> LinkSpecs(const topology::Topology& topo,
-                                           const std::vector<topology::LinkId>& links);
 
 }  // namespace lockstep::worker

@@ -22,6 +22,7 @@
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/topology.h"
+#include "lockstep/transport/endpoint.h"
 #include "lockstep/worker/batcher.h"
 
 namespace lockstep::worker {

@@ -1,4 +1,4 @@
-#include "wire.h"
+#include "lockstep/control/codec.h"
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
@@ -11,7 +11,7 @@
 #include "lockstep/proto/control.capnp.h"
 #include "lockstep/schedule/program_codec.h"
 
-namespace lockstep::coordinator {
+namespace lockstep::control {
 
 const char* MessageName(const ControlMessage& message) {
   static constexpr const char* kNames[] = {"register",
@@ -37,7 +37,6 @@ const char* MessageName(const ControlMessage& message) {
   return kNames[message.index()];
 }
 
-namespace wire {
 namespace {
 
 using proto::ControlMessage;
@@ -189,7 +188,7 @@ void Encode(ControlMessage::Builder m, const StepMsg& s) {
   b.setIndex(s.step.index);
   auto work = b.initWork(static_cast<unsigned>(s.step.work.size()));
   for (size_t i = 0; i < s.step.work.size(); ++i) {
-    const worker::SlotWork& w = s.step.work[i];
+    const SlotWork& w = s.step.work[i];
     auto o = work[static_cast<unsigned>(i)];
     o.setSlot(w.slot);
     o.setRequest(w.request);
@@ -216,7 +215,7 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
   b.setStepNs(s.times.step_ns);
   auto results = b.initResults(static_cast<unsigned>(s.results.size()));
   for (size_t i = 0; i < s.results.size(); ++i) {
-    const worker::SlotResult& r = s.results[i];
+    const SlotResult& r = s.results[i];
     auto o = results[static_cast<unsigned>(i)];
     o.setSlot(r.slot);
     o.setRequest(r.request);
@@ -228,7 +227,7 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
 
 void Encode(ControlMessage::Builder m, const PingMsg&) { m.setPing(); }
 
-void Put(proto::FlightEntry::Builder b, const worker::FlightEntry& e) {
+void Put(proto::FlightEntry::Builder b, const FlightEntry& e) {
   b.setStep(e.step);
   b.setOp(e.op);
   b.setKind(static_cast<uint8_t>(e.kind));
@@ -240,7 +239,7 @@ void Put(proto::FlightEntry::Builder b, const worker::FlightEntry& e) {
   b.setEndNs(e.end_ns);
 }
 
-void Put(proto::Progress::Builder b, const worker::ChipProgress& p) {
+void Put(proto::Progress::Builder b, const ChipProgress& p) {
   b.setStep(p.step);
   b.setRunning(p.running);
   b.setLastCompletedStep(p.last_completed_step);
@@ -380,11 +379,11 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   return a;
 }
 
-worker::Step GetStep(proto::Step::Reader r) {
-  worker::Step step;
+Step GetStep(proto::Step::Reader r) {
+  Step step;
   step.index = r.getIndex();
   for (auto w : r.getWork()) {
-    worker::SlotWork o;
+    SlotWork o;
     o.slot = w.getSlot();
     o.request = w.getRequest();
     o.position = w.getPosition();
@@ -417,7 +416,7 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r, const std::string& cont
   set(InstrKind::kForward, r.getForwardNs());
   s.times.step_ns = time(r.getStepNs(), "step");
   for (auto x : r.getResults()) {
-    worker::SlotResult o;
+    SlotResult o;
     o.slot = x.getSlot();
     o.request = x.getRequest();
     o.token = x.getToken();
@@ -436,8 +435,8 @@ LinkCheckMsg GetLinkCheck(proto::LinkCheck::Reader r) {
   return c;
 }
 
-worker::FlightEntry GetEntry(proto::FlightEntry::Reader r, const std::string& context) {
-  worker::FlightEntry e;
+FlightEntry GetEntry(proto::FlightEntry::Reader r, const std::string& context) {
+  FlightEntry e;
   e.step = r.getStep();
   e.op = r.getOp();
   e.kind = CheckedEnum<schedule::InstrKind>(r.getKind(), 5, context, "flight entry kind");
@@ -450,8 +449,8 @@ worker::FlightEntry GetEntry(proto::FlightEntry::Reader r, const std::string& co
   return e;
 }
 
-worker::ChipProgress GetProgress(proto::Progress::Reader r, const std::string& context) {
-  worker::ChipProgress p;
+ChipProgress GetProgress(proto::Progress::Reader r, const std::string& context) {
+  ChipProgress p;
   p.step = r.getStep();
   p.running = r.getRunning();
   p.last_completed_step = r.getLastCompletedStep();
@@ -460,7 +459,7 @@ worker::ChipProgress GetProgress(proto::Progress::Reader r, const std::string& c
   return p;
 }
 
-coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
+control::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string& context) {
   if (m.getVersion() != kControlVersion) {
     throw Bad(context, "version " + std::to_string(m.getVersion()) + " (this build speaks " +
                            std::to_string(kControlVersion) + ")");
@@ -546,7 +545,7 @@ coordinator::ControlMessage DecodeReader(ControlMessage::Reader m, const std::st
 
 }  // namespace
 
-std::vector<std::byte> Encode(const coordinator::ControlMessage& message) {
+std::vector<std::byte> Encode(const control::ControlMessage& message) {
   capnp::MallocMessageBuilder builder;
   auto root = builder.initRoot<proto::ControlMessage>();
   root.setVersion(kControlVersion);
@@ -558,7 +557,7 @@ std::vector<std::byte> Encode(const coordinator::ControlMessage& message) {
   return out;
 }
 
-coordinator::ControlMessage Decode(const std::byte* data, size_t size, const std::string& context) {
+control::ControlMessage Decode(const std::byte* data, size_t size, const std::string& context) {
   if (size == 0 || size % sizeof(capnp::word) != 0) {
     throw Bad(context, std::to_string(size) + " bytes (want a non-empty multiple of 8)");
   }
@@ -587,5 +586,4 @@ coordinator::ControlMessage Decode(const std::byte* data, size_t size, const std
   }
 }
 
-}  // namespace wire
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::control

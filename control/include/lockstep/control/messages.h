@@ -1,5 +1,11 @@
-// The control messages between coordinator and workers as plain values (see
-// proto/control.capnp for the conversation). Private to the coordinator library.
+// The control messages between the coordinator and its workers (and between a serving
+// coordinator and its clients), as plain values. proto/control.capnp documents the conversation
+// and the wire form; codec.h is their one encoding. Plain values, copied freely; thread-safe as
+// any value.
+//
+// To add a message kind: a struct here, an alternative at the end of ControlMessage, its name in
+// MessageName (codec.cc), its schema in proto/control.capnp and its Encode/Decode pair in codec.cc
+// (and a round trip in codec_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -8,14 +14,15 @@
 #include <vector>
 
 #include "lockstep/common/error.h"
-#include "lockstep/coordinator/deployment.h"
+#include "lockstep/control/progress.h"
+#include "lockstep/control/settings.h"
+#include "lockstep/control/step.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/transport/message.h"
-#include "lockstep/worker/chip_runner.h"
-#include "lockstep/worker/flight_recorder.h"
 
-namespace lockstep::coordinator {
+namespace lockstep::control {
+
 
 struct RegisterMsg {
   int64_t pid = 0;
@@ -61,18 +68,18 @@ struct ReadyMsg {
 };
 
 struct StepMsg {
-  worker::Step step;
+  Step step;
 };
 
 struct StepResultMsg {
   uint32_t chip = 0;
   int64_t index = 0;
-  std::vector<worker::SlotResult> results;
+  std::vector<SlotResult> results;
   // CPU time the chip's compute thread spent in the step: its compute, without the time it
   // waited on links (a blocked receive uses no CPU).
   int64_t compute_ns = 0;
   // Where the step's wall time went on the chip (its flight recorder's sums).
-  worker::StepTimes times = {};
+  StepTimes times = {};
 };
 
 struct PingMsg {};
@@ -80,7 +87,7 @@ struct PingMsg {};
 struct HeartbeatMsg {
   int32_t chip = -1;
   int64_t last_step = -1;
-  worker::ChipProgress progress;
+  ChipProgress progress;
 };
 
 struct ErrorMsg {
@@ -136,8 +143,8 @@ struct FlightRecorderRequestMsg {};
 
 struct FlightRecorderMsg {
   int32_t chip = -1;
-  worker::ChipProgress progress;
-  std::vector<worker::FlightEntry> entries;  // oldest first
+  ChipProgress progress;
+  std::vector<FlightEntry> entries;  // oldest first
 };
 
 using ControlMessage =
@@ -149,4 +156,4 @@ using ControlMessage =
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);
 
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::control

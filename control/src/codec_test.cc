@@ -1,4 +1,4 @@
-#include "wire.h"
+#include "lockstep/control/codec.h"
 
 #include <gtest/gtest.h>
 
@@ -6,12 +6,12 @@
 
 #include "lockstep/transport/crc32c.h"
 
-namespace lockstep::coordinator {
+namespace lockstep::control {
 namespace {
 
 ControlMessage RoundTrip(const ControlMessage& m) {
-  const std::vector<std::byte> bytes = wire::Encode(m);
-  return wire::Decode(bytes.data(), bytes.size(), "test");
+  const std::vector<std::byte> bytes = Encode(m);
+  return Decode(bytes.data(), bytes.size(), "test");
 }
 
 template <typename T>
@@ -52,7 +52,7 @@ schedule::ChipProgram SampleProgram() {
   return p;
 }
 
-TEST(Wire, RegisterRoundTrips) {
+TEST(Codec, RegisterRoundTrips) {
   RegisterMsg r{4242, "host-a", {"this machine", 1, 1, 2, 4, {0, 2}}, "/tmp/run", 7};
   const RegisterMsg back = RoundTripAs<RegisterMsg>(r);
   EXPECT_EQ(back.pid, 4242);
@@ -62,7 +62,7 @@ TEST(Wire, RegisterRoundTrips) {
   EXPECT_EQ(back.chip, 7);
 }
 
-TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
+TEST(Codec, AssignmentCarriesProgramSpecLinksAndTransport) {
   AssignmentMsg a;
   a.chip = 5;
   a.stage = 1;
@@ -137,7 +137,7 @@ TEST(Wire, AssignmentCarriesProgramSpecLinksAndTransport) {
   EXPECT_EQ(schedule::ScheduleToJson(received), schedule::ScheduleToJson(sent));
 }
 
-TEST(Wire, ShardChunkAndDigest) {
+TEST(Codec, ShardChunkAndDigest) {
   ShardChunkMsg c{2, 2048, {std::byte{1}, std::byte{2}, std::byte{255}}, 0};
   c.crc32c = transport::Crc32c(c.data);
   const ShardChunkMsg back = RoundTripAs<ShardChunkMsg>(c);
@@ -150,10 +150,10 @@ TEST(Wire, ShardChunkAndDigest) {
   EXPECT_EQ(done.crc32c, 77u);
 }
 
-TEST(Wire, StepAndResults) {
-  worker::Step step;
+TEST(Codec, StepAndResults) {
+  Step step;
   step.index = 17;
-  worker::SlotWork w;
+  SlotWork w;
   w.slot = 1;
   w.request = 9;
   w.position = 3;
@@ -162,12 +162,12 @@ TEST(Wire, StepAndResults) {
   w.sampling = {0.7, 0.9, 42};
   w.sample_index = 2;
   w.logits = false;
-  step.work = {w, worker::SlotWork{}};
+  step.work = {w, SlotWork{}};
   const StepMsg back = RoundTripAs<StepMsg>(StepMsg{step});
   EXPECT_EQ(back.step.index, 17);
   ASSERT_EQ(back.step.work.size(), 2u);
   EXPECT_TRUE(back.step.work[1].logits);  // the default: ask for the logits
-  const worker::SlotWork& b = back.step.work[0];
+  const SlotWork& b = back.step.work[0];
   EXPECT_EQ(b.slot, 1);
   EXPECT_EQ(b.request, 9u);
   EXPECT_EQ(b.position, 3);
@@ -181,7 +181,7 @@ TEST(Wire, StepAndResults) {
 
   // Logits travel bit for bit (including values a text format would round).
   StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}, 1234567};
-  for (size_t k = 0; k < worker::StepTimes::kKinds; ++k) r.times.by_kind_ns[k] = 1000 * (k + 1);
+  for (size_t k = 0; k < StepTimes::kKinds; ++k) r.times.by_kind_ns[k] = 1000 * (k + 1);
   r.times.step_ns = 99999;
   const StepResultMsg rb = RoundTripAs<StepResultMsg>(r);
   EXPECT_EQ(rb.chip, 3u);
@@ -194,7 +194,7 @@ TEST(Wire, StepAndResults) {
             0);
 }
 
-TEST(Wire, SmallMessages) {
+TEST(Codec, SmallMessages) {
   EXPECT_TRUE(std::holds_alternative<PingMsg>(RoundTrip(PingMsg{})));
   EXPECT_TRUE(std::holds_alternative<ShutdownMsg>(RoundTrip(ShutdownMsg{})));
   EXPECT_EQ(RoundTripAs<ReadyMsg>(ReadyMsg{12}).chip, 12u);
@@ -207,14 +207,14 @@ TEST(Wire, SmallMessages) {
   EXPECT_EQ(e.message, "link down");
 }
 
-TEST(Wire, FlightRecorderAndProgress) {
-  worker::FlightEntry recv{12, 37, schedule::InstrKind::kRecv, 3, 2, 4, 4096, 1500, -1};
-  worker::FlightEntry done{12, 36, schedule::InstrKind::kCompute, -1, -1, -1, 0, 900, 1400};
-  worker::ChipProgress p{12, true, 11, recv, 2'000'000'000};
+TEST(Codec, FlightRecorderAndProgress) {
+  FlightEntry recv{12, 37, schedule::InstrKind::kRecv, 3, 2, 4, 4096, 1500, -1};
+  FlightEntry done{12, 36, schedule::InstrKind::kCompute, -1, -1, -1, 0, 900, 1400};
+  ChipProgress p{12, true, 11, recv, 2'000'000'000};
   const HeartbeatMsg h = RoundTripAs<HeartbeatMsg>(HeartbeatMsg{5, 11, p});
   EXPECT_EQ(h.progress, p);
   // Defaults survive too (a worker before its first step).
-  EXPECT_EQ(RoundTripAs<HeartbeatMsg>(HeartbeatMsg{5, -1, {}}).progress, worker::ChipProgress{});
+  EXPECT_EQ(RoundTripAs<HeartbeatMsg>(HeartbeatMsg{5, -1, {}}).progress, ChipProgress{});
   EXPECT_TRUE(
       std::holds_alternative<FlightRecorderRequestMsg>(RoundTrip(FlightRecorderRequestMsg{})));
   const FlightRecorderMsg r = RoundTripAs<FlightRecorderMsg>(FlightRecorderMsg{5, p, {done, recv}});
@@ -225,12 +225,12 @@ TEST(Wire, FlightRecorderAndProgress) {
   EXPECT_EQ(r.entries[1], recv);
 }
 
-TEST(Wire, GarbageIsAProtocolErrorNamingTheContext) {
-  std::vector<std::byte> bytes = wire::Encode(HeartbeatMsg{1, 2, {}});
+TEST(Codec, GarbageIsAProtocolErrorNamingTheContext) {
+  std::vector<std::byte> bytes = Encode(HeartbeatMsg{1, 2, {}});
   // Truncated, unaligned, empty, random.
   for (size_t size : {size_t{0}, size_t{5}, bytes.size() - 8}) {
     try {
-      wire::Decode(bytes.data(), size, "chip 3");
+      Decode(bytes.data(), size, "chip 3");
       ADD_FAILURE() << "decoded " << size << " bytes";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kProtocol);
@@ -240,15 +240,15 @@ TEST(Wire, GarbageIsAProtocolErrorNamingTheContext) {
   }
   std::vector<std::byte> noise(64);
   for (size_t i = 0; i < noise.size(); ++i) noise[i] = std::byte(static_cast<uint8_t>(i * 37 + 11));
-  EXPECT_THROW(wire::Decode(noise.data(), noise.size(), "x"), Error);
+  EXPECT_THROW(Decode(noise.data(), noise.size(), "x"), Error);
 }
 
-TEST(Wire, NegativeStepTimesAreRejected) {
+TEST(Codec, NegativeStepTimesAreRejected) {
   StepResultMsg r{3, 17, {}, 5};
   r.times.by_kind_ns[static_cast<size_t>(schedule::InstrKind::kSend)] = -1;
-  std::vector<std::byte> bytes = wire::Encode(r);
+  std::vector<std::byte> bytes = Encode(r);
   try {
-    wire::Decode(bytes.data(), bytes.size(), "chip 3");
+    Decode(bytes.data(), bytes.size(), "chip 3");
     ADD_FAILURE() << "a negative send time was taken";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kProtocol);
@@ -259,28 +259,28 @@ TEST(Wire, NegativeStepTimesAreRejected) {
   }
   r.times = {};
   r.times.step_ns = -5;
-  bytes = wire::Encode(r);
+  bytes = Encode(r);
   try {
-    wire::Decode(bytes.data(), bytes.size(), "chip 3");
+    Decode(bytes.data(), bytes.size(), "chip 3");
     ADD_FAILURE() << "a negative step time was taken";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("a negative step time"), std::string::npos) << e.what();
   }
 }
 
-TEST(Wire, ProgramWithAForwardDependencyIsRejected) {
+TEST(Codec, ProgramWithAForwardDependencyIsRejected) {
   AssignmentMsg a;
   a.program = SampleProgram();
   a.program.instructions[0].deps = {1};  // depends on a later instruction
-  const std::vector<std::byte> bytes = wire::Encode(a);
-  EXPECT_THROW(wire::Decode(bytes.data(), bytes.size(), "x"), Error);
+  const std::vector<std::byte> bytes = Encode(a);
+  EXPECT_THROW(Decode(bytes.data(), bytes.size(), "x"), Error);
 }
 
 // The client conversation (client.h / server.h) round-trips field by field.
-TEST(Wire, ClientMessagesRoundTrip) {
+TEST(Codec, ClientMessagesRoundTrip) {
   const auto Round = [](const ControlMessage& m) {
-    const std::vector<std::byte> bytes = wire::Encode(m);
-    return wire::Decode(bytes.data(), bytes.size(), "x");
+    const std::vector<std::byte> bytes = Encode(m);
+    return Decode(bytes.data(), bytes.size(), "x");
   };
   const SubmitMsg submit{7, {3, 1, 4}, 9, {.temperature = 0.5, .top_p = 0.75, .seed = 11}};
   const ControlMessage s = Round(submit);
@@ -303,17 +303,17 @@ TEST(Wire, ClientMessagesRoundTrip) {
   EXPECT_EQ(d.error, "prompt too long");
   const AcceptedMsg accepted{12};
   EXPECT_EQ(std::get<AcceptedMsg>(Round(accepted)).id, 12u);
-  const std::vector<std::byte> stop = wire::Encode(StopServerMsg{});
-  EXPECT_TRUE(std::holds_alternative<StopServerMsg>(wire::Decode(stop.data(), stop.size(), "x")));
+  const std::vector<std::byte> stop = Encode(StopServerMsg{});
+  EXPECT_TRUE(std::holds_alternative<StopServerMsg>(Decode(stop.data(), stop.size(), "x")));
 }
 
 }  // namespace
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::control
 
-namespace lockstep::coordinator {
+namespace lockstep::control {
 namespace {
 
-TEST(Wire, LinkCheckRoundTrips) {
+TEST(Codec, LinkCheckRoundTrips) {
   LinkCheckMsg c;
   c.chip = 12;
   c.links.push_back({{12, 3}, {13, 2}, 150, 12'900'000'000});
@@ -342,4 +342,4 @@ TEST(Wire, LinkCheckRoundTrips) {
 }
 
 }  // namespace
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::control
