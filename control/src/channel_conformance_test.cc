@@ -226,8 +226,7 @@ TEST_P(ChannelConformance, AnOutboxHandsOverAnotherThreadsMessagesInOrder) {
 
 TEST_P(ChannelConformance, AMalformedAddressIsInvalidInput) {
   try {
-    control::Listen(GetParam() == Kind::kZmqIpc ? "carrier-pigeon://coop" : "mem://",
-                    Options());
+    control::Listen(GetParam() == Kind::kZmqIpc ? "carrier-pigeon://coop" : "mem://", Options());
     // mem:// with an empty name is a name like any other; ZeroMQ must refuse the pigeon.
     EXPECT_NE(GetParam(), Kind::kZmqIpc);
   } catch (const Error& e) {

@@ -50,9 +50,9 @@ struct InMemoryNetwork::State {
   int subscription = -1;
   std::mutex mutex;
   std::condition_variable changed;
-  std::map<std::string, Listener*> listeners;        // by address
-  std::map<std::string, Peer*> peers;                // by id
-  std::map<std::thread::id, End*> waiting;           // thread -> the end it waits on
+  std::map<std::string, Listener*> listeners;  // by address
+  std::map<std::string, Peer*> peers;          // by id
+  std::map<std::thread::id, End*> waiting;     // thread -> the end it waits on
   uint64_t next_peer = 0;
 
   ~State() {

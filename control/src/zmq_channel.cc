@@ -72,8 +72,8 @@ class ZmqChannel : public ControlChannel {
     while (true) {
       Flush();
       // A backlog drains as peers read: come back soon to hand them more.
-      const Millis wait = backlog_.empty() ? Left(clock_, deadline)
-                                           : std::min(Left(clock_, deadline), Millis(1));
+      const Millis wait =
+          backlog_.empty() ? Left(clock_, deadline) : std::min(Left(clock_, deadline), Millis(1));
       if (Poll(&item, 1, wait) > 0) break;
       if (clock_.Now() >= deadline) return std::nullopt;
     }
@@ -200,8 +200,8 @@ class ZmqConnection : public ControlConnection {
     static std::atomic<uint64_t> sockets{0};
     char host[64] = {};
     gethostname(host, sizeof(host) - 1);
-    socket_.set(zmq::sockopt::routing_id,
-                std::string(host) + "/" + std::to_string(getpid()) + "/" + std::to_string(sockets++));
+    socket_.set(zmq::sockopt::routing_id, std::string(host) + "/" + std::to_string(getpid()) + "/" +
+                                              std::to_string(sockets++));
     try {
       socket_.connect(address);
     } catch (const zmq::error_t& e) {

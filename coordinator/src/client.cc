@@ -19,7 +19,8 @@ using Clock = std::chrono::steady_clock;
 using control::Millis;
 
 struct Client::Impl {
-  Impl(std::string a, ClientOptions o) : address(std::move(a)), options(o), socket(control::Connect(address)) {}
+  Impl(std::string a, ClientOptions o)
+      : address(std::move(a)), options(o), socket(control::Connect(address)) {}
   std::string address;
   ClientOptions options;
   std::unique_ptr<control::ControlConnection> socket;

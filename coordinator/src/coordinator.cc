@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "lockstep/control/channel.h"
-#include "lockstep/transport/crc32c.h"
 #include "lockstep/control/messages.h"
+#include "lockstep/transport/crc32c.h"
 #include "stall_report.h"
 
 namespace lockstep::coordinator {
@@ -523,7 +523,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
     size_t answers = 0, expected = 0;
     std::vector<control::SlotResult> results;
     std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
-    control::StepTimes step_times;          // summed over the chips with a stage
+    control::StepTimes step_times;         // summed over the chips with a stage
     int64_t timed_chips = 0;
     try {
       const StepMsg msg{*step};

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "lockstep/control/channel.h"
 #include "fake_spec_test_util.h"
+#include "lockstep/control/channel.h"
 #include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/crc32c.h"
 

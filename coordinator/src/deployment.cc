@@ -4,8 +4,8 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/stage_shard.h"
-#include "lockstep/transport/crc32c.h"
 #include "lockstep/schedule/queries.h"
+#include "lockstep/transport/crc32c.h"
 
 namespace lockstep::coordinator {
 

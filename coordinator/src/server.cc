@@ -48,7 +48,8 @@ struct Server::Impl {
     Log("refused client request " + std::to_string(client_id) + ": " + why);
   }
 
-  void OnMessage(control::ControlChannel::Incoming& in, const std::function<void(worker::Request)>& submit) {
+  void OnMessage(control::ControlChannel::Incoming& in,
+                 const std::function<void(worker::Request)>& submit) {
     if (!in.message) {
       Log("ignored a malformed client message: " + in.error);
       return;
@@ -114,7 +115,7 @@ struct Server::Impl {
     Log("client request " + std::to_string(it->second.client_id) + ": " +
         std::to_string(f.tokens.size()) + " tokens");
     socket->Send(it->second.peer,
-                DoneMsg{it->second.client_id, std::move(f.tokens), ErrorCode::kInternal, ""});
+                 DoneMsg{it->second.client_id, std::move(f.tokens), ErrorCode::kInternal, ""});
     ++stats.requests;
     pending.erase(it);
   }

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "lockstep/control/channel.h"
 #include "fake_spec_test_util.h"
+#include "lockstep/control/channel.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/transport/crc32c.h"
 

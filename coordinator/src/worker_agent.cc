@@ -12,10 +12,10 @@
 
 #include "cancellable_endpoint.h"
 #include "lockstep/control/channel.h"
+#include "lockstep/control/messages.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/transport/crc32c.h"
 #include "lockstep/worker/chip_runner.h"
-#include "lockstep/control/messages.h"
 
 namespace lockstep::coordinator {
 
@@ -117,7 +117,8 @@ int64_t ThreadCpuNs() {
 }
 
 void Compute(const WorkerOptions& options, const AssignmentMsg& a,
-             const std::vector<std::byte>& shard, control::ControlConnection::Outbox& outbox, Shared& shared) {
+             const std::vector<std::byte>& shard, control::ControlConnection::Outbox& outbox,
+             Shared& shared) {
   const int32_t chip = static_cast<int32_t>(a.chip);
   try {
     std::string pinned = options.pin ? Pin(a.cpus) : "not pinned (--no-pin)";
@@ -286,7 +287,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       if (Clock::now() - last_beat >= kHeartbeatEvery) {
         if (heard) {
           socket->Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                   shared.last_step.load(), shared.recorder->Progress()});
+                                    shared.last_step.load(), shared.recorder->Progress()});
         } else {
           socket->Send(registration);
         }
@@ -300,7 +301,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
       ControlMessage& m = *message;
       if (std::holds_alternative<PingMsg>(m)) {
         socket->Send(HeartbeatMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                 shared.last_step.load(), shared.recorder->Progress()});
+                                  shared.last_step.load(), shared.recorder->Progress()});
       } else if (auto* re = std::get_if<AssignmentMsg>(&m); re && re->reuse_shard) {
         // Failover: same place, new schedule. Abandon the step, drop the links, start over.
         if (!assignment || !compute.joinable() || re->chip != assignment->chip ||
@@ -368,7 +369,7 @@ WorkerReport RunWorker(const WorkerOptions& options) {
         link_check = std::thread(CheckLinks, std::cref(options), std::move(*lc), std::ref(*outbox));
       } else if (std::holds_alternative<FlightRecorderRequestMsg>(m)) {
         socket->Send(FlightRecorderMsg{assignment ? static_cast<int32_t>(assignment->chip) : -1,
-                                      shared.recorder->Progress(), shared.recorder->Entries()});
+                                       shared.recorder->Progress(), shared.recorder->Entries()});
       } else if (std::holds_alternative<ShutdownMsg>(m)) {
         stop();
         break;

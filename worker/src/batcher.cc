@@ -11,7 +11,6 @@ using control::SlotResult;
 using control::SlotWork;
 using control::Step;
 
-
 Batcher::Batcher(BatcherOptions options) : options_(options) {
   if (options_.slots < 1) {
     throw InvalidInput("batcher: slots must be >= 1, got " + std::to_string(options_.slots));

@@ -71,8 +71,9 @@ struct TwoChips {
     setup.recorder = recorder;
     const auto links = schedule::ProgramLinks(setup.program);
     return std::make_unique<ChipRunner>(
-        std::move(setup), transport.OpenChip(static_cast<uint32_t>(schedule.programs[i].chip),
-                                             control::LinkSpecs(topo, links), transport::Millis(5000)));
+        std::move(setup),
+        transport.OpenChip(static_cast<uint32_t>(schedule.programs[i].chip),
+                           control::LinkSpecs(topo, links), transport::Millis(5000)));
   }
 };
 
@@ -198,8 +199,8 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
   const std::vector<topology::LinkId> peer_links = schedule::ProgramLinks(peer);
   std::vector<std::unique_ptr<transport::Endpoint>> peer_ends;
   std::thread opener([&] {
-    peer_ends = transport->OpenChip(static_cast<uint32_t>(peer.chip), control::LinkSpecs(topo, peer_links),
-                                    transport::Millis(5000));
+    peer_ends = transport->OpenChip(static_cast<uint32_t>(peer.chip),
+                                    control::LinkSpecs(topo, peer_links), transport::Millis(5000));
   });
   const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 3);
   ChipSetup setup;
@@ -212,9 +213,10 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
   setup.incoming = schedule::IncomingTables(schedule, mine.chip);
   setup.schedule_id = 1;
   setup.timeout = transport::Millis(5000);
-  ChipRunner runner(std::move(setup), transport->OpenChip(static_cast<uint32_t>(mine.chip),
-                                                          control::LinkSpecs(topo, schedule::ProgramLinks(mine)),
-                                                          transport::Millis(5000)));
+  ChipRunner runner(std::move(setup),
+                    transport->OpenChip(static_cast<uint32_t>(mine.chip),
+                                        control::LinkSpecs(topo, schedule::ProgramLinks(mine)),
+                                        transport::Millis(5000)));
   opener.join();
   for (size_t i = 0; i < peer_links.size(); ++i) {
     if (peer_links[i] != first->in_link) continue;

@@ -11,7 +11,6 @@ using control::ChipProgress;
 using control::FlightEntry;
 using control::StepTimes;
 
-
 FlightRecorder::FlightRecorder(size_t capacity, ClockFn clock)
     : clock_(std::move(clock)), ring_(capacity) {
   if (capacity == 0) throw InvalidInput("flight recorder: capacity must be >= 1");

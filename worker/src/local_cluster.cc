@@ -18,7 +18,6 @@ namespace lockstep::worker {
 using control::SlotResult;
 using control::Step;
 
-
 struct LocalCluster::Impl {
   schedule::GlobalSchedule schedule;
   std::unique_ptr<transport::Transport> transport;

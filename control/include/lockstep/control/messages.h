@@ -23,7 +23,6 @@
 
 namespace lockstep::control {
 
-
 struct RegisterMsg {
   int64_t pid = 0;
   std::string hostname;

@@ -34,8 +34,8 @@ namespace lockstep::coordinator {
 struct WorkerOptions {
   std::string coordinator;  // ipc://PATH or tcp://HOST:PORT, or mem://NAME on channel.network
   control::ChannelOptions channel;
-  std::string tag;          // free text shown by the coordinator (e.g. the run directory)
-  int32_t chip = -1;        // the chip to ask for; -1: whichever the coordinator gives
+  std::string tag;    // free text shown by the coordinator (e.g. the run directory)
+  int32_t chip = -1;  // the chip to ask for; -1: whichever the coordinator gives
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds coordinator_timeout{5000};
   // Threads of one process (sim, inproc): the transport every chip shares. Null: the worker

@@ -18,8 +18,8 @@
 #include <span>
 #include <vector>
 
-#include "lockstep/model/reference.h"
 #include "lockstep/control/step.h"
+#include "lockstep/model/reference.h"
 
 namespace lockstep::worker {
 

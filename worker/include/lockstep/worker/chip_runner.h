@@ -70,9 +70,9 @@ struct ChipSetup {
   // message's sender rank tells which slice of which partial it carries. Empty for stage -1.
   std::vector<topology::ChipId> group;
   // The schedule's reservation tables of the link directions into this chip
-  // (schedule::IncomingTables(schedule, chip)): the order messages arrive on each link. A Forward sits in
-  // program order at its outgoing start, after messages that arrive later on its incoming link,
-  // so the runner receives in this order and holds early messages until their instruction.
+  // (schedule::IncomingTables(schedule, chip)): the order messages arrive on each link. A Forward
+  // sits in program order at its outgoing start, after messages that arrive later on its incoming
+  // link, so the runner receives in this order and holds early messages until their instruction.
   std::vector<schedule::LinkTable> incoming;
   uint64_t schedule_id = 0;  // stamped on every frame; the receiver checks it
   // How long a Send or Recv may wait before the run is declared broken (kUnavailable).
@@ -84,10 +84,10 @@ struct ChipSetup {
 
 class ChipRunner {
  public:
-  // `endpoints[i]` is the chip's end of schedule::ProgramLinks(setup.program)[i] (what Transport::OpenChip
-  // returns for those links, in that order). Throws Error (kInvalidInput) naming the chip for a
-  // program that uses a link without an endpoint, a shard of another stage or rank, or a program
-  // this runner cannot execute.
+  // `endpoints[i]` is the chip's end of schedule::ProgramLinks(setup.program)[i] (what
+  // Transport::OpenChip returns for those links, in that order). Throws Error (kInvalidInput)
+  // naming the chip for a program that uses a link without an endpoint, a shard of another stage or
+  // rank, or a program this runner cannot execute.
   ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::Endpoint>> endpoints);
   ~ChipRunner();
   ChipRunner(const ChipRunner&) = delete;

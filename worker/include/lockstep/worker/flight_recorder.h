@@ -4,8 +4,8 @@
 // instruction it is in: usually the receive it waits on). When a run stalls, the coordinator
 // collects every worker's recorder and names the chips that are behind and the link they wait on
 // (coordinator/src/stall_report.h). It also sums each step's wall time by instruction kind
-// (control::StepTimes: compute, reduce, send, the waits of recv/forward), which the worker reports with the
-// step's result: where a decode step goes (`lockstep run --json`).
+// (control::StepTimes: compute, reduce, send, the waits of recv/forward), which the worker reports
+// with the step's result: where a decode step goes (`lockstep run --json`).
 //
 // Recording never allocates: the ring is sized once at construction; an op overwrites the
 // oldest entry. Times are wall-clock nanoseconds from an injected clock (steady_clock by
