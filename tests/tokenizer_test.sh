@@ -14,6 +14,36 @@ CORPUS=$ROOT/tests/data/tokenizer_corpus.jsonl
 source "$(dirname "$0")/lib.sh"
 private_tmp tokenizer
 
+# lockstep run --text (in one process): a byte-level tokenizer whose 256 ids fit tiny-llama's
+# vocabulary. The prompt is the text's ids, the printed text is the generated ids' text.
+TINY=$ROOT/examples/models/tiny-llama
+mkdir -p "$TMPDIR/bytes"
+python3 - "$TMPDIR/bytes/tokenizer.json" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+vocab = {chr(c): b for b, c in zip(bs, cs)}
+json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "post_processor": None, "decoder": {"type": "ByteLevel"}, "added_tokens": []},
+          open(sys.argv[1], "w"))
+PY
+expect_exit 0 "$L" run --model "$TINY" --seed 1 --text $'h\u00e9llo' --tokenizer "$TMPDIR/bytes" --max-new 12 --json
+[ "$(json 'd["prompt"]')" = "[104, 195, 169, 108, 108, 111]" ] || fail "run --text prompt ids: $(cat out.txt)"
+ids=$(json '",".join(map(str, d["tokens"]))'); text_json=$(json 'json.dumps(d["text"])')
+expect_exit 0 "$L" run --model "$TINY" --seed 1 --prompt 104,195,169,108,108,111 --max-new 12 --json
+[ "$(json '",".join(map(str, d["tokens"]))')" = "$ids" ] || fail "run --text generated other tokens than --prompt"
+expect_exit 0 "$L" detokenize --tokenizer "$TMPDIR/bytes" --ids "$ids" --no-clean-up --json
+[ "$(json 'json.dumps(d["text"])')" = "$text_json" ] || fail "run --text --json text differs from detokenize"
+expect_exit 0 "$L" run --model "$TINY" --seed 1 --text $'h\u00e9llo' --tokenizer "$TMPDIR/bytes" --max-new 12
+python3 -c "import json,sys; t=open('out.txt', encoding='utf-8', newline='').read(); sys.exit(t != json.loads(sys.argv[1]) + '\n')" "$text_json" ||
+  fail "run --text printed $(od -c out.txt | head -3), want $text_json"
+expect_exit 2 "$L" run --model "$TINY" --seed 1 --text hi ; err_has "--text needs a tokenizer"
+expect_exit 2 "$L" run --model "$TINY" --seed 1 --text hi --prompt 1 ; err_has "give exactly one of --prompt"
+
 if [ ! -d "$JS/node_modules/@huggingface/tokenizers" ] || ! command -v node >/dev/null; then
   echo "SKIP: the reference packages are not installed (scripts/setup.sh installs them into tests/js)"
   exit 0
@@ -89,6 +119,8 @@ err_has "model.type: unsupported model 'Unigram' (supported: BPE)"
 [ "$(wc -l < err.txt)" = 1 ] || fail "more than one error line: $(cat err.txt)"
 echo '{"model": ' > "$TMPDIR/unigram/tokenizer.json"
 expect_exit 1 "$L" tokenize --tokenizer "$TMPDIR/unigram" --text hi ; err_has "not a JSON object"
+expect_exit 1 "$L" run --model "$ROOT/examples/models/tiny-llama" --seed 1 --text Hello --tokenizer "$DIR"
+err_has "--text: the tokenizer gives id 9906, outside the model's vocabulary of 256"
 expect_exit 0 "$L" tokenize --help ; grep -q "one line of space-separated token ids" out.txt || fail "tokenize --help"
 expect_exit 0 "$L" detokenize --help ; grep -q "skip-special-tokens" out.txt || fail "detokenize --help"
 

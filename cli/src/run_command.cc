@@ -3,6 +3,7 @@
 // layout), every shard in turn with the collectives in memory (bit-identical to the reference).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/tokenizer/tokenizer.h"
 #include "run_distributed.h"
 #include "run_inputs.h"
 #include "token_list.h"
@@ -24,10 +26,56 @@
 namespace lockstep::cli {
 namespace {
 
+// --text: the prompt through the model's tokenizer, and the generated ids back to text on stdout
+// as they come (whole characters only).
+class TextIo {
+ public:
+  explicit TextIo(const std::string& path) : tokenizer_(Load(path)), stream_(tokenizer_) {}
+  std::vector<int32_t> Encode(const std::string& text) const {
+    try {
+      return tokenizer_.Encode(text, /*add_special_tokens=*/true);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("--text: ") + e.what());
+    }
+  }
+  void CheckVocabulary(const std::vector<int32_t>& ids, int64_t vocab_size) const {
+    for (int32_t id : ids) {
+      if (id >= vocab_size) {
+        throw InvalidInput("--text: the tokenizer gives id " + std::to_string(id) +
+                           ", outside the model's vocabulary of " + std::to_string(vocab_size) +
+                           " (is --tokenizer the model's own?)");
+      }
+    }
+  }
+  void Stream(const std::vector<int32_t>& ids) {
+    for (int32_t id : ids) std::cout << stream_.Push(id);
+    std::cout.flush();
+  }
+  void Finish() { std::cout << stream_.Finish() << "\n"; }
+  std::string Decode(const std::vector<int32_t>& ids) const {
+    tokenizer::DecodeOptions o;
+    o.clean_up_tokenization_spaces = false;
+    return tokenizer_.Decode(ids, o);
+  }
+
+ private:
+  static tokenizer::Tokenizer Load(const std::string& path) {
+    if (path.empty() || !tokenizer::Tokenizer::Exists(path)) {
+      throw UsageError(
+          "--text needs a tokenizer: --tokenizer DIR|tokenizer.json, or a --model "
+          "folder holding tokenizer.json" +
+          (path.empty() ? std::string() : " (none at " + path + ")"));
+    }
+    return tokenizer::Tokenizer::Load(path);
+  }
+  tokenizer::Tokenizer tokenizer_;
+  tokenizer::StreamDecoder stream_;
+};
+
 int Run(const std::vector<std::string>& args, Context& ctx) {
   if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
   po::options_description opts("options");
-  std::string config, weights_path, prompt_text, dump, plan_path;
+  std::string config, weights_path, prompt_text, dump, plan_path, text, tokenizer_path;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
@@ -36,7 +84,12 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "weights", po::value<std::string>(&weights_path),
       "safetensors checkpoint: a file, an index.json, or a folder")(
       "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
-      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3 (required)")(
+      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3")(
+      "text", po::value<std::string>(&text),
+      "prompt text instead of ids: encoded by the tokenizer (with its special tokens, e.g. BOS); "
+      "the generated text is printed as it streams")(
+      "tokenizer", po::value<std::string>(&tokenizer_path),
+      "tokenizer.json or a folder holding one, for --text (default: the --model folder)")(
       "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate")(
       "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
       "sampling temperature; 0 = greedy")("top-p",
@@ -53,7 +106,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   po::positional_options_description pos;
   po::variables_map vm;
   const std::string usage =
-      "lockstep run --model CONFIG (--weights FILE | --seed S) --prompt 1,2,3 [--max-new N] "
+      "lockstep run --model CONFIG (--weights FILE | --seed S) (--prompt 1,2,3 | --text T "
+      "[--tokenizer DIR]) [--max-new N] "
       "[--temperature T --top-p P --sample-seed S] [--plan PLAN | --stages S --tp T] "
       "[--dump-logits FILE.npy] "
       "[--json]\n\nIn this one process. With --transport sim|inproc|ipc|tcp the run is "
@@ -66,7 +120,9 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (weights_path.empty() == !vm.count("seed")) {
     throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
   }
-  if (prompt_text.empty()) throw UsageError("missing --prompt, e.g. --prompt 1,2,3");
+  if (prompt_text.empty() == text.empty()) {
+    throw UsageError("give exactly one of --prompt 1,2,3 or --text \"...\"");
+  }
   if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
   if (max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(max_new));
   if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
@@ -84,12 +140,23 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     if (stages < 1 || tp < 1) throw UsageError("--stages and --tp must be >= 1");
   }
   sampling.seed = sample_seed;
-  const std::vector<int32_t> prompt = ParseTokenList(prompt_text, "--prompt");
+  std::optional<TextIo> text_io;
+  if (!text.empty()) {
+    // By default the model's own folder (--model may name the folder or its config.json).
+    std::error_code ec;
+    const std::string folder = std::filesystem::is_directory(config, ec)
+                                   ? config
+                                   : std::filesystem::path(config).parent_path().string();
+    text_io.emplace(tokenizer_path.empty() ? folder : tokenizer_path);
+  }
+  const std::vector<int32_t> prompt =
+      text_io ? text_io->Encode(text) : ParseTokenList(prompt_text, "--prompt");
 
   std::optional<partition::Plan> plan;
   if (!plan_path.empty()) plan = partition::ReadPlanFile(plan_path);
   // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
   const partition::ModelSpec spec = config.empty() ? plan->spec : partition::LoadModelSpec(config);
+  if (text_io) text_io->CheckVocabulary(prompt, spec.vocab_size);
   std::optional<model::ModelLayout> layout;
   if (plan) {
     try {
@@ -118,6 +185,8 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   int64_t calls = 0, decode_ns = 0;
   auto timed = [&](const model::ForwardStep& forward) -> model::ForwardStep {
     return [&, forward](const std::vector<int32_t>& tokens) {
+      // A decode step is fed the token generated last: with --text, its text goes out now.
+      if (calls > 0 && text_io && !ctx.json) text_io->Stream(tokens);
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<float> logits = forward(tokens);
       if (calls++ > 0) {
@@ -168,7 +237,11 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     j["decode_tokens"] = decode_steps;  // as `run --transport` counts them
     j["decode_tokens_per_s"] = decode_ns > 0 ? decode_steps * 1e9 / decode_ns : 0.0;
     if (!dump.empty()) j["logits_file"] = dump;
+    if (text_io) j["text"] = text_io->Decode(g.tokens);
     PrintJson(j);
+  } else if (text_io) {
+    if (!g.tokens.empty()) text_io->Stream({g.tokens.back()});  // never fed back
+    text_io->Finish();
   } else {
     for (size_t i = 0; i < g.tokens.size(); ++i) std::cout << (i ? " " : "") << g.tokens[i];
     std::cout << "\n";
