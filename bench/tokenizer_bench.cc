@@ -5,7 +5,7 @@
 // documentation (README, BENCHMARKS, RELIABILITY, examples), one encode per line as a server
 // would see prompts. The tokenizer files come from tests/js/node_modules (scripts/setup.sh); a
 // missing one skips its benchmark. The JavaScript reference's speed on the same text:
-// `node tests/js/reference.mjs speed DIR FILE SECONDS` (scripts/tokenizer_bench.sh runs both).
+// `node tests/js/reference.mjs speed DIR FILE SECONDS` (wall time, one thread).
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
