@@ -57,6 +57,8 @@ struct FrameHeader {
   payloadCrc32c @14 :UInt32;   # CRC32C of frame 2
   sendTimeNs @15 :Int64;       # virtual time the sender issued the transfer (sim backend; else 0)
   payloadChecked @16 :Bool = true;  # false: payloadCrc32c is 0 and not verified (see above)
+  srcRank @17 :Int32 = -1;     # rank in its tensor-parallel group of the chip that produced the
+                               # tensor, kept by chips that forward it; -1: none
 
   enum Kind {
     data @0;

@@ -66,6 +66,7 @@ std::vector<std::byte> EncodeFrameHeaderWithBuilder(const FrameHeader& header) {
   h.setPayloadCrc32c(header.payload_crc32c);
   h.setSendTimeNs(m.send_time_ns);
   h.setPayloadChecked(header.payload_checked);
+  h.setSrcRank(m.src_rank);
   // The flat single-segment layout messageToFlatArray writes: segment count - 1 (0), the
   // segment's size in words, then the segment.
   auto segments = builder.getSegmentsForOutput();
@@ -135,6 +136,8 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   Put<int64_t>(d + 56, m.token_index);
   Put<uint64_t>(d + 64, header.payload_length);
   Put<uint32_t>(d + 72, header.payload_crc32c);
+  // srcRank (bits 608..639) has default -1: stored XOR default, i.e. complemented.
+  Put<int32_t>(d + 76, ~m.src_rank);
   Put<int64_t>(d + 80, m.send_time_ns);
   // Shape: list pointer (kind 1, offset 0: the list follows, element size 5 = 8 bytes, count).
   Put<uint64_t>(d + 8 * kDataWords, 1 | (uint64_t{5} << 32) | (uint64_t{rank} << 35));
@@ -212,6 +215,7 @@ std::optional<FrameHeader> DecodeCanonical(std::span<const std::byte> bytes,
   m.shape.resize(rank);
   if (rank > 0) std::memcpy(m.shape.data(), d + 8 * (kDataWords + kPointerWords), 8 * rank);
   m.send_time_ns = Get<int64_t>(d + 80);
+  m.src_rank = ~Get<int32_t>(d + 76);
   out.payload_length = Get<uint64_t>(d + 64);
   out.payload_crc32c = Get<uint32_t>(d + 72);
   out.payload_checked = (Get<uint8_t>(d + 37) & 1) == 0;  // stored XOR its default, true
@@ -251,6 +255,7 @@ FrameHeader DecodeWithReader(std::span<const std::byte> bytes, const std::string
     }
     for (int64_t dim : shape) m.shape.push_back(dim);
     m.send_time_ns = h.getSendTimeNs();
+    m.src_rank = h.getSrcRank();
     out.payload_length = h.getPayloadLength();
     out.payload_crc32c = h.getPayloadCrc32c();
     out.payload_checked = h.getPayloadChecked();

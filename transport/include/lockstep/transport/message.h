@@ -114,6 +114,10 @@ struct MessageHeader {
   Dtype dtype = Dtype::kFp32;  // element type of the payload
   std::vector<int64_t> shape;  // product(shape) * DtypeBytes(dtype) == payload size
   int64_t send_time_ns = 0;    // sim: virtual time the sender issues the transfer
+  // The rank, in its tensor-parallel group, of the chip that produced the tensor; a chip that
+  // forwards a message passes it on unchanged, so a collective's receiver knows whose partial it
+  // holds whatever route it took. -1: not a collective's tensor.
+  int32_t src_rank = -1;
 };
 
 struct Message {
