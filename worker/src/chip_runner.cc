@@ -11,6 +11,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
+#include "ring.h"
 
 namespace lockstep::worker {
 
@@ -69,11 +70,23 @@ struct CollectiveState {
   std::map<int, model::Partial> parts;  // rank -> slice of my segment (one-shot: whole partial)
   std::map<int, std::vector<float>> segments;
   std::vector<float> result;  // [rows, hidden] once the all-gather is reduced
+  // Ring reduce-scatter (ring.h), by step: what arrived from rank - 1 and what goes on to
+  // rank + 1 (row-parallel: node sums; embedding: the segment's rows picked so far). A step's
+  // message may arrive before the previous step's Reduce ran, so each step keeps its own.
+  std::map<int, ring::NodeSums> arrived_sums, outgoing_sums;
+  std::map<int, std::vector<float>> arrived_rows, outgoing_rows;
 };
 
 // A collective is named by its layer (-1: the embedding) and its ordinal in the layer
 // (0: after the o projection, 1: after the MLP).
 using CollectiveKey = std::pair<int64_t, int>;
+
+// Which collective an instruction belongs to, and which of its steps (ring: 0 .. tp - 2 per
+// phase; 0 otherwise).
+struct CollectiveStep {
+  CollectiveKey key;
+  int step = 0;
+};
 
 // One slot's state during one step.
 struct SlotState {
@@ -90,6 +103,26 @@ struct SlotState {
   std::optional<SlotResult> result;
 };
 
+// Whether a stage's all-reduces run as a ring, from its program: per collective a direct
+// exchange has one reduce-scatter Reduce, a ring of g > 2 ranks one per step, g - 1 (a ring of 2
+// is a direct exchange). Throws Error (kInvalidInput) for a program that is neither.
+bool CollectivesAreRing(const schedule::ChipProgram& program, int tp, const std::string& chip) {
+  if (tp <= 2) return false;
+  int64_t sends = 0, reduces = 0;
+  for (const Instruction& in : program.instructions) {
+    if (in.sequence != 0 || in.tag != Tag::kReduceScatter) continue;
+    sends += in.kind == InstrKind::kSend;
+    reduces += in.kind == InstrKind::kReduce;
+  }
+  const int64_t collectives = sends / (tp - 1);  // both send tp - 1 times per collective
+  if (collectives == 0 || reduces == collectives) return false;
+  if (reduces == collectives * (tp - 1)) return true;
+  throw InvalidInput(chip + ": its program has " + std::to_string(sends) +
+                     " reduce-scatter sends and " + std::to_string(reduces) +
+                     " reduces per sequence, neither a direct exchange nor a ring of " +
+                     std::to_string(tp));
+}
+
 }  // namespace
 
 struct ChipRunner::Impl {
@@ -102,6 +135,11 @@ struct ChipRunner::Impl {
   int tp = 1;
   int64_t hidden = 0;
   bool closed = false;
+  // The stage's all-reduces run as a ring (a TP group that is not fully connected): ring.h.
+  bool ring = false;
+
+  int32_t own_rank() const { return setup.stage >= 0 ? setup.rank : -1; }
+  int prev_rank() const { return (setup.rank + tp - 1) % tp; }
 
   std::pair<int64_t, int64_t> Segment(int j) const {
     return {hidden * j / tp, hidden * (j + 1) / tp};
@@ -137,8 +175,9 @@ struct ChipRunner::Impl {
     return e;
   }
 
+  // `src_rank`: the rank the message names as its maker (a forwarded message keeps its own).
   void Send(const Instruction& in, int64_t step, Dtype dtype, std::vector<int64_t> shape,
-            transport::Payload payload) {
+            transport::Payload payload, int32_t src_rank) {
     transport::Message m;
     m.header.schedule_id = setup.schedule_id;
     m.header.step = step;
@@ -147,13 +186,14 @@ struct ChipRunner::Impl {
     m.header.dtype = dtype;
     m.header.shape = std::move(shape);
     m.header.send_time_ns = in.start_ns;
+    m.header.src_rank = src_rank;
     m.payload = std::move(payload);
     Link(in.link).Send(std::move(m), setup.timeout);
   }
 
   void SendFloats(const Instruction& in, int64_t step, std::vector<int64_t> shape,
                   std::vector<float> v) {
-    Send(in, step, Dtype::kFp32, std::move(shape), ToPayload(std::move(v)));
+    Send(in, step, Dtype::kFp32, std::move(shape), ToPayload(std::move(v)), own_rank());
   }
 
   // Arrival order per incoming link (from setup.incoming), where the step's reading is, and
@@ -212,12 +252,28 @@ struct ChipRunner::Impl {
            model::RowParallelProjection(setup.spec, tp, c == Collective::kMlp);
   }
 
-  // Which collective a reduce-scatter / all-gather instruction belongs to: per (layer, tag,
-  // kind) a direct all-reduce has tp - 1 sends, tp - 1 receives and one Reduce.
-  CollectiveKey KeyOf(const Instruction& in, SlotState& st) const {
+  // Which collective (and ring step) a reduce-scatter / all-gather / all-reduce instruction
+  // belongs to, counted per (layer, tag, kind): per collective a direct or one-shot all-reduce
+  // has tp - 1 sends, tp - 1 receives and one Reduce per phase; a ring tp - 1 of each, one per
+  // step, in step order (each step's send follows the previous step's Reduce).
+  CollectiveStep StepOf(const Instruction& in, SlotState& st) const {
     const int n = st.seen[{in.layer, in.tag, in.kind}]++;
-    const int per = in.kind == InstrKind::kReduce ? 1 : tp - 1;
-    return {in.layer, n / per};
+    const int per = in.kind == InstrKind::kReduce && !ring ? 1 : tp - 1;
+    return {{in.layer, n / per}, ring ? n % per : 0};
+  }
+
+  // The rank a collective or gather message names as its sender (transport::MessageHeader::
+  // src_rank: it survives forwarding, where the link it came in on names only the last hop).
+  int SenderRank(const transport::Message& m, const Instruction& in, size_t index,
+                 int64_t step) const {
+    const int32_t r = m.header.src_rank;
+    if (r < 0 || r >= tp || r == setup.rank) {
+      Fail(in, index, step,
+           "the message names sender rank " + std::to_string(r) + "; expected another rank of " +
+               "this chip's TP group (0.." + std::to_string(tp - 1) + ", not " +
+               std::to_string(setup.rank) + ")");
+    }
+    return r;
   }
 
   // What a one-shot all-reduce sends and combines of this rank: a row-parallel partial as its
@@ -329,7 +385,8 @@ struct ChipRunner::Impl {
       Sample(st, std::move(all));
       return;
     }
-    const CollectiveKey key = KeyOf(in, st);
+    const CollectiveStep at = StepOf(in, st);
+    const CollectiveKey& key = at.key;
     CollectiveState& c = st.collectives[key];
     if (in.tag == Tag::kAllReduce) {
       if (!c.mine || static_cast<int>(c.parts.size()) != tp - 1 || c.parts.count(setup.rank) != 0) {
@@ -352,24 +409,44 @@ struct ChipRunner::Impl {
       if (KindOf(key) == Collective::kEmbedding) st.x = c.result;
       return;
     }
+    if (ring) {
+      RingReduce(in, index, step, st, c, at);
+      return;
+    }
     if (in.tag == Tag::kReduceScatter) {
-      const auto [b, e] = Segment(setup.rank);
       if (c.mine) {  // this rank's own slice (a column-parallel input: all of it)
+        const auto [b, e] = Segment(setup.rank);
         c.parts[setup.rank] =
             c.mine->kind == model::PartialKind::kColumnInput ? *c.mine : c.mine->Slice(b, e - b);
       }
-      if (!c.mine || static_cast<int>(c.parts.size()) != tp) {
-        Fail(in, index, step,
-             "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
-                 std::to_string(tp) + " ranks");
-      }
-      std::vector<model::Partial> by_rank;
-      by_rank.reserve(c.parts.size());
-      for (auto& [rank, p] : c.parts) by_rank.push_back(std::move(p));
-      c.segments[setup.rank] = Combine(st, key, by_rank, b, e);
-      c.parts.clear();
+      FinishScatter(in, index, step, st, c, key);
       return;
     }
+    Assemble(in, index, step, st, c, key);
+  }
+
+  // The end of a reduce-scatter: segment `rank` from every rank's partial of it in c.parts (a
+  // column-parallel input: every rank's slice, and this rank computes its outputs).
+  void FinishScatter(const Instruction& in, size_t index, int64_t step, const SlotState& st,
+                     CollectiveState& c, const CollectiveKey& key) {
+    if (!c.mine || static_cast<int>(c.parts.size()) != tp) {
+      Fail(in, index, step,
+           "reduce-scatter with partials of " + std::to_string(c.parts.size()) + " of " +
+               std::to_string(tp) + " ranks");
+    }
+    // A ring's Sends of this collective may still follow (its outgoing link was busy while the
+    // steps coming in went on), and they pass these slices on: they stay until the step ends.
+    std::vector<model::Partial> by_rank;
+    by_rank.reserve(c.parts.size());
+    for (auto& [rank, p] : c.parts) by_rank.push_back(ring ? p : std::move(p));
+    const auto [b, e] = Segment(setup.rank);
+    c.segments[setup.rank] = Combine(st, key, by_rank, b, e);
+    if (!ring) c.parts.clear();
+  }
+
+  // The end of an all-gather: every segment in place.
+  void Assemble(const Instruction& in, size_t index, int64_t step, SlotState& st,
+                CollectiveState& c, const CollectiveKey& key) {
     if (static_cast<int>(c.segments.size()) != tp) {
       Fail(in, index, step,
            "all-gather with " + std::to_string(c.segments.size()) + " of " + std::to_string(tp) +
@@ -385,6 +462,66 @@ struct ChipRunner::Impl {
     if (KindOf(key) == Collective::kEmbedding) st.x = c.result;
   }
 
+  // A ring step's Reduce (ring.h). Reduce-scatter step s: this rank adds its share to the segment
+  // that came from rank - 1 (ScatterSegment(rank - 1, s)); the last step finishes segment
+  // `rank`. A column-parallel product's ring carries input slices instead: after the last step
+  // every slice is here and this rank computes its outputs. All-gather: the last step assembles.
+  void RingReduce(const Instruction& in, size_t index, int64_t step, SlotState& st,
+                  CollectiveState& c, const CollectiveStep& at) {
+    const int s = at.step;
+    const bool last = s == tp - 2;
+    if (in.tag == Tag::kAllGather) {
+      const int seg = ring::GatherSegment(prev_rank(), s, tp);
+      if (c.segments.count(seg) == 0) {
+        Fail(in, index, step,
+             "ring all-gather step " + std::to_string(s) + " before segment " +
+                 std::to_string(seg) + " arrived");
+      }
+      if (last) Assemble(in, index, step, st, c, at.key);
+      return;
+    }
+    if (!c.mine) Fail(in, index, step, "ring reduce-scatter before the partials");
+    const Collective kind = KindOf(at.key);
+    if (!RowParallel(kind)) {
+      if (!last) return;
+      c.parts[setup.rank] = *c.mine;
+      FinishScatter(in, index, step, st, c, at.key);
+      return;
+    }
+    const auto [b, e] = Segment(ring::ScatterSegment(prev_rank(), s, tp));
+    if (kind == Collective::kEmbedding) {
+      auto it = c.arrived_rows.find(s);
+      if (it == c.arrived_rows.end()) {
+        Fail(in, index, step,
+             "ring reduce-scatter step " + std::to_string(s) + " before its message");
+      }
+      std::vector<float> rows = std::move(it->second);
+      c.arrived_rows.erase(it);
+      ring::PickOwnRows(*c.mine, st.work->tokens, setup.spec.vocab_size, tp, setup.rank, b, e,
+                        rows);
+      if (last) {
+        c.segments[setup.rank] = std::move(rows);
+      } else {
+        c.outgoing_rows[s + 1] = std::move(rows);
+      }
+      return;
+    }
+    auto it = c.arrived_sums.find(s);
+    if (it == c.arrived_sums.end()) {
+      Fail(in, index, step,
+           "ring reduce-scatter step " + std::to_string(s) + " before its message");
+    }
+    const int64_t total = TotalChunks(kind);
+    ring::NodeSums merged = ring::Merge(it->second, ring::FromPartial(*c.mine, total, b, e), total);
+    c.arrived_sums.erase(it);
+    if (last) {
+      c.segments[setup.rank] = ring::Finish(
+          merged, total, shard->RowParallelBias(at.key.first, kind == Collective::kMlp), b);
+    } else {
+      c.outgoing_sums[s + 1] = std::move(merged);
+    }
+  }
+
   void SendOut(const Instruction& in, size_t index, int64_t step, SlotState& st) {
     const int64_t rows = st.work == nullptr ? 0 : st.rows;
     switch (in.tag) {
@@ -398,7 +535,8 @@ struct ChipRunner::Impl {
         const int32_t token = st.result ? st.result->token : -1;
         transport::Payload p(sizeof(int32_t));
         std::memcpy(p.data(), &token, sizeof(token));
-        Send(in, step, Dtype::kInt8, {4}, std::move(p));  // the int32, native byte order
+        Send(in, step, Dtype::kInt8, {4}, std::move(p),
+             own_rank());  // the int32, native byte order
         return;
       }
       case Tag::kGather:
@@ -408,13 +546,17 @@ struct ChipRunner::Impl {
       case Tag::kReduceScatter:
       case Tag::kAllGather:
       case Tag::kAllReduce: {
-        const int peer = RankOf(in.peer, in, index, step);
         if (st.work == nullptr) {
           SendFloats(in, step, {0, 0, 0}, {});
           return;
         }
-        const CollectiveKey key = KeyOf(in, st);
+        const CollectiveStep at = StepOf(in, st);
+        const CollectiveKey& key = at.key;
         CollectiveState& c = st.collectives[key];
+        if (ring) {
+          RingSend(in, index, step, st, c, at);
+          return;
+        }
         if (in.tag == Tag::kAllReduce) {
           if (!c.mine) Fail(in, index, step, "all-reduce send before the partials");
           if (c.mine->kind == model::PartialKind::kColumnInput) {
@@ -433,7 +575,8 @@ struct ChipRunner::Impl {
             SendFloats(in, step, {rows, c.mine->out_count, 1}, c.mine->values);
             return;
           }
-          const auto [b, e] = Segment(peer);
+          // A direct exchange's hop goes straight to the peer rank (a fully connected group).
+          const auto [b, e] = Segment(RankOf(in.peer, in, index, step));
           model::Partial p = c.mine->Slice(b, e - b);
           SendFloats(in, step, {rows, e - b, p.chunks}, std::move(p.values));
         } else {
@@ -464,20 +607,34 @@ struct ChipRunner::Impl {
         return;
       case Tag::kToken:
         return;  // the next step's tokens come with the Step
-      case Tag::kGather:
-        st.slices[RankOf(in.in_peer, in, index, step)] = ToFloats(m.payload);
+      case Tag::kGather: {
+        const int from = SenderRank(m, in, index, step);
+        if (!st.slices.emplace(from, ToFloats(m.payload)).second) {
+          Fail(in, index, step, "a second logits slice from rank " + std::to_string(from));
+        }
         return;
+      }
       case Tag::kReduceScatter:
       case Tag::kAllGather:
       case Tag::kAllReduce: {
-        const int from = RankOf(in.in_peer, in, index, step);
+        const int from = SenderRank(m, in, index, step);
         // A peer's message may arrive before this rank has computed its own partial (its compute
         // unit was busy with another slot): keep it until the Reduce.
         if (shape.size() != 3 || shape[0] != st.rows) {
           Fail(in, index, step, "collective message of the wrong shape");
         }
-        const CollectiveKey key = KeyOf(in, st);
+        const CollectiveStep at = StepOf(in, st);
+        const CollectiveKey& key = at.key;
         CollectiveState& c = st.collectives[key];
+        if (ring) {
+          RingReceive(in, index, step, st, c, at, from, ToFloats(m.payload), shape);
+          return;
+        }
+        if ((in.tag == Tag::kAllGather ? c.segments.count(from) : c.parts.count(from)) != 0) {
+          Fail(in, index, step,
+               "a second " + std::string(schedule::TagName(in.tag)) + " message from rank " +
+                   std::to_string(from));
+        }
         if (in.tag == Tag::kAllGather) {
           c.segments[from] = ToFloats(m.payload);
           return;
@@ -509,16 +666,7 @@ struct ChipRunner::Impl {
                         model::TreeNodes(total, p.first_chunk, p.first_chunk + p.chunks).size())
                   : p.chunks;
         }
-        if (!row_parallel) {
-          // The sender's slice of the column-parallel product's input (tp divides the width).
-          const int64_t width =
-              kind == Collective::kMlp ? setup.spec.intermediate_size : setup.spec.q_width();
-          p.kind = model::PartialKind::kColumnInput;
-          p.out_begin = width / tp * from;
-          p.out_count = width / tp;
-          p.chunks = 1;
-          p.first_chunk = 0;
-        }
+        if (!row_parallel) p = ColumnSlice(kind, from, st.rows);
         p.values = ToFloats(m.payload);
         if (shape[1] != p.out_count || shape[2] != per_output ||
             Elements(shape) != static_cast<int64_t>(p.values.size())) {
@@ -532,9 +680,137 @@ struct ChipRunner::Impl {
     }
   }
 
+  // Rank `owner`'s slice of a column-parallel product's input (tp divides the width), values
+  // still to fill.
+  model::Partial ColumnSlice(Collective kind, int owner, int64_t rows) const {
+    const int64_t width =
+        kind == Collective::kMlp ? setup.spec.intermediate_size : setup.spec.q_width();
+    model::Partial p;
+    p.kind = model::PartialKind::kColumnInput;
+    p.rows = rows;
+    p.out_begin = width / tp * owner;
+    p.out_count = width / tp;
+    p.chunks = 1;
+    p.first_chunk = 0;
+    return p;
+  }
+
+  // A ring step's Send to rank + 1 (ring.h): reduce-scatter step s carries segment
+  // ScatterSegment(rank, s) with the shares of the ranks before (this rank's own at step 0), a
+  // column-parallel ring the input slice of rank - s; all-gather step s segment
+  // GatherSegment(rank, s).
+  void RingSend(const Instruction& in, size_t index, int64_t step, SlotState& st,
+                CollectiveState& c, const CollectiveStep& at) {
+    const int s = at.step;
+    const int64_t rows = st.rows;
+    if (in.tag == Tag::kAllGather) {
+      const int seg = ring::GatherSegment(setup.rank, s, tp);
+      auto it = c.segments.find(seg);
+      if (it == c.segments.end()) {
+        Fail(in, index, step,
+             "ring all-gather send before segment " + std::to_string(seg) + " is here");
+      }
+      const auto [b, e] = Segment(seg);
+      SendFloats(in, step, {rows, e - b, 1}, it->second);
+      return;
+    }
+    if (!c.mine) Fail(in, index, step, "ring reduce-scatter send before the partials");
+    const Collective kind = KindOf(at.key);
+    if (!RowParallel(kind)) {
+      const int owner = (setup.rank - s + tp) % tp;
+      auto it = c.parts.find(owner);
+      if (owner != setup.rank && it == c.parts.end()) {
+        Fail(in, index, step,
+             "ring send before rank " + std::to_string(owner) + "'s slice is here");
+      }
+      const model::Partial& p = owner == setup.rank ? *c.mine : it->second;
+      SendFloats(in, step, {rows, p.out_count, 1}, p.values);
+      return;
+    }
+    const auto [b, e] = Segment(ring::ScatterSegment(setup.rank, s, tp));
+    if (kind == Collective::kEmbedding) {
+      std::vector<float> out;
+      if (s == 0) {
+        out.assign(static_cast<size_t>(rows * (e - b)), 0.0f);
+        ring::PickOwnRows(*c.mine, st.work->tokens, setup.spec.vocab_size, tp, setup.rank, b, e,
+                          out);
+      } else {
+        auto it = c.outgoing_rows.find(s);
+        if (it == c.outgoing_rows.end()) Fail(in, index, step, "ring send before its Reduce");
+        out = std::move(it->second);
+        c.outgoing_rows.erase(it);
+      }
+      SendFloats(in, step, {rows, e - b, 1}, std::move(out));
+      return;
+    }
+    ring::NodeSums out;
+    if (s == 0) {
+      out = ring::FromPartial(*c.mine, TotalChunks(kind), b, e);
+    } else {
+      auto it = c.outgoing_sums.find(s);
+      if (it == c.outgoing_sums.end()) Fail(in, index, step, "ring send before its Reduce");
+      out = std::move(it->second);
+      c.outgoing_sums.erase(it);
+    }
+    const auto nodes = static_cast<int64_t>(out.nodes.size());
+    SendFloats(in, step, {rows, e - b, nodes}, std::move(out.values));
+  }
+
+  // A ring step's message from rank - 1 (what RingSend sent there), kept for the Reduce.
+  void RingReceive(const Instruction& in, size_t index, int64_t step, const SlotState& st,
+                   CollectiveState& c, const CollectiveStep& at, int from,
+                   std::vector<float> values, const std::vector<int64_t>& shape) {
+    const int s = at.step;
+    if (from != prev_rank()) {
+      Fail(in, index, step,
+           "ring step " + std::to_string(s) + " from rank " + std::to_string(from) +
+               ", expected rank " + std::to_string(prev_rank()));
+    }
+    auto expect = [&](int64_t outputs, int64_t per_output) {
+      if (shape[1] != outputs || shape[2] != per_output ||
+          Elements(shape) != static_cast<int64_t>(values.size())) {
+        Fail(in, index, step,
+             "ring message of the wrong shape (want " + std::to_string(st.rows) + " x " +
+                 std::to_string(outputs) + " x " + std::to_string(per_output) + ")");
+      }
+    };
+    if (in.tag == Tag::kAllGather) {
+      const int seg = ring::GatherSegment(from, s, tp);
+      const auto [b, e] = Segment(seg);
+      expect(e - b, 1);
+      c.segments[seg] = std::move(values);
+      return;
+    }
+    if (in.tag != Tag::kReduceScatter) Fail(in, index, step, "a one-shot all-reduce in a ring");
+    const Collective kind = KindOf(at.key);
+    if (!RowParallel(kind)) {
+      const int owner = (from - s + tp) % tp;
+      model::Partial p = ColumnSlice(kind, owner, st.rows);
+      expect(p.out_count, 1);
+      p.values = std::move(values);
+      c.parts[owner] = std::move(p);
+      return;
+    }
+    const auto [b, e] = Segment(ring::ScatterSegment(from, s, tp));
+    if (kind == Collective::kEmbedding) {
+      expect(e - b, 1);
+      c.arrived_rows[s] = std::move(values);
+      return;
+    }
+    const int64_t total = TotalChunks(kind);
+    const std::vector<int> ranks = ring::ScatterRanks(from, s, tp);
+    ring::NodeSums sums;
+    sums.nodes = ring::RankCover(total, total / tp, ranks);
+    sums.rows = st.rows;
+    sums.count = e - b;
+    expect(e - b, static_cast<int64_t>(sums.nodes.size()));
+    sums.values = std::move(values);
+    c.arrived_sums[s] = std::move(sums);
+  }
+
   void Forward(const Instruction& in, int64_t step) {
     transport::Message m = Receive(in, step);
-    Send(in, step, m.header.dtype, m.header.shape, std::move(m.payload));
+    Send(in, step, m.header.dtype, m.header.shape, std::move(m.payload), m.header.src_rank);
   }
 };
 
@@ -580,24 +856,17 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
     }
     for (size_t r = 0; r < setup.group.size(); ++r)
       im.rank_of[setup.group[r]] = static_cast<int>(r);
-    if (im.tp > 2) {
-      bool direct = false;
+    im.ring = CollectivesAreRing(setup.program, im.tp, chip);
+    if (!im.ring) {
+      // A direct exchange picks the segment a hop carries by the peer at its end.
       for (const Instruction& in : setup.program.instructions) {
-        if (in.kind == InstrKind::kSend &&
-            (in.tag == Tag::kReduceScatter || in.tag == Tag::kAllGather ||
-             in.tag == Tag::kAllReduce) &&
-            im.rank_of.count(in.peer) != 0 && im.rank_of[in.peer] != (setup.rank + 1) % im.tp) {
-          direct = true;
+        if (in.kind == InstrKind::kSend && in.tag == Tag::kReduceScatter &&
+            im.rank_of.count(in.peer) == 0) {
+          throw InvalidInput(chip + ": " + schedule::DescribeStep(in) + " goes to chip " +
+                             std::to_string(in.peer) +
+                             ", outside its TP group: a direct exchange must go straight to the "
+                             "peer rank (a routed one would need its destination in the program)");
         }
-      }
-      bool collectives = false;
-      for (const Instruction& in : setup.program.instructions) {
-        collectives |= in.tag == Tag::kReduceScatter || in.tag == Tag::kAllReduce;
-      }
-      if (collectives && !direct) {
-        throw InvalidInput(chip + ": stage " + std::to_string(setup.stage) +
-                           "'s TP group is not fully connected (ring all-reduce); the runtime "
-                           "runs direct all-reduce only for now");
       }
     }
     im.shard.emplace(setup.spec, std::move(setup.shard));  // a copy would be the whole shard again

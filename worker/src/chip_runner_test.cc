@@ -170,10 +170,10 @@ TEST(ChipRunner, TheFirstStageRunsAheadOfTheTokensComingBack) {
   for (auto& r : runners) r->Close();
 }
 
-// A TP 2 peer that sends its one-shot all-reduce partial with the wrong shape (two values per
-// output where the embedding's rows carry one): the receiving chip stops with an Error naming
-// itself, the step and the instruction, instead of combining the wrong numbers.
-TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
+// Rank 0 of a TP 2 stage runs its first step while the test plays rank 1 and sends, as the
+// embedding's one-shot all-reduce message, `per_output` values per output named as coming from
+// `src_rank`. Returns the Error rank 0 stops with ("" if none).
+std::string FirstAllReduceFailure(int64_t per_output, int32_t src_rank) {
   const partition::ModelSpec spec = Tiny();
   const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
   partition::PlanOptions po;
@@ -192,8 +192,9 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
       break;
     }
   }
-  ASSERT_NE(first, nullptr);
-  ASSERT_EQ(first->layer, -1);
+  EXPECT_NE(first, nullptr);
+  if (first == nullptr) return "no all-reduce";
+  EXPECT_EQ(first->layer, -1);
 
   auto transport = transport::CreateTransport({});
   const std::vector<topology::LinkId> peer_links = schedule::ProgramLinks(peer);
@@ -225,26 +226,46 @@ TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
     m.header.step = 0;
     m.header.tensor_id = static_cast<uint64_t>(first->in_msg);
     m.header.dtype = Dtype::kFp32;
-    m.header.shape = {1, spec.hidden_size, 2};
-    m.payload = transport::Payload(static_cast<size_t>(2 * spec.hidden_size) * sizeof(float));
+    m.header.shape = {1, spec.hidden_size, per_output};
+    m.header.src_rank = src_rank;
+    m.payload =
+        transport::Payload(static_cast<size_t>(per_output * spec.hidden_size) * sizeof(float));
     std::memset(m.payload.data(), 0, m.payload.size());
     peer_ends[i]->Send(std::move(m), transport::Millis(5000));
   }
   Step step;
   step.work.push_back({0, 7, 0, {5}, true, {}, 0});
+  std::string what;
   try {
     runner.RunStep(step);
-    FAIL() << "a misshapen partial was combined";
   } catch (const Error& e) {
-    const std::string what = e.what();
+    what = e.what();
     EXPECT_NE(what.find("chip " + std::to_string(mine.chip) + " step 0 instruction"),
               std::string::npos)
         << what;
     EXPECT_NE(what.find("all_reduce recv"), std::string::npos) << what;
-    EXPECT_NE(what.find("wrong shape"), std::string::npos) << what;
   }
   runner.Close();
   for (auto& e : peer_ends) e->Close(transport::Millis(1000));
+  return what;
+}
+
+// A TP 2 peer that sends its one-shot all-reduce partial with the wrong shape (two values per
+// output where the embedding's rows carry one): the receiving chip stops with an Error naming
+// itself, the step and the instruction, instead of combining the wrong numbers.
+TEST(ChipRunner, MisshapenAllReducePartialIsNamed) {
+  const std::string what = FirstAllReduceFailure(2, 1);
+  EXPECT_NE(what.find("wrong shape"), std::string::npos) << what;
+}
+
+// A collective message names its sender's rank (it may come over a route through other chips,
+// so the link says nothing): one that names no rank of the group, or the receiver's own, is
+// refused naming the rank, not combined as someone's partial.
+TEST(ChipRunner, CollectiveMessageNamingAWrongRankIsRefused) {
+  for (int32_t rank : {-1, 0, 2}) {
+    const std::string what = FirstAllReduceFailure(1, rank);
+    EXPECT_NE(what.find("names sender rank " + std::to_string(rank)), std::string::npos) << what;
+  }
 }
 
 TEST(ChipRunner, RejectsMismatchedSetupAndSteps) {

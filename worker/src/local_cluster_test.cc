@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "lockstep/common/error.h"
@@ -46,6 +47,16 @@ ModelSpec GqaTwoKvHeads() {
     "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 200,
     "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32})",
                                    "gqa-kv2");
+}
+
+// TP 16 with row-parallel o / down projections: query width 32 x 32 = 1024 and intermediate
+// 1024 are 16 slices of one 64-element chunk each; 8 KV heads, replicated twice.
+ModelSpec Tp16RowParallel() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "tp16-rows", "model_type": "llama",
+    "hidden_size": 64, "head_dim": 32, "intermediate_size": 1024, "num_hidden_layers": 2,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32})",
+                                   "tp16-rows");
 }
 
 model::LlamaWeights Weights(const ModelSpec& spec) {
@@ -100,16 +111,28 @@ struct Case {
   bool rack = false;
   ModelSpec (*model)() = Tiny;
   partition::LinkCostParams link_params = {};
+  topology::Topology (*topology)() = nullptr;  // instead of the node / rack
 };
+
+topology::Topology TwoRacks() { return topology::GenerateSystem(topology::LpuV1(), 2); }
+
+void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& weights,
+             const topology::Topology& topo, const partition::Plan& plan, int32_t slots);
 
 void RunCase(const Case& c, int32_t slots = 0) {
   const ModelSpec spec = c.model();
   const model::LlamaWeights weights = Weights(spec);
-  const topology::Topology topo = c.rack ? topology::GenerateRack(topology::LpuV1())
-                                         : topology::GenerateNode(topology::LpuV1());
+  const topology::Topology topo = c.topology ? c.topology()
+                                  : c.rack   ? topology::GenerateRack(topology::LpuV1())
+                                             : topology::GenerateNode(topology::LpuV1());
   partition::PlanOptions po;
   po.layout = c.layout;
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  RunPlan(c, spec, weights, topo, plan, slots);
+}
+
+void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& weights,
+             const topology::Topology& topo, const partition::Plan& plan, int32_t slots) {
   LocalClusterOptions options;
   options.transport = c.transport;
   options.slots = slots;
@@ -181,6 +204,95 @@ TEST(LocalCluster, SixtyFourChipsOfARack) {
 TEST(LocalCluster, SixtyFourChipsOfARackInproc) {
   std::vector<std::pair<int64_t, int>> layout(8, {1, 8});
   RunCase({"8x8 rack", layout, "inproc", true});
+}
+
+// What a schedule's programs hold: per tag, the Forward instructions, the chips forwarding, and
+// the longest chain of hops of one message; ring steps (a reduce-scatter Reduce of sequence 0 per
+// collective step on chip `chip`).
+struct Routes {
+  std::map<schedule::Tag, int64_t> forwards;
+  std::map<schedule::Tag, std::set<topology::ChipId>> forwarders;
+  std::map<schedule::Tag, int> longest;  // hops
+};
+
+Routes RoutesOf(const schedule::GlobalSchedule& s) {
+  Routes r;
+  std::map<int64_t, int64_t> in_of;  // msg -> the msg it forwards
+  for (const schedule::ChipProgram& p : s.programs) {
+    for (const schedule::Instruction& in : p.instructions) {
+      if (in.kind != schedule::InstrKind::kForward) continue;
+      ++r.forwards[in.tag];
+      r.forwarders[in.tag].insert(p.chip);
+      in_of[in.msg] = in.in_msg;
+    }
+  }
+  for (const schedule::ChipProgram& p : s.programs) {
+    for (const schedule::Instruction& in : p.instructions) {
+      if (in.kind != schedule::InstrKind::kRecv) continue;
+      int hops = 1;
+      for (int64_t m = in.in_msg; in_of.count(m) != 0; m = in_of[m]) ++hops;
+      r.longest[in.tag] = std::max(r.longest[in.tag], hops);
+    }
+  }
+  return r;
+}
+
+int64_t RingReduces(const schedule::GlobalSchedule& s) {
+  int64_t n = 0;
+  for (const schedule::Instruction& in : s.programs.front().instructions) {
+    n += in.sequence == 0 && in.kind == schedule::InstrKind::kReduce &&
+         in.tag == schedule::Tag::kReduceScatter && in.layer == -1;
+  }
+  return n;  // the embedding's all-reduce: 1 direct, tp - 1 as a ring
+}
+
+// TP 16 is wider than a node: the group spans two nodes, so it is not fully connected and the
+// compiler lays out ring all-reduces (15 reduce-scatter steps), some legs routed through other
+// chips. Row-parallel partials go around as canonical tree-node sums; column-parallel ones as
+// input slices passed on: both bit for bit the reference.
+TEST(LocalCluster, Tp16RingAcrossTwoNodesRowParallelInproc) {
+  const ModelSpec spec = Tp16RowParallel();
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{4, 16}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  ASSERT_TRUE(partition::RowParallelProjection(spec, 16, false));
+  ASSERT_TRUE(partition::RowParallelProjection(spec, 16, true));
+  LocalClusterOptions options;
+  options.transport = "inproc";
+  LocalCluster cluster(plan, spec, topo, Weights(spec), options);
+  EXPECT_EQ(RingReduces(cluster.schedule()), 15);
+  const Routes routes = RoutesOf(cluster.schedule());
+  EXPECT_GE(routes.longest.at(schedule::Tag::kReduceScatter), 2) << "no ring leg is forwarded";
+  cluster.Close();
+  RunPlan({"tp16 ring rows", {}, "inproc"}, spec, Weights(spec), topo, plan, 0);
+}
+TEST(LocalCluster, Tp16RingAcrossTwoNodesColumnParallelSim) {
+  ASSERT_FALSE(partition::RowParallelProjection(Tiny(), 16, false));
+  RunCase({"tp16 ring columns", {{8, 16}}, "sim", true});
+}
+TEST(LocalCluster, Tp16RingTwoStagesInproc) {
+  RunCase({"tp16 x 2 stages", {{4, 16}, {4, 16}}, "inproc", true});
+}
+
+// Two racks of a Dragonfly, 8 stages x TP 16 (128 chips): stage 3 -> 4 and the token back from
+// the last stage to the first cross racks, forwarded over several chips; every group a ring.
+TEST(LocalCluster, DragonflyTwoRacksForwardedRoutesInproc) {
+  const ModelSpec spec = Tiny();
+  const topology::Topology topo = TwoRacks();
+  partition::PlanOptions po;
+  po.layout = std::vector<std::pair<int64_t, int>>(8, {1, 16});
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  std::set<int> racks;
+  for (const partition::StagePlan& st : plan.stages) racks.insert(topo.chip(st.chips[0]).rack);
+  ASSERT_EQ(racks.size(), 2u);
+  schedule::ScheduleOptions so;
+  so.sequences = 8;
+  const Routes routes = RoutesOf(schedule::Compile(plan, spec, topo, so));
+  EXPECT_GE(routes.longest.at(schedule::Tag::kActivation), 3);
+  EXPECT_GE(routes.longest.at(schedule::Tag::kToken), 3);
+  EXPECT_GE(routes.forwarders.at(schedule::Tag::kActivation).size(), 2u);
+  RunPlan({"dragonfly 2 racks", {}, "inproc"}, spec, Weights(spec), topo, plan, 8);
 }
 
 // More requests than slots: each result equals running it alone; none lost or duplicated.

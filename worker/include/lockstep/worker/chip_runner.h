@@ -22,16 +22,25 @@
 //     the same reduce-scatter messages carry the sender's whole input slice instead, and rank j
 //     computes segment j itself (StageShard::ColumnOutputs) — same messages, same bits.
 //   * Send / Recv / Forward move real fp32 tensors over the endpoints in the order the program
-//     says; every message is stamped with the schedule id, step = Step::index and tensor id =
-//     the hop's planned message id (msg / in_msg, unique in the schedule), and a Recv expects
-//     exactly that, so a wrong or missing message is an Error naming the chip, the instruction
-//     (schedule::DescribeStep), the link and the step. Shapes follow the step's rows (the cost
-//     model's planned bytes are not the real sizes); an idle slot's tensors have zero rows.
-//   * Collectives run as the compiler lays them out for a fully connected group (one-shot, or
-//     direct reduce-scatter then all-gather; segment j of the hidden dimension =
-//     [h*j/t, h*(j+1)/t) is combined by rank j from every rank's partials). A ring all-reduce (a
-//     TP group spanning nodes) is refused at construction for now; so is a one-shot all-reduce
-//     of a column-parallel projection (the compiler never lays one out).
+//     says; every message is stamped with the schedule id, step = Step::index, tensor id = the
+//     hop's planned message id (msg / in_msg, unique in the schedule) and the sending chip's rank
+//     in its TP group (MessageHeader::src_rank; a Forward passes the message on unchanged), and a
+//     Recv expects exactly that, so a wrong or missing message is an Error naming the chip, the
+//     instruction (schedule::DescribeStep), the link and the step. Shapes follow the step's rows
+//     (the cost model's planned bytes are not the real sizes); an idle slot's tensors have zero
+//     rows. Every hop of a multi-hop route is a Forward on the chip in between, whether it runs a
+//     stage or only forwards.
+//   * Collectives run as the compiler lays them out. A receiver takes a collective or gather
+//     message's sender from the rank it names, never from the link it came in on (a route may
+//     pass through other chips). Fully connected groups: one-shot, or direct reduce-scatter then
+//     all-gather (segment j of the hidden dimension = [h*j/t, h*(j+1)/t) is combined by rank j
+//     from every rank's partials). Groups that are not (a TP group spanning nodes): a ring,
+//     t - 1 reduce-scatter and t - 1 all-gather steps to rank + 1, where rank j again ends
+//     owning segment j and each message carries canonical tree-node sums of the ranks passed so
+//     far (src/ring.h), so the result has the reference's bits; a column-parallel product's
+//     ring passes the input slices on instead. A one-shot all-reduce of a column-parallel
+//     projection is refused (the compiler never lays one out), and so is a direct exchange
+//     whose hop does not end at the peer rank.
 //   * The token transfer from the last stage to the first carries the sampled token (an int32 as
 //     4 int8 bytes, -1 for an idle slot); the next step's tokens come from the Step, not from that
 //     message.
