@@ -59,6 +59,8 @@ struct FrameHeader {
   payloadChecked @16 :Bool = true;  # false: payloadCrc32c is 0 and not verified (see above)
   srcRank @17 :Int32 = -1;     # rank in its tensor-parallel group of the chip that produced the
                                # tensor, kept by chips that forward it; -1: none
+  ahead @18 :UInt64;           # what the sender's runtime announces of a later step (the kind of
+                               # step it runs); carried unread by the transport
 
   enum Kind {
     data @0;

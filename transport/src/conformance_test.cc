@@ -491,6 +491,32 @@ TEST_P(Conformance, DetectsWrongStepNamingExpectedAndReceived) {
               {"link chip 4:1 <-> chip 6:2", "expecting step 4", "received step 5"});
 }
 
+// A receiver that holds messages until their instruction takes whatever step comes next of its
+// schedule (Expect::any_step), every header field intact; another schedule and a lost message
+// are still refused.
+TEST_P(Conformance, AnyStepTakesTheNextMessageOfTheScheduleInOrder) {
+  Pair p = OpenPair(*transport_, Link(4, 1, 6, 2));
+  Expect any = Want(0, 0);
+  any.any_step = true;
+  Message later = Tensor(9, 7, 16, 9);
+  later.header.src_rank = 3;
+  later.header.ahead = 0xABCDEF0123456789;
+  p.a->Send(std::move(later), kWait);
+  p.a->Send(Tensor(8, 5, 16, 8), kWait);
+  Message m = p.b->Receive(any, kWait);
+  EXPECT_EQ(m.header.step, 9);
+  EXPECT_EQ(m.header.tensor_id, 7u);
+  EXPECT_EQ(m.header.src_rank, 3);
+  EXPECT_EQ(m.header.ahead, 0xABCDEF0123456789u);
+  EXPECT_TRUE(HasPattern(m.payload, 9));
+  EXPECT_EQ(p.b->Receive(any, kWait).header.step, 8);
+  Message other = Tensor(8, 5, 16, 8);
+  other.header.schedule_id = 2;
+  p.a->Send(std::move(other), kWait);
+  ExpectError([&] { p.b->Receive(any, kWait); }, ErrorCode::kProtocol,
+              {"link chip 4:1 <-> chip 6:2", "received step 8", "of schedule 2"});
+}
+
 TEST_P(Conformance, RejectsPayloadThatDoesNotMatchShape) {
   Pair p = OpenPair(*transport_, Link(0, 0, 1, 0));
   Message m = Tensor(0, 0, 10, 0);

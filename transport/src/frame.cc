@@ -67,6 +67,7 @@ std::vector<std::byte> EncodeFrameHeaderWithBuilder(const FrameHeader& header) {
   h.setSendTimeNs(m.send_time_ns);
   h.setPayloadChecked(header.payload_checked);
   h.setSrcRank(m.src_rank);
+  h.setAhead(m.ahead);
   // The flat single-segment layout messageToFlatArray writes: segment count - 1 (0), the
   // segment's size in words, then the segment.
   auto segments = builder.getSegmentsForOutput();
@@ -93,7 +94,7 @@ std::vector<std::byte> EncodeFrameHeaderWithBuilder(const FrameHeader& header) {
 // the trust boundary.
 namespace {
 
-constexpr size_t kDataWords = 11;
+constexpr size_t kDataWords = 12;
 constexpr size_t kPointerWords = 1;
 static_assert(proto::FrameHeader::_capnpPrivate::dataWordSize == kDataWords);
 static_assert(proto::FrameHeader::_capnpPrivate::pointerCount == kPointerWords);
@@ -139,6 +140,7 @@ std::vector<std::byte> EncodeFrameHeader(const FrameHeader& header) {
   // srcRank (bits 608..639) has default -1: stored XOR default, i.e. complemented.
   Put<int32_t>(d + 76, ~m.src_rank);
   Put<int64_t>(d + 80, m.send_time_ns);
+  Put<uint64_t>(d + 88, m.ahead);
   // Shape: list pointer (kind 1, offset 0: the list follows, element size 5 = 8 bytes, count).
   Put<uint64_t>(d + 8 * kDataWords, 1 | (uint64_t{5} << 32) | (uint64_t{rank} << 35));
   if (rank > 0) std::memcpy(d + 8 * (kDataWords + kPointerWords), m.shape.data(), 8 * rank);
@@ -215,6 +217,7 @@ std::optional<FrameHeader> DecodeCanonical(std::span<const std::byte> bytes,
   m.shape.resize(rank);
   if (rank > 0) std::memcpy(m.shape.data(), d + 8 * (kDataWords + kPointerWords), 8 * rank);
   m.send_time_ns = Get<int64_t>(d + 80);
+  m.ahead = Get<uint64_t>(d + 88);
   m.src_rank = ~Get<int32_t>(d + 76);
   out.payload_length = Get<uint64_t>(d + 64);
   out.payload_crc32c = Get<uint32_t>(d + 72);
@@ -256,6 +259,7 @@ FrameHeader DecodeWithReader(std::span<const std::byte> bytes, const std::string
     for (int64_t dim : shape) m.shape.push_back(dim);
     m.send_time_ns = h.getSendTimeNs();
     m.src_rank = h.getSrcRank();
+    m.ahead = h.getAhead();
     out.payload_length = h.getPayloadLength();
     out.payload_crc32c = h.getPayloadCrc32c();
     out.payload_checked = h.getPayloadChecked();

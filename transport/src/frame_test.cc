@@ -27,6 +27,7 @@ FrameHeader Sample() {
   h.message.shape = {2, 3, 4};
   h.message.send_time_ns = 1000;
   h.message.src_rank = 11;
+  h.message.ahead = 0x0102030405060708;
   h.payload_length = 2 * 3 * 4 * 2;
   h.payload_crc32c = 0xDEADBEEF;
   return h;
@@ -61,6 +62,7 @@ TEST(Frame, RoundTripsEveryField) {
   EXPECT_EQ(d.message.shape, (std::vector<int64_t>{2, 3, 4}));
   EXPECT_EQ(d.message.send_time_ns, 1000);
   EXPECT_EQ(d.message.src_rank, 11);
+  EXPECT_EQ(d.message.ahead, 0x0102030405060708u);
   EXPECT_EQ(d.payload_length, 48u);
   EXPECT_EQ(d.payload_crc32c, 0xDEADBEEFu);
   EXPECT_TRUE(d.payload_checked);
@@ -87,6 +89,7 @@ TEST(Frame, EncoderWritesExactlyWhatCapnpWrites) {
     for (auto& d : h.message.shape) d = static_cast<int64_t>(rng() >> (i % 64));
     h.message.send_time_ns = static_cast<int64_t>(rng());
     h.message.src_rank = i % 3 == 0 ? -1 : static_cast<int32_t>(rng());
+    h.message.ahead = i % 4 == 0 ? 0 : rng();
     h.payload_length = rng();
     h.payload_crc32c = static_cast<uint32_t>(rng());
     h.payload_checked = i % 2 == 0;
@@ -100,6 +103,7 @@ TEST(Frame, EncoderWritesExactlyWhatCapnpWrites) {
   max.message.shape.assign(kMaxShapeRank, INT64_MAX);
   max.payload_crc32c = UINT32_MAX;
   max.message.src_rank = INT32_MAX;
+  max.message.ahead = UINT64_MAX;
   EXPECT_EQ(EncodeFrameHeader(max), EncodeFrameHeaderWithBuilder(max));
   // A shape the decoders refuse (too many dimensions) is still encoded as capnp would.
   max.message.shape.assign(kMaxShapeRank + 3, 1);
@@ -117,7 +121,7 @@ std::string Outcome(std::span<const std::byte> bytes, bool fast_path) {
         std::to_string(m.tensor_id) + " " + std::to_string(m.sequence) + " " +
         std::to_string(m.token_index) + " " + std::to_string(static_cast<int>(m.dtype)) + " " +
         std::to_string(m.send_time_ns) + " " + std::to_string(m.src_rank) + " " +
-        std::to_string(h.payload_length) + " " +
+        std::to_string(m.ahead) + " " + std::to_string(h.payload_length) + " " +
         std::to_string(h.payload_crc32c) + " " + std::to_string(h.payload_checked) + " [";
     for (int64_t d : m.shape) out += std::to_string(d) + ",";
     return out + "]";

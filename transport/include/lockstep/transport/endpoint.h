@@ -45,6 +45,10 @@ struct Expect {
   uint64_t tensor_id = 0;
   // sim: the planned latest arrival in virtual time; a later arrival is an Error. -1: no check.
   int64_t deadline_ns = -1;
+  // Accept whatever step and tensor of `schedule_id` comes next (the caller matches it: a runtime
+  // whose peers may send a later step's message before an earlier one on this link holds it
+  // until its instruction). Loss, reordering, framing and the schedule are still checked.
+  bool any_step = false;
 };
 
 // One message as the backends move it: encoded header frame + payload frame.

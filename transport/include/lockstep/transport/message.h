@@ -118,6 +118,10 @@ struct MessageHeader {
   // forwards a message passes it on unchanged, so a collective's receiver knows whose partial it
   // holds whatever route it took. -1: not a collective's tensor.
   int32_t src_rank = -1;
+  // What the sending runtime announces of a later step (worker: the kind of step the schedule runs
+  // next, so that chips without a control message learn it from their data). The transport
+  // carries it unread.
+  uint64_t ahead = 0;
 };
 
 struct Message {
