@@ -1,16 +1,19 @@
 // Reference decode speed against the memory-bandwidth bound (issue #6): a 205M-parameter Llama
-// (hidden 1024, intermediate 2816, 16 layers, 16 heads, vocab 32000) in fp32. Decode reads
-// every weight once per token, so tokens/s <= read bandwidth / weight bytes per token.
+// (hidden 1024, intermediate 2816, 16 layers, 16 heads, vocab 32000) in fp32, and the same
+// weights quantized to int8 (issue #22). Decode reads every weight once per token, so tokens/s
+// <= read bandwidth / weight bytes per token.
 //
 //   build/bench/model_bench --benchmark_filter='ReadBandwidth|Decode'
 // The bound uses the faster of the two read-bandwidth figures.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "lockstep/model/kernels.h"
+#include "lockstep/model/quantize.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/partition/model_spec.h"
 
@@ -84,60 +87,88 @@ partition::ModelSpec Llama205M() {
                                    "bench");
 }
 
-// Weight bytes one decoded token reads: everything but the embedding table (one row of it).
-int64_t DecodeWeightBytes(const partition::ModelSpec& spec) {
-  const partition::ParameterCounts c = partition::CountParameters(spec);
-  return (c.total - c.embedding + spec.hidden_size) * 4;
+// The 205M model's generated weights in the format of state.range(0): 0 fp32, 1 int8-block32,
+// 2 int8-channel (weight.h), built once per format.
+const ReferenceModel& Model205M(int64_t format_index) {
+  static std::map<int64_t, std::unique_ptr<ReferenceModel>> models;
+  std::unique_ptr<ReferenceModel>& m = models[format_index];
+  if (!m) {
+    const partition::ModelSpec spec = Llama205M();
+    LlamaWeights w = GenerateLlamaWeights(spec, 1);
+    if (format_index > 0) {
+      w = QuantizeWeights(
+          w, format_index == 1 ? WeightFormat::kInt8Block32 : WeightFormat::kInt8Channel);
+    }
+    m = std::make_unique<ReferenceModel>(spec, std::move(w));
+  }
+  return *m;
 }
 
+// Bytes of the decode-time weights of a model: every projection but the embedding table.
+int64_t DecodeWeightBytes(const LlamaWeights& w) {
+  int64_t bytes = w.head().bytes();
+  for (const LayerWeights& l : w.layers) {
+    for (const Weight* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) bytes += m->bytes();
+  }
+  return bytes;
+}
+
+// One decoded token of the 205M model, fp32 (format 0) or int8 (1 per block, 2 per channel):
+// issue #22 compares int8 decode tokens/s to fp32's (target >= 2.5x).
 void BM_DecodeReference205M(benchmark::State& state) {
-  const partition::ModelSpec spec = Llama205M();
-  static const ReferenceModel* model = new ReferenceModel(spec, GenerateLlamaWeights(spec, 1));
-  KvCache cache = model->NewCache(2048);
+  const ReferenceModel& model = Model205M(state.range(0));
+  KvCache cache = model.NewCache(2048);
   std::vector<SequenceStep> step = {{&cache, {1, 2, 3, 4, 5, 6, 7, 8}}};
-  model->Forward(step);
+  model.Forward(step);
   int32_t token = 9;
   for (auto _ : state) {
     if (cache.length() >= cache.capacity()) state.SkipWithError("cache full");
     step[0].tokens = {token};
-    const std::vector<std::vector<float>> logits = model->Forward(step);
+    const std::vector<std::vector<float>> logits = model.Forward(step);
     token = static_cast<int32_t>(std::max_element(logits[0].begin(), logits[0].end()) -
                                  logits[0].begin());
   }
-  const int64_t bytes = DecodeWeightBytes(spec);
+  const int64_t bytes = DecodeWeightBytes(model.weights());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["weight_MB_per_token"] = static_cast<double>(bytes) / 1e6;
 }
-BENCHMARK(BM_DecodeReference205M)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+BENCHMARK(BM_DecodeReference205M)
+    ->ArgName("int8")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(5.0);
 
 // Only the matrix-vector products of one decoded token, on the same weights in the same order:
 // the gap to BM_DecodeReference205M is everything else (norms, RoPE, attention, SiLU, copies).
 void BM_DecodeMatVecsOnly205M(benchmark::State& state) {
   const partition::ModelSpec spec = Llama205M();
-  static const ReferenceModel* model = new ReferenceModel(spec, GenerateLlamaWeights(spec, 1));
-  const LlamaWeights& w = model->weights();
-  const int64_t h = spec.hidden_size, f = spec.intermediate_size;
-  std::vector<float> x(static_cast<size_t>(f), 0.01f), y(static_cast<size_t>(spec.vocab_size));
+  const LlamaWeights& w = Model205M(state.range(0)).weights();
+  std::vector<float> x(static_cast<size_t>(spec.intermediate_size), 0.01f),
+      y(static_cast<size_t>(spec.vocab_size));
   for (auto _ : state) {
     for (const LayerWeights& l : w.layers) {
-      for (const std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o}) {
-        MatMulTransposed(x.data(), 1, m->data(), h, h, nullptr, y.data());
+      for (const Weight* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+        MatMul(x.data(), 1, *m, nullptr, y.data());
       }
-      MatMulTransposed(x.data(), 1, l.gate.data(), f, h, nullptr, y.data());
-      MatMulTransposed(x.data(), 1, l.up.data(), f, h, nullptr, y.data());
-      MatMulTransposed(x.data(), 1, l.down.data(), h, f, nullptr, y.data());
     }
-    MatMulTransposed(x.data(), 1, w.head().data(), spec.vocab_size, h, nullptr, y.data());
+    MatMul(x.data(), 1, w.head(), nullptr, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  const int64_t bytes = DecodeWeightBytes(spec);
+  const int64_t bytes = DecodeWeightBytes(w);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_DecodeMatVecsOnly205M)->Unit(benchmark::kMillisecond)->MinTime(5.0);
+BENCHMARK(BM_DecodeMatVecsOnly205M)
+    ->ArgName("int8")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(5.0);
 
 // The matrix-vector products of one decoded token on one rank of a TP group of degree
 // state.range(0) (issue #7), in StageShard's order and shapes: q/k/v and gate/up column slices

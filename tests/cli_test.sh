@@ -174,6 +174,22 @@ cp out.txt run_sharded.txt
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights wb.safetensors --prompt 1,2,3 --max-new 6
 cmp -s out.txt run_sharded.txt || fail "sharded and single bf16 checkpoints give different tokens"
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 3 --shard-bytes 0 -o wsharded
+# lockstep weights quantize / compare: an int8 checkpoint checks, runs, and is compared with its
+# source; bad schemes and an int8 input are refused.
+expect_exit 0 "$LOCKSTEP" weights quantize --model "$MODELS/tiny-llama" --weights wsharded --scheme int8-channel -o w8.safetensors --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["scheme"] == "int8-channel" and j["tensors"] == 37, j' \
+  || fail "weights quantize --json: $(cat out.txt)"
+expect_exit 0 "$LOCKSTEP" weights check --model "$MODELS/tiny-llama" --weights w8.safetensors --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["dtype"] == "int8-channel", j' || fail "weights check int8"
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights w8.safetensors --prompt 1,2,3 --max-new 6
+expect_exit 0 "$LOCKSTEP" weights compare --model "$MODELS/tiny-llama" --weights w8.safetensors --against wsharded --tokens 32 --json
+python3 -c 'import json; j=json.load(open("out.txt")); assert j["positions"] == 32 and 0 < j["max_abs_logit_diff"] < 1 and j["top1_agreement"] > 0.5, j' \
+  || fail "weights compare --json: $(cat out.txt)"
+expect_exit 2 "$LOCKSTEP" weights quantize --model "$MODELS/tiny-llama" --weights wsharded --scheme int4 -o x.safetensors
+grep -q "int8-block32, int8-channel" err.txt || fail "bad --scheme names the valid ones: $(cat err.txt)"
+expect_exit 1 "$LOCKSTEP" weights quantize --model "$MODELS/tiny-llama" --weights w8.safetensors --scheme int8-block32 -o x.safetensors
+grep -q "int8 already" err.txt || fail "quantizing an int8 checkpoint: $(cat err.txt)"
+expect_exit 2 "$LOCKSTEP" weights compare --model "$MODELS/tiny-llama" --weights w8.safetensors
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" -o x.safetensors
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 1 --dtype int8 -o x.safetensors
 expect_exit 1 "$LOCKSTEP" weights generate --model "$MODELS/mixtral-8x7b" --seed 1 -o x.safetensors

@@ -69,6 +69,20 @@ for tp in 2 4; do
   cmp -s tiny_ref.npy "tiny_tp$tp.npy" || fail "tiny-llama TP $tp over ipc: logits differ"
 done
 no_leftovers "tiny-llama tp"
+# int8 weights (issue #22), both schemes: in process, sharded in process, and over ipc at TP 2 x
+# 2 stages give the same logits bit for bit.
+expect_exit 0 "$LOCKSTEP" weights generate --model $M --seed 9 --dtype bf16 -o gqa_bf16.safetensors
+for scheme in int8-block32 int8-channel; do
+  expect_exit 0 "$LOCKSTEP" weights quantize --model $M --weights gqa_bf16.safetensors --scheme $scheme -o gqa_$scheme.safetensors
+  expect_exit 0 "$LOCKSTEP" run --model $M --weights gqa_$scheme.safetensors --prompt 5,6,7 --max-new 6 --dump-logits ${scheme}_ref.npy --json
+  [ "$(json "d['weights_format']")" = $scheme ] || fail "$scheme: in-process run reports $(cat out.txt)"
+  expect_exit 0 "$LOCKSTEP" run --model $M --weights gqa_$scheme.safetensors --prompt 5,6,7 --max-new 6 --stages 2 --tp 4 --dump-logits ${scheme}_sharded.npy
+  cmp -s ${scheme}_ref.npy ${scheme}_sharded.npy || fail "$scheme: sharded in process differs from the reference"
+  expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --weights gqa_$scheme.safetensors --prompt 5,6,7 --max-new 6 \
+    --transport ipc --tp 2 --pp 2 --dump-logits ${scheme}_ipc.npy
+  cmp -s ${scheme}_ref.npy ${scheme}_ipc.npy || fail "$scheme over ipc: logits differ from the reference"
+done
+no_leftovers "int8"
 
 # A whole rack: 8 stages x TP 8 on all 64 working chips, one lockstep-worker process each.
 # Not in the sanitizer build: there, 64 sanitized processes on 2 cores once saw a worker told to

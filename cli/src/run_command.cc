@@ -177,6 +177,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   } else {
     weights = model::GenerateLlamaWeights(spec, seed);
   }
+  const std::string weights_format(model::WeightFormatName(weights.format()));
   const auto start = std::chrono::steady_clock::now();
   model::Generation g;
   std::string mode = "reference";
@@ -219,16 +220,19 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   const int64_t token_latency = decode_steps > 0 ? decode_ns / decode_steps : 0;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, fp32); decode {:.2f} ms/token",
-                prompt.size(), g.tokens.size(), seconds, mode, token_latency / 1e6);
+  ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, {}); decode {:.2f} ms/token",
+                prompt.size(), g.tokens.size(), seconds, mode, weights_format, token_latency / 1e6);
   if (!dump.empty()) {
     std::vector<float> flat;
     for (const std::vector<float>& row : g.logits) flat.insert(flat.end(), row.begin(), row.end());
     model::WriteNpyFloat32(dump, static_cast<int64_t>(g.logits.size()), spec.vocab_size, flat);
   }
   if (ctx.json) {
-    nlohmann::json j = {
-        {"model", spec.name}, {"mode", mode}, {"prompt", prompt}, {"tokens", g.tokens}};
+    nlohmann::json j = {{"model", spec.name},
+                        {"mode", mode},
+                        {"weights_format", weights_format},
+                        {"prompt", prompt},
+                        {"tokens", g.tokens}};
     // Wall time of the whole generation (prefill included), as `run --transport` reports it.
     j["seconds"] = seconds;
     j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;

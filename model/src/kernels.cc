@@ -7,23 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "lanes.h"
+
 namespace lockstep::model {
 namespace {
 
-// Eight explicit lanes: element-wise vector arithmetic is exactly the scalar arithmetic of
-// each lane, so SIMD never changes the order (GCC splits it into two SSE ops without AVX).
-typedef float Lanes __attribute__((vector_size(32)));
-static_assert(sizeof(Lanes) == kReductionLanes * sizeof(float));
-
-__attribute__((always_inline)) inline Lanes Load(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-__attribute__((always_inline)) inline float CombineLanes(Lanes l) {
-  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-}
+using lanes::CombineLanes;
+using lanes::Lanes;
+using lanes::Load;
+using lanes::TreeAccumulator;
 
 #if defined(__clang__)
 #define LOCKSTEP_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
@@ -65,40 +57,6 @@ __attribute__((always_inline)) inline float ChunkDot(const float* a, const float
   }
   return CombineLanes(acc);
 }
-
-// Streams chunk partials into the canonical tree: a binary counter of perfect subtrees
-// (level k holds the sum of an aligned block of 2^k partials), folded from the right at the
-// end. This equals the recursive definition in kernels.h. T = Lanes runs eight independent
-// trees of the same shape side by side, element-wise.
-template <typename T>
-class TreeAccumulator {
- public:
-  void Add(T v) {
-    int level = 0;
-    while (count_ & (uint64_t{1} << level)) {
-      v = stack_[level] + v;
-      ++level;
-    }
-    stack_[level] = v;
-    ++count_;
-  }
-  T Result() const {
-    if (count_ == 0) return T{};
-    bool have = false;
-    T acc{};
-    for (int level = 0; level < 64; ++level) {
-      if (count_ & (uint64_t{1} << level)) {
-        acc = have ? stack_[level] + acc : stack_[level];
-        have = true;
-      }
-    }
-    return acc;
-  }
-
- private:
-  uint64_t count_ = 0;
-  T stack_[64];
-};
 
 inline float DotImpl(const float* a, const float* b, int64_t n) {
   if (n <= kReductionChunk) return n > 0 ? ChunkDot(a, b, n) : 0.0f;

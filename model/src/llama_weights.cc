@@ -2,9 +2,11 @@
 
 #include <functional>
 #include <map>
+#include <type_traits>
 
 #include "llama_tensors.h"
 #include "lockstep/common/error.h"
+#include "shard_slicer.h"
 
 namespace lockstep::model {
 namespace {
@@ -73,12 +75,34 @@ void CheckSize(const std::vector<float>& v, int64_t want, const std::string& nam
   }
 }
 
+// A projection: its shape (rows 0 = absent, as a tied lm_head), consistent storage, and the
+// model's one format.
+void CheckSize(const Weight& w, int64_t rows, int64_t cols, WeightFormat format,
+               const std::string& name) {
+  if (rows == 0 && w.empty()) return;
+  if (w.rows != rows || w.cols != cols || !w.Consistent()) {
+    throw InvalidInput("weights for " + name + " are [" + std::to_string(w.rows) + ", " +
+                       std::to_string(w.cols) + "] (" + std::string(WeightFormatName(w.format)) +
+                       (w.Consistent() ? "" : ", inconsistent storage") +
+                       "), the model config needs [" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "]");
+  }
+  if (w.format != format) {
+    throw InvalidInput("weights for " + name + " are " + std::string(WeightFormatName(w.format)) +
+                       ", the embedding is " + std::string(WeightFormatName(format)) +
+                       " (every projection of a model has one format)");
+  }
+}
+
+bool IsMatrix(const TensorSpec& t) { return t.shape.size() == 2; }
+
 }  // namespace
 
 void CheckLlamaWeights(const LlamaWeights& w, const ModelSpec& s) {
   RequireDense(s);
   const int64_t h = s.hidden_size, q = s.q_width(), kv = s.kv_width(), f = s.intermediate_size;
-  CheckSize(w.embed, s.vocab_size * h, "model.embed_tokens.weight");
+  const WeightFormat fmt = w.embed.format;
+  CheckSize(w.embed, s.vocab_size, h, fmt, "model.embed_tokens.weight");
   if (static_cast<int64_t>(w.layers.size()) != s.num_layers) {
     throw InvalidInput("weights have " + std::to_string(w.layers.size()) +
                        " layers, the model config needs " + std::to_string(s.num_layers));
@@ -87,24 +111,29 @@ void CheckLlamaWeights(const LlamaWeights& w, const ModelSpec& s) {
     const LayerWeights& l = w.layers[static_cast<size_t>(i)];
     auto n = [&](const char* suffix) { return LayerTensorName(i, suffix); };
     CheckSize(l.input_norm, h, n("input_layernorm.weight"));
-    CheckSize(l.q, q * h, n("self_attn.q_proj.weight"));
-    CheckSize(l.k, kv * h, n("self_attn.k_proj.weight"));
-    CheckSize(l.v, kv * h, n("self_attn.v_proj.weight"));
-    CheckSize(l.o, h * q, n("self_attn.o_proj.weight"));
+    CheckSize(l.q, q, h, fmt, n("self_attn.q_proj.weight"));
+    CheckSize(l.k, kv, h, fmt, n("self_attn.k_proj.weight"));
+    CheckSize(l.v, kv, h, fmt, n("self_attn.v_proj.weight"));
+    CheckSize(l.o, h, q, fmt, n("self_attn.o_proj.weight"));
     CheckSize(l.q_bias, s.qkv_bias ? q : 0, n("self_attn.q_proj.bias"));
     CheckSize(l.k_bias, s.qkv_bias ? kv : 0, n("self_attn.k_proj.bias"));
     CheckSize(l.v_bias, s.qkv_bias ? kv : 0, n("self_attn.v_proj.bias"));
     CheckSize(l.o_bias, s.o_bias ? h : 0, n("self_attn.o_proj.bias"));
     CheckSize(l.post_norm, h, n("post_attention_layernorm.weight"));
-    CheckSize(l.gate, f * h, n("mlp.gate_proj.weight"));
-    CheckSize(l.up, f * h, n("mlp.up_proj.weight"));
-    CheckSize(l.down, h * f, n("mlp.down_proj.weight"));
+    CheckSize(l.gate, f, h, fmt, n("mlp.gate_proj.weight"));
+    CheckSize(l.up, f, h, fmt, n("mlp.up_proj.weight"));
+    CheckSize(l.down, h, f, fmt, n("mlp.down_proj.weight"));
     CheckSize(l.gate_bias, s.mlp_bias ? f : 0, n("mlp.gate_proj.bias"));
     CheckSize(l.up_bias, s.mlp_bias ? f : 0, n("mlp.up_proj.bias"));
     CheckSize(l.down_bias, s.mlp_bias ? h : 0, n("mlp.down_proj.bias"));
   }
   CheckSize(w.final_norm, h, "model.norm.weight");
-  CheckSize(w.lm_head, s.tie_word_embeddings ? 0 : s.vocab_size * h, "lm_head.weight");
+  if (s.tie_word_embeddings != w.lm_head.empty()) {
+    throw InvalidInput(std::string("weights for lm_head.weight are ") +
+                       (w.lm_head.empty() ? "absent" : "present") + ", the model config has " +
+                       "tie_word_embeddings " + (s.tie_word_embeddings ? "true" : "false"));
+  }
+  CheckSize(w.lm_head, s.tie_word_embeddings ? 0 : s.vocab_size, h, fmt, "lm_head.weight");
 }
 
 namespace {}  // namespace
@@ -153,10 +182,36 @@ std::vector<TensorSpec> LlamaTensorSpecs(const ModelSpec& spec, Dtype dtype) {
   return out;
 }
 
-void CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec,
-                       std::optional<Dtype> dtype) {
+WeightFormat CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec,
+                               std::optional<Dtype> dtype) {
   const std::string where = checkpoint.path().string() + ": ";
-  for (const TensorSpec& want : LlamaTensorSpecs(spec, dtype.value_or(Dtype::kFp32))) {
+  const std::vector<TensorSpec> wanted = LlamaTensorSpecs(spec, Dtype::kFp32);
+  // An int8 checkpoint: its embedding is I8. The scheme comes from the metadata the quantizer
+  // writes, else from the shape of the embedding's scales.
+  WeightFormat format = WeightFormat::kFp32;
+  const TensorInfo* embed = checkpoint.Find(wanted.front().name);
+  if (embed != nullptr && embed->dtype == Dtype::kInt8 && (!dtype || *dtype == Dtype::kInt8)) {
+    const auto& meta = checkpoint.FileOf(embed->name).metadata();
+    if (auto it = meta.find("lockstep.quantization"); it != meta.end()) {
+      const std::optional<WeightFormat> f = ParseWeightFormat(it->second);
+      if (!f || *f == WeightFormat::kFp32) {
+        throw InvalidInput(where + "metadata lockstep.quantization is '" + it->second +
+                           "' (valid: int8-block32, int8-channel)");
+      }
+      format = *f;
+    } else {
+      // The first projection wider than one block tells the schemes apart (one scale per row,
+      // or one per block); a model of narrower ones computes the same either way.
+      format = WeightFormat::kInt8Block32;
+      for (const TensorSpec& t : wanted) {
+        const TensorInfo* scale = checkpoint.Find(t.name + "_scale");
+        if (!IsMatrix(t) || t.shape[1] <= kInt8Block || scale == nullptr) continue;
+        if (scale->shape.size() == 2 && scale->shape[1] == 1) format = WeightFormat::kInt8Channel;
+        break;
+      }
+    }
+  }
+  for (const TensorSpec& want : wanted) {
     const TensorInfo* have = checkpoint.Find(want.name);
     if (have == nullptr) {
       throw Error(
@@ -169,6 +224,37 @@ void CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec,
       throw InvalidInput(where + "tensor '" + want.name + "' has shape " + ShapeText(have->shape) +
                          ", model '" + spec.name + "' needs " + ShapeText(want.shape));
     }
+    if (IsInt8(format)) {
+      const std::string scheme(WeightFormatName(format));
+      if (!IsMatrix(want)) {
+        if (have->dtype == Dtype::kInt8) {
+          throw InvalidInput(where + "tensor '" + want.name +
+                             "' is I8; an int8 checkpoint keeps norms and biases float (F32, "
+                             "F16 or BF16)");
+        }
+        continue;
+      }
+      if (have->dtype != Dtype::kInt8) {
+        throw InvalidInput(where + "tensor '" + want.name + "' is " +
+                           std::string(SafetensorsDtypeName(have->dtype)) +
+                           ", expected I8 like the checkpoint's other projections (" + scheme +
+                           ")");
+      }
+      const std::vector<int64_t> scale_shape = {want.shape[0], ScalesPerRow(format, want.shape[1])};
+      const TensorInfo* scale = checkpoint.Find(want.name + "_scale");
+      if (scale == nullptr) {
+        throw Error(ErrorCode::kNotFound, where + "missing tensor '" + want.name + "_scale' " +
+                                              ShapeText(scale_shape) + " that the " + scheme +
+                                              " weight '" + want.name + "' needs");
+      }
+      if (scale->shape != scale_shape || scale->dtype != Dtype::kFp32) {
+        throw InvalidInput(where + "tensor '" + scale->name + "' is " +
+                           std::string(SafetensorsDtypeName(scale->dtype)) + " " +
+                           ShapeText(scale->shape) + ", the " + scheme + " layout needs F32 " +
+                           ShapeText(scale_shape));
+      }
+      continue;
+    }
     if (!dtype) dtype = have->dtype;  // the first tensor sets the checkpoint's dtype
     if (have->dtype != *dtype) {
       throw InvalidInput(where + "tensor '" + want.name + "' is " +
@@ -177,6 +263,7 @@ void CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec,
                          " like the checkpoint's other tensors");
     }
   }
+  return format;
 }
 
 float GeneratedWeight(uint64_t seed, std::string_view tensor_name, int64_t index) {
@@ -211,23 +298,34 @@ void WriteGeneratedWeights(const ModelSpec& spec, uint64_t seed, Dtype dtype,
 }
 
 LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& spec) {
-  CheckLlamaWeights(checkpoint, spec);
+  const CheckpointSource source(checkpoint, CheckLlamaWeights(checkpoint, spec));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const TensorSpec& t : LlamaTensorSpecs(spec, Dtype::kFp32)) shapes[t.name] = t.shape;
   LlamaWeights w;
-  ForEachTensor(spec, w, [&](const std::string& name, std::vector<float>& dst) {
-    dst = checkpoint.ReadFp32(name);
+  ForEachTensor(spec, w, [&](const std::string& name, auto& dst) {
+    const std::vector<int64_t>& shape = shapes.at(name);
+    if constexpr (std::is_same_v<std::decay_t<decltype(dst)>, Weight>) {
+      dst = ReadMatrix(source, name, shape[0], shape[1], 0, shape[0], 0, shape[1]);
+    } else {
+      dst = ReadVector(source, name, 0, shape[0]);
+    }
   });
   return w;
 }
 
 LlamaWeights GenerateLlamaWeights(const ModelSpec& spec, uint64_t seed) {
-  std::map<std::string, int64_t> sizes;
-  for (const TensorSpec& t : LlamaTensorSpecs(spec, Dtype::kFp32)) {
-    sizes[t.name] = t.num_elements();
-  }
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const TensorSpec& t : LlamaTensorSpecs(spec, Dtype::kFp32)) shapes[t.name] = t.shape;
   LlamaWeights w;
-  ForEachTensor(spec, w, [&](const std::string& name, std::vector<float>& dst) {
-    dst.resize(static_cast<size_t>(sizes.at(name)));
-    FillGeneratedWeights(seed, name, 0, dst);
+  ForEachTensor(spec, w, [&](const std::string& name, auto& dst) {
+    const std::vector<int64_t>& shape = shapes.at(name);
+    std::vector<float> values(static_cast<size_t>(TensorSpec{name, shape}.num_elements()));
+    FillGeneratedWeights(seed, name, 0, values);
+    if constexpr (std::is_same_v<std::decay_t<decltype(dst)>, Weight>) {
+      dst = Weight::Fp32(shape[0], shape[1], std::move(values));
+    } else {
+      dst = std::move(values);
+    }
   });
   return w;
 }

@@ -134,16 +134,16 @@ TEST_F(LlamaWeightsTest, GeneratedFileChecksAndLoadsAsTheInMemoryWeights) {
     EXPECT_EQ(generated.lm_head.empty(), spec.tie_word_embeddings);
     EXPECT_EQ(&generated.head(), spec.tie_word_embeddings ? &generated.embed : &generated.lm_head);
     EXPECT_EQ(generated.layers[0].q_bias.empty(), !spec.qkv_bias);
-    EXPECT_EQ(generated.layers[0].k.size(), 16u * 32u);
-    EXPECT_EQ(generated.embed[5], GeneratedWeight(42, "model.embed_tokens.weight", 5));
+    EXPECT_EQ(generated.layers[0].k.values.size(), 16u * 32u);
+    EXPECT_EQ(generated.embed.values[5], GeneratedWeight(42, "model.embed_tokens.weight", 5));
   }
   // bf16 storage: every value is the generated one rounded to bf16.
   const ModelSpec spec = TinyLlama();
   WriteGeneratedWeights(spec, 42, Dtype::kBf16, dir_ / "bf16.safetensors");
   const LlamaWeights bf16 = LoadLlamaWeights(Checkpoint::Open(dir_ / "bf16.safetensors"), spec);
   const LlamaWeights fp32 = GenerateLlamaWeights(spec, 42);
-  for (size_t i = 0; i < fp32.layers[0].gate.size(); ++i) {
-    ASSERT_EQ(bf16.layers[0].gate[i], Bf16ToFp32(Fp32ToBf16(fp32.layers[0].gate[i])));
+  for (size_t i = 0; i < fp32.layers[0].gate.values.size(); ++i) {
+    ASSERT_EQ(bf16.layers[0].gate.values[i], Bf16ToFp32(Fp32ToBf16(fp32.layers[0].gate.values[i])));
   }
   ExpectCheckFails(dir_ / "bf16.safetensors", spec, ErrorCode::kInvalidInput,
                    {"'model.embed_tokens.weight'", "BF16", "F32"}, Dtype::kFp32);

@@ -7,6 +7,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
+#include "lockstep/model/weight.h"
 #include "ops.h"
 
 namespace lockstep::model {
@@ -107,7 +108,7 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
       const int64_t r = static_cast<int64_t>(row_pos.size());
       row_pos.push_back(batch[b].cache->length_ + static_cast<int64_t>(i));
       row_seq.push_back(static_cast<int64_t>(b));
-      std::copy_n(weights_.embed.begin() + batch[b].tokens[i] * h, h, x.begin() + r * h);
+      weights_.embed.RowFp32(batch[b].tokens[i], &x[static_cast<size_t>(r * h)]);
     }
   }
   // cos/sin per row, shared by every layer: freqs = position * inv_freq (fp32).
@@ -129,9 +130,9 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], w.input_norm.data(), h, eps, &xn[r * h]);
     }
-    MatMulTransposed(xn.data(), rows, w.q.data(), qw, h, OrNull(w.q_bias), q.data());
-    MatMulTransposed(xn.data(), rows, w.k.data(), kvw, h, OrNull(w.k_bias), k.data());
-    MatMulTransposed(xn.data(), rows, w.v.data(), kvw, h, OrNull(w.v_bias), v.data());
+    MatMul(xn.data(), rows, w.q, OrNull(w.q_bias), q.data());
+    MatMul(xn.data(), rows, w.k, OrNull(w.k_bias), k.data());
+    MatMul(xn.data(), rows, w.v, OrNull(w.v_bias), v.data());
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t head = 0; head < s.num_heads; ++head) {
         ops::ApplyRope(&q[r * qw + head * hd], &cos[r * half], &sin[r * half], half);
@@ -155,15 +156,15 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
                         &attn[r * qw + head * hd]);
       }
     }
-    MatMulTransposed(attn.data(), rows, w.o.data(), h, qw, OrNull(w.o_bias), proj.data());
+    MatMul(attn.data(), rows, w.o, OrNull(w.o_bias), proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], w.post_norm.data(), h, eps, &xn[r * h]);
     }
-    MatMulTransposed(xn.data(), rows, w.gate.data(), f, h, OrNull(w.gate_bias), gate.data());
-    MatMulTransposed(xn.data(), rows, w.up.data(), f, h, OrNull(w.up_bias), up.data());
+    MatMul(xn.data(), rows, w.gate, OrNull(w.gate_bias), gate.data());
+    MatMul(xn.data(), rows, w.up, OrNull(w.up_bias), up.data());
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
-    MatMulTransposed(gate.data(), rows, w.down.data(), h, f, OrNull(w.down_bias), proj.data());
+    MatMul(gate.data(), rows, w.down, OrNull(w.down_bias), proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
 
@@ -175,7 +176,7 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
     end += static_cast<int64_t>(step.tokens.size());
     ops::RmsNorm(&x[(end - 1) * h], weights_.final_norm.data(), h, eps, last.data());
     std::vector<float> out(static_cast<size_t>(s.vocab_size));
-    MatMulTransposed(last.data(), 1, weights_.head().data(), s.vocab_size, h, nullptr, out.data());
+    MatMul(last.data(), 1, weights_.head(), nullptr, out.data());
     logits.push_back(std::move(out));
     step.cache->length_ += static_cast<int64_t>(step.tokens.size());
   }

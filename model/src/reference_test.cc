@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <numbers>
+#include <type_traits>
 
 #include "lockstep/common/error.h"
 #include "test_models.h"
@@ -19,8 +20,14 @@ using testing::TinyLlama;
 // feature (RoPE, biases, windows) moves the logits well beyond rounding noise.
 LlamaWeights SharpWeights(const ModelSpec& spec, uint64_t seed = 11) {
   LlamaWeights w = GenerateLlamaWeights(spec, seed);
-  auto scale = [](std::vector<float>& v, float s) {
-    for (float& x : v) x *= s;
+  auto scale = [](auto& t, float s) {
+    std::vector<float>* v;
+    if constexpr (std::is_same_v<std::decay_t<decltype(t)>, Weight>) {
+      v = &t.values;
+    } else {
+      v = &t;
+    }
+    for (float& x : *v) x *= s;
   };
   for (LayerWeights& l : w.layers) {
     scale(l.q, 8.0f);
@@ -113,15 +120,16 @@ Vec PlainLogits(const ModelSpec& s, const LlamaWeights& w, const std::vector<int
   const Vec inv = PlainInvFreq(s, sw.rope_scaling);
   std::vector<Vec> x(n);
   for (int64_t t = 0; t < n; ++t) {
-    x[t].assign(w.embed.begin() + tokens[t] * h, w.embed.begin() + (tokens[t] + 1) * h);
+    x[t].assign(w.embed.values.begin() + tokens[t] * h,
+                w.embed.values.begin() + (tokens[t] + 1) * h);
   }
   for (const LayerWeights& l : w.layers) {
     std::vector<Vec> q(n), k(n), v(n);
     for (int64_t t = 0; t < n; ++t) {
       const Vec xn = PlainRmsNorm(x[t], l.input_norm, s.rms_norm_eps);
-      q[t] = PlainLinear(l.q, l.q_bias, xn, sw.bias);
-      k[t] = PlainLinear(l.k, l.k_bias, xn, sw.bias);
-      v[t] = PlainLinear(l.v, l.v_bias, xn, sw.bias);
+      q[t] = PlainLinear(l.q.values, l.q_bias, xn, sw.bias);
+      k[t] = PlainLinear(l.k.values, l.k_bias, xn, sw.bias);
+      v[t] = PlainLinear(l.v.values, l.v_bias, xn, sw.bias);
       if (sw.rope) {
         for (int64_t hh = 0; hh < s.num_heads; ++hh) PlainRope(&q[t][hh * d], d, t, inv);
         for (int64_t hh = 0; hh < s.num_kv_heads; ++hh) PlainRope(&k[t][hh * d], d, t, inv);
@@ -149,18 +157,19 @@ Vec PlainLogits(const ModelSpec& s, const LlamaWeights& w, const std::vector<int
           }
         }
       }
-      const Vec o = PlainLinear(l.o, l.o_bias, attn, sw.bias);
+      const Vec o = PlainLinear(l.o.values, l.o_bias, attn, sw.bias);
       for (int64_t i = 0; i < h; ++i) x[t][i] += o[i];
       const Vec xn = PlainRmsNorm(x[t], l.post_norm, s.rms_norm_eps);
-      const Vec g = PlainLinear(l.gate, l.gate_bias, xn, sw.bias);
-      const Vec u = PlainLinear(l.up, l.up_bias, xn, sw.bias);
+      const Vec g = PlainLinear(l.gate.values, l.gate_bias, xn, sw.bias);
+      const Vec u = PlainLinear(l.up.values, l.up_bias, xn, sw.bias);
       Vec a(g.size());
       for (size_t i = 0; i < g.size(); ++i) a[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-      const Vec down = PlainLinear(l.down, l.down_bias, a, sw.bias);
+      const Vec down = PlainLinear(l.down.values, l.down_bias, a, sw.bias);
       for (int64_t i = 0; i < h; ++i) x[t][i] += down[i];
     }
   }
-  return PlainLinear(w.head(), {}, PlainRmsNorm(x[n - 1], w.final_norm, s.rms_norm_eps), false);
+  return PlainLinear(w.head().values, {}, PlainRmsNorm(x[n - 1], w.final_norm, s.rms_norm_eps),
+                     false);
 }
 
 double MaxAbsDiff(const std::vector<float>& a, const Vec& b) {

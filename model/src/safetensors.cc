@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -41,6 +42,8 @@ bool ParseStoredDtype(std::string_view s, Dtype& out) {
     out = Dtype::kFp16;
   } else if (s == "BF16") {
     out = Dtype::kBf16;
+  } else if (s == "I8") {
+    out = Dtype::kInt8;
   } else {
     return false;
   }
@@ -74,8 +77,8 @@ TensorInfo ParseEntry(const std::filesystem::path& path, const std::string& name
     throw Malformed(path, where + " has no string \"dtype\"");
   }
   if (!ParseStoredDtype(dtype->get<std::string>(), t.dtype)) {
-    throw Malformed(
-        path, where + " has dtype '" + dtype->get<std::string>() + "' (supported: F32, F16, BF16)");
+    throw Malformed(path, where + " has dtype '" + dtype->get<std::string>() +
+                              "' (supported: F32, F16, BF16, I8)");
   }
   auto shape = e.find("shape");
   if (shape == e.end() || !shape->is_array()) {
@@ -131,9 +134,11 @@ std::string_view SafetensorsDtypeName(Dtype dtype) {
       return "F16";
     case Dtype::kBf16:
       return "BF16";
+    case Dtype::kInt8:
+      return "I8";
     default:
       throw InvalidInput("safetensors: cannot store dtype " + std::string(DtypeName(dtype)) +
-                         " (valid: fp32, fp16, bf16)");
+                         " (valid: fp32, fp16, bf16, int8)");
   }
 }
 
@@ -252,6 +257,9 @@ void ConvertToFp32(Dtype stored, const std::byte* p, int64_t n, float* out) {
       if (HasAvx2()) return Bf16ToFp32Avx2(p, n, out);
 #endif
       for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFp32(LoadU16(p + 2 * i));
+      return;
+    case Dtype::kInt8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i]));
       return;
     default:
       throw Error(ErrorCode::kInternal,
@@ -389,6 +397,18 @@ void SafetensorsFile::ReadFp32(const TensorInfo& tensor, int64_t first,
                 out.data());
 }
 
+void SafetensorsFile::ReadInt8(const TensorInfo& tensor, int64_t first,
+                               std::span<int8_t> out) const {
+  const int64_t n = tensor.num_elements();
+  const auto count = static_cast<int64_t>(out.size());
+  if (tensor.dtype != Dtype::kInt8 || first < 0 || count > n - first) {
+    throw Error(ErrorCode::kInternal, Quote(path_) + ": elements [" + std::to_string(first) + ", " +
+                                          std::to_string(first + count) + ") of tensor '" +
+                                          tensor.name + "' as int8");
+  }
+  if (count > 0) std::memcpy(out.data(), data_ + tensor.begin + first, static_cast<size_t>(count));
+}
+
 void SafetensorsFile::Release(const TensorInfo& tensor) const {
   static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto begin = reinterpret_cast<uintptr_t>(data_ + tensor.begin);
@@ -498,6 +518,10 @@ void Checkpoint::ReadFp32(std::string_view name, int64_t first, std::span<float>
   FileOf(name).ReadFp32(Get(name), first, out);
 }
 
+void Checkpoint::ReadInt8(std::string_view name, int64_t first, std::span<int8_t> out) const {
+  FileOf(name).ReadInt8(Get(name), first, out);
+}
+
 void Checkpoint::Release(std::string_view name) const { FileOf(name).Release(Get(name)); }
 
 const SafetensorsFile& Checkpoint::FileOf(std::string_view name) const {
@@ -556,6 +580,16 @@ void WriteFile(const std::filesystem::path& path, const std::vector<TensorSpec>&
       encoded.resize(static_cast<size_t>(count * DtypeBytes(s.dtype)));
       if (s.dtype == Dtype::kFp32) {
         std::memcpy(encoded.data(), values.data(), encoded.size());
+      } else if (s.dtype == Dtype::kInt8) {
+        for (int64_t k = 0; k < count; ++k) {
+          const float v = values[static_cast<size_t>(k)];
+          if (!(v >= -128.0f && v <= 127.0f) || v != std::trunc(v)) {
+            throw Error(ErrorCode::kInternal, Quote(path) + ": tensor '" + s.name +
+                                                  "' is I8 but element " + std::to_string(at + k) +
+                                                  " is " + std::to_string(v));
+          }
+          encoded[static_cast<size_t>(k)] = static_cast<std::byte>(static_cast<int8_t>(v));
+        }
       } else {
         for (int64_t k = 0; k < count; ++k) {
           const float v = values[static_cast<size_t>(k)];

@@ -133,6 +133,15 @@ TEST_F(SafetensorsTest, RoundTripsEveryDtype) {
     EXPECT_EQ(out[i], Bf16ToFp32(Fp32ToBf16(values[i]))) << i;
     EXPECT_LE(std::fabs(out[i] - values[i]), std::fabs(values[i]) * 0x1p-8f) << i;
   }
+  // I8: written from integral values, read back as int8 and as their fp32 values.
+  WriteSafetensors(dir_ / "i8.safetensors", {{"q", {4}, Dtype::kInt8}},
+                   {{-128.0f, -1.0f, 0.0f, 127.0f}});
+  Checkpoint i8 = Checkpoint::Open(dir_ / "i8.safetensors");
+  EXPECT_EQ(i8.Get("q").dtype, Dtype::kInt8);
+  EXPECT_EQ(i8.ReadFp32("q"), (std::vector<float>{-128.0f, -1.0f, 0.0f, 127.0f}));
+  std::vector<int8_t> q(2);
+  i8.ReadInt8("q", 2, q);
+  EXPECT_EQ(q, (std::vector<int8_t>{0, 127}));
   // The writer pads the header so the data starts 8-byte aligned.
   EXPECT_EQ(f->Bytes(*a).size(), 14u * 4);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(f->Bytes(*a).data()) % 8, 0u);
@@ -203,7 +212,7 @@ TEST_F(SafetensorsTest, MalformedFilesAreErrorsNamingFileAndTensor) {
   // Unknown dtype.
   ExpectMalformed(
       File("dtype.safetensors", R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8),
-      {"'w'", "I64", "F32, F16, BF16"});
+      {"'w'", "I64", "F32, F16, BF16, I8"});
   // Shape/bytes mismatch.
   ExpectMalformed(
       File("shape.safetensors", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
@@ -244,7 +253,12 @@ TEST_F(SafetensorsTest, WriterRejectsDuplicatesAndUnstorableDtypes) {
   EXPECT_THROW(WriteSafetensors(dir_ / "d.safetensors",
                                 {{"x", {1}, Dtype::kFp32}, {"x", {1}, Dtype::kFp32}}, {{1}, {2}}),
                Error);
-  EXPECT_THROW(WriteSafetensors(dir_ / "i.safetensors", {{"x", {1}, Dtype::kInt8}}, {{1}}), Error);
+  EXPECT_THROW(WriteSafetensors(dir_ / "i.safetensors", {{"x", {1}, Dtype::kFp8}}, {{1}}), Error);
+  // I8 takes integral values in [-128, 127] only.
+  EXPECT_THROW(WriteSafetensors(dir_ / "i.safetensors", {{"x", {1}, Dtype::kInt8}}, {{1.5f}}),
+               Error);
+  EXPECT_THROW(WriteSafetensors(dir_ / "i.safetensors", {{"x", {1}, Dtype::kInt8}}, {{128.0f}}),
+               Error);
   EXPECT_THROW(WriteSafetensors(dir_ / "n.safetensors", {{"x", {2}, Dtype::kFp32}}, {{1}}), Error);
 }
 

@@ -12,52 +12,6 @@ namespace {
 
 using partition::ModelSpec;
 
-// Reads a shard's slices through `source`. Every slice is a run of whole rows (one contiguous
-// read) or a column range of every row (one read per row).
-class Slicer {
- public:
-  explicit Slicer(const TensorSource& source) : source_(source) {}
-
-  // The whole tensor of `count` elements.
-  std::vector<float> All(const std::string& name, int64_t count) const {
-    return Rows(name, count, 0, 1);
-  }
-  // Rows [begin, begin + count) of a [*, cols] tensor.
-  std::vector<float> Rows(const std::string& name, int64_t cols, int64_t begin,
-                          int64_t count) const {
-    std::vector<float> out(static_cast<size_t>(cols * count));
-    source_.Read(name, begin * cols, out);
-    source_.Done(name);
-    return out;
-  }
-  // Columns [begin, begin + count) of a [rows, cols] tensor, as [rows, count].
-  std::vector<float> Columns(const std::string& name, int64_t rows, int64_t cols, int64_t begin,
-                             int64_t count) const {
-    if (begin == 0 && count == cols) return Rows(name, cols, 0, rows);
-    std::vector<float> out(static_cast<size_t>(rows * count));
-    for (int64_t r = 0; r < rows; ++r) {
-      source_.Read(name, r * cols + begin, {out.data() + r * count, static_cast<size_t>(count)});
-    }
-    source_.Done(name);
-    return out;
-  }
-
- private:
-  const TensorSource& source_;
-};
-
-class CheckpointSource : public TensorSource {
- public:
-  explicit CheckpointSource(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
-  void Read(const std::string& name, int64_t first, std::span<float> out) const override {
-    checkpoint_.ReadFp32(name, first, out);
-  }
-  void Done(const std::string& name) const override { checkpoint_.Release(name); }
-
- private:
-  const Checkpoint& checkpoint_;
-};
-
 class GeneratorSource : public TensorSource {
  public:
   explicit GeneratorSource(uint64_t seed) : seed_(seed) {}
@@ -70,6 +24,95 @@ class GeneratorSource : public TensorSource {
 };
 
 }  // namespace
+
+void TensorSource::ReadInt8(const std::string& name, int64_t, std::span<int8_t>) const {
+  throw Error(ErrorCode::kInternal, "tensor '" + name + "' read as int8 from an fp32 source");
+}
+
+void CheckpointSource::Read(const std::string& name, int64_t first, std::span<float> out) const {
+  checkpoint_.ReadFp32(name, first, out);
+}
+
+void CheckpointSource::ReadInt8(const std::string& name, int64_t first,
+                                std::span<int8_t> out) const {
+  checkpoint_.ReadInt8(name, first, out);
+}
+
+void CheckpointSource::Done(const std::string& name) const {
+  checkpoint_.Release(name);
+  if (IsInt8(format_) && checkpoint_.Find(name + "_scale") != nullptr) {
+    checkpoint_.Release(name + "_scale");
+  }
+}
+
+std::vector<float> ReadVector(const TensorSource& source, const std::string& name, int64_t begin,
+                              int64_t count) {
+  std::vector<float> out(static_cast<size_t>(count));
+  source.Read(name, begin, out);
+  source.Done(name);
+  return out;
+}
+
+namespace {
+
+// Rows x a column range of a row-major [rows, cols] tensor through read(first, span): one read
+// when the range is whole rows, else one per row.
+template <typename T, typename ReadFn>
+std::vector<T> ReadBlock(int64_t cols, int64_t row_begin, int64_t row_count, int64_t col_begin,
+                         int64_t col_count, ReadFn read) {
+  std::vector<T> out(static_cast<size_t>(row_count * col_count));
+  if (col_begin == 0 && col_count == cols) {
+    read(row_begin * cols, std::span<T>(out));
+    return out;
+  }
+  for (int64_t r = 0; r < row_count; ++r) {
+    read((row_begin + r) * cols + col_begin,
+         std::span<T>(out.data() + r * col_count, static_cast<size_t>(col_count)));
+  }
+  return out;
+}
+
+}  // namespace
+
+Weight ReadMatrix(const TensorSource& source, const std::string& name, int64_t rows, int64_t cols,
+                  int64_t row_begin, int64_t row_count, int64_t col_begin, int64_t col_count) {
+  (void)rows;
+  const WeightFormat format = source.Format();
+  if (format == WeightFormat::kFp32) {
+    Weight w = Weight::Fp32(row_count, col_count,
+                            ReadBlock<float>(cols, row_begin, row_count, col_begin, col_count,
+                                             [&](int64_t first, std::span<float> out) {
+                                               source.Read(name, first, out);
+                                             }));
+    source.Done(name);
+    return w;
+  }
+  const std::vector<int8_t> q = ReadBlock<int8_t>(
+      cols, row_begin, row_count, col_begin, col_count,
+      [&](int64_t first, std::span<int8_t> out) { source.ReadInt8(name, first, out); });
+  const int64_t per_row = ScalesPerRow(format, cols);
+  int64_t scale_begin = 0, scale_count = per_row;
+  if (format == WeightFormat::kInt8Block32) {
+    if (col_begin % kInt8Block != 0 ||
+        (col_count % kInt8Block != 0 && col_begin + col_count != cols)) {
+      throw Error(ErrorCode::kInternal,
+                  "int8 weight '" + name + "': columns [" + std::to_string(col_begin) + ", " +
+                      std::to_string(col_begin + col_count) + ") cut a block of 32");
+    }
+    scale_begin = col_begin / kInt8Block;
+    scale_count = ScalesPerRow(format, col_count);
+  }
+  const std::string scale_name = name + "_scale";
+  const std::vector<float> scales = ReadBlock<float>(
+      per_row, row_begin, row_count, scale_begin, scale_count,
+      [&](int64_t first, std::span<float> out) { source.Read(scale_name, first, out); });
+  source.Done(name);
+  try {
+    return Weight::Int8(format, row_count, col_count, q, scales);
+  } catch (const Error& e) {
+    throw InvalidInput("tensor '" + name + "': " + e.what());
+  }
+}
 
 ShardWeights SliceShard(const TensorSource& source, const ModelSpec& spec,
                         const std::vector<StageUnits>& stages, int stage, int rank) {
@@ -87,62 +130,70 @@ ShardWeights SliceShard(const TensorSource& source, const ModelSpec& spec,
   const ModelSpec& s = spec;
   const int64_t h = s.hidden_size, hd = s.head_dim;
   const int tp = units.tp;
-  const Slicer in(source);
   ShardWeights out;
   out.stage = stage;
   out.rank = rank;
   out.units = units;
   out.vocab_begin = s.vocab_size * rank / tp;
   out.vocab_count = s.vocab_size * (rank + 1) / tp - out.vocab_begin;
+  // A projection's rows [begin, begin + count) (all columns), or its columns (all rows).
+  auto rows = [&](const std::string& name, int64_t all_rows, int64_t cols, int64_t begin,
+                  int64_t count) {
+    return ReadMatrix(source, name, all_rows, cols, begin, count, 0, cols);
+  };
+  auto columns = [&](const std::string& name, int64_t all_rows, int64_t cols, int64_t begin,
+                     int64_t count) {
+    return ReadMatrix(source, name, all_rows, cols, 0, all_rows, begin, count);
+  };
+  auto all = [&](const std::string& name, int64_t n) { return ReadVector(source, name, 0, n); };
   if (units.embedding) {
-    out.embed = in.Rows("model.embed_tokens.weight", h, out.vocab_begin, out.vocab_count);
+    out.embed =
+        rows("model.embed_tokens.weight", s.vocab_size, h, out.vocab_begin, out.vocab_count);
   }
   const bool o_rows = RowParallelProjection(s, tp, false);
   const bool down_rows = RowParallelProjection(s, tp, true);
+  const int64_t qwidth = s.q_width(), kvwidth = s.kv_width(), f = s.intermediate_size;
   for (int64_t layer = units.first_layer; layer < units.end_layer; ++layer) {
     auto name = [&](std::string_view suffix) { return LayerTensorName(layer, suffix); };
     ShardLayer ls = LayerGeometry(s, tp, rank);
     const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
     const int64_t q0 = ls.q_head_begin * hd, kv0 = ls.kv_head_begin * hd;
-    ls.input_norm = in.All(name("input_layernorm.weight"), h);
-    ls.q = in.Rows(name("self_attn.q_proj.weight"), h, q0, qw);
-    ls.k = in.Rows(name("self_attn.k_proj.weight"), h, kv0, kvw);
-    ls.v = in.Rows(name("self_attn.v_proj.weight"), h, kv0, kvw);
+    ls.input_norm = all(name("input_layernorm.weight"), h);
+    ls.q = rows(name("self_attn.q_proj.weight"), qwidth, h, q0, qw);
+    ls.k = rows(name("self_attn.k_proj.weight"), kvwidth, h, kv0, kvw);
+    ls.v = rows(name("self_attn.v_proj.weight"), kvwidth, h, kv0, kvw);
     if (s.qkv_bias) {
-      ls.q_bias = in.Rows(name("self_attn.q_proj.bias"), 1, q0, qw);
-      ls.k_bias = in.Rows(name("self_attn.k_proj.bias"), 1, kv0, kvw);
-      ls.v_bias = in.Rows(name("self_attn.v_proj.bias"), 1, kv0, kvw);
+      ls.q_bias = ReadVector(source, name("self_attn.q_proj.bias"), q0, qw);
+      ls.k_bias = ReadVector(source, name("self_attn.k_proj.bias"), kv0, kvw);
+      ls.v_bias = ReadVector(source, name("self_attn.v_proj.bias"), kv0, kvw);
     }
-    ls.o = o_rows
-               ? in.Columns(name("self_attn.o_proj.weight"), h, s.q_width(), q0, qw)
-               : in.Rows(name("self_attn.o_proj.weight"), s.q_width(), ls.out_begin, ls.out_count);
-    if (s.o_bias) ls.o_bias = in.All(name("self_attn.o_proj.bias"), h);
-    ls.post_norm = in.All(name("post_attention_layernorm.weight"), h);
-    ls.gate = in.Rows(name("mlp.gate_proj.weight"), h, ls.f_begin, ls.f_count);
-    ls.up = in.Rows(name("mlp.up_proj.weight"), h, ls.f_begin, ls.f_count);
+    ls.o = o_rows ? columns(name("self_attn.o_proj.weight"), h, qwidth, q0, qw)
+                  : rows(name("self_attn.o_proj.weight"), h, qwidth, ls.out_begin, ls.out_count);
+    if (s.o_bias) ls.o_bias = all(name("self_attn.o_proj.bias"), h);
+    ls.post_norm = all(name("post_attention_layernorm.weight"), h);
+    ls.gate = rows(name("mlp.gate_proj.weight"), f, h, ls.f_begin, ls.f_count);
+    ls.up = rows(name("mlp.up_proj.weight"), f, h, ls.f_begin, ls.f_count);
     if (s.mlp_bias) {
-      ls.gate_bias = in.Rows(name("mlp.gate_proj.bias"), 1, ls.f_begin, ls.f_count);
-      ls.up_bias = in.Rows(name("mlp.up_proj.bias"), 1, ls.f_begin, ls.f_count);
-      ls.down_bias = in.All(name("mlp.down_proj.bias"), h);
+      ls.gate_bias = ReadVector(source, name("mlp.gate_proj.bias"), ls.f_begin, ls.f_count);
+      ls.up_bias = ReadVector(source, name("mlp.up_proj.bias"), ls.f_begin, ls.f_count);
+      ls.down_bias = all(name("mlp.down_proj.bias"), h);
     }
-    ls.down = down_rows ? in.Columns(name("mlp.down_proj.weight"), h, s.intermediate_size,
-                                     ls.f_begin, ls.f_count)
-                        : in.Rows(name("mlp.down_proj.weight"), s.intermediate_size, ls.out_begin,
-                                  ls.out_count);
+    ls.down = down_rows ? columns(name("mlp.down_proj.weight"), h, f, ls.f_begin, ls.f_count)
+                        : rows(name("mlp.down_proj.weight"), h, f, ls.out_begin, ls.out_count);
     out.layers.push_back(std::move(ls));
   }
   if (units.head) {
-    out.final_norm = in.All("model.norm.weight", h);
-    out.head = in.Rows(s.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", h,
-                       out.vocab_begin, out.vocab_count);
+    out.final_norm = all("model.norm.weight", h);
+    out.head = rows(s.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+                    s.vocab_size, h, out.vocab_begin, out.vocab_count);
   }
   return out;
 }
 
 ShardWeights LoadShard(const Checkpoint& checkpoint, const ModelSpec& spec,
                        const std::vector<StageUnits>& stages, int stage, int rank) {
-  CheckLlamaWeights(checkpoint, spec);
-  return SliceShard(CheckpointSource(checkpoint), spec, stages, stage, rank);
+  const WeightFormat format = CheckLlamaWeights(checkpoint, spec);
+  return SliceShard(CheckpointSource(checkpoint, format), spec, stages, stage, rank);
 }
 
 ShardWeights GenerateShard(const ModelSpec& spec, uint64_t seed,

@@ -5,6 +5,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/model/stage_shard.h"
 #include "lockstep/partition/cost_model.h"
 #include "ops.h"
 
@@ -57,43 +58,23 @@ void ReduceRowParallel(const std::vector<PartialSlice>& slices, int64_t rows, in
 
 // One shard computes its partials of x[rows, width] . w[outputs, width] (its contraction slice
 // starting at element `first`).
-PartialSlice ShardPartials(const float* x, int64_t rows, const std::vector<float>& w,
-                           int64_t outputs, int64_t width, int64_t first) {
+PartialSlice ShardPartials(const float* x, int64_t rows, const Weight& w, int64_t first) {
   PartialSlice s;
   s.first_chunk = first / kReductionChunk;
-  s.chunks = Chunks(width);
-  s.partials.resize(static_cast<size_t>(rows * outputs * s.chunks));
-  MatMulChunkPartials(x, rows, w.data(), outputs, width, s.partials.data());
+  s.chunks = Chunks(w.cols);
+  s.partials.resize(static_cast<size_t>(rows * w.rows * s.chunks));
+  MatMulChunkPartials(x, rows, w, s.partials.data());
   return s;
 }
-
-struct LayerShard {
-  int64_t q_head_begin = 0, q_heads = 0, kv_heads = 0;
-  std::vector<float> q, k, v, q_bias, k_bias, v_bias;  // output rows of this shard's heads
-  // Row-parallel: [hidden, q_heads * head_dim]; column-parallel: [out_count, q_width].
-  std::vector<float> o;
-  int64_t f_begin = 0, f_count = 0;
-  std::vector<float> gate, up, gate_bias, up_bias;  // [f_count, hidden]
-  // Row-parallel: [hidden, f_count]; column-parallel: [out_count, intermediate].
-  std::vector<float> down;
-  int64_t out_begin = 0, out_count = 0;  // hidden outputs of the column-parallel products
-};
-
-struct Replicated {
-  std::vector<float> input_norm, post_norm, o_bias, down_bias;
-  // Whether o / down are row-parallel (chunk-aligned slices) or column-parallel (sharded.h).
-  bool o_row_parallel = true, down_row_parallel = true;
-};
 
 // A column-parallel product over all-gathered inputs x[rows, width]: each shard computes its
 // hidden outputs with whole canonical dot products (the same bits as the unsplit product),
 // and the outputs are gathered into y[rows, hidden], + bias.
-void ColumnParallel(const std::vector<LayerShard>& shards, std::vector<float> LayerShard::*w,
-                    const float* x, int64_t rows, int64_t width, int64_t hidden,
-                    const std::vector<float>& bias, float* y) {
-  for (const LayerShard& ls : shards) {
+void ColumnParallel(const std::vector<ShardLayer>& shards, Weight ShardLayer::*w, const float* x,
+                    int64_t rows, int64_t hidden, const std::vector<float>& bias, float* y) {
+  for (const ShardLayer& ls : shards) {
     std::vector<float> part(static_cast<size_t>(rows * ls.out_count));
-    MatMulTransposed(x, rows, (ls.*w).data(), ls.out_count, width, nullptr, part.data());
+    MatMul(x, rows, ls.*w, nullptr, part.data());
     for (int64_t r = 0; r < rows; ++r) {
       std::copy_n(&part[r * ls.out_count], ls.out_count, y + r * hidden + ls.out_begin);
     }
@@ -104,30 +85,14 @@ void ColumnParallel(const std::vector<LayerShard>& shards, std::vector<float> La
   }
 }
 
-struct VocabShard {
-  int64_t begin = 0, count = 0;
-  std::vector<float> rows;  // [count, hidden]
-};
-
-std::vector<VocabShard> SplitVocab(const std::vector<float>& m, int64_t vocab, int64_t hidden,
-                                   int64_t tp) {
-  std::vector<VocabShard> out;
-  for (int64_t s = 0; s < tp; ++s) {
-    VocabShard v;
-    v.begin = vocab * s / tp;
-    v.count = vocab * (s + 1) / tp - v.begin;
-    v.rows = Rows(m, hidden, v.begin, v.count);
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
 }  // namespace
 
+// The shards are StageShard's (ExtractShard of the layout as stages: an embedding-only stage of
+// the embedding's degree, the layout's stages, a head-only stage of the head's degree), so the
+// in-process sharded model holds exactly what the workers of the same layout hold.
 struct ShardedModel::Shards {
-  std::vector<std::vector<LayerShard>> layers;  // [layer][shard]
-  std::vector<Replicated> replicated;           // [layer]
-  std::vector<VocabShard> embed, head;
+  std::vector<std::vector<ShardLayer>> layers;  // [layer][shard]
+  std::vector<ShardWeights> embed, head;        // by rank: their vocabulary rows
   std::vector<float> final_norm;
 };
 
@@ -194,51 +159,25 @@ ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLay
   CheckLlamaWeights(weights, spec_);
   if (spec_.head_dim % 2 != 0) throw InvalidInput("rotate-half RoPE needs an even head_dim");
   inv_freq_ = RopeInverseFrequencies(spec_);
-  const ModelSpec& s = spec_;
-  const int64_t h = s.hidden_size, hd = s.head_dim, group = s.num_heads / s.num_kv_heads;
+  std::vector<StageUnits> units = {{true, 0, 0, false, static_cast<int>(layout_.EmbedTp())}};
   for (const StageLayout& stage : layout_.stages) {
-    const int64_t tp = stage.tp;
-    const bool o_rows = tp == 1 || (s.q_width() / tp) % kReductionChunk == 0;
-    const bool down_rows = tp == 1 || (s.intermediate_size / tp) % kReductionChunk == 0;
-    for (int64_t layer = stage.first_layer; layer < stage.end_layer; ++layer) {
-      const LayerWeights& w = weights.layers[static_cast<size_t>(layer)];
-      shards_->replicated.push_back(
-          {w.input_norm, w.post_norm, w.o_bias, w.down_bias, o_rows, down_rows});
-      std::vector<LayerShard> shards;
-      for (int64_t t = 0; t < tp; ++t) {
-        LayerShard ls;
-        ls.q_heads = s.num_heads / tp;
-        ls.q_head_begin = t * ls.q_heads;
-        // tp > num_kv_heads: this shard's query heads share one KV head, replicated.
-        ls.kv_heads = std::max<int64_t>(1, s.num_kv_heads / tp);
-        const int64_t kv_begin = ls.q_head_begin / group;
-        ls.out_begin = h * t / tp;
-        ls.out_count = h * (t + 1) / tp - ls.out_begin;
-        const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
-        ls.q = Rows(w.q, h, ls.q_head_begin * hd, qw);
-        ls.k = Rows(w.k, h, kv_begin * hd, kvw);
-        ls.v = Rows(w.v, h, kv_begin * hd, kvw);
-        ls.q_bias = Rows(w.q_bias, 1, ls.q_head_begin * hd, qw);
-        ls.k_bias = Rows(w.k_bias, 1, kv_begin * hd, kvw);
-        ls.v_bias = Rows(w.v_bias, 1, kv_begin * hd, kvw);
-        ls.o = o_rows ? Columns(w.o, h, s.q_width(), ls.q_head_begin * hd, qw)
-                      : Rows(w.o, s.q_width(), ls.out_begin, ls.out_count);
-        ls.f_count = s.intermediate_size / tp;
-        ls.f_begin = t * ls.f_count;
-        ls.gate = Rows(w.gate, h, ls.f_begin, ls.f_count);
-        ls.up = Rows(w.up, h, ls.f_begin, ls.f_count);
-        ls.gate_bias = Rows(w.gate_bias, 1, ls.f_begin, ls.f_count);
-        ls.up_bias = Rows(w.up_bias, 1, ls.f_begin, ls.f_count);
-        ls.down = down_rows ? Columns(w.down, h, s.intermediate_size, ls.f_begin, ls.f_count)
-                            : Rows(w.down, s.intermediate_size, ls.out_begin, ls.out_count);
-        shards.push_back(std::move(ls));
+    units.push_back({false, stage.first_layer, stage.end_layer, false, static_cast<int>(stage.tp)});
+  }
+  units.push_back(
+      {false, spec_.num_layers, spec_.num_layers, true, static_cast<int>(layout_.HeadTp())});
+  shards_->layers.resize(static_cast<size_t>(spec_.num_layers));
+  for (size_t s = 0; s < units.size(); ++s) {
+    for (int t = 0; t < units[s].tp; ++t) {
+      ShardWeights w = ExtractShard(weights, spec_, units, static_cast<int>(s), t);
+      for (size_t i = 0; i < w.layers.size(); ++i) {
+        shards_->layers[static_cast<size_t>(units[s].first_layer) + i].push_back(
+            std::move(w.layers[i]));
       }
-      shards_->layers.push_back(std::move(shards));
+      if (units[s].head) shards_->final_norm = w.final_norm;
+      if (units[s].embedding) shards_->embed.push_back(std::move(w));
+      if (units[s].head) shards_->head.push_back(std::move(w));
     }
   }
-  shards_->embed = SplitVocab(weights.embed, s.vocab_size, h, layout_.EmbedTp());
-  shards_->head = SplitVocab(weights.head(), s.vocab_size, h, layout_.HeadTp());
-  shards_->final_norm = weights.final_norm;
 }
 
 ShardedModel::~ShardedModel() = default;
@@ -250,9 +189,9 @@ ShardedKvCache ShardedModel::NewCache(int64_t capacity) const {
   }
   ShardedKvCache c;
   c.capacity_ = capacity;
-  for (const std::vector<LayerShard>& layer : shards_->layers) {
+  for (const std::vector<ShardLayer>& layer : shards_->layers) {
     std::vector<std::vector<float>> per_shard;
-    for (const LayerShard& ls : layer) {
+    for (const ShardLayer& ls : layer) {
       per_shard.emplace_back(static_cast<size_t>(capacity * ls.kv_heads * spec_.head_dim));
     }
     c.keys_.push_back(per_shard);
@@ -281,9 +220,9 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
       const int32_t token = batch[b].tokens[i];
       row_pos.push_back(batch[b].cache->length_ + static_cast<int64_t>(i));
       row_seq.push_back(static_cast<int64_t>(b));
-      for (const VocabShard& v : shards_->embed) {
-        if (token >= v.begin && token < v.begin + v.count) {
-          std::copy_n(v.rows.begin() + (token - v.begin) * h, h, x.begin() + r * h);
+      for (const ShardWeights& v : shards_->embed) {
+        if (token >= v.vocab_begin && token < v.vocab_begin + v.vocab_count) {
+          v.embed.RowFp32(token - v.vocab_begin, &x[static_cast<size_t>(r * h)]);
         }
       }
     }
@@ -299,21 +238,25 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
   std::vector<float> xn(x.size()), proj(x.size());
 
   for (size_t layer = 0; layer < shards_->layers.size(); ++layer) {
-    const std::vector<LayerShard>& shards = shards_->layers[layer];
-    const Replicated& rep = shards_->replicated[layer];
+    const std::vector<ShardLayer>& shards = shards_->layers[layer];
+    // Norms and the o/down biases are replicated: every shard holds them.
+    const ShardLayer& rep = shards.front();
+    const int tp = static_cast<int>(shards.size());
+    const bool o_row_parallel = RowParallelProjection(s, tp, false);
+    const bool down_row_parallel = RowParallelProjection(s, tp, true);
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], rep.input_norm.data(), h, eps, &xn[r * h]);
     }
     std::vector<PartialSlice> o_slices;
-    std::vector<float> gathered(rep.o_row_parallel ? 0 : static_cast<size_t>(rows * s.q_width()));
+    std::vector<float> gathered(o_row_parallel ? 0 : static_cast<size_t>(rows * s.q_width()));
     for (size_t t = 0; t < shards.size(); ++t) {
-      const LayerShard& ls = shards[t];
+      const ShardLayer& ls = shards[t];
       const int64_t qw = ls.q_heads * hd, kvw = ls.kv_heads * hd;
       std::vector<float> q(static_cast<size_t>(rows * qw)), k(static_cast<size_t>(rows * kvw)),
           v(k.size()), attn(q.size());
-      MatMulTransposed(xn.data(), rows, ls.q.data(), qw, h, OrNull(ls.q_bias), q.data());
-      MatMulTransposed(xn.data(), rows, ls.k.data(), kvw, h, OrNull(ls.k_bias), k.data());
-      MatMulTransposed(xn.data(), rows, ls.v.data(), kvw, h, OrNull(ls.v_bias), v.data());
+      MatMul(xn.data(), rows, ls.q, OrNull(ls.q_bias), q.data());
+      MatMul(xn.data(), rows, ls.k, OrNull(ls.k_bias), k.data());
+      MatMul(xn.data(), rows, ls.v, OrNull(ls.v_bias), v.data());
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t j = 0; j < ls.q_heads; ++j) {
           ops::ApplyRope(&q[r * qw + j * hd], &cos[r * half], &sin[r * half], half);
@@ -335,35 +278,32 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
                           &attn[r * qw + j * hd]);
         }
       }
-      if (rep.o_row_parallel) {
-        o_slices.push_back(ShardPartials(attn.data(), rows, ls.o, h, qw, ls.q_head_begin * hd));
+      if (o_row_parallel) {
+        o_slices.push_back(ShardPartials(attn.data(), rows, ls.o, ls.q_head_begin * hd));
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
         std::copy_n(&attn[r * qw], qw, &gathered[r * s.q_width() + ls.q_head_begin * hd]);
       }
     }
-    if (rep.o_row_parallel) {
+    if (o_row_parallel) {
       ReduceRowParallel(o_slices, rows, h, Chunks(s.q_width()), rep.o_bias, proj.data());
     } else {
-      ColumnParallel(shards, &LayerShard::o, gathered.data(), rows, s.q_width(), h, rep.o_bias,
-                     proj.data());
+      ColumnParallel(shards, &ShardLayer::o, gathered.data(), rows, h, rep.o_bias, proj.data());
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], rep.post_norm.data(), h, eps, &xn[r * h]);
     }
     std::vector<PartialSlice> down_slices;
-    gathered.assign(rep.down_row_parallel ? 0 : static_cast<size_t>(rows * s.intermediate_size),
-                    0.0f);
-    for (const LayerShard& ls : shards) {
+    gathered.assign(down_row_parallel ? 0 : static_cast<size_t>(rows * s.intermediate_size), 0.0f);
+    for (const ShardLayer& ls : shards) {
       std::vector<float> gate(static_cast<size_t>(rows * ls.f_count)), up(gate.size());
-      MatMulTransposed(xn.data(), rows, ls.gate.data(), ls.f_count, h, OrNull(ls.gate_bias),
-                       gate.data());
-      MatMulTransposed(xn.data(), rows, ls.up.data(), ls.f_count, h, OrNull(ls.up_bias), up.data());
+      MatMul(xn.data(), rows, ls.gate, OrNull(ls.gate_bias), gate.data());
+      MatMul(xn.data(), rows, ls.up, OrNull(ls.up_bias), up.data());
       for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
-      if (rep.down_row_parallel) {
-        down_slices.push_back(ShardPartials(gate.data(), rows, ls.down, h, ls.f_count, ls.f_begin));
+      if (down_row_parallel) {
+        down_slices.push_back(ShardPartials(gate.data(), rows, ls.down, ls.f_begin));
         continue;
       }
       for (int64_t r = 0; r < rows; ++r) {
@@ -371,12 +311,12 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
                     &gathered[r * s.intermediate_size + ls.f_begin]);
       }
     }
-    if (rep.down_row_parallel) {
+    if (down_row_parallel) {
       ReduceRowParallel(down_slices, rows, h, Chunks(s.intermediate_size), rep.down_bias,
                         proj.data());
     } else {
-      ColumnParallel(shards, &LayerShard::down, gathered.data(), rows, s.intermediate_size, h,
-                     rep.down_bias, proj.data());
+      ColumnParallel(shards, &ShardLayer::down, gathered.data(), rows, h, rep.down_bias,
+                     proj.data());
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
@@ -389,8 +329,8 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
     end += static_cast<int64_t>(step.tokens.size());
     ops::RmsNorm(&x[(end - 1) * h], shards_->final_norm.data(), h, eps, last.data());
     std::vector<float> out(static_cast<size_t>(s.vocab_size));
-    for (const VocabShard& v : shards_->head) {
-      MatMulTransposed(last.data(), 1, v.rows.data(), v.count, h, nullptr, &out[v.begin]);
+    for (const ShardWeights& v : shards_->head) {
+      MatMul(last.data(), 1, v.head, nullptr, &out[static_cast<size_t>(v.vocab_begin)]);
     }
     logits.push_back(std::move(out));
     step.cache->length_ += static_cast<int64_t>(step.tokens.size());

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "lockstep/common/error.h"
+#include "lockstep/model/quantize.h"
 #include "lockstep/model/reference.h"
 #include "test_models.h"
 
@@ -33,8 +34,10 @@ std::vector<ModelLayout> Layouts(int64_t layers) {
 
 // Prefill 4 sequences of different lengths (batched, and sequence 0 also alone), then decode 3
 // steps; every sharded logit row must equal the reference's bit for bit.
-void ExpectBitIdentical(const ModelSpec& spec, const std::vector<ModelLayout>& layouts) {
-  const LlamaWeights weights = testing::SharpWeights(spec);
+void ExpectBitIdentical(const ModelSpec& spec, const std::vector<ModelLayout>& layouts,
+                        WeightFormat format = WeightFormat::kFp32) {
+  const LlamaWeights weights = IsInt8(format) ? QuantizeWeights(testing::SharpWeights(spec), format)
+                                              : testing::SharpWeights(spec);
   const ReferenceModel reference(spec, weights);
   const auto vocab = static_cast<int32_t>(spec.vocab_size);
   std::vector<std::vector<int32_t>> prompts = {
@@ -101,13 +104,25 @@ TEST(ShardedModel, BitIdenticalWhenSlicesAreNotWholeChunks) {
   }
 }
 
+// int8 projections (weight.h): integer block products combined in the canonical tree give every
+// layout the reference's bits too, with row-parallel, column-parallel (TinyLlama at TP 2/4) and
+// vocab-parallel slices of the int8 weights and their scales.
+TEST(ShardedModel, Int8BitIdenticalToReferenceForEveryLayout) {
+  for (WeightFormat format : {WeightFormat::kInt8Block32, WeightFormat::kInt8Channel}) {
+    ExpectBitIdentical(ShardableModel(R"("tie_word_embeddings": true,)", "qwen2"), Layouts(4),
+                       format);
+    ExpectBitIdentical(testing::TinyLlama(),
+                       {ModelLayout::Uniform(2, 1, 2), ModelLayout::Uniform(2, 2, 4)}, format);
+  }
+}
+
 TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
   // A corrupted weight slice must change the result: the sharded path really computes from its
   // own copies, and a different layout gives the same bits only because the math is canonical.
   const ModelSpec spec = ShardableModel("");
   LlamaWeights w = testing::SharpWeights(spec);
   const ShardedModel a(spec, w, ModelLayout::Uniform(4, 2, 4));
-  w.layers[3].down[5] += 1.0f;
+  w.layers[3].down.values[5] += 1.0f;
   const ShardedModel b(spec, w, ModelLayout::Uniform(4, 2, 4));
   ShardedKvCache ca = a.NewCache(8), cb = b.NewCache(8);
   std::vector<ShardedStep> sa = {{&ca, {1, 2, 3}}}, sb = {{&cb, {1, 2, 3}}};

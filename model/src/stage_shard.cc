@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <type_traits>
 
 #include "llama_tensors.h"
 #include "lockstep/common/error.h"
@@ -105,34 +106,62 @@ ShardLayer LayerGeometry(const ModelSpec& s, int tp, int rank) {
 }
 
 int64_t ShardWeights::bytes() const {
-  size_t n = embed.size() + final_norm.size() + head.size();
+  int64_t n = embed.bytes() + head.bytes() + static_cast<int64_t>(final_norm.size() * 4);
   for (const ShardLayer& l : layers) {
+    for (const Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += w->bytes();
     for (const std::vector<float>* v :
-         {&l.input_norm, &l.post_norm, &l.q, &l.k, &l.v, &l.q_bias, &l.k_bias, &l.v_bias, &l.o,
-          &l.o_bias, &l.gate, &l.up, &l.gate_bias, &l.up_bias, &l.down, &l.down_bias}) {
-      n += v->size();
+         {&l.input_norm, &l.post_norm, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias, &l.gate_bias,
+          &l.up_bias, &l.down_bias}) {
+      n += static_cast<int64_t>(v->size() * sizeof(float));
     }
   }
-  return static_cast<int64_t>(n * sizeof(float));
+  return n;
 }
 
 namespace {
 
-// The tensors of whole fp32 weights in memory, by name.
+// The tensors of whole weights in memory, by name (projections fp32 or int8).
 class MemorySource : public TensorSource {
  public:
-  MemorySource(const LlamaWeights& weights, const ModelSpec& spec) {
-    ForEachTensor(spec, weights, [&](const std::string& name, const std::vector<float>& tensor) {
-      tensors_.emplace(name, &tensor);
+  MemorySource(const LlamaWeights& weights, const ModelSpec& spec) : format_(weights.format()) {
+    ForEachTensor(spec, weights, [&](const std::string& name, const auto& tensor) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(tensor)>, Weight>) {
+        matrices_.emplace(name, &tensor);
+      } else {
+        vectors_.emplace(name, &tensor);
+      }
     });
   }
+  WeightFormat Format() const override { return format_; }
   void Read(const std::string& name, int64_t first, std::span<float> out) const override {
-    const std::vector<float>& t = *tensors_.at(name);
-    std::copy_n(t.begin() + first, out.size(), out.begin());
+    if (auto v = vectors_.find(name); v != vectors_.end()) {
+      std::copy_n(v->second->begin() + first, out.size(), out.begin());
+      return;
+    }
+    if (name.ends_with("_scale")) {  // an int8 projection's row-major scales
+      const Weight& w = *matrices_.at(name.substr(0, name.size() - 6));
+      const int64_t per_row = w.ScalesPerRow();
+      for (size_t i = 0; i < out.size(); ++i) {
+        const int64_t at = first + static_cast<int64_t>(i);
+        out[i] = w.Scale(at / per_row, at % per_row);
+      }
+      return;
+    }
+    const Weight& w = *matrices_.at(name);
+    std::copy_n(w.values.begin() + first, out.size(), out.begin());
+  }
+  void ReadInt8(const std::string& name, int64_t first, std::span<int8_t> out) const override {
+    const Weight& w = *matrices_.at(name);
+    for (size_t i = 0; i < out.size(); ++i) {
+      const int64_t at = first + static_cast<int64_t>(i);
+      out[i] = w.Q(at / w.cols, at % w.cols);
+    }
   }
 
  private:
-  std::map<std::string, const std::vector<float>*> tensors_;
+  WeightFormat format_;
+  std::map<std::string, const std::vector<float>*> vectors_;
+  std::map<std::string, const Weight*> matrices_;
 };
 
 }  // namespace
@@ -356,8 +385,8 @@ Partial StageShard::Embed(std::span<const int32_t> tokens) const {
                          std::to_string(spec_.vocab_size) + ")");
     }
     if (t >= weights_.vocab_begin && t < weights_.vocab_begin + weights_.vocab_count) {
-      std::copy_n(weights_.embed.begin() + (t - weights_.vocab_begin) * h, h,
-                  p.values.begin() + static_cast<int64_t>(i) * h);
+      weights_.embed.RowFp32(t - weights_.vocab_begin,
+                             p.values.data() + static_cast<int64_t>(i) * h);
     }
   }
   return p;
@@ -404,9 +433,9 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
   }
   std::vector<float> q(static_cast<size_t>(rows * qw)), k(static_cast<size_t>(rows * kvw)),
       v(k.size()), attn(q.size());
-  MatMulTransposed(xn.data(), rows, ls.q.data(), qw, h, OrNull(ls.q_bias), q.data());
-  MatMulTransposed(xn.data(), rows, ls.k.data(), kvw, h, OrNull(ls.k_bias), k.data());
-  MatMulTransposed(xn.data(), rows, ls.v.data(), kvw, h, OrNull(ls.v_bias), v.data());
+  MatMul(xn.data(), rows, ls.q, OrNull(ls.q_bias), q.data());
+  MatMul(xn.data(), rows, ls.k, OrNull(ls.k_bias), k.data());
+  MatMul(xn.data(), rows, ls.v, OrNull(ls.v_bias), v.data());
   std::vector<float> cos(static_cast<size_t>(half)), sin(cos.size());
   std::vector<float> scores(static_cast<size_t>(std::max<int64_t>(max_context, 1)));
   std::vector<float> scratch(static_cast<size_t>(ScratchForWeightedSum(max_context, hd)));
@@ -447,7 +476,7 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
   if (weights_.units.tp == 1) {
     p.reduced = true;
     p.values.resize(static_cast<size_t>(rows * h));
-    MatMulTransposed(attn.data(), rows, ls.o.data(), h, qw, nullptr, p.values.data());
+    MatMul(attn.data(), rows, ls.o, nullptr, p.values.data());
     return p;
   }
   if (!RowParallelProjection(s, weights_.units.tp, false)) {
@@ -460,7 +489,7 @@ Partial StageShard::AttentionPartials(int64_t layer, const float* x,
   p.chunks = ReductionChunks(qw);
   p.first_chunk = ls.q_head_begin * hd / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
-  MatMulChunkPartials(attn.data(), rows, ls.o.data(), h, qw, p.values.data());
+  MatMulChunkPartials(attn.data(), rows, ls.o, p.values.data());
   return p;
 }
 
@@ -475,9 +504,8 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
     ops::RmsNorm(x + r * h, ls.post_norm.data(), h, eps, &xn[static_cast<size_t>(r * h)]);
   }
   std::vector<float> gate(static_cast<size_t>(rows * ls.f_count)), up(gate.size());
-  MatMulTransposed(xn.data(), rows, ls.gate.data(), ls.f_count, h, OrNull(ls.gate_bias),
-                   gate.data());
-  MatMulTransposed(xn.data(), rows, ls.up.data(), ls.f_count, h, OrNull(ls.up_bias), up.data());
+  MatMul(xn.data(), rows, ls.gate, OrNull(ls.gate_bias), gate.data());
+  MatMul(xn.data(), rows, ls.up, OrNull(ls.up_bias), up.data());
   for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
   Partial p;
   p.kind = PartialKind::kRowParallel;
@@ -486,7 +514,7 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
   if (weights_.units.tp == 1) {
     p.reduced = true;
     p.values.resize(static_cast<size_t>(rows * h));
-    MatMulTransposed(gate.data(), rows, ls.down.data(), h, ls.f_count, nullptr, p.values.data());
+    MatMul(gate.data(), rows, ls.down, nullptr, p.values.data());
     return p;
   }
   if (!RowParallelProjection(s, weights_.units.tp, true)) {
@@ -499,7 +527,7 @@ Partial StageShard::MlpPartials(int64_t layer, const float* x, int64_t rows) con
   p.chunks = ReductionChunks(ls.f_count);
   p.first_chunk = ls.f_begin / kReductionChunk;
   p.values.resize(static_cast<size_t>(rows * h * p.chunks));
-  MatMulChunkPartials(gate.data(), rows, ls.down.data(), h, ls.f_count, p.values.data());
+  MatMulChunkPartials(gate.data(), rows, ls.down, p.values.data());
   return p;
 }
 
@@ -510,8 +538,8 @@ std::vector<float> StageShard::HeadLogits(const float* x, int64_t n) const {
   std::vector<float> out(static_cast<size_t>(n * weights_.vocab_count));
   for (int64_t i = 0; i < n; ++i) {
     ops::RmsNorm(x + i * h, weights_.final_norm.data(), h, eps, last.data());
-    MatMulTransposed(last.data(), 1, weights_.head.data(), weights_.vocab_count, h, nullptr,
-                     &out[static_cast<size_t>(i * weights_.vocab_count)]);
+    MatMul(last.data(), 1, weights_.head, nullptr,
+           &out[static_cast<size_t>(i * weights_.vocab_count)]);
   }
   return out;
 }
@@ -548,8 +576,7 @@ std::vector<float> StageShard::ColumnOutputs(int64_t layer, bool mlp,
                                           std::to_string(width));
   }
   std::vector<float> out(static_cast<size_t>(rows * ls.out_count));
-  MatMulTransposed(x.data(), rows, (mlp ? ls.down : ls.o).data(), ls.out_count, width, nullptr,
-                   out.data());
+  MatMul(x.data(), rows, mlp ? ls.down : ls.o, nullptr, out.data());
   const std::vector<float>& bias = mlp ? ls.down_bias : ls.o_bias;
   if (!bias.empty()) {
     for (int64_t r = 0; r < rows; ++r) {

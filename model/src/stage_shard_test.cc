@@ -9,6 +9,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/kernels.h"
+#include "lockstep/model/quantize.h"
 #include "lockstep/model/reference.h"
 #include "test_models.h"
 
@@ -153,9 +154,11 @@ std::vector<std::vector<StageUnits>> Splits() {
 
 // Batch 4 (prompts of different lengths, then decode) and batch 1 (sequence 0 alone) through
 // every split: every logit row equals the reference's bit for bit.
-TEST(StageShard, PhasesMatchReferenceForEverySplit) {
+// The same with int8 weights of both schemes (weight.h).
+void ExpectPhasesMatchReference(WeightFormat format) {
   const ModelSpec spec = ShardableModel("", "qwen2");
-  const LlamaWeights weights = testing::SharpWeights(spec);
+  const LlamaWeights weights = IsInt8(format) ? QuantizeWeights(testing::SharpWeights(spec), format)
+                                              : testing::SharpWeights(spec);
   const ReferenceModel reference(spec, weights);
   const std::vector<std::vector<int32_t>> prompts = {{3, 1, 4, 1, 5}, {9, 2, 6}, {199}, {0, 7}};
   auto decode = [](int step, size_t i) {
@@ -197,6 +200,14 @@ TEST(StageShard, PhasesMatchReferenceForEverySplit) {
   }
 }
 
+TEST(StageShard, PhasesMatchReferenceForEverySplit) {
+  for (WeightFormat f :
+       {WeightFormat::kFp32, WeightFormat::kInt8Block32, WeightFormat::kInt8Channel}) {
+    SCOPED_TRACE(std::string(WeightFormatName(f)));
+    ExpectPhasesMatchReference(f);
+  }
+}
+
 TEST(StageShard, ShardHoldsOnlyItsSlices) {
   const ModelSpec spec = ShardableModel("", "qwen2");
   const LlamaWeights weights = testing::SharpWeights(spec);
@@ -206,9 +217,9 @@ TEST(StageShard, ShardHoldsOnlyItsSlices) {
   EXPECT_EQ(s.layers.size(), 2u);
   EXPECT_EQ(s.vocab_begin, 100);
   EXPECT_EQ(s.vocab_count, 50);
-  EXPECT_EQ(s.head.size(), 50u * 96u);
-  EXPECT_EQ(s.layers[0].q.size(), 4u * 32u * 96u);  // 4 query heads of 16
-  EXPECT_EQ(s.layers[0].down.size(), 96u * 128u);
+  EXPECT_EQ(s.head.values.size(), 50u * 96u);
+  EXPECT_EQ(s.layers[0].q.values.size(), 4u * 32u * 96u);  // 4 query heads of 16
+  EXPECT_EQ(s.layers[0].down.values.size(), 96u * 128u);
   // Far less than the whole model: a quarter of the layers' matrices of half the layers.
   const ShardWeights whole =
       ExtractShard(weights, spec, StagesFromLayout(ModelLayout::Uniform(4, 1, 1)), 0, 0);
@@ -233,31 +244,39 @@ TEST(StageShard, RejectsBadStagesAndPositions) {
 // belong to the model is refused naming the tensor.
 TEST(StageShard, BytesRoundTrip) {
   const ModelSpec spec = ShardableModel("", "qwen2");
-  const LlamaWeights weights = testing::SharpWeights(spec);
-  const std::vector<StageUnits> stages = {{true, 0, 1, false, 2}, {false, 1, 4, true, 4}};
-  for (int stage = 0; stage < 2; ++stage) {
-    for (int rank = 0; rank < stages[static_cast<size_t>(stage)].tp; ++rank) {
-      const ShardWeights s = ExtractShard(weights, spec, stages, stage, rank);
-      const std::vector<std::byte> bytes = ShardToBytes(s, spec);
-      const ShardWeights back = ShardFromBytes(bytes, spec);
-      EXPECT_EQ(back.stage, stage);
-      EXPECT_EQ(back.rank, rank);
-      EXPECT_EQ(back.vocab_begin, s.vocab_begin);
-      EXPECT_TRUE(SameBits(back.embed, s.embed));
-      EXPECT_TRUE(SameBits(back.head, s.head));
-      EXPECT_TRUE(SameBits(back.final_norm, s.final_norm));
-      ASSERT_EQ(back.layers.size(), s.layers.size());
-      for (size_t l = 0; l < s.layers.size(); ++l) {
-        EXPECT_TRUE(SameBits(back.layers[l].q, s.layers[l].q));
-        EXPECT_TRUE(SameBits(back.layers[l].k_bias, s.layers[l].k_bias));
-        EXPECT_TRUE(SameBits(back.layers[l].o, s.layers[l].o));
-        EXPECT_TRUE(SameBits(back.layers[l].down, s.layers[l].down));
-        EXPECT_TRUE(SameBits(back.layers[l].post_norm, s.layers[l].post_norm));
-        EXPECT_EQ(back.layers[l].f_begin, s.layers[l].f_begin);
+  for (WeightFormat format :
+       {WeightFormat::kFp32, WeightFormat::kInt8Block32, WeightFormat::kInt8Channel}) {
+    const LlamaWeights weights = IsInt8(format)
+                                     ? QuantizeWeights(testing::SharpWeights(spec), format)
+                                     : testing::SharpWeights(spec);
+    const std::vector<StageUnits> stages = {{true, 0, 1, false, 2}, {false, 1, 4, true, 4}};
+    for (int stage = 0; stage < 2; ++stage) {
+      for (int rank = 0; rank < stages[static_cast<size_t>(stage)].tp; ++rank) {
+        const ShardWeights s = ExtractShard(weights, spec, stages, stage, rank);
+        const std::vector<std::byte> bytes = ShardToBytes(s, spec);
+        const ShardWeights back = ShardFromBytes(bytes, spec);
+        EXPECT_EQ(back.stage, stage);
+        EXPECT_EQ(back.rank, rank);
+        EXPECT_EQ(back.vocab_begin, s.vocab_begin);
+        EXPECT_TRUE(SameBits(back.embed, s.embed));
+        EXPECT_TRUE(SameBits(back.head, s.head));
+        EXPECT_TRUE(SameBits(back.final_norm, s.final_norm));
+        ASSERT_EQ(back.layers.size(), s.layers.size());
+        for (size_t l = 0; l < s.layers.size(); ++l) {
+          EXPECT_TRUE(SameBits(back.layers[l].q, s.layers[l].q));
+          EXPECT_TRUE(SameBits(back.layers[l].k_bias, s.layers[l].k_bias));
+          EXPECT_TRUE(SameBits(back.layers[l].o, s.layers[l].o));
+          EXPECT_TRUE(SameBits(back.layers[l].down, s.layers[l].down));
+          EXPECT_TRUE(SameBits(back.layers[l].post_norm, s.layers[l].post_norm));
+          EXPECT_EQ(back.layers[l].f_begin, s.layers[l].f_begin);
+        }
+        EXPECT_EQ(back.bytes(), s.bytes());
+        EXPECT_EQ(back.layers.at(0).q.format, format);
       }
-      EXPECT_EQ(back.bytes(), s.bytes());
     }
   }
+  const LlamaWeights weights = testing::SharpWeights(spec);
+  const std::vector<StageUnits> stages = {{true, 0, 1, false, 2}, {false, 1, 4, true, 4}};
   // Another model (no biases, other widths) does not take this buffer.
   const ModelSpec other =
       partition::ParseModelSpec(R"({"_name_or_path": "other", "model_type": "llama",
@@ -305,8 +324,8 @@ TEST(StageShard, ColumnParallelAndReplicatedKvShards) {
       const ShardLayer& l = s.layers[0];
       EXPECT_EQ(l.kv_heads, 1);  // 2 KV heads: one per rank at TP 2, one copied per 2 ranks at 4
       EXPECT_EQ(l.kv_head_begin, rank * 2 / tp);
-      EXPECT_EQ(l.o.size(), static_cast<size_t>(l.out_count * spec.q_width()));
-      EXPECT_EQ(l.down.size(), static_cast<size_t>(l.out_count * spec.intermediate_size));
+      EXPECT_EQ(l.o.values.size(), static_cast<size_t>(l.out_count * spec.q_width()));
+      EXPECT_EQ(l.down.values.size(), static_cast<size_t>(l.out_count * spec.intermediate_size));
       const ShardWeights back = ShardFromBytes(ShardToBytes(s, spec), spec);
       EXPECT_TRUE(SameBits(back.layers[0].o, l.o));
       EXPECT_TRUE(SameBits(back.layers[0].down, l.down));
@@ -327,7 +346,7 @@ TEST(StageShard, ColumnParallelAndReplicatedKvShards) {
     std::vector<float> x;
     for (const Partial& p : inputs) x.insert(x.end(), p.values.begin(), p.values.end());
     std::vector<float> want(static_cast<size_t>(spec.hidden_size));
-    MatMulTransposed(x.data(), 1, weights.layers[0].down.data(), spec.hidden_size,
+    MatMulTransposed(x.data(), 1, weights.layers[0].down.values.data(), spec.hidden_size,
                      spec.intermediate_size, nullptr, want.data());
     for (int rank = 0; rank < tp; ++rank) {
       const StageShard shard(spec, shards[static_cast<size_t>(rank)]);

@@ -38,8 +38,8 @@ inline partition::ModelSpec ShardableModel(const std::string& extra = "",
 inline LlamaWeights SharpWeights(const partition::ModelSpec& spec) {
   LlamaWeights w = GenerateLlamaWeights(spec, 5);
   for (LayerWeights& l : w.layers) {
-    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      for (float& x : *m) x *= 5.0f;
+    for (Weight* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      for (float& x : m->values) x *= 5.0f;
     }
   }
   return w;
@@ -48,6 +48,11 @@ inline LlamaWeights SharpWeights(const partition::ModelSpec& spec) {
 inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() &&
          (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+inline bool SameBits(const Weight& a, const Weight& b) {
+  return a.format == b.format && a.rows == b.rows && a.cols == b.cols && a.q == b.q &&
+         SameBits(a.values, b.values) && SameBits(a.scales, b.scales);
 }
 
 }  // namespace lockstep::model::testing

@@ -62,8 +62,8 @@ ModelSpec Tp16RowParallel() {
 model::LlamaWeights Weights(const ModelSpec& spec) {
   model::LlamaWeights w = model::GenerateLlamaWeights(spec, 11);
   for (model::LayerWeights& l : w.layers) {
-    for (std::vector<float>* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      for (float& x : *m) x *= 5.0f;  // sharper than an init, so every term matters
+    for (model::Weight* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      for (float& x : m->values) x *= 5.0f;  // sharper than an init, so every term matters
     }
   }
   return w;

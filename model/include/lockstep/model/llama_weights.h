@@ -1,6 +1,7 @@
 // Llama-family weights: the Hugging Face tensor names and shapes a ModelSpec implies, a check
 // that a checkpoint matches them, a deterministic generator of weights for any config (so demos
-// and tests need no download), and the fp32 in-memory weights the reference forward pass runs.
+// and tests need no download), and the in-memory weights the reference forward pass runs
+// (projections fp32 or int8 (weight.h), norms and biases fp32).
 //
 // Names follow transformers' LlamaForCausalLM state dict (also mistral and qwen2):
 //   model.embed_tokens.weight                         [vocab, hidden]
@@ -14,6 +15,8 @@
 //   model.layers.{i}.mlp.{gate,up,down}_proj.bias     llama mlp_bias
 //   model.norm.weight                                 [hidden]
 //   lm_head.weight                                    [vocab, hidden], absent when tied
+// An int8 checkpoint (quantize.h) stores every 2-D weight above as I8 with `<name>_scale` (F32)
+// beside it; norms and biases stay float.
 // Mixture-of-experts (mixtral) tensor names are not supported yet: every function here throws
 // Error (kInvalidInput) for an MoE spec.
 //
@@ -29,6 +32,7 @@
 
 #include "lockstep/common/dtype.h"
 #include "lockstep/model/safetensors.h"
+#include "lockstep/model/weight.h"
 #include "lockstep/partition/model_spec.h"
 
 namespace lockstep::model {
@@ -41,12 +45,15 @@ std::string LayerTensorName(int64_t layer, std::string_view suffix);
 std::vector<TensorSpec> LlamaTensorSpecs(const partition::ModelSpec& spec, Dtype dtype);
 
 // Checks that `checkpoint` holds every tensor of LlamaTensorSpecs(spec) with the right shape,
-// and, when `dtype` is given, at that dtype (otherwise all tensors must share one dtype).
-// Extra tensors are allowed (older checkpoints carry rotary_emb.inv_freq). Throws Error naming
-// the checkpoint, the tensor, what it has and what the spec needs: kNotFound for a missing
-// tensor, kInvalidInput for a wrong shape or dtype. Runs before any weight is touched.
-void CheckLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec,
-                       std::optional<Dtype> dtype = std::nullopt);
+// and, when `dtype` is given, at that dtype (otherwise all tensors must share one dtype). An int8
+// checkpoint (its embedding is I8) must hold every 2-D weight as I8 with its `_scale` tensor of
+// one scheme (quantize.h), norms and biases float. Extra tensors are allowed (older checkpoints
+// carry rotary_emb.inv_freq). Throws Error naming the checkpoint, the tensor, what it has and
+// what the spec or the scheme needs: kNotFound for a missing tensor, kInvalidInput for a wrong
+// shape, dtype or quantization layout. Runs before any weight is touched (headers only).
+// Returns the format the projections load as: kFp32 for an fp32/fp16/bf16 checkpoint.
+WeightFormat CheckLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec,
+                               std::optional<Dtype> dtype = std::nullopt);
 
 // The deterministic generator. Element `index` of tensor `name` is a function of (seed, name,
 // index) only: a SplitMix64 counter hash feeds four uniforms whose sum (Irwin–Hall, integer and
@@ -66,32 +73,36 @@ void FillGeneratedWeights(uint64_t seed, std::string_view tensor_name, int64_t f
 void WriteGeneratedWeights(const partition::ModelSpec& spec, uint64_t seed, Dtype dtype,
                            const std::filesystem::path& path, int64_t max_shard_bytes = 0);
 
-// One decoder layer's weights in fp32, row-major as stored ([out_features, in_features] for a
-// projection). Empty bias vectors mean no bias.
+// One decoder layer's weights: projections as Weight ([out_features, in_features], fp32 or
+// int8), norms and biases fp32. Empty bias vectors mean no bias.
 struct LayerWeights {
   std::vector<float> input_norm;
-  std::vector<float> q, k, v, o;
+  Weight q, k, v, o;
   std::vector<float> q_bias, k_bias, v_bias, o_bias;
   std::vector<float> post_norm;
-  std::vector<float> gate, up, down;
+  Weight gate, up, down;
   std::vector<float> gate_bias, up_bias, down_bias;
 };
 
 struct LlamaWeights {
-  std::vector<float> embed;  // [vocab, hidden]
+  Weight embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
-  std::vector<float> lm_head;     // [vocab, hidden]; empty when tied to `embed`
+  Weight lm_head;                 // [vocab, hidden]; empty when tied to `embed`
 
   // The LM head matrix: lm_head, or the embedding when tied.
-  const std::vector<float>& head() const { return lm_head.empty() ? embed : lm_head; }
+  const Weight& head() const { return lm_head.empty() ? embed : lm_head; }
+  // The projections' format (the embedding's; CheckLlamaWeights keeps them all one).
+  WeightFormat format() const { return embed.format; }
 };
 
-// Checks (CheckLlamaWeights) and loads a checkpoint as fp32.
+// Checks (CheckLlamaWeights) and loads a checkpoint: fp32 projections from a float checkpoint
+// (widened exactly), int8 ones from an int8 checkpoint.
 LlamaWeights LoadLlamaWeights(const Checkpoint& checkpoint, const partition::ModelSpec& spec);
 
 // Checks that in-memory weights have the sizes `spec` needs (biases present exactly when the
-// spec has them). Throws Error (kInvalidInput) naming the tensor.
+// spec has them) and that every projection has the embedding's format. Throws Error
+// (kInvalidInput) naming the tensor.
 void CheckLlamaWeights(const LlamaWeights& weights, const partition::ModelSpec& spec);
 
 // The generated weights in memory, exactly what WriteGeneratedWeights at fp32 then

@@ -4,8 +4,9 @@
 // The format (https://huggingface.co/docs/safetensors): 8 bytes little-endian header length N,
 // N bytes of JSON `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 // "__metadata__": {"key": "value"}}`, then the data; offsets are relative to the data start.
-// Lockstep stores and reads F32, F16 and BF16 and hands every tensor out as fp32: fp16/bf16 ->
-// fp32 is exact; fp32 -> fp16/bf16 on write rounds to nearest, ties to even.
+// Lockstep stores and reads F32, F16, BF16 and I8 (int8 weights, weight.h) and hands every tensor
+// out as fp32 (or I8 as int8): fp16/bf16/int8 -> fp32 is exact; fp32 -> fp16/bf16 on write rounds
+// to nearest, ties to even; an I8 tensor is written from integral values only.
 //
 // Files are mapped, never read whole: opening parses and validates only the header, and a
 // tensor's bytes are touched when it is read. Every malformed input (bad header length, header
@@ -44,9 +45,9 @@ float Bf16ToFp32(uint16_t bits);
 uint16_t Fp32ToFp16(float value);
 uint16_t Fp32ToBf16(float value);
 
-// `n` stored elements of `stored` (fp32, fp16 or bf16, little-endian, any alignment) as fp32:
-// exactly Fp16ToFp32 / Bf16ToFp32 of each, vectorized (AVX2/F16C where the CPU has them, the
-// same bits either way). Throws Error (kInternal) for another dtype.
+// `n` stored elements of `stored` (fp32, fp16, bf16 or int8, little-endian, any alignment) as
+// fp32: exactly Fp16ToFp32 / Bf16ToFp32 of each (int8: its value), vectorized (AVX2/F16C where
+// the CPU has them, the same bits either way). Throws Error (kInternal) for another dtype.
 void ConvertToFp32(Dtype stored, const std::byte* bytes, int64_t n, float* out);
 
 struct TensorInfo {
@@ -84,6 +85,9 @@ class SafetensorsFile {
   // Elements [first, first + out.size()) of the tensor (row-major) converted to fp32. Throws
   // Error (kInternal) for a range outside the tensor.
   void ReadFp32(const TensorInfo& tensor, int64_t first, std::span<float> out) const;
+  // Elements [first, first + out.size()) of an I8 tensor. Throws Error (kInternal) for another
+  // dtype or a range outside the tensor.
+  void ReadInt8(const TensorInfo& tensor, int64_t first, std::span<int8_t> out) const;
   // Gives the mapped pages lying wholly inside the tensor's bytes back to the kernel (they stay
   // in the page cache; a later read maps them again): a loader that has taken its slice of a
   // tensor keeps the process's resident memory to what it holds, not the file.
@@ -120,6 +124,8 @@ class Checkpoint {
   void ReadFp32(std::string_view name, std::span<float> out) const;
   // Elements [first, first + out.size()) of the tensor (row-major), as fp32.
   void ReadFp32(std::string_view name, int64_t first, std::span<float> out) const;
+  // Elements [first, first + out.size()) of an I8 tensor.
+  void ReadInt8(std::string_view name, int64_t first, std::span<int8_t> out) const;
   // SafetensorsFile::Release of the tensor's pages.
   void Release(std::string_view name) const;
   // The file that holds the tensor (Get's error when absent).
@@ -133,7 +139,7 @@ class Checkpoint {
   std::map<std::string, size_t, std::less<>> where_;
 };
 
-// A tensor to write: its name, shape and storage dtype (F32/F16/BF16).
+// A tensor to write: its name, shape and storage dtype (F32/F16/BF16/I8).
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;

@@ -42,6 +42,7 @@
 
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/sharded.h"
+#include "lockstep/model/weight.h"
 #include "lockstep/partition/cost_model.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
@@ -79,13 +80,14 @@ struct ShardLayer {
   // Hidden outputs of the column-parallel o / down projections (RowParallelProjection false).
   int64_t out_begin = 0, out_count = 0;
   std::vector<float> input_norm, post_norm;   // replicated [hidden]
-  std::vector<float> q, k, v;                 // [heads * head_dim, hidden]
+  Weight q, k, v;                             // [heads * head_dim, hidden]
   std::vector<float> q_bias, k_bias, v_bias;  // this rank's slices
-  std::vector<float> o;       // [hidden, q_heads * head_dim]; column-parallel: [out_count, q_width]
+  Weight o;                   // [hidden, q_heads * head_dim]; column-parallel: [out_count, q_width]
   std::vector<float> o_bias;  // replicated [hidden]
-  int64_t f_begin = 0, f_count = 0;                 // intermediate slice
-  std::vector<float> gate, up, gate_bias, up_bias;  // [f_count, hidden], [f_count]
-  std::vector<float> down;       // [hidden, f_count]; column-parallel: [out_count, intermediate]
+  int64_t f_begin = 0, f_count = 0;       // intermediate slice
+  Weight gate, up;                        // [f_count, hidden]
+  std::vector<float> gate_bias, up_bias;  // [f_count]
+  Weight down;                   // [hidden, f_count]; column-parallel: [out_count, intermediate]
   std::vector<float> down_bias;  // replicated [hidden]
 };
 
@@ -95,12 +97,12 @@ struct ShardWeights {
   int rank = 0;
   StageUnits units;
   int64_t vocab_begin = 0, vocab_count = 0;  // this rank's vocabulary rows (embedding / head)
-  std::vector<float> embed;                  // [vocab_count, hidden] when units.embedding
+  Weight embed;                              // [vocab_count, hidden] when units.embedding
   std::vector<ShardLayer> layers;            // units.first_layer .. end_layer
   std::vector<float> final_norm;             // [hidden] when units.head
-  std::vector<float> head;                   // [vocab_count, hidden] when units.head
+  Weight head;                               // [vocab_count, hidden] when units.head
 
-  // Bytes of the weights held (floats x 4).
+  // Bytes of the weights held (Weight::bytes of the projections, norms and biases x 4).
   int64_t bytes() const;
 };
 
@@ -113,8 +115,10 @@ ShardLayer LayerGeometry(const partition::ModelSpec& spec, int tp, int rank);
 ShardWeights ExtractShard(const LlamaWeights& weights, const partition::ModelSpec& spec,
                           const std::vector<StageUnits>& stages, int stage, int rank);
 
-// A shard as a safetensors buffer (fp32, each slice under its Hugging Face tensor name; where it
-// sits in the stage and the full tensor is in the metadata), so it can be shipped to a worker.
+// A shard as a safetensors buffer (each slice under its Hugging Face tensor name: fp32, or an int8
+// projection as I8 + F32 `_scale` row-major as in an int8 checkpoint; where it sits in the stage
+// and the full tensor, and the projections' format, are in the metadata), so it can be shipped
+// to a worker.
 // ShardFromBytes checks every tensor against `spec` and throws Error (kInvalidInput) naming the
 // tensor for a buffer that does not belong to it.
 std::vector<std::byte> ShardToBytes(const ShardWeights& shard, const partition::ModelSpec& spec);
