@@ -294,13 +294,17 @@ j = json.load(open(sys.argv[1]))
 s = json.load(open(sys.argv[2]))
 assert j["valid"] and j["instructions"] > 0 and j["reservations"] > 0, j
 assert j["token_latency_ns"] >= j["predicted_token_latency_ns"] * 0.9, j
-assert len(s["programs"]) == j["chips_used"]
-for p in s["programs"]:
-    starts = [i["start_ns"] for i in p["instructions"]]
-    assert starts == sorted(starts), "program order follows planned time"
-for l in s["links"]:
-    r = l["reservations"]
-    assert all(a[1] <= b[0] for a, b in zip(r, r[1:])), "one transfer at a time per direction"
+assert len(s["chips"]) == j["chips_used"] and j["run_instructions"] == 2 * j["sequences"] * j["instructions"]
+for c in s["chips"]:
+    for body in c["bodies"]:
+        starts = [i["start_ns"] for i in body]
+        assert starts == sorted(starts), "program order follows planned time"
+        links = {}
+        for i in body:
+            if i["kind"] in ("send", "forward"):
+                links.setdefault(i["out"]["link"], []).append((i["start_ns"], i["end_ns"]))
+        for r in links.values():
+            assert all(a[1] <= b[0] for a, b in zip(r, r[1:])), "one transfer at a time per direction"
 PY
 expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --tokens 3 --json --trace trace.json
 python3 - out.txt sched.json trace.json <<'PY' || fail "simulate --json"
@@ -346,7 +350,7 @@ PY
 expect_exit 2 "$LOCKSTEP" schedule "${SCHED[@]}" --prefill --prompt-buckets 128,x
 expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --jitter 0.1 --seed 3
 grep -q 'token latency' out.txt || fail "simulate prints token latency"
-LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(i["out"]["link"] for p in s["programs"] for i in p["instructions"] if i["kind"]=="send" and i["what"]=="activation"))')
+LINK=$(python3 -c 'import json,sys; s=json.load(open("sched.json")); print(next(i["out"]["link"] for c in s["chips"] for b in c["bodies"] for i in b if i["kind"]=="send" and i["what"]=="activation"))')
 expect_exit 1 "$LOCKSTEP" simulate "${SCHED[@]}" --fail-link "$LINK"
 grep -q "link $LINK .*failed at .* activation send" err.txt || fail "failed link names chip, link and step"
 [ "$(wc -l <err.txt)" = 1 ] || fail "failed link error is one line"

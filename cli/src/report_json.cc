@@ -52,8 +52,28 @@ nlohmann::json ModelJson(const partition::ModelSpec& m, Dtype dtype, int64_t con
   return j;
 }
 
-nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalSchedule& schedule,
-                            const schedule::SimResult& r) {
+std::vector<schedule::GapShare> GapContributors(const schedule::SimResult& r) {
+  std::vector<schedule::GapShare> out;
+  for (const schedule::GapShare& g : r.gap) {
+    if (g.what != "compute" && g.what != "collective reduce steps") out.push_back(g);
+  }
+  return out;
+}
+
+namespace {
+
+nlohmann::json SharesJson(const std::vector<schedule::GapShare>& shares) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const schedule::GapShare& g : shares) {
+    out.push_back({{"what", g.what}, {"ns", g.ns}, {"stage", g.stage}, {"stage_ns", g.stage_ns}});
+  }
+  return out;
+}
+
+// The schedule's part: both forms carry the same summary.
+template <typename Schedule>
+nlohmann::json Simulated(const partition::Plan& plan, const Schedule& schedule,
+                         const schedule::SimResult& r) {
   const schedule::SimMetrics& m = r.metrics;
   return {{"model", schedule.model},
           {"topology", schedule.topology},
@@ -81,7 +101,23 @@ nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalS
             {"compute_utilization", MeasuredJson(m.compute_utilization)},
             {"link_utilization", MeasuredJson(m.link_utilization)},
             {"time_to_first_token_ns", MeasuredJson(m.time_to_first_token_ns)},
-            {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}}};
+            {"bubble_fraction", MeasuredJson(m.bubble_fraction)}}},
+          {"critical_path", SharesJson(r.gap)},
+          {"gap",
+           {{"ns", m.token_latency_ns.value - m.token_latency_ns.bound},
+            {"contributors", SharesJson(GapContributors(r))}}}};
+}
+
+}  // namespace
+
+nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::CompactSchedule& schedule,
+                            const schedule::SimResult& r) {
+  return Simulated(plan, schedule, r);
+}
+
+nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalSchedule& schedule,
+                            const schedule::SimResult& r) {
+  return Simulated(plan, schedule, r);
 }
 
 }  // namespace lockstep::cli

@@ -3,12 +3,15 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "command.h"
 #include "lockstep/common/error.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/schedule/compact.h"
 #include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/schedule_file.h"
 #include "lockstep/schedule/simulate.h"
 #include "lockstep/schedule/trace.h"
 #include "lockstep/schedule/validate.h"
@@ -64,7 +67,8 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
       "sequences in flight (0 = enough to fill the pipeline, as the KV cache allows)")(
       "prefill", po::bool_switch(&in.prefill), "also compile each sequence's prompt")(
       "modulo", po::bool_switch(&in.modulo),
-      "compile one period plus a repeat rule (size independent of --tokens; decode only)")(
+      "accepted for old scripts: every schedule is now compact (one pass per phase and its "
+      "repeat pattern; size independent of --tokens and --sequences)")(
       "prompt-len", po::value<int64_t>(&in.prompt_len)->default_value(0),
       "prompt length for --prefill (0 = the plan's)")(
       "prompt-buckets", po::value<std::string>(&in.prompt_buckets),
@@ -75,7 +79,7 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
 
 struct Loaded {
   partition::Plan plan;
-  schedule::GlobalSchedule schedule;
+  schedule::CompactSchedule schedule;
   const topology::Topology& topo() const { return partition::PlanTopology(plan); }
 };
 
@@ -117,9 +121,11 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   o.prefill = in.prefill;
   o.prompt_len = in.prompt_len;
   o.prefill_chunk = in.prefill_chunk;
-  o.modulo = in.modulo;
+  if (in.modulo && in.prefill) {
+    throw UsageError("--modulo is decode only (drop it: every schedule is compact now)");
+  }
   if (!in.prompt_buckets.empty()) o.prompt_buckets = ParseBuckets(in.prompt_buckets);
-  l.schedule = schedule::Compile(l.plan, o);
+  l.schedule = schedule::CompileCompact(l.plan, o);
   return l;
 }
 
@@ -156,7 +162,7 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
     return 0;
   }
   const Loaded l = CompileInputs(in, "schedule");
-  const schedule::GlobalSchedule& s = l.schedule;
+  const schedule::CompactSchedule& s = l.schedule;
   schedule::ValidateOptions vo;
   vo.link_params = l.plan.link_params;
   const std::vector<std::string> problems = schedule::Validate(s, l.topo(), vo);
@@ -165,13 +171,35 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                                           std::to_string(problems.size()) +
                                           " problems): " + problems.front());
   }
+  const std::string bytes = schedule::SerializeScheduleFile(s);
   if (!out.empty()) {
     schedule::WriteScheduleFile(out, s);
     ctx.log->info("wrote {}", out);
   }
-  size_t reservations = 0, forwarders = 0;
-  for (const schedule::LinkTable& t : s.links) reservations += t.reservations.size();
-  for (const schedule::ChipProgram& p : s.programs) forwarders += p.stage < 0;
+  // The run the compact form stands for: every copy's transfers and instructions.
+  int64_t reservations = 0;
+  size_t forwarders = 0;
+  std::set<std::pair<topology::LinkId, topology::ChipId>> directions;
+  nlohmann::json phases = nlohmann::json::array();
+  for (size_t x = 0; x < s.phases.size(); ++x) {
+    const schedule::Phase& ph = s.phases[x];
+    phases.push_back({{"kind", schedule::PhaseKindName(ph.kind)},
+                      {"passes", ph.passes},
+                      {"slots", ph.slots},
+                      {"slot_ns", ph.slot_ns},
+                      {"start_ns", ph.start_ns}});
+    for (const schedule::CompactChip& c : s.chips) {
+      for (const schedule::Instruction& i : c.bodies[x]) {
+        if (i.kind != schedule::InstrKind::kSend && i.kind != schedule::InstrKind::kForward) {
+          continue;
+        }
+        reservations += ph.copies();
+        directions.insert({i.link, c.chip});
+      }
+    }
+  }
+  for (const schedule::CompactChip& c : s.chips) forwarders += c.stage < 0;
+  const schedule::Phase& decode = s.phases.back();
   if (ctx.json) {
     PrintJson({{"model", s.model},
                {"topology", s.topology},
@@ -192,14 +220,16 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
                {"cycle_ns", s.cycle_ns},
                {"period_ns", s.period_ns},
                {"makespan_ns", s.makespan_ns},
-               {"chips_used", s.programs.size()},
+               {"chips_used", s.chips.size()},
                {"forwarding_only_chips", forwarders},
-               {"link_directions_used", s.links.size()},
+               {"link_directions_used", directions.size()},
                {"reservations", reservations},
-               {"instructions", s.instruction_count()},
-               {"modulo", s.iterations > 0},
-               {"repeat_ns", s.repeat_ns},
-               {"schedule_bytes", schedule::SerializeSchedule(s).size()}});
+               {"instructions", s.body_instruction_count()},
+               {"run_instructions", s.instruction_count()},
+               {"phases", std::move(phases)},
+               {"modulo", true},
+               {"repeat_ns", decode.pass_ns()},
+               {"schedule_bytes", bytes.size()}});
     return 0;
   }
   std::cout << s.model << " on " << s.topology << ": " << s.stages << " stages, " << s.tokens
@@ -208,14 +238,11 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
             << " us (plan predicted " << Us(static_cast<double>(l.plan.predicted.token_latency_ns))
             << " us), cycle " << Us(static_cast<double>(s.cycle_ns)) << " us, period "
             << Us(static_cast<double>(s.period_ns)) << " us\n"
-            << s.programs.size() << " chips (" << forwarders << " only forward), " << s.links.size()
+            << s.chips.size() << " chips (" << forwarders << " only forward), " << directions.size()
             << " link directions, " << reservations << " reservations, " << s.instruction_count()
-            << " instructions\n";
-  if (s.iterations > 0) {
-    std::cout << "modulo form: one period repeats every " << Us(static_cast<double>(s.repeat_ns))
-              << " us for " << s.iterations << " token(s); "
-              << schedule::SerializeSchedule(s).size() << " bytes compiled\n";
-  }
+            << " instructions in the run, " << s.body_instruction_count()
+            << " stored (one pass per phase, repeated for every slot and token)\n"
+            << "schedule file: " << bytes.size() << " bytes, indexed by chip\n";
   if (s.prefill) {
     std::cout << "prefill: prompt " << s.prompt_len << " -> bucket " << s.prompt_bucket << " in "
               << s.prefill_chunks << " chunk(s) of " << s.prefill_chunk_tokens
@@ -265,11 +292,15 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
     }
   }
   so.failed_links.assign(failed.begin(), failed.end());
-  so.keep_times = !trace.empty();
+  so.keep_times = false;
   so.link_params = l.plan.link_params;
   const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo(), so);
   if (!trace.empty()) {
-    WriteFile(trace, schedule::TraceJson(schedule::Unroll(l.schedule, l.schedule.tokens), &r));
+    // A trace names every instruction of the run: the explicit form, run by the same simulator.
+    const schedule::GlobalSchedule all = schedule::Expand(l.schedule);
+    so.keep_times = true;
+    const schedule::SimResult explicit_run = schedule::Simulate(all, l.topo(), so);
+    WriteFile(trace, schedule::TraceJson(all, &explicit_run));
     ctx.log->info("wrote {}", trace);
   }
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
@@ -293,6 +324,17 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   line("link utilization", m.link_utilization, 1, "");
   line("bubble fraction", m.bubble_fraction, 1, "");
   if (l.schedule.prefill) line("time to first token", m.time_to_first_token_ns, 1e-3, "us");
+  const std::vector<schedule::GapShare> contributors = GapContributors(r);
+  if (!contributors.empty()) {
+    std::cout << "  gap to the token latency bound: "
+              << Us(m.token_latency_ns.value - m.token_latency_ns.bound)
+              << " us; the last token's critical path spends";
+    for (size_t k = 0; k < contributors.size() && k < 4; ++k) {
+      std::cout << (k ? ", " : " ") << Us(static_cast<double>(contributors[k].ns)) << " us on "
+                << contributors[k].what;
+    }
+    std::cout << "\n";
+  }
   std::cout << "  predicted by the plan: "
             << Us(static_cast<double>(l.plan.predicted.token_latency_ns))
             << " us per token, time to first token "

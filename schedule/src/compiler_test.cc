@@ -5,6 +5,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/schedule_file.h"
 #include "lockstep/schedule/simulate.h"
 #include "lockstep/schedule/validate.h"
 #include "test_util.h"
@@ -59,16 +60,32 @@ TEST(Compile, ValidAndSimulatorReproducesPlannedTimes) {
     EXPECT_TRUE(problems.empty()) << problems.front();
     const SimResult r = Simulate(s, topo);
     ASSERT_TRUE(r.ok) << r.failure;
+    // Self-timed, nothing runs later than planned (the folded reservation tables may leave
+    // gaps for copies that run elsewhere in time).
     for (size_t p = 0; p < s.programs.size(); ++p) {
       for (size_t i = 0; i < s.programs[p].instructions.size(); ++i) {
         const Instruction& in = s.programs[p].instructions[i];
-        ASSERT_EQ(r.start_ns[p][i], in.start_ns)
-            << "chip " << s.programs[p].chip << " " << DescribeStep(in);
-        ASSERT_EQ(r.end_ns[p][i], in.end_ns)
+        ASSERT_LE(r.start_ns[p][i], in.start_ns)
             << "chip " << s.programs[p].chip << " " << DescribeStep(in);
       }
     }
-    EXPECT_EQ(r.metrics.makespan_ns, s.makespan_ns);
+    EXPECT_LE(r.metrics.makespan_ns, s.makespan_ns);
+    // One sequence, one token: nothing folds, and the simulator reproduces every planned time.
+    ScheduleOptions one;
+    one.sequences = 1;
+    const GlobalSchedule s1 = Compile(plan, spec, topo, one);
+    const SimResult r1 = Simulate(s1, topo);
+    ASSERT_TRUE(r1.ok) << r1.failure;
+    for (size_t p = 0; p < s1.programs.size(); ++p) {
+      for (size_t i = 0; i < s1.programs[p].instructions.size(); ++i) {
+        const Instruction& in = s1.programs[p].instructions[i];
+        ASSERT_EQ(r1.start_ns[p][i], in.start_ns)
+            << "chip " << s1.programs[p].chip << " " << DescribeStep(in);
+        ASSERT_EQ(r1.end_ns[p][i], in.end_ns)
+            << "chip " << s1.programs[p].chip << " " << DescribeStep(in);
+      }
+    }
+    EXPECT_EQ(r1.metrics.token_latency_ns.value, static_cast<double>(s1.token_latency_ns));
     EXPECT_GE(r.metrics.token_latency_ns.ratio, 1.0);
   }
 }
@@ -170,8 +187,11 @@ TEST(Compile, LongPromptsArePrefilledInPipelinedChunks) {
     EXPECT_TRUE(Validate(*s, topo).empty());
     const SimResult r = Simulate(*s, topo);
     ASSERT_TRUE(r.ok) << r.failure;
-    EXPECT_EQ(r.metrics.time_to_first_token_ns.value,
+    // Self-timed, the chunks follow each other as soon as a stage is free: no later than the
+    // plan's evenly spaced passes.
+    EXPECT_LE(r.metrics.time_to_first_token_ns.value,
               static_cast<double>(s->time_to_first_token_ns));
+    EXPECT_GE(r.metrics.time_to_first_token_ns.ratio, 1.0);
   }
   // Only the last chunk samples: one LM head per sequence, whatever the chunk count.
   int64_t heads = 0, chunks_seen = 0;
@@ -393,7 +413,8 @@ TEST(Compile, ModuloFormIsOnePeriodThatRepeatsValidly) {
   EXPECT_GT(a.sequences, 1);
   // Memory does not grow with tokens: the same period, the same instructions.
   EXPECT_EQ(a.instruction_count(), b.instruction_count());
-  EXPECT_EQ(SerializeSchedule(a).size(), SerializeSchedule(b).size());
+  EXPECT_EQ(SerializeScheduleFile(CompileCompact(plan, spec, topo, few)).size(),
+            SerializeScheduleFile(CompileCompact(plan, spec, topo, many)).size());
   ScheduleOptions one = few;
   one.modulo = false;
   one.tokens = 1;

@@ -1,5 +1,6 @@
-// Wrap-around geometry of a modulo schedule, shared by the compiler (choosing the repeat
-// interval) and the validator (checking it): pure arithmetic on intervals, no bookkeeping.
+// Wrap-around geometry of a modulo schedule: the validator checks with it that a body's
+// reservations, folded modulo the slot stride, do not meet (so no two copies do). Pure
+// arithmetic on intervals, no bookkeeping.
 #pragma once
 
 #include <algorithm>

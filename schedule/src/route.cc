@@ -4,8 +4,8 @@
 
 namespace lockstep::schedule {
 
-std::vector<RouteHop> RouteCache::Route(topology::ChipId src, topology::ChipId dst) {
-  if (src == dst) return {};
+const std::vector<RouteHop>& RouteCache::Route(topology::ChipId src, topology::ChipId dst) {
+  if (src == dst) return none_;
   auto it = routes_.find({src, dst});
   if (it != routes_.end()) return it->second;
   std::optional<topology::Route> route = router_.FindRoute(src, dst);

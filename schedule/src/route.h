@@ -21,13 +21,15 @@ struct RouteHop {
 class RouteCache {
  public:
   explicit RouteCache(const topology::Topology& topo) : topo_(topo), router_(topo) {}
-  // The hops from `src` to `dst` (empty when equal). Throws Error (kCannotFit) when unreachable.
-  std::vector<RouteHop> Route(topology::ChipId src, topology::ChipId dst);
+  // The hops from `src` to `dst` (empty when equal), valid as long as the cache. Throws Error
+  // (kCannotFit) when unreachable.
+  const std::vector<RouteHop>& Route(topology::ChipId src, topology::ChipId dst);
 
  private:
   const topology::Topology& topo_;
   topology::Router router_;
   std::map<std::pair<topology::ChipId, topology::ChipId>, std::vector<RouteHop>> routes_;
+  const std::vector<RouteHop> none_;
 };
 
 }  // namespace lockstep::schedule

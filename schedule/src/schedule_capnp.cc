@@ -1,17 +1,24 @@
-// GlobalSchedule <-> proto/schedule.capnp. The only file of the schedule library that sees
-// Cap'n Proto.
+// Schedules <-> proto/schedule.capnp: the indexed schedule file (schedule_file.h) and one chip's
+// program (program_codec.h). The only file of the schedule library that sees Cap'n Proto.
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <fcntl.h>
 #include <kj/exception.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "lockstep/common/error.h"
 #include "lockstep/proto/schedule.capnp.h"
 #include "lockstep/schedule/program_codec.h"
 #include "lockstep/schedule/schedule.h"
+#include "lockstep/schedule/schedule_file.h"
 
 namespace lockstep::schedule {
 namespace {
@@ -22,14 +29,10 @@ constexpr uint8_t kOpKinds = 13;     // partition::OpKind::kEmbedding .. kSampli
 
 // One chip's program: shared by schedule files and the coordinator's assignments
 // (SerializeProgram), so the encoding exists once.
-void PutProgram(const ChipProgram& cp, proto::Program::Builder o) {
-  o.setChip(cp.chip);
-  o.setStage(cp.stage);
-  o.setRank(cp.rank);
-  o.setResidentBytes(cp.resident_bytes);
-  auto list = o.initInstructions(static_cast<unsigned>(cp.instructions.size()));
-  for (unsigned i = 0; i < cp.instructions.size(); ++i) {
-    const Instruction& in = cp.instructions[i];
+void PutInstructions(const std::vector<Instruction>& instructions,
+                     capnp::List<proto::Instruction>::Builder list) {
+  for (unsigned i = 0; i < instructions.size(); ++i) {
+    const Instruction& in = instructions[i];
     auto x = list[i];
     x.setKind(static_cast<proto::InstrKind>(static_cast<uint16_t>(in.kind)));
     x.setTag(static_cast<proto::Tag>(static_cast<uint16_t>(in.tag)));
@@ -53,21 +56,27 @@ void PutProgram(const ChipProgram& cp, proto::Program::Builder o) {
   }
 }
 
-// `bad(what)` makes the error to throw for a malformed program.
+void PutProgram(const ChipProgram& cp, proto::Program::Builder o) {
+  o.setChip(cp.chip);
+  o.setStage(cp.stage);
+  o.setRank(cp.rank);
+  o.setResidentBytes(cp.resident_bytes);
+  PutInstructions(cp.instructions,
+                  o.initInstructions(static_cast<unsigned>(cp.instructions.size())));
+}
+
+// `bad(what)` makes the error to throw for a malformed list (of `chip`).
 template <typename Bad>
-ChipProgram GetProgram(proto::Program::Reader o, const Bad& bad) {
-  ChipProgram cp;
-  cp.chip = o.getChip();
-  cp.stage = o.getStage();
-  cp.rank = o.getRank();
-  cp.resident_bytes = o.getResidentBytes();
-  cp.instructions.reserve(o.getInstructions().size());
-  for (auto x : o.getInstructions()) {
+std::vector<Instruction> GetInstructions(capnp::List<proto::Instruction>::Reader list, int32_t chip,
+                                         const Bad& bad) {
+  std::vector<Instruction> out;
+  out.reserve(list.size());
+  for (auto x : list) {
     const auto kind = static_cast<uint16_t>(x.getKind());
     const auto tag = static_cast<uint16_t>(x.getTag());
     if (kind >= kInstrKinds || tag >= kTags || x.getOp() >= kOpKinds) {
-      throw bad("chip " + std::to_string(cp.chip) + " instruction " +
-                std::to_string(cp.instructions.size()) + " has an unknown kind, tag or op");
+      throw bad("chip " + std::to_string(chip) + " instruction " + std::to_string(out.size()) +
+                " has an unknown kind, tag or op");
     }
     Instruction in;
     in.kind = static_cast<InstrKind>(kind);
@@ -87,114 +96,28 @@ ChipProgram GetProgram(proto::Program::Reader o, const Bad& bad) {
     in.in_link = x.getInLink();
     in.in_peer = x.getInPeer();
     in.in_msg = x.getInMsg();
-    const auto here = static_cast<int32_t>(cp.instructions.size());
+    const auto here = static_cast<int32_t>(out.size());
     for (int32_t d : x.getDeps()) {
       if (d < 0 || d >= here) {
-        throw bad("chip " + std::to_string(cp.chip) + " instruction " + std::to_string(here) +
+        throw bad("chip " + std::to_string(chip) + " instruction " + std::to_string(here) +
                   " depends on instruction " + std::to_string(d) + ", not an earlier one");
       }
       in.deps.push_back(d);
     }
-    cp.instructions.push_back(std::move(in));
+    out.push_back(std::move(in));
   }
+  return out;
+}
+
+template <typename Bad>
+ChipProgram GetProgram(proto::Program::Reader o, const Bad& bad) {
+  ChipProgram cp;
+  cp.chip = o.getChip();
+  cp.stage = o.getStage();
+  cp.rank = o.getRank();
+  cp.resident_bytes = o.getResidentBytes();
+  cp.instructions = GetInstructions(o.getInstructions(), cp.chip, bad);
   return cp;
-}
-
-void Encode(const GlobalSchedule& s, proto::Schedule::Builder b) {
-  b.setModel(s.model);
-  b.setTopology(s.topology);
-  b.setTokens(s.tokens);
-  b.setSequences(s.sequences);
-  b.setBatch(s.batch);
-  b.setStages(s.stages);
-  b.setTokenLatencyNs(s.token_latency_ns);
-  b.setCycleNs(s.cycle_ns);
-  b.setPeriodNs(s.period_ns);
-  b.setMakespanNs(s.makespan_ns);
-  b.setPrefill(s.prefill);
-  b.setPromptLen(s.prompt_len);
-  b.setPromptBucket(s.prompt_bucket);
-  b.setPrefillChunks(s.prefill_chunks);
-  b.setPrefillChunkTokens(s.prefill_chunk_tokens);
-  b.setPrefillPeakBytes(s.prefill_peak_bytes);
-  b.setTimeToFirstTokenNs(s.time_to_first_token_ns);
-  b.setPrefillComputePathNs(s.prefill_compute_path_ns);
-  b.setComputePathNs(s.compute_path_ns);
-  b.setSlowestStageComputeNs(s.slowest_stage_compute_ns);
-  b.setIterations(s.iterations);
-  b.setRepeatNs(s.repeat_ns);
-  b.setMsgStride(s.msg_stride);
-  auto programs = b.initPrograms(static_cast<unsigned>(s.programs.size()));
-  for (unsigned p = 0; p < s.programs.size(); ++p) PutProgram(s.programs[p], programs[p]);
-  auto links = b.initLinks(static_cast<unsigned>(s.links.size()));
-  for (unsigned l = 0; l < s.links.size(); ++l) {
-    const LinkTable& t = s.links[l];
-    auto o = links[l];
-    o.setLink(t.link);
-    o.setFrom(t.from);
-    o.setTo(t.to);
-    auto r = o.initReservations(static_cast<unsigned>(t.reservations.size()));
-    for (unsigned i = 0; i < t.reservations.size(); ++i) {
-      r[i].setStartNs(t.reservations[i].start_ns);
-      r[i].setEndNs(t.reservations[i].end_ns);
-      r[i].setMsg(t.reservations[i].msg);
-    }
-  }
-}
-
-GlobalSchedule Decode(proto::Schedule::Reader r, const std::string& source) {
-  auto bad = [&](const std::string& what) {
-    return InvalidInput(source + ": not a Lockstep schedule: " + what);
-  };
-  GlobalSchedule s;
-  s.model = r.getModel();
-  s.topology = r.getTopology();
-  s.tokens = r.getTokens();
-  s.sequences = r.getSequences();
-  s.batch = r.getBatch();
-  s.stages = r.getStages();
-  s.token_latency_ns = r.getTokenLatencyNs();
-  s.cycle_ns = r.getCycleNs();
-  s.period_ns = r.getPeriodNs();
-  s.makespan_ns = r.getMakespanNs();
-  s.prefill = r.getPrefill();
-  s.prompt_len = r.getPromptLen();
-  s.prompt_bucket = r.getPromptBucket();
-  s.prefill_chunks = r.getPrefillChunks();
-  s.prefill_chunk_tokens = r.getPrefillChunkTokens();
-  s.prefill_peak_bytes = r.getPrefillPeakBytes();
-  s.time_to_first_token_ns = r.getTimeToFirstTokenNs();
-  s.prefill_compute_path_ns = r.getPrefillComputePathNs();
-  s.compute_path_ns = r.getComputePathNs();
-  s.slowest_stage_compute_ns = r.getSlowestStageComputeNs();
-  s.iterations = r.getIterations();
-  s.repeat_ns = r.getRepeatNs();
-  s.msg_stride = r.getMsgStride();
-  if (s.iterations < 0 || (s.iterations > 0 && (s.repeat_ns < 1 || s.msg_stride < 0))) {
-    throw bad("a modulo schedule needs iterations >= 0, repeat > 0 and a message stride >= 0");
-  }
-  if (s.tokens < 1 || s.sequences < 1 || s.batch < 1 || s.stages < 1 || !r.hasPrograms()) {
-    throw bad("no programs, or tokens/sequences/batch/stages < 1");
-  }
-  s.programs.reserve(r.getPrograms().size());
-  for (auto o : r.getPrograms()) {
-    ChipProgram cp = GetProgram(o, bad);
-    if (!s.programs.empty() && cp.chip <= s.programs.back().chip) {
-      throw bad("programs are not in chip order (chip " + std::to_string(cp.chip) + ")");
-    }
-    s.programs.push_back(std::move(cp));
-  }
-  for (auto o : r.getLinks()) {
-    LinkTable t;
-    t.link = o.getLink();
-    t.from = o.getFrom();
-    t.to = o.getTo();
-    for (auto x : o.getReservations()) {
-      t.reservations.push_back({x.getStartNs(), x.getEndNs(), x.getMsg()});
-    }
-    s.links.push_back(std::move(t));
-  }
-  return s;
 }
 
 std::string OneLine(std::string text) {
@@ -205,34 +128,6 @@ std::string OneLine(std::string text) {
 }
 
 }  // namespace
-
-std::string SerializeSchedule(const GlobalSchedule& schedule) {
-  capnp::MallocMessageBuilder message;
-  Encode(schedule, message.initRoot<proto::Schedule>());
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
-  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-}
-
-GlobalSchedule ParseSchedule(std::string_view bytes, const std::string& source) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    throw InvalidInput(source + ": not a Lockstep schedule (" + std::to_string(bytes.size()) +
-                       " bytes is not a whole Cap'n Proto message)");
-  }
-  // Word-aligned copy (the reader requires alignment).
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  // A schedule is one big message: let the reader traverse all of it (twice its size bounds
-  // any honest message and still stops a malicious amplification).
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 2 * words.size() + 1024;
-  try {
-    capnp::FlatArrayMessageReader reader(words, options);
-    return Decode(reader.getRoot<proto::Schedule>(), source);
-  } catch (const kj::Exception& e) {
-    throw InvalidInput(source + ": not a Lockstep schedule: " + OneLine(e.getDescription().cStr()));
-  }
-}
 
 std::vector<std::byte> SerializeProgram(const ChipProgram& program) {
   capnp::MallocMessageBuilder message;
@@ -263,21 +158,471 @@ ChipProgram ParseProgram(std::span<const std::byte> bytes, const std::string& co
   }
 }
 
-void WriteScheduleFile(const std::string& path, const GlobalSchedule& schedule) {
-  const bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(ErrorCode::kNotFound, path + ": cannot open for writing");
-  out << (json ? ScheduleToJson(schedule) : SerializeSchedule(schedule));
-  out.flush();
-  if (!out) throw Error(ErrorCode::kNotFound, path + ": write failed");
+// ---- The schedule file (schedule_file.h) ----
+namespace {
+
+constexpr char kMagic[8] = {'L', 'K', 'S', 'C', 'H', 'E', 'D', '\n'};
+constexpr size_t kPreamble = 24;
+
+std::string Flat(capnp::MessageBuilder& message) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-GlobalSchedule ReadScheduleFile(const std::string& path) {
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetLe(std::string_view bytes, size_t at, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; ++i) {
+    v |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[at + static_cast<size_t>(i)])) << (8 * i);
+  }
+  return v;
+}
+
+void PutHeader(const CompactSchedule& s, const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
+               uint64_t file_bytes, proto::ScheduleHeader::Builder h) {
+  h.setFormatVersion(kScheduleFileVersion);
+  h.setFileBytes(file_bytes);
+  h.setPlanDigest(s.plan_digest);
+  h.setModel(s.model);
+  h.setTopology(s.topology);
+  h.setTokens(s.tokens);
+  h.setSequences(s.sequences);
+  h.setBatch(s.batch);
+  h.setStages(s.stages);
+  h.setTokenLatencyNs(s.token_latency_ns);
+  h.setCycleNs(s.cycle_ns);
+  h.setPeriodNs(s.period_ns);
+  h.setMakespanNs(s.makespan_ns);
+  h.setPrefill(s.prefill);
+  h.setPromptLen(s.prompt_len);
+  h.setPromptBucket(s.prompt_bucket);
+  h.setPrefillChunks(s.prefill_chunks);
+  h.setPrefillChunkTokens(s.prefill_chunk_tokens);
+  h.setPrefillPeakBytes(s.prefill_peak_bytes);
+  h.setTimeToFirstTokenNs(s.time_to_first_token_ns);
+  h.setPrefillComputePathNs(s.prefill_compute_path_ns);
+  h.setComputePathNs(s.compute_path_ns);
+  h.setSlowestStageComputeNs(s.slowest_stage_compute_ns);
+  auto phases = h.initPhases(static_cast<unsigned>(s.phases.size()));
+  for (unsigned x = 0; x < s.phases.size(); ++x) {
+    const Phase& ph = s.phases[x];
+    auto o = phases[x];
+    o.setKind(static_cast<proto::PhaseKind>(static_cast<uint16_t>(ph.kind)));
+    o.setFirstToken(ph.first_token);
+    o.setPasses(ph.passes);
+    o.setSlots(ph.slots);
+    o.setSlotNs(ph.slot_ns);
+    o.setStartNs(ph.start_ns);
+    o.setMessages(ph.messages);
+    o.setMsgBase(ph.msg_base);
+    o.setTokenLatencyNs(ph.token_latency_ns);
+  }
+  auto chips = h.initChips(static_cast<unsigned>(s.chips.size()));
+  for (unsigned c = 0; c < s.chips.size(); ++c) {
+    const CompactChip& cc = s.chips[c];
+    auto o = chips[c];
+    o.setChip(cc.chip);
+    o.setStage(cc.stage);
+    o.setRank(cc.rank);
+    o.setResidentBytes(cc.resident_bytes);
+    o.setOffset(ranges[c].first);
+    o.setBytes(ranges[c].second);
+  }
+}
+
+std::string ChipMessage(const CompactChip& c, const IncomingBodies& incoming) {
+  capnp::MallocMessageBuilder message;
+  auto o = message.initRoot<proto::ChipSchedule>();
+  o.setChip(c.chip);
+  auto phases = o.initPhases(static_cast<unsigned>(c.bodies.size()));
+  for (unsigned x = 0; x < c.bodies.size(); ++x) {
+    auto p = phases[x];
+    PutInstructions(c.bodies[x], p.initInstructions(static_cast<unsigned>(c.bodies[x].size())));
+    const std::vector<LinkTable>& tables =
+        x < incoming.size() ? incoming[x] : std::vector<LinkTable>{};
+    auto in = p.initIncoming(static_cast<unsigned>(tables.size()));
+    for (unsigned t = 0; t < tables.size(); ++t) {
+      in[t].setLink(tables[t].link);
+      in[t].setFrom(tables[t].from);
+      in[t].setTo(tables[t].to);
+      auto r = in[t].initReservations(static_cast<unsigned>(tables[t].reservations.size()));
+      for (unsigned k = 0; k < tables[t].reservations.size(); ++k) {
+        r[k].setStartNs(tables[t].reservations[k].start_ns);
+        r[k].setEndNs(tables[t].reservations[k].end_ns);
+        r[k].setMsg(tables[t].reservations[k].msg);
+      }
+    }
+  }
+  return Flat(message);
+}
+
+// Every chip's incoming tables at once (one pass over all bodies).
+std::map<ChipId, IncomingBodies> AllIncoming(const CompactSchedule& s) {
+  std::map<ChipId, std::vector<std::map<std::pair<LinkId, ChipId>, LinkTable>>> tables;
+  for (const CompactChip& c : s.chips) {
+    for (size_t x = 0; x < c.bodies.size(); ++x) {
+      for (const Instruction& in : c.bodies[x]) {
+        if (in.kind != InstrKind::kSend && in.kind != InstrKind::kForward) continue;
+        auto& per_phase = tables[in.peer];
+        per_phase.resize(s.phases.size());
+        LinkTable& t = per_phase[x][{in.link, c.chip}];
+        t.link = in.link;
+        t.from = c.chip;
+        t.to = in.peer;
+        t.reservations.push_back({in.start_ns, in.end_ns, in.msg});
+      }
+    }
+  }
+  std::map<ChipId, IncomingBodies> out;
+  for (auto& [chip, per_phase] : tables) {
+    IncomingBodies& b = out[chip];
+    b.resize(s.phases.size());
+    for (size_t x = 0; x < per_phase.size(); ++x) {
+      for (auto& [key, t] : per_phase[x]) b[x].push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
+// A word-aligned copy a Cap'n Proto reader can read; `what` names the message in errors.
+template <typename Root, typename Fn>
+auto ReadMessage(std::string_view bytes, const std::string& source, const std::string& what,
+                 const Fn& fn) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
+    throw InvalidInput(source + ": not a Lockstep schedule: " + what + " is " +
+                       std::to_string(bytes.size()) + " bytes, not whole Cap'n Proto words");
+  }
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 2 * words.size() + 1024;
+  try {
+    capnp::FlatArrayMessageReader reader(words, options);
+    return fn(reader.getRoot<Root>());
+  } catch (const kj::Exception& e) {
+    throw InvalidInput(source + ": not a Lockstep schedule: " + what + ": " +
+                       OneLine(e.getDescription().cStr()));
+  }
+}
+
+// The preamble: checks magic and version, returns the header's size.
+uint64_t ReadPreamble(std::string_view bytes, uint64_t file_size, const std::string& source) {
+  if (bytes.size() < kPreamble) {
+    throw InvalidInput(source + ": truncated: " + std::to_string(file_size) +
+                       " bytes, a schedule file starts with a " + std::to_string(kPreamble) +
+                       "-byte preamble");
+  }
+  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    throw InvalidInput(source + ": not a Lockstep schedule file of format version " +
+                       std::to_string(kScheduleFileVersion) +
+                       " (no LKSCHED preamble; files of version 1 and other files are not read: "
+                       "compile it again with lockstep schedule -o)");
+  }
+  const auto version = static_cast<uint32_t>(GetLe(bytes, 8, 4));
+  if (version != kScheduleFileVersion) {
+    throw InvalidInput(source + ": schedule file format version " + std::to_string(version) +
+                       ", this lockstep reads version " + std::to_string(kScheduleFileVersion) +
+                       " (compile it again with this lockstep)");
+  }
+  const uint64_t header = GetLe(bytes, 16, 8);
+  if (header == 0 || header % 8 != 0 || header > file_size - kPreamble) {
+    throw InvalidInput(source + ": truncated or corrupt: the header claims " +
+                       std::to_string(header) + " bytes, the file has " +
+                       std::to_string(file_size - kPreamble) + " after the preamble");
+  }
+  return header;
+}
+
+// The header: the schedule without bodies (chips hold their entries; bodies empty) and each
+// chip's byte range.
+CompactSchedule ReadHeader(std::string_view bytes, uint64_t file_size, const std::string& source,
+                           std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  return ReadMessage<proto::ScheduleHeader>(bytes, source, "the header", [&](auto h) {
+    auto bad = [&](const std::string& what) {
+      return InvalidInput(source + ": not a Lockstep schedule: " + what);
+    };
+    if (h.getFormatVersion() != kScheduleFileVersion) {
+      throw bad("the header says format version " + std::to_string(h.getFormatVersion()));
+    }
+    if (h.getFileBytes() != file_size) {
+      throw InvalidInput(source + ": truncated or extended: " + std::to_string(file_size) +
+                         " bytes, the header says " + std::to_string(h.getFileBytes()));
+    }
+    CompactSchedule s;
+    s.plan_digest = h.getPlanDigest();
+    s.model = h.getModel();
+    s.topology = h.getTopology();
+    s.tokens = h.getTokens();
+    s.sequences = h.getSequences();
+    s.batch = h.getBatch();
+    s.stages = h.getStages();
+    s.token_latency_ns = h.getTokenLatencyNs();
+    s.cycle_ns = h.getCycleNs();
+    s.period_ns = h.getPeriodNs();
+    s.makespan_ns = h.getMakespanNs();
+    s.prefill = h.getPrefill();
+    s.prompt_len = h.getPromptLen();
+    s.prompt_bucket = h.getPromptBucket();
+    s.prefill_chunks = h.getPrefillChunks();
+    s.prefill_chunk_tokens = h.getPrefillChunkTokens();
+    s.prefill_peak_bytes = h.getPrefillPeakBytes();
+    s.time_to_first_token_ns = h.getTimeToFirstTokenNs();
+    s.prefill_compute_path_ns = h.getPrefillComputePathNs();
+    s.compute_path_ns = h.getComputePathNs();
+    s.slowest_stage_compute_ns = h.getSlowestStageComputeNs();
+    if (s.tokens < 1 || s.sequences < 1 || s.batch < 1 || s.stages < 1) {
+      throw bad("tokens, sequences, batch and stages must be >= 1");
+    }
+    for (auto o : h.getPhases()) {
+      const auto kind = static_cast<uint16_t>(o.getKind());
+      if (kind > static_cast<uint16_t>(PhaseKind::kDecode)) throw bad("an unknown phase kind");
+      Phase ph;
+      ph.kind = static_cast<PhaseKind>(kind);
+      ph.first_token = o.getFirstToken();
+      ph.passes = o.getPasses();
+      ph.slots = o.getSlots();
+      ph.slot_ns = o.getSlotNs();
+      ph.start_ns = o.getStartNs();
+      ph.messages = o.getMessages();
+      ph.msg_base = o.getMsgBase();
+      ph.token_latency_ns = o.getTokenLatencyNs();
+      if (ph.passes < 1 || ph.slots < 1 || ph.slot_ns < 1 || ph.messages < 0) {
+        throw bad("phase " + std::to_string(s.phases.size()) +
+                  " needs passes, slots and a slot stride >= 1");
+      }
+      s.phases.push_back(ph);
+    }
+    if (s.PhaseIndex(PhaseKind::kDecode) < 0) throw bad("no decode phase");
+    const uint64_t data_start = kPreamble + bytes.size();
+    uint64_t next = data_start;
+    for (auto o : h.getChips()) {
+      CompactChip c;
+      c.chip = o.getChip();
+      c.stage = o.getStage();
+      c.rank = o.getRank();
+      c.resident_bytes = o.getResidentBytes();
+      if (!s.chips.empty() && c.chip <= s.chips.back().chip) {
+        throw bad("chips are not in ascending order (chip " + std::to_string(c.chip) + ")");
+      }
+      // Chip messages follow each other without gaps, in chip order, up to the file's end.
+      if (o.getOffset() != next || o.getBytes() == 0 || o.getBytes() > file_size - next) {
+        throw bad("chip " + std::to_string(c.chip) + "'s range (" + std::to_string(o.getOffset()) +
+                  ", " + std::to_string(o.getBytes()) + " bytes) does not follow the previous one");
+      }
+      next += o.getBytes();
+      ranges.push_back({o.getOffset(), o.getBytes()});
+      s.chips.push_back(std::move(c));
+    }
+    if (next != file_size) {
+      throw bad("the chips' messages end at byte " + std::to_string(next) + ", the file at " +
+                std::to_string(file_size));
+    }
+    return s;
+  });
+}
+
+void ReadChip(std::string_view bytes, const std::string& source, size_t phases, CompactChip& c,
+              IncomingBodies* incoming) {
+  const std::string what = "chip " + std::to_string(c.chip) + "'s message";
+  ReadMessage<proto::ChipSchedule>(bytes, source, what, [&](auto o) {
+    auto bad = [&](const std::string& w) {
+      return InvalidInput(source + ": not a Lockstep schedule: " + w);
+    };
+    if (o.getChip() != c.chip || o.getPhases().size() != phases) {
+      throw bad(what + " is of chip " + std::to_string(o.getChip()) + " with " +
+                std::to_string(o.getPhases().size()) + " phases, expected " +
+                std::to_string(phases));
+    }
+    c.bodies.clear();
+    if (incoming) incoming->assign(phases, {});
+    size_t x = 0;
+    for (auto p : o.getPhases()) {
+      c.bodies.push_back(GetInstructions(p.getInstructions(), c.chip, bad));
+      if (incoming) {
+        for (auto t : p.getIncoming()) {
+          LinkTable table;
+          table.link = t.getLink();
+          table.from = t.getFrom();
+          table.to = t.getTo();
+          for (auto r : t.getReservations()) {
+            table.reservations.push_back({r.getStartNs(), r.getEndNs(), r.getMsg()});
+          }
+          (*incoming)[x].push_back(std::move(table));
+        }
+      }
+      ++x;
+    }
+    return 0;
+  });
+}
+
+void CheckPlan(const CompactSchedule& s, const partition::Plan* plan, const std::string& source) {
+  if (plan == nullptr) return;
+  if (s.model != plan->model) {
+    throw InvalidInput(source + ": compiled for model '" + s.model + "', not the plan's '" +
+                       plan->model + "' (compile the schedule again from this plan)");
+  }
+  if (s.topology != plan->topology) {
+    throw InvalidInput(source + ": compiled for topology '" + s.topology + "', not the plan's '" +
+                       plan->topology + "' (compile the schedule again from this plan)");
+  }
+  const uint64_t digest = PlanDigest(*plan);
+  if (s.plan_digest != digest) {
+    std::ostringstream m;
+    m << source << ": compiled for another plan of " << s.model << " on " << s.topology
+      << " (plan digest " << std::hex << s.plan_digest << ", this plan's " << digest
+      << "; compile the schedule again from this plan)";
+    throw InvalidInput(m.str());
+  }
+}
+
+std::string ErrnoText() { return std::strerror(errno); }
+
+// The whole file (or nothing: Error kNotFound naming it).
+std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(ErrorCode::kNotFound, path + ": no such schedule file");
   std::ostringstream bytes;
   bytes << in.rdbuf();
-  return ParseSchedule(bytes.str(), path);
+  return bytes.str();
+}
+
+}  // namespace
+
+std::string SerializeScheduleFile(const CompactSchedule& s) {
+  const std::map<ChipId, IncomingBodies> incoming = AllIncoming(s);
+  std::vector<std::string> chips;
+  chips.reserve(s.chips.size());
+  for (const CompactChip& c : s.chips) {
+    auto it = incoming.find(c.chip);
+    chips.push_back(ChipMessage(c, it == incoming.end() ? IncomingBodies{} : it->second));
+  }
+  // The header's size does not depend on the offsets it records (fixed-width fields), so
+  // measure it once with zeros, then write it with the real ranges.
+  std::vector<std::pair<uint64_t, uint64_t>> ranges(s.chips.size(), {0, 0});
+  std::string header;
+  for (int round = 0; round < 2; ++round) {
+    uint64_t at = kPreamble + header.size();
+    uint64_t total = at;
+    for (size_t c = 0; c < chips.size(); ++c) {
+      ranges[c] = {at, chips[c].size()};
+      at += chips[c].size();
+      total = at;
+    }
+    capnp::MallocMessageBuilder message;
+    PutHeader(s, ranges, total, message.initRoot<proto::ScheduleHeader>());
+    header = Flat(message);
+  }
+  std::string out(kMagic, sizeof(kMagic));
+  PutU32(out, kScheduleFileVersion);
+  PutU32(out, 0);
+  PutU64(out, header.size());
+  out += header;
+  for (const std::string& c : chips) out += c;
+  return out;
+}
+
+CompactSchedule ParseScheduleFile(std::string_view bytes, const std::string& source) {
+  const uint64_t header_bytes = ReadPreamble(bytes, bytes.size(), source);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  CompactSchedule s =
+      ReadHeader(bytes.substr(kPreamble, header_bytes), bytes.size(), source, ranges);
+  for (size_t c = 0; c < s.chips.size(); ++c) {
+    ReadChip(bytes.substr(ranges[c].first, ranges[c].second), source, s.phases.size(), s.chips[c],
+             nullptr);
+  }
+  return s;
+}
+
+void WriteScheduleFile(const std::string& path, const CompactSchedule& schedule) {
+  const bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  const std::string bytes = json ? ScheduleToJson(schedule) : SerializeScheduleFile(schedule);
+  // A temporary file beside the target, renamed over it when complete.
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + ErrnoText());
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = ErrnoText();
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + why);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = ErrnoText();
+    ::unlink(tmp.c_str());
+    throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + why);
+  }
+}
+
+CompactSchedule ReadScheduleFile(const std::string& path, const partition::Plan* plan) {
+  CompactSchedule s = ParseScheduleFile(ReadAll(path), path);
+  CheckPlan(s, plan, path);
+  return s;
+}
+
+ChipScheduleFile ReadChipSchedule(const std::string& path, ChipId chip,
+                                  const partition::Plan* plan) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw Error(ErrorCode::kNotFound, path + ": no such schedule file (" + ErrnoText() + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size < 0) throw Error(ErrorCode::kNotFound, path + ": cannot read (" + ErrnoText() + ")");
+  auto read_at = [&](uint64_t at, uint64_t len) {
+    std::string buf(len, '\0');
+    size_t done = 0;
+    while (done < len) {
+      const ssize_t n = ::pread(fd, buf.data() + done, len - done, static_cast<off_t>(at + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        throw InvalidInput(path + ": truncated: " + std::to_string(size) + " bytes, reading " +
+                           std::to_string(len) + " at " + std::to_string(at));
+      }
+      done += static_cast<size_t>(n);
+    }
+    return buf;
+  };
+  const auto file_size = static_cast<uint64_t>(size);
+  const std::string preamble = read_at(0, std::min<uint64_t>(kPreamble, file_size));
+  const uint64_t header_bytes = ReadPreamble(preamble, file_size, path);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  ChipScheduleFile out;
+  CompactSchedule all = ReadHeader(read_at(kPreamble, header_bytes), file_size, path, ranges);
+  CheckPlan(all, plan, path);
+  auto it = std::lower_bound(all.chips.begin(), all.chips.end(), chip,
+                             [](const CompactChip& c, ChipId id) { return c.chip < id; });
+  if (it == all.chips.end() || it->chip != chip) {
+    std::string have;
+    if (!all.chips.empty()) {
+      have = " (it has " + std::to_string(all.chips.size()) + " chips, " +
+             std::to_string(all.chips.front().chip) + " to " +
+             std::to_string(all.chips.back().chip) + ")";
+    }
+    throw InvalidInput(path + ": no program for chip " + std::to_string(chip) + have);
+  }
+  const size_t c = static_cast<size_t>(it - all.chips.begin());
+  CompactChip mine = std::move(*it);
+  ReadChip(read_at(ranges[c].first, ranges[c].second), path, all.phases.size(), mine,
+           &out.incoming);
+  all.chips.clear();
+  all.chips.push_back(std::move(mine));
+  out.schedule = std::move(all);
+  return out;
 }
 
 }  // namespace lockstep::schedule

@@ -5,11 +5,13 @@
 // send, receive and forward instructions with planned start/end times in integer ns) and one
 // reservation table per link direction used. It is a pure function: the same plan, model,
 // topology and options give the same schedule, bit for bit (no clock, no hashing, no randomness).
+// It is the compact schedule (compact.h: CompileCompact, which compiles one pass of one sequence
+// slot per phase and the pattern by which it repeats) written out: explicitly, N tokens x M
+// sequences — memory linear in chips x ops per token x N x M — or, with ScheduleOptions::modulo,
+// one period of M sequence slots plus a repeat rule. Workers run these explicit programs.
 //
-// What is compiled (decode, N tokens x M sequences, explicitly — memory linear in chips x ops per
-// token x N x M — or, with ScheduleOptions::modulo, one period of M sequence slots plus a repeat
-// rule, memory linear in chips x ops per period whatever N; prefill, optionally, as bucketed,
-// chunked passes before the first decode token):
+// What is compiled (decode tokens; prefill, optionally, as bucketed, chunked passes before the
+// first decode token):
 //   - every op of the cost model (partition::LayerOps/EmbeddingOps/HeadOps) on every chip of its
 //     stage's TP group, with the cost model's per-op time (TimeOp) as its duration;
 //   - after each op that leaves a partial sum (allreduce_bytes > 0, tp > 1) an all-reduce as
@@ -31,8 +33,9 @@
 //     predicts (the simulator reports both).
 // Resources: one compute unit per chip (Compute and Reduce run one at a time), one transfer at a
 // time per link direction (Send/Forward hold it for the whole transfer time). Each is reserved
-// first-fit (the earliest gap at or after the instruction's inputs are ready), so sequences fill
-// the pipeline: the decode steady state is a modulo schedule whose period the result reports.
+// first-fit on a table folded modulo the slot stride (the earliest gap at or after the
+// instruction's inputs are ready that every copy finds free), so sequence slot m runs the same
+// pass m strides later and the decode steady state repeats every slots x stride (the cycle).
 // Sequences are independent; one sequence has one token in flight.
 #pragma once
 
@@ -157,13 +160,10 @@ struct ScheduleOptions {
   std::vector<int64_t> prompt_buckets;
   // Most tokens per prefill chunk; bounds prefill activation memory. Must be >= 1.
   int64_t prefill_chunk = 2048;
-  // Modulo form: compile one period — every sequence slot's one decode token — and a repeat
-  // rule (GlobalSchedule::repeat_ns, iterations = `tokens`), so the schedule's size does not
-  // grow with the token count. The repeat interval is the smallest found (from the largest of
-  // the token's round trip, each chip's and link direction's busy time, upward) at which the
-  // period's compute and link reservations do not overlap their own shifted copies and each
-  // sequence's next token on a chip starts after its previous one ended there. Decode only
-  // (prefill must be false).
+  // Modulo form: one period — every sequence slot's one decode token (DecodePeriod) — and a
+  // repeat rule (GlobalSchedule::repeat_ns = the cycle, iterations = `tokens`), so the
+  // schedule's size does not grow with the token count. Decode only (prefill must be false).
+  // The compact form (CompileCompact) ignores it: it is always one pass plus its pattern.
   bool modulo = false;
 };
 
@@ -217,8 +217,9 @@ struct GlobalSchedule {
   friend bool operator==(const GlobalSchedule&, const GlobalSchedule&) = default;
 };
 
-// Compiles `plan` (made for `spec` on `topo`). Throws Error (kInvalidInput) when the plan does
-// not belong to the topology (a chip out of range or down), tokens < 1 or sequences < 0, and
+// Compiles `plan` (made for `spec` on `topo`): Expand(CompileCompact(...), tokens), or with
+// `modulo` DecodePeriod(CompileCompact(...), tokens). Throws Error (kInvalidInput) when the plan
+// does not belong to the topology (a chip out of range or down), tokens < 1 or sequences < 0, and
 // Error (kCannotFit) when two chips that must talk have no route.
 GlobalSchedule Compile(const partition::Plan& plan, const partition::ModelSpec& spec,
                        const topology::Topology& topo, const ScheduleOptions& options = {});
@@ -244,22 +245,8 @@ int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
 // planned times, deps and messages) and every link direction's reservations. Deterministic.
 std::string ScheduleToJson(const GlobalSchedule& schedule);
 
-// The schedule in the binary format of proto/schedule.capnp, which the workers read.
-// Deterministic: the same schedule gives the same bytes, and SerializeSchedule(ParseSchedule(b))
-// == b for any b SerializeSchedule produced.
-std::string SerializeSchedule(const GlobalSchedule& schedule);
-// Reads SerializeSchedule's bytes. Throws Error (kInvalidInput) naming `source` when the bytes
-// are not a schedule ("<source>: not a Lockstep schedule: ..."): truncated, garbage, an unknown
-// enum value, or a program whose deps or counts do not hold together.
-GlobalSchedule ParseSchedule(std::string_view bytes, const std::string& source);
-// File forms: a path ending in ".json" holds ScheduleToJson (write only); anything else the
-// binary form. Throw Error (kNotFound) when the file cannot be opened.
-void WriteScheduleFile(const std::string& path, const GlobalSchedule& schedule);
-GlobalSchedule ReadScheduleFile(const std::string& path);
-
 // "token 3 sequence 1 stage 2 layer 5 mlp compute" ("prefill sequence 0 ..." for the prompt):
 // the step an instruction belongs to, for messages.
-// step an instruction belongs to, for messages.
 std::string DescribeStep(const Instruction& instr);
 
 }  // namespace lockstep::schedule

@@ -1,12 +1,16 @@
-// The validator: checks a GlobalSchedule from its instructions alone, against the topology, without
+// The validator: checks a schedule from its instructions alone, against the topology, without
 // trusting any bookkeeping of the compiler (summary figures are ignored, transfer times are
-// recomputed from the links); the reservation tables are then checked against the instructions.
+// recomputed from the links). It reads the compact form (compact.h) phase by phase: each body
+// once, its reservations folded modulo the slot stride for every copy; an explicit GlobalSchedule
+// is checked as its one-copy compact view (AsCompact), and its reservation tables against the
+// instructions.
 //
 // Checks, each reported as one line naming the chip, the link (where one is involved) and the step:
 //   - program order: planned starts never decrease; deps point to earlier instructions;
-//   - durations: Compute/Reduce end = start + duration; Send/Forward end = start + HopTimeNs;
-//   - dependencies: every dep ends before its consumer starts; every message's sender start +
-//     transfer time <= the receiver's start;
+//   - durations: Compute/Reduce end = start + duration; Send/Forward end = start + the time
+//     the transfer holds its link direction (the link model: the whole hop, HopTimeNs);
+//   - dependencies: every dep ends before its consumer starts; every message has arrived
+//     (sender start + HopTimeNs) before its receiver starts;
 //   - links: a Send/Forward uses an existing, up link that joins its chip to its peer; no two
 //     transfers overlap on one link direction;
 //   - tables: every link direction's reservations are exactly its transfers, at the same times;
@@ -15,11 +19,13 @@
 //     every receive names a message that was sent;
 //   - memory: at every instant resident bytes + live message buffers <= the chip's SRAM (a
 //     buffer lives from its arrival until the last instruction that reads it ends);
-//   - modulo form (iterations > 0): the period's compute and link reservations do not overlap
-//     their own copies shifted by the repeat interval, and each sequence's next token on a chip
-//     starts after its previous one ended there. Memory is checked within one period only
-//     (buffers alive across the period boundary are not added to the next period's); validate
-//     Unroll(schedule, k) to check k periods explicitly.
+//   - copies (compact phases; a modulo GlobalSchedule's periods): each body's compute and link
+//     reservations folded modulo the slot stride do not meet, so no two copies overlap; each
+//     slot's next pass on a chip starts after its previous one ended there; memory counts every
+//     copy's buffers that can be alive at once (folded, as if the copies ran forever);
+//   - phases: on every compute unit and link direction a phase's last copy ends before the next
+//     phase's first starts, and each slot's first instructions of a phase on a chip start after
+//     its last ones of the previous phase there.
 // Pure function; thread-safe.
 #pragma once
 
@@ -27,6 +33,7 @@
 #include <vector>
 
 #include "lockstep/partition/cost_model.h"
+#include "lockstep/schedule/compact.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/topology.h"
 
@@ -40,6 +47,8 @@ struct ValidateOptions {
 };
 
 // Every problem found, one line each; empty when the schedule is valid.
+std::vector<std::string> Validate(const CompactSchedule& schedule, const topology::Topology& topo,
+                                  const ValidateOptions& options = {});
 std::vector<std::string> Validate(const GlobalSchedule& schedule, const topology::Topology& topo,
                                   const ValidateOptions& options = {});
 

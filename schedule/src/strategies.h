@@ -1,0 +1,47 @@
+// The shapes the compiler lays collectives and stage-to-stage transfers out in, one per file, each
+// a function over a PassBuilder with the same contract: `data[r]` is what rank r's next
+// instruction waits for; a strategy emits its transfers and reduce steps and leaves in `data` what
+// each rank (of the receiving group, for a hand-off) waits for afterwards. Every reduce step adds
+// what it received in rank order (a fixed reduction order: bit-reproducible results).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lockstep/partition/cost_model.h"
+#include "pass_builder.h"
+
+namespace lockstep::schedule {
+
+using RankDeps = std::vector<Deps>;
+
+// All-reduce of each rank's `bytes`-byte partial over the TP group `chips`; each step ends with
+// a Reduce of `overhead` ns on every rank.
+using AllReduceFn = void (*)(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
+                             int64_t bytes, int64_t overhead);
+// allreduce_exchange.cc: a fully connected group, every rank sending to every peer over its own
+// link in one step — one-shot (each rank's whole partial; each rank combines all of them) or
+// direct (reduce-scatter of bytes / group, then all-gather of the reduced segments).
+void AllReduceOneShot(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
+                      int64_t bytes, int64_t overhead);
+void AllReduceDirect(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
+                     int64_t bytes, int64_t overhead);
+// allreduce_ring.cc: any group: 2 x (group - 1) steps of bytes / group to the next rank.
+void AllReduceRing(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data, int64_t bytes,
+                   int64_t overhead);
+// The strategy for the algorithm the cost model priced (partition::ChooseAllReduce).
+AllReduceFn AllReduceFor(partition::AllReduceAlgorithm algorithm);
+
+// gather.cc: every rank's `bytes` of sampling candidates to rank 0, which picks the token (a
+// Reduce of `overhead` ns, op `op`). Afterwards only data[0] is meaningful.
+void GatherToRankZero(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
+                      int64_t bytes, int64_t overhead, partition::OpKind op);
+
+// stage_handoff.cc: a stage's output to the next group (`to`, in rank order): rank r of `to`
+// receives `bytes` from rank (r % active) of `from` (the ranks that hold the result); `data`
+// becomes the receivers' deps. Activations go to the next stage, the sampled token (active = 1)
+// to every rank of stage 0.
+void HandOff(PassBuilder& b, const std::vector<ChipId>& from, size_t active,
+             const std::vector<ChipId>& to, RankDeps& data, int64_t bytes, Tag tag);
+
+}  // namespace lockstep::schedule
