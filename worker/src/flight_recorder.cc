@@ -36,7 +36,7 @@ void FlightRecorder::BeginStep(int64_t step) {
 void FlightRecorder::BeginOp(FlightEntry entry) {
   const int64_t now = Now();
   std::lock_guard lock(mutex_);
-  entry.step = progress_.step;
+  if (entry.step < 0) entry.step = progress_.step;
   entry.start_ns = now - step_start_ns_;
   entry.end_ns = -1;
   progress_.current = entry;
@@ -63,6 +63,11 @@ void FlightRecorder::EndStep() {
   progress_.running = false;
   progress_.last_completed_step = progress_.step;
   progress_.current = FlightEntry{};
+}
+
+void FlightRecorder::CompleteStep(int64_t step) {
+  std::lock_guard lock(mutex_);
+  progress_.last_completed_step = std::max(progress_.last_completed_step, step);
 }
 
 std::vector<FlightEntry> FlightRecorder::Entries() const {

@@ -3,10 +3,16 @@
 // Lockstep runs a plan: threads in one process (LocalCluster, sim or inproc transport) and
 // worker processes (lockstep-worker, ipc or tcp), which differ only in the endpoints given.
 //
-// The program is compiled once for the per-token period every step repeats:
+// Two ways to drive it. Run (run_control.h) runs step after step on its own, clocked only by
+// the data on its links: the decode program for decode steps, one slot's prefill program for a
+// prefill step, each step's kind learnt from its data; stage 0 takes each slot's next token from
+// the sampling chip's link message. RunStep runs one step as a control message (Step) says,
+// every slot's work given. Both execute the instructions alike:
+//
+// The decode program is compiled once for the per-token period every step repeats:
 // schedule::Compile(plan, spec, topo, {.tokens = 1, .sequences = slots}); schedule sequence m is
 // pipeline slot m. A step gives every slot at most one piece of work (a prompt or the last
-// sampled token); RunStep walks the program's instructions in program order:
+// sampled token), in program order:
 //   * Compute / Reduce run the shard's phases (model/stage_shard.h). Several Compute
 //     instructions map onto one phase call: per sequence, embedding -> Embed; attention_norm,
 //     qkv, rope, attention -> nothing yet, output_projection -> AttentionPartials;
@@ -41,9 +47,9 @@
 //     ring passes the input slices on instead. A one-shot all-reduce of a column-parallel
 //     projection is refused (the compiler never lays one out), and so is a direct exchange
 //     whose hop does not end at the peer rank.
-//   * The token transfer from the last stage to the first carries the sampled token (an int32 as
-//     4 int8 bytes, -1 for an idle slot); the next step's tokens come from the Step, not from that
-//     message.
+//   * The token transfer from the last stage to the first carries the sampled token and whether
+//     it is its request's last (two int32 as 8 int8 bytes; token -1 for an idle slot). Run feeds
+//     it to the slot's next step; RunStep takes the next step's tokens from the Step instead.
 // Several sequences' instructions interleave in program order; each slot has its own state.
 //
 // Thread-safety: one thread drives a ChipRunner (RunStep, Close). It owns its endpoints.
@@ -62,6 +68,7 @@
 #include "lockstep/topology/topology.h"
 #include "lockstep/transport/endpoint.h"
 #include "lockstep/worker/flight_recorder.h"
+#include "lockstep/worker/run_control.h"
 
 namespace lockstep::worker {
 
@@ -89,7 +96,38 @@ struct ChipSetup {
   // Where every executed instruction is recorded (not owned; must outlive the runner). Null:
   // none. The worker's control thread reads it for heartbeats and stall reports.
   FlightRecorder* recorder = nullptr;
+
+  // Running on its own (Run) also takes the following; RunStep ignores them.
+  // The decode program's repeat interval R: step k + 1's decode instructions are step k's, R
+  // later (the modulo schedule's repeat_ns: Compile(... {.tokens = 1, .sequences = slots,
+  // .modulo = true}), whose programs are `program`'s).
+  int64_t repeat_ns = 0;
+  // One slot's prompt as one step, per prompt bucket (ascending; the same list on every chip):
+  // PrefillPass(Compile(... {.sequences = 1, .prefill = true, .prompt_len = bucket,
+  // .prefill_chunk = C})).programs' entry for this chip (empty if it has none). Sequence 0 is
+  // the slot the step's kind names; the prompt fills the chunks from the end (the last chunk,
+  // which samples the first token, always holds the prompt's last tokens).
+  struct Prefill {
+    int64_t bucket = 0;        // the longest prompt it takes
+    int64_t chunk_tokens = 0;  // tokens per chunk (the schedule's prefill_chunk_tokens)
+    schedule::ChipProgram program;
+  };
+  std::vector<Prefill> prefill;
+  // How many steps ahead a step's kind is announced (run_control.h); the same on every chip.
+  int lookahead = 1;
 };
+
+// What one Run did on this chip.
+struct RunReport {
+  int64_t steps = 0;          // steps executed (the stop step not counted)
+  int64_t prefill_steps = 0;  // of them, prefill steps
+  int64_t tokens = 0;         // the sampling chip: tokens drawn
+};
+
+// A compiled prefill (ScheduleOptions::prefill, one sequence, one decode token) restricted to the
+// prompt's chunks (token < 0): what ChipSetup::prefill's programs are. Deps, message ids and link
+// tables are kept for the instructions that remain.
+schedule::GlobalSchedule PrefillPass(const schedule::GlobalSchedule& compiled);
 
 class ChipRunner {
  public:
@@ -108,6 +146,19 @@ class ChipRunner {
   // range, twice in one step, a position that does not continue the slot's sequence).
   std::vector<control::SlotResult> RunStep(const control::Step& step);
 
+  // Runs step after step on its own until a step of kind stop (run_control.h), with no control
+  // message per step: every step's kind comes from the chip's data (or, on rank 0 of stage 0, from
+  // its StepPlanner), stage 0 takes each slot's next token from the link message the sampling
+  // chip sends, and the sampling chip reports tokens through `control`. Consecutive decode steps
+  // run as the modulo schedule has them: instruction i of step k at start_i + k x repeat_ns, in
+  // that order (Unroll's: ties go to the earlier step, then program order), so a step's first
+  // slots start before the last tokens of the step before are back; a prefill step runs alone,
+  // after the step before it ends on this chip and before the next starts. Messages are taken from
+  // a link in arrival order whatever their step and held until their instruction. Throws Error
+  // naming chip, step, instruction and link on any failure, and when a step's kind is not known
+  // by the time it must start (a lookahead too short for the schedule).
+  RunReport Run(RunControl& control);
+
   // Closes every endpoint (end-of-stream to the peers). Idempotent.
   void Close();
 
@@ -117,6 +168,7 @@ class ChipRunner {
 
  private:
   struct Impl;
+  friend class SelfClockedRun;  // Run's state (self_clocked.cc)
   std::unique_ptr<Impl> impl_;
 };
 

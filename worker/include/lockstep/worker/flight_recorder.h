@@ -35,11 +35,14 @@ class FlightRecorder {
   explicit FlightRecorder(size_t capacity = kDefaultCapacity, ClockFn clock = {});
 
   void BeginStep(int64_t step);
-  // The instruction `entry` starts now (its step, start and end are filled in here).
+  // The instruction `entry` starts now (its start and end are filled in here, and its step
+  // unless it has one: a self-clocked run's steps overlap).
   void BeginOp(control::FlightEntry entry);
   // The current instruction finished: it enters the ring.
   void EndOp();
   void EndStep();
+  // A self-clocked run (ChipRunner::Run): step `step` ended, while a later one may be running.
+  void CompleteStep(int64_t step);
 
   // The last min(capacity, recorded) instructions, oldest first.
   std::vector<control::FlightEntry> Entries() const;

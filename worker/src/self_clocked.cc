@@ -1,0 +1,470 @@
+// ChipRunner::Run: a chip runs step after step on its own (chip_runner.h, run_control.h).
+#include <deque>
+
+#include "chip_runner_impl.h"
+#include "step_planner.h"
+
+namespace lockstep::worker {
+namespace {
+
+using schedule::InstrKind;
+using schedule::Instruction;
+using schedule::Tag;
+
+// One step in progress on this chip.
+struct Exec {
+  int64_t step = 0;
+  StepKind kind;
+  const schedule::ChipProgram* program = nullptr;
+  int64_t base_ns = 0;  // decode: (step - the decode run's first step) x R; prefill: 0
+  size_t next = 0;      // the next instruction to execute
+  int32_t chunks = 0;   // prefill: the prompt's chunks (tokens -chunks .. -1)
+  // By (token, sequence) of the program's instructions.
+  std::map<std::pair<int32_t, int32_t>, SlotState> slots;
+
+  bool done() const { return next == program->instructions.size(); }
+  int64_t next_time() const { return base_ns + program->instructions[next].start_ns; }
+};
+
+int32_t ChunksOf(const schedule::ChipProgram& p) {
+  int32_t low = 0;
+  for (const Instruction& in : p.instructions) low = std::min(low, in.token);
+  return -low;
+}
+
+}  // namespace
+
+class SelfClockedRun {
+ public:
+  SelfClockedRun(ChipRunner::Impl& im, RunControl& control)
+      : im_(im),
+        control_(control),
+        setup_(im.setup),
+        lookahead_(im.setup.lookahead),
+        slots_(im.slots),
+        stage0_(im.setup.stage == 0),
+        sampler_(im.shard && im.shard->weights().units.head && im.setup.rank == 0),
+        kv_(static_cast<size_t>(im.slots), 0),
+        next_token_(static_cast<size_t>(im.slots), -1),
+        live_(static_cast<size_t>(im.slots), false),
+        held_(static_cast<size_t>(im.slots)),
+        generated_(static_cast<size_t>(im.slots), 0) {
+    const std::string chip = "chip " + std::to_string(setup_.program.chip);
+    if (lookahead_ < 1) throw InvalidInput(chip + ": the kind lookahead must be >= 1");
+    if (setup_.repeat_ns < 0) throw InvalidInput(chip + ": the repeat interval must be >= 0");
+    std::vector<int64_t> buckets;
+    for (const ChipSetup::Prefill& p : setup_.prefill) {
+      if ((!buckets.empty() && p.bucket <= buckets.back()) || p.bucket < 1 || p.chunk_tokens < 1) {
+        throw InvalidInput(chip +
+                           ": prefill programs must have ascending buckets >= 1 and chunks >= 1");
+      }
+      buckets.push_back(p.bucket);
+      for (topology::LinkId link : schedule::ProgramLinks(p.program)) {
+        if (im_.by_link.count(link) == 0) {
+          throw InvalidInput(chip + ": the prefill program of bucket " + std::to_string(p.bucket) +
+                             " uses link " + std::to_string(link) + ", which has no endpoint");
+        }
+      }
+      chunks_.push_back(ChunksOf(p.program));
+    }
+    if (stage0_ && setup_.rank == 0) planner_.emplace(slots_, std::move(buckets), lookahead_);
+  }
+
+  RunReport Go() {
+    for (int64_t k = 0; k < lookahead_; ++k) Learn(k, EncodeStepKind(StepKind{}));
+    const int64_t first_start =
+        setup_.program.instructions.empty() ? 0 : setup_.program.instructions.front().start_ns;
+    while (true) {
+      if (active_.empty()) {
+        const StepKind& k = KindToStart();
+        if (k.kind == StepKind::kStop) break;
+        Start(next_start_++, k);
+        continue;
+      }
+      // The step in progress whose next instruction comes first (a prefill step runs alone).
+      Exec* first = &active_.front();
+      for (Exec& e : active_) {
+        if (e.next_time() < first->next_time()) first = &e;
+      }
+      if (first->kind.kind == StepKind::kDecode && setup_.repeat_ns > 0) {
+        // The next step starts first if its first instruction comes strictly earlier (ties go to
+        // the earlier step): it must then be known, and only a decode step overlaps.
+        const int64_t t = (next_start_ - run_first_) * setup_.repeat_ns + first_start;
+        if (t < first->next_time()) {
+          const StepKind& k = KindToStart();
+          if (k.kind == StepKind::kDecode) {
+            Start(next_start_++, k);
+            continue;
+          }
+        }
+      }
+      Execute(*first);
+      if (first->done()) Finish(*first);
+    }
+    if (!stash_.empty()) {
+      const auto& [key, m] = *stash_.begin();
+      throw Error(ErrorCode::kProtocol, Where(std::get<1>(key)) + "a message on link " +
+                                            std::to_string(std::get<0>(key)) + " (tensor " +
+                                            std::to_string(std::get<2>(key)) +
+                                            ") after the run stopped at step " +
+                                            std::to_string(next_start_));
+    }
+    return report_;
+  }
+
+ private:
+  std::string Where(int64_t step) const {
+    return "chip " + std::to_string(setup_.program.chip) + " step " + std::to_string(step) + ": ";
+  }
+
+  // Records the kind of `step` a message announces (or the planner decided).
+  void Learn(int64_t step, uint64_t code) {
+    const std::optional<StepKind> kind = DecodeStepKind(code);
+    if (!kind) return;
+    auto [it, fresh] = kinds_.try_emplace(step, *kind);
+    if (!fresh && !(it->second == *kind)) {
+      throw Error(ErrorCode::kProtocol,
+                  Where(step) + "two messages announce different kinds for it");
+    }
+    im_.kinds[step] = code;
+  }
+
+  // The kind of the next step to start. Rank 0 of stage 0 knows it (decided `lookahead` steps
+  // ahead); every other chip must have learnt it from its data by now.
+  const StepKind& KindToStart() {
+    auto it = kinds_.find(next_start_);
+    if (it == kinds_.end()) {
+      throw Error(ErrorCode::kProtocol,
+                  Where(next_start_) +
+                      "its kind is not known when it must start: no message of "
+                      "the steps before announced it (the kind lookahead " +
+                      std::to_string(lookahead_) + " is too short for this schedule)");
+    }
+    return it->second;
+  }
+
+  // Rank 0 of stage 0: decides every step up to `through`.
+  void DecideThrough(int64_t through) {
+    while (planner_->next_step() <= through) {
+      Offer(control_.Poll(false));
+      std::optional<StepKind> kind = planner_->Decide();
+      while (!kind) {
+        Offer(control_.Poll(true));  // nothing to do and the log is open: wait for it
+        kind = planner_->Decide();
+      }
+      Learn(planner_->next_step() - 1, EncodeStepKind(*kind));
+    }
+  }
+
+  void Offer(const RunControl::Inbox& inbox) {
+    for (const Admission& a : inbox.admissions) {
+      if (std::optional<std::string> why = planner_->Offer(a)) {
+        control_.Refuse(a, planner_->next_step() - 1, *why);
+      }
+    }
+    if (inbox.closed) planner_->Close();
+  }
+
+  void Start(int64_t step, const StepKind& kind) {
+    if (planner_) DecideThrough(step + lookahead_);
+    Exec e;
+    e.step = step;
+    e.kind = kind;
+    if (kind.kind == StepKind::kDecode) {
+      if (active_.empty()) run_first_ = step;
+      e.program = &setup_.program;
+      e.base_ns = (step - run_first_) * setup_.repeat_ns;
+    } else {
+      if (kind.bucket < 0 || static_cast<size_t>(kind.bucket) >= setup_.prefill.size() ||
+          kind.slot >= slots_) {
+        throw Error(ErrorCode::kProtocol,
+                    Where(step) + "a prefill of slot " + std::to_string(kind.slot) +
+                        " with prefill program " + std::to_string(kind.bucket) +
+                        ", but there are " + std::to_string(slots_) + " slots and " +
+                        std::to_string(setup_.prefill.size()) + " prefill programs");
+      }
+      e.program = &setup_.prefill[static_cast<size_t>(kind.bucket)].program;
+      e.chunks = chunks_[static_cast<size_t>(kind.bucket)];
+      const size_t slot = static_cast<size_t>(kind.slot);
+      // A new sequence takes the slot: its KV cache starts empty on every stage.
+      if (im_.shard) im_.shard->ResetSlot(kind.slot);
+      kv_[slot] = 0;
+      live_[slot] = false;
+      if (stage0_ || sampler_) {
+        held_[slot] = control_.AwaitAdmission(kind.admission);
+        if (held_[slot]->number != kind.admission) {
+          throw Error(ErrorCode::kInternal, Where(step) + "asked for admission " +
+                                                std::to_string(kind.admission) + ", got " +
+                                                std::to_string(held_[slot]->number));
+        }
+        generated_[slot] = held_[slot]->generated;
+      }
+      ++report_.prefill_steps;
+    }
+    if (setup_.recorder != nullptr) setup_.recorder->BeginStep(step);
+    active_.push_back(std::move(e));
+    if (active_.back().done()) Finish(active_.back());  // nothing of this step on this chip
+  }
+
+  void Finish(const Exec& e) {
+    for (auto it = stash_.begin(); it != stash_.end(); ++it) {
+      if (std::get<1>(it->first) == e.step) {
+        throw Error(ErrorCode::kProtocol, Where(e.step) + "a message on link " +
+                                              std::to_string(std::get<0>(it->first)) + " (tensor " +
+                                              std::to_string(std::get<2>(it->first)) +
+                                              ") that its program does not receive");
+      }
+    }
+    if (sampler_) {
+      std::vector<SampledToken> tokens;
+      for (const auto& [key, st] : e.slots) {
+        if (!st.result) continue;
+        SampledToken t;
+        t.slot = st.result->slot;
+        t.request = st.result->request;
+        t.index = st.work->sample_index;
+        t.token = st.result->token;
+        t.last = st.result_last;
+        t.logits = st.result->logits;
+        tokens.push_back(std::move(t));
+      }
+      std::sort(tokens.begin(), tokens.end(),
+                [](const SampledToken& a, const SampledToken& b) { return a.slot < b.slot; });
+      report_.tokens += static_cast<int64_t>(tokens.size());
+      if (!tokens.empty()) control_.Emit(e.step, std::move(tokens));
+    }
+    ++report_.steps;
+    if (setup_.recorder != nullptr) setup_.recorder->CompleteStep(e.step);
+    // Kinds of steps every chip has left behind are not needed any more.
+    const int64_t oldest = active_.size() > 1 ? std::min(active_.front().step, e.step) : e.step;
+    kinds_.erase(kinds_.begin(), kinds_.lower_bound(oldest));
+    im_.kinds.erase(im_.kinds.begin(), im_.kinds.lower_bound(oldest));
+    for (auto it = active_.begin(); it != active_.end(); ++it) {
+      if (&*it == &e) {
+        active_.erase(it);
+        break;
+      }
+    }
+  }
+
+  // The slot an instruction of `e` works on (a prefill program's sequence 0 is the kind's slot).
+  static int32_t SlotOf(const Exec& e, const Instruction& in) {
+    return e.kind.kind == StepKind::kPrefill ? e.kind.slot : in.sequence;
+  }
+
+  // The slot's work in this step from `tokens` (stage 0) or a message's `rows` (later stages):
+  // its KV position continues the slot's cache; the sampling chip adds how to sample.
+  void Activate(const Exec& e, const Instruction& in, SlotState& st, std::vector<int32_t> tokens,
+                int64_t rows) {
+    const int32_t slot = SlotOf(e, in);
+    const size_t s = static_cast<size_t>(slot);
+    SlotWork w;
+    w.slot = slot;
+    w.position = kv_[s];
+    w.tokens = std::move(tokens);
+    kv_[s] += rows;
+    if (held_[s]) {
+      const Admission& a = *held_[s];
+      w.request = a.request;
+      w.sampling = a.sampling;
+      w.logits = a.logits;
+      st.max_new = a.max_new;
+      // One token per decode step, and one per prefill (its last chunk samples).
+      if (sampler_ && (e.kind.kind == StepKind::kDecode || in.token == -1)) {
+        w.sample_index = generated_[s]++;
+      }
+    }
+    st.own = std::move(w);
+    st.work = &*st.own;
+    st.rows = rows;
+    st.known = true;
+  }
+
+  SlotState& StateFor(Exec& e, const Instruction& in) {
+    auto [it, fresh] = e.slots.try_emplace({in.token, in.sequence});
+    SlotState& st = it->second;
+    if (!fresh) return st;
+    st.known = !im_.shard || stage0_;
+    if (!stage0_) return st;  // learnt from the slot's first message
+    const size_t s = static_cast<size_t>(SlotOf(e, in));
+    if (e.kind.kind == StepKind::kDecode) {
+      if (live_[s]) Activate(e, in, st, {next_token_[s]}, 1);
+      return st;
+    }
+    // Prefill: the prompt fills the chunks from the end.
+    const std::vector<int32_t>& prompt = held_[s]->tokens;
+    const int64_t per = setup_.prefill[static_cast<size_t>(e.kind.bucket)].chunk_tokens;
+    const int64_t chunk = in.token + e.chunks;
+    const int64_t end = static_cast<int64_t>(prompt.size()) - (e.chunks - 1 - chunk) * per;
+    const int64_t begin = std::max<int64_t>(0, end - per);
+    if (end > 0) {
+      Activate(e, in, st, std::vector<int32_t>(prompt.begin() + begin, prompt.begin() + end),
+               end - begin);
+    }
+    return st;
+  }
+
+  // A message for the slot's step: a chip past stage 0 learns from the first one whether the slot
+  // works (its rows) or idles.
+  void OnMessage(const Exec& e, const Instruction& in, SlotState& st, const transport::Message& m) {
+    if (st.known) return;
+    const int64_t rows = m.header.shape.empty() ? 0 : m.header.shape.front();
+    if (rows > 0) {
+      Activate(e, in, st, {}, rows);
+    } else {
+      st.known = true;
+    }
+  }
+
+  // Stage 0: the token the sampling chip sent back for the slot.
+  void OnToken(const Exec& e, const Instruction& in, const SlotState& st) {
+    if (!st.token_in || st.token_in->token < 0) return;  // an idle slot
+    const size_t s = static_cast<size_t>(SlotOf(e, in));
+    next_token_[s] = st.token_in->token;
+    live_[s] = !st.token_in->last;
+    if (st.token_in->last && planner_) planner_->Free(static_cast<int32_t>(s));
+  }
+
+  // The message `msg` of `step` on `link`: held already, or read off the link (holding what
+  // comes before it, whatever its step).
+  transport::Message Take(topology::LinkId link, int64_t step, int64_t msg) {
+    auto held = stash_.find({link, step, msg});
+    if (held != stash_.end()) {
+      transport::Message m = std::move(held->second);
+      stash_.erase(held);
+      return m;
+    }
+    transport::Expect any;
+    any.schedule_id = setup_.schedule_id;
+    any.any_step = true;
+    while (true) {
+      transport::Message m = im_.Link(link).Receive(any, setup_.timeout);
+      Learn(m.header.step + lookahead_, m.header.ahead);
+      const int64_t got = m.header.step;
+      const auto tensor = static_cast<int64_t>(m.header.tensor_id);
+      if (got == step && tensor == msg) return m;
+      if (got < active_.front().step) {
+        throw Error(ErrorCode::kProtocol,
+                    Where(step) + "link " + std::to_string(link) + " brought step " +
+                        std::to_string(got) + " (tensor " + std::to_string(tensor) +
+                        "), a step this chip has finished, while it waits for tensor " +
+                        std::to_string(msg));
+      }
+      if (!stash_.emplace(std::make_tuple(link, got, tensor), std::move(m)).second) {
+        throw Error(ErrorCode::kProtocol, Where(got) + "link " + std::to_string(link) +
+                                              " brought tensor " + std::to_string(tensor) +
+                                              " twice");
+      }
+    }
+  }
+
+  void Execute(Exec& e) {
+    const size_t i = e.next++;
+    const Instruction& in = e.program->instructions[i];
+    FlightRecorder* recorder = setup_.recorder;
+    if (recorder != nullptr) {
+      control::FlightEntry entry = im_.Entry(in, i);
+      entry.step = e.step;
+      recorder->BeginOp(entry);
+    }
+    im_.Guarded(in, i, e.step, [&] {
+      if (in.kind == InstrKind::kForward) {
+        im_.Forward(in, e.step, Take(in.in_link, e.step, in.in_msg));
+        return;
+      }
+      SlotState& st = StateFor(e, in);
+      switch (in.kind) {
+        case InstrKind::kCompute:
+          im_.Compute(in, i, e.step, st);
+          break;
+        case InstrKind::kReduce:
+          im_.Reduce(in, i, e.step, st);
+          break;
+        case InstrKind::kSend:
+          im_.SendOut(in, i, e.step, st);
+          break;
+        case InstrKind::kRecv: {
+          transport::Message m = Take(in.in_link, e.step, in.in_msg);
+          OnMessage(e, in, st, m);
+          im_.ReceiveIn(in, i, e.step, st, std::move(m));
+          if (in.tag == Tag::kToken && stage0_) OnToken(e, in, st);
+          break;
+        }
+        case InstrKind::kForward:
+          break;
+      }
+      if (stage0_ && sampler_ && st.result && !st.token_in) {
+        // One stage: the sampling chip is stage 0's rank 0, whose token goes to the other ranks
+        // over links and to itself as it is drawn.
+        st.token_in = SlotState::TokenIn{st.result->token, st.result_last};
+        OnToken(e, in, st);
+      }
+    });
+    if (recorder != nullptr) recorder->EndOp();
+  }
+
+  ChipRunner::Impl& im_;
+  RunControl& control_;
+  const ChipSetup& setup_;
+  const int lookahead_;
+  const int32_t slots_;
+  const bool stage0_;
+  const bool sampler_;
+  std::optional<StepPlanner> planner_;  // rank 0 of stage 0
+  std::vector<int32_t> chunks_;         // per prefill program
+  std::map<int64_t, StepKind> kinds_;
+  std::deque<Exec> active_;  // steps started and not finished, in step order
+  int64_t next_start_ = 0;
+  int64_t run_first_ = 0;    // the first step of the decode run in progress
+  std::vector<int64_t> kv_;  // per slot: KV positions filled (stage chips)
+  // Stage 0, per slot: the next token to feed and whether its request runs.
+  std::vector<int32_t> next_token_;
+  std::vector<bool> live_;
+  // Stage 0 and the sampling chip, per slot: its request's admission and tokens drawn so far.
+  std::vector<std::optional<Admission>> held_;
+  std::vector<int64_t> generated_;
+  std::map<std::tuple<topology::LinkId, int64_t, int64_t>, transport::Message> stash_;
+  RunReport report_;
+};
+
+RunReport ChipRunner::Run(RunControl& control) {
+  if (impl_->closed) {
+    throw Error(ErrorCode::kDisconnected, "chip " + std::to_string(chip()) + " is closed");
+  }
+  SelfClockedRun run(*impl_, control);
+  return run.Go();
+}
+
+schedule::GlobalSchedule PrefillPass(const schedule::GlobalSchedule& compiled) {
+  schedule::GlobalSchedule out = compiled;
+  std::set<int64_t> kept_msgs;
+  for (schedule::ChipProgram& p : out.programs) {
+    std::vector<int32_t> where(p.instructions.size(), -1);
+    std::vector<Instruction> kept;
+    for (size_t i = 0; i < p.instructions.size(); ++i) {
+      const Instruction& in = p.instructions[i];
+      if (in.token >= 0) continue;
+      where[i] = static_cast<int32_t>(kept.size());
+      Instruction copy = in;
+      for (int32_t& d : copy.deps) {
+        if (where[static_cast<size_t>(d)] < 0) {
+          throw InvalidInput("prefill pass: " + schedule::DescribeStep(in) +
+                             " depends on a decode instruction");
+        }
+        d = where[static_cast<size_t>(d)];
+      }
+      if (copy.msg >= 0) kept_msgs.insert(copy.msg);
+      kept.push_back(std::move(copy));
+    }
+    p.instructions = std::move(kept);
+  }
+  for (schedule::LinkTable& t : out.links) {
+    std::erase_if(t.reservations,
+                  [&](const schedule::Reservation& r) { return kept_msgs.count(r.msg) == 0; });
+  }
+  std::erase_if(out.links, [](const schedule::LinkTable& t) { return t.reservations.empty(); });
+  out.tokens = 0;
+  return out;
+}
+
+}  // namespace lockstep::worker

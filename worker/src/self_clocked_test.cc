@@ -1,0 +1,312 @@
+// ChipRunner::Run: every chip of a plan as a thread running on its own, fed only its admission
+// log, against the reference.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "lockstep/common/error.h"
+#include "lockstep/control/settings.h"
+#include "lockstep/model/reference.h"
+#include "lockstep/schedule/queries.h"
+#include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/generators.h"
+#include "lockstep/transport/transport.h"
+#include "lockstep/worker/chip_runner.h"
+
+namespace lockstep::worker {
+namespace {
+
+partition::ModelSpec Tiny() {
+  return partition::ParseModelSpec(R"({"_name_or_path": "tiny-tp8", "model_type": "qwen2",
+    "hidden_size": 64, "head_dim": 32, "intermediate_size": 512, "num_hidden_layers": 6,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+                                   "tiny-tp8");
+}
+
+// A run's control plane in memory: the whole admission log up front, closed; the tokens the
+// sampling chip emits collected by step.
+class MemoryControl : public RunControl {
+ public:
+  struct Sink {
+    std::mutex mutex;
+    std::vector<std::pair<int64_t, SampledToken>> tokens;  // (step, token) as emitted
+    std::vector<std::string> refused;
+  };
+  MemoryControl(std::vector<Admission> log, Sink& sink) : log_(std::move(log)), sink_(sink) {}
+
+  Admission AwaitAdmission(int64_t number) override {
+    if (number < 0 || static_cast<size_t>(number) >= log_.size()) {
+      throw Error(ErrorCode::kInternal, "no admission " + std::to_string(number));
+    }
+    return log_[static_cast<size_t>(number)];
+  }
+  Inbox Poll(bool) override {
+    Inbox in;
+    if (!polled_) in.admissions = log_;
+    polled_ = true;
+    in.closed = true;
+    return in;
+  }
+  void Refuse(const Admission& a, int64_t, const std::string& why) override {
+    std::lock_guard lock(sink_.mutex);
+    sink_.refused.push_back(std::to_string(a.number) + ": " + why);
+  }
+  void Emit(int64_t step, std::vector<SampledToken> tokens) override {
+    std::lock_guard lock(sink_.mutex);
+    for (SampledToken& t : tokens) sink_.tokens.emplace_back(step, std::move(t));
+  }
+
+ private:
+  std::vector<Admission> log_;
+  Sink& sink_;
+  bool polled_ = false;
+};
+
+struct Request;
+struct Outcome;
+Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
+                const topology::Topology& topo, const partition::Plan& plan, int32_t slots,
+                const std::vector<Request>& requests, const std::vector<int64_t>& buckets,
+                int64_t chunk, int lookahead);
+
+struct Request {
+  std::vector<int32_t> prompt;
+  int64_t max_new = 0;
+  model::SamplingOptions sampling;
+};
+
+struct Outcome {
+  std::vector<std::pair<int64_t, SampledToken>> emitted;
+  std::vector<RunReport> reports;                // by chip, in program order
+  std::vector<control::FlightEntry> first_chip;  // what the first chip executed, in order
+};
+
+// Every chip of `layout` on `topo` as a thread: the decode program (modulo form) and one prefill
+// program per bucket, admissions in request order.
+Outcome RunAll(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
+               const topology::Topology& topo, std::vector<std::pair<int64_t, int>> layout,
+               int32_t slots, const std::vector<Request>& requests,
+               const std::vector<int64_t>& buckets, int64_t chunk, int lookahead = 1) {
+  partition::PlanOptions po;
+  po.layout = std::move(layout);
+  return RunPlan(spec, weights, topo, partition::MakePlan(spec, topo, po), slots, requests, buckets,
+                 chunk, lookahead);
+}
+
+Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
+                const topology::Topology& topo, const partition::Plan& plan, int32_t slots,
+                const std::vector<Request>& requests, const std::vector<int64_t>& buckets,
+                int64_t chunk, int lookahead) {
+  schedule::ScheduleOptions so;
+  so.tokens = 1;
+  so.sequences = slots;
+  so.modulo = true;
+  const schedule::GlobalSchedule decode = schedule::Compile(plan, spec, topo, so);
+  std::vector<schedule::GlobalSchedule> prefill;
+  for (int64_t b : buckets) {
+    schedule::ScheduleOptions po2;
+    po2.sequences = 1;
+    po2.prefill = true;
+    po2.prompt_len = b;
+    po2.prompt_buckets = buckets;
+    po2.prefill_chunk = chunk;
+    prefill.push_back(PrefillPass(schedule::Compile(plan, spec, topo, po2)));
+  }
+  std::vector<Admission> log;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Admission a;
+    a.number = static_cast<int64_t>(i);
+    a.step = lookahead;
+    a.request = 1000 + i;
+    a.tokens = requests[i].prompt;
+    a.max_new = requests[i].max_new;
+    a.sampling = requests[i].sampling;
+    a.logits = true;
+    log.push_back(std::move(a));
+  }
+  MemoryControl::Sink sink;
+  transport::TransportOptions to;
+  to.backend = "inproc";
+  to.queue_capacity = 256;
+  auto transport = transport::CreateTransport(to);
+  const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
+  Outcome out;
+  out.reports.resize(decode.programs.size());
+  FlightRecorder recorder(1 << 16);
+  std::vector<std::string> errors(decode.programs.size());
+  std::vector<std::thread> threads;
+  for (size_t c = 0; c < decode.programs.size(); ++c) {
+    threads.emplace_back([&, c] {
+      const schedule::ChipProgram& p = decode.programs[c];
+      std::unique_ptr<ChipRunner> runner;
+      try {
+        ChipSetup s;
+        s.spec = spec;
+        s.stage = p.stage;
+        s.rank = p.rank;
+        s.program = p;
+        if (p.stage >= 0) {
+          s.shard = model::ExtractShard(weights, spec, stages, p.stage, p.rank);
+          s.group = plan.stages[static_cast<size_t>(p.stage)].chips;
+        }
+        s.schedule_id = 7;
+        s.timeout = transport::Millis(20000);
+        s.repeat_ns = decode.repeat_ns;
+        s.lookahead = lookahead;
+        if (c == 0) s.recorder = &recorder;
+        for (size_t b = 0; b < buckets.size(); ++b) {
+          ChipSetup::Prefill pf;
+          pf.bucket = buckets[b];
+          pf.chunk_tokens = prefill[b].prefill_chunk_tokens;
+          for (const schedule::ChipProgram& q : prefill[b].programs) {
+            if (q.chip == p.chip) pf.program = q;
+          }
+          s.prefill.push_back(std::move(pf));
+        }
+        const auto links = schedule::ProgramLinks(p);
+        runner = std::make_unique<ChipRunner>(
+            std::move(s),
+            transport->OpenChip(static_cast<uint32_t>(p.chip), control::LinkSpecs(topo, links),
+                                transport::Millis(20000)));
+        MemoryControl control(log, sink);
+        out.reports[c] = runner->Run(control);
+      } catch (const std::exception& e) {
+        errors[c] = e.what();
+      }
+      if (runner) runner->Close();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
+  EXPECT_TRUE(sink.refused.empty()) << sink.refused.front();
+  out.emitted = std::move(sink.tokens);
+  out.first_chip = recorder.Entries();
+  return out;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// Every request's tokens and logits, in token order, equal model::Generate's bit for bit.
+void ExpectReference(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
+                     const std::vector<Request>& requests, const Outcome& got) {
+  const model::ReferenceModel reference(spec, weights);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const model::Generation want = model::Generate(reference, requests[i].prompt,
+                                                   requests[i].max_new, requests[i].sampling, true);
+    std::vector<const SampledToken*> mine;
+    for (const auto& [step, t] : got.emitted) {
+      if (t.request == 1000 + i) mine.push_back(&t);
+    }
+    ASSERT_EQ(mine.size(), want.tokens.size()) << "request " << i;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      EXPECT_EQ(mine[k]->index, static_cast<int64_t>(k)) << "request " << i;
+      EXPECT_EQ(mine[k]->token, want.tokens[k]) << "request " << i << " token " << k;
+      EXPECT_TRUE(SameBits(mine[k]->logits, want.logits[k])) << "request " << i << " token " << k;
+      EXPECT_EQ(mine[k]->last, k + 1 == mine.size()) << "request " << i << " token " << k;
+    }
+  }
+}
+
+std::vector<Request> Requests() {
+  return {{{3, 1, 4, 1, 5}, 3, {}},
+          {{199}, 2, {.temperature = 0.8, .top_p = 0.9, .seed = 7}},
+          {{9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4}, 4, {}},  // 19: the 32 bucket
+          {{0, 7}, 1, {}},
+          {{11, 12, 13, 14, 15, 16, 17, 18, 19}, 5, {.temperature = 1.0, .top_p = 1.0, .seed = 3}},
+          {{42, 43, 44}, 2, {}}};
+}
+
+// Two stages on two chips, 3 slots for 6 requests: every slot is refilled as its request
+// finishes, prompts of 1-19 tokens go through the 16 and 32 buckets in chunks of 4 (the first
+// chunks empty for short prompts), and every token and logit is the reference's.
+TEST(SelfClocked, TwoStagesRefillSlotsBitForBit) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const std::vector<Request> requests = Requests();
+  const Outcome got = RunAll(spec, weights, topo, {{4, 1}, {4, 1}}, 3, requests, {16, 32}, 4);
+  ExpectReference(spec, weights, requests, got);
+  for (const RunReport& r : got.reports) EXPECT_EQ(r.prefill_steps, 6);
+}
+
+// Consecutive decode steps overlap as the modulo schedule has them: stage 0 starts a step's first
+// slots before the step before it has its last tokens back (no bubble between steps).
+TEST(SelfClocked, ConsecutiveDecodeStepsOverlap) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  std::vector<Request> requests;
+  for (int32_t i = 0; i < 4; ++i) requests.push_back({{i + 1, i + 2}, 6, {}});
+  const Outcome got = RunAll(spec, weights, topo, {{4, 1}, {4, 1}}, 4, requests, {16}, 16);
+  ExpectReference(spec, weights, requests, got);
+  int64_t overlaps = 0, newest = -1;
+  for (const control::FlightEntry& e : got.first_chip) {
+    if (e.step < newest) ++overlaps;  // an instruction of an older step after a newer one began
+    newest = std::max(newest, e.step);
+  }
+  EXPECT_GT(overlaps, 0) << "decode steps ran one after another";
+}
+
+// The same requests give the same steps and bits every run, whatever the threads' timing.
+TEST(SelfClocked, SameStepsEveryRun) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const Outcome a = RunAll(spec, weights, topo, {{3, 1}, {5, 1}}, 2, Requests(), {32}, 8);
+  const Outcome b = RunAll(spec, weights, topo, {{3, 1}, {5, 1}}, 2, Requests(), {32}, 8);
+  ASSERT_EQ(a.emitted.size(), b.emitted.size());
+  for (size_t i = 0; i < a.emitted.size(); ++i) {
+    EXPECT_EQ(a.emitted[i].first, b.emitted[i].first) << i;
+    EXPECT_EQ(a.emitted[i].second, b.emitted[i].second) << i;
+  }
+  EXPECT_EQ(a.reports[0].steps, b.reports[0].steps);
+}
+
+// Tensor parallelism on both stages: stage 0's rank 1 learns each step's kind from rank 0's
+// all-reduce messages, and the collectives of consecutive decode steps overlap.
+TEST(SelfClocked, TwoStagesOfTp2BitForBit) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const std::vector<Request> requests = Requests();
+  ExpectReference(spec, weights, requests,
+                  RunAll(spec, weights, topo, {{4, 2}, {4, 2}}, 4, requests, {16, 32}, 16));
+}
+
+// One stage (stage 0 samples itself) of TP 4: the single-stage token path.
+TEST(SelfClocked, OneStageTp4BitForBit) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const std::vector<Request> requests = Requests();
+  ExpectReference(spec, weights, requests,
+                  RunAll(spec, weights, topo, {{8, 4}}, 2, requests, {32}, 32));
+}
+
+// A TP group wider than a node (ring all-reduces, legs forwarded) on each of 4 stages over two
+// racks of a Dragonfly: kinds reach every chip through rings and multi-hop routes alone.
+TEST(SelfClocked, RingsOverTwoRacksBitForBit) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 2);
+  partition::PlanOptions po;
+  po.layout = {{2, 16}, {2, 16}, {2, 16}, {2, 16}};
+  partition::Plan plan = partition::MakePlan(spec, topo, po);
+  // Stages 2 and 3 into the second rack (chips 72-135): the routes between racks are forwarded.
+  for (size_t s = 2; s < 4; ++s) {
+    for (topology::ChipId& c : plan.stages[s].chips) c += 72 - 32;
+  }
+  const std::vector<Request> requests = Requests();
+  ExpectReference(spec, weights, requests,
+                  RunPlan(spec, weights, topo, plan, 3, requests, {16, 32}, 8, 1));
+}
+
+}  // namespace
+}  // namespace lockstep::worker
