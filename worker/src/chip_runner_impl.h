@@ -139,6 +139,9 @@ struct ChipRunner::Impl {
   // Run: the step kinds this chip knows (EncodeStepKind), by step; every message of step s it
   // sends carries the kind of step s + lookahead when known (RunStep: none).
   std::map<int64_t, uint64_t> kinds;
+  // Run in virtual time: the virtual arrival the next Send or Forward stamps (-1: its planned
+  // start, as RunStep stamps).
+  int64_t send_time = -1;
   uint64_t KindAhead(int64_t step) const {
     auto it = kinds.find(step + setup.lookahead);
     return it == kinds.end() ? 0 : it->second;
@@ -210,7 +213,7 @@ struct ChipRunner::Impl {
     m.header.token_index = in.sequence;
     m.header.dtype = dtype;
     m.header.shape = std::move(shape);
-    m.header.send_time_ns = in.start_ns;
+    m.header.send_time_ns = send_time >= 0 ? send_time : in.start_ns;
     m.header.src_rank = src_rank;
     m.header.ahead = KindAhead(step);
     m.payload = std::move(payload);
@@ -851,7 +854,7 @@ struct ChipRunner::Impl {
     out.header = m.header;
     out.header.step = step;
     out.header.tensor_id = static_cast<uint64_t>(in.msg);
-    out.header.send_time_ns = in.start_ns;
+    out.header.send_time_ns = send_time >= 0 ? send_time : in.start_ns;
     if (const uint64_t ahead = KindAhead(step); ahead != 0) out.header.ahead = ahead;
     out.payload = std::move(m.payload);
     Link(in.link).Send(std::move(out), setup.timeout);

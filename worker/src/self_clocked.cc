@@ -1,5 +1,8 @@
 // ChipRunner::Run: a chip runs step after step on its own (chip_runner.h, run_control.h).
+#include <chrono>
+#include <cmath>
 #include <deque>
+#include <thread>
 
 #include "chip_runner_impl.h"
 #include "step_planner.h"
@@ -16,15 +19,34 @@ struct Exec {
   int64_t step = 0;
   StepKind kind;
   const schedule::ChipProgram* program = nullptr;
-  int64_t base_ns = 0;  // decode: (step - the decode run's first step) x R; prefill: 0
-  size_t next = 0;      // the next instruction to execute
-  int32_t chunks = 0;   // prefill: the prompt's chunks (tokens -chunks .. -1)
+  int64_t t0 = 0;      // T(step): the scheduled start of the program's time 0 in the run
+  size_t next = 0;     // the next instruction to execute
+  int32_t chunks = 0;  // prefill: the prompt's chunks (tokens -chunks .. -1)
   // By (token, sequence) of the program's instructions.
   std::map<std::pair<int32_t, int32_t>, SlotState> slots;
+  std::vector<int64_t> v_end;  // virtual time: each executed instruction's end
 
   bool done() const { return next == program->instructions.size(); }
-  int64_t next_time() const { return base_ns + program->instructions[next].start_ns; }
+  int64_t next_time() const { return t0 + program->instructions[next].start_ns; }
 };
+
+int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Waits until the steady clock reads `target` (sleeping while far, spinning the last stretch so
+// the start is not late by a scheduler's wake-up).
+void WaitUntil(int64_t target) {
+  constexpr int64_t kSpin = 200'000;
+  int64_t now = SteadyNs();
+  if (target - now > kSpin) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(target - now - kSpin));
+  }
+  while (SteadyNs() < target) {
+  }
+}
 
 int32_t ChunksOf(const schedule::ChipProgram& p) {
   int32_t low = 0;
@@ -52,6 +74,10 @@ class SelfClockedRun {
     const std::string chip = "chip " + std::to_string(setup_.program.chip);
     if (lookahead_ < 1) throw InvalidInput(chip + ": the kind lookahead must be >= 1");
     if (setup_.repeat_ns < 0) throw InvalidInput(chip + ": the repeat interval must be >= 0");
+    if (setup_.pace != 0 && !(setup_.pace >= 1)) {
+      throw InvalidInput(chip + ": pace must be >= 1 (time dilation), not " +
+                         std::to_string(setup_.pace));
+    }
     std::vector<int64_t> buckets;
     for (const ChipSetup::Prefill& p : setup_.prefill) {
       if ((!buckets.empty() && p.bucket <= buckets.back()) || p.bucket < 1 || p.chunk_tokens < 1) {
@@ -89,7 +115,7 @@ class SelfClockedRun {
       if (first->kind.kind == StepKind::kDecode && setup_.repeat_ns > 0) {
         // The next step starts first if its first instruction comes strictly earlier (ties go to
         // the earlier step): it must then be known, and only a decode step overlaps.
-        const int64_t t = (next_start_ - run_first_) * setup_.repeat_ns + first_start;
+        const int64_t t = last_t0_ + setup_.repeat_ns + first_start;
         if (t < first->next_time()) {
           const StepKind& k = KindToStart();
           if (k.kind == StepKind::kDecode) {
@@ -170,10 +196,17 @@ class SelfClockedRun {
     Exec e;
     e.step = step;
     e.kind = kind;
+    // T(step): R after a decode step for a decode step, else after the last one's whole program.
+    if (started_) {
+      const bool overlap = last_kind_.kind == StepKind::kDecode && kind.kind == StepKind::kDecode &&
+                           setup_.repeat_ns > 0;
+      last_t0_ += overlap ? setup_.repeat_ns : Makespan(last_kind_);
+    }
+    started_ = true;
+    last_kind_ = kind;
+    e.t0 = last_t0_;
     if (kind.kind == StepKind::kDecode) {
-      if (active_.empty()) run_first_ = step;
       e.program = &setup_.program;
-      e.base_ns = (step - run_first_) * setup_.repeat_ns;
     } else {
       if (kind.bucket < 0 || static_cast<size_t>(kind.bucket) >= setup_.prefill.size() ||
           kind.slot >= slots_) {
@@ -239,12 +272,18 @@ class SelfClockedRun {
     const int64_t oldest = active_.size() > 1 ? std::min(active_.front().step, e.step) : e.step;
     kinds_.erase(kinds_.begin(), kinds_.lower_bound(oldest));
     im_.kinds.erase(im_.kinds.begin(), im_.kinds.lower_bound(oldest));
+    slot_end_.erase(slot_end_.begin(), slot_end_.lower_bound({oldest - 1, 0}));
     for (auto it = active_.begin(); it != active_.end(); ++it) {
       if (&*it == &e) {
         active_.erase(it);
         break;
       }
     }
+  }
+
+  int64_t Makespan(const StepKind& k) const {
+    return k.kind == StepKind::kPrefill ? setup_.prefill[static_cast<size_t>(k.bucket)].makespan_ns
+                                        : setup_.decode_makespan_ns;
   }
 
   // The slot an instruction of `e` works on (a prefill program's sequence 0 is the kind's slot).
@@ -358,6 +397,42 @@ class SelfClockedRun {
     }
   }
 
+  // Virtual time: when instruction `i` of `e` starts (`arrival`: its message's, or -1) and ends;
+  // records both, the resource's use and the start's lag behind the schedule, and sets the
+  // virtual arrival a Send or Forward stamps.
+  void VirtualTimes(Exec& e, size_t i, int64_t arrival) {
+    const Instruction& in = e.program->instructions[i];
+    const int64_t scheduled = e.t0 + in.start_ns;
+    const int32_t slot = SlotOf(e, in);
+    int64_t start = std::max(scheduled, arrival);
+    for (int32_t d : in.deps) start = std::max(start, e.v_end[static_cast<size_t>(d)]);
+    if (in.deps.empty()) {  // the slot's previous step on this chip (Unroll's rule)
+      auto before = slot_end_.find({e.step - 1, slot});
+      if (before != slot_end_.end()) start = std::max(start, before->second);
+    }
+    const bool compute = in.kind == InstrKind::kCompute || in.kind == InstrKind::kReduce;
+    const bool out = in.kind == InstrKind::kSend || in.kind == InstrKind::kForward;
+    if (compute) start = std::max(start, compute_free_);
+    if (out) start = std::max(start, link_free_[in.link]);
+    const int64_t end = start + (compute ? in.duration_ns : out ? in.end_ns - in.start_ns : 0);
+    if (compute) compute_free_ = end;
+    if (out) link_free_[in.link] = end;
+    im_.send_time = out ? end : -1;
+    e.v_end[i] = end;
+    int64_t& slot_end = slot_end_[{e.step, slot}];
+    slot_end = std::max(slot_end, end);
+    report_.lag.Add(start - scheduled);
+  }
+
+  // Paced: waits for the instruction's scheduled start, dilated; records how late it started.
+  void Pace(const Exec& e, const Instruction& in) {
+    const int64_t target =
+        setup_.epoch_ns +
+        static_cast<int64_t>(std::llround(setup_.pace * static_cast<double>(e.t0 + in.start_ns)));
+    WaitUntil(target);
+    report_.lag.Add(SteadyNs() - target);
+  }
+
   void Execute(Exec& e) {
     const size_t i = e.next++;
     const Instruction& in = e.program->instructions[i];
@@ -367,9 +442,16 @@ class SelfClockedRun {
       entry.step = e.step;
       recorder->BeginOp(entry);
     }
+    const bool virtual_time = setup_.virtual_time;
+    if (virtual_time && e.v_end.empty()) e.v_end.assign(e.program->instructions.size(), 0);
+    if (!virtual_time && setup_.pace > 0) Pace(e, in);
     im_.Guarded(in, i, e.step, [&] {
+      const bool receives = in.kind == InstrKind::kRecv || in.kind == InstrKind::kForward;
+      std::optional<transport::Message> m;
+      if (receives) m = Take(in.in_link, e.step, in.in_msg);
+      if (virtual_time) VirtualTimes(e, i, m ? m->header.send_time_ns : -1);
       if (in.kind == InstrKind::kForward) {
-        im_.Forward(in, e.step, Take(in.in_link, e.step, in.in_msg));
+        im_.Forward(in, e.step, std::move(*m));
         return;
       }
       SlotState& st = StateFor(e, in);
@@ -384,9 +466,8 @@ class SelfClockedRun {
           im_.SendOut(in, i, e.step, st);
           break;
         case InstrKind::kRecv: {
-          transport::Message m = Take(in.in_link, e.step, in.in_msg);
-          OnMessage(e, in, st, m);
-          im_.ReceiveIn(in, i, e.step, st, std::move(m));
+          OnMessage(e, in, st, *m);
+          im_.ReceiveIn(in, i, e.step, st, std::move(*m));
           if (in.tag == Tag::kToken && stage0_) OnToken(e, in, st);
           break;
         }
@@ -415,7 +496,15 @@ class SelfClockedRun {
   std::map<int64_t, StepKind> kinds_;
   std::deque<Exec> active_;  // steps started and not finished, in step order
   int64_t next_start_ = 0;
-  int64_t run_first_ = 0;    // the first step of the decode run in progress
+  // The last step started: its T and kind.
+  bool started_ = false;
+  int64_t last_t0_ = 0;
+  StepKind last_kind_;
+  // Virtual time: when the compute unit and each outgoing link direction are free, and when each
+  // (step, slot)'s last instruction on this chip ended.
+  int64_t compute_free_ = 0;
+  std::map<topology::LinkId, int64_t> link_free_;
+  std::map<std::pair<int32_t, int64_t>, int64_t> slot_end_;
   std::vector<int64_t> kv_;  // per slot: KV positions filled (stage chips)
   // Stage 0, per slot: the next token to feed and whether its request runs.
   std::vector<int32_t> next_token_;
@@ -464,6 +553,11 @@ schedule::GlobalSchedule PrefillPass(const schedule::GlobalSchedule& compiled) {
   }
   std::erase_if(out.links, [](const schedule::LinkTable& t) { return t.reservations.empty(); });
   out.tokens = 0;
+  out.makespan_ns = 0;
+  for (const schedule::ChipProgram& p : out.programs) {
+    for (const Instruction& in : p.instructions)
+      out.makespan_ns = std::max(out.makespan_ns, in.end_ns);
+  }
   return out;
 }
 

@@ -2,7 +2,9 @@
 // log, against the reference.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -66,41 +68,52 @@ class MemoryControl : public RunControl {
   bool polled_ = false;
 };
 
-struct Request;
-struct Outcome;
-Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
-                const topology::Topology& topo, const partition::Plan& plan, int32_t slots,
-                const std::vector<Request>& requests, const std::vector<int64_t>& buckets,
-                int64_t chunk, int lookahead);
-
 struct Request {
   std::vector<int32_t> prompt;
   int64_t max_new = 0;
   model::SamplingOptions sampling;
 };
 
+// How a run keeps time (ChipSetup: pace, virtual time) and which transport moves its data.
+struct Timing {
+  std::string transport = "inproc";
+  bool virtual_time = false;
+  double pace = 0;
+  // Changes a chip's decode program before the run (a hand-broken schedule).
+  std::function<void(schedule::ChipProgram&)> tamper;
+};
+
 struct Outcome {
   std::vector<std::pair<int64_t, SampledToken>> emitted;
   std::vector<RunReport> reports;                // by chip, in program order
   std::vector<control::FlightEntry> first_chip;  // what the first chip executed, in order
+  // Per chip: its decode program's instructions and each prefill program's.
+  std::vector<int64_t> decode_size;
+  std::vector<std::vector<int64_t>> prefill_size;
 };
+
+Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
+                const topology::Topology& topo, const partition::Plan& plan, int32_t slots,
+                const std::vector<Request>& requests, const std::vector<int64_t>& buckets,
+                int64_t chunk, int lookahead, const Timing& timing = {});
 
 // Every chip of `layout` on `topo` as a thread: the decode program (modulo form) and one prefill
 // program per bucket, admissions in request order.
 Outcome RunAll(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
                const topology::Topology& topo, std::vector<std::pair<int64_t, int>> layout,
                int32_t slots, const std::vector<Request>& requests,
-               const std::vector<int64_t>& buckets, int64_t chunk, int lookahead = 1) {
+               const std::vector<int64_t>& buckets, int64_t chunk, int lookahead = 1,
+               const Timing& timing = {}) {
   partition::PlanOptions po;
   po.layout = std::move(layout);
   return RunPlan(spec, weights, topo, partition::MakePlan(spec, topo, po), slots, requests, buckets,
-                 chunk, lookahead);
+                 chunk, lookahead, timing);
 }
 
 Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& weights,
                 const topology::Topology& topo, const partition::Plan& plan, int32_t slots,
                 const std::vector<Request>& requests, const std::vector<int64_t>& buckets,
-                int64_t chunk, int lookahead) {
+                int64_t chunk, int lookahead, const Timing& timing) {
   schedule::ScheduleOptions so;
   so.tokens = 1;
   so.sequences = slots;
@@ -130,13 +143,17 @@ Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& wei
   }
   MemoryControl::Sink sink;
   transport::TransportOptions to;
-  to.backend = "inproc";
+  to.backend = timing.transport;
   to.queue_capacity = 256;
   auto transport = transport::CreateTransport(to);
   const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
   Outcome out;
   out.reports.resize(decode.programs.size());
   FlightRecorder recorder(1 << 16);
+  const int64_t epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count() +
+                        50'000'000;  // every chip has its links open by then
   std::vector<std::string> errors(decode.programs.size());
   std::vector<std::thread> threads;
   for (size_t c = 0; c < decode.programs.size(); ++c) {
@@ -155,13 +172,19 @@ Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& wei
         }
         s.schedule_id = 7;
         s.timeout = transport::Millis(20000);
+        if (timing.tamper) timing.tamper(s.program);
         s.repeat_ns = decode.repeat_ns;
+        s.decode_makespan_ns = decode.makespan_ns;
         s.lookahead = lookahead;
+        s.virtual_time = timing.virtual_time;
+        s.pace = timing.pace;
+        s.epoch_ns = epoch;
         if (c == 0) s.recorder = &recorder;
         for (size_t b = 0; b < buckets.size(); ++b) {
           ChipSetup::Prefill pf;
           pf.bucket = buckets[b];
           pf.chunk_tokens = prefill[b].prefill_chunk_tokens;
+          pf.makespan_ns = prefill[b].makespan_ns;
           for (const schedule::ChipProgram& q : prefill[b].programs) {
             if (q.chip == p.chip) pf.program = q;
           }
@@ -181,6 +204,17 @@ Outcome RunPlan(const partition::ModelSpec& spec, const model::LlamaWeights& wei
     });
   }
   for (std::thread& t : threads) t.join();
+  for (const schedule::ChipProgram& p : decode.programs) {
+    out.decode_size.push_back(static_cast<int64_t>(p.instructions.size()));
+    out.prefill_size.emplace_back();
+    for (const schedule::GlobalSchedule& pf : prefill) {
+      int64_t n = 0;
+      for (const schedule::ChipProgram& q : pf.programs) {
+        if (q.chip == p.chip) n = static_cast<int64_t>(q.instructions.size());
+      }
+      out.prefill_size.back().push_back(n);
+    }
+  }
   for (const std::string& e : errors) EXPECT_EQ(e, "");
   EXPECT_TRUE(sink.refused.empty()) << sink.refused.front();
   out.emitted = std::move(sink.tokens);
@@ -288,6 +322,86 @@ TEST(SelfClocked, OneStageTp4BitForBit) {
   const std::vector<Request> requests = Requests();
   ExpectReference(spec, weights, requests,
                   RunAll(spec, weights, topo, {{8, 4}}, 2, requests, {32}, 32));
+}
+
+// In virtual time over the sim transport every instruction of every chip starts exactly when the
+// schedule says (decode periods overlapping, prefill passes between them), on several plans.
+TEST(SelfClocked, VirtualTimeReproducesEveryScheduledStart) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology node = topology::GenerateNode(topology::LpuV1());
+  const topology::Topology rack = topology::GenerateRack(topology::LpuV1());
+  const std::vector<Request> requests = Requests();
+  Timing sim;
+  sim.transport = "sim";
+  sim.virtual_time = true;
+  struct Plan {
+    const topology::Topology* topo;
+    std::vector<std::pair<int64_t, int>> layout;
+    int32_t slots;
+  };
+  for (const Plan& p : {Plan{&node, {{4, 1}, {4, 1}}, 3}, Plan{&node, {{4, 2}, {4, 2}}, 4},
+                        Plan{&node, {{8, 4}}, 2}, Plan{&rack, {{2, 1}, {2, 8}, {4, 2}}, 3},
+                        Plan{&rack, {{8, 16}}, 2}}) {
+    const Outcome got =
+        RunAll(spec, weights, *p.topo, p.layout, p.slots, requests, {16, 32}, 8, 1, sim);
+    ExpectReference(spec, weights, requests, got);
+    for (size_t c = 0; c < got.reports.size(); ++c) {
+      const LagHistogram& lag = got.reports[c].lag;
+      EXPECT_GT(lag.count(), 0) << "chip " << c;
+      EXPECT_EQ(lag.max_ns(), 0) << "chip " << c << " of a " << p.layout.size() << "-stage plan";
+    }
+  }
+}
+
+// A chip whose program takes longer than its schedule says (a hand-broken schedule: one compute
+// 1 ms longer than its slot) makes later instructions start late, in virtual time too.
+TEST(SelfClocked, VirtualTimeShowsAScheduleThatDoesNotHold) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  Timing broken;
+  broken.transport = "sim";
+  broken.virtual_time = true;
+  broken.tamper = [](schedule::ChipProgram& p) {
+    for (schedule::Instruction& in : p.instructions) {
+      if (in.kind == schedule::InstrKind::kCompute && in.op == partition::OpKind::kMlp) {
+        in.duration_ns += 1'000'000;
+        return;
+      }
+    }
+  };
+  const std::vector<Request> requests = {{{1, 2, 3}, 3, {}}};
+  const Outcome got =
+      RunAll(spec, weights, topo, {{4, 1}, {4, 1}}, 2, requests, {16}, 16, 1, broken);
+  ExpectReference(spec, weights, requests, got);  // the bits do not depend on time
+  int64_t worst = 0;
+  for (const RunReport& r : got.reports) worst = std::max(worst, r.lag.max_ns());
+  EXPECT_GE(worst, 1'000'000);
+}
+
+// Paced: no instruction starts before epoch + pace x its scheduled start, and each start's lag
+// is recorded; the run takes at least pace x the last scheduled start.
+TEST(SelfClocked, PacedRunStartsNothingEarly) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
+  const std::vector<Request> requests = {{{1, 2, 3}, 2, {}}, {{4, 5}, 2, {}}};
+  // The schedule's times are lpu-v1 microseconds; dilated to a few hundred ms of this host.
+  Timing paced;
+  paced.pace = 2000;
+  const Outcome got =
+      RunAll(spec, weights, topo, {{4, 1}, {4, 1}}, 2, requests, {16}, 16, 1, paced);
+  ExpectReference(spec, weights, requests, got);
+  for (size_t c = 0; c < got.reports.size(); ++c) {
+    const RunReport& r = got.reports[c];
+    EXPECT_EQ(r.prefill_steps, 2);
+    // Every instruction was paced: (steps - prefills) decode periods and 2 prefill passes.
+    EXPECT_EQ(r.lag.count(), (r.steps - r.prefill_steps) * got.decode_size[c] +
+                                 r.prefill_steps * got.prefill_size[c][0])
+        << "chip " << c;
+    EXPECT_LE(r.lag.Percentile(0.5), r.lag.max_ns());
+  }
 }
 
 // A TP group wider than a node (ring all-reduces, legs forwarded) on each of 4 stages over two

@@ -111,10 +111,27 @@ struct ChipSetup {
     int64_t bucket = 0;        // the longest prompt it takes
     int64_t chunk_tokens = 0;  // tokens per chunk (the schedule's prefill_chunk_tokens)
     schedule::ChipProgram program;
+    int64_t makespan_ns = 0;  // the compiled pass's makespan over every chip
   };
   std::vector<Prefill> prefill;
   // How many steps ahead a step's kind is announced (run_control.h); the same on every chip.
   int lookahead = 1;
+  // Time. An instruction's scheduled start in a run is T(step) + its program's start_ns: T(0) =
+  // 0, T(k + 1) = T(k) + repeat_ns between decode steps, else T(k) + the makespan of step k's
+  // program (decode_makespan_ns, Prefill::makespan_ns; over every chip, so every chip's T agrees).
+  int64_t decode_makespan_ns = 0;
+  // pace >= 1: no instruction starts before epoch_ns + pace x its scheduled start (steady-clock
+  // ns, one origin for every chip of the run), and Run reports how late each started. 0: as soon
+  // as its data is there.
+  double pace = 0;
+  int64_t epoch_ns = 0;
+  // Virtual time (the sim transport): a clock of planned durations instead of the wall. An
+  // instruction starts at the latest of its scheduled start, its inputs (the program's deps, the
+  // slot's previous step, a message's virtual arrival) and its resource (the compute unit, the
+  // outgoing link direction, one at a time); it takes its planned duration or hop time, and a
+  // message carries its virtual arrival (MessageHeader::send_time_ns). Run reports each start's
+  // lag behind the schedule: all 0 when the run reproduces the schedule exactly.
+  bool virtual_time = false;
 };
 
 // What one Run did on this chip.
@@ -122,6 +139,8 @@ struct RunReport {
   int64_t steps = 0;          // steps executed (the stop step not counted)
   int64_t prefill_steps = 0;  // of them, prefill steps
   int64_t tokens = 0;         // the sampling chip: tokens drawn
+  // Paced or virtual-time runs: every instruction's start behind its scheduled start.
+  LagHistogram lag;
 };
 
 // A compiled prefill (ScheduleOptions::prefill, one sequence, one decode token) restricted to the
