@@ -22,6 +22,7 @@ PACKAGES=(
   slurm-wlm munge                 # tests/slurm_test.sh, scripts/launch-slurm.sh
   libpcre2-dev libutf8proc-dev    # tokenizer: Unicode split regexes, normalization (NFC, ...)
   pybind11-dev python3-dev        # python/: the `lockstep` Python module
+  librsvg2-bin                    # rsvg-convert: tests render the plan/simulate --svg pictures to PNG
 )
 
 build_dir=build

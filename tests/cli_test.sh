@@ -367,4 +367,53 @@ expect_exit 1 "$LOCKSTEP" schedule --plan p7.json
 grep -q "not a Lockstep plan" err.txt || fail "a JSON plan is not read back"
 expect_exit 2 "$LOCKSTEP" schedule --tokens 2
 expect_exit 2 "$LOCKSTEP" simulate "${SCHED[@]}" --tokens 0
+# Pictures (issue #24): plan --svg and simulate --svg, rendered to PNG by rsvg-convert (Debian's
+# librsvg2-bin, installed by scripts/setup.sh) and checked element by element.
+command -v rsvg-convert >/dev/null || fail "rsvg-convert is missing (scripts/setup.sh installs librsvg2-bin)"
+cat > check_svg.py <<'PY'
+import struct, sys, xml.etree.ElementTree as ET
+svg, png, what = sys.argv[1], sys.argv[2], sys.argv[3]
+root = ET.parse(svg).getroot()  # well-formed XML or an exception
+N = "{http://www.w3.org/2000/svg}"
+assert root.tag == N + "svg" and not list(root.iter(N + "script")), "self-contained, no scripts"
+assert not any("href" in k for e in root.iter() for k in e.attrib), "no external references"
+cls = [e.get("class", "") for e in root.iter()]
+def n(prefix): return sum(c == prefix or c.startswith(prefix + " ") for c in cls)
+text = " ".join(t.text or "" for t in root.iter(N + "text"))
+p = open(png, "rb").read()
+assert p[:8] == b"\x89PNG\r\n\x1a\n", "rsvg-convert made a PNG"
+w, h = struct.unpack(">II", p[16:24])
+assert w >= 1000 and h >= 300, (w, h)
+if what == "plan-rack":
+    assert n("chip") == 72 and n("chip spare") == 8, (n("chip"), n("chip spare"))
+    assert n("tp-group") >= 1 and n("route") >= 1 and n("route token") == 1 and n("legend") == 1
+    assert "too many" not in text
+elif what == "plan-big":
+    assert n("chip") == 0 and n("node-cell") >= 1305 and n("node-cell spare") == 145, n("node-cell")
+    assert "10,440 chips are too many to draw one by one" in text
+elif what == "gantt":
+    for kind in ["compute", "reduce", "send", "receive"]:
+        assert cls.count("bar " + kind) > 0, kind
+    assert n("critical") > 10 and n("critical-path") == 1 and n("legend") == 1
+    assert "critical path (red) beyond compute:" in text
+else:
+    raise SystemExit("unknown check " + what)
+PY
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/llama-2-7b" --topology rack --tp 4 --svg plan.svg
+expect_exit 0 rsvg-convert plan.svg -o plan.png
+python3 check_svg.py plan.svg plan.png plan-rack || fail "plan --svg on a rack"
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/tiny-llama" --topology racks:145 --svg big.svg
+expect_exit 0 rsvg-convert big.svg -o big.png
+python3 check_svg.py big.svg big.png plan-big || fail "plan --svg of 10,440 chips is drawn by node"
+expect_exit 0 "$LOCKSTEP" simulate "${SCHED[@]}" --sequences 3 --svg gantt.svg
+expect_exit 0 rsvg-convert gantt.svg -o gantt.png
+python3 check_svg.py gantt.svg gantt.png gantt || fail "simulate --svg"
+# An unwritable picture is one line naming it, and leaves nothing behind.
+for cmd in "plan --model $MODELS/llama-2-7b --topology rack" "simulate ${SCHED[*]}"; do
+  # shellcheck disable=SC2086
+  expect_exit 1 "$LOCKSTEP" $cmd --svg no-such-dir/p.svg
+  grep -q "cannot write no-such-dir/p.svg" err.txt || fail "$cmd --svg to a missing folder names it"
+  [ "$(wc -l <err.txt)" = 1 ] || fail "$cmd --svg to a missing folder: one line"
+done
+[ -z "$(ls ./*.tmp-* 2>/dev/null)" ] || fail "a temporary file was left behind"
 echo "cli_test: all passed"

@@ -6,8 +6,10 @@
 
 #include "command.h"
 #include "lockstep/common/error.h"
+#include "lockstep/common/file.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/generators.h"
+#include "lockstep/viz/svg.h"
 #include "topology_arg.h"
 
 namespace lockstep::cli {
@@ -28,7 +30,7 @@ std::string Us(int64_t ns) {
 int Plan(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string model, topo_name = "rack", chip_name = "lpu-v1", dtype_name = "int8",
-                     objective_name = "latency", out;
+                     objective_name = "latency", out, svg;
   int64_t batch = 1, context = 4096, prompt_len = 0;
   int tp = 0, pp = 0, spare_nodes = 1;
   double target = 0;
@@ -51,6 +53,9 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
       "output,o", po::value<std::string>(&out),
       "write the plan to this file: Cap'n Proto (proto/plan.capnp), or JSON if it ends in .json")(
       "explain", "also list the best plan at each TP degree and why it lost")(
+      "svg", po::value<std::string>(&svg),
+      "also draw the plan on its system as SVG: racks, nodes, chips coloured by stage, TP groups, "
+      "spares, down chips, stage-to-stage routes")(
       "target-tokens-per-s", po::value<double>(&target),
       "capacity planning: find the smallest node/rack/system of --chip reaching this aggregate "
       "rate (replaces --topology)");
@@ -59,7 +64,7 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   if (!ParseOrHelp(args,
                    "lockstep plan --model CONFIG [--topology T] [--dtype D] [--batch B] "
                    "[--context C] [--prompt-len P] [--objective latency|throughput] [--tp N] "
-                   "[--pp N] [-o PLAN] [--json]",
+                   "[--pp N] [-o PLAN] [--svg PICTURE.svg] [--json]",
                    opts, pos, vm)) {
     return 0;
   }
@@ -108,6 +113,10 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   if (!out.empty()) {
     partition::WritePlanFile(out, plan);  // .json: the JSON below; else proto/plan.capnp binary
     ctx.log->info("wrote {}", out);
+  }
+  if (!svg.empty()) {
+    WriteFileAtomically(svg, viz::PlanSvg(plan));
+    ctx.log->info("wrote {}", svg);
   }
   std::vector<partition::Alternative> alternatives;
   if (vm.count("explain")) alternatives = partition::ExplainAlternatives(spec, topo, options, plan);

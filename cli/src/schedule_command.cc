@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "lockstep/common/error.h"
+#include "lockstep/common/file.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/compact.h"
 #include "lockstep/schedule/schedule.h"
@@ -16,6 +17,7 @@
 #include "lockstep/schedule/trace.h"
 #include "lockstep/schedule/validate.h"
 #include "lockstep/topology/generators.h"
+#include "lockstep/viz/svg.h"
 #include "report_json.h"
 #include "topology_arg.h"
 
@@ -259,7 +261,7 @@ int Schedule(const std::vector<std::string>& args, Context& ctx) {
 int Simulate(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   Inputs in;
-  std::string trace;
+  std::string trace, svg;
   double jitter = 0;
   uint64_t seed = 1;
   std::vector<int> failed;
@@ -269,14 +271,18 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
       "seed", po::value<uint64_t>(&seed)->default_value(1), "seed of the jitter")(
       "fail-link", po::value<std::vector<int>>(&failed)->composing(),
       "a link id that fails (repeatable)")("trace", po::value<std::string>(&trace),
-                                           "write a Chrome trace-event JSON file (Perfetto)");
+                                           "write a Chrome trace-event JSON file (Perfetto)")(
+      "svg", po::value<std::string>(&svg),
+      "draw one simulated decode period as an SVG Gantt chart (chips x time; compute, reduce, "
+      "send, forward, receive; sequence 0's critical path in red)");
   po::positional_options_description pos;
   po::variables_map vm;
-  if (!ParseOrHelp(args,
-                   "lockstep simulate --plan PLAN [--tokens N] [--sequences M] [--jitter X "
-                   "--seed S] [--fail-link L] [--trace FILE] [--json]\n"
-                   "Runs the compiled schedule in virtual time (discrete events).",
-                   opts, pos, vm)) {
+  if (!ParseOrHelp(
+          args,
+          "lockstep simulate --plan PLAN [--tokens N] [--sequences M] [--svg F.svg] [--jitter X "
+          "--seed S] [--fail-link L] [--trace FILE] [--json]\n"
+          "Runs the compiled schedule in virtual time (discrete events).",
+          opts, pos, vm)) {
     return 0;
   }
   if (jitter < 0 || jitter > 10) throw UsageError("--jitter must be in [0, 10]");
@@ -292,9 +298,13 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
     }
   }
   so.failed_links.assign(failed.begin(), failed.end());
-  so.keep_times = false;
+  so.keep_times = !svg.empty();
   so.link_params = l.plan.link_params;
   const schedule::SimResult r = schedule::Simulate(l.schedule, l.topo(), so);
+  if (!svg.empty() && r.ok) {
+    WriteFileAtomically(svg, viz::GanttSvg(l.plan, l.schedule, r));
+    ctx.log->info("wrote {}", svg);
+  }
   if (!trace.empty()) {
     // A trace names every instruction of the run: the explicit form, run by the same simulator.
     const schedule::GlobalSchedule all = schedule::Expand(l.schedule);

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "lockstep/common/error.h"
+#include "lockstep/common/file.h"
 #include "lockstep/proto/schedule.capnp.h"
 #include "lockstep/schedule/program_codec.h"
 #include "lockstep/schedule/schedule.h"
@@ -543,27 +544,7 @@ CompactSchedule ParseScheduleFile(std::string_view bytes, const std::string& sou
 void WriteScheduleFile(const std::string& path, const CompactSchedule& schedule) {
   const bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
   const std::string bytes = json ? ScheduleToJson(schedule) : SerializeScheduleFile(schedule);
-  // A temporary file beside the target, renamed over it when complete.
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + ErrnoText());
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = ErrnoText();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + why);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = ErrnoText();
-    ::unlink(tmp.c_str());
-    throw Error(ErrorCode::kNotFound, "cannot write " + path + ": " + why);
-  }
+  WriteFileAtomically(path, bytes);
 }
 
 CompactSchedule ReadScheduleFile(const std::string& path, const partition::Plan* plan) {
