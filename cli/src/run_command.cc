@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/tokenizer/chat_template.h"
 #include "lockstep/tokenizer/tokenizer.h"
 #include "run_distributed.h"
 #include "run_inputs.h"
@@ -26,18 +28,27 @@
 namespace lockstep::cli {
 namespace {
 
-// --text: the prompt through the model's tokenizer, and the generated ids back to text on stdout
-// as they come (whole characters only).
+// --text: the prompt through the model's tokenizer (with --chat through its chat template
+// first), and the generated ids back to text on stdout as they come (whole characters only).
 class TextIo {
  public:
   explicit TextIo(const std::string& path) : tokenizer_(Load(path)), stream_(tokenizer_) {}
-  std::vector<int32_t> Encode(const std::string& text) const {
+  std::vector<int32_t> Encode(const std::string& text, bool chat, const std::string& system) const {
     try {
-      return tokenizer_.Encode(text, /*add_special_tokens=*/true);
+      if (!chat) return tokenizer_.Encode(text, /*add_special_tokens=*/true);
+      std::vector<tokenizer::ChatMessage> messages;
+      if (!system.empty()) messages.push_back({"system", system});
+      messages.push_back({"user", text});
+      const std::string prompt = tokenizer_.ApplyChatTemplate(
+          tokenizer::ChatTemplate::MessagesJson(messages), /*add_generation_prompt=*/true);
+      // The template writes BOS and its other special tokens itself.
+      return tokenizer_.Encode(prompt, /*add_special_tokens=*/false);
     } catch (const Error& e) {
-      throw Error(e.code(), std::string("--text: ") + e.what());
+      throw Error(e.code(), std::string(chat ? "--chat: " : "--text: ") + e.what());
     }
   }
+  // The tokenizer's EOS (tokenizer_config.json's eos_token), when it has one.
+  std::optional<int32_t> eos() const { return tokenizer_.eos_id(); }
   void CheckVocabulary(const std::vector<int32_t>& ids, int64_t vocab_size) const {
     for (int32_t id : ids) {
       if (id >= vocab_size) {
@@ -72,10 +83,39 @@ class TextIo {
   tokenizer::StreamDecoder stream_;
 };
 
+// The model's own end-of-sequence ids: eos_token_id (a number or a list) of config.json and of
+// generation_config.json beside it (Llama 3 Instruct ends turns with <|eot_id|> there).
+std::vector<int32_t> ModelEosIds(const std::string& config) {
+  std::error_code ec;
+  const std::filesystem::path folder = std::filesystem::is_directory(config, ec)
+                                           ? std::filesystem::path(config)
+                                           : std::filesystem::path(config).parent_path();
+  const std::filesystem::path config_file = std::filesystem::is_directory(config, ec)
+                                                ? folder / "config.json"
+                                                : std::filesystem::path(config);
+  std::vector<int32_t> ids;
+  for (const std::filesystem::path& file : {config_file, folder / "generation_config.json"}) {
+    std::ifstream in(file);
+    if (!in) continue;
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("eos_token_id")) continue;
+    const nlohmann::json& e = j["eos_token_id"];
+    for (const nlohmann::json& id : e.is_array() ? e : nlohmann::json::array({e})) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
+        throw InvalidInput(file.string() + ": eos_token_id must be a token id or a list of them");
+      }
+      if (std::find(ids.begin(), ids.end(), id.get<int32_t>()) == ids.end()) {
+        ids.push_back(id.get<int32_t>());
+      }
+    }
+  }
+  return ids;
+}
+
 int Run(const std::vector<std::string>& args, Context& ctx) {
   if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
   po::options_description opts("options");
-  std::string config, weights_path, prompt_text, dump, plan_path, text, tokenizer_path;
+  std::string config, weights_path, prompt_text, dump, plan_path, text, tokenizer_path, system;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
@@ -90,6 +130,15 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "the generated text is printed as it streams")(
       "tokenizer", po::value<std::string>(&tokenizer_path),
       "tokenizer.json or a folder holding one, for --text (default: the --model folder)")(
+      "chat",
+      "with --text: the text is the user's message, put through the tokenizer's chat template "
+      "(tokenizer_config.json) with the assistant's turn opened, as transformers' "
+      "apply_chat_template(add_generation_prompt=True) does")(
+      "system", po::value<std::string>(&system), "with --chat: a system message before the user's")(
+      "ignore-eos",
+      "with --text: keep generating --max-new tokens past an end-of-sequence token (by default "
+      "a --text run ends at the tokenizer's EOS or the model's eos_token_id of config.json or "
+      "generation_config.json, and prints the text without it)")(
       "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate")(
       "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
       "sampling temperature; 0 = greedy")("top-p",
@@ -107,7 +156,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   po::variables_map vm;
   const std::string usage =
       "lockstep run --model CONFIG (--weights FILE | --seed S) (--prompt 1,2,3 | --text T "
-      "[--tokenizer DIR]) [--max-new N] "
+      "[--chat [--system S]] [--tokenizer DIR]) [--max-new N] [--ignore-eos] "
       "[--temperature T --top-p P --sample-seed S] [--plan PLAN | --stages S --tp T] "
       "[--dump-logits FILE.npy] "
       "[--json]\n\nIn this one process. With --transport sim|inproc|ipc|tcp the run is "
@@ -122,6 +171,13 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   }
   if (prompt_text.empty() == text.empty()) {
     throw UsageError("give exactly one of --prompt 1,2,3 or --text \"...\"");
+  }
+  if ((vm.count("chat") || vm.count("system")) && text.empty()) {
+    throw UsageError("--chat and --system go with --text (a chat template renders text)");
+  }
+  if (vm.count("system") && !vm.count("chat")) throw UsageError("--system goes with --chat");
+  if (vm.count("ignore-eos") && text.empty()) {
+    throw UsageError("--ignore-eos goes with --text (a --prompt run never ends early)");
   }
   if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
   if (max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(max_new));
@@ -149,14 +205,23 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                                    : std::filesystem::path(config).parent_path().string();
     text_io.emplace(tokenizer_path.empty() ? folder : tokenizer_path);
   }
-  const std::vector<int32_t> prompt =
-      text_io ? text_io->Encode(text) : ParseTokenList(prompt_text, "--prompt");
+  const std::vector<int32_t> prompt = text_io ? text_io->Encode(text, vm.count("chat") > 0, system)
+                                              : ParseTokenList(prompt_text, "--prompt");
 
   std::optional<partition::Plan> plan;
   if (!plan_path.empty()) plan = partition::ReadPlanFile(plan_path);
   // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
   const partition::ModelSpec spec = config.empty() ? plan->spec : partition::LoadModelSpec(config);
   if (text_io) text_io->CheckVocabulary(prompt, spec.vocab_size);
+  // --text runs end early at the tokenizer's EOS and the model's; --prompt runs generate
+  // --max-new tokens, as the distributed run does.
+  std::vector<int32_t> stop;
+  if (text_io && !vm.count("ignore-eos")) {
+    if (!config.empty()) stop = ModelEosIds(config);
+    if (text_io->eos() && std::find(stop.begin(), stop.end(), *text_io->eos()) == stop.end()) {
+      stop.push_back(*text_io->eos());
+    }
+  }
   std::optional<model::ModelLayout> layout;
   if (plan) {
     try {
@@ -206,7 +271,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                               std::vector<model::ShardedStep> step = {{&cache, tokens}};
                               return std::move(model.Forward(step)[0]);
                             }),
-                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty(), stop);
   } else {
     const model::ReferenceModel reference(spec, std::move(weights));
     model::KvCache cache = reference.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
@@ -214,7 +279,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
                               std::vector<model::SequenceStep> step = {{&cache, tokens}};
                               return std::move(reference.Forward(step)[0]);
                             }),
-                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty());
+                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty(), stop);
   }
   const int64_t decode_steps = std::max<int64_t>(calls - 1, 0);  // one sequence: a token each
   const int64_t token_latency = decode_steps > 0 ? decode_ns / decode_steps : 0;
@@ -241,10 +306,17 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     j["decode_tokens"] = decode_steps;  // as `run --transport` counts them
     j["decode_tokens_per_s"] = decode_ns > 0 ? decode_steps * 1e9 / decode_ns : 0.0;
     if (!dump.empty()) j["logits_file"] = dump;
-    if (text_io) j["text"] = text_io->Decode(g.tokens);
+    // OpenAI's names: "stop" at an end-of-sequence token, "length" at --max-new.
+    j["finish_reason"] = g.stopped ? "stop" : "length";
+    if (text_io) {
+      // The text without the end-of-sequence token that ended it.
+      j["text"] = text_io->Decode(
+          {g.tokens.begin(), g.tokens.end() - static_cast<ptrdiff_t>(g.stopped ? 1 : 0)});
+    }
     PrintJson(j);
   } else if (text_io) {
-    if (!g.tokens.empty()) text_io->Stream({g.tokens.back()});  // never fed back
+    // The last token is never fed back; an end-of-sequence token is not printed.
+    if (!g.tokens.empty() && !g.stopped) text_io->Stream({g.tokens.back()});
     text_io->Finish();
   } else {
     for (size_t i = 0; i < g.tokens.size(); ++i) std::cout << (i ? " " : "") << g.tokens[i];

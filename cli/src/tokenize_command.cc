@@ -6,6 +6,7 @@
 
 #include "command.h"
 #include "lockstep/common/error.h"
+#include "lockstep/tokenizer/chat_template.h"
 #include "lockstep/tokenizer/tokenizer.h"
 #include "token_list.h"
 
@@ -54,32 +55,88 @@ std::string JoinIds(const std::vector<tokenizer::TokenId>& ids) {
 const char* kTokenizerHelp =
     "a tokenizer.json, or a model folder holding one (and tokenizer_config.json)";
 
+// --messages FILE: a conversation, as a JSON list of {"role", "content", ...} or an object with
+// "messages" and other template variables ("tools", "enable_thinking", ...). Returns the
+// messages' JSON and the other variables' JSON object.
+std::pair<std::string, std::string> ReadConversation(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kNotFound, "--messages " + path + ": cannot open the file");
+  std::ostringstream all;
+  all << in.rdbuf();
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(all.str(), nullptr, false);
+  if (j.is_array()) return {j.dump(), "{}"};
+  if (j.is_object() && j.contains("messages") && j["messages"].is_array()) {
+    const std::string messages = j["messages"].dump();
+    j.erase("messages");
+    return {messages, j.dump()};
+  }
+  throw InvalidInput("--messages " + path +
+                     ": not a conversation (a JSON list of {\"role\": ..., \"content\": ...}, or "
+                     "an object with \"messages\" and other template variables)");
+}
+
 int Tokenize(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
-  std::string path, text, file;
+  std::string path, text, file, messages_file;
   opts.add_options()("tokenizer", po::value<std::string>(&path), kTokenizerHelp)(
       "text", po::value<std::string>(&text), "the text to encode")(
       "file", po::value<std::string>(&file),
       "encode each line of a text file, or each JSON string of a .jsonl file (one per line)")(
-      "add-special-tokens", "add the tokenizer's special tokens (e.g. BOS) as its template says");
+      "add-special-tokens", "add the tokenizer's special tokens (e.g. BOS) as its template says")(
+      "chat",
+      "apply the tokenizer's chat template (tokenizer_config.json) first: --text becomes one "
+      "user message; the special tokens are the template's own")(
+      "messages", po::value<std::string>(&messages_file),
+      "a conversation to encode through the chat template: a JSON list of {\"role\", "
+      "\"content\"} messages, or an object with \"messages\" and other template variables "
+      "(\"tools\", ...); implies --chat")(
+      "no-generation-prompt",
+      "with --chat: do not end with the assistant's turn opening (add_generation_prompt false)");
   po::variables_map vm;
   if (!ParseOrHelp(args,
-                   "lockstep tokenize --tokenizer DIR|tokenizer.json (--text T | --file F) "
-                   "[--add-special-tokens] [--json]\n\n"
+                   "lockstep tokenize --tokenizer DIR|tokenizer.json (--text T | --file F | "
+                   "--messages M.json) [--chat [--no-generation-prompt]] [--add-special-tokens] "
+                   "[--json]\n\n"
                    "Prints one line of space-separated token ids per input (--json: {\"ids\": "
-                   "[[...], ...]}),\nthe same ids Hugging Face's tokenizers give.",
+                   "[[...], ...]}),\nthe same ids Hugging Face's tokenizers give. --chat renders "
+                   "the conversation with the\nmodel's chat template as transformers' "
+                   "apply_chat_template does (--json adds the\nrendered \"prompts\") and encodes "
+                   "that; a template construct Lockstep does not support is\none error line naming "
+                   "it.",
                    opts, {}, vm)) {
     return 0;
   }
   if (path.empty())
     throw UsageError("tokenize: --tokenizer is required (" + std::string(kTokenizerHelp) + ")");
-  if (vm.count("text") == vm.count("file")) {
-    throw UsageError("tokenize: give exactly one of --text T or --file F");
+  if (vm.count("text") + vm.count("file") + vm.count("messages") != 1) {
+    throw UsageError("tokenize: give exactly one of --text T, --file F or --messages M.json");
   }
-  const std::vector<std::string> inputs =
-      vm.count("text") ? std::vector<std::string>{text} : ReadInputs(file);
+  const bool chat = vm.count("chat") > 0 || vm.count("messages") > 0;
+  if (chat && vm.count("file")) {
+    throw UsageError("tokenize: --chat takes --text T (one user message) or --messages M.json");
+  }
+  if (!chat && vm.count("no-generation-prompt")) {
+    throw UsageError("tokenize: --no-generation-prompt goes with --chat");
+  }
+  if (chat && vm.count("add-special-tokens")) {
+    throw UsageError(
+        "tokenize: --chat writes the template's special tokens; drop --add-special-tokens");
+  }
+  std::pair<std::string, std::string> conversation;
+  if (vm.count("messages")) {
+    conversation = ReadConversation(messages_file);
+  } else if (chat) {
+    conversation = {tokenizer::ChatTemplate::MessagesJson({{"user", text}}), "{}"};
+  }
+  std::vector<std::string> inputs = vm.count("text")   ? std::vector<std::string>{text}
+                                    : vm.count("file") ? ReadInputs(file)
+                                                       : std::vector<std::string>{};
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::Load(path);
   ctx.log->debug("tokenizer {}: {}", path, tok.Describe());
+  if (chat) {
+    inputs = {tok.ApplyChatTemplate(conversation.first, vm.count("no-generation-prompt") == 0,
+                                    conversation.second)};
+  }
   const bool special = vm.count("add-special-tokens") > 0;
   nlohmann::json all = nlohmann::json::array();
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -87,10 +144,10 @@ int Tokenize(const std::vector<std::string>& args, Context& ctx) {
     try {
       ids = tok.Encode(inputs[i], special);
     } catch (const Error& e) {
-      throw Error(e.code(),
-                  (vm.count("text") ? std::string("--text")
+      throw Error(e.code(), (vm.count("text") ? std::string("--text")
+                             : chat           ? std::string("--messages")
                                     : "--file " + file + " input " + std::to_string(i + 1)) +
-                      ": " + e.what());
+                                ": " + e.what());
     }
     if (ctx.json) {
       all.push_back(ids);
@@ -98,7 +155,11 @@ int Tokenize(const std::vector<std::string>& args, Context& ctx) {
       std::cout << JoinIds(ids) << "\n";
     }
   }
-  if (ctx.json) PrintJson({{"ids", all}});
+  if (ctx.json) {
+    nlohmann::json out = {{"ids", all}};
+    if (chat) out["prompts"] = inputs;
+    PrintJson(out);
+  }
   return 0;
 }
 

@@ -230,7 +230,8 @@ int32_t SampleToken(std::span<const float> logits, const SamplingOptions& option
 }
 
 Generation GenerateWith(const ForwardStep& step, std::span<const int32_t> prompt, int64_t max_new,
-                        const SamplingOptions& options, bool keep_logits) {
+                        const SamplingOptions& options, bool keep_logits,
+                        std::span<const int32_t> stop_tokens) {
   if (prompt.empty()) throw InvalidInput("the prompt needs at least one token");
   if (max_new < 0) throw InvalidInput("max_new must be >= 0, got " + std::to_string(max_new));
   Generation g;
@@ -240,6 +241,10 @@ Generation GenerateWith(const ForwardStep& step, std::span<const int32_t> prompt
     const int32_t token = SampleToken(logits, options, i);
     g.tokens.push_back(token);
     if (keep_logits) g.logits.push_back(logits);
+    if (std::find(stop_tokens.begin(), stop_tokens.end(), token) != stop_tokens.end()) {
+      g.stopped = true;
+      break;
+    }
     if (i + 1 < max_new) logits = step({token});
   }
   return g;

@@ -361,5 +361,26 @@ TEST(ReferenceModel, RejectsBadInput) {
   EXPECT_THROW(ReferenceModel(yarn, GenerateLlamaWeights(yarn, 1)), Error);
 }
 
+TEST(GenerateWith, EndsAtAStopTokenAndKeepsIt) {
+  // A forward pass whose greedy choice is the number of tokens it has seen: 3, 4, 5, ...
+  int64_t seen = 0;
+  const ForwardStep count = [&](const std::vector<int32_t>& tokens) {
+    seen += static_cast<int64_t>(tokens.size());
+    std::vector<float> logits(16, 0.0f);
+    logits[seen % 16] = 1.0f;
+    return logits;
+  };
+  const std::vector<int32_t> prompt = {7, 8, 9};
+  const std::vector<int32_t> stop = {12, 5};
+  Generation g = GenerateWith(count, prompt, 8, {}, false, stop);
+  EXPECT_EQ(g.tokens, (std::vector<int32_t>{3, 4, 5}));
+  EXPECT_TRUE(g.stopped);
+  EXPECT_EQ(seen, 5) << "no forward pass after the stop token";
+  seen = 0;
+  g = GenerateWith(count, prompt, 2, {}, false, stop);
+  EXPECT_EQ(g.tokens, (std::vector<int32_t>{3, 4}));
+  EXPECT_FALSE(g.stopped) << "max_new came first";
+}
+
 }  // namespace
 }  // namespace lockstep::model

@@ -29,12 +29,13 @@ constexpr uint32_t kDead = ~uint32_t{0};
 
 }  // namespace
 
-Bpe::Bpe(const json& model, bool byte_level, const std::string& where) : byte_level_(byte_level) {
+Bpe::Bpe(const json& model, const TokenizerJson& data, bool byte_level, const std::string& where)
+    : byte_level_(byte_level) {
   const std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") {
     throw InvalidInput(where + ".type: unsupported model '" + type + "' (supported: BPE)");
   }
-  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+  if (!data.has_vocab) {
     throw InvalidInput(where + ".vocab: missing or not an object of token -> id");
   }
   if (model.contains("dropout") && !model["dropout"].is_null() &&
@@ -51,22 +52,15 @@ Bpe::Bpe(const json& model, bool byte_level, const std::string& where) : byte_le
   byte_fallback_ = model.value("byte_fallback", false);
   fuse_unk_ = model.value("fuse_unk", false);
 
-  const json& vocab = model["vocab"];
-  vocab_.Reserve(vocab.size() + 1024);
+  // Ids were checked to be in [0, INT32_MAX] as the file was read.
+  vocab_.Reserve(data.vocab.size() + 1024);
   TokenId max_id = -1;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > INT32_MAX) {
-      throw InvalidInput(where + ".vocab[\"" + it.key() + "\"]: id must be a non-negative integer");
-    }
-    const auto id = it.value().get<TokenId>();
-    vocab_.Insert(it.key(), id);
-    max_id = std::max(max_id, id);
+  for (const auto& [token, id] : data.vocab) {
+    vocab_.Insert(token, static_cast<TokenId>(id));
+    max_id = std::max(max_id, static_cast<TokenId>(id));
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    id_to_token_[it.value().get<TokenId>()] = it.key();
-  }
+  for (const auto& [token, id] : data.vocab) id_to_token_[id] = token;
 
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
     const std::string unk = model["unk_token"].get<std::string>();
@@ -89,47 +83,26 @@ Bpe::Bpe(const json& model, bool byte_level, const std::string& where) : byte_le
     }
   }
 
-  if (!model.contains("merges") || !model["merges"].is_array()) {
-    throw InvalidInput(where + ".merges: missing or not an array");
-  }
-  const json& merges = model["merges"];
-  merge_count_ = merges.size();
-  const size_t capacity = std::bit_ceil(std::max<size_t>(16, merges.size() * 2));
+  if (!data.has_merges) throw InvalidInput(where + ".merges: missing or not an array");
+  merge_count_ = data.merges.size();
+  const size_t capacity = std::bit_ceil(std::max<size_t>(16, merge_count_ * 2));
   pairs_.assign(capacity, PairSlot{kEmpty, 0, 0});
   pair_mask_ = capacity - 1;
-  std::string left, right;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const json& m = merges[rank];
-    if (m.is_string()) {
-      // "left right": the first space separates (tokens never contain a plain space).
-      const std::string& s = m.get_ref<const std::string&>();
-      const size_t space = s.find(' ');
-      if (space == std::string::npos) {
-        throw InvalidInput(where + ".merges[" + std::to_string(rank) + "]: '" + s +
-                           "' is not two tokens separated by a space");
-      }
-      left = s.substr(0, space);
-      const size_t next_space = s.find(' ', space + 1);
-      right = s.substr(
-          space + 1, next_space == std::string::npos ? std::string::npos : next_space - space - 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      left = m[0].get<std::string>();
-      right = m[1].get<std::string>();
-    } else {
-      throw InvalidInput(where + ".merges[" + std::to_string(rank) +
-                         "]: must be \"a b\" or [\"a\", \"b\"]");
-    }
-    const auto l = vocab_.Find(left), r = vocab_.Find(right), m2 = vocab_.Find(left + right);
-    if (!l || !r || !m2) {
+  std::string joined;
+  for (size_t rank = 0; rank < data.merges.size(); ++rank) {
+    const auto& [left, right] = data.merges[rank];
+    joined.assign(left).append(right);
+    const auto l = vocab_.Find(left), r = vocab_.Find(right), m = vocab_.Find(joined);
+    if (!l || !r || !m) {
       throw InvalidInput(where + ".merges[" + std::to_string(rank) + "]: '" + left + "' + '" +
                          right + "' uses or makes a token outside the vocabulary");
     }
-    InsertPair(*l, *r, static_cast<int32_t>(rank), *m2);
+    InsertPair(*l, *r, static_cast<int32_t>(rank), *m);
   }
 
   if (byte_level_) {
-    byte_vocab_.Reserve(vocab.size() + 1024);
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) AddByteToken(it.key(), it.value());
+    byte_vocab_.Reserve(data.vocab.size() + 1024);
+    for (const auto& [token, id] : data.vocab) AddByteToken(token, static_cast<TokenId>(id));
   } else {
     char_ids_.assign(0x3000, -1);
     std::string ch;

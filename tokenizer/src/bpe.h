@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lockstep/tokenizer/tokenizer.h"
+#include "tokenizer_json.h"
 
 namespace lockstep::tokenizer {
 
@@ -56,9 +57,11 @@ class Bpe {
     std::vector<uint64_t> heap;
   };
 
-  // `model`: tokenizer.json's "model" object (type BPE). `byte_level`: pieces are raw bytes,
-  // and the vocabulary spells each byte with GPT-2's stand-in characters.
-  Bpe(const nlohmann::json& model, bool byte_level, const std::string& where);
+  // `model`: tokenizer.json's "model" object (type BPE) without its vocab and merges, which
+  // `data` holds. `byte_level`: pieces are raw bytes, and the vocabulary spells each byte with
+  // GPT-2's stand-in characters.
+  Bpe(const nlohmann::json& model, const TokenizerJson& data, bool byte_level,
+      const std::string& where);
 
   // Appends the ids of one piece (valid UTF-8 unless byte-level).
   void Encode(std::string_view piece, std::vector<TokenId>& out, Scratch& scratch) const;

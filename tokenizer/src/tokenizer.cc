@@ -9,7 +9,9 @@
 
 #include "bpe.h"
 #include "lockstep/common/error.h"
+#include "lockstep/tokenizer/chat_template.h"
 #include "pipeline.h"
+#include "tokenizer_json.h"
 #include "unicode.h"
 
 namespace lockstep::tokenizer {
@@ -119,6 +121,8 @@ TokenizerConfig ParseConfig(std::string_view text, const std::string& source) {
   }
   if (j.contains("bos_token")) config.bos_token = TokenString(j["bos_token"]);
   if (j.contains("eos_token")) config.eos_token = TokenString(j["eos_token"]);
+  if (j.contains("unk_token")) config.unk_token = TokenString(j["unk_token"]);
+  if (j.contains("pad_token")) config.pad_token = TokenString(j["pad_token"]);
   if (j.contains("chat_template")) {
     const json& t = j["chat_template"];
     if (t.is_string()) {
@@ -184,6 +188,7 @@ std::string CleanUp(std::string text) {
 
 struct Tokenizer::Impl {
   std::string source;
+  std::string config_source;
   std::unique_ptr<Bpe> model;
   std::unique_ptr<Normalizer> normalizer;
   std::unique_ptr<PreTokenizer> pre_tokenizer;
@@ -290,14 +295,16 @@ Tokenizer Tokenizer::FromJson(std::string_view tokenizer_json, std::string_view 
                               const std::string& source, const std::string& config_source) {
   auto impl = std::make_unique<Impl>();
   impl->source = source;
-  json j = json::parse(tokenizer_json, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  const TokenizerJson data = ReadTokenizerJson(tokenizer_json, source);
+  const json& j = data.rest;
+  if (!j.is_object()) {
     throw InvalidInput(source + ": not a JSON object (is it a Hugging Face tokenizer.json?)");
   }
   if (!j.contains("model") || !j["model"].is_object()) {
     throw InvalidInput(source + ": no \"model\" object (is it a Hugging Face tokenizer.json?)");
   }
   impl->config = ParseConfig(config_json, config_source);
+  impl->config_source = config_source;
   impl->normalizer = MakeNormalizer(j.value("normalizer", json()), source + ": normalizer");
   impl->pre_tokenizer =
       MakePreTokenizer(j.value("pre_tokenizer", json()), source + ": pre_tokenizer");
@@ -305,7 +312,7 @@ Tokenizer Tokenizer::FromJson(std::string_view tokenizer_json, std::string_view 
       MakePostProcessor(j.value("post_processor", json()), source + ": post_processor");
   impl->decoder = MakeDecoder(j.value("decoder", json()), source + ": decoder");
   const bool byte_level = impl->pre_tokenizer && impl->pre_tokenizer->byte_level();
-  impl->model = std::make_unique<Bpe>(j["model"], byte_level, source + ": model");
+  impl->model = std::make_unique<Bpe>(j["model"], data, byte_level, source + ": model");
 
   const json added = j.value("added_tokens", json::array());
   if (!added.is_array()) throw InvalidInput(source + ": added_tokens: not an array");
@@ -440,6 +447,48 @@ std::string Tokenizer::IdToToken(TokenId id) const {
 
 bool Tokenizer::IsSpecial(TokenId id) const {
   return id >= 0 && static_cast<size_t>(id) < impl_->is_special.size() && impl_->is_special[id];
+}
+
+std::string Tokenizer::ApplyChatTemplate(std::string_view messages_json, bool add_generation_prompt,
+                                         std::string_view extra_json) const {
+  const Impl& m = *impl_;
+  if (!m.config.chat_template) {
+    throw InvalidInput(m.config_source +
+                       ": no chat_template (the model's tokenizer_config.json has none; "
+                       "give the prompt as plain text)");
+  }
+  const auto messages = nlohmann::ordered_json::parse(messages_json, nullptr, false);
+  if (messages.is_discarded() || !messages.is_array()) {
+    throw InvalidInput("chat messages: not a JSON list of {\"role\": ..., \"content\": ...}");
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& msg = messages[i];
+    if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string()) {
+      throw InvalidInput("chat messages[" + std::to_string(i) + "]: needs a string \"role\"");
+    }
+  }
+  nlohmann::ordered_json context = nlohmann::ordered_json::object();
+  context["messages"] = messages;
+  context["add_generation_prompt"] = add_generation_prompt;
+  // As transformers passes its special_tokens_map: only the tokens the config names.
+  const std::pair<const char*, const std::optional<std::string>*> tokens[] = {
+      {"bos_token", &m.config.bos_token},
+      {"eos_token", &m.config.eos_token},
+      {"unk_token", &m.config.unk_token},
+      {"pad_token", &m.config.pad_token}};
+  for (const auto& [name, value] : tokens) {
+    if (*value) context[name] = **value;
+  }
+  if (!extra_json.empty()) {
+    const auto extra = nlohmann::ordered_json::parse(extra_json, nullptr, false);
+    if (extra.is_discarded() || !extra.is_object()) {
+      throw InvalidInput("chat template variables: not a JSON object");
+    }
+    for (auto it = extra.begin(); it != extra.end(); ++it) context[it.key()] = it.value();
+  }
+  const ChatTemplate t =
+      ChatTemplate::Parse(*m.config.chat_template, m.config_source + ": chat_template");
+  return t.Render(context.dump());
 }
 
 const TokenizerConfig& Tokenizer::config() const { return impl_->config; }

@@ -90,14 +90,17 @@ int32_t SampleToken(std::span<const float> logits, const SamplingOptions& option
 struct Generation {
   std::vector<int32_t> tokens;             // the generated tokens (not the prompt)
   std::vector<std::vector<float>> logits;  // row i: the distribution tokens[i] was drawn from
+  bool stopped = false;  // ended by a stop token (the last of `tokens`), not by max_new
 };
 
 // The generation loop over any forward pass: `step(tokens)` appends tokens to one sequence and
 // returns the logits of the last. Prefills `prompt` and generates `max_new` tokens one at a
-// time. Throws Error for an empty prompt or invalid sampling options.
+// time, or until it generates one of `stop_tokens` (kept as the last token, as Hugging Face's
+// generate keeps EOS). Throws Error for an empty prompt or invalid sampling options.
 using ForwardStep = std::function<std::vector<float>(const std::vector<int32_t>& tokens)>;
 Generation GenerateWith(const ForwardStep& step, std::span<const int32_t> prompt, int64_t max_new,
-                        const SamplingOptions& options, bool keep_logits = false);
+                        const SamplingOptions& options, bool keep_logits = false,
+                        std::span<const int32_t> stop_tokens = {});
 
 // GenerateWith over the reference model and a fresh KV cache.
 Generation Generate(const ReferenceModel& model, std::span<const int32_t> prompt, int64_t max_new,

@@ -34,6 +34,8 @@ using TokenId = int32_t;
 struct TokenizerConfig {
   std::optional<std::string> bos_token;      // e.g. "<s>", "<|begin_of_text|>"
   std::optional<std::string> eos_token;      // e.g. "</s>", "<|im_end|>"
+  std::optional<std::string> unk_token;      // e.g. "<unk>"
+  std::optional<std::string> pad_token;      // e.g. "<|endoftext|>"
   std::optional<std::string> chat_template;  // the default Jinja chat template, when there is one
   // Decode's default for clean_up_tokenization_spaces (" ." -> "." and the like); the reference
   // defaults to true when the file does not say.
@@ -76,6 +78,16 @@ class Tokenizer {
   // The token's string as the vocabulary spells it (byte-level tokens in their mapped alphabet).
   std::string IdToToken(TokenId id) const;
   bool IsSpecial(TokenId id) const;
+
+  // The config's chat template rendered for `messages_json` (a JSON list of {"role", "content",
+  // ...}) as transformers' apply_chat_template renders it: with the special tokens the config
+  // names (bos_token, eos_token, unk_token, pad_token) and add_generation_prompt; `extra_json`, a
+  // JSON object or empty, adds variables ("tools", "enable_thinking", ...). Throws kInvalidInput
+  // when the config has no chat template, for a construct it does not support and for the
+  // template's own raise_exception (see chat_template.h). Encode the result without
+  // add_special_tokens: the template writes BOS itself.
+  std::string ApplyChatTemplate(std::string_view messages_json, bool add_generation_prompt,
+                                std::string_view extra_json = {}) const;
 
   const TokenizerConfig& config() const;
   std::optional<TokenId> bos_id() const;  // config's bos_token, when it is in the vocabulary
