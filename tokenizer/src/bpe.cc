@@ -1,6 +1,7 @@
 #include "bpe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -27,10 +28,34 @@ uint64_t Mix(uint64_t key) {
 
 constexpr uint32_t kDead = ~uint32_t{0};
 
+// True when `token` has the metaspace "▁" right after a character that is not one.
+bool MetaAfterOther(std::string_view token) {
+  static constexpr std::string_view kMeta = "\xE2\x96\x81";
+  for (size_t at = token.find(kMeta, 1); at != std::string_view::npos;
+       at = token.find(kMeta, at + 1)) {
+    if (at < kMeta.size() || token.compare(at - kMeta.size(), kMeta.size(), kMeta) != 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The ids of recent words, per thread (a Tokenizer is shared by threads and immutable; a cache
+// per thread needs no lock). Owned by one Bpe at a time: another Bpe's first use clears it. When
+// full it starts over, so its size stays bounded; it never changes what Encode returns.
+struct WordCache {
+  static constexpr size_t kMaxEntries = 1 << 15;
+  static constexpr size_t kMaxPieceBytes = 64;
+  uint64_t owner = 0;
+  std::unordered_map<std::string, std::vector<TokenId>, StringHash, std::equal_to<>> ids;
+};
+thread_local WordCache word_cache;
+std::atomic<uint64_t> next_cache_owner{1};
+
 }  // namespace
 
 Bpe::Bpe(const json& model, const TokenizerJson& data, bool byte_level, const std::string& where)
-    : byte_level_(byte_level) {
+    : byte_level_(byte_level), cache_owner_(next_cache_owner++) {
   const std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") {
     throw InvalidInput(where + ".type: unsupported model '" + type + "' (supported: BPE)");
@@ -89,6 +114,7 @@ Bpe::Bpe(const json& model, const TokenizerJson& data, bool byte_level, const st
   pairs_.assign(capacity, PairSlot{kEmpty, 0, 0});
   pair_mask_ = capacity - 1;
   std::string joined;
+  bool meta_after_other = false;
   for (size_t rank = 0; rank < data.merges.size(); ++rank) {
     const auto& [left, right] = data.merges[rank];
     joined.assign(left).append(right);
@@ -98,7 +124,10 @@ Bpe::Bpe(const json& model, const TokenizerJson& data, bool byte_level, const st
                          right + "' uses or makes a token outside the vocabulary");
     }
     InsertPair(*l, *r, static_cast<int32_t>(rank), *m);
+    meta_after_other = meta_after_other || MetaAfterOther(joined);
   }
+  // Metaspace models whose merges never put "▁" after another character encode word by word.
+  split_at_metaspace_ = !byte_level_ && !meta_after_other;
 
   if (byte_level_) {
     byte_vocab_.Reserve(data.vocab.size() + 1024);
@@ -237,6 +266,51 @@ void Bpe::AppendUnknown(std::string_view bytes, std::vector<TokenId>& out) const
 }
 
 void Bpe::Encode(std::string_view piece, std::vector<TokenId>& out, Scratch& s) const {
+  if (split_at_metaspace_) {
+    // No merge makes a token with "▁" after another character, so no merge crosses the start of
+    // a word: each word merges on its own, exactly as within the whole piece, and words repeat.
+    static constexpr std::string_view kMeta = "\xE2\x96\x81";
+    size_t start = 0;
+    for (size_t at = piece.find(kMeta, 1); at != std::string_view::npos;
+         at = piece.find(kMeta, at + kMeta.size())) {
+      if (at >= kMeta.size() && piece.compare(at - kMeta.size(), kMeta.size(), kMeta) == 0) {
+        continue;  // a run of "▁" stays together
+      }
+      EncodeWord(piece.substr(start, at - start), out, s);
+      start = at;
+    }
+    EncodeWord(piece.substr(start), out, s);
+    return;
+  }
+  if (!byte_level_) {
+    Merge(piece, out, s);
+    return;
+  }
+  EncodeWord(piece, out, s);
+}
+
+void Bpe::EncodeWord(std::string_view piece, std::vector<TokenId>& out, Scratch& s) const {
+  if (piece.size() > WordCache::kMaxPieceBytes) {
+    Merge(piece, out, s);
+    return;
+  }
+  WordCache& cache = word_cache;
+  if (cache.owner != cache_owner_) {
+    cache.ids.clear();
+    cache.owner = cache_owner_;
+  }
+  if (auto it = cache.ids.find(piece); it != cache.ids.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  const size_t first = out.size();
+  Merge(piece, out, s);
+  if (cache.ids.size() >= WordCache::kMaxEntries) cache.ids.clear();
+  cache.ids.emplace(std::string(piece),
+                    std::vector<TokenId>(out.begin() + static_cast<ptrdiff_t>(first), out.end()));
+}
+
+void Bpe::Merge(std::string_view piece, std::vector<TokenId>& out, Scratch& s) const {
   if (piece.empty()) return;
   if (ignore_merges_) {
     std::optional<TokenId> whole;
@@ -279,39 +353,48 @@ void Bpe::Encode(std::string_view piece, std::vector<TokenId>& out, Scratch& s) 
   if (n > 1) {
     s.prev.resize(n);
     s.next.resize(n);
+    s.stamp.assign(n, 0);
     for (int32_t k = 0; k < n; ++k) {
       s.prev[k] = k - 1;
       s.next[k] = k + 1 < n ? k + 1 : -1;
     }
-    // Min-heap of (rank << 32 | left position); entries go stale as symbols merge and are
-    // checked against the current pair when popped.
-    s.heap.clear();
-    auto push = [&](int32_t left) {
+    // A min-heap of candidates by (rank, position): the merge the reference does next is on top
+    // once the stale ones above it are dropped.
+    const auto later = [](const Candidate& a, const Candidate& b) { return a.key > b.key; };
+    auto candidate = [&](int32_t left) -> bool {
       const int32_t right = s.next[left];
-      if (right < 0 || s.ids[left] < 0 || s.ids[right] < 0) return;
-      if (const PairSlot* p = FindPair(s.ids[left], s.ids[right])) {
-        s.heap.push_back((static_cast<uint64_t>(p->rank) << 32) | static_cast<uint32_t>(left));
-        std::push_heap(s.heap.begin(), s.heap.end(), std::greater<>());
-      }
-    };
-    for (int32_t k = 0; k + 1 < n; ++k) push(k);
-    while (!s.heap.empty()) {
-      std::pop_heap(s.heap.begin(), s.heap.end(), std::greater<>());
-      const uint64_t top = s.heap.back();
-      s.heap.pop_back();
-      const auto rank = static_cast<int32_t>(top >> 32);
-      const auto left = static_cast<int32_t>(top & 0xffffffffu);
-      if (s.begin[left] == kDead) continue;
-      const int32_t right = s.next[left];
-      if (right < 0) continue;
+      if (right < 0 || s.ids[left] < 0 || s.ids[right] < 0) return false;
       const PairSlot* p = FindPair(s.ids[left], s.ids[right]);
-      if (p == nullptr || p->rank != rank) continue;  // stale
-      s.ids[left] = p->merged;
+      if (p == nullptr) return false;
+      s.heap.push_back(
+          Candidate{(static_cast<uint64_t>(p->rank) << 32) | static_cast<uint32_t>(left),
+                    s.stamp[left], p->merged});
+      return true;
+    };
+    s.heap.clear();
+    for (int32_t k = 0; k + 1 < n; ++k) candidate(k);
+    std::make_heap(s.heap.begin(), s.heap.end(), later);
+    auto push = [&](int32_t left) {
+      if (candidate(left)) std::push_heap(s.heap.begin(), s.heap.end(), later);
+    };
+    while (!s.heap.empty()) {
+      std::pop_heap(s.heap.begin(), s.heap.end(), later);
+      const Candidate top = s.heap.back();
+      s.heap.pop_back();
+      const auto left = static_cast<int32_t>(top.key & 0xffffffffu);
+      if (s.begin[left] == kDead || s.stamp[left] != top.stamp) continue;  // stale
+      const int32_t right = s.next[left];
+      s.ids[left] = top.merged;
       s.end[left] = s.end[right];
       s.begin[right] = kDead;
       s.next[left] = s.next[right];
       if (s.next[right] >= 0) s.prev[s.next[right]] = left;
-      if (s.prev[left] >= 0) push(s.prev[left]);
+      // The pairs starting at `left` and at its left neighbour are new.
+      ++s.stamp[left];
+      if (s.prev[left] >= 0) {
+        ++s.stamp[s.prev[left]];
+        push(s.prev[left]);
+      }
       push(left);
     }
   }

@@ -49,12 +49,21 @@ class TokenTable {
 
 class Bpe {
  public:
+  // A merge waiting in the queue: the pair at symbol `key & 0xffffffff` merges into `merged`
+  // with rank `key >> 32`. It is stale once that symbol's stamp has moved on (the symbol or its
+  // right neighbour changed), so popping it needs no second look at the merge table.
+  struct Candidate {
+    uint64_t key;  // rank << 32 | left symbol: the lowest rank first, the leftmost among equals
+    uint32_t stamp;
+    TokenId merged;
+  };
   // Per-call working memory, reused across the pieces of one Encode.
   struct Scratch {
     std::vector<TokenId> ids;
     std::vector<int32_t> prev, next;
     std::vector<uint32_t> begin, end;  // byte span of each symbol in the piece
-    std::vector<uint64_t> heap;
+    std::vector<uint32_t> stamp;       // bumped whenever the pair starting at the symbol changes
+    std::vector<Candidate> heap;
   };
 
   // `model`: tokenizer.json's "model" object (type BPE) without its vocab and merges, which
@@ -63,7 +72,10 @@ class Bpe {
   Bpe(const nlohmann::json& model, const TokenizerJson& data, bool byte_level,
       const std::string& where);
 
-  // Appends the ids of one piece (valid UTF-8 unless byte-level).
+  // Appends the ids of one piece (valid UTF-8 unless byte-level). Words are kept in a cache
+  // per thread (English text repeats its words; a hit skips the merge loop): the short pieces
+  // of byte-level models, and the words of a metaspace model's piece (a whole line of text for
+  // Llama 2), encoded one by one where the merges allow it (split_at_metaspace_).
   void Encode(std::string_view piece, std::vector<TokenId>& out, Scratch& scratch) const;
 
   // The vocabulary (model tokens, then added tokens via AddToken).
@@ -86,6 +98,8 @@ class Bpe {
   const PairSlot* FindPair(TokenId left, TokenId right) const;
   void InsertPair(TokenId left, TokenId right, int32_t rank, TokenId merged);
   void AppendUnknown(std::string_view bytes, std::vector<TokenId>& out) const;
+  void EncodeWord(std::string_view word, std::vector<TokenId>& out, Scratch& scratch) const;
+  void Merge(std::string_view piece, std::vector<TokenId>& out, Scratch& scratch) const;
   void AddByteToken(std::string_view token, TokenId id);
   std::optional<TokenId> Lookup(std::string_view token) const;
 
@@ -104,7 +118,11 @@ class Bpe {
   bool byte_fallback_ = false;
   bool fuse_unk_ = false;
   std::optional<TokenId> unk_id_;
-  std::vector<TokenId> byte_ids_;      // byte-level: the id of each byte's stand-in, or -1
+  // No merge makes a token with "▁" after another character: a piece may be split before each
+  // word's "▁" and its words merged one by one, with the same result (checked at load).
+  bool split_at_metaspace_ = false;
+  uint64_t cache_owner_ = 0;       // this model's key to the per-thread word cache (unique per Bpe)
+  std::vector<TokenId> byte_ids_;  // byte-level: the id of each byte's stand-in, or -1
   std::vector<TokenId> fallback_ids_;  // byte fallback: the id of "<0xHH>", or -1
 };
 

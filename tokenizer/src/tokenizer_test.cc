@@ -171,6 +171,26 @@ TEST(Tokenizer, MetaspaceWithByteFallback) {
   EXPECT_EQ(t.Decode(std::vector<TokenId>{3 + 0xD0, 3 + 'a'}), "\uFFFDa");
 }
 
+TEST(Tokenizer, MetaspaceWordsMergeAsTheWholeLineDoes) {
+  // Llama 2's merges never put "▁" after another character, so a line is encoded word by word
+  // (and words come from a cache). Where a merge does ("a▁"), the line must merge whole.
+  const Tokenizer words = Make(MetaspaceJson());
+  const int sp = *words.TokenToId("\u2581"), ab = *words.TokenToId("\u2581ab");
+  const int a = *words.TokenToId("a"), b = *words.TokenToId("b");
+  for (int round = 0; round < 2; ++round) {  // the second round from the cache
+    EXPECT_EQ(words.Encode("ab  ab ba"), (std::vector<TokenId>{ab, sp, ab, sp, b, a}));
+  }
+  json j = MetaspaceJson();
+  j["model"]["vocab"]["a\u2581"] = 400;
+  j["model"]["merges"] = json::array({"a \u2581", "\u2581 a", "\u2581a b"});
+  const Tokenizer across = Make(j);
+  // ▁ a ▁ a b: "a ▁" (rank 0) merges across the word start first, then ▁ a (rank 1).
+  EXPECT_EQ(across.Encode("a ab"), (std::vector<TokenId>{sp, 400, a, b}));
+  // Both in one thread, alternately: each keeps its own words.
+  EXPECT_EQ(words.Encode("a ab"), (std::vector<TokenId>{*words.TokenToId("\u2581a"), ab}));
+  EXPECT_EQ(across.Encode("a ab"), (std::vector<TokenId>{sp, 400, a, b}));
+}
+
 TEST(Tokenizer, PrependAppliesPerSectionBetweenAddedTokens) {
   const Tokenizer t = Make(MetaspaceJson());
   const int sp = *t.TokenToId("\u2581"), a = *t.TokenToId("\u2581a");
