@@ -192,7 +192,33 @@ grep -q "int8 already" err.txt || fail "quantizing an int8 checkpoint: $(cat err
 expect_exit 2 "$LOCKSTEP" weights compare --model "$MODELS/tiny-llama" --weights w8.safetensors
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" -o x.safetensors
 expect_exit 2 "$LOCKSTEP" weights generate --model "$MODELS/tiny-llama" --seed 1 --dtype int8 -o x.safetensors
-expect_exit 1 "$LOCKSTEP" weights generate --model "$MODELS/mixtral-8x7b" --seed 1 -o x.safetensors
+# Mixture of experts (issue #22): tiny-mixtral's weights under the Hugging Face names, run in
+# process as the reference and sharded (uniform layout and a plan: every expert split over the
+# shards), with int8 experts too; the distributed runtime refuses it before any worker starts.
+expect_exit 0 "$LOCKSTEP" weights generate --model "$MODELS/tiny-mixtral" --seed 2 -o mx.safetensors
+python3 - mx.safetensors <<'PY' || fail "tiny-mixtral tensor names"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+assert h["model.layers.1.block_sparse_moe.gate.weight"]["shape"] == [4, 64], h
+assert h["model.layers.1.block_sparse_moe.experts.3.w2.weight"]["shape"] == [64, 128], h
+assert h["model.layers.0.block_sparse_moe.experts.0.w1.weight"]["shape"] == [128, 64], h
+assert not any(".mlp." in k for k in h), h
+PY
+expect_exit 0 "$LOCKSTEP" weights check --model "$MODELS/tiny-mixtral" --weights mx.safetensors
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-mixtral" --weights mx.safetensors --prompt 1,2,3 --max-new 8 --dump-logits mx_ref.npy
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-mixtral" --seed 2 --prompt 1,2,3 --max-new 8 --stages 2 --tp 2 --dump-logits mx_sharded.npy
+cmp -s mx_ref.npy mx_sharded.npy || fail "tiny-mixtral sharded in process differs from the reference"
+expect_exit 0 "$LOCKSTEP" plan --model "$MODELS/tiny-mixtral" --topology node --tp 2 --pp 2 -o mx.plan
+expect_exit 0 "$LOCKSTEP" run --plan mx.plan --weights mx.safetensors --prompt 1,2,3 --max-new 8 --dump-logits mx_plan.npy
+cmp -s mx_ref.npy mx_plan.npy || fail "tiny-mixtral by a plan differs from the reference"
+expect_exit 0 "$LOCKSTEP" weights quantize --model "$MODELS/tiny-mixtral" --weights mx.safetensors --scheme int8-block32 -o mx8.safetensors
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-mixtral" --weights mx8.safetensors --prompt 1,2,3 --max-new 8 --dump-logits mx8_ref.npy
+expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-mixtral" --weights mx8.safetensors --prompt 1,2,3 --max-new 8 --stages 2 --tp 4 --dump-logits mx8_sharded.npy
+cmp -s mx8_ref.npy mx8_sharded.npy || fail "int8 tiny-mixtral sharded differs from its reference"
+expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-mixtral" --seed 2 --prompt 1,2,3 --max-new 2 --transport ipc --tp 2
+grep -q "mixture of experts.*run it in process" err.txt || fail "distributed MoE refusal: $(cat err.txt)"
+! grep -q 'workers registered\|started' err.txt || fail "a worker started for a distributed MoE run"
 # lockstep run (reference): generated weights in memory == the same seed's file; greedy tokens
 # are the argmax of the dumped logits rows.
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8

@@ -33,6 +33,19 @@ void ForEachTensor(const partition::ModelSpec& spec, Weights& w, Visit visit) {
     }
     if (spec.o_bias) v("self_attn.o_proj.bias", l.o_bias);
     v("post_attention_layernorm.weight", l.post_norm);
+    if (spec.is_moe()) {
+      if constexpr (!std::is_const_v<Weights>) {
+        l.experts.resize(static_cast<size_t>(spec.num_experts));
+      }
+      visit(RouterTensorName(i), l.router);
+      for (int64_t e = 0; e < spec.num_experts; ++e) {
+        auto& x = l.experts[static_cast<size_t>(e)];
+        visit(ExpertTensorName(i, e, "w1"), x.gate);
+        visit(ExpertTensorName(i, e, "w2"), x.down);
+        visit(ExpertTensorName(i, e, "w3"), x.up);
+      }
+      continue;
+    }
     v("mlp.gate_proj.weight", l.gate);
     v("mlp.up_proj.weight", l.up);
     v("mlp.down_proj.weight", l.down);

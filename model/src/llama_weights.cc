@@ -13,18 +13,6 @@ namespace {
 
 using partition::ModelSpec;
 
-std::string ModelLabel(const ModelSpec& spec) {
-  return spec.name.empty() ? "the " + spec.model_type + " config" : "model '" + spec.name + "'";
-}
-
-void RequireDense(const ModelSpec& spec) {
-  if (spec.is_moe()) {
-    throw InvalidInput(ModelLabel(spec) + " (" + spec.model_type +
-                       ") is a mixture of experts; Lockstep's weights and reference forward "
-                       "pass support dense Llama-family models only for now");
-  }
-}
-
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -99,7 +87,6 @@ bool IsMatrix(const TensorSpec& t) { return t.shape.size() == 2; }
 }  // namespace
 
 void CheckLlamaWeights(const LlamaWeights& w, const ModelSpec& s) {
-  RequireDense(s);
   const int64_t h = s.hidden_size, q = s.q_width(), kv = s.kv_width(), f = s.intermediate_size;
   const WeightFormat fmt = w.embed.format;
   CheckSize(w.embed, s.vocab_size, h, fmt, "model.embed_tokens.weight");
@@ -120,6 +107,30 @@ void CheckLlamaWeights(const LlamaWeights& w, const ModelSpec& s) {
     CheckSize(l.v_bias, s.qkv_bias ? kv : 0, n("self_attn.v_proj.bias"));
     CheckSize(l.o_bias, s.o_bias ? h : 0, n("self_attn.o_proj.bias"));
     CheckSize(l.post_norm, h, n("post_attention_layernorm.weight"));
+    if (s.is_moe()) {
+      // The router stays fp32 in every format (quantize.h).
+      CheckSize(l.router, s.num_experts, h, WeightFormat::kFp32, RouterTensorName(i));
+      if (static_cast<int64_t>(l.experts.size()) != s.num_experts) {
+        throw InvalidInput("weights of layer " + std::to_string(i) + " have " +
+                           std::to_string(l.experts.size()) + " experts, the model config needs " +
+                           std::to_string(s.num_experts));
+      }
+      for (int64_t e = 0; e < s.num_experts; ++e) {
+        const ExpertWeights& x = l.experts[static_cast<size_t>(e)];
+        CheckSize(x.gate, f, h, fmt, ExpertTensorName(i, e, "w1"));
+        CheckSize(x.down, h, f, fmt, ExpertTensorName(i, e, "w2"));
+        CheckSize(x.up, f, h, fmt, ExpertTensorName(i, e, "w3"));
+      }
+      if (!l.gate.empty() || !l.up.empty() || !l.down.empty()) {
+        throw InvalidInput("weights of layer " + std::to_string(i) +
+                           " hold a dense MLP, the model config has experts");
+      }
+      continue;
+    }
+    if (!l.router.empty() || !l.experts.empty()) {
+      throw InvalidInput("weights of layer " + std::to_string(i) +
+                         " hold experts, the model config has a dense MLP");
+    }
     CheckSize(l.gate, f, h, fmt, n("mlp.gate_proj.weight"));
     CheckSize(l.up, f, h, fmt, n("mlp.up_proj.weight"));
     CheckSize(l.down, h, f, fmt, n("mlp.down_proj.weight"));
@@ -142,8 +153,20 @@ std::string LayerTensorName(int64_t layer, std::string_view suffix) {
   return "model.layers." + std::to_string(layer) + "." + std::string(suffix);
 }
 
+std::string ExpertTensorName(int64_t layer, int64_t expert, std::string_view w) {
+  return LayerTensorName(layer, "block_sparse_moe.experts." + std::to_string(expert) + "." +
+                                    std::string(w) + ".weight");
+}
+
+std::string RouterTensorName(int64_t layer) {
+  return LayerTensorName(layer, "block_sparse_moe.gate.weight");
+}
+
+bool QuantizedInInt8(const TensorSpec& tensor) {
+  return IsMatrix(tensor) && !tensor.name.ends_with("block_sparse_moe.gate.weight");
+}
+
 std::vector<TensorSpec> LlamaTensorSpecs(const ModelSpec& spec, Dtype dtype) {
-  RequireDense(spec);
   SafetensorsDtypeName(dtype);  // throws for a dtype safetensors cannot hold
   const int64_t h = spec.hidden_size, q = spec.q_width(), kv = spec.kv_width();
   const int64_t f = spec.intermediate_size, vocab = spec.vocab_size;
@@ -168,6 +191,15 @@ std::vector<TensorSpec> LlamaTensorSpecs(const ModelSpec& spec, Dtype dtype) {
     }
     if (spec.o_bias) layer("self_attn.o_proj.bias", {h});
     layer("post_attention_layernorm.weight", {h});
+    if (spec.is_moe()) {
+      add(RouterTensorName(i), {spec.num_experts, h});
+      for (int64_t e = 0; e < spec.num_experts; ++e) {
+        add(ExpertTensorName(i, e, "w1"), {f, h});
+        add(ExpertTensorName(i, e, "w2"), {h, f});
+        add(ExpertTensorName(i, e, "w3"), {f, h});
+      }
+      continue;
+    }
     layer("mlp.gate_proj.weight", {f, h});
     layer("mlp.up_proj.weight", {f, h});
     layer("mlp.down_proj.weight", {h, f});
@@ -205,7 +237,7 @@ WeightFormat CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& sp
       format = WeightFormat::kInt8Block32;
       for (const TensorSpec& t : wanted) {
         const TensorInfo* scale = checkpoint.Find(t.name + "_scale");
-        if (!IsMatrix(t) || t.shape[1] <= kInt8Block || scale == nullptr) continue;
+        if (!QuantizedInInt8(t) || t.shape[1] <= kInt8Block || scale == nullptr) continue;
         if (scale->shape.size() == 2 && scale->shape[1] == 1) format = WeightFormat::kInt8Channel;
         break;
       }
@@ -226,11 +258,11 @@ WeightFormat CheckLlamaWeights(const Checkpoint& checkpoint, const ModelSpec& sp
     }
     if (IsInt8(format)) {
       const std::string scheme(WeightFormatName(format));
-      if (!IsMatrix(want)) {
+      if (!QuantizedInInt8(want)) {
         if (have->dtype == Dtype::kInt8) {
           throw InvalidInput(where + "tensor '" + want.name +
-                             "' is I8; an int8 checkpoint keeps norms and biases float (F32, "
-                             "F16 or BF16)");
+                             "' is I8; an int8 checkpoint keeps norms, biases and the MoE router "
+                             "float (F32, F16 or BF16)");
         }
         continue;
       }

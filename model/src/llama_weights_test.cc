@@ -86,9 +86,32 @@ TEST(LlamaTensorSpecs, NamesShapesAndCountsMatchTheParameterArithmetic) {
               partition::CountParameters(real).total)
         << name;
   }
+  // TinyLlama-1.1B's config holds the published 1,100,048,384 parameters.
+  EXPECT_EQ(
+      TotalElements(LlamaTensorSpecs(partition::LoadModelSpec(fs::path(LOCKSTEP_SOURCE_DIR) /
+                                                              "examples/models/tinyllama-1.1b"),
+                                     Dtype::kBf16)),
+      1'100'048'384);
+  // Mixtral: the Hugging Face names of the router and the experts, and its published total
+  // (46.7B) through the partitioner's arithmetic.
   const ModelSpec mixtral =
       partition::LoadModelSpec(fs::path(LOCKSTEP_SOURCE_DIR) / "examples/models/mixtral-8x7b");
-  EXPECT_THROW(LlamaTensorSpecs(mixtral, Dtype::kFp16), Error);
+  const std::vector<TensorSpec> moe = LlamaTensorSpecs(mixtral, Dtype::kBf16);
+  EXPECT_EQ(TotalElements(moe), partition::CountParameters(mixtral).total);
+  auto find = [&](const std::string& name) {
+    for (const TensorSpec& t : moe) {
+      if (t.name == name) return t.shape;
+    }
+    return std::vector<int64_t>{};
+  };
+  EXPECT_EQ(find("model.layers.31.block_sparse_moe.gate.weight"), (std::vector<int64_t>{8, 4096}));
+  EXPECT_EQ(find("model.layers.0.block_sparse_moe.experts.7.w1.weight"),
+            (std::vector<int64_t>{14336, 4096}));
+  EXPECT_EQ(find("model.layers.0.block_sparse_moe.experts.7.w2.weight"),
+            (std::vector<int64_t>{4096, 14336}));
+  EXPECT_EQ(find("model.layers.0.block_sparse_moe.experts.0.w3.weight"),
+            (std::vector<int64_t>{14336, 4096}));
+  EXPECT_TRUE(find("model.layers.0.mlp.gate_proj.weight").empty());
 }
 
 TEST(GeneratedWeight, DeterministicAndScaledLikeARealInit) {

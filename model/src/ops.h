@@ -63,6 +63,40 @@ inline void AttendHead(const float* q, const float* keys, const float* values, i
   WeightedSum(scores, values + start * stride, count, stride, head_dim, out, scratch);
 }
 
+// A row's experts as transformers' MixtralSparseMoeBlock picks them, in fp32 with a fixed order:
+// p = softmax(logits) (max subtracted, exp, the canonical Sum, divide); the k largest p, ties to
+// the lower expert index; each weight p / (canonical Sum of the k chosen p, largest first). The
+// experts come back in ascending index: the order their outputs are added, from +0.0, as
+// index_add_ over experts 0..E-1 adds them.
+struct Route {
+  std::vector<int64_t> experts;  // ascending
+  std::vector<float> weights;    // of experts[i]
+};
+inline Route RouteRow(const float* logits, int64_t num_experts, int64_t k) {
+  std::vector<float> p(static_cast<size_t>(num_experts));
+  float max = -INFINITY;
+  for (int64_t e = 0; e < num_experts; ++e) max = std::max(max, logits[e]);
+  for (int64_t e = 0; e < num_experts; ++e) p[static_cast<size_t>(e)] = std::exp(logits[e] - max);
+  const float total = Sum(p.data(), num_experts);
+  for (float& v : p) v = v / total;
+  std::vector<int64_t> order(static_cast<size_t>(num_experts));
+  for (int64_t e = 0; e < num_experts; ++e) order[static_cast<size_t>(e)] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return p[static_cast<size_t>(a)] > p[static_cast<size_t>(b)];
+  });
+  order.resize(static_cast<size_t>(k));
+  std::vector<float> top;
+  for (int64_t e : order) top.push_back(p[static_cast<size_t>(e)]);
+  const float denom = Sum(top.data(), k);
+  std::sort(order.begin(), order.end());
+  Route r;
+  for (int64_t e : order) {
+    r.experts.push_back(e);
+    r.weights.push_back(p[static_cast<size_t>(e)] / denom);
+  }
+  return r;
+}
+
 // Checks a Forward batch before any cache is touched (the reference's and the sharded pass's
 // rules are one): every sequence has its own cache (`fits(cache)`: made for this model), at
 // least one new token, room for them, and tokens in [0, vocab). Returns the number of rows.

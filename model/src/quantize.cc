@@ -12,15 +12,13 @@ namespace {
 
 using partition::ModelSpec;
 
-bool IsMatrix(const TensorSpec& t) { return t.shape.size() == 2; }
-
 }  // namespace
 
 std::vector<TensorSpec> QuantizedTensorSpecs(const ModelSpec& spec, WeightFormat format) {
   if (!IsInt8(format)) throw InvalidInput("quantize: fp32 is not an int8 scheme");
   std::vector<TensorSpec> out;
   for (const TensorSpec& t : LlamaTensorSpecs(spec, Dtype::kFp32)) {
-    if (!IsMatrix(t)) {
+    if (!QuantizedInInt8(t)) {
       out.push_back(t);
       continue;
     }
@@ -87,6 +85,9 @@ LlamaWeights QuantizeWeights(const LlamaWeights& weights, WeightFormat format) {
   out.lm_head = quantize(weights.lm_head);
   for (LayerWeights& l : out.layers) {
     for (Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) *w = quantize(*w);
+    for (ExpertWeights& e : l.experts) {
+      for (Weight* w : {&e.gate, &e.up, &e.down}) *w = quantize(*w);
+    }
   }
   return out;
 }

@@ -160,7 +160,7 @@ TEST_F(QuantizeTest, MismatchedInt8LayoutsNameTheTensorAndTheExpectation) {
                           if (t.name == "model.norm.weight") t.dtype = Dtype::kInt8;
                         }
                       }),
-                spec, ErrorCode::kInvalidInput, {"'model.norm.weight' is I8", "norms and biases"});
+                spec, ErrorCode::kInvalidInput, {"'model.norm.weight' is I8", "norms, biases"});
   // A value of -128 (outside symmetric int8) is refused when the tensor is read, naming it.
   const fs::path bad = dir_ / "minus128.safetensors";
   WriteSafetensors(bad, specs, [&](size_t i, int64_t first, std::span<float> out) {

@@ -75,11 +75,6 @@ std::vector<float> RopeInverseFrequencies(const ModelSpec& spec) {
 
 ReferenceModel::ReferenceModel(ModelSpec spec, LlamaWeights weights)
     : spec_(std::move(spec)), weights_(std::move(weights)) {
-  if (spec_.is_moe()) {
-    throw InvalidInput("model '" + spec_.name +
-                       "' is a mixture of experts; the reference forward pass supports dense "
-                       "models only for now");
-  }
   if (spec_.head_dim % 2 != 0) {
     throw InvalidInput("head_dim " + std::to_string(spec_.head_dim) +
                        " is odd; rotate-half RoPE needs an even head_dim");
@@ -161,10 +156,14 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], w.post_norm.data(), h, eps, &xn[r * h]);
     }
-    MatMul(xn.data(), rows, w.gate, OrNull(w.gate_bias), gate.data());
-    MatMul(xn.data(), rows, w.up, OrNull(w.up_bias), up.data());
-    for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
-    MatMul(gate.data(), rows, w.down, OrNull(w.down_bias), proj.data());
+    if (s.is_moe()) {
+      MoeBlock(w, xn.data(), rows, proj.data());
+    } else {
+      MatMul(xn.data(), rows, w.gate, OrNull(w.gate_bias), gate.data());
+      MatMul(xn.data(), rows, w.up, OrNull(w.up_bias), up.data());
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
+      MatMul(gate.data(), rows, w.down, OrNull(w.down_bias), proj.data());
+    }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
 
@@ -181,6 +180,52 @@ std::vector<std::vector<float>> ReferenceModel::Forward(std::span<SequenceStep> 
     step.cache->length_ += static_cast<int64_t>(step.tokens.size());
   }
   return logits;
+}
+
+void ReferenceModel::MoeBlock(const LayerWeights& w, const float* xn, int64_t rows,
+                              float* out) const {
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden_size, f = s.intermediate_size, experts = s.num_experts;
+  std::vector<float> logits(static_cast<size_t>(rows * experts));
+  MatMul(xn, rows, w.router, nullptr, logits.data());
+  std::vector<ops::Route> routes;
+  for (int64_t r = 0; r < rows; ++r) {
+    routes.push_back(
+        ops::RouteRow(&logits[static_cast<size_t>(r * experts)], experts, s.experts_per_token));
+  }
+  std::fill(out, out + rows * h, 0.0f);
+  // Expert by expert in ascending index, over the rows that chose it (each row's products are
+  // its own: the batch around it never changes them).
+  for (int64_t e = 0; e < experts; ++e) {
+    std::vector<int64_t> picked;
+    std::vector<float> weight;
+    for (int64_t r = 0; r < rows; ++r) {
+      const ops::Route& route = routes[static_cast<size_t>(r)];
+      for (size_t i = 0; i < route.experts.size(); ++i) {
+        if (route.experts[i] == e) {
+          picked.push_back(r);
+          weight.push_back(route.weights[i]);
+        }
+      }
+    }
+    if (picked.empty()) continue;
+    const auto n = static_cast<int64_t>(picked.size());
+    std::vector<float> xe(static_cast<size_t>(n * h)), gate(static_cast<size_t>(n * f)),
+        up(gate.size()), y(xe.size());
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy_n(xn + picked[static_cast<size_t>(i)] * h, h, &xe[static_cast<size_t>(i * h)]);
+    }
+    const ExpertWeights& x = w.experts[static_cast<size_t>(e)];
+    MatMul(xe.data(), n, x.gate, nullptr, gate.data());
+    MatMul(xe.data(), n, x.up, nullptr, up.data());
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
+    MatMul(gate.data(), n, x.down, nullptr, y.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + picked[static_cast<size_t>(i)] * h;
+      const float wt = weight[static_cast<size_t>(i)];
+      for (int64_t d = 0; d < h; ++d) o[d] = o[d] + y[static_cast<size_t>(i * h + d)] * wt;
+    }
+  }
 }
 
 int32_t SampleToken(std::span<const float> logits, const SamplingOptions& options, int64_t step) {

@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
 #include <type_traits>
 
 #include "lockstep/common/error.h"
+#include "ops.h"
 #include "test_models.h"
 
 namespace lockstep::model {
@@ -41,6 +43,16 @@ LlamaWeights SharpWeights(const ModelSpec& spec, uint64_t seed = 11) {
     scale(l.k_bias, 20.0f);
     scale(l.v_bias, 20.0f);
   }
+  for (LayerWeights& l : w.layers) {
+    // Experts as sharp as the dense MLP; the router sharper still, so the top-k choice is far
+    // from a tie (an fp32 and a float64 forward pass then pick the same experts).
+    for (ExpertWeights& e : l.experts) {
+      scale(e.gate, 5.0f);
+      scale(e.up, 5.0f);
+      scale(e.down, 5.0f);
+    }
+    scale(l.router, 30.0f);
+  }
   scale(w.lm_head, 5.0f);
   if (spec.tie_word_embeddings) scale(w.embed, 5.0f);
   return w;
@@ -52,6 +64,7 @@ struct Switches {
   bool bias = true;
   bool rope_scaling = true;
   bool window = true;
+  bool renormalize = true;  // MoE: divide the top-k probabilities by their sum
 };
 
 std::vector<double> PlainInvFreq(const ModelSpec& s, bool scaling) {
@@ -160,6 +173,33 @@ Vec PlainLogits(const ModelSpec& s, const LlamaWeights& w, const std::vector<int
       const Vec o = PlainLinear(l.o.values, l.o_bias, attn, sw.bias);
       for (int64_t i = 0; i < h; ++i) x[t][i] += o[i];
       const Vec xn = PlainRmsNorm(x[t], l.post_norm, s.rms_norm_eps);
+      if (s.is_moe()) {
+        // MixtralSparseMoeBlock: softmax over the router logits, the k most likely experts,
+        // their probabilities renormalized, the experts' outputs weighted and summed.
+        const Vec logits = PlainLinear(l.router.values, {}, xn, false);
+        const double m = *std::max_element(logits.begin(), logits.end());
+        std::vector<std::pair<double, int64_t>> p;
+        double total = 0;
+        for (size_t e = 0; e < logits.size(); ++e) {
+          p.emplace_back(std::exp(logits[e] - m), static_cast<int64_t>(e));
+          total += p.back().first;
+        }
+        std::partial_sort(p.begin(), p.begin() + s.experts_per_token, p.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first; });
+        double chosen = 0;
+        for (int64_t i = 0; i < s.experts_per_token; ++i) chosen += p[i].first / total;
+        for (int64_t i = 0; i < s.experts_per_token; ++i) {
+          const ExpertWeights& e = l.experts[static_cast<size_t>(p[i].second)];
+          const double weight = p[i].first / total / (sw.renormalize ? chosen : 1.0);
+          const Vec g = PlainLinear(e.gate.values, {}, xn, false);
+          const Vec u = PlainLinear(e.up.values, {}, xn, false);
+          Vec a(g.size());
+          for (size_t j = 0; j < g.size(); ++j) a[j] = g[j] / (1 + std::exp(-g[j])) * u[j];
+          const Vec y = PlainLinear(e.down.values, {}, a, false);
+          for (int64_t j = 0; j < h; ++j) x[t][j] += weight * y[j];
+        }
+        continue;
+      }
       const Vec g = PlainLinear(l.gate.values, l.gate_bias, xn, sw.bias);
       const Vec u = PlainLinear(l.up.values, l.up_bias, xn, sw.bias);
       Vec a(g.size());
@@ -222,6 +262,14 @@ TEST(ReferenceModel, MatchesPlainFormulasWithGqaAndRope) {
   ExpectMatchesPlain(TinyLlama(), Switches{.rope = false});
 }
 
+// Mixtral's sparse MoE block (4 experts, 2 per token) against the float64 formulas; without the
+// renormalization of the top-2 probabilities the logits move far beyond the tolerance.
+TEST(ReferenceModel, MatchesPlainFormulasWithMixtureOfExperts) {
+  const ModelSpec spec = testing::TinyMixtral();
+  ASSERT_TRUE(spec.is_moe());
+  ExpectMatchesPlain(spec, Switches{.renormalize = false});
+}
+
 TEST(ReferenceModel, MatchesPlainFormulasWithTiedEmbeddings) {
   const ModelSpec spec = TinyLlama(R"("tie_word_embeddings": true,)");
   ExpectMatchesPlain(spec, std::nullopt);
@@ -254,31 +302,48 @@ TEST(ReferenceModel, MatchesPlainFormulasWithSlidingWindow) {
 }
 
 TEST(ReferenceModel, BatchedRowsAreBitIdenticalToSingleSequences) {
-  const ModelSpec spec = TinyLlama("", "qwen2");
-  const ReferenceModel model(spec, SharpWeights(spec));
-  const int32_t vocab = static_cast<int32_t>(spec.vocab_size);
-  std::vector<KvCache> alone, batched;
-  std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < 4; ++i) {
-    prompts.push_back(Prompt(3 + 4 * i, vocab, i));
-    alone.push_back(model.NewCache(32));
-    batched.push_back(model.NewCache(32));
-  }
-  for (int step = 0; step < 4; ++step) {
-    std::vector<SequenceStep> batch;
-    std::vector<std::vector<float>> single;
+  for (const ModelSpec& spec : {TinyLlama("", "qwen2"), testing::TinyMixtral()}) {
+    const ReferenceModel model(spec, SharpWeights(spec));
+    const int32_t vocab = static_cast<int32_t>(spec.vocab_size);
+    std::vector<KvCache> alone, batched;
+    std::vector<std::vector<int32_t>> prompts;
     for (int i = 0; i < 4; ++i) {
-      std::vector<int32_t> tokens =
-          step == 0 ? prompts[i] : std::vector<int32_t>{(step * 13 + i * 7) % vocab};
-      std::vector<SequenceStep> one = {{&alone[i], tokens}};
-      single.push_back(model.Forward(one)[0]);
-      batch.push_back({&batched[i], tokens});
+      prompts.push_back(Prompt(3 + 4 * i, vocab, i));
+      alone.push_back(model.NewCache(32));
+      batched.push_back(model.NewCache(32));
     }
-    const std::vector<std::vector<float>> together = model.Forward(batch);
-    for (int i = 0; i < 4; ++i) {
-      EXPECT_TRUE(SameBits(together[i], single[i])) << "step " << step << " sequence " << i;
+    for (int step = 0; step < 4; ++step) {
+      std::vector<SequenceStep> batch;
+      std::vector<std::vector<float>> single;
+      for (int i = 0; i < 4; ++i) {
+        std::vector<int32_t> tokens =
+            step == 0 ? prompts[i] : std::vector<int32_t>{(step * 13 + i * 7) % vocab};
+        std::vector<SequenceStep> one = {{&alone[i], tokens}};
+        single.push_back(model.Forward(one)[0]);
+        batch.push_back({&batched[i], tokens});
+      }
+      const std::vector<std::vector<float>> together = model.Forward(batch);
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(SameBits(together[i], single[i]))
+            << spec.name << " step " << step << " sequence " << i;
+      }
     }
   }
+}
+
+// The router's choice (ops.h RouteRow): the k most likely experts, ties to the lower index,
+// returned in ascending index with their renormalized probabilities.
+TEST(MoeRouting, TopKTiesGoToTheLowerExpertAndWeightsAreRenormalized) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f};
+  const ops::Route top2 = ops::RouteRow(logits.data(), 5, 2);
+  EXPECT_EQ(top2.experts, (std::vector<int64_t>{1, 3}));  // the tie of experts 1 and 3
+  EXPECT_EQ(top2.weights, (std::vector<float>{0.5f, 0.5f}));
+  const ops::Route top3 = ops::RouteRow(logits.data(), 5, 3);
+  EXPECT_EQ(top3.experts, (std::vector<int64_t>{1, 3, 4}));
+  const double e = std::exp(1.0);  // p1 = p3 = e * p4
+  EXPECT_NEAR(top3.weights[0], e / (2 * e + 1), 1e-6);
+  EXPECT_NEAR(top3.weights[2], 1 / (2 * e + 1), 1e-6);
+  EXPECT_NEAR(top3.weights[0] + top3.weights[1] + top3.weights[2], 1.0, 1e-6);
 }
 
 TEST(ReferenceModel, KvCacheDecodeEqualsRecomputingThePrefix) {

@@ -1,7 +1,10 @@
 #include "lockstep/model/shard_loader.h"
 
+#include <algorithm>
 #include <string>
+#include <type_traits>
 
+#include "llama_tensors.h"
 #include "lockstep/common/error.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/partition/cost_model.h"
@@ -29,6 +32,11 @@ void TensorSource::ReadInt8(const std::string& name, int64_t, std::span<int8_t>)
   throw Error(ErrorCode::kInternal, "tensor '" + name + "' read as int8 from an fp32 source");
 }
 
+WeightFormat CheckpointSource::Format(const std::string& name) const {
+  const TensorInfo* t = checkpoint_.Find(name);
+  return t != nullptr && t->dtype == Dtype::kInt8 ? format_ : WeightFormat::kFp32;
+}
+
 void CheckpointSource::Read(const std::string& name, int64_t first, std::span<float> out) const {
   checkpoint_.ReadFp32(name, first, out);
 }
@@ -42,6 +50,46 @@ void CheckpointSource::Done(const std::string& name) const {
   checkpoint_.Release(name);
   if (IsInt8(format_) && checkpoint_.Find(name + "_scale") != nullptr) {
     checkpoint_.Release(name + "_scale");
+  }
+}
+
+MemorySource::MemorySource(const LlamaWeights& weights, const ModelSpec& spec) {
+  ForEachTensor(spec, weights, [&](const std::string& name, const auto& tensor) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(tensor)>, Weight>) {
+      matrices_.emplace(name, &tensor);
+    } else {
+      vectors_.emplace(name, &tensor);
+    }
+  });
+}
+
+WeightFormat MemorySource::Format(const std::string& name) const {
+  return matrices_.at(name)->format;
+}
+
+void MemorySource::Read(const std::string& name, int64_t first, std::span<float> out) const {
+  if (auto v = vectors_.find(name); v != vectors_.end()) {
+    std::copy_n(v->second->begin() + first, out.size(), out.begin());
+    return;
+  }
+  if (name.ends_with("_scale")) {  // an int8 projection's row-major scales
+    const Weight& w = *matrices_.at(name.substr(0, name.size() - 6));
+    const int64_t per_row = w.ScalesPerRow();
+    for (size_t i = 0; i < out.size(); ++i) {
+      const int64_t at = first + static_cast<int64_t>(i);
+      out[i] = w.Scale(at / per_row, at % per_row);
+    }
+    return;
+  }
+  const Weight& w = *matrices_.at(name);
+  std::copy_n(w.values.begin() + first, out.size(), out.begin());
+}
+
+void MemorySource::ReadInt8(const std::string& name, int64_t first, std::span<int8_t> out) const {
+  const Weight& w = *matrices_.at(name);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int64_t at = first + static_cast<int64_t>(i);
+    out[i] = w.Q(at / w.cols, at % w.cols);
   }
 }
 
@@ -77,7 +125,7 @@ std::vector<T> ReadBlock(int64_t cols, int64_t row_begin, int64_t row_count, int
 Weight ReadMatrix(const TensorSource& source, const std::string& name, int64_t rows, int64_t cols,
                   int64_t row_begin, int64_t row_count, int64_t col_begin, int64_t col_count) {
   (void)rows;
-  const WeightFormat format = source.Format();
+  const WeightFormat format = source.Format(name);
   if (format == WeightFormat::kFp32) {
     Weight w = Weight::Fp32(row_count, col_count,
                             ReadBlock<float>(cols, row_begin, row_count, col_begin, col_count,
@@ -171,6 +219,21 @@ ShardWeights SliceShard(const TensorSource& source, const ModelSpec& spec,
                   : rows(name("self_attn.o_proj.weight"), h, qwidth, ls.out_begin, ls.out_count);
     if (s.o_bias) ls.o_bias = all(name("self_attn.o_proj.bias"), h);
     ls.post_norm = all(name("post_attention_layernorm.weight"), h);
+    if (s.is_moe()) {
+      // Every expert split like the dense MLP (expert tensor parallelism); the router replicated.
+      ls.router = rows(RouterTensorName(layer), s.num_experts, h, 0, s.num_experts);
+      for (int64_t e = 0; e < s.num_experts; ++e) {
+        ExpertWeights x;
+        x.gate = rows(ExpertTensorName(layer, e, "w1"), f, h, ls.f_begin, ls.f_count);
+        x.up = rows(ExpertTensorName(layer, e, "w3"), f, h, ls.f_begin, ls.f_count);
+        x.down = down_rows
+                     ? columns(ExpertTensorName(layer, e, "w2"), h, f, ls.f_begin, ls.f_count)
+                     : rows(ExpertTensorName(layer, e, "w2"), h, f, ls.out_begin, ls.out_count);
+        ls.experts.push_back(std::move(x));
+      }
+      out.layers.push_back(std::move(ls));
+      continue;
+    }
     ls.gate = rows(name("mlp.gate_proj.weight"), f, h, ls.f_begin, ls.f_count);
     ls.up = rows(name("mlp.up_proj.weight"), f, h, ls.f_begin, ls.f_count);
     if (s.mlp_bias) {
@@ -192,12 +255,14 @@ ShardWeights SliceShard(const TensorSource& source, const ModelSpec& spec,
 
 ShardWeights LoadShard(const Checkpoint& checkpoint, const ModelSpec& spec,
                        const std::vector<StageUnits>& stages, int stage, int rank) {
+  RequireDenseShards(spec);
   const WeightFormat format = CheckLlamaWeights(checkpoint, spec);
   return SliceShard(CheckpointSource(checkpoint, format), spec, stages, stage, rank);
 }
 
 ShardWeights GenerateShard(const ModelSpec& spec, uint64_t seed,
                            const std::vector<StageUnits>& stages, int stage, int rank) {
+  RequireDenseShards(spec);
   return SliceShard(GeneratorSource(seed), spec, stages, stage, rank);
 }
 

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "lockstep/model/llama_weights.h"
 #include "lockstep/model/safetensors.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/model/weight.h"
@@ -15,13 +17,16 @@
 
 namespace lockstep::model {
 
-// Where tensors are read from, by Hugging Face name. The projections of a source are all of one
-// format; an int8 projection `name` has its scales under `name + "_scale"` (row-major
-// [rows, ScalesPerRow]), read with Read.
+// Where tensors are read from, by Hugging Face name. An int8 projection `name` has its scales
+// under `name + "_scale"` (row-major [rows, ScalesPerRow]), read with Read.
 class TensorSource {
  public:
   virtual ~TensorSource() = default;
-  virtual WeightFormat Format() const { return WeightFormat::kFp32; }
+  // The format projection `name` is stored in.
+  virtual WeightFormat Format(const std::string& name) const {
+    (void)name;
+    return WeightFormat::kFp32;
+  }
   // Elements [first, first + out.size()) of tensor `name` in row-major order, as fp32.
   virtual void Read(const std::string& name, int64_t first, std::span<float> out) const = 0;
   // The same of an int8 projection.
@@ -30,12 +35,13 @@ class TensorSource {
   virtual void Done(const std::string& name) const { (void)name; }
 };
 
-// A checkpoint (checked by CheckLlamaWeights, which gave `format`).
+// A checkpoint (checked by CheckLlamaWeights, which gave `format`): its I8 projections are in
+// `format`, the others fp32.
 class CheckpointSource : public TensorSource {
  public:
   CheckpointSource(const Checkpoint& checkpoint, WeightFormat format)
       : checkpoint_(checkpoint), format_(format) {}
-  WeightFormat Format() const override { return format_; }
+  WeightFormat Format(const std::string& name) const override;
   void Read(const std::string& name, int64_t first, std::span<float> out) const override;
   void ReadInt8(const std::string& name, int64_t first, std::span<int8_t> out) const override;
   void Done(const std::string& name) const override;
@@ -45,17 +51,33 @@ class CheckpointSource : public TensorSource {
   WeightFormat format_;
 };
 
+// The tensors of whole weights in memory, by name (projections fp32 or int8). Holds pointers
+// into `weights`, which must outlive it.
+class MemorySource : public TensorSource {
+ public:
+  MemorySource(const LlamaWeights& weights, const partition::ModelSpec& spec);
+  WeightFormat Format(const std::string& name) const override;
+  void Read(const std::string& name, int64_t first, std::span<float> out) const override;
+  void ReadInt8(const std::string& name, int64_t first, std::span<int8_t> out) const override;
+
+ private:
+  std::map<std::string, const std::vector<float>*> vectors_;
+  std::map<std::string, const Weight*> matrices_;
+};
+
 // A vector tensor's elements [begin, begin + count).
 std::vector<float> ReadVector(const TensorSource& source, const std::string& name, int64_t begin,
                               int64_t count);
 // Rows [row_begin, row_begin + row_count) x columns [col_begin, col_begin + col_count) of the
-// projection `name` of shape [rows, cols], in the source's format. An int8 column range must
-// start on a block of 32 and end on one or at `cols`.
+// projection `name` of shape [rows, cols], in the format the source stores it in. An int8 column
+// range must start on a block of 32 and end on one or at `cols`.
 Weight ReadMatrix(const TensorSource& source, const std::string& name, int64_t rows, int64_t cols,
                   int64_t row_begin, int64_t row_count, int64_t col_begin, int64_t col_count);
 
-// The shard of (stage, rank). Throws as ValidateStages and for a stage or rank out of range;
-// the source's tensors are assumed to have the spec's shapes (checked by the caller).
+// The shard of (stage, rank), for dense and mixture-of-experts models alike (the public entry
+// points refuse MoE, which only the in-process ShardedModel runs sharded). Throws as
+// ValidateStages and for a stage or rank out of range; the source's tensors are assumed to have
+// the spec's shapes (checked by the caller).
 ShardWeights SliceShard(const TensorSource& source, const partition::ModelSpec& spec,
                         const std::vector<StageUnits>& stages, int stage, int rank);
 

@@ -8,6 +8,7 @@
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/partition/cost_model.h"
 #include "ops.h"
+#include "shard_slicer.h"
 
 namespace lockstep::model {
 namespace {
@@ -70,11 +71,12 @@ PartialSlice ShardPartials(const float* x, int64_t rows, const Weight& w, int64_
 // A column-parallel product over all-gathered inputs x[rows, width]: each shard computes its
 // hidden outputs with whole canonical dot products (the same bits as the unsplit product),
 // and the outputs are gathered into y[rows, hidden], + bias.
-void ColumnParallel(const std::vector<ShardLayer>& shards, Weight ShardLayer::*w, const float* x,
+template <typename Pick>
+void ColumnParallel(const std::vector<ShardLayer>& shards, Pick weight, const float* x,
                     int64_t rows, int64_t hidden, const std::vector<float>& bias, float* y) {
   for (const ShardLayer& ls : shards) {
     std::vector<float> part(static_cast<size_t>(rows * ls.out_count));
-    MatMul(x, rows, ls.*w, nullptr, part.data());
+    MatMul(x, rows, weight(ls), nullptr, part.data());
     for (int64_t r = 0; r < rows; ++r) {
       std::copy_n(&part[r * ls.out_count], ls.out_count, y + r * hidden + ls.out_begin);
     }
@@ -119,7 +121,6 @@ std::string ModelLayout::ToString() const {
 }
 
 void ValidateLayout(const ModelSpec& spec, const ModelLayout& layout) {
-  if (spec.is_moe()) throw InvalidInput("sharded execution supports dense models only for now");
   if (layout.stages.empty()) throw InvalidInput("layout has no pipeline stages");
   int64_t next = 0;
   for (size_t i = 0; i < layout.stages.size(); ++i) {
@@ -166,9 +167,11 @@ ShardedModel::ShardedModel(ModelSpec spec, const LlamaWeights& weights, ModelLay
   units.push_back(
       {false, spec_.num_layers, spec_.num_layers, true, static_cast<int>(layout_.HeadTp())});
   shards_->layers.resize(static_cast<size_t>(spec_.num_layers));
+  ValidateStages(spec_, units);
+  const MemorySource source(weights, spec_);
   for (size_t s = 0; s < units.size(); ++s) {
     for (int t = 0; t < units[s].tp; ++t) {
-      ShardWeights w = ExtractShard(weights, spec_, units, static_cast<int>(s), t);
+      ShardWeights w = SliceShard(source, spec_, units, static_cast<int>(s), t);
       for (size_t i = 0; i < w.layers.size(); ++i) {
         shards_->layers[static_cast<size_t>(units[s].first_layer) + i].push_back(
             std::move(w.layers[i]));
@@ -289,11 +292,18 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
     if (o_row_parallel) {
       ReduceRowParallel(o_slices, rows, h, Chunks(s.q_width()), rep.o_bias, proj.data());
     } else {
-      ColumnParallel(shards, &ShardLayer::o, gathered.data(), rows, h, rep.o_bias, proj.data());
+      ColumnParallel(
+          shards, [](const ShardLayer& l) -> const Weight& { return l.o; }, gathered.data(), rows,
+          h, rep.o_bias, proj.data());
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
     for (int64_t r = 0; r < rows; ++r) {
       ops::RmsNorm(&x[r * h], rep.post_norm.data(), h, eps, &xn[r * h]);
+    }
+    if (s.is_moe()) {
+      MoeBlock(shards, xn.data(), rows, down_row_parallel, proj.data());
+      for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
+      continue;
     }
     std::vector<PartialSlice> down_slices;
     gathered.assign(down_row_parallel ? 0 : static_cast<size_t>(rows * s.intermediate_size), 0.0f);
@@ -315,8 +325,9 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
       ReduceRowParallel(down_slices, rows, h, Chunks(s.intermediate_size), rep.down_bias,
                         proj.data());
     } else {
-      ColumnParallel(shards, &ShardLayer::down, gathered.data(), rows, h, rep.down_bias,
-                     proj.data());
+      ColumnParallel(
+          shards, [](const ShardLayer& l) -> const Weight& { return l.down; }, gathered.data(),
+          rows, h, rep.down_bias, proj.data());
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + proj[i];
   }
@@ -336,6 +347,76 @@ std::vector<std::vector<float>> ShardedModel::Forward(std::span<ShardedStep> bat
     step.cache->length_ += static_cast<int64_t>(step.tokens.size());
   }
   return logits;
+}
+
+void ShardedModel::MoeBlock(const std::vector<ShardLayer>& shards, const float* xn, int64_t rows,
+                            bool down_row_parallel, float* out) const {
+  // ReferenceModel::MoeBlock with every expert split over the shards: the router is replicated
+  // (every shard would route alike; shard 0's choice is used), each chosen expert's product is
+  // reduced over the shards in the canonical order (row-parallel chunk partials, or a
+  // column-parallel product of the gathered input), then weighted and added in ascending expert
+  // order, as the reference adds them.
+  const ModelSpec& s = spec_;
+  const int64_t h = s.hidden_size, f = s.intermediate_size, experts = s.num_experts;
+  std::vector<float> logits(static_cast<size_t>(rows * experts));
+  MatMul(xn, rows, shards.front().router, nullptr, logits.data());
+  std::vector<ops::Route> routes;
+  for (int64_t r = 0; r < rows; ++r) {
+    routes.push_back(
+        ops::RouteRow(&logits[static_cast<size_t>(r * experts)], experts, s.experts_per_token));
+  }
+  std::fill(out, out + rows * h, 0.0f);
+  for (int64_t e = 0; e < experts; ++e) {
+    std::vector<int64_t> picked;
+    std::vector<float> weight;
+    for (int64_t r = 0; r < rows; ++r) {
+      const ops::Route& route = routes[static_cast<size_t>(r)];
+      for (size_t i = 0; i < route.experts.size(); ++i) {
+        if (route.experts[i] == e) {
+          picked.push_back(r);
+          weight.push_back(route.weights[i]);
+        }
+      }
+    }
+    if (picked.empty()) continue;
+    const auto n = static_cast<int64_t>(picked.size());
+    std::vector<float> xe(static_cast<size_t>(n * h)), y(xe.size());
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy_n(xn + picked[static_cast<size_t>(i)] * h, h, &xe[static_cast<size_t>(i * h)]);
+    }
+    std::vector<PartialSlice> slices;
+    std::vector<float> gathered(down_row_parallel ? 0 : static_cast<size_t>(n * f));
+    for (const ShardLayer& ls : shards) {
+      const ExpertWeights& x = ls.experts[static_cast<size_t>(e)];
+      std::vector<float> gate(static_cast<size_t>(n * ls.f_count)), up(gate.size());
+      MatMul(xe.data(), n, x.gate, nullptr, gate.data());
+      MatMul(xe.data(), n, x.up, nullptr, up.data());
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] = ops::Silu(gate[i]) * up[i];
+      if (down_row_parallel) {
+        slices.push_back(ShardPartials(gate.data(), n, x.down, ls.f_begin));
+        continue;
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        std::copy_n(&gate[static_cast<size_t>(r * ls.f_count)], ls.f_count,
+                    &gathered[static_cast<size_t>(r * f + ls.f_begin)]);
+      }
+    }
+    if (down_row_parallel) {
+      ReduceRowParallel(slices, n, h, Chunks(f), {}, y.data());
+    } else {
+      ColumnParallel(
+          shards,
+          [e](const ShardLayer& l) -> const Weight& {
+            return l.experts[static_cast<size_t>(e)].down;
+          },
+          gathered.data(), n, h, {}, y.data());
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + picked[static_cast<size_t>(i)] * h;
+      const float wt = weight[static_cast<size_t>(i)];
+      for (int64_t d = 0; d < h; ++d) o[d] = o[d] + y[static_cast<size_t>(i * h + d)] * wt;
+    }
+  }
 }
 
 }  // namespace lockstep::model

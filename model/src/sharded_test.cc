@@ -116,6 +116,21 @@ TEST(ShardedModel, Int8BitIdenticalToReferenceForEveryLayout) {
   }
 }
 
+// Mixture of experts in process, every expert split over the shards: row-parallel experts
+// (ShardableMixtral at TP 2 and 4), column-parallel ones (TinyMixtral: 32-element slices),
+// mixed degrees, embedding- and head-only degrees; fp32 and int8 experts.
+TEST(ShardedModel, MixtureOfExpertsBitIdenticalToReference) {
+  const std::vector<ModelLayout> wide = {ModelLayout::Uniform(4, 1, 2),
+                                         ModelLayout::Uniform(4, 2, 4),
+                                         {{{0, 1, 4}, {1, 3, 1}, {3, 4, 2}}},
+                                         {{{0, 2, 2}, {2, 4, 4}}, /*embed_tp=*/8, /*head_tp=*/3}};
+  for (WeightFormat format : {WeightFormat::kFp32, WeightFormat::kInt8Block32}) {
+    ExpectBitIdentical(testing::ShardableMixtral(), wide, format);
+    ExpectBitIdentical(testing::TinyMixtral(),
+                       {ModelLayout::Uniform(2, 1, 2), ModelLayout::Uniform(2, 2, 4)}, format);
+  }
+}
+
 TEST(ShardedModel, ShardsHoldOnlyTheirSlice) {
   // A corrupted weight slice must change the result: the sharded path really computes from its
   // own copies, and a different layout gives the same bits only because the math is canonical.

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <map>
 #include <string>
-#include <type_traits>
 
 #include "llama_tensors.h"
 #include "lockstep/common/error.h"
@@ -44,8 +43,17 @@ std::vector<StageUnits> StagesFromLayout(const ModelLayout& layout) {
   return out;
 }
 
+void RequireDenseShards(const ModelSpec& spec) {
+  if (spec.is_moe()) {
+    throw InvalidInput("model '" + spec.name + "' is a mixture of experts (" +
+                       std::to_string(spec.num_experts) +
+                       " experts per layer): the distributed runtime's shards run dense models "
+                       "only; run it in process (lockstep run without --transport, sharded with "
+                       "--stages/--tp or --plan)");
+  }
+}
+
 void ValidateStages(const ModelSpec& spec, const std::vector<StageUnits>& stages) {
-  if (spec.is_moe()) throw InvalidInput("sharded execution supports dense models only for now");
   if (stages.empty()) throw InvalidInput("the pipeline has no stages");
   int64_t next = 0;
   int embeddings = 0, heads = 0;
@@ -108,7 +116,10 @@ ShardLayer LayerGeometry(const ModelSpec& s, int tp, int rank) {
 int64_t ShardWeights::bytes() const {
   int64_t n = embed.bytes() + head.bytes() + static_cast<int64_t>(final_norm.size() * 4);
   for (const ShardLayer& l : layers) {
-    for (const Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += w->bytes();
+    for (const Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router}) {
+      n += w->bytes();
+    }
+    for (const ExpertWeights& e : l.experts) n += e.gate.bytes() + e.up.bytes() + e.down.bytes();
     for (const std::vector<float>* v :
          {&l.input_norm, &l.post_norm, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias, &l.gate_bias,
           &l.up_bias, &l.down_bias}) {
@@ -118,56 +129,9 @@ int64_t ShardWeights::bytes() const {
   return n;
 }
 
-namespace {
-
-// The tensors of whole weights in memory, by name (projections fp32 or int8).
-class MemorySource : public TensorSource {
- public:
-  MemorySource(const LlamaWeights& weights, const ModelSpec& spec) : format_(weights.format()) {
-    ForEachTensor(spec, weights, [&](const std::string& name, const auto& tensor) {
-      if constexpr (std::is_same_v<std::decay_t<decltype(tensor)>, Weight>) {
-        matrices_.emplace(name, &tensor);
-      } else {
-        vectors_.emplace(name, &tensor);
-      }
-    });
-  }
-  WeightFormat Format() const override { return format_; }
-  void Read(const std::string& name, int64_t first, std::span<float> out) const override {
-    if (auto v = vectors_.find(name); v != vectors_.end()) {
-      std::copy_n(v->second->begin() + first, out.size(), out.begin());
-      return;
-    }
-    if (name.ends_with("_scale")) {  // an int8 projection's row-major scales
-      const Weight& w = *matrices_.at(name.substr(0, name.size() - 6));
-      const int64_t per_row = w.ScalesPerRow();
-      for (size_t i = 0; i < out.size(); ++i) {
-        const int64_t at = first + static_cast<int64_t>(i);
-        out[i] = w.Scale(at / per_row, at % per_row);
-      }
-      return;
-    }
-    const Weight& w = *matrices_.at(name);
-    std::copy_n(w.values.begin() + first, out.size(), out.begin());
-  }
-  void ReadInt8(const std::string& name, int64_t first, std::span<int8_t> out) const override {
-    const Weight& w = *matrices_.at(name);
-    for (size_t i = 0; i < out.size(); ++i) {
-      const int64_t at = first + static_cast<int64_t>(i);
-      out[i] = w.Q(at / w.cols, at % w.cols);
-    }
-  }
-
- private:
-  WeightFormat format_;
-  std::map<std::string, const std::vector<float>*> vectors_;
-  std::map<std::string, const Weight*> matrices_;
-};
-
-}  // namespace
-
 ShardWeights ExtractShard(const LlamaWeights& weights, const ModelSpec& spec,
                           const std::vector<StageUnits>& stages, int stage, int rank) {
+  RequireDenseShards(spec);
   ValidateStages(spec, stages);
   CheckLlamaWeights(weights, spec);
   return SliceShard(MemorySource(weights, spec), spec, stages, stage, rank);
@@ -352,6 +316,7 @@ void CombineEmbedding(std::span<const Partial> by_rank, std::span<const int32_t>
 
 StageShard::StageShard(ModelSpec spec, ShardWeights weights)
     : spec_(std::move(spec)), weights_(std::move(weights)) {
+  RequireDenseShards(spec_);
   if (spec_.head_dim % 2 != 0) throw InvalidInput("rotate-half RoPE needs an even head_dim");
   if (static_cast<int64_t>(weights_.layers.size()) !=
       weights_.units.end_layer - weights_.units.first_layer) {

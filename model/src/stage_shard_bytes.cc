@@ -139,6 +139,7 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 }  // namespace
 
 std::vector<std::byte> ShardToBytes(const ShardWeights& shard, const ModelSpec& spec) {
+  RequireDenseShards(spec);
   const auto entries = Entries(shard, spec);
   const WeightFormat format = shard.layers.empty()
                                   ? (shard.units.embedding ? shard.embed.format : shard.head.format)
@@ -217,6 +218,7 @@ std::vector<std::byte> ShardToBytes(const ShardWeights& shard, const ModelSpec& 
 }
 
 ShardWeights ShardFromBytes(std::span<const std::byte> bytes, const ModelSpec& spec) {
+  RequireDenseShards(spec);
   if (bytes.size() < 8) throw InvalidInput("shard buffer: shorter than its 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(bytes[static_cast<size_t>(i)]) << (8 * i);

@@ -11,6 +11,7 @@
 #include "lockstep/model/kernels.h"
 #include "lockstep/model/quantize.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/model/shard_loader.h"
 #include "test_models.h"
 
 namespace lockstep::model {
@@ -224,6 +225,23 @@ TEST(StageShard, ShardHoldsOnlyItsSlices) {
   const ShardWeights whole =
       ExtractShard(weights, spec, StagesFromLayout(ModelLayout::Uniform(4, 1, 1)), 0, 0);
   EXPECT_LT(s.bytes() * 6, whole.bytes());
+}
+
+// The distributed runtime's shards are dense: a mixture of experts is refused naming where it
+// runs (in process).
+TEST(StageShard, MixtureOfExpertsIsRefusedSayingWhereItRuns) {
+  const ModelSpec spec = testing::TinyMixtral();
+  const LlamaWeights weights = GenerateLlamaWeights(spec, 1);
+  const auto stages = StagesFromLayout(ModelLayout::Uniform(2, 1, 1));
+  try {
+    ExtractShard(weights, spec, stages, 0, 0);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("mixture of experts"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("in process"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(GenerateShard(spec, 1, stages, 0, 0), Error);
 }
 
 TEST(StageShard, RejectsBadStagesAndPositions) {

@@ -22,6 +22,29 @@ inline partition::ModelSpec TinyLlama(const std::string& extra = "",
                                    "tiny-" + model_type);
 }
 
+// A tiny Mixtral: TinyLlama's attention, 4 experts of intermediate 64 per layer, 2 per token.
+inline partition::ModelSpec TinyMixtral(const std::string& extra = "") {
+  return partition::ParseModelSpec(
+      R"({"_name_or_path": "tiny-mixtral", "model_type": "mixtral", )" + extra + R"(
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96,
+    "num_local_experts": 4, "num_experts_per_tok": 2,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+      "tiny-mixtral");
+}
+
+// A Mixtral wide enough for row-parallel experts: ShardableModel's attention, 4 experts of
+// intermediate 256 (64-element slices up to TP 4), 2 per token.
+inline partition::ModelSpec ShardableMixtral() {
+  return partition::ParseModelSpec(
+      R"({"_name_or_path": "shardable-mixtral", "model_type": "mixtral",
+    "hidden_size": 96, "head_dim": 32, "intermediate_size": 256, "num_hidden_layers": 4,
+    "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 200,
+    "num_local_experts": 4, "num_experts_per_tok": 2,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64})",
+      "shardable-mixtral");
+}
+
 // Wide enough for TP 8 with 64-element slices: 16 query heads on 8 KV heads of 32 (query width
 // 512, 64 per shard at TP 8), intermediate 512, 4 layers; vocab 200 splits unevenly.
 inline partition::ModelSpec ShardableModel(const std::string& extra = "",
@@ -41,6 +64,12 @@ inline LlamaWeights SharpWeights(const partition::ModelSpec& spec) {
     for (Weight* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
       for (float& x : m->values) x *= 5.0f;
     }
+    for (ExpertWeights& e : l.experts) {
+      for (Weight* m : {&e.gate, &e.up, &e.down}) {
+        for (float& x : m->values) x *= 5.0f;
+      }
+    }
+    for (float& x : l.router.values) x *= 30.0f;  // decisive routing, far from ties
   }
   return w;
 }

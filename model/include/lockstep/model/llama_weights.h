@@ -15,10 +15,13 @@
 //   model.layers.{i}.mlp.{gate,up,down}_proj.bias     llama mlp_bias
 //   model.norm.weight                                 [hidden]
 //   lm_head.weight                                    [vocab, hidden], absent when tied
-// An int8 checkpoint (quantize.h) stores every 2-D weight above as I8 with `<name>_scale` (F32)
-// beside it; norms and biases stay float.
-// Mixture-of-experts (mixtral) tensor names are not supported yet: every function here throws
-// Error (kInvalidInput) for an MoE spec.
+// Mixture of experts (mixtral, transformers' MixtralForCausalLM) replaces the mlp.* tensors by
+//   model.layers.{i}.block_sparse_moe.gate.weight           [num_experts, hidden]  (the router)
+//   model.layers.{i}.block_sparse_moe.experts.{j}.w1.weight [intermediate, hidden] (gate)
+//   model.layers.{i}.block_sparse_moe.experts.{j}.w2.weight [hidden, intermediate] (down)
+//   model.layers.{i}.block_sparse_moe.experts.{j}.w3.weight [intermediate, hidden] (up)
+// An int8 checkpoint (quantize.h) stores every 2-D weight above but the router as I8 with
+// `<name>_scale` (F32) beside it; norms, biases and the router stay float.
 //
 // Pure functions over their arguments; thread-safe.
 #pragma once
@@ -39,6 +42,12 @@ namespace lockstep::model {
 
 // "model.layers.{layer}.{suffix}".
 std::string LayerTensorName(int64_t layer, std::string_view suffix);
+// "model.layers.{layer}.block_sparse_moe.experts.{expert}.{w}.weight", w = "w1" | "w2" | "w3".
+std::string ExpertTensorName(int64_t layer, int64_t expert, std::string_view w);
+// "model.layers.{layer}.block_sparse_moe.gate.weight".
+std::string RouterTensorName(int64_t layer);
+// Whether an int8 checkpoint stores the tensor as I8 (every 2-D weight but the router).
+bool QuantizedInInt8(const TensorSpec& tensor);
 
 // Every tensor the spec implies, in the canonical order (embedding, layers in order, final norm,
 // LM head), all at `dtype`.
@@ -73,8 +82,14 @@ void FillGeneratedWeights(uint64_t seed, std::string_view tensor_name, int64_t f
 void WriteGeneratedWeights(const partition::ModelSpec& spec, uint64_t seed, Dtype dtype,
                            const std::filesystem::path& path, int64_t max_shard_bytes = 0);
 
+// One expert of a mixture-of-experts layer: a gated MLP (w1 = gate, w3 = up, w2 = down).
+struct ExpertWeights {
+  Weight gate, up, down;
+};
+
 // One decoder layer's weights: projections as Weight ([out_features, in_features], fp32 or
-// int8), norms and biases fp32. Empty bias vectors mean no bias.
+// int8), norms and biases fp32. Empty bias vectors mean no bias. A dense layer has gate/up/down;
+// a mixture-of-experts layer has the router (fp32 always) and its experts instead.
 struct LayerWeights {
   std::vector<float> input_norm;
   Weight q, k, v, o;
@@ -82,6 +97,8 @@ struct LayerWeights {
   std::vector<float> post_norm;
   Weight gate, up, down;
   std::vector<float> gate_bias, up_bias, down_bias;
+  Weight router;                       // [num_experts, hidden]
+  std::vector<ExpertWeights> experts;  // num_experts of them
 };
 
 struct LlamaWeights {

@@ -2,13 +2,14 @@
 // tensor layout of an int8 checkpoint, and comparing two sets of weights of one model.
 //
 // An int8 checkpoint is a safetensors file in which every 2-D weight of the model (the
-// embedding, q/k/v/o, gate/up/down, and lm_head when untied) is stored as
+// embedding, q/k/v/o, gate/up/down or the experts' w1/w2/w3, and lm_head when untied) is stored
+// as
 //   <name>        I8  [rows, cols]            q in [-127, 127], row-major
 //   <name>_scale  F32 [rows, ceil(cols / 32)] int8-block32: one scale per 32 columns of a row
 //                 F32 [rows, 1]               int8-channel: one scale per row
-// so the weight is q * scale (QuantizeWeight's rounding: ties away from zero). Norms and biases
-// stay F32 (widened exactly from the source), and the embedding is looked up by dequantizing its
-// row. The header's metadata holds "lockstep.quantization": the scheme name.
+// so the weight is q * scale (QuantizeWeight's rounding: ties away from zero). Norms, biases and
+// the MoE router stay F32 (widened exactly from the source; the router decides which experts run,
+// and is small), and the embedding is looked up by dequantizing its row. The header's metadata holds "lockstep.quantization": the scheme name.
 //
 // Pure functions; thread-safe.
 #pragma once

@@ -1,5 +1,7 @@
-// The single-process fp32 reference forward pass of a Llama-family model, following
-// transformers' LlamaForCausalLM (also mistral and qwen2): token embedding; per layer RMSNorm
+// The single-process reference forward pass of a Llama-family model, following transformers'
+// LlamaForCausalLM (also mistral and qwen2; mixtral's MixtralSparseMoeBlock in place of the MLP:
+// router logits, softmax, top-k, renormalization, the chosen experts' outputs weighted and added
+// in ascending expert order, ops.h RouteRow): token embedding; per layer RMSNorm
 // (x * rsqrt(mean(x^2) + eps) * weight), q/k/v projections (+ qwen2 biases), rotate-half RoPE
 // with rope_theta and linear or llama3 rope_scaling, causal grouped-query attention over a KV
 // cache (optionally a sliding window), output projection and residual, RMSNorm, SiLU-gated MLP
@@ -50,8 +52,8 @@ struct SequenceStep {
 
 class ReferenceModel {
  public:
-  // Throws Error (kInvalidInput) for an MoE spec, weights whose sizes do not match the spec, or
-  // a rope_scaling type other than linear / llama3 (dynamic and yarn are not implemented).
+  // Throws Error (kInvalidInput) for weights whose sizes do not match the spec, or a
+  // rope_scaling type other than linear / llama3 (dynamic and yarn are not implemented).
   ReferenceModel(partition::ModelSpec spec, LlamaWeights weights);
 
   const partition::ModelSpec& spec() const { return spec_; }
@@ -67,6 +69,10 @@ class ReferenceModel {
   std::vector<std::vector<float>> Forward(std::span<SequenceStep> batch) const;
 
  private:
+  // The mixture-of-experts block of layer `w` for xn [rows, hidden] (post-attention normed):
+  // out [rows, hidden].
+  void MoeBlock(const LayerWeights& w, const float* xn, int64_t rows, float* out) const;
+
   partition::ModelSpec spec_;
   LlamaWeights weights_;
   std::vector<float> inv_freq_;

@@ -17,6 +17,9 @@
 //     hidden outputs [s*hidden/t, (s+1)*hidden/t) over the whole contraction. Same weight bytes
 //     per shard, same bits; a different collective (all-gather instead of all-reduce).
 //   * gate/up column-parallel over the intermediate width; norms replicated.
+//   * mixture of experts (mixtral): every expert split as the dense MLP (expert tensor
+//     parallelism), the router replicated; each chosen expert's output is reduced over the
+//     shards, then weighted and added in ascending expert order as the reference does.
 //   * the embedding and the LM head vocab-parallel (each over its own degree, which may differ
 //     from the neighbouring layers' when a plan gives them stages of their own): a token's row
 //     comes from the shard that holds it; the logits are the shards' slices concatenated.
@@ -63,6 +66,7 @@ struct ModelLayout {
 void ValidateLayout(const partition::ModelSpec& spec, const ModelLayout& layout);
 
 class ShardedModel;
+struct ShardLayer;
 
 // One sequence's KV cache, each layer's held by the shards of its stage (their KV heads).
 class ShardedKvCache {
@@ -72,6 +76,7 @@ class ShardedKvCache {
 
  private:
   friend class ShardedModel;
+  struct ShardLayer;
   int64_t capacity_ = 0;
   int64_t length_ = 0;
   // [layer][shard] -> [position * shard_kv_width]
@@ -98,6 +103,10 @@ class ShardedModel {
 
  private:
   struct Shards;
+  // Mixture of experts: the MoE block of one layer's shards for xn [rows, hidden].
+  void MoeBlock(const std::vector<ShardLayer>& shards, const float* xn, int64_t rows,
+                bool down_row_parallel, float* out) const;
+
   partition::ModelSpec spec_;
   ModelLayout layout_;
   std::vector<float> inv_freq_;

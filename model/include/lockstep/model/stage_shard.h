@@ -69,6 +69,11 @@ std::vector<StageUnits> StagesFromLayout(const ModelLayout& layout);
 // (ValidateLayout's rule).
 void ValidateStages(const partition::ModelSpec& spec, const std::vector<StageUnits>& stages);
 
+// Throws Error (kInvalidInput) for a mixture-of-experts spec, saying where it can run: the
+// shards of the distributed runtime (ExtractShard, LoadShard, StageShard, the shard buffers) are
+// dense; the in-process reference and ShardedModel run MoE.
+void RequireDenseShards(const partition::ModelSpec& spec);
+
 // Whether the o / down projection of a stage of degree `tp` is row-parallel or column-parallel:
 // the partitioner's rule (cost_model.h), which also decides whether its all-reduce can be
 // one-shot.
@@ -89,6 +94,10 @@ struct ShardLayer {
   std::vector<float> gate_bias, up_bias;  // [f_count]
   Weight down;                   // [hidden, f_count]; column-parallel: [out_count, intermediate]
   std::vector<float> down_bias;  // replicated [hidden]
+  // Mixture of experts (in-process ShardedModel only): the router replicated, every expert's
+  // gate/up/down sliced as the dense MLP's above.
+  Weight router;
+  std::vector<ExpertWeights> experts;
 };
 
 // Everything one chip holds: its slices of the units of its stage.
