@@ -1,6 +1,7 @@
 #include "lockstep/model/shard_loader.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
 
@@ -264,6 +265,62 @@ ShardWeights GenerateShard(const ModelSpec& spec, uint64_t seed,
                            const std::vector<StageUnits>& stages, int stage, int rank) {
   RequireDenseShards(spec);
   return SliceShard(GeneratorSource(seed), spec, stages, stage, rank);
+}
+
+std::string EncodeShardSource(const ShardSource& source) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const StageUnits& u : source.stages) {
+    stages.push_back({{"embedding", u.embedding},
+                      {"first_layer", u.first_layer},
+                      {"end_layer", u.end_layer},
+                      {"head", u.head},
+                      {"tp", u.tp}});
+  }
+  // nlohmann::json objects keep their keys sorted: the same source, the same text.
+  const nlohmann::json j = {{"checkpoint", source.checkpoint},
+                            {"seed", source.seed},
+                            {"stages", stages},
+                            {"stage", source.stage},
+                            {"rank", source.rank}};
+  return j.dump();
+}
+
+ShardSource DecodeShardSource(std::string_view text) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) throw InvalidInput("shard source: not a JSON object");
+  auto field = [&](const nlohmann::json& o, const char* key,
+                   nlohmann::json::value_t type) -> const nlohmann::json& {
+    const auto it = o.find(key);
+    const bool ok = it != o.end() &&
+                    (it->type() == type ||
+                     (type == nlohmann::json::value_t::number_integer && it->is_number_unsigned()));
+    if (!ok)
+      throw InvalidInput(std::string("shard source: field '") + key + "' missing or mistyped");
+    return *it;
+  };
+  using T = nlohmann::json::value_t;
+  ShardSource s;
+  s.checkpoint = field(j, "checkpoint", T::string).get<std::string>();
+  s.seed = field(j, "seed", T::number_unsigned).get<uint64_t>();
+  s.stage = field(j, "stage", T::number_integer).get<int>();
+  s.rank = field(j, "rank", T::number_integer).get<int>();
+  for (const nlohmann::json& u : field(j, "stages", T::array)) {
+    if (!u.is_object()) throw InvalidInput("shard source: field 'stages' holds a non-object");
+    s.stages.push_back({field(u, "embedding", T::boolean).get<bool>(),
+                        field(u, "first_layer", T::number_integer).get<int64_t>(),
+                        field(u, "end_layer", T::number_integer).get<int64_t>(),
+                        field(u, "head", T::boolean).get<bool>(),
+                        field(u, "tp", T::number_integer).get<int>()});
+  }
+  return s;
+}
+
+ShardWeights LoadShard(const ShardSource& source, const ModelSpec& spec) {
+  if (source.checkpoint.empty()) {
+    return GenerateShard(spec, source.seed, source.stages, source.stage, source.rank);
+  }
+  const Checkpoint checkpoint = Checkpoint::Open(source.checkpoint);
+  return LoadShard(checkpoint, spec, source.stages, source.stage, source.rank);
 }
 
 }  // namespace lockstep::model

@@ -212,5 +212,51 @@ TEST_F(ShardLoaderTest, MismatchedOrTruncatedCheckpointsNameTheTensorOrFileAndOf
   }
 }
 
+// A worker's own load: a source travels as text, and the shard it names is the one the
+// coordinator would have cut from the whole model, for a checkpoint and for a seed.
+TEST_F(ShardLoaderTest, ShardSourceRoundTripsAndLoadsTheShardItNames) {
+  const ModelSpec spec = ShardableModel();
+  WriteGeneratedWeights(spec, 9, Dtype::kBf16, dir_ / "m.safetensors");
+  const std::vector<StageUnits> stages = {
+      {true, 0, 1, false, 2}, {false, 1, 4, false, 4}, {false, 4, 4, true, 2}};
+  const LlamaWeights from_file = LoadLlamaWeights(Checkpoint::Open(dir_ / "m.safetensors"), spec);
+  const LlamaWeights generated = GenerateLlamaWeights(spec, 9);
+  for (const std::string& checkpoint : {(dir_ / "m.safetensors").string(), std::string()}) {
+    for (int s = 0; s < 3; ++s) {
+      for (int r = 0; r < stages[static_cast<size_t>(s)].tp; ++r) {
+        const ShardSource source{checkpoint, 9, stages, s, r};
+        const std::string text = EncodeShardSource(source);
+        EXPECT_EQ(EncodeShardSource(DecodeShardSource(text)), text);
+        const ShardWeights got = LoadShard(DecodeShardSource(text), spec);
+        const ShardWeights want =
+            ExtractShard(checkpoint.empty() ? generated : from_file, spec, stages, s, r);
+        ASSERT_EQ(ShardToBytes(got, spec), ShardToBytes(want, spec))
+            << (checkpoint.empty() ? "seed" : "file") << " stage " << s << " rank " << r;
+      }
+    }
+  }
+  // Garbage, a missing field, a missing file: one line naming what is wrong.
+  for (const auto& [text, want] : std::vector<std::pair<std::string, std::string>>{
+           {"{not json", "not a JSON object"},
+           {R"({"checkpoint": "", "seed": 1, "stage": 0, "rank": 0})", "'stages'"},
+           {R"({"checkpoint": 3, "seed": 1, "stages": [], "stage": 0, "rank": 0})",
+            "'checkpoint'"}}) {
+    try {
+      DecodeShardSource(text);
+      FAIL() << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidInput);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+  const ShardSource missing{(dir_ / "gone.safetensors").string(), 0, stages, 0, 0};
+  try {
+    LoadShard(missing, spec);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gone.safetensors"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::model

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "lockstep/model/safetensors.h"
@@ -31,5 +33,27 @@ ShardWeights LoadShard(const Checkpoint& checkpoint, const partition::ModelSpec&
 // it holds, nothing else computed).
 ShardWeights GenerateShard(const partition::ModelSpec& spec, uint64_t seed,
                            const std::vector<StageUnits>& stages, int stage, int rank);
+
+// Where a shard comes from when its worker builds it itself (the deployment path: a worker on
+// the checkpoint's host maps the file and reads only its slices, in parallel with the others,
+// instead of receiving bytes the coordinator cut and shipped): a checkpoint by path, or the
+// seeded generator, plus the stages of the plan and the worker's place in them.
+struct ShardSource {
+  std::string checkpoint;  // a .safetensors file, an index .json or its folder; empty: `seed`
+  uint64_t seed = 0;
+  std::vector<StageUnits> stages;
+  int stage = 0;
+  int rank = 0;
+};
+
+// A ShardSource as a short JSON text (the same bytes for the same source) and back.
+// DecodeShardSource throws Error (kInvalidInput) naming the field for text that is not one.
+std::string EncodeShardSource(const ShardSource& source);
+ShardSource DecodeShardSource(std::string_view text);
+
+// The shard a source names: LoadShard of the opened checkpoint or GenerateShard of the seed
+// (so the same bits as ExtractShard of the whole model). Throws as they do, and Error naming the
+// path for a checkpoint that cannot be opened.
+ShardWeights LoadShard(const ShardSource& source, const partition::ModelSpec& spec);
 
 }  // namespace lockstep::model
