@@ -1,5 +1,6 @@
-// The runtime's decode speed (issue #7): LocalCluster over the inproc transport (every chip a
-// thread, real ZeroMQ inproc links) on the 205M-parameter Llama of model_bench (hidden 1024,
+// The runtime's decode speed (issue #7): the in-process runtime (launch::Launch with worker
+// threads over the inproc transport: real ZeroMQ inproc links, the coordinator on an in-memory
+// control channel) on the 205M-parameter Llama of model_bench (hidden 1024,
 // intermediate 2816, 16 layers, 16 heads, vocab 32000, fp32), for 1, 2 and 4 chips, beside the
 // single-process reference in the same run. One request: an 8-token prompt, then 32 tokens,
 // all bit-identical to the reference; tokens/s counts the 32 generated tokens over the wall
@@ -8,18 +9,21 @@
 //
 //   build/bench/runtime_bench
 #include <benchmark/benchmark.h>
+#include <spdlog/sinks/null_sink.h>
 
 #include <ctime>
 #include <memory>
 #include <vector>
 
+#include "lockstep/launch/launch.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
-#include "lockstep/worker/local_cluster.h"
 
-namespace lockstep::worker {
+namespace lockstep::launch {
+
+using coordinator::Request;
 namespace {
 
 constexpr int64_t kNew = 32;
@@ -66,7 +70,7 @@ void BM_Reference205M(benchmark::State& state) {
 BENCHMARK(BM_Reference205M)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 
 // Args: TP degree, pipeline stages (chips = tp x stages).
-void BM_LocalClusterInproc205M(benchmark::State& state) {
+void BM_InProcessInproc205M(benchmark::State& state) {
   const partition::ModelSpec spec = Llama205M();
   const int tp = static_cast<int>(state.range(0));
   const int stages = static_cast<int>(state.range(1));
@@ -81,19 +85,26 @@ void BM_LocalClusterInproc205M(benchmark::State& state) {
     po.layout.push_back({units * (s + 1) / stages - units * s / stages, tp});
   }
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
-  LocalClusterOptions options;
-  options.transport = "inproc";
-  options.slots = 1;
-  LocalCluster cluster(plan, spec, topo, Weights(), options);
+  RunConfig config;
+  config.inputs = {spec, Weights(), topo, plan};
+  config.deploy.slots = 1;
+  config.deploy.transport.backend = "inproc";
+  config.workers = Workers::kThreads;
+  config.keep_logits = false;
+  config.log =
+      spdlog::null_logger_mt("runtime-bench-" + std::to_string(tp) + "x" + std::to_string(stages));
+  Launch launch(std::move(config));
+  launch.Start();
+  launch.Deploy();
   const std::vector<Request> requests = {OneRequest()};
   const std::clock_t cpu = std::clock();
   for (auto _ : state) {
-    benchmark::DoNotOptimize(cluster.Generate(requests));
+    benchmark::DoNotOptimize(launch.coordinator().Generate(requests));
   }
   Count(state, cpu);
   state.counters["chips"] = tp * stages;
 }
-BENCHMARK(BM_LocalClusterInproc205M)
+BENCHMARK(BM_InProcessInproc205M)
     ->ArgNames({"tp", "pp"})
     ->Args({1, 1})
     ->Args({2, 1})
@@ -104,4 +115,4 @@ BENCHMARK(BM_LocalClusterInproc205M)
     ->Iterations(3);
 
 }  // namespace
-}  // namespace lockstep::worker
+}  // namespace lockstep::launch

@@ -1,65 +1,31 @@
 // `lockstep deploy --plan PLAN --hosts HOSTS`: maps the plan's chips onto the hosts of a hosts
-// file (coordinator::MapToHosts) and prints the mapping; `--dry-run` stops there. Otherwise:
-// starts one lockstep-worker per used chip (directly on local hosts, over ssh on the others),
-// runs the pre-flight checks before any weights move (routes of the link table; every worker
-// registered from the host the mapping expects; every link opens to the expected peer and port),
-// ships the shards, waits until every worker is ready, runs the prompts (or reports ready) and
-// stops every worker it started — on success and on failure (cli/src/launcher.h).
+// file and prints the mapping; `--dry-run` stops there. Otherwise runs the plan there
+// (launch/hosts.h: one lockstep-worker per used chip, directly on local hosts, over ssh on the
+// others; the pre-flight checks before any weights move), runs the prompts (or reports ready) and
+// prints the checks, timings and tokens. Nothing is left running, on success or failure.
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <iostream>
-#include <set>
-#include <sstream>
 
 #include "command.h"
-#include "launcher.h"
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
-#include "lockstep/coordinator/deployment.h"
 #include "lockstep/coordinator/host_map.h"
-#include "lockstep/coordinator/preflight.h"
+#include "lockstep/launch/hosts.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
-#include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/hosts_file.h"
 #include "token_list.h"
 
 namespace lockstep::cli {
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-std::string ThisHostname() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "";
-  return name;
-}
 
 int64_t MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
-std::vector<std::string> SplitWords(const std::string& s) {
-  std::istringstream in(s);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
-
-// execv does not search PATH: resolve a bare command name the way a shell would.
-fs::path ResolveExecutable(const std::string& name) {
-  if (name.find('/') != std::string::npos) return fs::absolute(name);
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "/usr/bin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const fs::path p = fs::path(dir.empty() ? "." : dir) / name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  throw Error(ErrorCode::kNotFound, "'" + name + "' is not an executable on PATH (--ssh-command)");
 }
 
 nlohmann::json ChipJson(const coordinator::ChipOnHost& c, const topology::HostsFile& hosts) {
@@ -102,14 +68,8 @@ void PrintMapping(const coordinator::HostMap& map, const topology::HostsFile& ho
   for (const std::string& note : map.notes) std::cout << "  note: " << note << "\n";
 }
 
-[[noreturn]] void PreflightFailed(const std::string& check, const std::vector<std::string>& p) {
-  std::string msg = "pre-flight " + check + " check failed: " + p.front();
-  if (p.size() > 1) msg += " (and " + std::to_string(p.size() - 1) + " more)";
-  throw Error(ErrorCode::kInvalidInput, msg);
-}
-
 int Deploy(const std::vector<std::string>& args, Context& ctx) {
-  std::string plan_path, hosts_path, config, weights_path, prompt_text, prompts_file, listen,
+  std::string plan_path, hosts_path, config_path, weights_path, prompt_text, prompts_file, listen,
       advertise, ssh_command = "ssh", remote_worker, backend = "tcp";
   uint64_t seed = 0;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, register_ms = 30000,
@@ -121,7 +81,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   opts.add_options()("plan", po::value<std::string>(&plan_path),
                      "the plan file (lockstep plan -o); required")(
       "hosts", po::value<std::string>(&hosts_path), "the hosts file (topology/HOSTS.md); required")(
-      "model", po::value<std::string>(&config),
+      "model", po::value<std::string>(&config_path),
       "config.json or its folder: checked against the plan's model")(
       "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
       "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
@@ -178,31 +138,24 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
 
   const Clock::time_point start = Clock::now();
   nlohmann::json timings = nlohmann::json::object();
-  const partition::Plan plan = partition::ReadPlanFile(plan_path);
-  const topology::Topology& topo = partition::PlanTopology(plan);
-  partition::ModelSpec spec = plan.spec;
-  if (!config.empty()) {
-    const partition::ModelSpec given = partition::LoadModelSpec(config);
-    const std::string diff = partition::ModelSpecDifference(plan.spec, given);
+  launch::RunConfig config;
+  config.inputs.plan = partition::ReadPlanFile(plan_path);
+  config.inputs.topo = partition::PlanTopology(config.inputs.plan);
+  config.inputs.spec = config.inputs.plan.spec;
+  if (!config_path.empty()) {
+    const partition::ModelSpec given = partition::LoadModelSpec(config_path);
+    const std::string diff = partition::ModelSpecDifference(config.inputs.plan.spec, given);
     if (!diff.empty()) {
-      throw InvalidInput("plan " + plan_path + " was made for another model than " + config + ": " +
-                         diff);
+      throw InvalidInput("plan " + plan_path + " was made for another model than " + config_path +
+                         ": " + diff);
     }
-    spec = given;
+    config.inputs.spec = given;
   }
+  const partition::ModelSpec& spec = config.inputs.spec;
+  const topology::Topology& topo = config.inputs.topo;
   const topology::HostsFile hosts = topology::ReadHostsFile(hosts_path);
-  const std::string this_host = ThisHostname();
-
-  // Which chips get a worker: every chip with a program in the schedule (forwarders included).
-  schedule::ScheduleOptions so;
-  so.tokens = 1;
-  so.sequences = slots > 0 ? slots : static_cast<int32_t>(plan.stages.size());
-  std::vector<coordinator::UsedChip> used;
-  for (const schedule::ChipProgram& p : schedule::Compile(plan, spec, topo, so).programs) {
-    used.push_back({p.chip, p.stage, p.rank});
-  }
-  const coordinator::HostMap map =
-      coordinator::MapToHosts(used, topo, hosts, {.allow_shared_cores = shared});
+  const launch::HostPlacement placement = launch::PlaceOnHosts(config.inputs, slots, hosts, shared);
+  const coordinator::HostMap& map = placement.map;
   timings["mapping_ms"] = MsSince(start);
   nlohmann::json mapping = {{"hosts_file", hosts.source},
                             {"chips", nlohmann::json::array()},
@@ -211,10 +164,8 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   for (const auto& c : map.chips) mapping["chips"].push_back(ChipJson(c, hosts));
   for (const auto& c : map.spares) mapping["spares"].push_back(ChipJson(c, hosts));
   nlohmann::json hosts_json = nlohmann::json::array();
-  bool all_local = true;
   for (const topology::HostEntry& h : hosts.hosts) {
-    const bool local = topology::IsLocalAddress(h.address, this_host);
-    all_local &= local;
+    const bool local = topology::IsLocalAddress(h.address, placement.this_host);
     hosts_json.push_back({{"name", h.name},
                           {"address", h.address},
                           {"cores", h.cores},
@@ -222,7 +173,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
                           {"launch", local ? "local" : "ssh"}});
   }
   mapping["hosts"] = hosts_json;
-  if (!ctx.json) PrintMapping(map, hosts, this_host);
+  if (!ctx.json) PrintMapping(map, hosts, placement.this_host);
   if (dry_run) {
     if (ctx.json) {
       PrintJson({{"plan", plan_path},
@@ -234,165 +185,55 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
     }
     return 0;
   }
-  if (backend == "ipc" && !all_local) {
+  if (backend == "ipc" && !placement.all_local) {
     throw UsageError("--transport ipc needs every host local; " + hosts.source +
                      " has remote hosts (use tcp)");
   }
 
   // Inputs first: nothing starts before the weights and the plan are known to fit together.
   const Clock::time_point load_start = Clock::now();
-  const model::LlamaWeights weights =
+  config.inputs.weights =
       weights_path.empty() ? model::GenerateLlamaWeights(spec, seed)
                            : model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
-  int64_t longest = 0;
-  for (const auto& p : prompts) longest = std::max<int64_t>(longest, p.size());
-  if (spec.max_position_embeddings > 0 && longest + max_new > spec.max_position_embeddings) {
-    throw InvalidInput("a prompt of " + std::to_string(longest) + " tokens + --max-new " +
-                       std::to_string(max_new) + " exceeds the model's " +
-                       std::to_string(spec.max_position_embeddings) + " positions");
-  }
-  coordinator::DeployOptions deploy_options;
-  deploy_options.slots = slots;
-  control::TransportSettings& ts = deploy_options.transport;
-  ts.backend = backend;
-  ts.step_timeout_ms = step_timeout_ms;
-  ts.connect_timeout_ms = link_timeout_ms;
-  if (tcp_base_port == 0) {
-    for (const topology::HostEntry& h : hosts.hosts) {
-      if (h.tcp_base_port == 0) continue;
-      if (tcp_base_port != 0 && tcp_base_port != h.tcp_base_port) {
-        throw InvalidInput(hosts.source + ":" + std::to_string(h.line) +
-                           ": tcp_base_port: " + std::to_string(h.tcp_base_port) +
-                           " differs from another host's " + std::to_string(tcp_base_port) +
-                           " (a run uses one base: port = base + chip * 16 + port)");
-      }
-      tcp_base_port = h.tcp_base_port;
-    }
-  }
-  ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : DefaultTcpBasePort(topo.chip_count());
-  for (const coordinator::ChipOnHost& c : map.chips) {
-    const std::string& address = hosts.hosts.at(static_cast<size_t>(c.host)).address;
-    const bool local = topology::IsLocalAddress(address, this_host);
-    ts.tcp_hosts.emplace_back(static_cast<uint32_t>(c.chip),
-                              local && all_local ? "127.0.0.1" : address);
-  }
-  Launch launch(ctx.log);
-  ts.ipc_dir = launch.dir().string();
-  coordinator::Deployment deployment =
-      coordinator::MakeDeployment(plan, spec, topo, weights, deploy_options);
-  for (coordinator::ChipDeployment& c : deployment.chips) {
-    c.index = map.Find(static_cast<topology::ChipId>(c.chip))->core;  // pin to the mapped core
-  }
+  launch::CheckPromptsFit(spec, prompts, max_new);
+  config.deploy.slots = slots;
+  config.deploy.transport.backend = backend;
+  config.deploy.transport.step_timeout_ms = step_timeout_ms;
+  config.deploy.transport.connect_timeout_ms = link_timeout_ms;
+  config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: the hosts file's, or the pid's
+  launch::ApplyPlacement(placement, hosts, {ssh_command, remote_worker}, config);
+  config.listen = !listen.empty()       ? listen
+                  : placement.all_local ? "tcp://127.0.0.1:0"
+                                        : "tcp://0.0.0.0:0";
+  config.advertise = advertise;
+  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  config.register_timeout = std::chrono::milliseconds(register_ms);
+  config.worker_connect_timeout = std::chrono::milliseconds(register_ms);
+  config.settle = std::chrono::milliseconds(300);
+  config.log = ctx.log;
+  launch::Launch launch(std::move(config));
   timings["load_ms"] = MsSince(load_start);
-
+  const launch::Preflight preflight = launch::StartWithPreflight(launch, placement, hosts);
+  timings["register_ms"] = preflight.register_ms;
   nlohmann::json checks = nlohmann::json::array();
-  // Pre-flight 1: the link table holds together (pure; before anything starts).
-  Clock::time_point t = Clock::now();
-  if (auto p = coordinator::CheckRoutes(deployment, topo); !p.empty()) PreflightFailed("routes", p);
-  size_t link_count = 0;
-  for (const auto& c : deployment.chips) link_count += c.links.size();
-  checks.push_back({{"check", "routes"},
-                    {"ok", true},
-                    {"ms", MsSince(t)},
-                    {"detail", std::to_string(link_count / 2) + " links between " +
-                                   std::to_string(deployment.chips.size()) + " chips"}});
-  ctx.log->info("pre-flight routes: {} links between {} chips as planned", link_count / 2,
-                deployment.chips.size());
-
-  // Launch.
-  t = Clock::now();
-  const int64_t chips = static_cast<int64_t>(deployment.chips.size());
-  coordinator::CoordinatorOptions co;
-  if (listen.empty()) listen = all_local ? "tcp://127.0.0.1:0" : "tcp://0.0.0.0:0";
-  co.address = listen;
-  co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  co.ready_timeout = std::chrono::seconds(30) + std::chrono::milliseconds(500 * chips);
-  bool settling = false;  // the wait for a stray worker below counts to n + 1: not progress
-  co.progress = [log = ctx.log, &settling](std::string_view line) {
-    if (!settling) log->info("{}", line);
-  };
-  co.dead_worker = [&launch] { return launch.Dead(); };
-  coordinator::Coordinator& coord = launch.StartCoordinator(co);
-  std::string address = coord.address();
-  if (const size_t any = address.find("0.0.0.0"); any != std::string::npos) {
-    address.replace(any, 7, advertise.empty() ? this_host : advertise);
+  for (const launch::PreflightCheck& c : preflight.checks) {
+    checks.push_back({{"check", c.check}, {"ok", true}, {"ms", c.ms}, {"detail", c.detail}});
   }
-  const fs::path worker = WorkerExecutable();
-  if (remote_worker.empty()) remote_worker = worker.string();
-  int remote = 0;
-  for (const coordinator::ChipDeployment& c : deployment.chips) {
-    const coordinator::ChipOnHost& placed = *map.Find(static_cast<topology::ChipId>(c.chip));
-    const topology::HostEntry& h = hosts.hosts.at(static_cast<size_t>(placed.host));
-    const std::vector<std::string> wargs =
-        WorkerArgs(address, c.chip, "deploy host=" + h.name, heartbeat_ms + step_timeout_ms,
-                   register_ms, *ctx.log);
-    if (topology::IsLocalAddress(h.address, this_host)) {
-      launch.SpawnProcess(worker, wargs, static_cast<int32_t>(c.chip));
-      continue;
-    }
-    std::vector<std::string> ssh = SplitWords(ssh_command);
-    if (ssh.empty()) throw UsageError("--ssh-command is empty");
-    const fs::path exe = ResolveExecutable(ssh.front());
-    ssh.erase(ssh.begin());
-    ssh.insert(ssh.end(),
-               {"-p", std::to_string(h.ssh_port),
-                (h.ssh_user.empty() ? "" : h.ssh_user + "@") + h.address, remote_worker});
-    ssh.insert(ssh.end(), wargs.begin(), wargs.end());
-    launch.SpawnProcess(exe, ssh, static_cast<int32_t>(c.chip));
-    ++remote;
-  }
-  ctx.log->info("started {} workers ({} over ssh); control at {}", chips, remote, address);
-  coord.AwaitWorkers(deployment.chips.size(), std::chrono::milliseconds(register_ms));
-  // A stray worker (started by hand for this address) gets a moment to show up, so the check
-  // below names it instead of a later, vaguer failure.
-  settling = true;
-  try {
-    coord.AwaitWorkers(deployment.chips.size() + 1, std::chrono::milliseconds(300));
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::kUnavailable) throw;
-  }
-  settling = false;
-  timings["register_ms"] = MsSince(t);
-
-  // Pre-flight 2: every worker on the host the mapping expects.
-  t = Clock::now();
-  if (auto p = coordinator::CheckWorkerHosts(coord.workers(), map, hosts, this_host); !p.empty()) {
-    PreflightFailed("hosts", p);
-  }
-  std::set<std::string> seen_hosts;
-  for (const coordinator::WorkerInfo& w : coord.workers()) seen_hosts.insert(w.hostname);
-  checks.push_back({{"check", "hosts"},
-                    {"ok", true},
-                    {"ms", MsSince(t)},
-                    {"detail", std::to_string(coord.workers().size()) +
-                                   " workers registered from the mapped hosts"}});
-  ctx.log->info("pre-flight hosts: {} workers registered, each from its mapped host",
-                coord.workers().size());
-
-  // Pre-flight 3: every link opens to the expected peer on the expected port (hellos).
-  t = Clock::now();
-  if (auto p = coord.CheckLinks(deployment); !p.empty()) PreflightFailed("links", p);
-  checks.push_back({{"check", "links"},
-                    {"ok", true},
-                    {"ms", MsSince(t)},
-                    {"detail", std::to_string(link_count / 2) +
-                                   " links opened, every peer the expected chip and port"}});
-  ctx.log->info("pre-flight links: {} links opened, each to the expected chip and port",
-                link_count / 2);
 
   // Shards, ready.
-  t = Clock::now();
-  coord.Deploy(deployment);
+  Clock::time_point t = Clock::now();
+  launch.Deploy();
   timings["ship_and_ready_ms"] = MsSince(t);
+  const size_t chips = launch.deployment().chips.size();
 
-  std::vector<worker::Finished> results;
+  std::vector<coordinator::Finished> results;
   if (!prompts.empty()) {
-    std::vector<worker::Request> requests;
+    std::vector<coordinator::Request> requests;
     for (size_t i = 0; i < prompts.size(); ++i) {
       requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
     }
     t = Clock::now();
-    results = coord.Generate(requests);
+    results = launch.coordinator().Generate(requests);
     timings["generate_ms"] = MsSince(t);
   } else {
     ctx.log->info("ready: {} workers serving; no prompts given, shutting down", chips);
@@ -415,7 +256,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
                {"timings", timings}});
   } else {
     std::cout << "ready: " << chips << " workers\n";
-    for (const worker::Finished& f : results) {
+    for (const coordinator::Finished& f : results) {
       for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
       std::cout << "\n";
     }

@@ -7,17 +7,17 @@
 #include <iostream>
 
 #include "command.h"
-#include "launcher.h"
 #include "lockstep/common/error.h"
 #include "lockstep/common/memory.h"
+#include "lockstep/launch/launch.h"
 
 namespace lockstep::cli {
 namespace {
 
 std::vector<CommandGroup> Groups() {
-  return {TopoCommand(),    ModelCommand(), PlanCommand(),     ScheduleCommand(), SimulateCommand(),
-          WeightsCommand(), RunCommand(),   GenerateCommand(), DeployCommand(),   KeysCommand(),
-          TokenizeCommand(), DetokenizeCommand()};
+  return {TopoCommand(),     ModelCommand(),   PlanCommand(),     ScheduleCommand(),
+          SimulateCommand(), WeightsCommand(), RunCommand(),      GenerateCommand(),
+          DeployCommand(),   KeysCommand(),    TokenizeCommand(), DetokenizeCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {
@@ -118,10 +118,13 @@ int main(int argc, char** argv) {
   } catch (const lockstep::cli::UsageError& e) {
     std::cerr << "lockstep: " << e.what() << "\n";
     return 2;
+  } catch (const lockstep::launch::ConfigError& e) {  // a usage error found by the library
+    std::cerr << "lockstep: " << e.what() << "\n";
+    return 2;
   } catch (const lockstep::Error& e) {
     std::cerr << "lockstep: error: " << e.what() << "\n";
     return 1;
-  } catch (const lockstep::cli::Interrupted& e) {
+  } catch (const lockstep::launch::Interrupted& e) {
     std::cerr << "lockstep: " << e.what() << "\n";
     return 128 + e.signal();
   } catch (const std::exception& e) {

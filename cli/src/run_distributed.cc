@@ -1,10 +1,8 @@
-// `lockstep run --transport T`: plans (or reads --plan), compiles the static schedule, cuts the
-// shards, then starts a coordinator in this process and one worker per used chip — threads over
-// one shared transport for sim and inproc, `lockstep-worker` processes (found next to this
-// binary) for ipc and tcp — deploys, generates, prints the tokens beside the predicted and the
-// measured per-token latency, and leaves nothing behind: on success and on failure every worker
-// is told to stop, given a short grace period, then killed and reaped, and the run directory
-// (control and ipc socket files) is removed.
+// `lockstep run --transport T`: parses the flags into a launch::RunConfig — workers as threads over
+// one shared transport for sim and inproc, `lockstep-worker` processes (found next to this binary)
+// for ipc and tcp, failover to spare chips for processes — runs it (launch/launch.h: deploy,
+// generate, nothing left behind on success or failure) and prints the tokens beside the predicted
+// and the measured per-token latency and where a decode step went.
 #include "run_distributed.h"
 
 #include <signal.h>
@@ -14,59 +12,20 @@
 #include <filesystem>
 #include <iostream>
 
-#include "launcher.h"
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
-#include "lockstep/coordinator/deployment.h"
-#include "lockstep/coordinator/failover.h"
-#include "lockstep/coordinator/worker_agent.h"
+#include "lockstep/launch/launch.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/npy.h"
-#include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
-#include "lockstep/topology/chip_spec.h"
-#include "lockstep/transport/curve.h"
-#include "lockstep/transport/transport.h"
-#include "pin_map.h"
 #include "run_inputs.h"
 #include "token_list.h"
-#include "topology_arg.h"
 
 namespace lockstep::cli {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// --inject kill:CHIP@STEP / stop:CHIP@STEP: the launcher signals that chip's worker process
-// as step STEP starts.
-struct Injection {
-  int signal = SIGKILL;
-  int32_t chip = 0;
-  int64_t step = 0;
-};
-
-Injection ParseInjection(const std::string& text) {
-  const size_t colon = text.find(':'), at = text.find('@');
-  const std::string kind = text.substr(0, colon);
-  Injection inj;
-  try {
-    if (colon == std::string::npos || at == std::string::npos || at < colon) throw 0;
-    if (kind != "kill" && kind != "stop") throw 0;
-    inj.signal = kind == "kill" ? SIGKILL : SIGSTOP;
-    size_t used = 0;
-    const std::string chip = text.substr(colon + 1, at - colon - 1);
-    const std::string step = text.substr(at + 1);
-    inj.chip = static_cast<int32_t>(std::stol(chip, &used));
-    if (used != chip.size() || inj.chip < 0) throw 0;
-    inj.step = std::stoll(step, &used);
-    if (used != step.size() || inj.step < 0) throw 0;
-  } catch (...) {
-    throw UsageError("--inject takes kill:CHIP@STEP or stop:CHIP@STEP (e.g. kill:5@3), got '" +
-                     text + "'");
-  }
-  return inj;
-}
 
 // Shard bytes over the time until the last chunk was handed to the control socket.
 double ShipMibPerS(const coordinator::RunStats& stats) {
@@ -108,7 +67,7 @@ bool WantsDistributed(const std::vector<std::string>& args) {
 
 int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
-  std::string config, weights_path, prompt_text, prompts_file, dump, backend,
+  std::string config_path, weights_path, prompt_text, prompts_file, dump, backend,
       topo_name = "node", plan_path, pin_map, curve_keys, flight_file;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
@@ -116,7 +75,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   int32_t slots = 0;
   std::vector<std::string> inject_text;
   model::SamplingOptions sampling;
-  opts.add_options()("model", po::value<std::string>(&config),
+  opts.add_options()("model", po::value<std::string>(&config_path),
                      "config.json, or a folder holding one (required without --plan)")(
       "weights", po::value<std::string>(&weights_path),
       "safetensors checkpoint: a file, an index.json, or a folder")(
@@ -188,8 +147,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const bool curve = vm.count("curve") > 0 || !curve_keys.empty();
   if (curve && backend != "tcp") throw UsageError("--curve needs --transport tcp");
   sampling.seed = sample_seed;
-  std::vector<Injection> injections;
-  for (const std::string& t : inject_text) injections.push_back(ParseInjection(t));
+  std::vector<launch::Injection> injections;
+  for (const std::string& t : inject_text) injections.push_back(launch::ParseInjection(t));
   if (!injections.empty() && (backend == "sim" || backend == "inproc")) {
     throw UsageError("--inject needs worker processes (--transport ipc or tcp)");
   }
@@ -201,154 +160,49 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   // Everything that can be wrong with the inputs is checked before anything starts.
   if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
   const Clock::time_point load_start = Clock::now();
-  RunInputs inputs = LoadRunInputs(
-      {config, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
+  const bool threads = backend == "sim" || backend == "inproc";
+  launch::RunConfig config;
+  config.inputs = LoadRunInputs(
+      {config_path, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
        vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
-  const partition::ModelSpec& spec = inputs.spec;
-  const model::LlamaWeights& weights = inputs.weights;
-  topology::Topology& topo = inputs.topo;  // failover patches it
-  const partition::Plan& plan = inputs.plan;
-  coordinator::DeployOptions deploy_options;
-  deploy_options.slots = slots;
-  control::TransportSettings& ts = deploy_options.transport;
-  ts.backend = backend;
-  ts.step_timeout_ms = step_timeout_ms;
-  ts.tcp_base_port = tcp_base_port > 0 ? tcp_base_port : DefaultTcpBasePort(topo.chip_count());
-  int64_t longest = 0;
-  for (const auto& p : prompts) longest = std::max<int64_t>(longest, p.size());
-  if (spec.max_position_embeddings > 0 && longest + max_new > spec.max_position_embeddings) {
-    throw InvalidInput("a prompt of " + std::to_string(longest) + " tokens + --max-new " +
-                       std::to_string(max_new) + " exceeds the model's " +
-                       std::to_string(spec.max_position_embeddings) + " positions");
-  }
-  Launch launch(ctx.log);
-  ts.ipc_dir = launch.dir().string();
-  // CURVE: the run's key pair lives in files each worker reads itself (only the public key goes
-  // over the control socket); a fresh pair goes to the run directory, removed with it.
-  fs::path key_dir = curve_keys;
-  if (curve) {
-    if (key_dir.empty()) {
-      key_dir = launch.dir() / "keys";
-      transport::WriteCurveKeyPair(transport::GenerateCurveKeyPair(), key_dir);
-    }
-    ts.curve = true;
-    ts.curve_public_key = transport::ReadCurveKeyPair(key_dir).public_key;
-  }
-  coordinator::Deployment deployment =
-      coordinator::MakeDeployment(plan, spec, topo, weights, deploy_options);
-  if (!pin_map.empty()) {
-    ApplyPinMap(ReadPinMap(pin_map), pin_map, topology::DiscoverHost(), deployment);
-  }
+  launch::CheckPromptsFit(config.inputs.spec, prompts, max_new);
+  config.deploy.slots = slots;
+  config.deploy.transport.backend = backend;
+  config.deploy.transport.step_timeout_ms = step_timeout_ms;
+  config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: derived from the process id
+  config.workers = threads ? launch::Workers::kThreads : launch::Workers::kProcesses;
+  config.pin_map = pin_map;
+  config.curve = curve;
+  config.curve_keys = curve_keys;
+  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  if (stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(stall_ms);
+  config.flight_recorder_file = flight_file;
+  config.keep_logits = !dump.empty();  // else the tokens alone come back from the sampling chip
+  // Failover needs worker processes: a thread cannot be killed and replaced.
+  config.failover = !threads;
+  config.injections = injections;
+  config.log = ctx.log;
+  launch::Launch launch(std::move(config));
+  const partition::ModelSpec& spec = launch.config().inputs.spec;
+  const partition::Plan& plan = launch.plan();
+  const coordinator::Deployment& deployment = launch.deployment();
   std::string layout;
   for (const partition::StagePlan& s : plan.stages) {
     layout += (layout.empty() ? "" : " ") + std::to_string(s.end_layer - s.first_layer) + "L x tp" +
               std::to_string(s.tp);
   }
   ctx.log->info("plan: {} stage(s) [{}] on {} chips of {}; schedule {} slot(s); {} shard bytes",
-                plan.stages.size(), layout, deployment.chips.size(), topo.name(), deployment.slots,
-                deployment.shard_bytes());
-
-  const bool threads = backend == "sim" || backend == "inproc";
-  coordinator::CoordinatorOptions co;
-  co.address =
-      backend == "tcp" ? "tcp://127.0.0.1:0" : "ipc://" + (launch.dir() / "control").string();
-  co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  // Links open within their connect timeout or fail; 30 s bounds a deploy that neither
-  // finishes nor fails (so a test's own timeout never has to fire).
-  // Starting a worker process takes a while (fork, exec, loading; much longer under a
-  // sanitizer), and they start one after another: every wait grows with the chip count.
-  const int64_t chips = static_cast<int64_t>(deployment.chips.size());
-  const std::chrono::milliseconds startup_allowance(250 * chips);
-  // Shipping, checking and parsing shards takes time too: allow 1 s per 8 MiB on top (a 205M fp32
-  // model on one chip is 820 MB; a loaded 2-core host was seen to need more than 30 s for it).
-  co.ready_timeout = std::chrono::seconds(30) + 2 * startup_allowance +
-                     std::chrono::seconds(static_cast<int64_t>(deployment.shard_bytes() >> 23));
-  co.progress = [log = ctx.log](std::string_view line) {
-    if (line.starts_with("failover")) {
-      log->warn("{}", line);
-    } else {
-      log->info("{}", line);
-    }
-  };
-  co.dead_worker = [&launch] { return launch.Dead(); };
-  co.keep_logits = !dump.empty();  // else the tokens alone come back from the sampling chip
-  co.stall_timeout = std::chrono::milliseconds(stall_ms >= 0 ? stall_ms : step_timeout_ms / 2);
-  co.flight_recorder_file = !flight_file.empty() ? flight_file
-                                                 : "/tmp/lockstep-flight-recorder-" +
-                                                       std::to_string(::getpid()) + ".json";
-  // Failover (worker processes only: a thread cannot be killed and replaced): the plan and
-  // topology patched so far; each failover patches them again and deploys the result with its
-  // links in a fresh folder (ipc) or port block (tcp), so no socket of the old schedule lingers.
-  const fs::path exe = threads ? fs::path() : WorkerExecutable();
-  coordinator::Coordinator* coord_ptr = nullptr;
-  std::function<void(uint32_t)> spawn = [&](uint32_t chip) {
-    std::vector<std::string> wargs =
-        WorkerArgs(coord_ptr->address(), chip, launch.dir().string(),
-                   heartbeat_ms + step_timeout_ms, 5000 + startup_allowance.count(), *ctx.log);
-    if (curve) {
-      wargs.push_back("--curve");
-      wargs.push_back(key_dir.string());
-    }
-    launch.SpawnProcess(exe, wargs, static_cast<int32_t>(chip));
-  };
-  partition::Plan current_plan = plan;
-  int failover_count = 0;
-  if (!threads) {
-    co.redeploy = [&](uint32_t failed) {
-      coordinator::PatchedPlan p =
-          coordinator::ReplaceChip(current_plan, topo, static_cast<topology::ChipId>(failed));
-      current_plan = std::move(p.plan);
-      topo = std::move(p.topology);
-      ++failover_count;
-      const fs::path dir = launch.dir() / ("f" + std::to_string(failover_count));
-      fs::create_directories(dir);
-      deploy_options.transport.ipc_dir = dir.string();
-      const int64_t block = int64_t{16} * topo.chip_count();
-      if (deploy_options.transport.tcp_base_port + 2 * block <= 65535) {
-        deploy_options.transport.tcp_base_port += static_cast<int>(block);
-      }
-      return coordinator::MakeDeployment(current_plan, spec, topo, weights, deploy_options);
-    };
-    co.start_worker = spawn;
-    co.stop_worker = [&launch](int64_t pid) { launch.Kill(pid); };
-    co.on_step = [&](int64_t index) {
-      for (const Injection& inj : injections) {
-        if (inj.step != index) continue;
-        ctx.log->info("injecting {} into chip {} at step {}",
-                      inj.signal == SIGKILL ? "SIGKILL" : "SIGSTOP", inj.chip, index);
-        if (!launch.Signal(inj.chip, inj.signal)) {
-          ctx.log->warn("--inject: chip {} has no running worker at step {}", inj.chip, index);
-        }
-      }
-    };
-  }
-  coordinator::Coordinator& coord = launch.StartCoordinator(co);
-  coord_ptr = &coord;
-  if (threads) {
-    transport::Transport& shared = launch.StartSharedTransport(deployment.transport);
-    for (const coordinator::ChipDeployment& c : deployment.chips) {
-      coordinator::WorkerOptions wo;
-      wo.coordinator = coord.address();
-      wo.tag = launch.dir().string();
-      wo.chip = static_cast<int32_t>(c.chip);
-      wo.shared_transport = &shared;
-      wo.coordinator_timeout = std::chrono::milliseconds(heartbeat_ms + step_timeout_ms);
-      launch.SpawnThread(wo);
-    }
-  } else {
-    for (const coordinator::ChipDeployment& c : deployment.chips) spawn(c.chip);
-  }
-  ctx.log->info("started {} worker {} ({}); control at {}", deployment.chips.size(),
-                threads ? "threads" : "processes", backend, coord.address());
-  coord.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(30) + startup_allowance);
-  coord.Deploy(deployment);
+                plan.stages.size(), layout, deployment.chips.size(), launch.topology().name(),
+                deployment.slots, deployment.shard_bytes());
+  coordinator::Coordinator& coord = launch.Start();
+  launch.Deploy();
   const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
 
-  std::vector<worker::Request> requests;
+  std::vector<coordinator::Request> requests;
   for (size_t i = 0; i < prompts.size(); ++i) {
     requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, sampling});
   }
-  std::vector<worker::Finished> results;
+  std::vector<coordinator::Finished> results;
   // No spare left: the run stops, but what it produced is printed (partial) before the error.
   std::optional<Error> failure;
   try {
@@ -363,6 +217,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const std::vector<coordinator::FailoverRecord> failovers = coord.failovers();
   const coordinator::RunStats stats = coord.stats();
   launch.Stop();
+  const topology::Topology& topo = launch.topology();
 
   const int64_t measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
   const int64_t compute_per_token =
@@ -415,7 +270,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
     }
     nlohmann::json stages = nlohmann::json::array();
-    for (const partition::StagePlan& s : current_plan.stages) {
+    for (const partition::StagePlan& s : launch.plan().stages) {
       stages.push_back({{"first_layer", s.first_layer},
                         {"end_layer", s.end_layer},
                         {"tp", s.tp},
@@ -467,7 +322,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     if (failure) j["error"] = failure->what();
     PrintJson(j);
   } else {
-    for (const worker::Finished& f : results) {
+    for (const coordinator::Finished& f : results) {
       for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
       std::cout << "\n";
     }

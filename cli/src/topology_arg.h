@@ -1,22 +1,26 @@
 // The `--topology` argument shared by plan, schedule, simulate and run: a topology file written
-// by `lockstep topo generate` (or by hand), or a built-in shape by name.
+// by `lockstep topo generate` (or by hand), or a built-in shape by name. The spelling lives in the
+// topology library (topology/named.h), which the daemons share; here a misspelt name is a usage
+// error (exit 2).
 #pragma once
 
 #include <string>
 
-#include "lockstep/topology/topology.h"
+#include "command.h"
+#include "lockstep/topology/named.h"
 
 namespace lockstep::cli {
 
-// "node" (8 chips), "rack" (9 nodes, `spare_nodes` of them spare), "racks:N" (a Dragonfly of N
-// such racks), or else a path to a topology file (then `chip` and `spare_nodes` are the file's).
-// Throws UsageError for a malformed name, lockstep::Error for an unreadable or invalid file.
-topology::Topology ResolveTopology(const std::string& arg, const topology::ChipSpec& chip,
-                                   int spare_nodes);
+using topology::kTopologyHelp;
 
-// Help text for the option.
-inline constexpr const char* kTopologyHelp =
-    "a topology file (lockstep topo generate), or node (8 chips), rack (9 nodes, 1 spare) or "
-    "racks:N (a Dragonfly system)";
+// topology::NamedTopology, with a malformed name as UsageError.
+inline topology::Topology ResolveTopology(const std::string& arg, const topology::ChipSpec& chip,
+                                          int spare_nodes) {
+  try {
+    return topology::NamedTopology(arg, chip, spare_nodes);
+  } catch (const topology::NameError& e) {
+    throw UsageError(e.what());
+  }
+}
 
 }  // namespace lockstep::cli

@@ -5,6 +5,7 @@
 // coordinator/client.h) until SIGINT/SIGTERM or a client's shutdown request, then tells every
 // worker to exit and exits 0.
 // Exit status: 0 success, 1 runtime failure (one line on stderr), 2 usage error.
+#include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -14,32 +15,30 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "command.h"
 #include "lockstep/common/error.h"
 #include "lockstep/common/memory.h"
 #include "lockstep/coordinator/coordinator.h"
-#include "lockstep/coordinator/deployment.h"
 #include "lockstep/coordinator/server.h"
-#include "lockstep/model/llama_weights.h"
-#include "lockstep/model/safetensors.h"
-#include "lockstep/partition/plan.h"
-#include "lockstep/topology/chip_spec.h"
-#include "lockstep/transport/curve.h"
-#include "run_inputs.h"
-#include "token_list.h"
-#include "topology_arg.h"
+#include "lockstep/launch/launch.h"
+#include "lockstep/topology/named.h"
 
 namespace {
 
 namespace po = boost::program_options;
-using lockstep::cli::UsageError;
+namespace launch = lockstep::launch;
+
+// A command line that cannot work (exit status 2).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void OnStopSignal(int sig) { g_stop_signal = sig; }
 
 int Main(int argc, char** argv) {
-  std::string listen = "tcp://127.0.0.1:7700", config, weights_path, topo_name = "node", plan_path,
-              backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir;
+  std::string listen = "tcp://127.0.0.1:7700", config_path, weights_path, topo_name = "node",
+              plan_path, backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir;
   std::vector<std::string> prompt_texts, tcp_hosts;
   uint64_t seed = 0;
   int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000, step_timeout_ms = 10000,
@@ -52,13 +51,13 @@ int Main(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")(
       "listen", po::value<std::string>(&listen)->default_value(listen),
       "control address workers connect to: tcp://HOST:PORT or ipc://PATH")(
-      "model", po::value<std::string>(&config),
+      "model", po::value<std::string>(&config_path),
       "config.json or its folder (required without --plan)")(
       "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
       "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
       "topology", po::value<std::string>(&topo_name)->default_value("node"),
-      lockstep::cli::kTopologyHelp)("spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
-                                    "spare nodes per rack")(
+      lockstep::topology::kTopologyHelp)(
+      "spare-nodes", po::value<int>(&spare_nodes)->default_value(1), "spare nodes per rack")(
       "plan", po::value<std::string>(&plan_path), "a plan file; else plan now")(
       "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree")(
       "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count")(
@@ -110,72 +109,62 @@ int Main(int argc, char** argv) {
   if (!curve_dir.empty() && backend != "tcp") throw UsageError("--curve needs --transport tcp");
   std::vector<std::vector<int32_t>> prompts;
   for (const std::string& p : prompt_texts) {
-    prompts.push_back(lockstep::cli::ParseTokenList(p, "--prompt"));
+    prompts.push_back(launch::ParseTokenList(p, "--prompt"));
   }
   if (!prompts_file.empty()) {
-    for (auto& p : lockstep::cli::ReadPromptsFile(prompts_file)) prompts.push_back(std::move(p));
+    for (auto& p : launch::ReadPromptsFile(prompts_file)) prompts.push_back(std::move(p));
   }
   if (prompts.empty() && serve.empty()) {
     throw UsageError("give --prompt 1,2,3, --prompts FILE or --serve ADDR");
   }
 
-  const lockstep::cli::RunInputs inputs = lockstep::cli::LoadRunInputs(
-      {config, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
-       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
-  const lockstep::partition::ModelSpec& spec = inputs.spec;
-  const lockstep::model::LlamaWeights& weights = inputs.weights;
-  const lockstep::topology::Topology& topo = inputs.topo;
-  const lockstep::partition::Plan& plan = inputs.plan;
-  lockstep::coordinator::DeployOptions deploy;
-  deploy.slots = slots;
-  deploy.transport.backend = backend;
-  deploy.transport.ipc_dir = ipc_dir;
-  deploy.transport.tcp_base_port = tcp_base_port;
   if (step_timeout_ms < 1 || connect_timeout_ms < 1) {
     throw UsageError("--step-timeout-ms and --connect-timeout-ms must be >= 1");
   }
-  deploy.transport.connect_timeout_ms = connect_timeout_ms;
-  deploy.transport.step_timeout_ms = step_timeout_ms;
+  launch::RunConfig config;
+  config.inputs = launch::LoadRunInputs(
+      {config_path, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
+       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
+  config.deploy.slots = slots;
+  lockstep::control::TransportSettings& ts = config.deploy.transport;
+  ts.backend = backend;
+  ts.ipc_dir = ipc_dir;
+  ts.tcp_base_port = tcp_base_port;
+  ts.connect_timeout_ms = connect_timeout_ms;
+  ts.step_timeout_ms = step_timeout_ms;
   for (const std::string& h : tcp_hosts) {
     const size_t eq = h.find('=');
     if (eq == std::string::npos) throw UsageError("--tcp-host wants CHIP=IP, got '" + h + "'");
-    deploy.transport.tcp_hosts.emplace_back(std::stoul(h.substr(0, eq)), h.substr(eq + 1));
+    ts.tcp_hosts.emplace_back(std::stoul(h.substr(0, eq)), h.substr(eq + 1));
   }
-  if (!curve_dir.empty()) {
-    deploy.transport.curve = true;
-    deploy.transport.curve_public_key =
-        lockstep::transport::ReadCurveKey(std::filesystem::path(curve_dir) / "lockstep.public");
-  }
-  const lockstep::coordinator::Deployment deployment =
-      lockstep::coordinator::MakeDeployment(plan, spec, topo, weights, deploy);
-
-  lockstep::coordinator::CoordinatorOptions co;
-  co.address = listen;
-  co.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  co.stall_timeout = std::chrono::milliseconds(stall_ms >= 0 ? stall_ms : step_timeout_ms / 2);
-  co.flight_recorder_file = !flight_file.empty() ? flight_file
-                                                 : "/tmp/lockstep-flight-recorder-" +
-                                                       std::to_string(::getpid()) + ".json";
-  co.progress = [](std::string_view line) {
-    std::cerr << "lockstep-coordinator: " << line << "\n";
-  };
-  lockstep::coordinator::Coordinator coordinator(co);
-  std::cerr << "lockstep-coordinator: waiting for " << deployment.chips.size()
-            << " workers: lockstep-worker --coordinator " << coordinator.address() << "\n";
-  coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::milliseconds(register_ms));
-  coordinator.Deploy(deployment);
-  std::vector<lockstep::worker::Request> requests;
+  config.workers = launch::Workers::kExternal;
+  config.curve = !curve_dir.empty();  // only DIR/lockstep.public is read here
+  config.curve_keys = curve_dir;
+  config.listen = listen;
+  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  config.register_timeout = std::chrono::milliseconds(register_ms);
+  if (stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(stall_ms);
+  config.flight_recorder_file = flight_file;
+  config.log = std::make_shared<spdlog::logger>("lockstep-coordinator",
+                                                std::make_shared<spdlog::sinks::stderr_sink_st>());
+  config.log->set_pattern("lockstep-coordinator: %v");
+  launch::Launch run(std::move(config));
+  const lockstep::coordinator::Deployment& deployment = run.deployment();
+  lockstep::coordinator::Coordinator& coordinator = run.Start();
+  run.Deploy();
+  std::vector<lockstep::coordinator::Request> requests;
   for (size_t i = 0; i < prompts.size(); ++i) {
     requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
   }
-  const std::vector<lockstep::worker::Finished> results =
-      requests.empty() ? std::vector<lockstep::worker::Finished>{} : coordinator.Generate(requests);
+  const std::vector<lockstep::coordinator::Finished> results =
+      requests.empty() ? std::vector<lockstep::coordinator::Finished>{}
+                       : coordinator.Generate(requests);
   if (!serve.empty()) {
     std::signal(SIGINT, OnStopSignal);
     std::signal(SIGTERM, OnStopSignal);
     lockstep::coordinator::ServeOptions so;
     so.address = serve;
-    so.vocab_size = spec.vocab_size;
+    so.vocab_size = run.config().inputs.spec.vocab_size;
     so.stop_requested = [] { return g_stop_signal != 0; };
     so.log = [](std::string_view line) { std::cerr << "lockstep-coordinator: " << line << "\n"; };
     lockstep::coordinator::Server server(coordinator, so);
@@ -184,7 +173,8 @@ int Main(int argc, char** argv) {
     std::cerr << "lockstep-coordinator: served " << served.requests << " requests, refused "
               << served.refused << "; stopping the workers\n";
   }
-  coordinator.Shutdown();
+  const int64_t steps = coordinator.stats().steps;
+  run.Stop();
   if (json) {
     nlohmann::json reqs = nlohmann::json::array();
     for (size_t i = 0; i < results.size(); ++i) {
@@ -192,11 +182,11 @@ int Main(int argc, char** argv) {
     }
     std::cout << nlohmann::json{{"requests", reqs},
                                 {"chips", deployment.chips.size()},
-                                {"steps", coordinator.stats().steps}}
+                                {"steps", steps}}
                      .dump(2)
               << "\n";
   } else {
-    for (const lockstep::worker::Finished& f : results) {
+    for (const lockstep::coordinator::Finished& f : results) {
       for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
       std::cout << "\n";
     }
@@ -213,6 +203,12 @@ int main(int argc, char** argv) {
   } catch (const UsageError& e) {
     std::cerr << "lockstep-coordinator: " << e.what() << "\n";
     return 2;
+  } catch (const launch::ConfigError& e) {
+    std::cerr << "lockstep-coordinator: " << e.what() << "\n";
+    return 2;
+  } catch (const launch::Interrupted& e) {
+    std::cerr << "lockstep-coordinator: " << e.what() << "\n";
+    return 128 + e.signal();
   } catch (const po::error& e) {
     std::cerr << "lockstep-coordinator: " << e.what() << " (see --help)\n";
     return 2;

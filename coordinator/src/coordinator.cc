@@ -69,7 +69,7 @@ struct Coordinator::Impl {
   std::set<int32_t> awaiting;     // failover: chips whose new workers may register
   std::vector<FailoverRecord> failovers;
   std::map<uint32_t, std::pair<int, int>> places;  // the deployed chips' (stage, rank)
-  std::vector<worker::Finished> partial;
+  std::vector<Finished> partial;
   std::vector<control::ChipProgress> progress;  // from the latest heartbeat
   // When a heartbeat last showed a worker at another step or instruction: a slow step that
   // still moves is not a stall.
@@ -179,7 +179,7 @@ struct Coordinator::Impl {
       if (reassigning[w]) return;  // about the schedule a failover replaced
       // A lost peer is usually a symptom: its neighbours notice within milliseconds, the
       // launcher's reaper a little later. Give the launcher a moment, and name the dead chip.
-      if (e->code == ErrorCode::kDisconnected && options.dead_worker) {
+      if (e->code == ErrorCode::kDisconnected && options.supervisor != nullptr) {
         const Clock::time_point give_up = now + kRootCauseGrace;
         while (Clock::now() < give_up) {
           CheckLiveness(Clock::now());
@@ -252,8 +252,8 @@ struct Coordinator::Impl {
   }
 
   void CheckLiveness(Clock::time_point now) const {
-    if (options.dead_worker) {
-      if (std::optional<CoordinatorOptions::DeadWorker> dead = options.dead_worker()) {
+    if (options.supervisor != nullptr) {
+      if (std::optional<DeadWorker> dead = options.supervisor->Dead()) {
         for (size_t w = 0; w < workers.size(); ++w) {
           if (workers[w].pid != dead->pid) continue;
           if (gone[w]) return;  // stopped or retired by a failover
@@ -361,7 +361,7 @@ const std::string& Coordinator::address() const { return impl_->socket->address(
 const std::vector<WorkerInfo>& Coordinator::workers() const { return impl_->workers; }
 const RunStats& Coordinator::stats() const { return impl_->stats; }
 const std::vector<FailoverRecord>& Coordinator::failovers() const { return impl_->failovers; }
-std::vector<worker::Finished> Coordinator::partial() const { return impl_->partial; }
+std::vector<Finished> Coordinator::partial() const { return impl_->partial; }
 
 void Coordinator::AwaitWorkers(size_t count, Millis timeout) {
   const Clock::time_point deadline = Clock::now() + timeout;
@@ -467,28 +467,28 @@ void Coordinator::Deploy(const Deployment& d) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 }
 
-std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Request>& requests,
-                                                    const TokenCallback& on_token,
-                                                    const Admission* admission) {
+std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests,
+                                            const TokenCallback& on_token,
+                                            const Admission* admission) {
   Impl& im = *impl_;
   if (!im.deployed) throw Error(ErrorCode::kInternal, "Generate before Deploy");
-  worker::Batcher batcher({.slots = im.slots,
-                           .max_positions = im.max_positions,
-                           .keep_logits = im.options.keep_logits});
-  for (const worker::Request& r : requests) batcher.Submit(r);
+  Batcher batcher({.slots = im.slots,
+                   .max_positions = im.max_positions,
+                   .keep_logits = im.options.keep_logits});
+  for (const Request& r : requests) batcher.Submit(r);
   // Every token and its logits as they arrive, so a run that stops (no spare left) still
   // returns what it produced: partial().
-  std::map<uint64_t, worker::Finished> done;
+  std::map<uint64_t, Finished> done;
   std::set<uint64_t> own;
-  for (const worker::Request& r : requests) own.insert(r.id);
+  for (const Request& r : requests) own.insert(r.id);
   im.partial.clear();
-  for (const worker::Request& r : requests) done[r.id].id = r.id;
+  for (const Request& r : requests) done[r.id].id = r.id;
   auto snapshot = [&] {
     im.partial.clear();
-    for (const worker::Request& r : requests) im.partial.push_back(done.at(r.id));
+    for (const Request& r : requests) im.partial.push_back(done.at(r.id));
   };
-  auto take = [&](std::vector<worker::Finished> finished) {
-    for (worker::Finished& f : finished) {
+  auto take = [&](std::vector<Finished> finished) {
+    for (Finished& f : finished) {
       if (admission != nullptr && own.count(f.id) == 0) {
         done.erase(f.id);  // a client's request: its tokens went out as they came
         admission->on_finished(std::move(f));
@@ -499,9 +499,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   };
   take(batcher.TakeDone());
   const Clock::time_point start = Clock::now();
-  const std::function<void(worker::Request)> submit = [&](worker::Request r) {
-    batcher.Submit(std::move(r));
-  };
+  const std::function<void(Request)> submit = [&](Request r) { batcher.Submit(std::move(r)); };
   bool serving = admission != nullptr;
   while (true) {
     if (serving) {
@@ -514,7 +512,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       im.Pump(Millis(0), {});  // idle: answer heartbeats between polls
       continue;
     }
-    if (im.options.on_step) im.options.on_step(step->index);
+    if (im.options.supervisor != nullptr) im.options.supervisor->BeforeStep(step->index);
     const Clock::time_point step_start = Clock::now();
     bool decode = true;
     for (const control::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
@@ -564,7 +562,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
         });
       }
     } catch (const WorkerLost& lost) {
-      if (!im.options.redeploy) throw;
+      if (im.options.supervisor == nullptr || !im.options.supervisor->CanFailOver()) throw;
       // The step is lost: every chip drops it, the sequences re-prefill what they had.
       try {
         im.Failover(lost, step->index, step_start);
@@ -576,7 +574,7 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
       continue;
     }
     for (const control::SlotResult& r : results) {
-      worker::Finished& f = done[r.request];
+      Finished& f = done[r.request];
       if (on_token) on_token(r.request, r.token, static_cast<int64_t>(f.tokens.size()));
       f.tokens.push_back(r.token);
       if (im.options.keep_logits) f.logits.push_back(r.logits);
@@ -597,8 +595,8 @@ std::vector<worker::Finished> Coordinator::Generate(const std::vector<worker::Re
   im.stats.wall_ns +=
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
   snapshot();
-  std::vector<worker::Finished> out;
-  for (const worker::Request& r : requests) out.push_back(std::move(done.at(r.id)));
+  std::vector<Finished> out;
+  for (const Request& r : requests) out.push_back(std::move(done.at(r.id)));
   return out;
 }
 
@@ -616,10 +614,10 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
     // to the lost chip broke): expected, not a new failure.
     for (size_t w = 0; w < workers.size(); ++w) reassigning[w] = !gone[w];
     // A silent worker may only be stopped (SIGSTOP): it must never come back.
-    if (options.stop_worker) options.stop_worker(workers[failed].pid);
+    options.supervisor->StopWorker(workers[failed].pid);
     Deployment d;
     try {
-      d = options.redeploy(chip);
+      d = options.supervisor->Redeploy(chip);
     } catch (const Error& e) {
       failovers.push_back(record);
       throw Error(e.code(), std::string(lost->what()) + "; " + e.what());
@@ -652,7 +650,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
              std::to_string(record.spare) + ", schedule " + std::to_string(d.schedule_id));
     try {
       const std::set<int32_t> starting = awaiting;
-      for (int32_t c : starting) options.start_worker(static_cast<uint32_t>(c));
+      for (int32_t c : starting) options.supervisor->StartWorker(static_cast<uint32_t>(c));
       const Clock::time_point deadline = Clock::now() + options.ready_timeout;
       while (!awaiting.empty()) {
         if (Clock::now() >= deadline) {

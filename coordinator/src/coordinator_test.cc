@@ -11,7 +11,6 @@
 
 #include "fake_spec_test_util.h"
 #include "lockstep/control/channel.h"
-#include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/crc32c.h"
 
 namespace lockstep::coordinator {
@@ -164,7 +163,7 @@ TEST(Coordinator, ShipsShardInCheckedChunksWithProgress) {
   std::thread worker([&] { fake.Run(); });
   coordinator.AwaitWorkers(1, Millis(5000));
   coordinator.Deploy(OneChip(3, 20));
-  const std::vector<worker::Finished> out = coordinator.Generate({{7, {1, 2}, 1, {}}});
+  const std::vector<Finished> out = coordinator.Generate({{7, {1, 2}, 1, {}}});
   coordinator.Shutdown();
   worker.join();
   EXPECT_EQ(fake.chunks, 3u);  // ceil(20 / 7)
@@ -234,16 +233,19 @@ TEST(Coordinator, ADeadWorkerProcessIsNamedAtOnce) {
   CoordinatorOptions options;
   options.address = Address("dead");
   options.heartbeat_timeout = Millis(60000);
-  bool dead = false;
-  options.dead_worker = [&]() -> std::optional<CoordinatorOptions::DeadWorker> {
-    if (!dead) return std::nullopt;
-    return CoordinatorOptions::DeadWorker{getpid(), "was killed by signal 9"};
-  };
+  struct Reaper : WorkerSupervisor {
+    bool dead = false;
+    std::optional<DeadWorker> Dead() override {
+      if (!dead) return std::nullopt;
+      return DeadWorker{getpid(), "was killed by signal 9"};
+    }
+  } reaper;
+  options.supervisor = &reaper;
   Coordinator coordinator(options);
   std::unique_ptr<control::ControlConnection> fake = control::Connect(coordinator.address());
   fake->Send(Hello(5));
   coordinator.AwaitWorkers(1, Millis(5000));
-  dead = true;
+  reaper.dead = true;
   try {
     coordinator.AwaitWorkers(2, Millis(5000));
     FAIL();
@@ -251,98 +253,6 @@ TEST(Coordinator, ADeadWorkerProcessIsNamedAtOnce) {
     EXPECT_EQ(std::string(e.what()).rfind("chip 5 (worker pid", 0), 0u) << e.what();
     EXPECT_NE(std::string(e.what()).find("was killed by signal 9"), std::string::npos);
   }
-}
-
-TEST(WorkerAgent, WrongAddressGivesUpWithinTheConnectTimeout) {
-  WorkerOptions options;
-  options.coordinator = Address("nobody-here");
-  options.connect_timeout = Millis(200);
-  options.host = topology::DiscoverSyntheticHost("core:2 pu:1");
-  const Clock::time_point start = Clock::now();
-  try {
-    RunWorker(options);
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
-    EXPECT_NE(std::string(e.what()).find("no coordinator answered at " + options.coordinator),
-              std::string::npos)
-        << e.what();
-  }
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
-}
-
-TEST(WorkerAgent, MalformedAddressIsInvalidInput) {
-  WorkerOptions options;
-  options.coordinator = "carrier-pigeon://coop";
-  options.host = topology::DiscoverSyntheticHost("core:1 pu:1");
-  EXPECT_THROW(RunWorker(options), Error);
-}
-
-TEST(WorkerAgent, ACoordinatorThatGoesAwayIsReported) {
-  std::unique_ptr<control::ControlChannel> fake = control::Listen(Address("vanishing"));
-  WorkerOptions options;
-  options.coordinator = fake->address();
-  options.coordinator_timeout = Millis(300);
-  options.host = topology::DiscoverSyntheticHost("core:2 pu:1");
-  std::optional<Error> error;
-  std::thread worker([&] {
-    try {
-      RunWorker(options);
-    } catch (const Error& e) {
-      error = e;
-    }
-  });
-  std::optional<control::ControlChannel::Incoming> hello = fake->Receive(Millis(5000));
-  ASSERT_TRUE(hello && hello->message);
-  const auto* r = std::get_if<RegisterMsg>(&*hello->message);
-  ASSERT_NE(r, nullptr);
-  EXPECT_EQ(r->host.cores, 2);  // the host summary it registered with
-  fake->Send(hello->peer, PingMsg{});
-  const Clock::time_point start = Clock::now();
-  worker.join();  // the fake says nothing more
-  ASSERT_TRUE(error);
-  EXPECT_EQ(error->code(), ErrorCode::kDisconnected);
-  EXPECT_NE(std::string(error->what()).find("went away"), std::string::npos) << error->what();
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
-}
-
-TEST(WorkerAgent, AShardThatFailsItsChecksumIsRefused) {
-  std::unique_ptr<control::ControlChannel> fake = control::Listen(Address("corrupt"));
-  WorkerOptions options;
-  options.coordinator = fake->address();
-  options.host = topology::DiscoverSyntheticHost("core:1 pu:1");
-  std::optional<Error> error;
-  std::thread worker([&] {
-    try {
-      RunWorker(options);
-    } catch (const Error& e) {
-      error = e;
-    }
-  });
-  std::optional<control::ControlChannel::Incoming> hello = fake->Receive(Millis(5000));
-  ASSERT_TRUE(hello);
-  AssignmentMsg a;
-  a.chip = 2;
-  a.stage = 0;
-  a.spec = FakeSpec();
-  a.shard_bytes = 4;
-  a.shard_chunks = 1;
-  fake->Send(hello->peer, a);
-  ShardChunkMsg c{0, 0, {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}, 0};
-  c.crc32c = transport::Crc32c(c.data) ^ 1u;  // one bit off
-  fake->Send(hello->peer, c);
-  // The worker reports the error to the coordinator, then stops.
-  std::optional<control::ControlChannel::Incoming> report;
-  for (int i = 0; i < 20; ++i) {
-    report = fake->Receive(Millis(250));
-    if (report && report->message && std::holds_alternative<ErrorMsg>(*report->message)) break;
-  }
-  worker.join();
-  ASSERT_TRUE(error);
-  EXPECT_EQ(error->code(), ErrorCode::kProtocol);
-  EXPECT_NE(std::string(error->what()).find("failed its CRC32C"), std::string::npos);
-  ASSERT_TRUE(report && report->message && std::holds_alternative<ErrorMsg>(*report->message));
-  EXPECT_EQ(std::get<ErrorMsg>(*report->message).chip, 2);
 }
 
 }  // namespace

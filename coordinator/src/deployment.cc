@@ -44,6 +44,7 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
   schedule::ScheduleOptions so;
   so.tokens = 1;
   so.sequences = d.slots;
+  so.link_params = options.link_params;
   const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
   d.schedule_token_latency_ns = global.token_latency_ns;
   // Each link direction must buffer a whole step's messages (chips trail each other within a

@@ -49,7 +49,7 @@ struct Server::Impl {
   }
 
   void OnMessage(control::ControlChannel::Incoming& in,
-                 const std::function<void(worker::Request)>& submit) {
+                 const std::function<void(Request)>& submit) {
     if (!in.message) {
       Log("ignored a malformed client message: " + in.error);
       return;
@@ -87,7 +87,7 @@ struct Server::Impl {
     socket->Send(in.peer, AcceptedMsg{s->id});
   }
 
-  bool Poll(const std::function<void(worker::Request)>& submit, bool idle) {
+  bool Poll(const std::function<void(Request)>& submit, bool idle) {
     if (!stop && options.stop_requested && options.stop_requested()) {
       Log("stop requested");
       stop = true;
@@ -109,7 +109,7 @@ struct Server::Impl {
       socket->Send(it->second.peer, TokenMsg{it->second.client_id, token, index});
   }
 
-  void OnFinished(worker::Finished f) {
+  void OnFinished(Finished f) {
     auto it = pending.find(f.id);
     if (it == pending.end()) return;
     Log("client request " + std::to_string(it->second.client_id) + ": " +
@@ -138,10 +138,10 @@ const std::string& Server::address() const { return impl_->socket->address(); }
 ServeStats Server::Run() {
   Impl& im = *impl_;
   Admission admission;
-  admission.poll = [&](const std::function<void(worker::Request)>& submit, bool idle) {
+  admission.poll = [&](const std::function<void(Request)>& submit, bool idle) {
     return im.Poll(submit, idle);
   };
-  admission.on_finished = [&](worker::Finished f) { im.OnFinished(std::move(f)); };
+  admission.on_finished = [&](Finished f) { im.OnFinished(std::move(f)); };
   try {
     im.coordinator.Generate(
         {}, [&](uint64_t id, int32_t token, int64_t index) { im.OnToken(id, token, index); },

@@ -9,14 +9,14 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/common/memory.h"
-#include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/transport/curve.h"
+#include "lockstep/worker/agent.h"
 
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
   lockstep::KeepFreedMemory();  // memory.h: large buffers are reused, not faulted in anew
-  lockstep::coordinator::WorkerOptions options;
+  lockstep::worker::WorkerOptions options;
   int64_t connect_ms = 5000, timeout_ms = 5000;
   bool json = false, no_pin = false, quiet = false;
   std::string curve_dir;
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (!curve_dir.empty()) options.curve_keys = lockstep::transport::ReadCurveKeyPair(curve_dir);
-    const lockstep::coordinator::WorkerReport report = lockstep::coordinator::RunWorker(options);
+    const lockstep::worker::WorkerReport report = lockstep::worker::RunWorker(options);
     if (json) {
       std::cout << "{\"chip\": " << report.chip << ", \"steps\": " << report.steps
                 << ", \"pinned\": \"" << report.pinned << "\"}\n";

@@ -2,7 +2,7 @@
 // socket (proto/control.capnp documents the conversation); workers — processes on this or other
 // hosts, or threads — connect to it, register, and are given a chip each. Then it ships every
 // chip's assignment, program and weight shard (in checksummed chunks, with progress), waits until
-// every worker has opened its links, and drives the run: a worker::Batcher admits requests into
+// every worker has opened its links, and drives the run: a Batcher (batcher.h) admits requests into
 // the schedule's pipeline slots, every worker gets every Step, and the sampling chip's results
 // go back to the batcher and, token by token, to the caller.
 //
@@ -17,13 +17,13 @@
 // fails it with the worker's message. Whatever happens, Shutdown (and the destructor) tells every
 // registered worker to exit.
 //
-// Failover (issue #8), when `redeploy` is set: a worker found dead or silent during Generate is
-// stopped for good (`stop_worker`), `redeploy(chip)` gives the deployment of the plan patched with
-// a spare in its place (coordinator/failover.h), `start_worker` starts a worker for each chip new
-// in it, the survivors get their new program and links (keeping their shard), the replacement its
-// shard; the step in flight is discarded and every running sequence re-prefilled
-// (worker::Batcher::Rewind), so tokens and logits are those of a fault-free run. When
-// `redeploy` throws (no spare left) Generate throws that error; partial() has what was produced.
+// Failover (issue #8), when the supervisor can fail over: a worker found dead or silent during
+// Generate is stopped for good (StopWorker), Redeploy(chip) gives the deployment of the plan
+// patched with a spare in its place (coordinator/failover.h), StartWorker starts a worker for each
+// chip new in it, the survivors get their new program and links (keeping their shard), the
+// replacement its shard; the step in flight is discarded and every running sequence re-prefilled
+// (Batcher::Rewind), so tokens and logits are those of a fault-free run. When Redeploy throws (no
+// spare left) Generate throws that error; partial() has what was produced.
 //
 // Thread-safety: one thread uses a Coordinator. Time is wall-clock here only for liveness; it
 // never shapes a schedule or an output (tokens come from the static schedule and the Batcher).
@@ -40,12 +40,43 @@
 
 #include "lockstep/control/channel.h"
 #include "lockstep/control/progress.h"
+#include "lockstep/coordinator/batcher.h"
 #include "lockstep/coordinator/deployment.h"
-#include "lockstep/worker/batcher.h"
 
 namespace lockstep::coordinator {
 
 using Millis = control::Millis;
+
+// A worker process known to have died.
+struct DeadWorker {
+  int64_t pid = 0;
+  std::string what;  // "was killed by signal 9", "exited with status 1"
+};
+
+// What the coordinator may ask of whoever started its workers (launch/launch.h implements it for
+// threads and processes). Every method has a harmless default, so a supervisor says only what it
+// knows. Called on the coordinator's thread.
+class WorkerSupervisor {
+ public:
+  virtual ~WorkerSupervisor() = default;
+  // Polled while the coordinator waits: a worker process known to have died since the last call
+  // (its launcher's waitpid), or nullopt. Lets a crash be named at once instead of after the
+  // heartbeat timeout. May throw to end the wait (an interrupted launch).
+  virtual std::optional<DeadWorker> Dead() { return std::nullopt; }
+  // Called as step `index` is about to be sent (fault injection).
+  virtual void BeforeStep(int64_t /*index*/) {}
+  // Failover. False: a lost worker ends the run, and nothing below is called.
+  virtual bool CanFailOver() const { return false; }
+  // The deployment of the plan patched with a spare in `failed_chip`'s place (failover.h); throws
+  // Error when no spare is left.
+  virtual Deployment Redeploy(uint32_t /*failed_chip*/) {
+    throw Error(ErrorCode::kInternal, "this supervisor cannot redeploy");
+  }
+  // Starts a worker that will ask for `chip`.
+  virtual void StartWorker(uint32_t /*chip*/) {}
+  // Stops worker `pid` for good (SIGKILL and reap; a SIGSTOPped one too): it must never come back.
+  virtual void StopWorker(int64_t /*pid*/) {}
+};
 
 struct CoordinatorOptions {
   // Where workers connect: ipc://PATH, or tcp://HOST:PORT (port 0: any free port; see address()),
@@ -62,19 +93,9 @@ struct CoordinatorOptions {
   uint64_t chunk_bytes = uint64_t{1} << 20;  // shard chunk size on the control socket
   // Loading-phase progress lines ("shipping shards: 3/8 chips, 12 MiB"); empty: none.
   std::function<void(std::string_view)> progress;
-  // Polled while waiting: a worker process known to have died (the launcher's waitpid), or
-  // nullopt. Lets a crash be named at once instead of after heartbeat_timeout.
-  struct DeadWorker {
-    int64_t pid = 0;
-    std::string what;  // "was killed by signal 9", "exited with status 1"
-  };
-  std::function<std::optional<DeadWorker>()> dead_worker;
-  // Failover; empty: a lost worker ends the run. See the header comment.
-  std::function<Deployment(uint32_t failed_chip)> redeploy;
-  std::function<void(uint32_t chip)> start_worker;  // a worker that will ask for `chip`
-  std::function<void(int64_t pid)> stop_worker;     // SIGKILL and reap (a SIGSTOPped one too)
-  // Called as step `index` is about to be sent (the launcher's fault injection); empty: none.
-  std::function<void(int64_t index)> on_step;
+  // Whoever started the workers (not owned; must outlive the Coordinator); null: nobody to ask
+  // (no deaths reported early, no failover).
+  WorkerSupervisor* supervisor = nullptr;
   // A run in which no worker completes the running step or moves to another instruction for
   // this long, while the workers still answer and one of them waits on a link, is stalled (a cut
   // link, a peer that never sends; a long computation is not): the coordinator collects every
@@ -152,8 +173,8 @@ using TokenCallback = std::function<void(uint64_t request, int32_t token, int64_
 // returns false to stop: Generate returns once nothing runs any more. Requests submitted through
 // the hook finish through `on_finished`, not Generate's result.
 struct Admission {
-  std::function<bool(const std::function<void(worker::Request)>& submit, bool idle)> poll;
-  std::function<void(worker::Finished)> on_finished;
+  std::function<bool(const std::function<void(Request)>& submit, bool idle)> poll;
+  std::function<void(Finished)> on_finished;
 };
 
 class Coordinator {
@@ -188,14 +209,14 @@ class Coordinator {
 
   // Runs `requests` to completion (ids must be unique); results in the order of `requests`.
   // With `admission`, also admits the hook's requests until it says stop (see Admission).
-  std::vector<worker::Finished> Generate(const std::vector<worker::Request>& requests,
-                                         const TokenCallback& on_token = {},
-                                         const Admission* admission = nullptr);
+  std::vector<Finished> Generate(const std::vector<Request>& requests,
+                                 const TokenCallback& on_token = {},
+                                 const Admission* admission = nullptr);
   const RunStats& stats() const;
   const std::vector<FailoverRecord>& failovers() const;
   // After Generate threw: what every request of that call had produced (tokens, logits), in the
   // order of its requests. After a successful Generate: its results.
-  std::vector<worker::Finished> partial() const;
+  std::vector<Finished> partial() const;
 
   // Tells every registered worker to exit. Idempotent.
   void Shutdown();

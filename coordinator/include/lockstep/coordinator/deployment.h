@@ -60,6 +60,9 @@ struct DeployOptions {
   int32_t slots = 0;          // pipeline slots (sequences in flight); 0 = the number of stages
   int64_t max_positions = 0;  // 0 = spec.max_position_embeddings
   control::TransportSettings transport;
+  // The link figures the schedule is compiled with: they decide, among others, which all-reduce
+  // each collective runs (partition::ChooseAllReduce).
+  partition::LinkCostParams link_params;
 };
 
 // Compiles the schedule of `plan` and cuts every used chip's shard out of `weights`. Throws

@@ -1,6 +1,6 @@
 // A ChipRunner executes one chip's program from the static global schedule, step after step,
 // with the chip's weight shard and its link endpoints. It is the data plane shared by every way
-// Lockstep runs a plan: threads in one process (LocalCluster, sim or inproc transport) and
+// Lockstep runs a plan: threads in one process (launch/, sim or inproc transport) and
 // worker processes (lockstep-worker, ipc or tcp), which differ only in the endpoints given.
 //
 // Two ways to drive it. Run (run_control.h) runs step after step on its own, clocked only by

@@ -1,7 +1,8 @@
-// `lockstep run --pin-map FILE`: which CPUs each chip's worker is pinned to, instead of the
-// default (the run's i-th chip on core i % cores of its host). The file is what
-// `lockstep topo host --map TOPOLOGY --json` prints (its "placements": chip -> pus), made for
-// this host or another and edited at will; only "chip" and "pus" are read.
+// A pin map (`lockstep run --pin-map FILE`, RunConfig::pin_map): which CPUs each chip's worker is
+// pinned to, instead of the default (the run's i-th chip on core i % cores of its host). The file
+// is what `lockstep topo host --map TOPOLOGY --json` prints (its "placements": chip -> pus), made
+// for this host or another and edited at will; only "chip" and "pus" are read. Private to the
+// launch library.
 //
 // The interpretation a user expects from "pin chip c to these CPUs": every chip the run uses must
 // have an entry, and every CPU named must be one this process may run on here (hwloc's view,
@@ -17,7 +18,7 @@
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/topology/host.h"
 
-namespace lockstep::cli {
+namespace lockstep::launch {
 
 // chip -> CPUs. Throws Error (kNotFound / kInvalidInput) naming the file for an unreadable file
 // or a malformed entry (no placements, a chip twice, an empty or negative CPU list).
@@ -27,4 +28,4 @@ std::map<int32_t, std::vector<int>> ReadPinMap(const std::string& path);
 void ApplyPinMap(const std::map<int32_t, std::vector<int>>& map, const std::string& path,
                  const topology::HostSummary& host, coordinator::Deployment& deployment);
 
-}  // namespace lockstep::cli
+}  // namespace lockstep::launch

@@ -6,7 +6,7 @@
 
 #include "lockstep/common/error.h"
 
-namespace lockstep::cli {
+namespace lockstep::launch {
 namespace {
 
 // "0-3,8" for the sorted CPUs.
@@ -88,4 +88,4 @@ void ApplyPinMap(const std::map<int32_t, std::vector<int>>& map, const std::stri
   }
 }
 
-}  // namespace lockstep::cli
+}  // namespace lockstep::launch

@@ -1,9 +1,10 @@
-// The worker side of the control plane: what `lockstep-worker` runs, and what a threaded run
-// (sim, inproc) runs once per chip. RunWorker connects to the coordinator, registers with its
+// The worker process: what `lockstep-worker` runs, and what a threaded run (sim, inproc) runs once
+// per chip. RunWorker connects to the coordinator, registers with its
 // host summary, receives its assignment, program and shard (checking every chunk's CRC32C and
 // the final digest), pins itself to its assigned core, opens its links, tells the coordinator it
-// is ready, then runs worker::ChipRunner::RunStep for every Step and answers heartbeats until
-// told to shut down.
+// is ready, then runs ChipRunner::RunStep for every Step and answers heartbeats until told to
+// shut down. It speaks only the control protocol (control/) and the transport: it knows nothing of
+// the coordinator's code.
 //
 // Two threads: the calling thread owns the control socket (answers pings while a step runs);
 // a compute thread loads the shard, opens the links and runs the steps.
@@ -29,7 +30,7 @@
 #include "lockstep/transport/curve.h"
 #include "lockstep/transport/transport.h"
 
-namespace lockstep::coordinator {
+namespace lockstep::worker {
 
 struct WorkerOptions {
   std::string coordinator;  // ipc://PATH or tcp://HOST:PORT, or mem://NAME on channel.network
@@ -66,4 +67,4 @@ struct WorkerReport {
 // Serves one chip until the coordinator says shut down; returns what it did.
 WorkerReport RunWorker(const WorkerOptions& options);
 
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::worker

@@ -2,7 +2,7 @@
 // out of a step that waits on a link to a dead chip at once, not after the step timeout. A
 // receive waits on the inner endpoint in short slices and checks the flag between them; a send
 // checks it first. Raising the flag makes the next wait throw Error(kDisconnected, "... step
-// abandoned"). Private to the coordinator library (the worker agent uses it). Thread-safety: as
+// abandoned"). Private to the worker library (the agent uses it). Thread-safety: as
 // Endpoint; the flag may be raised from any thread.
 #pragma once
 
@@ -14,7 +14,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/transport/endpoint.h"
 
-namespace lockstep::coordinator {
+namespace lockstep::worker {
 
 class CancellableEndpoint : public transport::Endpoint {
  public:
@@ -51,4 +51,4 @@ class CancellableEndpoint : public transport::Endpoint {
   const std::atomic<bool>& cancel_;
 };
 
-}  // namespace lockstep::coordinator
+}  // namespace lockstep::worker

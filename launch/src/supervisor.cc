@@ -1,4 +1,4 @@
-#include "launcher.h"
+#include "supervisor.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 
 #include "lockstep/common/error.h"
+#include "lockstep/launch/launch.h"
 
-namespace lockstep::cli {
+namespace lockstep::launch {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -29,47 +29,7 @@ Interrupted::Interrupted(int signal)
                          "; workers stopped, run directory removed"),
       signal_(signal) {}
 
-int DefaultTcpBasePort(int64_t chips) {
-  int ephemeral_low = 32768;
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  if (int low = 0; range >> low && low > 11024) ephemeral_low = low;
-  const int64_t span = std::max<int64_t>(chips, 1) * 16;
-  const int64_t low_port = 10000;
-  const int64_t blocks = std::max<int64_t>(1, (ephemeral_low - low_port) / span);
-  return static_cast<int>(low_port + (getpid() % blocks) * span);
-}
-
-fs::path WorkerExecutable() {
-  if (const char* env = std::getenv("LOCKSTEP_WORKER")) return env;
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path worker = (ec ? fs::path(".") : self.parent_path()) / "lockstep-worker";
-  if (!fs::exists(worker)) {
-    throw Error(ErrorCode::kNotFound,
-                "lockstep-worker not found next to lockstep (" + worker.string() +
-                    "); build the lockstep-worker target or set LOCKSTEP_WORKER");
-  }
-  return worker;
-}
-
-std::vector<std::string> WorkerArgs(const std::string& coordinator, uint32_t chip,
-                                    const std::string& tag, int64_t timeout_ms,
-                                    int64_t connect_timeout_ms, const spdlog::logger& log) {
-  std::vector<std::string> args = {"--coordinator",
-                                   coordinator,
-                                   "--tag",
-                                   tag,
-                                   "--chip",
-                                   std::to_string(chip),
-                                   "--timeout-ms",
-                                   std::to_string(timeout_ms),
-                                   "--connect-timeout-ms",
-                                   std::to_string(connect_timeout_ms)};
-  if (log.level() > spdlog::level::debug) args.push_back("--quiet");
-  return args;
-}
-
-Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
+Supervisor::Supervisor() {
   const char* tmp = std::getenv("TMPDIR");
   const std::string parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
   std::string dir = parent + "/lockstep-run-XXXXXX";
@@ -86,13 +46,15 @@ Launch::Launch(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {
   sigaction(SIGTERM, &sa, &old_term_);
 }
 
-Launch::~Launch() {
-  Stop();
+Supervisor::~Supervisor() {
+  StopWorkers({});
+  RemoveDir();
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
 }
 
-void Launch::SpawnProcess(const fs::path& exe, const std::vector<std::string>& args, int32_t chip) {
+void Supervisor::SpawnProcess(const fs::path& exe, const std::vector<std::string>& args,
+                              int32_t chip) {
   std::vector<std::string> all = {exe.string()};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -113,10 +75,10 @@ void Launch::SpawnProcess(const fs::path& exe, const std::vector<std::string>& a
   children_.push_back({pid, chip, false});
 }
 
-void Launch::SpawnThread(const coordinator::WorkerOptions& options) {
+void Supervisor::SpawnThread(const worker::WorkerOptions& options) {
   threads_.emplace_back([options, this] {
     try {
-      coordinator::RunWorker(options);
+      worker::RunWorker(options);
     } catch (const std::exception& e) {
       // The coordinator gets the same report over the control socket; keep it for the log.
       std::lock_guard lock(mutex_);
@@ -125,14 +87,14 @@ void Launch::SpawnThread(const coordinator::WorkerOptions& options) {
   });
 }
 
-bool Launch::Signal(int32_t chip, int signal) {
+bool Supervisor::Signal(int32_t chip, int signal) {
   for (auto c = children_.rbegin(); c != children_.rend(); ++c) {
     if (c->chip == chip && !c->reaped) return kill(c->pid, signal) == 0;
   }
   return false;
 }
 
-void Launch::Kill(int64_t pid) {
+void Supervisor::Kill(int64_t pid) {
   for (Child& c : children_) {
     if (c.pid != pid || c.reaped) continue;
     kill(c.pid, SIGKILL);
@@ -142,7 +104,7 @@ void Launch::Kill(int64_t pid) {
   }
 }
 
-std::optional<coordinator::CoordinatorOptions::DeadWorker> Launch::Dead() {
+std::optional<coordinator::DeadWorker> Supervisor::Dead() {
   if (const int sig = g_signal; sig != 0) throw Interrupted(sig);
   for (Child& c : children_) {
     if (c.reaped) continue;
@@ -152,24 +114,13 @@ std::optional<coordinator::CoordinatorOptions::DeadWorker> Launch::Dead() {
       std::string what = WIFSIGNALED(status)
                              ? "was killed by signal " + std::to_string(WTERMSIG(status))
                              : "exited with status " + std::to_string(WEXITSTATUS(status));
-      return coordinator::CoordinatorOptions::DeadWorker{c.pid, what};
+      return coordinator::DeadWorker{c.pid, what};
     }
   }
   return std::nullopt;
 }
 
-coordinator::Coordinator& Launch::StartCoordinator(coordinator::CoordinatorOptions options) {
-  coordinator_ = std::make_unique<coordinator::Coordinator>(std::move(options));
-  return *coordinator_;
-}
-
-transport::Transport& Launch::StartSharedTransport(const control::TransportSettings& settings) {
-  shared_ = transport::CreateTransport(control::TransportOptionsFor(settings));
-  return *shared_;
-}
-
-void Launch::Stop() {
-  if (coordinator_) coordinator_->Shutdown();
+void Supervisor::StopWorkers(const std::function<void(const std::string&)>& warn) {
   const Clock::time_point deadline = Clock::now() + std::chrono::seconds(3);
   for (Child& c : children_) {
     while (!c.reaped) {
@@ -178,7 +129,10 @@ void Launch::Stop() {
       if (r == c.pid || r < 0) {
         c.reaped = true;
       } else if (Clock::now() >= deadline) {
-        log_->warn("chip {} (worker pid {}) did not stop; killing it", c.chip, c.pid);
+        if (warn) {
+          warn("chip " + std::to_string(c.chip) + " (worker pid " + std::to_string(c.pid) +
+               ") did not stop; killing it");
+        }
         kill(c.pid, SIGKILL);
         waitpid(c.pid, &status, 0);
         c.reaped = true;
@@ -191,11 +145,12 @@ void Launch::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
-  coordinator_.reset();  // flushes the shutdown messages (bounded linger)
-  shared_.reset();
+}
+
+void Supervisor::RemoveDir() {
   std::error_code ec;
   if (!dir_.empty()) fs::remove_all(dir_, ec);
   dir_.clear();
 }
 
-}  // namespace lockstep::cli
+}  // namespace lockstep::launch

@@ -1,11 +1,11 @@
-#include "lockstep/worker/batcher.h"
+#include "lockstep/coordinator/batcher.h"
 
 #include <algorithm>
 #include <string>
 
 #include "lockstep/common/error.h"
 
-namespace lockstep::worker {
+namespace lockstep::coordinator {
 
 using control::SlotResult;
 using control::SlotWork;
@@ -138,4 +138,4 @@ std::vector<Finished> Batcher::TakeDone() {
   return out;
 }
 
-}  // namespace lockstep::worker
+}  // namespace lockstep::coordinator

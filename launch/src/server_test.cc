@@ -13,11 +13,11 @@
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/client.h"
 #include "lockstep/coordinator/deployment.h"
-#include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
+#include "lockstep/worker/agent.h"
 #include "thread_workers_test_util.h"
 
 namespace lockstep::coordinator {

@@ -1,6 +1,6 @@
-// Test helper: one RunWorker thread per chip of a deployment over a shared inproc transport,
-// registering with `coordinator` on a synthetic 2-core host, unpinned. Join() waits for them
-// (after the coordinator has shut them down); each must return without throwing.
+// Test helper: one worker::RunWorker thread per chip of a deployment over a shared inproc
+// transport, registering with `coordinator` on a synthetic 2-core host, unpinned. Join() waits for
+// them (after the coordinator has shut them down); each must return without throwing.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "lockstep/coordinator/coordinator.h"
-#include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/topology/host.h"
 #include "lockstep/transport/transport.h"
+#include "lockstep/worker/agent.h"
 
 namespace lockstep::coordinator {
 
@@ -25,12 +25,12 @@ class ThreadWorkers {
     shared_ = transport::CreateTransport(to);
     for (size_t i = 0; i < deployment.chips.size(); ++i) {
       threads_.emplace_back([this, address = coordinator.address()] {
-        WorkerOptions wo;
+        worker::WorkerOptions wo;
         wo.coordinator = address;
         wo.shared_transport = shared_.get();
         wo.host = topology::DiscoverSyntheticHost("core:2 pu:1");
         wo.pin = false;
-        EXPECT_NO_THROW(RunWorker(wo));
+        EXPECT_NO_THROW(worker::RunWorker(wo));
       });
     }
   }

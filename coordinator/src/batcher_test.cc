@@ -1,4 +1,4 @@
-#include "lockstep/worker/batcher.h"
+#include "lockstep/coordinator/batcher.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 
 #include "lockstep/common/error.h"
 
-namespace lockstep::worker {
+namespace lockstep::coordinator {
 
 using control::SlotResult;
 using control::SlotWork;
@@ -97,4 +97,4 @@ TEST(Batcher, ZeroTokensFinishesAtOnceAndErrorsAreNamed) {
 }
 
 }  // namespace
-}  // namespace lockstep::worker
+}  // namespace lockstep::coordinator

@@ -2,9 +2,9 @@
 
 #include <map>
 
-#include "lockstep/worker/batcher.h"
+#include "lockstep/coordinator/batcher.h"
 
-namespace lockstep::worker {
+namespace lockstep::coordinator {
 
 using control::SlotResult;
 using control::SlotWork;
@@ -111,4 +111,4 @@ TEST(BatcherRewind, WithoutAStepInFlightKeepsWaitingRequestsWaiting) {
 }
 
 }  // namespace
-}  // namespace lockstep::worker
+}  // namespace lockstep::coordinator

@@ -1,21 +1,28 @@
-#include "lockstep/worker/local_cluster.h"
-
+// The in-process runtime (launch::Launch with worker threads over sim or inproc, the coordinator on
+// an in-memory control channel): every layout the partitioner gives — TP 1 to 8, pipelines of 1
+// to 8 stages, uneven and mixed stages, column-parallel projections, replicated KV heads, 64 chips
+// of a rack — generates exactly what the single-process reference does, tokens and logits bit for
+// bit, several requests at once in the pipeline's slots.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
 
 #include <cstring>
 #include <map>
 #include <set>
 
 #include "lockstep/common/error.h"
+#include "lockstep/launch/launch.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 
-namespace lockstep::worker {
+namespace lockstep::launch {
 
 namespace {
 
+using coordinator::Finished;
+using coordinator::Request;
 using partition::ModelSpec;
 
 // Wide enough for TP 8 with 64-element slices (query width 512, intermediate 512); 6 layers, so
@@ -104,6 +111,8 @@ void ExpectMatchesReference(const ModelSpec& spec, const model::LlamaWeights& we
   }
 }
 
+int loggers = 0;
+
 struct Case {
   std::string name;
   std::vector<std::pair<int64_t, int>> layout;  // (units, tp) per stage
@@ -119,6 +128,21 @@ topology::Topology TwoRacks() { return topology::GenerateSystem(topology::LpuV1(
 void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& weights,
              const topology::Topology& topo, const partition::Plan& plan, int32_t slots);
 
+// Every chip a thread of this process over `transport` (sim or inproc), quiet.
+RunConfig InProcess(const partition::Plan& plan, const ModelSpec& spec,
+                    const topology::Topology& topo, const model::LlamaWeights& weights,
+                    const std::string& transport, int32_t slots = 0,
+                    const partition::LinkCostParams& link_params = {}) {
+  RunConfig config;
+  config.inputs = {spec, weights, topo, plan};
+  config.deploy.slots = slots;
+  config.deploy.link_params = link_params;
+  config.deploy.transport.backend = transport;
+  config.workers = Workers::kThreads;
+  config.log = spdlog::null_logger_mt("in-process-test-" + std::to_string(++loggers));
+  return config;
+}
+
 void RunCase(const Case& c, int32_t slots = 0) {
   const ModelSpec spec = c.model();
   const model::LlamaWeights weights = Weights(spec);
@@ -133,28 +157,27 @@ void RunCase(const Case& c, int32_t slots = 0) {
 
 void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& weights,
              const topology::Topology& topo, const partition::Plan& plan, int32_t slots) {
-  LocalClusterOptions options;
-  options.transport = c.transport;
-  options.slots = slots;
-  options.link_params = c.link_params;
-  LocalCluster cluster(plan, spec, topo, weights, options);
+  Launch launch(InProcess(plan, spec, topo, weights, c.transport, slots, c.link_params));
+  launch.Start();
+  launch.Deploy();
   const std::vector<Request> requests = Requests();
-  const std::vector<Finished> got = cluster.Generate(requests);
+  const std::vector<Finished> got = launch.coordinator().Generate(requests);
   ExpectMatchesReference(spec, weights, requests, got, c.name + " over " + c.transport);
-  EXPECT_EQ(cluster.stats().tokens, 10);
-  int used = 0;
-  for (const partition::StagePlan& s : plan.stages) used += s.tp;
-  EXPECT_GE(cluster.stats().chips, used);
-  // A second batch on the same cluster reuses the slots (reset KV caches).
+  EXPECT_EQ(launch.coordinator().stats().tokens, 10);
+  size_t used = 0;
+  for (const partition::StagePlan& s : plan.stages) used += static_cast<size_t>(s.tp);
+  EXPECT_GE(launch.deployment().chips.size(), used);
+  // A second batch on the same run reuses the slots (reset KV caches).
   const std::vector<Request> again = {{9, {5, 5, 5}, 2, {}}};
-  ExpectMatchesReference(spec, weights, again, cluster.Generate(again), c.name + " again");
+  ExpectMatchesReference(spec, weights, again, launch.coordinator().Generate(again),
+                         c.name + " again");
 }
 
-TEST(LocalCluster, Tp1Pp1Sim) { RunCase({"tp1 pp1", {{8, 1}}, "sim"}); }
-TEST(LocalCluster, Tp2Pp2Inproc) { RunCase({"tp2 pp2", {{4, 2}, {4, 2}}, "inproc"}); }
-TEST(LocalCluster, Tp4Pp1Sim) { RunCase({"tp4 pp1", {{8, 4}}, "sim"}); }
-TEST(LocalCluster, Tp8Pp1Inproc) { RunCase({"tp8 pp1", {{8, 8}}, "inproc"}); }
-TEST(LocalCluster, Tp4RowParallelReduceScatterAllGatherInproc) {
+TEST(InProcess, Tp1Pp1Sim) { RunCase({"tp1 pp1", {{8, 1}}, "sim"}); }
+TEST(InProcess, Tp2Pp2Inproc) { RunCase({"tp2 pp2", {{4, 2}, {4, 2}}, "inproc"}); }
+TEST(InProcess, Tp4Pp1Sim) { RunCase({"tp4 pp1", {{8, 4}}, "sim"}); }
+TEST(InProcess, Tp8Pp1Inproc) { RunCase({"tp8 pp1", {{8, 8}}, "inproc"}); }
+TEST(InProcess, Tp4RowParallelReduceScatterAllGatherInproc) {
   // Links so slow that bytes outweigh latency: the compiler lays out reduce-scatter +
   // all-gather instead of one-shot, for row-parallel partials too (the cases above run one-shot).
   const ModelSpec spec = Tiny();
@@ -174,34 +197,34 @@ TEST(LocalCluster, Tp4RowParallelReduceScatterAllGatherInproc) {
   EXPECT_EQ(one_shot, 0u);
   RunCase({"tp4 two-shot", {{8, 4}}, "inproc", false, Tiny, so.link_params});
 }
-TEST(LocalCluster, Tp1Pp4MixedSim) {
+TEST(InProcess, Tp1Pp4MixedSim) {
   // Uneven stages, an embedding-only first stage and mixed degrees.
   RunCase({"pp4 mixed", {{1, 2}, {3, 1}, {2, 4}, {2, 2}}, "sim", true});
 }
-TEST(LocalCluster, Tp2Pp4Inproc) {
+TEST(InProcess, Tp2Pp4Inproc) {
   RunCase({"tp2 pp4", {{2, 2}, {2, 2}, {2, 2}, {2, 2}}, "inproc", true});
 }
 
 // Every degree the partitioner allows, not only 64-element slices and divisors of the KV heads.
-TEST(LocalCluster, TinyLlamaTp2ColumnParallelInproc) {
+TEST(InProcess, TinyLlamaTp2ColumnParallelInproc) {
   RunCase({"tiny-llama tp2", {{4, 2}}, "inproc", false, TinyLlama});
 }
-TEST(LocalCluster, TinyLlamaTp4ReplicatedKvInproc) {
+TEST(InProcess, TinyLlamaTp4ReplicatedKvInproc) {
   RunCase({"tiny-llama tp4", {{4, 4}}, "inproc", false, TinyLlama});
 }
-TEST(LocalCluster, TinyLlamaTp2Pp2MixedInproc) {
+TEST(InProcess, TinyLlamaTp2Pp2MixedInproc) {
   RunCase({"tiny-llama tp2 x tp4", {{2, 2}, {2, 4}}, "inproc", false, TinyLlama});
 }
-TEST(LocalCluster, GqaTp8ExceedsKvHeadsInproc) {
+TEST(InProcess, GqaTp8ExceedsKvHeadsInproc) {
   RunCase({"gqa kv2 tp8", {{4, 8}}, "inproc", false, GqaTwoKvHeads});
 }
 
 // 64 chips of a rack: 8 stages x TP 8 (an embedding-only and a head-only stage among them).
-TEST(LocalCluster, SixtyFourChipsOfARack) {
+TEST(InProcess, SixtyFourChipsOfARack) {
   std::vector<std::pair<int64_t, int>> layout(8, {1, 8});
   RunCase({"8x8 rack", layout, "sim", true});
 }
-TEST(LocalCluster, SixtyFourChipsOfARackInproc) {
+TEST(InProcess, SixtyFourChipsOfARackInproc) {
   std::vector<std::pair<int64_t, int>> layout(8, {1, 8});
   RunCase({"8x8 rack", layout, "inproc", true});
 }
@@ -246,11 +269,20 @@ int64_t RingReduces(const schedule::GlobalSchedule& s) {
   return n;  // the embedding's all-reduce: 1 direct, tp - 1 as a ring
 }
 
+// The schedule a run of `plan` deploys (one token, a slot per stage).
+schedule::GlobalSchedule Deployed(const partition::Plan& plan, const ModelSpec& spec,
+                                  const topology::Topology& topo) {
+  schedule::ScheduleOptions so;
+  so.tokens = 1;
+  so.sequences = static_cast<int32_t>(plan.stages.size());
+  return schedule::Compile(plan, spec, topo, so);
+}
+
 // TP 16 is wider than a node: the group spans two nodes, so it is not fully connected and the
 // compiler lays out ring all-reduces (15 reduce-scatter steps), some legs routed through other
 // chips. Row-parallel partials go around as canonical tree-node sums; column-parallel ones as
 // input slices passed on: both bit for bit the reference.
-TEST(LocalCluster, Tp16RingAcrossTwoNodesRowParallelInproc) {
+TEST(InProcess, Tp16RingAcrossTwoNodesRowParallelInproc) {
   const ModelSpec spec = Tp16RowParallel();
   const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
   partition::PlanOptions po;
@@ -258,26 +290,23 @@ TEST(LocalCluster, Tp16RingAcrossTwoNodesRowParallelInproc) {
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
   ASSERT_TRUE(partition::RowParallelProjection(spec, 16, false));
   ASSERT_TRUE(partition::RowParallelProjection(spec, 16, true));
-  LocalClusterOptions options;
-  options.transport = "inproc";
-  LocalCluster cluster(plan, spec, topo, Weights(spec), options);
-  EXPECT_EQ(RingReduces(cluster.schedule()), 15);
-  const Routes routes = RoutesOf(cluster.schedule());
+  const schedule::GlobalSchedule schedule = Deployed(plan, spec, topo);
+  EXPECT_EQ(RingReduces(schedule), 15);
+  const Routes routes = RoutesOf(schedule);
   EXPECT_GE(routes.longest.at(schedule::Tag::kReduceScatter), 2) << "no ring leg is forwarded";
-  cluster.Close();
   RunPlan({"tp16 ring rows", {}, "inproc"}, spec, Weights(spec), topo, plan, 0);
 }
-TEST(LocalCluster, Tp16RingAcrossTwoNodesColumnParallelSim) {
+TEST(InProcess, Tp16RingAcrossTwoNodesColumnParallelSim) {
   ASSERT_FALSE(partition::RowParallelProjection(Tiny(), 16, false));
   RunCase({"tp16 ring columns", {{8, 16}}, "sim", true});
 }
-TEST(LocalCluster, Tp16RingTwoStagesInproc) {
+TEST(InProcess, Tp16RingTwoStagesInproc) {
   RunCase({"tp16 x 2 stages", {{4, 16}, {4, 16}}, "inproc", true});
 }
 
 // Two racks of a Dragonfly, 8 stages x TP 16 (128 chips): stage 3 -> 4 and the token back from
 // the last stage to the first cross racks, forwarded over several chips; every group a ring.
-TEST(LocalCluster, DragonflyTwoRacksForwardedRoutesInproc) {
+TEST(InProcess, DragonflyTwoRacksForwardedRoutesInproc) {
   const ModelSpec spec = Tiny();
   const topology::Topology topo = TwoRacks();
   partition::PlanOptions po;
@@ -296,17 +325,16 @@ TEST(LocalCluster, DragonflyTwoRacksForwardedRoutesInproc) {
 }
 
 // More requests than slots: each result equals running it alone; none lost or duplicated.
-TEST(LocalCluster, ManyConcurrentRequestsEachAsAlone) {
+TEST(InProcess, ManyConcurrentRequestsEachAsAlone) {
   const ModelSpec spec = Tiny();
   const model::LlamaWeights weights = Weights(spec);
   const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
   partition::PlanOptions po;
   po.layout = {{3, 2}, {5, 2}};
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
-  LocalClusterOptions options;
-  options.transport = "inproc";
-  options.slots = 3;
-  LocalCluster cluster(plan, spec, topo, weights, options);
+  Launch launch(InProcess(plan, spec, topo, weights, "inproc", 3));
+  launch.Start();
+  launch.Deploy();
   std::vector<Request> requests;
   for (uint64_t i = 0; i < 11; ++i) {
     Request r;
@@ -317,54 +345,51 @@ TEST(LocalCluster, ManyConcurrentRequestsEachAsAlone) {
     if (i % 2 == 1) r.sampling = {.temperature = 0.7, .top_p = 0.95, .seed = i};
     requests.push_back(std::move(r));
   }
-  const std::vector<Finished> got = cluster.Generate(requests);
+  const std::vector<Finished> got = launch.coordinator().Generate(requests);
   ExpectMatchesReference(spec, weights, requests, got, "11 requests on 3 slots");
   std::set<uint64_t> ids;
   for (const Finished& f : got) ids.insert(f.id);
   EXPECT_EQ(ids.size(), requests.size());
-  EXPECT_GT(cluster.stats().steps, 0);
+  EXPECT_GT(launch.coordinator().stats().steps, 0);
 }
 
-TEST(LocalCluster, RejectsBadInput) {
+TEST(InProcess, RejectsBadInput) {
   const ModelSpec spec = Tiny();
   const model::LlamaWeights weights = Weights(spec);
   const topology::Topology topo = topology::GenerateNode(topology::LpuV1());
   partition::PlanOptions po;
   po.layout = {{8, 1}};
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
-  LocalClusterOptions tcp;
-  tcp.transport = "tcp";
-  EXPECT_THROW(LocalCluster(plan, spec, topo, weights, tcp), Error);
+  EXPECT_THROW(Launch(InProcess(plan, spec, topo, weights, "tcp")), ConfigError);
   model::LlamaWeights wrong = weights;
   wrong.layers.pop_back();
-  EXPECT_THROW(LocalCluster(plan, spec, topo, wrong, {}), Error);
-  LocalClusterOptions sim;
-  sim.transport = "sim";
-  LocalCluster cluster(plan, spec, topo, weights, sim);
-  EXPECT_THROW(cluster.Generate({{1, {300}, 1, {}}}), Error);  // token outside the vocabulary
+  EXPECT_THROW(Launch(InProcess(plan, spec, topo, wrong, "sim")), Error);
+  Launch launch(InProcess(plan, spec, topo, weights, "sim"));
+  launch.Start();
+  launch.Deploy();
+  // A token outside the vocabulary fails the run.
+  EXPECT_THROW(launch.coordinator().Generate({{1, {300}, 1, {}}}), Error);
 }
 
-// A chip that fails mid-step stops the whole cluster with its Error (naming the chip), and the
-// others learn it through their links closing rather than by waiting out their timeouts.
-TEST(LocalCluster, ChipFailureStopsTheRack) {
+// A chip that fails mid-step fails the run with its Error, naming the chip.
+TEST(InProcess, ChipFailureStopsTheRack) {
   const ModelSpec spec = Tiny();
   const model::LlamaWeights weights = Weights(spec);
   const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
   partition::PlanOptions po;
   po.layout = std::vector<std::pair<int64_t, int>>(8, {1, 8});
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
-  LocalClusterOptions options;
-  options.transport = "inproc";
-  LocalCluster cluster(plan, spec, topo, weights, options);
+  Launch launch(InProcess(plan, spec, topo, weights, "inproc"));
+  launch.Start();
+  launch.Deploy();
   try {
-    cluster.Generate({{1, {3, 250}, 2, {}}});  // 250 is outside the vocabulary
+    launch.coordinator().Generate({{1, {3, 250}, 2, {}}});  // 250 is outside the vocabulary
     FAIL() << "a token outside the vocabulary was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("chip "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("250"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(cluster.Generate({{2, {3}, 1, {}}}), Error);  // closed after a failure
 }
 
 }  // namespace
-}  // namespace lockstep::worker
+}  // namespace lockstep::launch

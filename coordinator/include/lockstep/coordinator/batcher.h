@@ -1,4 +1,4 @@
-// Batcher: the admission logic shared by LocalCluster and the coordinator. Pure (no I/O, no
+// Batcher: the coordinator's admission of requests into the pipeline's slots. Pure (no I/O, no
 // clock, no threads): requests wait in FIFO order; when a pipeline slot is free the oldest
 // waiting request takes the lowest free slot; Next() gives the Step every chip runs next (each
 // occupied slot's prompt or last sampled token); Complete() takes that step's results from the
@@ -9,7 +9,7 @@
 // is one slot work (a prefill), then each sampled token is fed back until max_new tokens exist.
 // A request with max_new == 0 finishes at once with no tokens (it never takes a slot).
 //
-// Thread-safety: none; one owner (the cluster loop or the coordinator's run loop).
+// Thread-safety: none; one owner (the coordinator's run loop).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include "lockstep/control/step.h"
 #include "lockstep/model/reference.h"
 
-namespace lockstep::worker {
+namespace lockstep::coordinator {
 
 struct Request {
   uint64_t id = 0;  // unique among the batcher's requests, chosen by the caller
@@ -92,4 +92,4 @@ class Batcher {
   int64_t next_index_ = 0;
 };
 
-}  // namespace lockstep::worker
+}  // namespace lockstep::coordinator

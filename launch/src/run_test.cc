@@ -10,11 +10,11 @@
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
-#include "lockstep/coordinator/worker_agent.h"
 #include "lockstep/model/reference.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
+#include "lockstep/worker/agent.h"
 #include "thread_workers_test_util.h"
 
 namespace lockstep::coordinator {
@@ -34,8 +34,8 @@ const std::vector<std::vector<int32_t>> kPrompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}
 
 // Deploys TP 2 x 2 stages on threaded workers and generates 4 tokens for each of kPrompts
 // (request ids 100, 101, ...); `streamed` counts the tokens as they arrive.
-std::vector<worker::Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_logits,
-                                          size_t& streamed) {
+std::vector<Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_logits,
+                                  size_t& streamed) {
   const topology::Topology topo = topology::GenerateNode(*topology::ChipPreset("lpu-v1"));
   partition::PlanOptions plan_options;
   plan_options.tp = 2;
@@ -58,12 +58,12 @@ std::vector<worker::Finished> RunThreaded(const model::LlamaWeights& weights, bo
   ThreadWorkers workers(coordinator, deployment);
   coordinator.AwaitWorkers(deployment.chips.size(), std::chrono::seconds(10));
   coordinator.Deploy(deployment);
-  std::vector<worker::Request> requests;
+  std::vector<Request> requests;
   for (size_t i = 0; i < kPrompts.size(); ++i) {
     requests.push_back({100 + i, kPrompts[i], 4, {}});
   }
   streamed = 0;
-  const std::vector<worker::Finished> results =
+  const std::vector<Finished> results =
       coordinator.Generate(requests, [&](uint64_t, int32_t, int64_t) { ++streamed; });
   coordinator.Shutdown();
   workers.Join();
@@ -74,7 +74,7 @@ std::vector<worker::Finished> RunThreaded(const model::LlamaWeights& weights, bo
 TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
   size_t streamed = 0;
-  const std::vector<worker::Finished> results = RunThreaded(weights, true, streamed);
+  const std::vector<Finished> results = RunThreaded(weights, true, streamed);
   EXPECT_EQ(streamed, kPrompts.size() * 4);  // every token streamed once
   const model::ReferenceModel reference(RunSpec(), weights);
   ASSERT_EQ(results.size(), kPrompts.size());
@@ -97,7 +97,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
 TEST(Run, WithoutLogitsTheTokensComeAlone) {
   const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
   size_t streamed = 0;
-  const std::vector<worker::Finished> results = RunThreaded(weights, false, streamed);
+  const std::vector<Finished> results = RunThreaded(weights, false, streamed);
   EXPECT_EQ(streamed, kPrompts.size() * 4);
   const model::ReferenceModel reference(RunSpec(), weights);
   ASSERT_EQ(results.size(), kPrompts.size());

@@ -1,0 +1,105 @@
+#include "lockstep/launch/inputs.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "lockstep/model/safetensors.h"
+#include "lockstep/topology/named.h"
+
+namespace lockstep::launch {
+
+RunInputs LoadRunInputs(const RunInputArgs& args) {
+  if (args.model.empty() && args.plan.empty()) {
+    throw ConfigError("missing --model CONFIG (or a --plan that carries its model)");
+  }
+  if (args.weights.empty() == !args.seed.has_value()) {
+    throw ConfigError("give exactly one of --weights FILE or --seed S");
+  }
+  if (!args.plan.empty() && (args.tp > 0 || args.pp > 0)) {
+    throw ConfigError("--tp/--pp plan a layout; they cannot change a --plan file");
+  }
+  RunInputs in;
+  if (!args.plan.empty()) in.plan = partition::ReadPlanFile(args.plan);
+  if (!args.model.empty()) {
+    in.spec = partition::LoadModelSpec(args.model);
+    if (!args.plan.empty()) {
+      if (const std::string d = partition::ModelSpecDifference(in.plan.spec, in.spec); !d.empty()) {
+        throw InvalidInput(args.plan + ": the plan is for model '" + in.plan.spec.name + "', not " +
+                           args.model + " (" + d + ")");
+      }
+    }
+  } else {
+    in.spec = in.plan.spec;
+  }
+  in.weights = args.weights.empty()
+                   ? model::GenerateLlamaWeights(in.spec, *args.seed)
+                   : model::LoadLlamaWeights(model::Checkpoint::Open(args.weights), in.spec);
+  if (args.topology.empty() && !args.plan.empty()) {
+    in.topo = partition::PlanTopology(in.plan);
+  } else {
+    try {
+      in.topo = topology::NamedTopology(args.topology.empty() ? "node" : args.topology,
+                                        *topology::ChipPreset("lpu-v1"), args.spare_nodes);
+    } catch (const topology::NameError& e) {
+      throw ConfigError(e.what());
+    }
+  }
+  if (args.plan.empty()) {
+    partition::PlanOptions options;
+    if (args.tp > 0) options.tp = args.tp;
+    if (args.pp > 0) options.pp = args.pp;
+    in.plan = partition::MakePlan(in.spec, in.topo, options);
+  }
+  return in;
+}
+
+void CheckPromptsFit(const partition::ModelSpec& spec,
+                     const std::vector<std::vector<int32_t>>& prompts, int64_t max_new) {
+  int64_t longest = 0;
+  for (const auto& p : prompts) longest = std::max<int64_t>(longest, p.size());
+  if (spec.max_position_embeddings > 0 && longest + max_new > spec.max_position_embeddings) {
+    throw InvalidInput("a prompt of " + std::to_string(longest) + " tokens + --max-new " +
+                       std::to_string(max_new) + " exceeds the model's " +
+                       std::to_string(spec.max_position_embeddings) + " positions");
+  }
+}
+
+std::vector<int32_t> ParseTokenList(const std::string& text, const std::string& where) {
+  std::vector<int32_t> tokens;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
+      throw ConfigError(where + ": '" + item +
+                        "' is not a token id (want comma-separated integers >= 0, e.g. 1,2,3)");
+    }
+    tokens.push_back(static_cast<int32_t>(v));
+  }
+  if (tokens.empty()) throw ConfigError(where + ": needs at least one token id, e.g. 1,2,3");
+  return tokens;
+}
+
+std::vector<std::vector<int32_t>> ReadPromptsFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorCode::kNotFound, "--prompts " + path + ": cannot open the file");
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty() || line[0] == '#') continue;
+    prompts.push_back(ParseTokenList(line, path + ":" + std::to_string(number)));
+  }
+  if (prompts.empty()) throw InvalidInput("--prompts " + path + ": no prompt lines");
+  return prompts;
+}
+
+}  // namespace lockstep::launch
