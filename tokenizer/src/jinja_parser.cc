@@ -292,22 +292,17 @@ class Parser {
     n->kids.push_back(std::move(b));
     return n;
   }
-  NodePtr ParseOr() {
-    NodePtr left = ParseAnd();
-    while (IsName("or")) {
+  // `and` / `or`: left-associative, operands by `next`.
+  NodePtr ParseKeywordLevel(const char* keyword, NodePtr (Parser::*next)()) {
+    NodePtr left = (this->*next)();
+    while (IsName(keyword)) {
       const size_t pos = tokens_[i_++].pos;
-      left = Binary("or", pos, std::move(left), ParseAnd());
+      left = Binary(keyword, pos, std::move(left), (this->*next)());
     }
     return left;
   }
-  NodePtr ParseAnd() {
-    NodePtr left = ParseNot();
-    while (IsName("and")) {
-      const size_t pos = tokens_[i_++].pos;
-      left = Binary("and", pos, std::move(left), ParseNot());
-    }
-    return left;
-  }
+  NodePtr ParseOr() { return ParseKeywordLevel("or", &Parser::ParseAnd); }
+  NodePtr ParseAnd() { return ParseKeywordLevel("and", &Parser::ParseNot); }
   NodePtr ParseNot() {
     if (IsName("not")) {
       auto n = Make(Node::Kind::kUnary, tokens_[i_++].pos);
@@ -337,30 +332,20 @@ class Parser {
     }
     return left;
   }
-  NodePtr ParseAdditive() {
-    NodePtr left = ParseMultiplicative();
-    while (Is(TokenKind::kAdditive)) {
+  // Left-associative binary operators of one precedence level: operands by `next`.
+  NodePtr ParseLevel(TokenKind kind, NodePtr (Parser::*next)()) {
+    NodePtr left = (this->*next)();
+    while (Is(kind)) {
       const Token& op = tokens_[i_++];
-      left = Binary(op.text, op.pos, std::move(left), ParseMultiplicative());
+      left = Binary(op.text, op.pos, std::move(left), (this->*next)());
     }
     return left;
   }
+  NodePtr ParseAdditive() { return ParseLevel(TokenKind::kAdditive, &Parser::ParseMultiplicative); }
   NodePtr ParseMultiplicative() {
-    NodePtr left = ParsePower();
-    while (Is(TokenKind::kMultiplicative)) {
-      const Token& op = tokens_[i_++];
-      left = Binary(op.text, op.pos, std::move(left), ParsePower());
-    }
-    return left;
+    return ParseLevel(TokenKind::kMultiplicative, &Parser::ParsePower);
   }
-  NodePtr ParsePower() {
-    NodePtr left = ParseTest();
-    while (Is(TokenKind::kPower)) {
-      const Token& op = tokens_[i_++];
-      left = Binary(op.text, op.pos, std::move(left), ParseTest());
-    }
-    return left;
-  }
+  NodePtr ParsePower() { return ParseLevel(TokenKind::kPower, &Parser::ParseTest); }
   NodePtr ParseTest() {
     NodePtr operand = ParseFilter();
     while (IsName("is")) {

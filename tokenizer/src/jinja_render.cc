@@ -111,11 +111,9 @@ bool IsCased(char32_t cp) {
 }
 
 std::string CaseOne(char32_t cp, bool upper) {
-  std::string out;
-  AppendUtf8(out,
-             static_cast<char32_t>(upper ? utf8proc_toupper(static_cast<utf8proc_int32_t>(cp))
-                                         : utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
-  return out;
+  std::string one;
+  AppendUtf8(one, cp);
+  return upper ? Upper(one) : Lower(one);
 }
 
 // Python's str.title(): a cased character after a cased one is lowered, others raised.

@@ -465,22 +465,19 @@ std::string FromCodePoints(const std::vector<char32_t>& cps, size_t begin, size_
   return out;
 }
 
-std::string Upper(std::string_view s) {
+namespace {
+
+std::string MapCase(std::string_view s, utf8proc_int32_t (*map)(utf8proc_int32_t)) {
   std::string out;
   for (size_t i = 0; i < s.size();) {
-    AppendUtf8(out, static_cast<char32_t>(
-                        utf8proc_toupper(static_cast<utf8proc_int32_t>(NextCodePoint(s, i)))));
+    AppendUtf8(out, static_cast<char32_t>(map(static_cast<utf8proc_int32_t>(NextCodePoint(s, i)))));
   }
   return out;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size();) {
-    AppendUtf8(out, static_cast<char32_t>(
-                        utf8proc_tolower(static_cast<utf8proc_int32_t>(NextCodePoint(s, i)))));
-  }
-  return out;
-}
+}  // namespace
+
+std::string Upper(std::string_view s) { return MapCase(s, utf8proc_toupper); }
+std::string Lower(std::string_view s) { return MapCase(s, utf8proc_tolower); }
 
 }  // namespace lockstep::tokenizer::jinja
