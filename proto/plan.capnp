@@ -54,6 +54,8 @@ struct Stage {
   sendNs @17 :Int64;
   sendHops @18 :Int32;
   prefillNs @19 :Int64;
+  ringChainHops @20 :Int64;  # 0: one hop per collective step
+  gatherHops @21 :Int32;     # 0 in older plans: read as 1
 }
 
 struct Prediction {
@@ -113,6 +115,12 @@ struct ChipSpec {
   ports @5 :Int32;
   linkBandwidthBytesPerS @6 :Int64;
   linkLatencyNs @7 :Int64;
+  costParams @8 :List(NamedFigure);  # ChipSpec::cost_params, by name (empty in older plans)
+}
+
+struct NamedFigure {
+  name @0 :Text;
+  value @1 :Text;  # as written in the topology file
 }
 
 # One chip of the topology; its id is its position in Topology.chips.
@@ -152,6 +160,9 @@ struct ChipCostParams {
   vectorOpsPerS @3 :Int64;
   memoryEfficiency @4 :Float64;
   opOverheadNs @5 :Int64;
+  matrixFillNs @6 :Int64;  # per dependent pass through the matrix units (0 in older plans)
+  vectorFillNs @7 :Int64;  # per dependent pass through the vector units
+  layerSyncNs @8 :Int64;   # per decoder layer
 }
 
 # partition::LinkCostParams.
@@ -159,6 +170,14 @@ struct LinkCostParams {
   linkEfficiency @0 :Float64;
   hopLatencyNs @1 :Int64;
   collectiveStepOverheadNs @2 :Int64;
+}
+
+# partition::RuntimeCostParams: what `lockstep run` adds to the schedule (0 in older plans).
+struct RuntimeCostParams {
+  controlHops @0 :Int64;
+  controlHopNs @1 :Int64;
+  stepOverheadNs @2 :Int64;
+  cores @3 :Int64;
 }
 
 struct Plan {
@@ -176,6 +195,8 @@ struct Plan {
   system @11 :Topology;
   chipParams @12 :ChipCostParams;
   linkParams @13 :LinkCostParams;
+  runtimeParams @14 :RuntimeCostParams;
+  costParamsName @15 :Text;  # where the cost figures came from (a cost-parameters file's name)
   enum Objective {
     latency @0;
     throughput @1;

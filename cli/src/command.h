@@ -73,9 +73,10 @@ Subcommand TopoHostSubcommand();  // topo_host.cc
 CommandGroup WeightsCommand();
 CommandGroup RunCommand();
 CommandGroup KeysCommand();
-CommandGroup GenerateCommand();  // generate_command.cc
-CommandGroup DeployCommand();    // deploy_command.cc
+CommandGroup GenerateCommand();    // generate_command.cc
+CommandGroup DeployCommand();      // deploy_command.cc
 CommandGroup TokenizeCommand();    // tokenize_command.cc
 CommandGroup DetokenizeCommand();  // tokenize_command.cc
+CommandGroup CalibrateCommand();   // calibrate_command.cc
 
 }  // namespace lockstep::cli

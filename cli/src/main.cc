@@ -17,7 +17,8 @@ namespace {
 std::vector<CommandGroup> Groups() {
   return {TopoCommand(),     ModelCommand(),   PlanCommand(),     ScheduleCommand(),
           SimulateCommand(), WeightsCommand(), RunCommand(),      GenerateCommand(),
-          DeployCommand(),   KeysCommand(),    TokenizeCommand(), DetokenizeCommand()};
+          DeployCommand(),   KeysCommand(),    TokenizeCommand(), DetokenizeCommand(),
+          CalibrateCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {

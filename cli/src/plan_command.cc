@@ -7,6 +7,7 @@
 #include "command.h"
 #include "lockstep/common/error.h"
 #include "lockstep/common/file.h"
+#include "lockstep/partition/cost_params.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/viz/svg.h"
@@ -30,7 +31,7 @@ std::string Us(int64_t ns) {
 int Plan(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string model, topo_name = "rack", chip_name = "lpu-v1", dtype_name = "int8",
-                     objective_name = "latency", out, svg;
+                     objective_name = "latency", out, svg, cost_params;
   int64_t batch = 1, context = 4096, prompt_len = 0;
   int tp = 0, pp = 0, spare_nodes = 1;
   double target = 0;
@@ -52,20 +53,26 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
       "pp", po::value<int>(&pp)->default_value(0), "fixed number of stages (0 = search)")(
       "output,o", po::value<std::string>(&out),
       "write the plan to this file: Cap'n Proto (proto/plan.capnp), or JSON if it ends in .json")(
-      "explain", "also list the best plan at each TP degree and why it lost")(
+      "cost-params", po::value<std::string>(&cost_params),
+      "a cost-parameters file (lockstep calibrate -o): the figures to plan with instead of the "
+      "chip's built-in ones; the plan records them")(
       "svg", po::value<std::string>(&svg),
       "also draw the plan on its system as SVG: racks, nodes, chips coloured by stage, TP groups, "
       "spares, down chips, stage-to-stage routes")(
+      "explain",
+      "also show where each stage's time goes (compute, weight stream, memory, link transfer, "
+      "hop latency, fixed latency) and the best plan at each TP degree and why it lost")(
       "target-tokens-per-s", po::value<double>(&target),
       "capacity planning: find the smallest node/rack/system of --chip reaching this aggregate "
       "rate (replaces --topology)");
   po::positional_options_description pos;
   po::variables_map vm;
-  if (!ParseOrHelp(args,
-                   "lockstep plan --model CONFIG [--topology T] [--dtype D] [--batch B] "
-                   "[--context C] [--prompt-len P] [--objective latency|throughput] [--tp N] "
-                   "[--pp N] [-o PLAN] [--svg PICTURE.svg] [--json]",
-                   opts, pos, vm)) {
+  if (!ParseOrHelp(
+          args,
+          "lockstep plan --model CONFIG [--topology T] [--dtype D] [--batch B] "
+          "[--context C] [--prompt-len P] [--objective latency|throughput] [--tp N] "
+          "[--pp N] [--cost-params FILE] [--explain] [-o PLAN] [--svg PICTURE.svg] [--json]",
+          opts, pos, vm)) {
     return 0;
   }
   if (model.empty()) throw UsageError("--model is required (see: lockstep plan --help)");
@@ -94,9 +101,20 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
   options.prompt_len = prompt_len;
   if (tp > 0) options.tp = tp;
   if (pp > 0) options.pp = pp;
+  // Figures from a file, read against the chip they apply to (it supplies the figures the
+  // file leaves out).
+  auto use_cost_params = [&](const topology::ChipSpec& c) {
+    if (cost_params.empty()) return;
+    const partition::CostParams p = partition::LoadCostParams(cost_params, c);
+    options.chip_params = p.chip;
+    options.link_params = p.link;
+    options.runtime_params = p.runtime;
+    options.cost_params_name = p.name;
+  };
   topology::Topology topo;
   partition::Plan plan;
   if (target > 0) {
+    use_cost_params(*chip);
     topology::RackShape shape;
     shape.spare_nodes = spare_nodes;
     partition::CapacityResult found = partition::PlanCapacity(spec, *chip, shape, options, target);
@@ -107,6 +125,12 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
     plan = std::move(found.plan);
   } else {
     topo = ResolveTopology(topo_name, *chip, spare_nodes);
+    for (const topology::Chip& c : topo.chips()) {
+      if (!c.spare && !c.down) {
+        use_cost_params(topo.spec_of(c.id));
+        break;
+      }
+    }
     plan = partition::MakePlan(spec, topo, options);
   }
   const std::string json = partition::PlanToJson(plan);
@@ -118,14 +142,39 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
     WriteFileAtomically(svg, viz::PlanSvg(plan));
     ctx.log->info("wrote {}", svg);
   }
+  const bool explain = vm.count("explain") > 0;
   std::vector<partition::Alternative> alternatives;
-  if (vm.count("explain")) alternatives = partition::ExplainAlternatives(spec, topo, options, plan);
+  std::vector<partition::TimeShares> shares;
+  partition::TimeShares token_shares;
+  if (explain) {
+    alternatives = partition::ExplainAlternatives(spec, topo, options, plan);
+    for (const partition::StagePlan& s : plan.stages) {
+      shares.push_back(partition::StageShares(plan, s.index));
+      token_shares += shares.back();
+    }
+  }
+  auto shares_json = [](const partition::TimeShares& t) {
+    return nlohmann::json{{"total_ns", t.total()},
+                          {"compute_ns", t.compute_ns},
+                          {"weight_stream_ns", t.weight_stream_ns},
+                          {"memory_ns", t.memory_ns},
+                          {"link_transfer_ns", t.link_transfer_ns},
+                          {"link_latency_ns", t.link_latency_ns},
+                          {"fixed_ns", t.fixed_ns}};
+  };
   if (ctx.json) {
-    if (alternatives.empty()) {
+    if (!explain) {
       std::cout << json;
       return 0;
     }
     nlohmann::json j = nlohmann::json::parse(json);
+    nlohmann::json stage_shares = nlohmann::json::array();
+    for (size_t i = 0; i < shares.size(); ++i) {
+      nlohmann::json x = shares_json(shares[i]);
+      x["stage"] = i;
+      stage_shares.push_back(x);
+    }
+    j["time_shares"] = {{"stages", stage_shares}, {"token", shares_json(token_shares)}};
     nlohmann::json alts = nlohmann::json::array();
     for (const partition::Alternative& a : alternatives) {
       nlohmann::json x = {{"tp", a.tp}, {"fits", a.fits}, {"why", a.why}};
@@ -173,6 +222,26 @@ int Plan(const std::vector<std::string>& args, Context& ctx) {
             << "); bottleneck stage " << p.bottleneck_stage << "\n"
             << "lower bounds: compute " << Us(p.compute_bound_ns) << " us, weight stream "
             << Us(p.weight_stream_bound_ns) << " us, links " << Us(p.link_bound_ns) << " us\n";
+  if (explain) {
+    auto pct = [](int64_t part, int64_t total) {
+      std::ostringstream o;
+      o << std::fixed << std::setprecision(1) << (total > 0 ? 100.0 * part / total : 0.0) << "%";
+      return o.str();
+    };
+    std::cout << "\nwhere the time goes (each stage's decode step and send; fixed = pipeline "
+                 "fills, layer sync, op and collective-step overheads):\n"
+              << "stage  total us   compute   weights    memory  link xfer      hops     fixed\n";
+    auto row = [&](const std::string& name, const partition::TimeShares& t) {
+      const int64_t total = t.total();
+      std::cout << std::left << std::setw(7) << name << std::right << std::setw(8) << Us(total)
+                << std::setw(10) << pct(t.compute_ns, total) << std::setw(10)
+                << pct(t.weight_stream_ns, total) << std::setw(10) << pct(t.memory_ns, total)
+                << std::setw(11) << pct(t.link_transfer_ns, total) << std::setw(10)
+                << pct(t.link_latency_ns, total) << std::setw(10) << pct(t.fixed_ns, total) << "\n";
+    };
+    for (size_t i = 0; i < shares.size(); ++i) row(std::to_string(i), shares[i]);
+    row("token", token_shares);
+  }
   if (!alternatives.empty()) {
     std::cout << "\nalternatives (every stage at one TP degree):\n";
     for (const partition::Alternative& a : alternatives) {

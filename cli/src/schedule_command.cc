@@ -9,6 +9,7 @@
 #include "command.h"
 #include "lockstep/common/error.h"
 #include "lockstep/common/file.h"
+#include "lockstep/partition/cost_params.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/compact.h"
 #include "lockstep/schedule/schedule.h"
@@ -27,7 +28,7 @@ namespace {
 // A plan file carries its model, topology and cost figures; --model and --topology are optional
 // checks that the plan is the one meant (a mismatch is an error naming what differs).
 struct Inputs {
-  std::string plan_path, model, topology, chip = "lpu-v1";
+  std::string plan_path, model, topology, chip = "lpu-v1", cost_params;
   int spare_nodes = 1;
   int64_t tokens = 1, sequences = 0, prompt_len = 0, prefill_chunk = 2048;
   std::string prompt_buckets;
@@ -76,7 +77,10 @@ void AddInputOptions(po::options_description& opts, Inputs& in) {
       "prompt-buckets", po::value<std::string>(&in.prompt_buckets),
       "prompt lengths are padded up to one of these, e.g. 128,512,2048 (default: powers of two "
       "from 16)")("prefill-chunk", po::value<int64_t>(&in.prefill_chunk)->default_value(2048),
-                  "most prompt tokens per prefill chunk (bounds activation memory)");
+                  "most prompt tokens per prefill chunk (bounds activation memory)")(
+      "cost-params", po::value<std::string>(&in.cost_params),
+      "compile with this cost-parameters file's figures instead of the plan's (lockstep "
+      "calibrate -o); the plan's own prediction was made with its figures");
 }
 
 struct Loaded {
@@ -116,6 +120,16 @@ Loaded CompileInputs(const Inputs& in, const std::string& command) {
   if (!problems.empty()) {
     throw InvalidInput(in.plan_path +
                        ": not a valid plan for its own model and topology: " + problems.front());
+  }
+  if (!in.cost_params.empty()) {
+    // The plan's layout priced with other figures: they replace the plan's for the compile, the
+    // validation and the simulation alike.
+    const partition::CostParams p = partition::LoadCostParams(
+        in.cost_params, l.topo().spec_of(l.plan.stages.front().chips.front()));
+    l.plan.chip_params = p.chip;
+    l.plan.link_params = p.link;
+    l.plan.runtime_params = p.runtime;
+    l.plan.cost_params_name = p.name;
   }
   schedule::ScheduleOptions o;
   o.tokens = in.tokens;

@@ -141,9 +141,13 @@ TEST(CostModelTest, DecodeAtBatchOneIsWeightStreamBoundOnLpu) {
   const OpCost mlp = Find(LayerOps(m, Workload{.dtype = Dtype::kInt8}, 8), OpKind::kMlp);
   const OpTime t = TimeOp(mlp, Dtype::kInt8, chip, p);
   EXPECT_EQ(t.bound, Bound::kWeightStream);
-  // 3 x 8192 x 3584 bytes at 3.2 TB/s.
-  EXPECT_EQ(t.weight_ns, (3LL * 8192 * 3584 + 3199) / 3200);
-  EXPECT_EQ(t.ns, p.op_overhead_ns + t.weight_ns);
+  // 3 x 8192 x 3584 bytes at the fitted streaming rate, after two matrix fills and a vector
+  // fill (gate+up, SiLU, down).
+  const int64_t rate_per_ns = p.weight_stream_bytes_per_s / 1'000'000'000;
+  EXPECT_EQ(t.weight_ns,
+            (3LL * 8192 * 3584 * 1000 + rate_per_ns * 1000 - 1) / (rate_per_ns * 1000));
+  EXPECT_EQ(t.fixed_ns, 2 * p.matrix_fill_ns + p.vector_fill_ns);
+  EXPECT_EQ(t.ns, t.fixed_ns + t.weight_ns);
   // A long prefill reuses each weight thousands of times: compute bound.
   const OpCost prefill = Find(
       LayerOps(m, Workload{.phase = Phase::kPrefill, .context = 4096, .dtype = Dtype::kInt8}, 8),
@@ -161,8 +165,36 @@ TEST(CostModelTest, TinyOpsPayTheOverhead) {
   const OpCost norm = Find(LayerOps(Example("tiny-llama"), Workload{}), OpKind::kAttentionNorm);
   const OpTime t = TimeOp(norm, Dtype::kFp16, chip, p);
   EXPECT_EQ(t.bound, Bound::kOverhead);
-  EXPECT_GE(t.ns, p.op_overhead_ns);
-  EXPECT_LT(t.ns, p.op_overhead_ns + 10);
+  // An RMSNorm is two dependent vector passes (sum of squares, then scaling), each a fill.
+  EXPECT_EQ(t.fixed_ns, 2 * p.vector_fill_ns);
+  EXPECT_GE(t.ns, t.fixed_ns);
+  EXPECT_LT(t.ns, t.fixed_ns + 10);
+}
+
+// Every fixed term is charged per op, so a layer pays it whatever its width: the per-layer
+// fixed latency of a 7B layer equals a 70B layer's, and the layer sync lands once per layer.
+TEST(CostModelTest, FixedTermsArePerOpAndIndependentOfWidth) {
+  const topology::ChipSpec chip = topology::LpuV1();
+  ChipCostParams p = LpuV1CostParams();
+  p.layer_sync_ns = 1000;
+  auto fixed = [&](const std::string& model) {
+    int64_t sum = 0;
+    for (const OpCost& op : LayerOps(Example(model), Workload{.dtype = Dtype::kInt8}, 8)) {
+      sum += TimeOp(op, Dtype::kInt8, chip, p).fixed_ns;
+    }
+    return sum;
+  };
+  const int64_t f7 = fixed("llama-2-7b");
+  EXPECT_EQ(f7, fixed("llama-2-70b"));
+  const OpCost layer = SumOps(LayerOps(Example("llama-2-7b"), Workload{}, 8));
+  EXPECT_EQ(f7, layer.matrix_passes * p.matrix_fill_ns + layer.vector_passes * p.vector_fill_ns +
+                    p.layer_sync_ns);
+  // qkv 1 + attention 2 + o 1 + mlp 2 matrix passes per dense layer.
+  EXPECT_EQ(layer.matrix_passes, 6);
+  // MoE: the router and its top-k, the experts' chain and the combine.
+  const OpCost moe = Find(LayerOps(Example("mixtral-8x7b"), Workload{}, 8), OpKind::kMlp);
+  EXPECT_EQ(moe.matrix_passes, 3);
+  EXPECT_EQ(moe.vector_passes, 4);
 }
 
 TEST(CostModelTest, MissingDtypeComputeNamesTheChip) {
@@ -178,8 +210,9 @@ TEST(CostModelTest, MissingDtypeComputeNamesTheChip) {
 
 TEST(CostModelTest, LinkTimes) {
   const LinkCostParams p;
-  // 12,600 bytes at 14 GB/s x 0.9 = 1 us, plus two 600 ns hops.
-  EXPECT_EQ(TransferTimeNs(12'600, 2, 14'000'000'000, 600, p), 1000 + 2 * 600);
+  // 12,600 bytes at 14 GB/s x 0.9 = 1 us on each of two 600 ns hops (store-and-forward, as
+  // the schedule compiles a multi-hop send).
+  EXPECT_EQ(TransferTimeNs(12'600, 2, 14'000'000'000, 600, p), 2 * (1000 + 600));
   EXPECT_EQ(TransferTimeNs(0, 2, 14'000'000'000, 600, p), 0);
   LinkCostParams fixed_hop = p;
   fixed_hop.hop_latency_ns = 250;

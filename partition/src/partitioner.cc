@@ -5,7 +5,9 @@
 #include <sstream>
 
 #include "lockstep/common/error.h"
+#include "lockstep/partition/cost_params.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/topology/routing.h"
 
 namespace lockstep::partition {
 namespace {
@@ -41,25 +43,53 @@ struct Context {
   Workload prefill;
   int64_t sram_budget = 0;  // per chip, after the reserve
   int node_size = 1;
+  int cross_node_hops = 3;  // PlanOptions::search_cross_node_hops
   std::vector<topology::ChipId> available;
   std::vector<DegreeCosts> degrees;
 };
 
-int64_t CollectiveNs(const Context& cx, const OpCost& op, int tp, bool direct) {
+// Hops of the collectives of a group: a ring's slowest chain (0 = one per step) and the
+// gather's farthest rank.
+struct GroupHops {
+  int64_t ring_chain = 0;
+  int gather = 1;
+};
+
+// The collectives after `op` on a group of `tp`: one hop per step inside a node (`direct`),
+// the group's routed hops otherwise.
+int64_t CollectiveNs(const Context& cx, const OpCost& op, int tp, bool direct, GroupHops hops) {
   int64_t ns = 0;
   if (op.allreduce_bytes > 0) {
     const AllReduceAlgorithm algorithm = ChooseAllReduce(
         op.allreduce_bytes, tp, direct, OneShotAllowed(*cx.spec, tp, op.kind),
         cx.chip->link_bandwidth_bytes_per_s, cx.chip->link_latency_ns, cx.link_params);
     ns += AllReduceTimeNs(op.allreduce_bytes, tp, algorithm, cx.chip->link_bandwidth_bytes_per_s,
-                          cx.chip->link_latency_ns, cx.link_params);
+                          cx.chip->link_latency_ns, cx.link_params, direct ? 0 : hops.ring_chain);
   }
   if (op.gather_bytes > 0) {
-    ns += TransferTimeNs(op.gather_bytes, direct ? 1 : 2, cx.chip->link_bandwidth_bytes_per_s,
-                         cx.chip->link_latency_ns, cx.link_params) +
+    ns += TransferTimeNs(op.gather_bytes, direct ? 1 : hops.gather,
+                         cx.chip->link_bandwidth_bytes_per_s, cx.chip->link_latency_ns,
+                         cx.link_params) +
           cx.link_params.collective_step_overhead_ns;
   }
   return ns;
+}
+
+int64_t CollectivesNs(const Context& cx, const std::vector<OpCost>& ops, int tp, bool direct,
+                      GroupHops hops) {
+  int64_t ns = 0;
+  for (const OpCost& op : ops) ns += CollectiveNs(cx, op, tp, direct, hops);
+  return ns;
+}
+
+// What the search assumes for a group of `tp` over several nodes: one hop between neighbours
+// in a node, cross_node_hops between the last of one node and the first of the next.
+GroupHops SearchHops(const Context& cx, int tp) {
+  std::vector<int> pairs(static_cast<size_t>(tp), 1);
+  for (int r = cx.node_size - 1; r < tp; r += cx.node_size) {
+    pairs[static_cast<size_t>(r)] = cx.cross_node_hops;
+  }
+  return {RingChainHops(pairs), cx.cross_node_hops};
 }
 
 UnitCost CostOf(const Context& cx, const std::vector<OpCost>& decode_ops,
@@ -70,12 +100,12 @@ UnitCost CostOf(const Context& cx, const std::vector<OpCost>& decode_ops,
     u.kv_bytes_per_sequence += op.kv_resident_bytes;
     u.activation_bytes = std::max(u.activation_bytes, op.activation_bytes);
     u.compute_ns += TimeOp(op, cx.decode.dtype, *cx.chip, cx.chip_params).ns;
-    u.collective_ns += CollectiveNs(cx, op, tp, direct);
+    u.collective_ns += CollectiveNs(cx, op, tp, direct, SearchHops(cx, tp));
   }
   u.kv_bytes_per_sequence /= cx.decode.batch;
   for (const OpCost& op : prefill_ops) {
-    u.prefill_ns +=
-        TimeOp(op, cx.decode.dtype, *cx.chip, cx.chip_params).ns + CollectiveNs(cx, op, tp, direct);
+    u.prefill_ns += TimeOp(op, cx.decode.dtype, *cx.chip, cx.chip_params).ns +
+                    CollectiveNs(cx, op, tp, direct, SearchHops(cx, tp));
   }
   return u;
 }
@@ -265,11 +295,15 @@ SearchResult FromLayout(const Context& cx, const PlanOptions& options, const std
   return r;
 }
 
-int Hops(const topology::Topology& topo, topology::ChipId a, topology::ChipId b) {
-  if (a == b) return 0;
-  if (topo.chip(a).node == topo.chip(b).node) return 1;
-  if (topo.chip(a).rack == topo.chip(b).rack) return 2;
-  return 3;  // Dragonfly: local, global, local
+// The farthest routed pair among `pairs` (at least 1): store-and-forward hops of the slowest
+// transfer of a set that runs at once.
+int FarthestPair(topology::Router& router,
+                 const std::vector<std::pair<topology::ChipId, topology::ChipId>>& pairs) {
+  int hops = 1;
+  for (const auto& [a, b] : pairs) {
+    if (a != b) hops = std::max(hops, router.Distance(a, b));
+  }
+  return hops;
 }
 
 // Smallest chip count that would hold the model: uniform TP, stages packed greedily.
@@ -346,12 +380,13 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
     }
   }
   cx.chip_params = options.chip_params.value_or(CostParamsFor(*cx.chip));
-  cx.link_params = options.link_params;
+  cx.link_params = options.link_params.value_or(LinkCostParamsFor(*cx.chip));
   cx.sram_budget =
       cx.chip->sram_bytes - static_cast<int64_t>(static_cast<double>(cx.chip->sram_bytes) *
                                                  options.sram_reserve_fraction);
   {
     const int first_node = topo.chip(cx.available.front()).node;
+    cx.cross_node_hops = std::max(1, options.search_cross_node_hops);
     cx.node_size = 0;
     for (topology::ChipId id : cx.available) cx.node_size += topo.chip(id).node == first_node;
   }
@@ -487,10 +522,16 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
   plan.spec = spec;
   plan.system.topology = topo;
   plan.chip_params = cx.chip_params;
-  plan.link_params = options.link_params;
+  plan.link_params = cx.link_params;
+  plan.runtime_params = options.runtime_params.value_or(CostParamsForChip(*cx.chip).runtime);
+  plan.cost_params_name =
+      options.cost_params_name.empty() ? cx.chip->name : options.cost_params_name;
   const int64_t units = UnitCount(spec);
   size_t cursor = 0;
   int64_t u = 0;
+  // Placed chips are routed as the schedule routes them: a ring over several nodes and the
+  // sends between stages take their routes' hops, not the search's estimates.
+  topology::Router router(topo);
   for (const auto& [k, d] : found.stages) {
     const DegreeCosts& dc = cx.degrees[static_cast<size_t>(d)];
     StagePlan st;
@@ -522,8 +563,31 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
     st.headroom_bytes = cx.chip->sram_bytes - sc.memory;
     st.compute_ns = sc.compute_ns;
     st.collective_ns = sc.collective_ns;
-    st.stage_ns = sc.compute_ns + sc.collective_ns;
     st.prefill_ns = sc.prefill_ns;
+    if (!dc.direct) {
+      // The ring's neighbours and every rank's gather to rank 0, as routed.
+      std::vector<int> ring;
+      std::vector<std::pair<topology::ChipId, topology::ChipId>> gather;
+      for (int r = 0; r < st.tp; ++r) {
+        ring.push_back(FarthestPair(router, {{st.chips[r], st.chips[(r + 1) % st.tp]}}));
+        gather.emplace_back(st.chips[r], st.chips[0]);
+      }
+      const GroupHops placed{RingChainHops(ring), FarthestPair(router, gather)};
+      st.ring_chain_hops = placed.ring_chain;
+      st.gather_hops = placed.gather;
+      const int64_t layers = st.end_layer - st.first_layer;
+      auto collectives = [&](const Workload& w, GroupHops hops) {
+        int64_t ns = layers * CollectivesNs(cx, LayerOps(spec, w, st.tp), st.tp, false, hops);
+        if (st.has_embedding)
+          ns += CollectivesNs(cx, EmbeddingOps(spec, w, st.tp), st.tp, false, hops);
+        if (st.has_head) ns += CollectivesNs(cx, HeadOps(spec, w, st.tp), st.tp, false, hops);
+        return ns;
+      };
+      st.collective_ns = collectives(cx.decode, placed);
+      st.prefill_ns +=
+          collectives(cx.prefill, placed) - collectives(cx.prefill, SearchHops(cx, st.tp));
+    }
+    st.stage_ns = st.compute_ns + st.collective_ns;
     plan.stages.push_back(std::move(st));
     u += k;
   }
@@ -534,7 +598,13 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
     StagePlan& st = plan.stages[i];
     const bool last = i + 1 == plan.stages.size();
     const StagePlan& next = plan.stages[last ? 0 : i + 1];
-    st.send_hops = std::max(1, Hops(topo, st.chips.front(), next.chips.front()));
+    // The compiler sends from rank r % tp to each rank r of the next stage; the last stage's
+    // rank 0 sends the token to every rank of the first.
+    std::vector<std::pair<topology::ChipId, topology::ChipId>> pairs;
+    for (size_t r = 0; r < next.chips.size(); ++r) {
+      pairs.emplace_back(last ? st.chips[0] : st.chips[r % st.chips.size()], next.chips[r]);
+    }
+    st.send_hops = FarthestPair(router, pairs);
     const int64_t bytes = last ? cx.decode.batch * 4 : cx.decode.tokens() * h_bytes;
     st.send_ns = plan.stages.size() == 1 && last
                      ? 0
@@ -554,10 +624,9 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
     }
     plan.chips_used += st.tp;
     if (st.send_ns > 0) {
-      p.link_bound_ns +=
-          static_cast<int64_t>(st.send_hops) * (options.link_params.hop_latency_ns >= 0
-                                                    ? options.link_params.hop_latency_ns
-                                                    : cx.chip->link_latency_ns);
+      p.link_bound_ns += static_cast<int64_t>(st.send_hops) * (cx.link_params.hop_latency_ns >= 0
+                                                                   ? cx.link_params.hop_latency_ns
+                                                                   : cx.chip->link_latency_ns);
     }
   }
   // Micro-batches whose KV cache the stages hold (throughput), or one sequence's (latency).
@@ -581,6 +650,11 @@ Plan MakePlan(const ModelSpec& spec, const topology::Topology& topo, const PlanO
       static_cast<int64_t>(static_cast<double>(all.weight_read_bytes + all.kv_bytes) /
                            (static_cast<double>(stream) * static_cast<double>(used)) * 1e9);
   return plan;
+}
+
+int64_t RuntimeTokenNs(const Plan& plan) {
+  const RuntimeCostParams& r = plan.runtime_params;
+  return r.control_hops * r.control_hop_ns + r.step_overhead_ns;
 }
 
 std::vector<std::string> VerifyPlan(const Plan& plan, const ModelSpec& spec,

@@ -81,7 +81,8 @@ TEST(PartitionerTest, Llama70bSplitsIntoManyStagesWithTheHeadVocabParallel) {
 }
 
 // Issue #3's calibration target: Groq's Llama-2-70B INT8, 4k context, 576 chips (8 racks with
-// every node in use), ~300 tokens/s per user; the latency plan must predict it within +-20%.
+// every node in use), ~300 tokens/s per user; the latency plan must predict it within +-10%
+// (issue #21: the shipped parameters reproduce the point they were fitted to).
 TEST(PartitionerTest, CalibratedAgainstGroqLlama70b) {
   const ModelSpec spec = Example("llama-2-70b");
   topology::RackShape shape;
@@ -89,8 +90,8 @@ TEST(PartitionerTest, CalibratedAgainstGroqLlama70b) {
   const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 8, shape);
   ASSERT_EQ(topo.chip_count(), 576);
   const Plan plan = MakePlan(spec, topo, Options(Dtype::kInt8, 4096));
-  EXPECT_GE(plan.predicted.tokens_per_s_per_user, 240.0);
-  EXPECT_LE(plan.predicted.tokens_per_s_per_user, 360.0);
+  EXPECT_GE(plan.predicted.tokens_per_s_per_user, 270.0);
+  EXPECT_LE(plan.predicted.tokens_per_s_per_user, 330.0);
 }
 
 TEST(PartitionerTest, CannotFitSaysWhatWouldFit) {

@@ -116,6 +116,13 @@ void EncodeTopology(const topology::Topology& t, proto::Topology::Builder b) {
     o.setPorts(c.ports);
     o.setLinkBandwidthBytesPerS(c.link_bandwidth_bytes_per_s);
     o.setLinkLatencyNs(c.link_latency_ns);
+    auto cost = o.initCostParams(static_cast<unsigned>(c.cost_params.size()));
+    unsigned k = 0;
+    for (const auto& [name, value] : c.cost_params) {
+      cost[k].setName(name);
+      cost[k].setValue(value);
+      ++k;
+    }
   }
   auto chips = b.initChips(static_cast<unsigned>(t.chip_count()));
   for (unsigned i = 0; i < chips.size(); ++i) {
@@ -161,6 +168,7 @@ topology::Topology DecodeTopology(proto::Topology::Reader r, const std::string& 
       c.ports = o.getPorts();
       c.link_bandwidth_bytes_per_s = o.getLinkBandwidthBytesPerS();
       c.link_latency_ns = o.getLinkLatencyNs();
+      for (auto f : o.getCostParams()) c.cost_params[f.getName()] = f.getValue();
       const std::string problem = topology::CheckChipSpec(c);
       if (!problem.empty()) throw InvalidInput("chip spec '" + c.name + "': " + problem);
       t.AddSpec(c);
@@ -227,6 +235,8 @@ void Encode(const Plan& plan, proto::Plan::Builder b) {
     o.setStageNs(s.stage_ns);
     o.setSendNs(s.send_ns);
     o.setSendHops(s.send_hops);
+    o.setRingChainHops(s.ring_chain_hops);
+    o.setGatherHops(s.gather_hops);
     o.setPrefillNs(s.prefill_ns);
   }
   auto p = b.initPredicted();
@@ -250,10 +260,19 @@ void Encode(const Plan& plan, proto::Plan::Builder b) {
   c.setVectorOpsPerS(plan.chip_params.vector_ops_per_s);
   c.setMemoryEfficiency(plan.chip_params.memory_efficiency);
   c.setOpOverheadNs(plan.chip_params.op_overhead_ns);
+  c.setMatrixFillNs(plan.chip_params.matrix_fill_ns);
+  c.setVectorFillNs(plan.chip_params.vector_fill_ns);
+  c.setLayerSyncNs(plan.chip_params.layer_sync_ns);
   auto l = b.initLinkParams();
   l.setLinkEfficiency(plan.link_params.link_efficiency);
   l.setHopLatencyNs(plan.link_params.hop_latency_ns);
   l.setCollectiveStepOverheadNs(plan.link_params.collective_step_overhead_ns);
+  auto rt = b.initRuntimeParams();
+  rt.setControlHops(plan.runtime_params.control_hops);
+  rt.setControlHopNs(plan.runtime_params.control_hop_ns);
+  rt.setStepOverheadNs(plan.runtime_params.step_overhead_ns);
+  rt.setCores(plan.runtime_params.cores);
+  b.setCostParamsName(plan.cost_params_name);
 }
 
 Plan Decode(proto::Plan::Reader r, const std::string& source) {
@@ -313,6 +332,8 @@ Plan Decode(proto::Plan::Reader r, const std::string& source) {
     s.stage_ns = o.getStageNs();
     s.send_ns = o.getSendNs();
     s.send_hops = o.getSendHops();
+    s.ring_chain_hops = o.getRingChainHops();
+    s.gather_hops = std::max(1, o.getGatherHops());
     s.prefill_ns = o.getPrefillNs();
     plan.stages.push_back(std::move(s));
   }
@@ -337,10 +358,19 @@ Plan Decode(proto::Plan::Reader r, const std::string& source) {
   plan.chip_params.vector_ops_per_s = c.getVectorOpsPerS();
   plan.chip_params.memory_efficiency = c.getMemoryEfficiency();
   plan.chip_params.op_overhead_ns = c.getOpOverheadNs();
+  plan.chip_params.matrix_fill_ns = c.getMatrixFillNs();
+  plan.chip_params.vector_fill_ns = c.getVectorFillNs();
+  plan.chip_params.layer_sync_ns = c.getLayerSyncNs();
   auto l = r.getLinkParams();
   plan.link_params.link_efficiency = l.getLinkEfficiency();
   plan.link_params.hop_latency_ns = l.getHopLatencyNs();
   plan.link_params.collective_step_overhead_ns = l.getCollectiveStepOverheadNs();
+  const auto rt = r.getRuntimeParams();
+  plan.runtime_params.control_hops = rt.getControlHops();
+  plan.runtime_params.control_hop_ns = rt.getControlHopNs();
+  plan.runtime_params.step_overhead_ns = rt.getStepOverheadNs();
+  plan.runtime_params.cores = rt.getCores();
+  plan.cost_params_name = r.getCostParamsName();
   for (const StagePlan& s : plan.stages) {
     for (topology::ChipId chip : s.chips) {
       if (!plan.system.topology.has_chip(chip)) {

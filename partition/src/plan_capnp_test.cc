@@ -90,7 +90,11 @@ TEST(PlanCapnpTest, CarriesModelTopologyAndCostFigures) {
   PlanOptions o;
   o.chip_params = CostParamsFor(topology::LpuV1());
   o.chip_params->op_overhead_ns = 321;
-  o.link_params.collective_step_overhead_ns = 77;
+  o.chip_params->matrix_fill_ns = 45;
+  o.chip_params->vector_fill_ns = 46;
+  o.chip_params->layer_sync_ns = 47;
+  o.link_params = LinkCostParamsFor(topology::LpuV1());
+  o.link_params->collective_step_overhead_ns = 77;
   o.workload.context = 512;
   Plan plan = MakePlan(spec, topo, o);
   EXPECT_EQ(plan.spec, spec);
@@ -110,6 +114,9 @@ TEST(PlanCapnpTest, CarriesModelTopologyAndCostFigures) {
   const Plan back = ParsePlan(SerializePlan(plan), "mem");
   EXPECT_EQ(back.spec, spec);
   EXPECT_EQ(back.chip_params.op_overhead_ns, 321);
+  EXPECT_EQ(back.chip_params.matrix_fill_ns, 45);
+  EXPECT_EQ(back.chip_params.vector_fill_ns, 46);
+  EXPECT_EQ(back.chip_params.layer_sync_ns, 47);
   EXPECT_EQ(back.link_params.collective_step_overhead_ns, 77);
   EXPECT_TRUE(PlanTopology(back).chip(3).down);
   EXPECT_TRUE(PlanTopology(back).link(100).down);

@@ -41,6 +41,8 @@ std::string PlanToJson(const Plan& plan) {
                       {"stage_ns", s.stage_ns},
                       {"send_ns", s.send_ns},
                       {"send_hops", s.send_hops},
+                      {"ring_chain_hops", s.ring_chain_hops},
+                      {"gather_hops", s.gather_hops},
                       {"prefill_ns", s.prefill_ns}});
   }
   j["stages"] = stages;
@@ -94,13 +96,23 @@ std::string PlanToJson(const Plan& plan) {
   j["model_spec"] = spec;
   const ChipCostParams& c = plan.chip_params;
   const LinkCostParams& l = plan.link_params;
-  j["cost_params"] = {{"chip",
+  const RuntimeCostParams& rt = plan.runtime_params;
+  j["cost_params"] = {{"name", plan.cost_params_name},
+                      {"runtime",
+                       {{"control_hops", rt.control_hops},
+                        {"control_hop_ns", rt.control_hop_ns},
+                        {"step_overhead_ns", rt.step_overhead_ns},
+                        {"cores", rt.cores}}},
+                      {"chip",
                        {{"matrix_efficiency", c.matrix_efficiency},
                         {"weight_stream_bytes_per_s", c.weight_stream_bytes_per_s},
                         {"weight_stream_fraction", c.weight_stream_fraction},
                         {"vector_ops_per_s", c.vector_ops_per_s},
                         {"memory_efficiency", c.memory_efficiency},
-                        {"op_overhead_ns", c.op_overhead_ns}}},
+                        {"op_overhead_ns", c.op_overhead_ns},
+                        {"matrix_fill_ns", c.matrix_fill_ns},
+                        {"vector_fill_ns", c.vector_fill_ns},
+                        {"layer_sync_ns", c.layer_sync_ns}}},
                       {"link",
                        {{"link_efficiency", l.link_efficiency},
                         {"hop_latency_ns", l.hop_latency_ns},

@@ -380,7 +380,8 @@ TEST(Compile, APlanAloneCompilesWithItsOwnFigures) {
   po.workload.context = 512;
   po.chip_params = partition::CostParamsFor(topology::LpuV1());
   po.chip_params->op_overhead_ns = 5000;
-  po.link_params.collective_step_overhead_ns = 900;
+  po.link_params = partition::LinkCostParams{};
+  po.link_params->collective_step_overhead_ns = 900;
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
   const GlobalSchedule alone = Compile(plan);
   // The plan's figures, not the defaults: slower than a compile with default cost figures, and
@@ -388,7 +389,7 @@ TEST(Compile, APlanAloneCompilesWithItsOwnFigures) {
   EXPECT_GT(alone.token_latency_ns, Compile(plan, spec, topo).token_latency_ns);
   ScheduleOptions explicit_figures;
   explicit_figures.chip_params = po.chip_params;
-  explicit_figures.link_params = po.link_params;
+  explicit_figures.link_params = *po.link_params;
   EXPECT_EQ(alone.token_latency_ns, Compile(plan, spec, topo, explicit_figures).token_latency_ns);
   EXPECT_EQ(alone.instruction_count(),
             Compile(plan, spec, topo, explicit_figures).instruction_count());

@@ -26,15 +26,16 @@ constexpr int64_t kMaxPorts = 4096;
 
 constexpr std::array<std::string_view, 6> kTopFields = {"format",   "name",  "chip_specs",
                                                         "defaults", "chips", "links"};
-constexpr std::array<std::string_view, 9> kSpecFields = {"name",
-                                                         "preset",
-                                                         "sram_bytes",
-                                                         "peak_ops_per_s",
-                                                         "memory_bandwidth_bytes_per_s",
-                                                         "clock_hz",
-                                                         "ports",
-                                                         "link_bandwidth_bytes_per_s",
-                                                         "link_latency_ns"};
+constexpr std::array<std::string_view, 10> kSpecFields = {"name",
+                                                          "preset",
+                                                          "sram_bytes",
+                                                          "peak_ops_per_s",
+                                                          "memory_bandwidth_bytes_per_s",
+                                                          "clock_hz",
+                                                          "ports",
+                                                          "link_bandwidth_bytes_per_s",
+                                                          "link_latency_ns",
+                                                          "cost_params"};
 constexpr std::array<std::string_view, 1> kDefaultsFields = {"spec"};
 constexpr std::array<std::string_view, 6> kChipFields = {"id",   "node",  "rack",
                                                          "spec", "spare", "down"};
@@ -328,7 +329,7 @@ void Reader::ReadSpec(Topology& topo, const YamlNode& entry, size_t index) const
   } else {
     // Without a preset every figure must be written out: a silent zero would be a broken chip.
     for (std::string_view field : kSpecFields) {
-      if (field == "preset") continue;
+      if (field == "preset" || field == "cost_params") continue;
       f.Require(field, "a spec without 'preset' gives every field; or add e.g. preset: lpu-v1");
     }
   }
@@ -353,6 +354,27 @@ void Reader::ReadSpec(Topology& topo, const YamlNode& entry, size_t index) const
     for (Dtype d : kAllDtypes) {
       if (const YamlNode* n = p.Find(DtypeName(d))) {
         spec.peak_ops_per_s[static_cast<int>(d)] = Int(*n, p, DtypeName(d));
+      }
+    }
+  }
+
+  if (const YamlNode* cost = f.Find("cost_params")) {
+    // Named figures of the cost model, kept as written: partition checks names and values.
+    const std::string path = f.Path("cost_params");
+    if (!cost->is_map()) {
+      Fail(cost->line, path,
+           "expected a mapping of cost figures (name: number), got " + Describe(*cost));
+    }
+    for (size_t k = 0; k < cost->items.size(); k += 2) {
+      const YamlNode& key = cost->items[k];
+      const YamlNode& value = cost->items[k + 1];
+      if (!key.is_scalar() || key.text.empty())
+        Fail(key.line, path, "a figure name must be a word");
+      if (!value.is_scalar() || value.text.empty()) {
+        Fail(value.line, path + "." + key.text, "expected a number, got " + Describe(value));
+      }
+      if (!spec.cost_params.emplace(key.text, value.text).second) {
+        Fail(key.line, path, "figure '" + key.text + "' is given twice");
       }
     }
   }

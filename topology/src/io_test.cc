@@ -54,6 +54,27 @@ TEST(TopologyIoTest, ModifiedPresetRoundTripsAsPresetPlusDifferences) {
   ExpectRoundTrip(topo);
 }
 
+// A measured host's cost figures travel with its chip spec, as written (issue #21).
+TEST(TopologyIoTest, ChipCostParamsRoundTripAsWritten) {
+  Topology topo("host");
+  ChipSpec spec = LpuV1();
+  spec.name = "host-core";
+  spec.cost_params = {{"weight_stream_bytes_per_s", "12500000000"},
+                      {"matrix_efficiency", "0.93"},
+                      {"op_overhead_ns", "850"}};
+  topo.AddSpec(spec);
+  topo.AddChip(0, 0, false);
+  const std::string text = WriteTopologyYaml(topo);
+  EXPECT_THAT(text, HasSubstr("cost_params: {matrix_efficiency: 0.93, op_overhead_ns: 850, "
+                              "weight_stream_bytes_per_s: 12500000000}\n"));
+  ExpectRoundTrip(topo);
+  const Topology back = ParseTopologyYaml(text, "mem");
+  EXPECT_EQ(back.specs()[0].cost_params.at("matrix_efficiency"), "0.93");
+  EXPECT_THAT(ParseError("format: lockstep-topology/1\nchip_specs:\n"
+                         "  - {name: c, preset: lpu-v1, cost_params: [1, 2]}\nchips: []\n"),
+              HasSubstr("chip_specs[0].cost_params: expected a mapping of cost figures"));
+}
+
 TEST(TopologyIoTest, NamesNeedingQuotesRoundTrip) {
   for (const std::string name :
        {"", "null", "~", "123", "true", "-x", "a \"b\" \\c", "line\nbreak\ttab",

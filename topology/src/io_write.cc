@@ -94,6 +94,14 @@ std::vector<std::pair<std::string, std::string>> SpecFields(const ChipSpec& spec
   add("link_bandwidth_bytes_per_s", spec.link_bandwidth_bytes_per_s,
       base->link_bandwidth_bytes_per_s);
   add("link_latency_ns", spec.link_latency_ns, base->link_latency_ns);
+  if (spec.cost_params != base->cost_params) {
+    std::string cost;
+    for (const auto& [name, value] : spec.cost_params) {
+      cost += cost.empty() ? "{" : ", ";
+      cost += name + ": " + value;
+    }
+    out.emplace_back("cost_params", cost.empty() ? "{}" : cost + "}");
+  }
   return out;
 }
 

@@ -7,16 +7,22 @@
 //      residual adds, MLP or MoE experts, final norm, LM head, sampling — with FLOPs, weight
 //      bytes (resident and read), activation bytes, KV bytes and the bytes it contributes to a
 //      tensor-parallel all-reduce, for one chip of a tensor-parallel group of degree `tp`.
-//   2. Timing (integer ns): OpTime() turns an op into time on a ChipSpec with ChipCostParams
-//      (compute at peak x efficiency, weight streaming rate, memory bandwidth, fixed per-op
-//      overhead); TransferTimeNs()/AllReduceTimeNs() time links with LinkCostParams.
-// Every constant is a named field with a default and a comment naming its source. Pure
-// functions of their arguments; thread-safe. Floating point appears only inside a single
-// division and is rounded up to whole ns, so results are reproducible.
+//   2. Timing (integer ns): OpTime() turns an op into time on a ChipSpec with ChipCostParams:
+//      the largest of compute (peak x efficiency), weight streaming and memory traffic, plus
+//      the op's fixed latency (per-op overhead, one pipeline fill of the matrix or vector units
+//      per dependent pass through them, the per-layer synchronization on a layer's first op);
+//      TransferTimeNs()/AllReduceTimeNs() time links with LinkCostParams (per hop latency,
+//      serialization, per collective step overhead).
+// Every fixed term is charged per op, per hop or per collective step, never per stage or per
+// token, so the schedule compiler (which charges TimeOp per op, HopTimeNs per hop and the
+// collective step overhead per step) prices exactly what the partitioner prices. Every
+// constant is a named field with a default and a comment naming its source. Pure functions of
+// their arguments; thread-safe. Floating point appears only inside a single division and is
+// rounded up to whole ns, so results are reproducible.
 //
-// Calibration: the lpu-v1 effective figures are fitted so that the partitioner's latency plan
-// for Llama-2-70B, INT8, 4k context on 576 chips predicts Groq's published ~300 tokens/s per
-// user within +-20%; LpuV1CostParams() holds them with their reasoning.
+// Calibration: LpuV1CostParams() holds the lpu-v1 figures with their sources: every fixed term
+// is a cited figure or a derivation; the one fitted constant, the weight streaming rate, is
+// fitted to Groq's Llama-2-70B point (INT8, 4k context, 576 chips, ~300 tokens/s per user).
 #pragma once
 
 #include <cstdint>
@@ -96,6 +102,12 @@ struct OpCost {
   // head instead gathers one (value, index) pair per sequence from each chip for sampling.
   int64_t allreduce_bytes = 0;
   int64_t gather_bytes = 0;
+  // Dependent passes through the functional units: each pays one pipeline fill
+  // (ChipCostParams::matrix_fill_ns / vector_fill_ns) before its first result. E.g. attention
+  // is QK^T (matrix), softmax (two vector passes: max and exponent-sum, then normalize), PV
+  // (matrix); a gated MLP is gate+up (matrix), SiLU x up (vector), down (matrix).
+  int64_t matrix_passes = 0;
+  int64_t vector_passes = 0;
 };
 
 // Empty when `tp` can shard the model; otherwise why not (heads, KV heads, intermediate size).
@@ -145,39 +157,56 @@ struct ChipCostParams {
   int64_t vector_ops_per_s = 0;
   // Fraction of ChipSpec::memory_bandwidth_bytes_per_s that activation and KV traffic reach.
   double memory_efficiency = 0.8;
-  // Fixed cost of every op: issue, stream setup and pipeline fill of the functional units
-  // before the first result. 200 ns = 180 cycles at 900 MHz; uncalibrated.
+  // Fixed cost of every op (issue, dispatch) beyond its pipeline fills. The generic default,
+  // 200 ns = 180 cycles at 900 MHz, stands in for fills on chips that give none below;
+  // uncalibrated.
   int64_t op_overhead_ns = 200;
+  // Pipeline fill of one dependent pass through the matrix / vector units (OpCost's
+  // matrix_passes / vector_passes): the time from the operands leaving memory to the first
+  // result back. 0 = none (the generic default folds it into op_overhead_ns).
+  int64_t matrix_fill_ns = 0;
+  int64_t vector_fill_ns = 0;
+  // Synchronization every decoder layer pays, charged on its first op (the attention norm):
+  // e.g. a barrier or deskew between the chips of a stage. 0 = none.
+  int64_t layer_sync_ns = 0;
 
   friend bool operator==(const ChipCostParams&, const ChipCostParams&) = default;
 };
 
-// The lpu-v1 figures, calibrated (issue #3, "Calibration") against Groq's published end-to-end
-// result: Llama-2-70B, INT8, 4k context, on 576 chips (8 racks), ~300 tokens/s per user, i.e.
-// ~3.3 ms per token. Only the weight streaming rate is fitted; everything else is a published
-// figure or a stated assumption:
-//   - vector_ops: the TSP vector unit has 16 ALUs on each of 320 lanes at 900 MHz = 4.6 Tops/s
-//     (Abts et al., "Think Fast: A Tensor Streaming Processor", ISCA 2020).
-//   - weight_stream: Groq publishes no weight-install rate. At batch 1 the matrix units use each
-//     weight once, so the rate at which weights enter them bounds every decode product. The
-//     partitioner's latency plan for that setup is ~41 stages of TP 8 with 2 layers each (a
-//     layer is 856 MB at INT8, 107 MB per chip), run one after another; per stage ~12 us goes
-//     to per-op overhead, four direct all-reduces and the send to the next stage. 3.3 ms / 41
-//     stages - 12 us = ~69 us to stream 214 MB per chip, i.e. ~3.1 TB/s. We use 3.2 TB/s
-//     (~3.6 KB per 900 MHz cycle, about eleven 320-byte stream vectors per cycle, 4% of the
-//     80 TB/s marketing SRAM figure), which predicts ~314 tokens/s per user
-//     (partitioner_test.cc: CalibratedAgainstGroqLlama70b checks +-20%).
-//   - op_overhead and matrix_efficiency: the generic defaults above, not fitted.
-// Calibrate here, not on the outputs.
+// The lpu-v1 figures (issue #21). Fixed terms, each a cited figure or a derivation (cycles at
+// the 900 MHz clock; TSP structure from Abts et al., "Think Fast: A Tensor Streaming
+// Processor", ISCA 2020: 20 superlanes, instructions reaching each superlane one cycle after the
+// previous, streams moving one functional slice per cycle, 44 MEM slices per hemisphere between
+// the central VXM and the MXM at the edge, 16 ALUs per lane in the VXM):
+//   - matrix_fill 150 ns: an operand crosses <= 46 slices (44 MEM + SXM + edge) to the MXM, the
+//     result 46 back, + 20 cycles of superlane stagger, + ~20 cycles for the MXM's sum of 320
+//     products (a pipelined tree of log2(320) ~ 9 adder levels; not published, estimated):
+//     132 cycles = 147 ns.
+//   - vector_fill 140 ns: <= 44 slices in and out of the VXM + 20 stagger + a chain of up to 16
+//     ALUs: 124 cycles = 138 ns.
+//   - op_overhead 0: an instruction issues in one cycle; its latency is the fills above.
+//   - layer_sync 0: a software-scheduled network has no per-layer barrier (chips are aligned
+//     once per program and kept aligned by the runtime deskew, Abts et al., ISCA 2022); each
+//     exchange's alignment is the collective step overhead (LpuV1LinkCostParams).
+//   - vector_ops: 16 ALUs x 320 lanes x 900 MHz = 4.6 Tops/s (ISCA 2020).
+//   - matrix_efficiency 0.8, memory_efficiency 0.8: the generic defaults (they bound prefill
+//     and activations, not the decode point fitted here).
+// Fitted: weight_stream_bytes_per_s, the rate weights (and cached K/V) enter the matrix units at
+// batch 1 (Groq publishes none), to Groq's Llama-2-70B INT8 4k-context point on 576 chips,
+// ~300 tokens/s per user (the latency plan: ~40 stages of TP 8 with 2 layers each); the fit's
+// arithmetic is beside the value in cost_model.cc.
 ChipCostParams LpuV1CostParams();
-// LpuV1CostParams() for an lpu-v1 spec, the generic defaults otherwise.
+// LpuV1CostParams() for an lpu-v1 spec, the generic defaults otherwise; then the figures the
+// spec carries (ChipSpec::cost_params, see cost_params.h) on top. Throws Error (kInvalidInput)
+// naming the spec and figure for a bad one.
 ChipCostParams CostParamsFor(const topology::ChipSpec& chip);
 
 enum class Bound { kOverhead, kCompute, kWeightStream, kMemory };
 std::string_view BoundName(Bound bound);  // "overhead", "compute", "weight_stream", "memory"
 
 struct OpTime {
-  int64_t ns = 0;          // overhead + the largest of the three terms below
+  int64_t ns = 0;          // fixed_ns + the largest of the three terms below
+  int64_t fixed_ns = 0;    // op overhead + pipeline fills + layer synchronization
   int64_t compute_ns = 0;  // flops at the unit's effective rate
   int64_t weight_ns = 0;   // weight (and attention KV) bytes at the streaming rate
   int64_t memory_ns = 0;   // activation (and non-matrix KV) bytes at effective bandwidth
@@ -195,15 +224,71 @@ struct LinkCostParams {
   double link_efficiency = 0.9;
   // Latency of one hop; < 0 = the link's own latency_ns (lpu-v1: 600 ns, see ChipSpec).
   int64_t hop_latency_ns = -1;
-  // Extra time per step of a collective: adding the received chunk and the scheduled slack
-  // between steps. 100 ns = 90 cycles; uncalibrated.
-  int64_t collective_step_overhead_ns = 100;
+  // Extra time per step of a collective: adding the received chunk. 140 ns: on lpu-v1 one VXM
+  // pass (the vector fill, LpuV1CostParams); the generic default too, so a schedule compiled
+  // without the plan's figures prices collectives as the plan did.
+  int64_t collective_step_overhead_ns = 140;
 
   friend bool operator==(const LinkCostParams&, const LinkCostParams&) = default;
 };
 
+// The lpu-v1 link figures (issue #21):
+//   - hop latency: the link's own (ChipSpec::link_latency_ns, 600 ns: Groq's "< 3 us end to end
+//     over <= 5 hops" for 10,440 chips, Abts et al. ISCA 2022, divided by 5 — an upper bound).
+//     What it is made of: RS(528,514) FEC holds a 5,280-bit codeword before it can correct it,
+//     51 ns at 4 x 25.78 Gb/s, ~100 ns with the decode; SerDes and PCS both ends (serialize,
+//     clock recovery, 64b/66b, deskew of 4 lanes) ~100 ns; ~2 m of cable ~10 ns; the rest
+//     (~390 ns) the forwarding chip's path from its receiving to its sending link through its
+//     stream registers and the alignment of the scheduled hand-off.
+//   - link_efficiency 0.9: 64b/66b (0.970) x RS(528,514) (0.973) x ~5% packet framing = 0.90.
+//   - collective_step_overhead 140 ns: one VXM pass adding the received chunk (the vector fill,
+//     LpuV1CostParams).
+// They are LinkCostParams{}'s defaults.
+LinkCostParams LpuV1LinkCostParams();
+// LpuV1LinkCostParams() for an lpu-v1 spec, LinkCostParams{} otherwise; then the spec's own
+// figures, as CostParamsFor.
+LinkCostParams LinkCostParamsFor(const topology::ChipSpec& chip);
+
+// A link time split by what it is made of: hop latencies, serialization of the payload at the
+// effective link rate, and fixed per-collective-step overheads. total() is what
+// TransferTimeNs/AllReduceTimeNs return.
+struct LinkTimeParts {
+  int64_t latency_ns = 0;
+  int64_t serialization_ns = 0;
+  int64_t fixed_ns = 0;
+  int64_t total() const { return latency_ns + serialization_ns + fixed_ns; }
+};
+
+// What `lockstep run` adds to the compiled schedule's token latency: the runtime's own work per
+// decode step that the static schedule does not hold. They model today's runtime, in which the
+// coordinator starts every decode step and collects its results (two control messages on the
+// step's critical path) and every worker runs a step's bookkeeping; the self-clocked runtime of
+// issue #19 removes the control messages, so these are the terms to revisit then. Zero for a
+// chip whose runtime is its schedule (lpu-v1).
+struct RuntimeCostParams {
+  // Control messages in a row on a decode step's critical path (today: the Step out, the
+  // result back).
+  int64_t control_hops = 0;
+  // One control message, one way, through the coordinator's control socket.
+  int64_t control_hop_ns = 0;
+  // Per decode step: the workers' step bookkeeping (taking the Step, setting up its slots,
+  // reporting), done by every worker at once, so paid once per step.
+  int64_t step_overhead_ns = 0;
+  // Cores the chips' workers share on one host (today's runtime pins chip i to core
+  // i mod cores): when a plan uses more chips than this, chips computing at the same time take
+  // turns, and a step is at least the compute of all chips over this many cores. 0 = a core per
+  // chip.
+  int64_t cores = 0;
+
+  friend bool operator==(const RuntimeCostParams&, const RuntimeCostParams&) = default;
+};
+
 // One point-to-point transfer of `bytes` over `hops` links of this bandwidth and latency,
-// cut-through (the payload serializes once; each hop adds its latency).
+// store-and-forward as the schedule compiles it (each hop is a reserved transfer of the whole
+// payload that a forwarding chip sends on when it has arrived): hops x (latency + bytes at the
+// effective rate).
+LinkTimeParts TransferTimeParts(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per_s,
+                                int64_t link_latency_ns, const LinkCostParams& params);
 int64_t TransferTimeNs(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per_s,
                        int64_t link_latency_ns, const LinkCostParams& params);
 
@@ -216,9 +301,20 @@ int64_t TransferTimeNs(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per
 // 2 x (group - 1) steps of bytes/group each. Every step also costs the collective step
 // overhead. group <= 1 costs nothing.
 enum class AllReduceAlgorithm { kOneShot, kDirect, kRing };
+// `chain_hops`: the links the slowest chain of dependent steps crosses in all (0 = one per
+// step). A ring whose neighbours are not all directly linked routes those steps over several
+// links, store-and-forward; each rank's step waits for its own previous step and its left
+// neighbour's transfer, so the slowest chain runs around the ring through 2 x (group - 1)
+// consecutive neighbour pairs (RingChainHops).
+LinkTimeParts AllReduceTimeParts(int64_t bytes, int group, AllReduceAlgorithm algorithm,
+                                 int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
+                                 const LinkCostParams& params, int64_t chain_hops = 0);
 int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                         int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                        const LinkCostParams& params);
+                        const LinkCostParams& params, int64_t chain_hops = 0);
+// The most hops over 2 x (g - 1) consecutive neighbour pairs of a ring of g ranks, where
+// `pair_hops[r]` is the routed hops from rank r to rank r + 1 (mod g).
+int64_t RingChainHops(const std::vector<int>& pair_hops);
 // Steps of a collective in a row (1, 2 or 2 x (group - 1)); 0 for group <= 1.
 int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group);
 

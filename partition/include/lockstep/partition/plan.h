@@ -55,12 +55,22 @@ struct PlanOptions {
   // Bytes of each chip's SRAM kept free for the program, buffers the cost model does not see
   // and fragmentation. 5% is a margin, not a measured figure.
   double sram_reserve_fraction = 0.05;
-  // Chip and link effective figures; unset = CostParamsFor(chip) / LinkCostParams{}.
+  // Chip and link effective figures; unset = CostParamsFor(chip) / LinkCostParamsFor(chip).
   std::optional<ChipCostParams> chip_params;
-  LinkCostParams link_params;
+  std::optional<LinkCostParams> link_params;
+  // The runtime's terms `lockstep run` adds (cost_model.h); unset = the chip's
+  // (CostParamsForChip). They do not change the plan, only what `run` predicts from it.
+  std::optional<RuntimeCostParams> runtime_params;
+  // Where the figures come from (a cost-parameters file's name), recorded in the plan; empty =
+  // the chip's built-in figures.
+  std::string cost_params_name;
   // Hops assumed between consecutive stages while searching (placement is not known yet):
-  // 2 = a local link plus a global one in a rack. Predictions use the placed chips.
+  // 2 = a local link plus a global one in a rack. Predictions use the placed chips' routes.
   int search_hops_between_stages = 2;
+  // Hops assumed between ring neighbours in different nodes while searching (each node of the
+  // group has one such neighbour; the ring's slowest chain passes each twice): 3 = a local
+  // link, the link between the nodes, a local link. Predictions use the placed ring's routes.
+  int search_cross_node_hops = 3;
 };
 
 struct StagePlan {
@@ -86,7 +96,14 @@ struct StagePlan {
   int64_t collective_ns = 0;
   int64_t stage_ns = 0;  // compute + collective
   int64_t send_ns = 0;
+  // Links the send crosses: the most over the transfers to the next stage's ranks, as routed
+  // (store-and-forward).
   int send_hops = 0;
+  // A ring all-reduce over several nodes: the links its slowest chain of steps crosses, as
+  // routed (RingChainHops; 0 = one per step, a group inside one node). The gather to rank 0
+  // after sampling: its farthest rank's routed hops (1 inside a node).
+  int64_t ring_chain_hops = 0;
+  int gather_hops = 1;
   int64_t prefill_ns = 0;  // the prompt through this stage (ops + collectives + send)
 
   friend bool operator==(const StagePlan&, const StagePlan&) = default;
@@ -135,7 +152,9 @@ struct Plan {
   ModelSpec spec;
   TopologyValue system;
   ChipCostParams chip_params;  // resolved: PlanOptions::chip_params or CostParamsFor(chip)
-  LinkCostParams link_params;
+  LinkCostParams link_params;  // resolved: PlanOptions::link_params or LinkCostParamsFor(chip)
+  RuntimeCostParams runtime_params;  // resolved likewise
+  std::string cost_params_name;      // PlanOptions::cost_params_name, or the chip's name
 
   friend bool operator==(const Plan&, const Plan&) = default;
 };
@@ -171,6 +190,31 @@ struct Alternative {
 // options as MakePlan (its tp is ignored). Pure, deterministic.
 std::vector<Alternative> ExplainAlternatives(const ModelSpec& spec, const topology::Topology& topo,
                                              const PlanOptions& options, const Plan& chosen);
+
+// Where one stage's decode time goes (--explain): the stage's ops, collectives and its send to
+// the next stage (stage_ns + send_ns), split by what bounds each part. An op counts its fixed
+// latency (TimeOp's fixed_ns) as `fixed` and the rest as its bound (compute, weight stream or
+// memory); a collective or send counts hop latencies as `link_latency`, payload at the link
+// rate as `link_transfer`, per-step overheads as `fixed`. total() == stage_ns + send_ns.
+struct TimeShares {
+  int64_t compute_ns = 0;
+  int64_t weight_stream_ns = 0;
+  int64_t memory_ns = 0;
+  int64_t link_transfer_ns = 0;
+  int64_t link_latency_ns = 0;
+  int64_t fixed_ns = 0;
+  int64_t total() const {
+    return compute_ns + weight_stream_ns + memory_ns + link_transfer_ns + link_latency_ns +
+           fixed_ns;
+  }
+  TimeShares& operator+=(const TimeShares& o);
+};
+// Throws Error (kInvalidInput) when `stage` is not a stage of `plan`.
+TimeShares StageShares(const Plan& plan, int stage);
+
+// What `lockstep run` adds per decode step to the schedule's token latency for this plan's
+// runtime: control_hops x control_hop_ns + step_overhead_ns (runtime_params).
+int64_t RuntimeTokenNs(const Plan& plan);
 
 // Capacity planning: the smallest standard system of `chip` — one node, one rack, then 2, 3, ...
 // racks (topology::GenerateSystem with `shape`) up to the largest the chip allows — whose plan

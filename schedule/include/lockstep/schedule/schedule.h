@@ -28,9 +28,8 @@
 //     last stage's rank 0 to every rank of stage 0 (the next token of that sequence), routed over
 //     minimal routes (breadth first over Topology::Neighbors, ports in order: deterministic).
 //     Every hop is reserved; intermediate chips Forward at their planned time. Hops are
-//     store-and-forward: each hop takes latency + bytes / (bandwidth x link_efficiency), while
-//     the cost model assumes cut-through, so multi-hop sends run a little longer than the plan
-//     predicts (the simulator reports both).
+//     store-and-forward: each hop takes latency + bytes / (bandwidth x link_efficiency), as
+//     the cost model prices it (partition::TransferTimeNs).
 // Resources: one compute unit per chip (Compute and Reduce run one at a time), one transfer at a
 // time per link direction (Send/Forward hold it for the whole transfer time). Each is reserved
 // first-fit on a table folded modulo the slot stride (the earliest gap at or after the

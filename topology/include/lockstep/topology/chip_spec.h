@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +34,11 @@ struct ChipSpec {
   // Default bandwidth of one link, per direction, and its one-hop latency.
   int64_t link_bandwidth_bytes_per_s = 0;
   int64_t link_latency_ns = 0;
+  // The cost model's figures for this chip, by name, as written (e.g. "matrix_fill_ns" ->
+  // "150"): what `lockstep calibrate --host` measured for a host's cores. Topology stores them
+  // uninterpreted; partition/cost_params.h reads and checks them. Empty = the cost model's
+  // figures for the chip's name.
+  std::map<std::string, std::string> cost_params;
 
   int64_t peak_ops(Dtype dtype) const { return peak_ops_per_s[static_cast<int>(dtype)]; }
 
