@@ -125,7 +125,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert json.load(open(sys.argv[2])) == j, "-o file differs from stdout"
 p = j["predicted"]
-assert 240 <= p["tokens_per_s_per_user"] <= 360, p  # Groq: ~300 tokens/s/user (+-20%)
+assert 270 <= p["tokens_per_s_per_user"] <= 330, p  # Groq: ~300 tokens/s/user (+-10%, issue #21)
 assert p["token_latency_ns"] > 0 and p["tokens_per_s"] > 0
 assert j["chips_used"] == sum(s["tp"] for s in j["stages"]) <= 576
 layers = [l for s in j["stages"] for l in range(s["first_layer"], s["end_layer"])]
