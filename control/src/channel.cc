@@ -31,6 +31,12 @@ Clock& RealTimeClock(const std::string& address, const ChannelOptions& options) 
 
 }  // namespace
 
+Clock& ChannelClock(const ChannelOptions& options) {
+  if (options.clock != nullptr) return *options.clock;
+  if (options.network != nullptr) return options.network->clock();
+  return RealClock();
+}
+
 std::unique_ptr<ControlChannel> Listen(const std::string& address, const ChannelOptions& options) {
   if (InMemory(address)) {
     return ListenInMemory(NetworkFor(address, options).state_, address);

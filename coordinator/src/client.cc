@@ -1,7 +1,5 @@
 #include "lockstep/coordinator/client.h"
 
-#include <thread>
-
 #include "lockstep/control/channel.h"
 #include "lockstep/control/messages.h"
 
@@ -15,14 +13,17 @@ using control::StopServerMsg;
 using control::SubmitMsg;
 using control::TokenMsg;
 
-using Clock = std::chrono::steady_clock;
 using control::Millis;
 
 struct Client::Impl {
   Impl(std::string a, ClientOptions o)
-      : address(std::move(a)), options(o), socket(control::Connect(address)) {}
+      : address(std::move(a)),
+        options(o),
+        clock(control::ChannelClock(options.control)),
+        socket(control::Connect(address, options.control)) {}
   std::string address;
   ClientOptions options;
+  control::Clock& clock;  // the one the connection waits on (channel.h)
   std::unique_ptr<control::ControlConnection> socket;
   uint64_t next_id = 1;
 };
@@ -40,9 +41,9 @@ std::vector<int32_t> Client::Generate(const std::vector<int32_t>& prompt, int64_
   im.socket->Send(SubmitMsg{id, prompt, max_new, sampling});
   bool accepted = false;
   int64_t next_index = 0;
-  Clock::time_point deadline = Clock::now() + im.options.connect_timeout;
+  control::Clock::TimePoint deadline = im.clock.Now() + im.options.connect_timeout;
   while (true) {
-    const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+    const auto left = std::chrono::duration_cast<Millis>(deadline - im.clock.Now());
     std::optional<ControlMessage> m =
         left.count() > 0 ? im.socket->Receive(left) : std::optional<ControlMessage>{};
     if (!m) {
@@ -79,7 +80,7 @@ std::vector<int32_t> Client::Generate(const std::vector<int32_t>& prompt, int64_
       throw Error(ErrorCode::kUnavailable, "the coordinator at " + im.address + " shut down");
     }
     // Anything else (a late message of an earlier request) is ignored.
-    deadline = Clock::now() + (accepted ? im.options.reply_timeout : im.options.connect_timeout);
+    deadline = im.clock.Now() + (accepted ? im.options.reply_timeout : im.options.connect_timeout);
   }
 }
 

@@ -1,10 +1,10 @@
 #include "lockstep/coordinator/coordinator.h"
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "lockstep/control/channel.h"
 #include "lockstep/control/messages.h"
@@ -31,7 +31,8 @@ using control::StepMsg;
 using control::StepResultMsg;
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = control::Clock;
+using TimePoint = Clock::TimePoint;
 // How long a worker's "peer disconnected" waits for the launcher to report the peer's death.
 constexpr std::chrono::milliseconds kRootCauseGrace{300};
 
@@ -40,7 +41,10 @@ std::string Mib(uint64_t bytes) {
   return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MiB";
 }
 
-int64_t Ms(Clock::duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
+int64_t Ms(Clock::Duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
+int64_t Ns(Clock::Duration d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
 
 // A worker found dead or silent: what failover acts on; where none runs, an Error like others.
 class WorkerLost : public Error {
@@ -55,14 +59,19 @@ class WorkerLost : public Error {
 
 struct Coordinator::Impl {
   explicit Impl(CoordinatorOptions o)
-      : options(std::move(o)), socket(control::Listen(options.address, options.control)) {}
+      : options(std::move(o)),
+        clock(control::ChannelClock(options.control)),
+        socket(control::Listen(options.address, options.control)) {}
 
   CoordinatorOptions options;
+  // Every wait, timeout and measurement of the coordinator reads this (never steady_clock):
+  // tests run the whole control plane on a ManualClock.
+  Clock& clock;
   std::unique_ptr<control::ControlChannel> socket;
   std::vector<WorkerInfo> workers;
   std::vector<std::string> peers;
   std::map<std::string, size_t> by_peer;
-  std::vector<Clock::time_point> last_heard;
+  std::vector<TimePoint> last_heard;
   std::vector<int64_t> last_step;
   std::vector<bool> gone;         // failed or retired by a failover: no longer part of the run
   std::vector<bool> reassigning;  // sent a failover assignment, not ready yet: old errors ignored
@@ -73,9 +82,12 @@ struct Coordinator::Impl {
   std::vector<control::ChipProgress> progress;  // from the latest heartbeat
   // When a heartbeat last showed a worker at another step or instruction: a slow step that
   // still moves is not a stall.
-  Clock::time_point last_progress_change = Clock::now();
-  Clock::time_point next_ping = Clock::now();
-  Clock::time_point last_pump = Clock::now();
+  TimePoint last_progress_change = clock.Now();
+  TimePoint next_ping = clock.Now();
+  TimePoint last_pump = clock.Now();
+  // Messages received while the coordinator waited for something else (a dead peer's root
+  // cause): the next Pump handles them first, as if they were still queued in the channel.
+  std::deque<control::ControlChannel::Incoming> held;
   RunStats stats;
   bool deployed = false;
   bool shut_down = false;
@@ -105,23 +117,23 @@ struct Coordinator::Impl {
   // Receives for up to `wait` (at least one poll), answering pings and registrations and
   // checking liveness; calls `on_message` for everything else from a known worker.
   void Pump(Millis wait, const std::function<void(size_t, ControlMessage&)>& on_message) {
-    const Clock::time_point start = Clock::now();
+    const TimePoint start = clock.Now();
     // Time the coordinator spent not listening (shipping a shard) is not a worker's silence.
     if (start - last_pump > options.heartbeat_interval) {
-      for (Clock::time_point& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
+      for (TimePoint& t : last_heard) t = std::max(t, start - options.heartbeat_interval);
     }
     auto until_ping = std::chrono::duration_cast<Millis>(next_ping - start);
     // While shards are on their way, come back soon to make the next chunks.
     if (!shipments.empty()) until_ping = std::min(until_ping, Millis(1));
     std::optional<control::ControlChannel::Incoming> in =
-        socket->Receive(std::max(Millis(0), std::min(wait, until_ping)));
+        Receive(std::max(Millis(0), std::min(wait, until_ping)));
     // Drain what is already queued before judging anyone silent.
     for (int i = 0; in && i < 1024; ++i) {
-      Handle(*in, Clock::now(), on_message);
-      in = socket->Receive(Millis(0));
+      Handle(*in, clock.Now(), on_message);
+      in = Receive(Millis(0));
     }
     Feed();
-    const Clock::time_point now = Clock::now();
+    const TimePoint now = clock.Now();
     last_pump = now;
     if (now >= next_ping) {
       for (size_t w = 0; w < peers.size(); ++w) {
@@ -129,10 +141,17 @@ struct Coordinator::Impl {
       }
       next_ping = now + options.heartbeat_interval;
     }
-    CheckLiveness(Clock::now());
+    CheckLiveness(clock.Now());
   }
 
-  void Handle(control::ControlChannel::Incoming& in, Clock::time_point now,
+  std::optional<control::ControlChannel::Incoming> Receive(Millis timeout) {
+    if (held.empty()) return socket->Receive(timeout);
+    control::ControlChannel::Incoming in = std::move(held.front());
+    held.pop_front();
+    return in;
+  }
+
+  void Handle(control::ControlChannel::Incoming& in, TimePoint now,
               const std::function<void(size_t, ControlMessage&)>& on_message) {
     auto known = by_peer.find(in.peer);
     if (!in.message) {
@@ -179,11 +198,16 @@ struct Coordinator::Impl {
       if (reassigning[w]) return;  // about the schedule a failover replaced
       // A lost peer is usually a symptom: its neighbours notice within milliseconds, the
       // launcher's reaper a little later. Give the launcher a moment, and name the dead chip.
+      // It waits on the channel (keeping what arrives for later), not by sleeping, so that on
+      // a manual clock the grace passes as the in-memory channel moves time.
       if (e->code == ErrorCode::kDisconnected && options.supervisor != nullptr) {
-        const Clock::time_point give_up = now + kRootCauseGrace;
-        while (Clock::now() < give_up) {
-          CheckLiveness(Clock::now());
-          std::this_thread::sleep_for(Millis(10));
+        const TimePoint give_up = now + kRootCauseGrace;
+        for (TimePoint t = clock.Now(); t < give_up; t = clock.Now()) {
+          CheckLiveness(t);
+          const Millis left = std::chrono::ceil<Millis>(give_up - t);
+          if (auto more = socket->Receive(std::min(Millis(10), left))) {
+            held.push_back(std::move(*more));
+          }
         }
       }
       throw Error(e->code, Name(w) + " failed: " + e->message);
@@ -194,9 +218,9 @@ struct Coordinator::Impl {
 
   // A stall: no step completed and no worker moved to another instruction for stall_timeout,
   // and a chip that has not finished the step waits on a link (a long compute is not a stall).
-  bool Stalled(Clock::time_point last_completion, const std::vector<bool>& finished) const {
+  bool Stalled(TimePoint last_completion, const std::vector<bool>& finished) const {
     if (options.stall_timeout <= Millis(0)) return false;
-    if (Clock::now() - std::max(last_completion, last_progress_change) <= options.stall_timeout) {
+    if (clock.Now() - std::max(last_completion, last_progress_change) <= options.stall_timeout) {
       return false;
     }
     for (size_t w = 0; w < workers.size(); ++w) {
@@ -222,10 +246,9 @@ struct Coordinator::Impl {
       socket->Send(peers[w], FlightRecorderRequestMsg{});
     }
     std::string meanwhile;
-    const Clock::time_point give_up =
-        Clock::now() + std::max(Millis(1000), 5 * options.heartbeat_interval);
+    const TimePoint give_up = clock.Now() + std::max(Millis(1000), 5 * options.heartbeat_interval);
     try {
-      while (answers < workers.size() && Clock::now() < give_up) {
+      while (answers < workers.size() && clock.Now() < give_up) {
         Pump(Millis(50), [&](size_t w, ControlMessage& m) {
           auto* r = std::get_if<FlightRecorderMsg>(&m);
           if (r == nullptr || chips[w].heard) return;
@@ -251,7 +274,7 @@ struct Coordinator::Impl {
                                              " ms)" + meanwhile + where);
   }
 
-  void CheckLiveness(Clock::time_point now) const {
+  void CheckLiveness(TimePoint now) const {
     if (options.supervisor != nullptr) {
       if (std::optional<DeadWorker> dead = options.supervisor->Dead()) {
         for (size_t w = 0; w < workers.size(); ++w) {
@@ -349,7 +372,7 @@ struct Coordinator::Impl {
     ~ForgetShipments() { im.shipments.clear(); }
   };
 
-  void Failover(const WorkerLost& lost, int64_t step, Clock::time_point step_start);
+  void Failover(const WorkerLost& lost, int64_t step, TimePoint step_start);
 };
 
 Coordinator::Coordinator(CoordinatorOptions options)
@@ -364,10 +387,10 @@ const std::vector<FailoverRecord>& Coordinator::failovers() const { return impl_
 std::vector<Finished> Coordinator::partial() const { return impl_->partial; }
 
 void Coordinator::AwaitWorkers(size_t count, Millis timeout) {
-  const Clock::time_point deadline = Clock::now() + timeout;
+  const TimePoint deadline = impl_->clock.Now() + timeout;
   size_t shown = 0;
   while (impl_->workers.size() < count) {
-    const Clock::time_point now = Clock::now();
+    const TimePoint now = impl_->clock.Now();
     if (now >= deadline) {
       throw Error(ErrorCode::kUnavailable, std::to_string(impl_->workers.size()) + " of " +
                                                std::to_string(count) + " workers registered at " +
@@ -432,14 +455,14 @@ void Coordinator::Deploy(const Deployment& d) {
       }
     }
   };
-  const Clock::time_point start = Clock::now();
+  const TimePoint start = im.clock.Now();
   Impl::ForgetShipments forget{im};
   im.shipped_bytes = 0;
   for (size_t i = 0; i < n; ++i) im.Ship(owner[i], d, d.chips[i], /*reuse_shard=*/false);
   // Progress in eighths of the bytes, as the workers take them.
   uint64_t shown = 0;
   bool shipped = false;
-  const Clock::time_point deadline = Clock::now() + im.options.ready_timeout;
+  const TimePoint deadline = im.clock.Now() + im.options.ready_timeout;
   while (ready_count < n) {
     if (!shipped && (im.shipped_bytes >= shown + total_bytes / 8 || im.shipments.empty())) {
       shown = im.shipped_bytes;
@@ -449,10 +472,9 @@ void Coordinator::Deploy(const Deployment& d) {
     if (!shipped && im.shipments.empty()) {
       shipped = true;
       im.stats.shard_bytes = static_cast<int64_t>(total_bytes);
-      im.stats.ship_ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+      im.stats.ship_ns = Ns(im.clock.Now() - start);
     }
-    if (Clock::now() >= deadline) {
+    if (im.clock.Now() >= deadline) {
       for (size_t w = 0; w < n; ++w) {
         if (!ready[w]) {
           im.Fail(w, ErrorCode::kUnavailable,
@@ -463,8 +485,7 @@ void Coordinator::Deploy(const Deployment& d) {
     }
     im.Pump(Millis(50), on_ready);
   }
-  im.stats.deploy_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+  im.stats.deploy_ns = Ns(im.clock.Now() - start);
 }
 
 std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests,
@@ -498,7 +519,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
     }
   };
   take(batcher.TakeDone());
-  const Clock::time_point start = Clock::now();
+  const TimePoint start = im.clock.Now();
   const std::function<void(Request)> submit = [&](Request r) { batcher.Submit(std::move(r)); };
   bool serving = admission != nullptr;
   while (true) {
@@ -513,7 +534,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       continue;
     }
     if (im.options.supervisor != nullptr) im.options.supervisor->BeforeStep(step->index);
-    const Clock::time_point step_start = Clock::now();
+    const TimePoint step_start = im.clock.Now();
     bool decode = true;
     for (const control::SlotWork& w : step->work) decode &= !w.reset && w.tokens.size() == 1;
     const size_t n = im.workers.size();
@@ -533,7 +554,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       // A chip no longer in the run (failed, retired) owes no answer: not "behind" either.
       std::vector<bool> settled(n, false);
       for (size_t w = 0; w < n; ++w) settled[w] = im.gone[w];
-      Clock::time_point last_completion = step_start;
+      TimePoint last_completion = step_start;
       while (answers < expected) {
         if (im.Stalled(last_completion, settled)) im.ReportStall(step->index, settled);
         im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
@@ -547,7 +568,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
           answered[w] = true;
           settled[w] = true;
           ++answers;
-          last_completion = Clock::now();
+          last_completion = im.clock.Now();
           im.last_step[w] = r->index;
           const auto place = im.places.find(static_cast<uint32_t>(im.workers[w].chip));
           if (place != im.places.end() && place->second.first >= 0) {
@@ -588,23 +609,20 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
       im.stats.decode_times += step_times;
       im.stats.decode_chip_steps += timed_chips;
-      im.stats.decode_wall_ns +=
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - step_start).count();
+      im.stats.decode_wall_ns += Ns(im.clock.Now() - step_start);
     }
   }
-  im.stats.wall_ns +=
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+  im.stats.wall_ns += Ns(im.clock.Now() - start);
   snapshot();
   std::vector<Finished> out;
   for (const Request& r : requests) out.push_back(std::move(done.at(r.id)));
   return out;
 }
 
-void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
-                                 Clock::time_point step_start) {
+void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step, TimePoint step_start) {
   std::optional<WorkerLost> lost = first;
   while (lost) {
-    const Clock::time_point detected = Clock::now();
+    const TimePoint detected = clock.Now();
     const size_t failed = lost->worker;
     const uint32_t chip = static_cast<uint32_t>(workers[failed].chip);
     FailoverRecord record{chip, -1, lost->cause, step, Ms(detected - step_start), 0};
@@ -651,9 +669,9 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
     try {
       const std::set<int32_t> starting = awaiting;
       for (int32_t c : starting) options.supervisor->StartWorker(static_cast<uint32_t>(c));
-      const Clock::time_point deadline = Clock::now() + options.ready_timeout;
+      const TimePoint deadline = clock.Now() + options.ready_timeout;
       while (!awaiting.empty()) {
-        if (Clock::now() >= deadline) {
+        if (clock.Now() >= deadline) {
           throw Error(ErrorCode::kUnavailable,
                       "failover: the worker for chip " + std::to_string(*awaiting.begin()) +
                           " did not register within " +
@@ -676,7 +694,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
         if (std::holds_alternative<ReadyMsg>(m)) ready[w] = true;
       };
       while (std::find(ready.begin(), ready.end(), false) != ready.end()) {
-        if (Clock::now() >= deadline) {
+        if (clock.Now() >= deadline) {
           for (size_t w = 0; w < workers.size(); ++w) {
             if (!ready[w]) Fail(w, ErrorCode::kUnavailable, "was not ready after the failover");
           }
@@ -685,8 +703,11 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
       }
       lost.reset();
     } catch (const WorkerLost& again) {
-      // Another chip failed while this one was being replaced: replace it too.
+      // Another chip failed while this one was being replaced: replace it too. The workers now
+      // stand in `d`'s places (the one that failed perhaps in a place new to it: a spare).
       failovers.push_back(record);
+      places.clear();
+      for (const ChipDeployment& c : d.chips) places[c.chip] = {c.stage, c.rank};
       lost = again;
       continue;
     }
@@ -694,7 +715,7 @@ void Coordinator::Impl::Failover(const WorkerLost& first, int64_t step,
     stats.critical_hops = CriticalHops(d);
     places.clear();
     for (const ChipDeployment& c : d.chips) places[c.chip] = {c.stage, c.rank};
-    record.recover_ms = Ms(Clock::now() - detected);
+    record.recover_ms = Ms(clock.Now() - detected);
     failovers.push_back(record);
     Progress("failover: recovered in " + std::to_string(record.recover_ms) + " ms (detected " +
              std::to_string(record.detect_ms) + " ms after step " + std::to_string(step) +
@@ -721,10 +742,9 @@ std::vector<std::string> Coordinator::CheckLinks(const Deployment& d) {
   }
   std::vector<bool> answered(im.workers.size(), false);
   // Every link answers within the connect timeout or fails; the rest is start-up slack.
-  const Clock::time_point deadline =
-      Clock::now() + Millis(d.transport.connect_timeout_ms) + Millis(5000);
+  const TimePoint deadline = im.clock.Now() + Millis(d.transport.connect_timeout_ms) + Millis(5000);
   while (pending > 0) {
-    if (Clock::now() >= deadline) {
+    if (im.clock.Now() >= deadline) {
       for (size_t w = 0; w < im.workers.size(); ++w) {
         if (asked[w] && !answered[w]) {
           failed[static_cast<uint32_t>(im.workers[w].chip)] =

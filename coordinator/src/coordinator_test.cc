@@ -1,120 +1,44 @@
-// The control plane against scripted fake peers (a raw DealerSocket as a worker, a raw
-// RouterSocket as a coordinator): registration, chunked and checksummed shipping, heartbeats,
-// failure reports and bounded waits.
+// The control plane against scripted workers (scripted_worker_test_util.h): registration, chunked
+// and checksummed shipping, heartbeats, ready timeouts, failure reports and a dead peer's root
+// cause. Every case runs twice: on the manual clock and the in-memory channel (no sockets, no
+// sleeps; the times asserted are exact up to one receive), and end to end over ipc:// sockets on
+// the real clock (only lower bounds on time there: the machine may be slow).
 #include "lockstep/coordinator/coordinator.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <filesystem>
+#include <functional>
 #include <thread>
 
-#include "fake_spec_test_util.h"
 #include "lockstep/control/channel.h"
-#include "lockstep/transport/crc32c.h"
+#include "scripted_worker_test_util.h"
 
 namespace lockstep::coordinator {
 
-using control::AssignmentMsg;
 using control::ControlMessage;
-using control::ErrorMsg;
 using control::HeartbeatMsg;
 using control::PingMsg;
-using control::ReadyMsg;
 using control::RegisterMsg;
-using control::ShardChunkMsg;
-using control::ShardDoneMsg;
 using control::ShutdownMsg;
-using control::StepMsg;
-using control::StepResultMsg;
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-std::string Address(const std::string& name) {
-  return "ipc:///tmp/lockstep-coord-test-" + std::to_string(getpid()) + "-" + name;
-}
 
 RegisterMsg Hello(int32_t chip) {
   return RegisterMsg{
       static_cast<int64_t>(getpid()), "test-host", {"fake", 1, 1, 2, 2, {0, 1}}, "test", chip};
 }
 
-// One chip, one slot; the shard is opaque bytes (the fake worker does not load it).
-Deployment OneChip(uint32_t chip, size_t shard_bytes) {
-  Deployment d;
-  d.spec = FakeSpec();
-  d.slots = 1;
-  d.sampling_chip = chip;
-  ChipDeployment c;
-  c.chip = chip;
-  c.stage = 0;
-  c.rank = 0;
-  c.program.chip = static_cast<int32_t>(chip);
-  for (size_t i = 0; i < shard_bytes; ++i) c.shard.push_back(std::byte(static_cast<uint8_t>(i)));
-  d.chips.push_back(c);
-  return d;
-}
-
-// A scripted worker: registers, receives and checks its shard, says ready, then answers pings
-// and the first `steps` steps (sampling token 1 for every slot) and goes silent or reports an
-// error.
-struct FakeWorker {
-  FakeWorker(std::string a, int s, bool e = false)
-      : address(std::move(a)), steps(s), report_error(e) {}
-  std::string address;
-  int steps = 0;
-  bool report_error = false;
-  // Observed:
-  uint32_t chunks = 0;
-  bool digest_ok = false;
-  std::optional<AssignmentMsg> assignment;
-
-  void Run() {
-    std::unique_ptr<control::ControlConnection> socket = control::Connect(address);
-    socket->Send(Hello(3));
-    std::vector<std::byte> shard;
-    int answered = 0;
-    const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
-    while (Clock::now() < give_up) {
-      std::optional<ControlMessage> m = socket->Receive(Millis(20));
-      if (!m) continue;
-      if (std::holds_alternative<PingMsg>(*m)) {
-        socket->Send(HeartbeatMsg{3, answered - 1, {}});
-      } else if (auto* a = std::get_if<AssignmentMsg>(&*m)) {
-        assignment = *a;
-      } else if (auto* c = std::get_if<ShardChunkMsg>(&*m)) {
-        EXPECT_EQ(c->crc32c, transport::Crc32c(c->data));
-        EXPECT_EQ(c->offset, shard.size());
-        shard.insert(shard.end(), c->data.begin(), c->data.end());
-        ++chunks;
-      } else if (auto* d = std::get_if<ShardDoneMsg>(&*m)) {
-        digest_ok = d->total_bytes == shard.size() && d->crc32c == transport::Crc32c(shard);
-        socket->Send(ReadyMsg{3});
-      } else if (auto* s = std::get_if<StepMsg>(&*m)) {
-        if (answered == steps) {
-          if (report_error) socket->Send(ErrorMsg{3, ErrorCode::kProtocol, "link chip 3:1 broke"});
-          return;  // silent from now on
-        }
-        StepResultMsg r{3, s->step.index, {}};
-        for (const control::SlotWork& w : s->step.work) {
-          r.results.push_back({w.slot, w.request, 1, std::vector<float>(4, 0.5f)});
-        }
-        socket->Send(r);
-        ++answered;
-      } else if (std::holds_alternative<ShutdownMsg>(*m)) {
-        return;
-      }
-    }
-  }
+class CoordinatorTest : public testing::TestWithParam<Net> {
+ protected:
+  TestNet net_{GetParam(), testing::UnitTest::GetInstance()->current_test_info()->name()};
+  const control::Clock::TimePoint epoch_ = net_.clock().Now();
 };
 
-TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
-  CoordinatorOptions options;
-  options.address = Address("await");
-  Coordinator coordinator(options);
-  std::unique_ptr<control::ControlConnection> one = control::Connect(coordinator.address());
+TEST_P(CoordinatorTest, AwaitWorkersSaysHowManyRegistered) {
+  Coordinator coordinator(net_.Options());
+  std::unique_ptr<control::ControlConnection> one = net_.Connect();
   one->Send(Hello(-1));
+  const auto start = net_.clock().Now();
   try {
     coordinator.AwaitWorkers(2, Millis(300));
     FAIL() << "two workers registered?";
@@ -123,6 +47,10 @@ TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
     EXPECT_NE(std::string(e.what()).find("1 of 2 workers registered"), std::string::npos)
         << e.what();
   }
+  EXPECT_GE(net_.Since(start), 300);
+  if (net_.manual()) {
+    EXPECT_EQ(net_.Since(start), 300);
+  }
   ASSERT_EQ(coordinator.workers().size(), 1u);
   EXPECT_EQ(coordinator.workers()[0].hostname, "test-host");
 }
@@ -130,130 +58,220 @@ TEST(Coordinator, AwaitWorkersSaysHowManyRegistered) {
 // Regression (issue #7, a sanitized 64-process run): a worker's heartbeat that reaches the
 // coordinator before its register (the register lost on a dropped connection, then re-sent) once
 // got a shutdown. Before deploy it is ignored, and the worker registers when its register comes.
-TEST(Coordinator, AHeartbeatBeforeTheRegisterIsNotAShutdown) {
-  CoordinatorOptions options;
-  options.address = Address("early-beat");
-  Coordinator coordinator(options);
-  std::unique_ptr<control::ControlConnection> worker = control::Connect(coordinator.address());
+TEST_P(CoordinatorTest, AHeartbeatBeforeTheRegisterIsNotAShutdown) {
+  Coordinator coordinator(net_.Options());
+  std::unique_ptr<control::ControlConnection> worker = net_.Connect();
   worker->Send(HeartbeatMsg{-1, -1, {}});
   // The coordinator sees the stranger's heartbeat first, then (a moment later) its register.
   EXPECT_THROW(coordinator.AwaitWorkers(1, Millis(100)), Error);
   worker->Send(Hello(-1));
   coordinator.AwaitWorkers(1, Millis(5000));
-  bool welcomed = false;
-  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(5);
-  while (!welcomed && Clock::now() < give_up) {
-    std::optional<ControlMessage> m = worker->Receive(Millis(20));
-    if (!m) continue;
-    ASSERT_FALSE(std::holds_alternative<ShutdownMsg>(*m)) << "the worker was told to shut down";
-    welcomed = std::holds_alternative<PingMsg>(*m);
-  }
-  EXPECT_TRUE(welcomed);
+  std::optional<ControlMessage> m = worker->Receive(Millis(5000));
+  ASSERT_TRUE(m);
+  EXPECT_FALSE(std::holds_alternative<ShutdownMsg>(*m)) << "the worker was told to shut down";
+  EXPECT_TRUE(std::holds_alternative<PingMsg>(*m)) << "not welcomed";
   EXPECT_EQ(coordinator.workers().size(), 1u);
 }
 
-TEST(Coordinator, ShipsShardInCheckedChunksWithProgress) {
-  CoordinatorOptions options;
-  options.address = Address("ship");
+TEST_P(CoordinatorTest, ShipsShardInCheckedChunksWithProgress) {
+  CoordinatorOptions options = net_.Options();
   options.chunk_bytes = 7;
   std::vector<std::string> progress;
   options.progress = [&](std::string_view line) { progress.emplace_back(line); };
   Coordinator coordinator(options);
-  FakeWorker fake(coordinator.address(), 1);
-  std::thread worker([&] { fake.Run(); });
+  ScriptedWorker fake;
+  std::thread worker = Start(fake, net_, epoch_);
   coordinator.AwaitWorkers(1, Millis(5000));
-  coordinator.Deploy(OneChip(3, 20));
-  const std::vector<Finished> out = coordinator.Generate({{7, {1, 2}, 1, {}}});
+  coordinator.Deploy(FakeDeployment({3}, 20));
+  const std::vector<Finished> out = coordinator.Generate({{7, {1, 2}, 2, {}}});
   coordinator.Shutdown();
   worker.join();
   EXPECT_EQ(fake.chunks, 3u);  // ceil(20 / 7)
   EXPECT_TRUE(fake.digest_ok);
-  ASSERT_TRUE(fake.assignment);
-  EXPECT_EQ(fake.assignment->chip, 3u);
-  EXPECT_EQ(fake.assignment->shard_bytes, 20u);
-  EXPECT_EQ(fake.assignment->cpus, std::vector<int>{0});  // chip index 0 -> core 0's PU
+  ASSERT_EQ(fake.assignments.size(), 1u);
+  EXPECT_EQ(fake.assignments[0].chip, 3u);
+  EXPECT_EQ(fake.assignments[0].shard_bytes, 20u);
+  EXPECT_EQ(fake.assignments[0].cpus, std::vector<int>{0});  // chip index 0 -> core 0's PU
   ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].tokens, std::vector<int32_t>{1});
+  EXPECT_EQ(out[0].tokens, FakeGeneration({1, 2}, 2));
   bool shipped = false;
   for (const std::string& line : progress) {
     shipped |= line == "shipping shards: 0.0 MiB of 0.0 MiB sent to 1 chips";
   }
   EXPECT_TRUE(shipped);
   EXPECT_EQ(coordinator.stats().shard_bytes, 20);
-  EXPECT_GT(coordinator.stats().ship_ns, 0);
   EXPECT_GE(coordinator.stats().deploy_ns, coordinator.stats().ship_ns);
+  EXPECT_EQ(coordinator.stats().steps, 2);
 }
 
-TEST(Coordinator, SilentWorkerIsNamedWithItsLastCompletedStep) {
-  CoordinatorOptions options;
-  options.address = Address("silent");
+TEST_P(CoordinatorTest, SilentWorkerIsNamedWithItsLastCompletedStep) {
+  CoordinatorOptions options = net_.Options();
   options.heartbeat_interval = Millis(50);
   options.heartbeat_timeout = Millis(400);
   Coordinator coordinator(options);
-  FakeWorker fake(coordinator.address(), 2);
-  std::thread worker([&] { fake.Run(); });
+  ScriptedWorker fake;
+  fake.steps = 2;
+  fake.then = ScriptedWorker::Then::kSilent;
+  std::thread worker = Start(fake, net_, epoch_);
   coordinator.AwaitWorkers(1, Millis(5000));
-  coordinator.Deploy(OneChip(3, 8));
-  const Clock::time_point start = Clock::now();
+  coordinator.Deploy(FakeDeployment({3}, 8));
+  const auto start = net_.clock().Now();
   try {
     coordinator.Generate({{1, {1}, 5, {}}});
     FAIL() << "the run survived a silent worker";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kDisconnected);
     const std::string what = e.what();
-    EXPECT_EQ(what.rfind("chip 3 (worker pid", 0), 0u) << what;
-    EXPECT_NE(what.find("stopped answering"), std::string::npos) << what;
+    EXPECT_EQ(what.rfind("chip 3 (worker pid 1003 on test-host) stopped answering for ", 0), 0u)
+        << what;
     EXPECT_NE(what.find("last completed step 1"), std::string::npos) << what;
   }
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+  // Its last answer came as step 1 ended, at the start on the manual clock: it is declared gone
+  // once the timeout has passed, at the first check after it (checks are at most 50 ms apart).
+  EXPECT_GT(net_.Since(start), 400);
+  if (net_.manual()) {
+    EXPECT_LE(net_.Since(start), 450);
+  }
+  coordinator.Shutdown();
   worker.join();
 }
 
-TEST(Coordinator, WorkerErrorReportFailsTheRunWithItsMessage) {
-  CoordinatorOptions options;
-  options.address = Address("error");
+TEST_P(CoordinatorTest, AWorkerThatIsNotReadyInTimeIsNamed) {
+  CoordinatorOptions options = net_.Options();
+  options.ready_timeout = Millis(net_.manual() ? 2000 : 500);
   Coordinator coordinator(options);
-  FakeWorker fake(coordinator.address(), 0, true);
-  std::thread worker([&] { fake.Run(); });
+  ScriptedWorker fake;
+  fake.ready = false;  // takes its shard, answers pings, never opens its links
+  std::thread worker = Start(fake, net_, epoch_);
   coordinator.AwaitWorkers(1, Millis(5000));
-  coordinator.Deploy(OneChip(3, 8));
+  const auto start = net_.clock().Now();
+  try {
+    coordinator.Deploy(FakeDeployment({3}, 8));
+    FAIL() << "deployed without a ready";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_EQ(std::string(e.what()), "chip 3 (worker pid 1003 on test-host) was not ready within " +
+                                         std::to_string(options.ready_timeout.count()) +
+                                         " ms (links or shard); last completed step -1");
+  }
+  EXPECT_GE(net_.Since(start), options.ready_timeout.count());
+  if (net_.manual()) {
+    EXPECT_LE(net_.Since(start), 2000 + 50);
+  }
+  EXPECT_TRUE(fake.digest_ok);  // the shard went; only the ready is missing
+  coordinator.Shutdown();
+  worker.join();
+}
+
+TEST_P(CoordinatorTest, WorkerErrorReportFailsTheRunWithItsMessage) {
+  Coordinator coordinator(net_.Options());
+  ScriptedWorker fake;
+  fake.steps = 0;
+  fake.then = ScriptedWorker::Then::kError;
+  std::thread worker = Start(fake, net_, epoch_);
+  coordinator.AwaitWorkers(1, Millis(5000));
+  coordinator.Deploy(FakeDeployment({3}, 8));
   try {
     coordinator.Generate({{1, {1}, 5, {}}});
     FAIL() << "the run survived a worker's error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kProtocol);
-    EXPECT_NE(std::string(e.what()).find("chip 3 (worker pid"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("failed: link chip 3:1 broke"), std::string::npos)
-        << e.what();
+    EXPECT_EQ(std::string(e.what()),
+              "chip 3 (worker pid 1003 on test-host) failed: link chip 3:1 broke");
   }
   worker.join();
 }
 
-TEST(Coordinator, ADeadWorkerProcessIsNamedAtOnce) {
-  CoordinatorOptions options;
-  options.address = Address("dead");
-  options.heartbeat_timeout = Millis(60000);
-  struct Reaper : WorkerSupervisor {
-    bool dead = false;
-    std::optional<DeadWorker> Dead() override {
-      if (!dead) return std::nullopt;
-      return DeadWorker{getpid(), "was killed by signal 9"};
+// A supervisor that reports each death once, as soon as it is `known` (a launcher's reaper).
+struct Reaper : WorkerSupervisor {
+  struct Death {
+    int64_t pid;
+    std::function<bool()> known;
+    bool told = false;
+  };
+  std::vector<Death> deaths;
+  std::optional<DeadWorker> Dead() override {
+    for (Death& d : deaths) {
+      if (!d.told && d.known()) {
+        d.told = true;
+        return DeadWorker{d.pid, "was killed by signal 9"};
+      }
     }
-  } reaper;
+    return std::nullopt;
+  }
+};
+
+TEST_P(CoordinatorTest, ADeadWorkerProcessIsNamedAtOnce) {
+  CoordinatorOptions options = net_.Options();
+  options.heartbeat_timeout = Millis(60000);
+  Reaper reaper;
   options.supervisor = &reaper;
   Coordinator coordinator(options);
-  std::unique_ptr<control::ControlConnection> fake = control::Connect(coordinator.address());
+  std::unique_ptr<control::ControlConnection> fake = net_.Connect();
   fake->Send(Hello(5));
   coordinator.AwaitWorkers(1, Millis(5000));
-  reaper.dead = true;
+  reaper.deaths.push_back({getpid(), [] { return true; }});
+  const auto start = net_.clock().Now();
   try {
     coordinator.AwaitWorkers(2, Millis(5000));
     FAIL();
   } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDisconnected);
     EXPECT_EQ(std::string(e.what()).rfind("chip 5 (worker pid", 0), 0u) << e.what();
     EXPECT_NE(std::string(e.what()).find("was killed by signal 9"), std::string::npos);
   }
+  if (net_.manual()) {
+    EXPECT_LE(net_.Since(start), 200);  // a ping's wait, not the timeout
+  }
 }
+
+// A worker whose link to a dead peer broke reports "disconnected" before the launcher's reaper
+// knows of the death; the coordinator gives the reaper a moment (300 ms) and names the dead chip,
+// the root cause, instead of the messenger.
+TEST_P(CoordinatorTest, ALostPeerIsBlamedOnTheChipThatDied) {
+  CoordinatorOptions options = net_.Options();
+  Reaper reaper;
+  options.supervisor = &reaper;
+  Coordinator coordinator(options);
+  ScriptedWorker first, last;
+  first.chip = 0;
+  first.steps = 2;
+  first.then = ScriptedWorker::Then::kExit;
+  last.chip = 3;
+  last.steps = 2;
+  last.then = ScriptedWorker::Then::kError;
+  last.error_code = ErrorCode::kDisconnected;
+  last.error = "link 0 to chip 0: peer disconnected";
+  std::thread w0 = Start(first, net_, epoch_);
+  std::thread w3 = Start(last, net_, epoch_);
+  coordinator.AwaitWorkers(2, Millis(5000));
+  coordinator.Deploy(FakeDeployment({0, 3}, 8));
+  // Chip 0's process dies at step 2; its reaper knows 100 ms later.
+  reaper.deaths.push_back({first.Pid(), [&] {
+                             const int64_t exited = first.exited_at_ms;
+                             return exited >= 0 && net_.Since(epoch_) >= exited + 100;
+                           }});
+  const auto start = net_.clock().Now();
+  try {
+    coordinator.Generate({{1, {1}, 5, {}}});
+    FAIL() << "the run survived a dead worker";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDisconnected);
+    EXPECT_EQ(
+        std::string(e.what()),
+        "chip 0 (worker pid 1000 on test-host) was killed by signal 9; last completed step 1");
+  }
+  EXPECT_GE(net_.Since(start), 100);
+  if (net_.manual()) {
+    EXPECT_LE(net_.Since(start), 110);
+  }
+  coordinator.Shutdown();
+  w0.join();
+  w3.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Nets, CoordinatorTest, testing::Values(Net::kManualClock, Net::kSockets),
+                         NetName);
 
 }  // namespace
 }  // namespace lockstep::coordinator

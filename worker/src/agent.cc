@@ -40,7 +40,7 @@ class Agent {
  public:
   explicit Agent(const WorkerOptions& options)
       : options_(options),
-        clock_(options.channel.clock != nullptr ? *options.channel.clock : control::RealClock()),
+        clock_(control::ChannelClock(options.channel)),
         channel_(control::Connect(options.coordinator, options.channel)),
         at_("coordinator at " + options.coordinator) {
     const topology::HostSummary host = options.host ? *options.host : topology::DiscoverHost();

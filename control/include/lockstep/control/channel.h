@@ -50,6 +50,10 @@ struct ChannelOptions {
   InMemoryNetwork* network = nullptr;
 };
 
+// The clock an end made with `options` waits on: options.clock, else (mem://) the network's,
+// else RealClock(). The end's owner measures its own deadlines on the same one.
+Clock& ChannelClock(const ChannelOptions& options);
+
 // Messages a listener lets wait for one peer before it keeps the rest in its backlog.
 inline constexpr int kPeerQueue = 8;
 

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/control/channel.h"
 #include "lockstep/model/reference.h"
 
 namespace lockstep::coordinator {
@@ -34,11 +35,14 @@ struct ClientOptions {
   // Once accepted, the coordinator may be silent this long between tokens (a long prefill on a
   // slow host takes a while) before it is declared gone.
   std::chrono::milliseconds reply_timeout{60000};
+  // The connection's clock (both timeouts are measured on it) and, for mem://, its network.
+  control::ChannelOptions control{};
 };
 
 class Client {
  public:
-  // `address`: the coordinator's client address, tcp://HOST:PORT or ipc://PATH. Connecting is
+  // `address`: the coordinator's client address, tcp://HOST:PORT or ipc://PATH (or mem://NAME on
+  // options.control.network). Connecting is
   // lazy; InvalidInput for a malformed address.
   explicit Client(std::string address, ClientOptions options = {});
   ~Client();

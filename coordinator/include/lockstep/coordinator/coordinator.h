@@ -25,8 +25,13 @@
 // (Batcher::Rewind), so tokens and logits are those of a fault-free run. When Redeploy throws (no
 // spare left) Generate throws that error; partial() has what was produced.
 //
-// Thread-safety: one thread uses a Coordinator. Time is wall-clock here only for liveness; it
-// never shapes a schedule or an output (tokens come from the static schedule and the Batcher).
+// Time: every wait, timeout and measurement (heartbeats, stalls, ready timeouts, failover and
+// run statistics) reads the clock of `options.control` (control/clock.h), never the system clock
+// directly: the real clock in a run, a ManualClock with the in-memory channel in tests, where
+// a 3-second timeout passes at once and deterministically. Time is for liveness and reports only;
+// it never shapes a schedule or an output (tokens come from the static schedule and the Batcher).
+//
+// Thread-safety: one thread uses a Coordinator.
 #pragma once
 
 #include <chrono>
@@ -82,8 +87,9 @@ struct CoordinatorOptions {
   // Where workers connect: ipc://PATH, or tcp://HOST:PORT (port 0: any free port; see address()),
   // or mem://NAME on control.network (workers as threads of this process; tests).
   std::string address = "tcp://127.0.0.1:0";
-  // The control channel's clock (also the one the coordinator reads) and in-memory network.
-  control::ChannelOptions control;
+  // The control channel's clock and in-memory network. The coordinator reads the same clock:
+  // `control.clock`, else (mem://) the network's, else the real clock.
+  control::ChannelOptions control{};
   Millis heartbeat_interval{200};
   // A worker silent this long is declared gone (a step's own timeouts are longer, so a dead
   // worker is named before its neighbours report a broken link).
@@ -134,7 +140,7 @@ struct WorkerInfo {
 struct RunStats {
   int64_t steps = 0;
   int64_t tokens = 0;
-  int64_t wall_ns = 0;         // Generate's wall time (measured on this host)
+  int64_t wall_ns = 0;         // Generate's time on the coordinator's clock (see above)
   int64_t decode_steps = 0;    // steps that carried no prompt
   int64_t decode_wall_ns = 0;  // their wall time: measured per-token latency = this / steps
   // Tokens those steps generated: one per sequence in flight, so with several sequences in the
