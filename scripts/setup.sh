@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-format  # toolchain, formatting
   libboost-program-options-dev    # CLI
+  libboost-dev curl               # serve: Boost.Asio/Beast (headers); curl drives it in tests/serve_test.sh
   libspdlog-dev                   # logging
   nlohmann-json3-dev              # JSON output, HF config.json, traces
   libyaml-cpp-dev                 # topology files

@@ -78,5 +78,6 @@ CommandGroup DeployCommand();      // deploy_command.cc
 CommandGroup TokenizeCommand();    // tokenize_command.cc
 CommandGroup DetokenizeCommand();  // tokenize_command.cc
 CommandGroup CalibrateCommand();   // calibrate_command.cc
+CommandGroup ServeCommand();       // serve_command.cc
 
 }  // namespace lockstep::cli

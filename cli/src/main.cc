@@ -15,10 +15,10 @@ namespace lockstep::cli {
 namespace {
 
 std::vector<CommandGroup> Groups() {
-  return {TopoCommand(),     ModelCommand(),   PlanCommand(),     ScheduleCommand(),
-          SimulateCommand(), WeightsCommand(), RunCommand(),      GenerateCommand(),
-          DeployCommand(),   KeysCommand(),    TokenizeCommand(), DetokenizeCommand(),
-          CalibrateCommand()};
+  return {TopoCommand(),      ModelCommand(),   PlanCommand(),     ScheduleCommand(),
+          SimulateCommand(),  WeightsCommand(), RunCommand(),      GenerateCommand(),
+          DeployCommand(),    KeysCommand(),    TokenizeCommand(), DetokenizeCommand(),
+          CalibrateCommand(), ServeCommand()};
 }
 
 void PrintHelp(const po::options_description& global) {

@@ -132,6 +132,25 @@ void Batcher::Rewind() {
   }
 }
 
+bool Batcher::Cancel(uint64_t id) {
+  if (pending_) throw Error(ErrorCode::kInternal, "batcher: Cancel() while a step is pending");
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if (it->id == id) {
+      waiting_.erase(it);
+      done_.push_back({id, {}, {}});
+      return true;
+    }
+  }
+  for (std::optional<Running>& slot : slots_) {
+    if (slot && slot->request.id == id) {
+      done_.push_back(std::move(slot->out));
+      slot.reset();
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<Finished> Batcher::TakeDone() {
   std::vector<Finished> out = std::move(done_);
   done_.clear();

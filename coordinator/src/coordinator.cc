@@ -525,6 +525,11 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
   while (true) {
     if (serving) {
       serving = admission->poll(submit, batcher.waiting() == 0 && batcher.running() == 0);
+      if (admission->cancelled) {
+        for (uint64_t id : admission->cancelled()) {
+          if (own.count(id) == 0) batcher.Cancel(id);
+        }
+      }
       take(batcher.TakeDone());
     }
     std::optional<control::Step> step = batcher.Next();

@@ -70,6 +70,11 @@ class Batcher {
   // kept, none is produced twice. Slots and waiting requests keep their places.
   void Rewind();
 
+  // Drops request `id` (its client went away, or it reached a stop of its own): it leaves the
+  // queue or frees its slot for the next Next(), and finishes (TakeDone) with the tokens it has.
+  // Only between steps (Error kInternal while one is pending). False: no such request.
+  bool Cancel(uint64_t id);
+
   size_t waiting() const { return waiting_.size(); }
   size_t running() const;
   bool idle() const { return waiting_.empty() && running() == 0 && done_.empty(); }

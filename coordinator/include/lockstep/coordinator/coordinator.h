@@ -178,9 +178,13 @@ using TokenCallback = std::function<void(uint64_t request, int32_t token, int64_
 // Batcher::Submit, for a request the batcher refuses, so the hook can tell its client. `poll`
 // returns false to stop: Generate returns once nothing runs any more. Requests submitted through
 // the hook finish through `on_finished`, not Generate's result.
+// `cancelled` (may be empty), asked right after each `poll`: requests of the hook to drop (a
+// client that went away, a stop string reached); each leaves its slot or the queue before the
+// next step and finishes through `on_finished` with the tokens it has.
 struct Admission {
   std::function<bool(const std::function<void(Request)>& submit, bool idle)> poll;
   std::function<void(Finished)> on_finished;
+  std::function<std::vector<uint64_t>()> cancelled;
 };
 
 class Coordinator {
