@@ -24,6 +24,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev    # tokenizer: Unicode split regexes, normalization (NFC, ...)
   pybind11-dev python3-dev        # python/: the `lockstep` Python module
   librsvg2-bin                    # rsvg-convert: tests render the plan/simulate --svg pictures to PNG
+  prometheus                      # promtool: tests/serve_test.sh checks serve's /metrics with it
 )
 
 build_dir=build

@@ -4,7 +4,7 @@
 # HTTP give the tokens and text `lockstep run` gives (token ids, text, chat template, streamed
 # and not); streams are Server-Sent Events ending in `data: [DONE]`; bad requests get
 # OpenAI-style errors with the right status naming the field, and the server keeps serving;
-# concurrent requests each get their own run's tokens; SIGTERM stops it leaving nothing behind.
+# concurrent requests each get their own run's tokens; /metrics passes promtool; SIGTERM stops it leaving nothing behind.
 #   tests/serve_test.sh BUILD/cli/lockstep
 set -euo pipefail
 L=$1
@@ -181,6 +181,23 @@ PY
 else
   echo "note: the OpenAI Node client is not installed (scripts/setup.sh installs it into tests/js): not run"
 fi
+
+# /metrics: the Prometheus text format, as promtool checks it, counting what happened above.
+command -v promtool >/dev/null || fail "promtool is needed (Debian's prometheus; scripts/setup.sh installs it)"
+curl -sS -o metrics.txt -w '%{http_code}' "$URL/metrics" >code.txt; status_is 200
+promtool check metrics <metrics.txt >promtool.txt 2>&1 || { cat promtool.txt metrics.txt >&2; fail "promtool check metrics"; }
+python3 - <<'PY' || fail "metrics: $(cat metrics.txt)"
+import re
+m = dict(re.findall(r'^(lockstep_[^ ]+) (\S+)$', open("metrics.txt").read(), re.M))
+assert int(m['lockstep_requests_total{outcome="length"}']) >= 10, m
+assert int(m['lockstep_requests_total{outcome="rejected"}']) >= 6, m
+assert int(m["lockstep_generation_tokens_total"]) >= 100, m
+assert int(m["lockstep_time_to_first_token_seconds_count"]) >= 10, m
+assert int(m['lockstep_time_to_first_token_seconds_bucket{le="+Inf"}']) == int(m["lockstep_time_to_first_token_seconds_count"]), m
+assert int(m["lockstep_steps_total"]) > 0 and int(m["lockstep_slots"]) == 2, m
+assert float(m['lockstep_chip_step_seconds_total{kind="compute"}']) > 0, m
+assert int(m["lockstep_requests_running"]) == 0 and int(m["lockstep_requests_waiting"]) == 0, m
+PY
 
 curl -sS -o out.txt -w '%{http_code}' "$URL/health" >code.txt; status_is 200
 kill -TERM $pid

@@ -18,6 +18,26 @@
 namespace lockstep::cli {
 namespace {
 
+// The run's figures for GET /metrics, as the coordinator counts them.
+server::RunFigures Figures(coordinator::Coordinator& coord, const launch::Launch& launch) {
+  const coordinator::RunStats& stats = coord.stats();
+  server::RunFigures f;
+  f.steps = stats.steps;
+  f.decode_steps = stats.decode_steps;
+  f.decode_wall_ns = stats.decode_wall_ns;
+  using schedule::InstrKind;
+  const control::StepTimes& t = stats.decode_times;
+  f.chip_step_ns = {{"compute", t.of(InstrKind::kCompute)}, {"reduce", t.of(InstrKind::kReduce)},
+                    {"send", t.of(InstrKind::kSend)},       {"recv", t.of(InstrKind::kRecv)},
+                    {"forward", t.of(InstrKind::kForward)}, {"step", t.step_ns}};
+  f.chip_steps = stats.decode_chip_steps;
+  f.shard_bytes = stats.shard_bytes;
+  f.failovers = static_cast<int64_t>(coord.failovers().size());
+  f.chips = static_cast<int64_t>(launch.deployment().chips.size());
+  f.slots = launch.deployment().slots;
+  return f;
+}
+
 // HOST:PORT -> (host, port); UsageError naming --http otherwise.
 std::pair<std::string, uint16_t> ParseHttp(const std::string& text) {
   const size_t colon = text.rfind(':');
@@ -73,7 +93,8 @@ int Serve(const std::vector<std::string>& args, Context& ctx) {
       "lockstep serve --model CONFIG (--weights F | --seed S) [--tokenizer DIR] --http HOST:PORT "
       "[--transport sim|inproc|ipc|tcp] [--plan P | --tp N --pp N] [--slots M] [--max-waiting W] "
       "[--served-model-name NAME] [--json]\n\n"
-      "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions, POST "
+      "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, GET /metrics (Prometheus), "
+      "POST /v1/completions, POST "
       "/v1/chat/completions (\"stream\": true for Server-Sent Events). Requests take free pipeline "
       "slots as they arrive; a full server answers 429. Prints the address it listens on (--json: "
       "one object) and serves until SIGINT/SIGTERM. Greedy requests (\"temperature\": 0) give the "
@@ -157,8 +178,16 @@ int Serve(const std::vector<std::string>& args, Context& ctx) {
   } else {
     std::cout << "listening on " << url << std::endl;
   }
+  // Before every step (and while idle) the run's figures go to /metrics.
+  coordinator::Admission admission = server.admission();
+  admission.poll = [&, poll = admission.poll](
+                       const std::function<void(coordinator::Request)>& submit, bool idle) {
+    const bool more = poll(submit, idle);
+    server.metrics().Publish(Figures(coord, launch));
+    return more;
+  };
   try {
-    coord.Generate({}, server.on_token(), &server.admission());
+    coord.Generate({}, server.on_token(), &admission);
   } catch (const launch::Interrupted& e) {
     server.Fail("the server is shutting down (signal " + std::to_string(e.signal()) + ")");
     throw;

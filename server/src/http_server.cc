@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "lockstep/common/error.h"
+#include "lockstep/server/metrics.h"
 
 namespace lockstep::server {
 namespace {
@@ -34,7 +35,9 @@ struct Job {
   coordinator::Request request;
   std::mutex m;
   std::condition_variable cv;
-  std::vector<int32_t> tokens;  // as they came
+  std::vector<int32_t> tokens;                               // as they came
+  std::vector<std::chrono::steady_clock::time_point> times;  // when each came (metrics only)
+  std::chrono::steady_clock::time_point admitted;
   bool finished = false;
   std::string error;  // the run failed (Fail)
 };
@@ -73,6 +76,7 @@ struct HttpServer::Impl {
   std::list<Connection> connections;
 
   coordinator::Admission hook;
+  Metrics metrics;
 
   int64_t Capacity() const {
     return options.slots + (options.max_waiting >= 0 ? options.max_waiting : options.slots);
@@ -88,6 +92,7 @@ struct HttpServer::Impl {
       throw ApiError(503, "the server cannot run requests: " + failure, "", "server_error");
     if (stopping) throw ApiError(503, "the server is shutting down", "", "server_error");
     if (admitted >= Capacity()) {
+      metrics.Request("full");
       throw ApiError(429,
                      "the server is full: " + std::to_string(admitted) + " requests admitted (" +
                          std::to_string(options.slots) + " slots and their queue); retry later",
@@ -96,6 +101,8 @@ struct HttpServer::Impl {
     auto job = std::make_shared<Job>();
     job->id = next_id++;
     job->request = {job->id, r.prompt, r.max_tokens, r.sampling};
+    job->admitted = std::chrono::steady_clock::now();
+    metrics.PromptTokens(static_cast<int64_t>(r.prompt.size()));
     incoming.push_back(job);
     ++admitted;
     arrived.notify_all();
@@ -155,6 +162,7 @@ struct HttpServer::Impl {
     }
     std::lock_guard lock(job->m);
     job->tokens.push_back(token);
+    job->times.push_back(std::chrono::steady_clock::now());
     job->cv.notify_all();
   }
 
@@ -273,6 +281,20 @@ bool HttpServer::Impl::Handle(tcp::socket& socket, const http::request<http::str
            : ApiError(503, failure.empty() ? "shutting down" : failure, "", "server_error").Json());
     return keep;
   }
+  if (path == "/metrics") {
+    if (req.method() != http::verb::get) return method_not_allowed("GET");
+    {
+      std::lock_guard lock(mu);
+      int64_t waiting = static_cast<int64_t>(incoming.size()), running = 0;
+      for (const auto& [id, job] : active) {
+        std::lock_guard jl(job->m);
+        (job->tokens.empty() ? waiting : running) += 1;
+      }
+      metrics.Queue(waiting, running);
+    }
+    Send(socket, req.version(), keep, 200, metrics.Render(), "text/plain; version=0.0.4");
+    return keep;
+  }
   if (path == "/v1/models") {
     if (req.method() != http::verb::get) return method_not_allowed("GET");
     Send(socket, req.version(), keep, 200, ModelsJson(card));
@@ -301,6 +323,7 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
     r = ParseRequest(endpoint, req.body(), card);
     job = Admit(r);
   } catch (const ApiError& e) {
+    if (e.status() != 429) metrics.Request(e.status() < 500 ? "rejected" : "failed");
     Log(std::string("refused (") + std::to_string(e.status()) + "): " + e.what());
     Send(socket, req.version(), keep, e.status(), e.Json());
     return keep;
@@ -333,24 +356,35 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
     }
   }
   size_t seen = 0;
+  std::chrono::steady_clock::time_point last_time;
   std::vector<int32_t> unsent;  // streamed ids not sent yet
   bool cancelled = false;
   std::string error;
   try {
     while (finish.empty()) {
       std::vector<int32_t> fresh;
+      std::vector<std::chrono::steady_clock::time_point> times;
       bool done = false;
       {
         std::unique_lock lock(job->m);
         job->cv.wait_for(lock, milliseconds(50),
                          [&] { return job->tokens.size() > seen || job->finished; });
         fresh.assign(job->tokens.begin() + static_cast<ptrdiff_t>(seen), job->tokens.end());
+        times.assign(job->times.begin() + static_cast<ptrdiff_t>(seen), job->times.end());
         seen = job->tokens.size();
         done = job->finished;
         error = job->error;
       }
       if (!error.empty()) break;
-      for (int32_t t : fresh) {
+      for (size_t i = 0; i < fresh.size(); ++i) {
+        const int32_t t = fresh[i];
+        const auto since = ids.empty() ? job->admitted : last_time;
+        last_time = times[i];
+        if (ids.empty()) {
+          metrics.FirstToken(std::chrono::duration<double>(last_time - since).count());
+        } else {
+          metrics.NextToken(std::chrono::duration<double>(last_time - since).count());
+        }
         TextStream::Delta d = text.Push(t);
         ids.push_back(t);
         ++usage.completion_tokens;
@@ -377,15 +411,18 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
       }
       if (finish.empty() && ClientGone(socket.native_handle())) {
         Log("request " + std::to_string(job->id) + ": the client went away; its slot is freed");
+        metrics.Request("cancelled");
         Cancel(*job);
         return false;
       }
     }
   } catch (...) {
+    metrics.Request("cancelled");
     if (!cancelled) Cancel(*job);  // the client went away mid-stream
     throw;
   }
   if (!error.empty()) {
+    metrics.Request("failed");
     const ApiError e(503, error, "", "server_error");
     if (r.stream) {
       event(e.Json());
@@ -395,6 +432,7 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
     Send(socket, req.version(), false, 503, e.Json());
     return false;
   }
+  metrics.Request(finish);
   if (r.stream) {
     event(ChunkJson(endpoint, id, created, card.id, {"", unsent, finish}, false));
     if (r.include_usage) event(UsageChunkJson(endpoint, id, created, card.id, usage));
@@ -463,6 +501,8 @@ HttpServer::~HttpServer() {
 }
 
 uint16_t HttpServer::port() const { return impl_->port; }
+
+Metrics& HttpServer::metrics() { return impl_->metrics; }
 
 const coordinator::Admission& HttpServer::admission() const { return impl_->hook; }
 

@@ -1,7 +1,8 @@
 // HttpServer: the OpenAI-compatible HTTP front of a deployed coordinator (`lockstep serve`).
-// GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (with
-// `stream: true` as Server-Sent Events ending in `data: [DONE]`); requests and responses as
-// openai.h has them. HTTP/1.1 with keep-alive, by Boost.Beast, one thread per connection.
+// GET /health, GET /v1/models, GET /metrics (metrics.h), POST /v1/completions, POST
+// /v1/chat/completions (with `stream: true` as Server-Sent Events ending in `data: [DONE]`);
+// requests and responses as openai.h has them. HTTP/1.1 with keep-alive, by Boost.Beast, one thread
+// per connection.
 //
 // How it meets the coordinator: the coordinator's thread runs Coordinator::Generate with this
 // server's admission() hook and on_token() callback. A checked request is admitted into the
@@ -24,6 +25,7 @@
 #include <string_view>
 
 #include "lockstep/coordinator/coordinator.h"
+#include "lockstep/server/metrics.h"
 #include "lockstep/server/openai.h"
 
 namespace lockstep::server {
@@ -51,6 +53,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const;
+  // What GET /metrics shows; the coordinator's thread publishes the run's figures here.
+  Metrics& metrics();
   // For Coordinator::Generate on the coordinator's thread; valid while the server lives.
   const coordinator::Admission& admission() const;
   coordinator::TokenCallback on_token();
