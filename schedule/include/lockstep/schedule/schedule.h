@@ -27,14 +27,18 @@
 //   - activations from stage s rank (r % tp_s) to stage s+1 rank r, and the sampled token from the
 //     last stage's rank 0 to every rank of stage 0 (the next token of that sequence), routed over
 //     minimal routes (breadth first over Topology::Neighbors, ports in order: deterministic).
-//     Every hop is reserved; intermediate chips Forward at their planned time. Hops are
-//     store-and-forward: each hop takes latency + bytes / (bandwidth x link_efficiency), as
-//     the cost model prices it (partition::TransferTimeNs).
-// Resources: one compute unit per chip (Compute and Reduce run one at a time), one transfer at a
-// time per link direction (Send/Forward hold it for the whole transfer time). Each is reserved
-// first-fit on a table folded modulo the slot stride (the earliest gap at or after the
-// instruction's inputs are ready that every copy finds free), so sequence slot m runs the same
-// pass m strides later and the decode steady state repeats every slots x stride (the cycle).
+//     Every hop is reserved; intermediate chips Forward at their planned time.
+// The link model: a Send or Forward holds its link direction while its payload goes onto the
+// wire (bytes / (bandwidth x link_efficiency)); the message has arrived one hop latency after
+// that (HopTimeNs after the start), so messages pipeline on a direction. Forwarding is
+// cut-through: the next hop starts when the message's head has arrived, so a route of h equal
+// hops takes h latencies + one payload; the cost model (partition::TransferTimeNs) prices hops
+// store-and-forward, which bounds this from above.
+// Resources: one compute unit per chip (Compute and Reduce run one at a time), one payload at a
+// time per link direction. Each is reserved first-fit on a table folded modulo the slot stride
+// (the earliest gap at or after the instruction's inputs are ready that every copy finds free),
+// so sequence slot m runs the same pass m strides later and the decode steady state repeats
+// every slots x stride (the cycle).
 // Sequences are independent; one sequence has one token in flight.
 #pragma once
 
@@ -84,7 +88,8 @@ struct Instruction {
   int32_t stage = 0;
   int32_t layer = -1;
   // Planned times. Compute/Reduce: end = start + duration_ns. Send/Forward: end = start + the
-  // transfer time of `bytes` on `link`. Recv: start = end = arrival.
+  // time `bytes` hold `link` (the payload onto the wire); the message arrives HopTimeNs after the
+  // start. Recv: start = end >= arrival.
   int64_t start_ns = 0;
   int64_t end_ns = 0;
   int64_t duration_ns = 0;  // Compute/Reduce only
@@ -236,7 +241,8 @@ GlobalSchedule Compile(const partition::Plan& plan, const ScheduleOptions& optio
 GlobalSchedule Unroll(const GlobalSchedule& schedule, int64_t iterations);
 
 // Transfer time of `bytes` over one hop of `link`: latency + ceil(bytes / (bandwidth x
-// link_efficiency)), integer ns (128-bit intermediate, no overflow).
+// link_efficiency)), integer ns (128-bit intermediate, no overflow): from a Send's or Forward's
+// start until the message has wholly arrived.
 int64_t HopTimeNs(const topology::Link& link, int64_t bytes,
                   const partition::LinkCostParams& params);
 

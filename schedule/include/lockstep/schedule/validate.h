@@ -8,11 +8,12 @@
 // Checks, each reported as one line naming the chip, the link (where one is involved) and the step:
 //   - program order: planned starts never decrease; deps point to earlier instructions;
 //   - durations: Compute/Reduce end = start + duration; Send/Forward end = start + the time
-//     the transfer holds its link direction (the link model: the whole hop, HopTimeNs);
+//     the payload holds its link direction (schedule.h's link model);
 //   - dependencies: every dep ends before its consumer starts; every message has arrived
-//     (sender start + HopTimeNs) before its receiver starts;
+//     (sender start + HopTimeNs) before its Recv starts, and its head before a Forward passes
+//     it on (cut-through, the tail never leaving before it arrived);
 //   - links: a Send/Forward uses an existing, up link that joins its chip to its peer; no two
-//     transfers overlap on one link direction;
+//     payloads overlap on one link direction;
 //   - tables: every link direction's reservations are exactly its transfers, at the same times;
 //   - compute: no chip runs two Compute/Reduce instructions at once;
 //   - matching: every sent message is received exactly once, by the peer, over the same link;
