@@ -318,7 +318,9 @@ TEST(InProcess, DragonflyTwoRacksForwardedRoutesInproc) {
   schedule::ScheduleOptions so;
   so.sequences = 8;
   const Routes routes = RoutesOf(schedule::Compile(plan, spec, topo, so));
-  EXPECT_GE(routes.longest.at(schedule::Tag::kActivation), 3);
+  // The activation crosses racks once per receiving node, between the nearest pair of chips
+  // (schedule's RelayActivations), so its longest route is shorter than rank to rank.
+  EXPECT_GE(routes.longest.at(schedule::Tag::kActivation), 2);
   EXPECT_GE(routes.longest.at(schedule::Tag::kToken), 3);
   EXPECT_GE(routes.forwarders.at(schedule::Tag::kActivation).size(), 2u);
   RunPlan({"dragonfly 2 racks", {}, "inproc"}, spec, Weights(spec), topo, plan, 8);

@@ -98,8 +98,9 @@ Pass EmitPass(const PassInputs& in, PhaseKind kind, int32_t token, int64_t perio
             std::max(out.token_latency, b.ReadyAt(stages.front().plan->chips[r], data[r]));
       }
     } else {
-      HandOff(b, chips, active, stages[s + 1].plan->chips, data,
-              kind == PhaseKind::kDecode ? in.act_bytes : in.prompt_act_bytes, Tag::kActivation);
+      RelayActivations(b, chips, active, stages[s + 1].plan->chips, data,
+                       kind == PhaseKind::kDecode ? in.act_bytes : in.prompt_act_bytes,
+                       Tag::kActivation);
     }
   }
   out.built = b.Finish();

@@ -1,8 +1,10 @@
-// The link model (link_model.h) as the compiler uses it.
+// The link model (link_model.h) as the compiler uses it, activations relayed per node, and the
+// compiled schedule against the partitioner's cost model on the plans BENCHMARKS.md reports.
 #include "link_model.h"
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 
 #include "lockstep/schedule/compact.h"
@@ -65,6 +67,79 @@ TEST(LinkModel, ARoutedActivationIsCutThrough) {
     for (const Instruction& in : c.bodies.back()) forwards += in.kind == InstrKind::kForward;
   }
   EXPECT_GT(forwards, 0) << "some stage-to-stage route is forwarded";
+}
+
+// The activation crosses once into each receiving node and spreads there; every phase uses the
+// same links (a worker opens its links from its decode program alone).
+TEST(RelayActivations, OneCrossingPerNodeAndTheSameLinksInEveryPhase) {
+  const partition::ModelSpec spec = SmallModel();
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  const partition::Plan plan = LayoutPlan(spec, topo, {{3, 8}, {3, 8}, {2, 8}});
+  ScheduleOptions o;
+  o.sequences = 2;
+  o.prefill = true;
+  o.prompt_len = 300;
+  o.prefill_chunk = 128;
+  const CompactSchedule s = CompileCompact(plan, spec, topo, o);
+  ASSERT_TRUE(Validate(s, topo).empty()) << Validate(s, topo).front();
+  const size_t decode = s.phases.size() - 1;
+  // Into stage 1's node: the sends of stage 0 chips that end in stage 1's node.
+  std::set<ChipId> stage1(plan.stages[1].chips.begin(), plan.stages[1].chips.end());
+  std::set<ChipId> stage0(plan.stages[0].chips.begin(), plan.stages[0].chips.end());
+  int crossings = 0, received = 0;
+  for (const CompactChip& c : s.chips) {
+    for (const Instruction& in : c.bodies[decode]) {
+      if (in.tag != Tag::kActivation || in.stage != 0) continue;
+      if (stage0.count(c.chip) && in.link >= 0) ++crossings;  // leaves stage 0
+      if (in.kind == InstrKind::kRecv && stage1.count(c.chip)) ++received;
+    }
+  }
+  EXPECT_EQ(received, 8);   // every rank of stage 1
+  EXPECT_LE(crossings, 2);  // two links join a pair of nodes: no more transfers leave stage 0
+  for (const CompactChip& c : s.chips) {
+    std::set<LinkId> decode_links;
+    for (const Instruction& in : c.bodies[decode]) {
+      if (in.link >= 0) decode_links.insert(in.link);
+      if (in.in_link >= 0) decode_links.insert(in.in_link);
+    }
+    for (size_t x = 0; x < decode; ++x) {
+      for (const Instruction& in : c.bodies[x]) {
+        if (in.link >= 0) {
+          EXPECT_TRUE(decode_links.count(in.link)) << "chip " << c.chip;
+        }
+        if (in.in_link >= 0) {
+          EXPECT_TRUE(decode_links.count(in.in_link)) << "chip " << c.chip;
+        }
+      }
+    }
+  }
+}
+
+partition::Plan LatencyPlan(const std::string& model, const topology::Topology& topo) {
+  partition::PlanOptions o;
+  o.workload.dtype = Dtype::kInt8;
+  o.workload.context = 4096;
+  return partition::MakePlan(partition::LoadModelSpec(std::filesystem::path(LOCKSTEP_SOURCE_DIR) /
+                                                      "examples" / "models" / model),
+                             topo, o);
+}
+
+// The compiled token latency stays within 5% of the cost model's prediction (the compiler and
+// the partitioner price the same ops, hops and collective steps).
+TEST(CostModelAgreement, Llama2OnARackAndOnEightRacks) {
+  topology::RackShape no_spare;
+  no_spare.spare_nodes = 0;
+  const std::vector<std::pair<std::string, topology::Topology>> cases = {
+      {"llama-2-7b", topology::GenerateRack(topology::LpuV1())},
+      {"llama-2-70b", topology::GenerateSystem(topology::LpuV1(), 8, no_spare)}};
+  for (const auto& [model, topo] : cases) {
+    const partition::Plan plan = LatencyPlan(model, topo);
+    const CompactSchedule s = CompileCompact(plan);
+    const double ratio = static_cast<double>(s.token_latency_ns) /
+                         static_cast<double>(plan.predicted.token_latency_ns);
+    EXPECT_GE(ratio, 0.95) << model;
+    EXPECT_LE(ratio, 1.05) << model;
+  }
 }
 
 }  // namespace

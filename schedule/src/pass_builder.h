@@ -35,6 +35,9 @@ class PassBuilder {
   // `dst` waits for (the Recv; `deps` itself when src == dst).
   Deps Transfer(ChipId src, const Deps& deps, ChipId dst, int64_t bytes, Tag tag);
 
+  // Links on the deterministic minimal route from `a` to `b` (0 when equal).
+  int Hops(ChipId a, ChipId b) { return static_cast<int>(routes_.Route(a, b).size()); }
+
   const topology::Topology& topology() const { return topo_; }
   const partition::LinkCostParams& link_params() const { return params_; }
 

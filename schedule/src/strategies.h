@@ -37,11 +37,22 @@ AllReduceFn AllReduceFor(partition::AllReduceAlgorithm algorithm);
 void GatherToRankZero(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
                       int64_t bytes, int64_t overhead, partition::OpKind op);
 
-// stage_handoff.cc: a stage's output to the next group (`to`, in rank order): rank r of `to`
-// receives `bytes` from rank (r % active) of `from` (the ranks that hold the result); `data`
-// becomes the receivers' deps. Activations go to the next stage, the sampled token (active = 1)
-// to every rank of stage 0.
+// A stage's output to the next group (`to`, in rank order): the first `active` ranks of `from`
+// hold the result; afterwards `data` holds what each receiver waits for.
+using HandOffFn = void (*)(PassBuilder& b, const std::vector<ChipId>& from, size_t active,
+                           const std::vector<ChipId>& to, RankDeps& data, int64_t bytes, Tag tag);
+// stage_handoff.cc: rank r of `to` receives from rank (r % active) of `from`, each over its own
+// route. The sampled token goes back to every rank of stage 0 this way (each rank reads it).
 void HandOff(PassBuilder& b, const std::vector<ChipId>& from, size_t active,
              const std::vector<ChipId>& to, RankDeps& data, int64_t bytes, Tag tag);
+// activation_relay.cc: the routes between two stages' nodes are few (two links join a pair of
+// nodes in a rack), so the activation crosses once per receiving node and spreads inside it: a
+// receiver one hop from a sender gets it directly (from the least used sender); each other node
+// of receivers gets it once, at a relay (its receiver nearest a sender), which sends it on to the
+// node's others over their direct links after receiving it. Every choice follows from the
+// topology alone (never from timing), so every phase of a schedule uses the same links: a
+// worker opens its links once, from its decode program.
+void RelayActivations(PassBuilder& b, const std::vector<ChipId>& from, size_t active,
+                      const std::vector<ChipId>& to, RankDeps& data, int64_t bytes, Tag tag);
 
 }  // namespace lockstep::schedule

@@ -24,10 +24,13 @@
 //     (a fixed reduction order, so results are bit-reproducible);
 //   - after sampling with tp > 1, a gather of each rank's (value, index) pair to rank 0, which
 //     picks the token (a Reduce);
-//   - activations from stage s rank (r % tp_s) to stage s+1 rank r, and the sampled token from the
-//     last stage's rank 0 to every rank of stage 0 (the next token of that sequence), routed over
-//     minimal routes (breadth first over Topology::Neighbors, ports in order: deterministic).
-//     Every hop is reserved; intermediate chips Forward at their planned time.
+//   - the activation from a stage to the next once per receiving node (a receiver one hop from a
+//     sending rank gets it directly; each other node of receivers gets it once, at its rank
+//     nearest a sender, which then sends it to the node's others: few links join two nodes),
+//     and the sampled token from the last stage's rank 0 to every rank of stage 0 (the next
+//     token of that sequence), routed over minimal routes (breadth first over
+//     Topology::Neighbors, ports in order: deterministic). Every hop is reserved; intermediate
+//     chips Forward at their planned time.
 // The link model: a Send or Forward holds its link direction while its payload goes onto the
 // wire (bytes / (bandwidth x link_efficiency)); the message has arrived one hop latency after
 // that (HopTimeNs after the start), so messages pipeline on a direction. Forwarding is
