@@ -150,6 +150,27 @@ expect_exit 0 "$LOCKSTEP" --json run --plan node.plan --seed 9 --prompt 5,6,7 --
 [ "$(json "d['tokens']")" = "$ref_tokens" ] || fail "run --plan in process: $(cat out.txt)"
 expect_exit 0 "$LOCKSTEP" --json run --plan node.plan --seed 9 --prompt 5,6,7 --max-new 6 --transport ipc
 [ "$(json "d['tokens']")" = "$ref_tokens" ] || fail "run --plan --transport ipc: $(cat out.txt)"
+# The prediction beside the measurement (issue #21): error = measured / predicted - 1, and one
+# sequence in flight gains a token per predicted step.
+[ "$(json "abs(d['prediction_error'] - (d['measured_token_latency_ns'] / d['predicted_token_latency_ns'] - 1)) < 1e-9 and abs(d['predicted_decode_tokens_per_s'] * d['predicted_token_latency_ns'] / 1e9 - 1) < 1e-9 and d['plan_token_latency_ns'] > 0 and d['cost_params'] == 'lpu-v1'")" = True ] \
+  || fail "run --json prediction fields: $(cat out.txt)"
+plain_prediction=$(json "d['predicted_token_latency_ns']")
+# A plan made with a cost-parameters file holding runtime terms: run adds them to the step.
+cat >runtime.yaml <<'YAML'
+format: lockstep-cost-params/1
+name: "slow-runtime"
+figures:
+  control_hops:
+    value: 2
+  control_hop_ns:
+    value: 500000
+  step_overhead_ns:
+    value: 100000
+YAML
+expect_exit 0 "$LOCKSTEP" plan --model $M --topology node --tp 2 --pp 1 --cost-params runtime.yaml -o runtime.plan
+expect_exit 0 "$LOCKSTEP" --json run --plan runtime.plan --seed 9 --prompt 5,6,7 --max-new 6 --transport ipc
+[ "$(json "d['predicted_token_latency_ns'] - $plain_prediction == 1100000 and d['cost_params'] == 'slow-runtime'")" = True ] \
+  || fail "run --plan with runtime terms predicts ${plain_prediction} + 1.1 ms: $(cat out.txt)"
 no_leftovers "plan alone"
 
 # A worker pointed at a wrong coordinator address gives up with one clear line.

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 
 #include "lockstep/common/error.h"
@@ -229,6 +230,19 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       stats.decode_wall_ns > 0
           ? static_cast<double>(stats.decode_tokens) * 1e9 / stats.decode_wall_ns
           : 0.0;
+  // The prediction for this run (partition::RuntimeStepNs): the compiled schedule's step for the
+  // deployment's slots, the chips' compute over the cores they share and the runtime's own terms
+  // (control hops, step bookkeeping) from the plan's cost figures — a host calibrated by
+  // `lockstep calibrate --host` has them; a chip whose runtime is its schedule has none. Every
+  // sequence in flight gains a token per step.
+  const int64_t predicted =
+      partition::RuntimeStepNs(plan, deployment.schedule_step_ns, deployment.schedule_compute_ns);
+  const int64_t in_flight =
+      std::min<int64_t>(static_cast<int64_t>(prompts.size()), deployment.slots);
+  const double predicted_decode_tokens_per_s =
+      predicted > 0 ? static_cast<double>(in_flight) * 1e9 / static_cast<double>(predicted) : 0.0;
+  const double prediction_error =
+      predicted > 0 && measured > 0 ? static_cast<double>(measured) / predicted - 1.0 : 0.0;
   ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
                 stats.tokens, stats.steps, stats.wall_ns / 1e9, tokens_per_s, load_s);
   ctx.log->info("decode: {} token(s) in {} steps, {:.1f} tokens/s over the decode steps",
@@ -285,11 +299,15 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"tokens", results.front().tokens},
                         {"requests", reqs},
                         {"steps", stats.steps},
-                        {"predicted_token_latency_ns", deployment.predicted_token_latency_ns},
+                        {"plan_token_latency_ns", deployment.predicted_token_latency_ns},
+                        {"predicted_token_latency_ns", predicted},
                         {"measured_token_latency_ns", measured},
+                        {"prediction_error", prediction_error},
+                        {"cost_params", plan.cost_params_name},
                         {"tokens_per_s", tokens_per_s},
                         {"decode_steps", stats.decode_steps},
                         {"decode_tokens", stats.decode_tokens},
+                        {"predicted_decode_tokens_per_s", predicted_decode_tokens_per_s},
                         {"decode_tokens_per_s", decode_tokens_per_s},
                         {"load_seconds", load_s},
                         {"shard_bytes", stats.shard_bytes},
@@ -326,10 +344,12 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
       std::cout << "\n";
     }
-    std::cout << "predicted token latency " << deployment.predicted_token_latency_ns << " ns ("
-              << topo.spec_of(0).name << "), measured " << measured << " ns on this host, "
-              << tokens_per_s << " tokens/s (" << decode_tokens_per_s
-              << " tokens/s over the decode steps)\n";
+    std::cout << "predicted token latency " << predicted << " ns (" << topo.spec_of(0).name
+              << "), measured " << measured << " ns on this host (error " << std::showpos
+              << std::fixed << std::setprecision(1) << 100 * prediction_error << std::noshowpos
+              << "%), " << std::defaultfloat << tokens_per_s << " tokens/s (" << decode_tokens_per_s
+              << " tokens/s over the decode steps, " << predicted_decode_tokens_per_s
+              << " predicted)\n";
   }
   if (failure) throw *failure;  // after the partial output: one line on stderr, exit 1
   return 0;

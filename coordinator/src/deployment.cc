@@ -47,6 +47,11 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
   so.link_params = options.link_params;
   const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
   d.schedule_token_latency_ns = global.token_latency_ns;
+  d.schedule_step_ns = global.makespan_ns;
+  for (const schedule::ChipProgram& program : global.programs) {
+    for (const schedule::Instruction& in : program.instructions)
+      d.schedule_compute_ns += in.duration_ns;
+  }
   // Each link direction must buffer a whole step's messages (chips trail each other within a
   // step), or a sender could block on a receiver that waits for it.
   d.transport.queue_capacity = static_cast<int>(

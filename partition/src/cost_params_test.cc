@@ -157,6 +157,15 @@ TEST(CostParamsTest, APlanMadeWithAFileEmbedsIt) {
   EXPECT_EQ(back, plan);
   EXPECT_THAT(PlanToJson(plan), HasSubstr("\"name\": \"slow-lab\""));
   EXPECT_EQ(RuntimeTokenNs(plan), 140'000);
+  // A run's step: the schedule's step plus the runtime's terms; with the chips' compute over
+  // shared cores longer than the schedule's step, that compute bounds it.
+  Plan shared = plan;
+  shared.runtime_params.cores = 0;
+  EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 1'140'000);  // a core per chip
+  shared.runtime_params.cores = 2;
+  EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 4'140'000);
+  EXPECT_EQ(RuntimeStepNs(shared, 5'000'000, 8'000'000), 5'140'000);
+  EXPECT_THROW(RuntimeStepNs(shared, -1, 0), Error);
   // The slower fills are priced: the same plan with the built-in figures is faster.
   PlanOptions builtin;
   builtin.workload = o.workload;

@@ -657,6 +657,16 @@ int64_t RuntimeTokenNs(const Plan& plan) {
   return r.control_hops * r.control_hop_ns + r.step_overhead_ns;
 }
 
+int64_t RuntimeStepNs(const Plan& plan, int64_t schedule_step_ns, int64_t compute_ns) {
+  if (schedule_step_ns < 0 || compute_ns < 0) {
+    throw InvalidInput("RuntimeStepNs: negative schedule step or compute time");
+  }
+  const int64_t cores = plan.runtime_params.cores;
+  // Chips that compute at the same time take turns on the shared cores.
+  const int64_t shared = cores > 0 ? (compute_ns + cores - 1) / cores : 0;
+  return std::max(schedule_step_ns, shared) + RuntimeTokenNs(plan);
+}
+
 std::vector<std::string> VerifyPlan(const Plan& plan, const ModelSpec& spec,
                                     const topology::Topology& topo) {
   std::vector<std::string> problems;

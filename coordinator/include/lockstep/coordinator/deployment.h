@@ -49,7 +49,11 @@ struct Deployment {
   int64_t max_positions = 0;               // prompt + max_new limit per request
   int64_t predicted_token_latency_ns = 0;  // the plan's prediction for the topology's chip
   int64_t schedule_token_latency_ns = 0;   // the compiled schedule's
-  uint32_t sampling_chip = 0;              // last stage, rank 0: where results come from
+  // One step of the compiled schedule (every slot's token): its first instruction to its last,
+  // and the compute and reduce time of all chips in it (partition::RuntimeStepNs).
+  int64_t schedule_step_ns = 0;
+  int64_t schedule_compute_ns = 0;
+  uint32_t sampling_chip = 0;  // last stage, rank 0: where results come from
   control::TransportSettings transport;
   std::vector<ChipDeployment> chips;  // by chip id
 

@@ -215,6 +215,12 @@ TimeShares StageShares(const Plan& plan, int stage);
 // What `lockstep run` adds per decode step to the schedule's token latency for this plan's
 // runtime: control_hops x control_hop_ns + step_overhead_ns (runtime_params).
 int64_t RuntimeTokenNs(const Plan& plan);
+// The decode step `lockstep run` is predicted to take for this plan: the compiled schedule's
+// step (`schedule_step_ns`: from the step's first instruction to its last, every slot's token),
+// at least `compute_ns` (the compute and reduce time of every chip in that step) shared over
+// the cores the workers run on (runtime_params.cores; 0 = a core per chip, no such bound),
+// plus RuntimeTokenNs. Throws Error (kInvalidInput) for a negative time.
+int64_t RuntimeStepNs(const Plan& plan, int64_t schedule_step_ns, int64_t compute_ns);
 
 // Capacity planning: the smallest standard system of `chip` — one node, one rack, then 2, 3, ...
 // racks (topology::GenerateSystem with `shape`) up to the largest the chip allows — whose plan
