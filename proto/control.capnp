@@ -22,6 +22,16 @@
 # are open (-> ready). The replacement worker on the spare chip registers and is deployed as
 # above.
 #   <- shutdown      close links and exit
+# A self-clocked run (issue #19, worker/run_control.h) instead of steps:
+#   <- runStart      to every chip once ready: the admission log so far (only stage 0's ranks and
+#                    the sampling chip get entries), whether it is closed, pace and epoch; every
+#                    chip then runs step after step on its own, clocked by its links
+#   <- admit         (serving) one more log entry, naming the first step it may be prefilled at
+#   <- closeLog      no more entries: rank 0 of stage 0 stops the run once the log is drained
+#   -> refused       rank 0 of stage 0: an entry named a step already decided (or fits no
+#                    prefill program); it was not applied
+#   -> tokens        the sampling chip: the tokens one step drew (and logits when asked)
+#   -> runDone       every chip, after the stop step: its steps and its lag histogram
 # Pre-flight (lockstep deploy), after register and before any assignment:
 #   <- linkCheck       this chip's links and transport options: open them (each end says hello
 #                      naming its chip and port, and checks the peer's), then close them
@@ -69,6 +79,12 @@ struct ControlMessage {
     linkCheckResult @18 :LinkCheckResult;
     flightRecorderRequest @19 :Void;        # coordinator -> every worker when a run stalls
     flightRecorder @20 :FlightRecorderDump; # the answer: progress and the last N instructions
+    runStart @21 :RunStart;
+    admit @22 :Admission;
+    closeLog @23 :Void;
+    refused @24 :Refused;
+    tokens @25 :Tokens;
+    runDone @26 :RunDone;
   }
 }
 
@@ -154,6 +170,70 @@ struct Assignment {
   incoming @14 :List(LinkTable); # reservation tables of the link directions into this chip
   reuseShard @15 :Bool;          # failover: keep the shard already loaded (same stage and rank);
                                  # no chunks follow, the worker abandons its step, reopens links
+  # A self-clocked run's programs and time (worker::ChipSetup): the decode program's repeat
+  # interval and makespan, one prefill program per prompt bucket, the kind lookahead.
+  repeatNs @16 :Int64;
+  decodeMakespanNs @17 :Int64;
+  prefill @18 :List(PrefillProgram);
+  lookahead @19 :Int32 = 1;
+}
+
+struct PrefillProgram {
+  bucket @0 :Int64;          # the longest prompt it takes
+  chunkTokens @1 :Int64;
+  makespanNs @2 :Int64;
+  program @3 :Data;          # a proto/schedule.capnp Program
+}
+
+# control::Admission: an entry of a self-clocked run's admission log.
+struct Admission {
+  number @0 :Int64;          # its place in the log (the order of prefills)
+  step @1 :Int64;            # the first step whose kind may be its prefill
+  request @2 :UInt64;
+  tokens @3 :List(Int32);    # the prompt (a replay after a failover: prompt + generated)
+  generated @4 :Int64;       # tokens generated before (the first sample index)
+  maxNew @5 :Int64;          # the request's tokens in all
+  sampling @6 :Sampling;
+  logits @7 :Bool;
+}
+
+struct RunStart {
+  admissions @0 :List(Admission);
+  closed @1 :Bool;           # no more entries will come
+  pace @2 :Float64;          # >= 1: dilated scheduled starts; 0: unpaced
+  epochNs @3 :Int64;         # steady-clock origin of the scheduled times when paced
+  virtualTime @4 :Bool;      # the sim transport: a clock of planned durations
+}
+
+struct Refused {
+  chip @0 :Int32;
+  number @1 :Int64;
+  decided @2 :Int64;         # steps up to this one are decided
+  reason @3 :Text;
+}
+
+struct SampledToken {
+  slot @0 :Int32;
+  request @1 :UInt64;
+  index @2 :Int64;           # the request's token index
+  token @3 :Int32;
+  last @4 :Bool;             # the request is finished
+  logits @5 :List(Float32);
+}
+
+struct Tokens {
+  chip @0 :Int32;
+  step @1 :Int64;
+  tokens @2 :List(SampledToken);
+}
+
+struct RunDone {
+  chip @0 :Int32;
+  steps @1 :Int64;
+  prefillSteps @2 :Int64;
+  tokens @3 :Int64;
+  lagBuckets @4 :List(Int64);  # worker::LagHistogram's bucket counts
+  lagMaxNs @5 :Int64;
 }
 
 # schedule::LinkTable: one link direction's transfers in order (the order messages arrive).

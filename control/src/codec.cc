@@ -33,7 +33,13 @@ const char* MessageName(const ControlMessage& message) {
                                            "link check",
                                            "link check result",
                                            "flight recorder request",
-                                           "flight recorder"};
+                                           "flight recorder",
+                                           "run start",
+                                           "admit",
+                                           "close log",
+                                           "refused",
+                                           "tokens",
+                                           "run done"};
   return kNames[message.index()];
 }
 
@@ -165,6 +171,83 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
       rs[static_cast<unsigned>(k)].setMsg(table.reservations[k].msg);
     }
   }
+  b.setRepeatNs(a.repeat_ns);
+  b.setDecodeMakespanNs(a.decode_makespan_ns);
+  b.setLookahead(a.lookahead);
+  auto prefill = b.initPrefill(static_cast<unsigned>(a.prefill.size()));
+  for (size_t i = 0; i < a.prefill.size(); ++i) {
+    auto o = prefill[static_cast<unsigned>(i)];
+    o.setBucket(a.prefill[i].bucket);
+    o.setChunkTokens(a.prefill[i].chunk_tokens);
+    o.setMakespanNs(a.prefill[i].makespan_ns);
+    const std::vector<std::byte> p = schedule::SerializeProgram(a.prefill[i].program);
+    o.setProgram(kj::arrayPtr(reinterpret_cast<const kj::byte*>(p.data()), p.size()));
+  }
+}
+
+void Put(proto::Admission::Builder b, const Admission& a) {
+  b.setNumber(a.number);
+  b.setStep(a.step);
+  b.setRequest(a.request);
+  auto tokens = b.initTokens(static_cast<unsigned>(a.tokens.size()));
+  for (size_t i = 0; i < a.tokens.size(); ++i) tokens.set(static_cast<unsigned>(i), a.tokens[i]);
+  b.setGenerated(a.generated);
+  b.setMaxNew(a.max_new);
+  Put(b.initSampling(), a.sampling);
+  b.setLogits(a.logits);
+}
+
+void Encode(ControlMessage::Builder m, const RunStartMsg& r) {
+  auto b = m.initRunStart();
+  auto log = b.initAdmissions(static_cast<unsigned>(r.admissions.size()));
+  for (size_t i = 0; i < r.admissions.size(); ++i)
+    Put(log[static_cast<unsigned>(i)], r.admissions[i]);
+  b.setClosed(r.closed);
+  b.setPace(r.pace);
+  b.setEpochNs(r.epoch_ns);
+  b.setVirtualTime(r.virtual_time);
+}
+
+void Encode(ControlMessage::Builder m, const AdmitMsg& a) { Put(m.initAdmit(), a.admission); }
+
+void Encode(ControlMessage::Builder m, const CloseLogMsg&) { m.setCloseLog(); }
+
+void Encode(ControlMessage::Builder m, const RefusedMsg& r) {
+  auto b = m.initRefused();
+  b.setChip(r.chip);
+  b.setNumber(r.number);
+  b.setDecided(r.decided);
+  b.setReason(r.reason);
+}
+
+void Encode(ControlMessage::Builder m, const TokensMsg& t) {
+  auto b = m.initTokens();
+  b.setChip(t.chip);
+  b.setStep(t.step);
+  auto tokens = b.initTokens(static_cast<unsigned>(t.tokens.size()));
+  for (size_t i = 0; i < t.tokens.size(); ++i) {
+    const SampledToken& x = t.tokens[i];
+    auto o = tokens[static_cast<unsigned>(i)];
+    o.setSlot(x.slot);
+    o.setRequest(x.request);
+    o.setIndex(x.index);
+    o.setToken(x.token);
+    o.setLast(x.last);
+    auto logits = o.initLogits(static_cast<unsigned>(x.logits.size()));
+    for (size_t k = 0; k < x.logits.size(); ++k) logits.set(static_cast<unsigned>(k), x.logits[k]);
+  }
+}
+
+void Encode(ControlMessage::Builder m, const RunDoneMsg& d) {
+  auto b = m.initRunDone();
+  b.setChip(d.chip);
+  b.setSteps(d.steps);
+  b.setPrefillSteps(d.prefill_steps);
+  b.setTokens(d.tokens);
+  auto buckets = b.initLagBuckets(static_cast<unsigned>(d.lag_buckets.size()));
+  for (size_t i = 0; i < d.lag_buckets.size(); ++i)
+    buckets.set(static_cast<unsigned>(i), d.lag_buckets[i]);
+  b.setLagMaxNs(d.lag_max_ns);
 }
 
 void Encode(ControlMessage::Builder m, const ShardChunkMsg& c) {
@@ -375,8 +458,66 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
     }
     a.incoming.push_back(std::move(table));
   }
+  a.repeat_ns = r.getRepeatNs();
+  a.decode_makespan_ns = r.getDecodeMakespanNs();
+  a.lookahead = r.getLookahead();
+  for (auto p : r.getPrefill()) {
+    AssignmentMsg::Prefill o;
+    o.bucket = p.getBucket();
+    o.chunk_tokens = p.getChunkTokens();
+    o.makespan_ns = p.getMakespanNs();
+    const auto bytes = p.getProgram();
+    o.program = schedule::ParseProgram(
+        {reinterpret_cast<const std::byte*>(bytes.begin()), bytes.size()}, context);
+    a.prefill.push_back(std::move(o));
+  }
   if (a.slots < 1) throw Bad(context, "assignment with " + std::to_string(a.slots) + " slots");
+  if (a.repeat_ns < 0 || a.decode_makespan_ns < 0 || a.lookahead < 1) {
+    throw Bad(context, "assignment with a negative time or a lookahead below 1");
+  }
   return a;
+}
+
+Admission GetAdmission(proto::Admission::Reader r, const std::string& context) {
+  Admission a;
+  a.number = r.getNumber();
+  a.step = r.getStep();
+  a.request = r.getRequest();
+  for (int32_t t : r.getTokens()) a.tokens.push_back(t);
+  a.generated = r.getGenerated();
+  a.max_new = r.getMaxNew();
+  a.sampling = Get(r.getSampling());
+  a.logits = r.getLogits();
+  if (a.number < 0 || a.generated < 0) {
+    throw Bad(context,
+              "admission " + std::to_string(a.number) + " with a negative number or count");
+  }
+  return a;
+}
+
+TokensMsg GetTokens(proto::Tokens::Reader r) {
+  TokensMsg t{r.getChip(), r.getStep(), {}};
+  for (auto x : r.getTokens()) {
+    SampledToken o;
+    o.slot = x.getSlot();
+    o.request = x.getRequest();
+    o.index = x.getIndex();
+    o.token = x.getToken();
+    o.last = x.getLast();
+    o.logits.reserve(x.getLogits().size());
+    for (float v : x.getLogits()) o.logits.push_back(v);
+    t.tokens.push_back(std::move(o));
+  }
+  return t;
+}
+
+RunDoneMsg GetRunDone(proto::RunDone::Reader r, const std::string& context) {
+  RunDoneMsg d{r.getChip(), r.getSteps(), r.getPrefillSteps(), r.getTokens(), {}, r.getLagMaxNs()};
+  for (int64_t n : r.getLagBuckets()) {
+    if (n < 0) throw Bad(context, "run done with a negative lag count");
+    d.lag_buckets.push_back(n);
+  }
+  return d;
 }
 
 Step GetStep(proto::Step::Reader r) {
@@ -539,6 +680,29 @@ control::ControlMessage DecodeReader(ControlMessage::Reader m, const std::string
       auto r = m.getLinkCheckResult();
       return LinkCheckResultMsg{r.getChip(), r.getOk(), r.getMessage(), r.getLinks()};
     }
+    case ControlMessage::RUN_START: {
+      auto r = m.getRunStart();
+      RunStartMsg out;
+      for (auto a : r.getAdmissions()) out.admissions.push_back(GetAdmission(a, context));
+      out.closed = r.getClosed();
+      out.pace = r.getPace();
+      out.epoch_ns = r.getEpochNs();
+      out.virtual_time = r.getVirtualTime();
+      if (out.pace != 0 && !(out.pace >= 1)) throw Bad(context, "run start with pace below 1");
+      return out;
+    }
+    case ControlMessage::ADMIT:
+      return AdmitMsg{GetAdmission(m.getAdmit(), context)};
+    case ControlMessage::CLOSE_LOG:
+      return CloseLogMsg{};
+    case ControlMessage::REFUSED: {
+      auto r = m.getRefused();
+      return RefusedMsg{r.getChip(), r.getNumber(), r.getDecided(), r.getReason()};
+    }
+    case ControlMessage::TOKENS:
+      return GetTokens(m.getTokens());
+    case ControlMessage::RUN_DONE:
+      return GetRunDone(m.getRunDone(), context);
   }
   throw Bad(context, "unknown message kind " + std::to_string(static_cast<int>(m.which())));
 }

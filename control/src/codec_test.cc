@@ -343,3 +343,96 @@ TEST(Codec, LinkCheckRoundTrips) {
 
 }  // namespace
 }  // namespace lockstep::control
+
+namespace lockstep::control {
+namespace {
+
+// A model spec the assignment's codec accepts.
+partition::ModelSpec SmallSpec() {
+  partition::ModelSpec spec;
+  spec.name = "tiny";
+  spec.num_layers = 2;
+  spec.hidden_size = 64;
+  spec.intermediate_size = 128;
+  spec.num_heads = 4;
+  spec.num_kv_heads = 2;
+  spec.head_dim = 16;
+  spec.vocab_size = 100;
+  return spec;
+}
+
+// A self-clocked run's messages: the assignment's programs and time, the admission log, the
+// tokens and the run's report, field by field.
+TEST(Codec, SelfClockedRunMessagesRoundTrip) {
+  AssignmentMsg a;
+  a.slots = 2;
+  a.spec = SmallSpec();
+  a.program = SampleProgram();
+  a.repeat_ns = 12345;
+  a.decode_makespan_ns = 23456;
+  a.lookahead = 2;
+  a.prefill = {{16, 4, 777, SampleProgram()}, {32, 8, 999, {}}};
+  const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
+  EXPECT_EQ(back.repeat_ns, 12345);
+  EXPECT_EQ(back.decode_makespan_ns, 23456);
+  EXPECT_EQ(back.lookahead, 2);
+  ASSERT_EQ(back.prefill.size(), 2u);
+  EXPECT_EQ(back.prefill[0].bucket, 16);
+  EXPECT_EQ(back.prefill[0].chunk_tokens, 4);
+  EXPECT_EQ(back.prefill[0].makespan_ns, 777);
+  EXPECT_EQ(back.prefill[0].program, a.prefill[0].program);
+  EXPECT_EQ(back.prefill[1].program.instructions.size(), 0u);
+
+  Admission entry{3, 9, 42, {5, 6, 7}, 2, 8, {.temperature = 0.5, .top_p = 0.9, .seed = 11}, true};
+  RunStartMsg start{{entry, Admission{4, 9, 43, {1}, 0, 1, {}, false}}, true, 2.5, 123456789, true};
+  const RunStartMsg s = RoundTripAs<RunStartMsg>(start);
+  EXPECT_EQ(s.admissions, start.admissions);
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.pace, 2.5);
+  EXPECT_EQ(s.epoch_ns, 123456789);
+  EXPECT_TRUE(s.virtual_time);
+  EXPECT_EQ(RoundTripAs<AdmitMsg>(AdmitMsg{entry}).admission, entry);
+  EXPECT_TRUE(std::holds_alternative<CloseLogMsg>(RoundTrip(CloseLogMsg{})));
+  const RefusedMsg r = RoundTripAs<RefusedMsg>(RefusedMsg{4, 3, 17, "names step 9"});
+  EXPECT_EQ(r.chip, 4);
+  EXPECT_EQ(r.number, 3);
+  EXPECT_EQ(r.decided, 17);
+  EXPECT_EQ(r.reason, "names step 9");
+  TokensMsg t{7, 21, {{1, 42, 3, 99, true, {0.5f, -1.0f}}, {0, 43, 0, 5, false, {}}}};
+  const TokensMsg tb = RoundTripAs<TokensMsg>(t);
+  EXPECT_EQ(tb.chip, 7);
+  EXPECT_EQ(tb.step, 21);
+  EXPECT_EQ(tb.tokens, t.tokens);
+  const RunDoneMsg d = RoundTripAs<RunDoneMsg>(RunDoneMsg{7, 30, 4, 12, {90, 0, 3}, 5000});
+  EXPECT_EQ(d.steps, 30);
+  EXPECT_EQ(d.prefill_steps, 4);
+  EXPECT_EQ(d.tokens, 12);
+  EXPECT_EQ(d.lag_buckets, (std::vector<int64_t>{90, 0, 3}));
+  EXPECT_EQ(d.lag_max_ns, 5000);
+  EXPECT_STREQ(MessageName(RoundTrip(t)), "tokens");
+}
+
+TEST(Codec, SelfClockedRunGarbageIsRefused) {
+  RunStartMsg bad_pace;
+  bad_pace.pace = 0.5;
+  const std::vector<std::byte> b1 = Encode(bad_pace);
+  EXPECT_THROW(Decode(b1.data(), b1.size(), "test"), Error);
+  const std::vector<std::byte> b2 = Encode(RunDoneMsg{1, 1, 0, 0, {-1}, 0});
+  EXPECT_THROW(Decode(b2.data(), b2.size(), "test"), Error);
+  AssignmentMsg a;
+  a.spec = SmallSpec();
+  a.program = SampleProgram();
+  const std::vector<std::byte> good = Encode(a);
+  EXPECT_NO_THROW(Decode(good.data(), good.size(), "test"));
+  a.lookahead = 0;
+  const std::vector<std::byte> b3 = Encode(a);
+  try {
+    Decode(b3.data(), b3.size(), "test");
+    ADD_FAILURE() << "a lookahead of 0 was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lookahead below 1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lockstep::control

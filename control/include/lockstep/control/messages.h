@@ -48,6 +48,18 @@ struct AssignmentMsg {
   std::vector<schedule::LinkTable> incoming;
   // Failover: a worker already serving this (stage, rank) keeps its loaded shard; no chunks follow.
   bool reuse_shard = false;
+  // A self-clocked run (worker::ChipSetup): the decode program's repeat interval and makespan,
+  // one prefill program per prompt bucket, the kind lookahead.
+  int64_t repeat_ns = 0;
+  int64_t decode_makespan_ns = 0;
+  struct Prefill {
+    int64_t bucket = 0;
+    int64_t chunk_tokens = 0;
+    int64_t makespan_ns = 0;
+    schedule::ChipProgram program;
+  };
+  std::vector<Prefill> prefill;
+  int32_t lookahead = 1;
 };
 
 struct ShardChunkMsg {
@@ -138,6 +150,43 @@ struct LinkCheckResultMsg {
   uint32_t links = 0;
 };
 
+// A self-clocked run (proto/control.capnp's conversation, worker/run_control.h).
+struct RunStartMsg {
+  std::vector<Admission> admissions;  // the log so far (stage 0's ranks and the sampling chip)
+  bool closed = false;                // no more entries will come
+  double pace = 0;                    // >= 1: scheduled starts dilated; 0: unpaced
+  int64_t epoch_ns = 0;               // steady-clock origin when paced
+  bool virtual_time = false;          // the sim transport's clock of planned durations
+};
+
+struct AdmitMsg {
+  Admission admission;
+};
+
+struct CloseLogMsg {};
+
+struct RefusedMsg {
+  int32_t chip = -1;
+  int64_t number = 0;
+  int64_t decided = 0;  // steps up to this one are decided
+  std::string reason;
+};
+
+struct TokensMsg {
+  int32_t chip = -1;
+  int64_t step = 0;
+  std::vector<SampledToken> tokens;
+};
+
+struct RunDoneMsg {
+  int32_t chip = -1;
+  int64_t steps = 0;
+  int64_t prefill_steps = 0;
+  int64_t tokens = 0;
+  std::vector<int64_t> lag_buckets;  // worker::LagHistogram::buckets()
+  int64_t lag_max_ns = 0;
+};
+
 struct FlightRecorderRequestMsg {};
 
 struct FlightRecorderMsg {
@@ -150,7 +199,8 @@ using ControlMessage =
     std::variant<RegisterMsg, AssignmentMsg, ShardChunkMsg, ShardDoneMsg, ReadyMsg, StepMsg,
                  StepResultMsg, PingMsg, HeartbeatMsg, ErrorMsg, ShutdownMsg, SubmitMsg,
                  AcceptedMsg, TokenMsg, DoneMsg, StopServerMsg, LinkCheckMsg, LinkCheckResultMsg,
-                 FlightRecorderRequestMsg, FlightRecorderMsg>;
+                 FlightRecorderRequestMsg, FlightRecorderMsg, RunStartMsg, AdmitMsg, CloseLogMsg,
+                 RefusedMsg, TokensMsg, RunDoneMsg>;
 
 // "register", "assignment", ...: for logs and protocol errors.
 const char* MessageName(const ControlMessage& message);

@@ -46,4 +46,38 @@ struct SlotResult {
   std::vector<float> logits;
 };
 
+// An entry of a self-clocked run's admission log (worker/run_control.h): what stage 0 needs (the
+// tokens to prefill) and what the sampling chip needs (how to sample, when to stop, whether to
+// return logits).
+struct Admission {
+  int64_t number = 0;  // its place in the log: 0, 1, 2, ... (the order of prefills)
+  int64_t step = 0;    // the first step whose kind may be its prefill
+  uint64_t request = 0;
+  std::vector<int32_t> tokens;  // the prompt; a replay after a failover: prompt + generated
+  int64_t generated = 0;        // tokens the request generated before (a replay): 0 usually
+  int64_t max_new = 0;          // the request's tokens in all, > generated
+  model::SamplingOptions sampling;
+  bool logits = false;  // the sampling chip returns each token's logits
+
+  friend bool operator==(const Admission& a, const Admission& b) {
+    return a.number == b.number && a.step == b.step && a.request == b.request &&
+           a.tokens == b.tokens && a.generated == b.generated && a.max_new == b.max_new &&
+           a.sampling.temperature == b.sampling.temperature &&
+           a.sampling.top_p == b.sampling.top_p && a.sampling.seed == b.sampling.seed &&
+           a.logits == b.logits;
+  }
+};
+
+// A token the sampling chip drew in a self-clocked run, as it reports it.
+struct SampledToken {
+  int32_t slot = 0;
+  uint64_t request = 0;
+  int64_t index = 0;  // the request's token index (model::SampleToken's step)
+  int32_t token = 0;
+  bool last = false;  // the request has all its tokens: its slot is free
+  std::vector<float> logits;
+
+  friend bool operator==(const SampledToken&, const SampledToken&) = default;
+};
+
 }  // namespace lockstep::control

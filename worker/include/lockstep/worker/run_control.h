@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "lockstep/model/reference.h"
+#include "lockstep/control/step.h"
 
 namespace lockstep::worker {
 
@@ -41,18 +41,9 @@ struct StepKind {
 uint64_t EncodeStepKind(const StepKind& kind);
 std::optional<StepKind> DecodeStepKind(uint64_t code);
 
-// An entry of a run's admission log: what stage 0 needs (the tokens to prefill) and what the
-// sampling chip needs (how to sample, when to stop, whether to return logits).
-struct Admission {
-  int64_t number = 0;  // its place in the log: 0, 1, 2, ... (the order of prefills)
-  int64_t step = 0;    // the first step whose kind may be its prefill
-  uint64_t request = 0;
-  std::vector<int32_t> tokens;  // the prompt; a replay after a failover: prompt + generated
-  int64_t generated = 0;        // tokens the request generated before (a replay): 0 usually
-  int64_t max_new = 0;          // the request's tokens in all, > generated
-  model::SamplingOptions sampling;
-  bool logits = false;  // the sampling chip returns each token's logits
-};
+// The log's entries and the tokens drawn are control values (control/step.h).
+using control::Admission;
+using control::SampledToken;
 
 // How late instructions started against their scheduled starts (ns; an early start counts as
 // 0): exact count and maximum, percentiles to within 1/8 of a power of two (log buckets), so
@@ -73,18 +64,6 @@ class LagHistogram {
   std::vector<int64_t> buckets_;
   int64_t count_ = 0;
   int64_t max_ = 0;
-};
-
-// A token the sampling chip drew, as it reports it (RunControl::Emit).
-struct SampledToken {
-  int32_t slot = 0;
-  uint64_t request = 0;
-  int64_t index = 0;  // the request's token index (model::SampleToken's step)
-  int32_t token = 0;
-  bool last = false;  // the request has all its tokens: its slot is free
-  std::vector<float> logits;
-
-  friend bool operator==(const SampledToken&, const SampledToken&) = default;
 };
 
 // The chip's side of the control plane while it runs. Called from the chip's compute thread;
