@@ -5,6 +5,7 @@
 #include "lockstep/common/error.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/schedule/queries.h"
+#include "lockstep/schedule/validate.h"
 #include "lockstep/transport/crc32c.h"
 
 namespace lockstep::coordinator {
@@ -13,6 +14,22 @@ uint64_t Deployment::shard_bytes() const {
   uint64_t total = 0;
   for (const ChipDeployment& c : chips) total += c.shard.size();
   return total;
+}
+
+void CheckSchedule(const schedule::GlobalSchedule& schedule, const topology::Topology& topo,
+                   const partition::LinkCostParams& link_params) {
+  schedule::ValidateOptions vo;
+  vo.link_params = link_params;
+  vo.max_problems = 10;
+  const std::vector<std::string> problems = schedule::Validate(schedule, topo, vo);
+  if (problems.empty()) return;
+  std::string more;
+  if (problems.size() > 1) {
+    more = " (and " + std::to_string(problems.size() - 1) +
+           (problems.size() >= vo.max_problems ? " or more" : "") + " other problems)";
+  }
+  throw InvalidInput(
+      "the compiled schedule fails validation (nothing deployed): " + problems.front() + more);
 }
 
 Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
@@ -46,6 +63,7 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
   so.sequences = d.slots;
   so.link_params = options.link_params;
   const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
+  CheckSchedule(global, topo, options.link_params);  // before any shard is cut or shipped
   d.schedule_token_latency_ns = global.token_latency_ns;
   d.schedule_step_ns = global.makespan_ns;
   for (const schedule::ChipProgram& program : global.programs) {

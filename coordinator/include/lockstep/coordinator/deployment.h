@@ -69,12 +69,20 @@ struct DeployOptions {
   partition::LinkCostParams link_params;
 };
 
-// Compiles the schedule of `plan` and cuts every used chip's shard out of `weights`. Throws
-// Error (kInvalidInput) for a plan that does not belong to `topo` (chip out of range or down,
-// another topology name) or cannot run `spec`, and weights that do not match `spec`.
+// Compiles the schedule of `plan`, checks it with the independent validator (CheckSchedule) and
+// only then cuts every used chip's shard out of `weights`. Throws Error (kInvalidInput) for a plan
+// that does not belong to `topo` (chip out of range or down, another topology name) or cannot run
+// `spec`, a schedule the validator refuses, and weights that do not match `spec`.
 Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
                           const topology::Topology& topo, const model::LlamaWeights& weights,
                           const DeployOptions& options);
+
+// The contract is checked before anything moves: schedule::Validate on `schedule` against
+// `topo` (with the link figures it was compiled with). Throws Error (kInvalidInput) whose message
+// is "the compiled schedule fails validation (nothing deployed): " and the validator's first
+// finding, which names the chip, the link and the step, and how many more it found.
+void CheckSchedule(const schedule::GlobalSchedule& schedule, const topology::Topology& topo,
+                   const partition::LinkCostParams& link_params);
 
 }  // namespace lockstep::coordinator
 
