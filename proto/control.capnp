@@ -145,6 +145,9 @@ struct TransportOptions {
   stepTimeoutMs @7 :Int64;   # per transport Send/Receive inside a step
   curve @8 :Bool;            # tcp: CURVE on every link; each worker reads its own key pair
   curvePublicKey @9 :Text;   # Z85: the run's public key, the only key a link end accepts
+  # Which links checksum their payloads (transport::LinkChecksums): 0 auto (same-host links
+  # unchecked, tcp with CRC32C unless CURVE authenticates), 1 on, 2 off. Older peers send 0.
+  linkChecksums @10 :UInt8;
 }
 
 struct ChipHost {

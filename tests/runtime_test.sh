@@ -50,6 +50,11 @@ check tcp_tp2 --transport tcp --tp 2 --pp 1
   || fail "tcp_tp2: where the decode step goes $(cat out.txt)"
 [ "$(json "d['shard_bytes'] > 0 and d['shard_ship_mib_per_s'] > 0 and d['deploy_seconds'] >= d['shard_ship_seconds'] > 0")" = True ] \
   || fail "tcp_tp2: shard shipping figures $(cat out.txt)"
+# Control-plane messages per generated token (issue #19 item 6), counted by the coordinator in
+# the decode steps: with the per-step barrier every chip gets a Step and answers, 2 per chip
+# for the one sequence's token (pings and heartbeats are liveness, not counted).
+[ "$(json "d['control_messages_per_token'] == 2 * d['chips']")" = True ] \
+  || fail "tcp_tp2: control messages per token $(cat out.txt)"
 check ipc_tp4 --transport ipc --tp 4 --pp 1
 check ipc_pp2 --transport ipc --tp 1 --pp 2
 [ "$(json "len(d['stages'])")" = 2 ] || fail "ipc_pp2 has 2 stages"
@@ -59,6 +64,11 @@ check ipc_pp2_tp2 --transport ipc --tp 2 --pp 2
 check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
 check inproc_tp2 --transport inproc --tp 2 --pp 2
 check sim_tp2 --transport sim --tp 2 --pp 1
+# --link-checksums (issue #19 item 7): every link CRC32C-checks its payloads and refuses
+# unchecked frames; the bits stay the reference's. auto is the default.
+check ipc_tp2_checksums_on --transport ipc --tp 2 --pp 1 --link-checksums on
+[ "$(json "d['link_checksums']")" = on ] || fail "link_checksums on: $(cat out.txt)"
+check tcp_tp2_checksums_off --transport tcp --tp 2 --pp 1 --link-checksums off
 # Degrees whose slices are not whole 64-element chunks, and TP above the KV heads, distributed
 # too: tiny-llama (4 heads, 2 KV heads, intermediate 172) at TP 2 and 4 over ipc.
 T="$(dirname "$0")/../examples/models/tiny-llama"
@@ -126,6 +136,8 @@ expect_exit 1 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --t
 grep -q "topology 'rack'" err.txt || fail "plan for another topology: $(cat err.txt)"
 grep -q "started" err.txt && fail "foreign plan started workers"
 expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport carrier-pigeon
+expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --link-checksums maybe
+grep -q "link-checksums must be auto, on or off, got 'maybe'" err.txt || fail "bad --link-checksums: $(cat err.txt)"
 # A topology whose chips the host cannot pin: a pin map (as `topo host --map T --json` writes)
 # naming a CPU this host lacks stops the run before any worker starts; one made here runs.
 cat >badpins.json <<'JSON'

@@ -17,6 +17,7 @@
 #include "lockstep/model/safetensors.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/hosts_file.h"
+#include "run_inputs.h"
 #include "token_list.h"
 
 namespace lockstep::cli {
@@ -70,7 +71,7 @@ void PrintMapping(const coordinator::HostMap& map, const topology::HostsFile& ho
 
 int Deploy(const std::vector<std::string>& args, Context& ctx) {
   std::string plan_path, hosts_path, config_path, weights_path, prompt_text, prompts_file, listen,
-      advertise, ssh_command = "ssh", remote_worker, backend = "tcp";
+      advertise, ssh_command = "ssh", remote_worker, backend = "tcp", checksums = "auto";
   uint64_t seed = 0;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, register_ms = 30000,
           link_timeout_ms = 5000;
@@ -96,6 +97,9 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
       "links: tcp, or ipc when every host is local")(
       "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
       "first tcp link port (0: the hosts file's tcp_base_port, else derived from the pid)")(
+      "link-checksums", po::value<std::string>(&checksums)->default_value("auto"),
+      "CRC32C on link payloads: auto (ipc unchecked, tcp checked unless CURVE authenticates), "
+      "on (every link; unchecked frames refused) or off")(
       "listen", po::value<std::string>(&listen),
       "control address (default tcp://127.0.0.1:0, or tcp://0.0.0.0:0 with remote hosts)")(
       "advertise", po::value<std::string>(&advertise),
@@ -128,6 +132,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
     throw UsageError("give at most one of --prompt and --prompts");
   }
   if (backend != "tcp" && backend != "ipc") throw UsageError("--transport must be tcp or ipc");
+  const transport::LinkChecksums link_checksums = ParseChecksumsFlag(checksums);
   if (max_new < 0 || slots < 0 || register_ms < 1 || link_timeout_ms < 1 || heartbeat_ms < 1 ||
       step_timeout_ms < 1) {
     throw UsageError("--max-new and --slots must be >= 0, the timeouts >= 1");
@@ -200,6 +205,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   config.deploy.transport.backend = backend;
   config.deploy.transport.step_timeout_ms = step_timeout_ms;
   config.deploy.transport.connect_timeout_ms = link_timeout_ms;
+  config.deploy.transport.checksums = link_checksums;
   config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: the hosts file's, or the pid's
   launch::ApplyPlacement(placement, hosts, {ssh_command, remote_worker}, config);
   config.listen = !listen.empty()       ? listen

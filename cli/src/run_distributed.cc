@@ -69,7 +69,7 @@ bool WantsDistributed(const std::vector<std::string>& args) {
 int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
   std::string config_path, weights_path, prompt_text, prompts_file, dump, backend,
-      topo_name = "node", plan_path, pin_map, curve_keys, flight_file;
+      topo_name = "node", plan_path, pin_map, curve_keys, flight_file, checksums = "auto";
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
@@ -119,6 +119,9 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "on a stall, write every worker's last instructions here (JSON; default "
       "/tmp/lockstep-flight-recorder-PID.json)")(
       "curve", "tcp: CURVE-encrypt and authenticate every link with a fresh key pair")(
+      "link-checksums", po::value<std::string>(&checksums)->default_value("auto"),
+      "CRC32C on link payloads: auto (ipc and inproc unchecked, tcp checked unless CURVE "
+      "authenticates), on (every link; unchecked frames refused) or off")(
       "curve-keys", po::value<std::string>(&curve_keys),
       "tcp: CURVE with the key pair in DIR (lockstep keys generate -o DIR) instead")(
       "dump-logits", po::value<std::string>(&dump),
@@ -147,6 +150,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   const bool curve = vm.count("curve") > 0 || !curve_keys.empty();
   if (curve && backend != "tcp") throw UsageError("--curve needs --transport tcp");
+  const transport::LinkChecksums link_checksums = ParseChecksumsFlag(checksums);
   sampling.seed = sample_seed;
   std::vector<launch::Injection> injections;
   for (const std::string& t : inject_text) injections.push_back(launch::ParseInjection(t));
@@ -171,6 +175,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   config.deploy.transport.backend = backend;
   config.deploy.transport.step_timeout_ms = step_timeout_ms;
   config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: derived from the process id
+  config.deploy.transport.checksums = link_checksums;
   config.workers = threads ? launch::Workers::kThreads : launch::Workers::kProcesses;
   config.pin_map = pin_map;
   config.curve = curve;
@@ -252,6 +257,11 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "stage); {} link hops in a row plus the coordinator's 2",
       measured / 1e6, compute_per_token / 1e6, stats.critical_hops);
   const StepBreakdown parts = Breakdown(stats, measured);
+  // Issue #19's figure: control-plane messages per generated token in the decode steps.
+  const double control_per_token = stats.decode_tokens > 0
+                                       ? static_cast<double>(stats.decode_control_messages) /
+                                             static_cast<double>(stats.decode_tokens)
+                                       : 0.0;
   ctx.log->info(
       "decode step of the mean chip: {:.2f} ms compute, {:.2f} reduce, {:.2f} send, {:.2f} "
       "waiting on links (recv {:.2f}, forward {:.2f}), {:.2f} between instructions; {:.2f} ms on "
@@ -292,6 +302,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     }
     nlohmann::json j = {{"model", spec.name},
                         {"transport", backend},
+                        {"link_checksums", checksums},
                         {"topology", topo.name()},
                         {"chips", deployment.chips.size()},
                         {"stages", stages},
@@ -324,7 +335,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                           {"forward", parts.forward},
                           {"between_instructions", parts.between},
                           {"control", parts.control}}},
-                        {"control_hops", 2}};
+                        {"control_hops", 2},
+                        {"control_messages_per_token", control_per_token}};
     if (!dumps.empty()) j["logits_files"] = dumps;
     nlohmann::json fo = nlohmann::json::array();
     for (const coordinator::FailoverRecord& f : failovers) {

@@ -56,4 +56,12 @@ std::vector<int32_t> ModelEosIds(const std::string& config) {
   return ids;
 }
 
+transport::LinkChecksums ParseChecksumsFlag(const std::string& value) {
+  try {
+    return transport::ParseLinkChecksums(value);
+  } catch (const Error&) {
+    throw UsageError("--link-checksums must be auto, on or off, got '" + value + "'");
+  }
+}
+
 }  // namespace lockstep::cli

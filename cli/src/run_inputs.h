@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lockstep/launch/inputs.h"
+#include "lockstep/transport/transport.h"
 
 namespace lockstep::cli {
 
@@ -25,5 +26,8 @@ void CheckOutputFile(const std::string& path, const std::string& flag);
 // `config`: the --model argument (a folder or its config.json). InvalidInput naming the file for
 // an eos_token_id that is not a token id or a list of them.
 std::vector<int32_t> ModelEosIds(const std::string& config);
+
+// --link-checksums auto|on|off (run --transport, deploy); UsageError naming the flag otherwise.
+transport::LinkChecksums ParseChecksumsFlag(const std::string& value);
 
 }  // namespace lockstep::cli

@@ -119,6 +119,7 @@ void PutTransport(proto::TransportOptions::Builder t, const TransportSettings& s
   t.setStepTimeoutMs(s.step_timeout_ms);
   t.setCurve(s.curve);
   t.setCurvePublicKey(s.curve_public_key);
+  t.setLinkChecksums(static_cast<uint8_t>(s.checksums));
 }
 
 TransportSettings GetTransport(proto::TransportOptions::Reader t) {
@@ -133,6 +134,13 @@ TransportSettings GetTransport(proto::TransportOptions::Reader t) {
   s.step_timeout_ms = t.getStepTimeoutMs();
   s.curve = t.getCurve();
   s.curve_public_key = t.getCurvePublicKey();
+  const uint8_t checksums = t.getLinkChecksums();
+  if (checksums > static_cast<uint8_t>(transport::LinkChecksums::kOff)) {
+    throw Error(ErrorCode::kProtocol, "transport options with link checksums code " +
+                                          std::to_string(checksums) +
+                                          " (valid: 0 auto, 1 on, 2 off)");
+  }
+  s.checksums = static_cast<transport::LinkChecksums>(checksums);
   return s;
 }
 

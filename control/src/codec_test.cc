@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "lockstep/control/settings.h"
 #include "lockstep/transport/crc32c.h"
 
 namespace lockstep::control {
@@ -81,6 +82,7 @@ TEST(Codec, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.transport.step_timeout_ms = 1234;
   a.transport.curve = true;
   a.transport.curve_public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+  a.transport.checksums = transport::LinkChecksums::kOff;
   a.program = SampleProgram();
   a.spec.name = "tiny";
   a.spec.num_layers = 2;
@@ -119,6 +121,8 @@ TEST(Codec, AssignmentCarriesProgramSpecLinksAndTransport) {
   EXPECT_EQ(back.transport.step_timeout_ms, 1234);
   EXPECT_TRUE(back.transport.curve);
   EXPECT_EQ(back.transport.curve_public_key, a.transport.curve_public_key);
+  EXPECT_EQ(back.transport.checksums, transport::LinkChecksums::kOff);
+  EXPECT_EQ(transport::ChecksumsPayloads(TransportOptionsFor(back.transport)), false);
   EXPECT_EQ(back.spec, a.spec);
   EXPECT_EQ(back.shard_chunks, 3u);
   EXPECT_EQ(back.cpus, std::vector<int>{1});

@@ -12,6 +12,7 @@ transport::TransportOptions TransportOptionsFor(const TransportSettings& s) {
   t.ipc_dir = s.ipc_dir;
   t.tcp_base_port = s.tcp_base_port;
   for (const auto& [chip, host] : s.tcp_hosts) t.tcp_hosts[chip] = host;
+  t.checksums = s.checksums;
   return t;
 }
 

@@ -549,12 +549,14 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
     std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
     control::StepTimes step_times;         // summed over the chips with a stage
     int64_t timed_chips = 0;
+    int64_t control_messages = 0;  // both directions, liveness (pings, heartbeats) apart
     try {
       const StepMsg msg{*step};
       for (size_t w = 0; w < n; ++w) {
         if (im.gone[w]) continue;
         im.socket->Send(im.peers[w], msg);
         ++expected;
+        ++control_messages;
       }
       // A chip no longer in the run (failed, retired) owes no answer: not "behind" either.
       std::vector<bool> settled(n, false);
@@ -563,6 +565,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       while (answers < expected) {
         if (im.Stalled(last_completion, settled)) im.ReportStall(step->index, settled);
         im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+          ++control_messages;
           auto* r = std::get_if<StepResultMsg>(&m);
           if (r == nullptr) return;
           if (r->index != step->index || answered[w]) {
@@ -614,6 +617,7 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
       im.stats.decode_times += step_times;
       im.stats.decode_chip_steps += timed_chips;
+      im.stats.decode_control_messages += control_messages;
       im.stats.decode_wall_ns += Ns(im.clock.Now() - step_start);
     }
   }

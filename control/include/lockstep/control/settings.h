@@ -36,6 +36,10 @@ struct TransportSettings {
   // accepts only a peer that holds the same pair, so a worker with another key is refused.
   bool curve = false;
   std::string curve_public_key;  // Z85, 40 characters
+  // Which links checksum their payloads (`--link-checksums`; transport/transport.h): auto by
+  // link kind, or on/off for every link. Every worker of a run gets the same, so both ends of a
+  // link agree (an end that checksums refuses unchecked frames).
+  transport::LinkChecksums checksums = transport::LinkChecksums::kAuto;
 };
 
 // The transport options these settings give, CURVE aside (a worker adds its own key pair).

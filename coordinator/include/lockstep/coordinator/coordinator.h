@@ -166,6 +166,10 @@ struct RunStats {
   // the chip's result on the control plane.
   control::StepTimes decode_times;
   int64_t decode_chip_steps = 0;
+  // Control-plane messages of the decode steps, counted here in both directions (every Step out,
+  // every result and other report in; pings and heartbeats, which keep liveness whatever runs,
+  // not counted): over decode_tokens, the control messages per generated token (issue #19).
+  int64_t decode_control_messages = 0;
 };
 
 // Called for every generated token as it arrives: request id, token, its index in the request.
