@@ -524,41 +524,4 @@ RunReport ChipRunner::Run(RunControl& control) {
   return run.Go();
 }
 
-schedule::GlobalSchedule PrefillPass(const schedule::GlobalSchedule& compiled) {
-  schedule::GlobalSchedule out = compiled;
-  std::set<int64_t> kept_msgs;
-  for (schedule::ChipProgram& p : out.programs) {
-    std::vector<int32_t> where(p.instructions.size(), -1);
-    std::vector<Instruction> kept;
-    for (size_t i = 0; i < p.instructions.size(); ++i) {
-      const Instruction& in = p.instructions[i];
-      if (in.token >= 0) continue;
-      where[i] = static_cast<int32_t>(kept.size());
-      Instruction copy = in;
-      for (int32_t& d : copy.deps) {
-        if (where[static_cast<size_t>(d)] < 0) {
-          throw InvalidInput("prefill pass: " + schedule::DescribeStep(in) +
-                             " depends on a decode instruction");
-        }
-        d = where[static_cast<size_t>(d)];
-      }
-      if (copy.msg >= 0) kept_msgs.insert(copy.msg);
-      kept.push_back(std::move(copy));
-    }
-    p.instructions = std::move(kept);
-  }
-  for (schedule::LinkTable& t : out.links) {
-    std::erase_if(t.reservations,
-                  [&](const schedule::Reservation& r) { return kept_msgs.count(r.msg) == 0; });
-  }
-  std::erase_if(out.links, [](const schedule::LinkTable& t) { return t.reservations.empty(); });
-  out.tokens = 0;
-  out.makespan_ns = 0;
-  for (const schedule::ChipProgram& p : out.programs) {
-    for (const Instruction& in : p.instructions)
-      out.makespan_ns = std::max(out.makespan_ns, in.end_ns);
-  }
-  return out;
-}
-
 }  // namespace lockstep::worker

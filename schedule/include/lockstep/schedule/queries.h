@@ -27,4 +27,11 @@ int64_t MaxMessagesPerLinkDirection(const GlobalSchedule& schedule);
 // The reservation tables of the link directions that end at `chip`, in the schedule's order.
 std::vector<LinkTable> IncomingTables(const GlobalSchedule& schedule, topology::ChipId chip);
 
+// A compiled prefill (ScheduleOptions::prefill, one sequence, one decode token) restricted to the
+// prompt's chunks (token < 0): one slot's prompt as one step of a self-clocked run
+// (worker::ChipSetup::prefill). Deps, message ids and link tables are kept for the instructions
+// that remain; makespan_ns is the last remaining instruction's end. Throws Error (kInvalidInput)
+// when a prompt instruction depends on a decode one.
+GlobalSchedule PrefillPass(const GlobalSchedule& compiled);
+
 }  // namespace lockstep::schedule

@@ -143,10 +143,8 @@ struct RunReport {
   LagHistogram lag;
 };
 
-// A compiled prefill (ScheduleOptions::prefill, one sequence, one decode token) restricted to the
-// prompt's chunks (token < 0): what ChipSetup::prefill's programs are. Deps, message ids and link
-// tables are kept for the instructions that remain.
-schedule::GlobalSchedule PrefillPass(const schedule::GlobalSchedule& compiled);
+// What ChipSetup::prefill's programs are (schedule/queries.h).
+using schedule::PrefillPass;
 
 class ChipRunner {
  public:
