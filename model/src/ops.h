@@ -97,6 +97,27 @@ inline Route RouteRow(const float* logits, int64_t num_experts, int64_t k) {
   return r;
 }
 
+// The rows that chose each expert, in ascending row order, with the weight each gave it: the
+// router's choice for a batch (RouteRow per row of `logits`, rows x num_experts), grouped so the
+// reference and the sharded pass walk experts in ascending index over the same rows.
+struct ExpertRows {
+  std::vector<int64_t> rows;
+  std::vector<float> weights;
+};
+inline std::vector<ExpertRows> RouteRows(const float* logits, int64_t rows, int64_t num_experts,
+                                         int64_t k) {
+  std::vector<ExpertRows> by_expert(static_cast<size_t>(num_experts));
+  for (int64_t r = 0; r < rows; ++r) {
+    const Route route = RouteRow(logits + r * num_experts, num_experts, k);
+    for (size_t i = 0; i < route.experts.size(); ++i) {
+      ExpertRows& chosen = by_expert[static_cast<size_t>(route.experts[i])];
+      chosen.rows.push_back(r);
+      chosen.weights.push_back(route.weights[i]);
+    }
+  }
+  return by_expert;
+}
+
 // Checks a Forward batch before any cache is touched (the reference's and the sharded pass's
 // rules are one): every sequence has its own cache (`fits(cache)`: made for this model), at
 // least one new token, room for them, and tokens in [0, vocab). Returns the number of rows.

@@ -188,26 +188,14 @@ void ReferenceModel::MoeBlock(const LayerWeights& w, const float* xn, int64_t ro
   const int64_t h = s.hidden_size, f = s.intermediate_size, experts = s.num_experts;
   std::vector<float> logits(static_cast<size_t>(rows * experts));
   MatMul(xn, rows, w.router, nullptr, logits.data());
-  std::vector<ops::Route> routes;
-  for (int64_t r = 0; r < rows; ++r) {
-    routes.push_back(
-        ops::RouteRow(&logits[static_cast<size_t>(r * experts)], experts, s.experts_per_token));
-  }
+  const std::vector<ops::ExpertRows> chosen =
+      ops::RouteRows(logits.data(), rows, experts, s.experts_per_token);
   std::fill(out, out + rows * h, 0.0f);
   // Expert by expert in ascending index, over the rows that chose it (each row's products are
   // its own: the batch around it never changes them).
   for (int64_t e = 0; e < experts; ++e) {
-    std::vector<int64_t> picked;
-    std::vector<float> weight;
-    for (int64_t r = 0; r < rows; ++r) {
-      const ops::Route& route = routes[static_cast<size_t>(r)];
-      for (size_t i = 0; i < route.experts.size(); ++i) {
-        if (route.experts[i] == e) {
-          picked.push_back(r);
-          weight.push_back(route.weights[i]);
-        }
-      }
-    }
+    const std::vector<int64_t>& picked = chosen[static_cast<size_t>(e)].rows;
+    const std::vector<float>& weight = chosen[static_cast<size_t>(e)].weights;
     if (picked.empty()) continue;
     const auto n = static_cast<int64_t>(picked.size());
     std::vector<float> xe(static_cast<size_t>(n * h)), gate(static_cast<size_t>(n * f)),

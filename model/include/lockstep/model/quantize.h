@@ -9,7 +9,8 @@
 //                 F32 [rows, 1]               int8-channel: one scale per row
 // so the weight is q * scale (QuantizeWeight's rounding: ties away from zero). Norms, biases and
 // the MoE router stay F32 (widened exactly from the source; the router decides which experts run,
-// and is small), and the embedding is looked up by dequantizing its row. The header's metadata holds "lockstep.quantization": the scheme name.
+// and is small), and the embedding is looked up by dequantizing its row. The header's metadata
+// holds "lockstep.quantization": the scheme name.
 //
 // Pure functions; thread-safe.
 #pragma once
