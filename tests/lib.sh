@@ -32,3 +32,22 @@ no_run_leftovers() {  # no_run_leftovers WHAT: no run directory and no orphan wo
     case "$tag" in "$TMPDIR"/lockstep-run-*) fail "$1: orphan worker $d ($tag)";; esac
   done
 }
+
+# byte_tokenizer FILE: writes a byte-level BPE tokenizer.json whose 256 ids are the bytes (GPT-2's
+# byte-to-character map, no merges), so they fit tiny-llama's vocabulary and a text's ids are its
+# bytes.
+byte_tokenizer() {
+  python3 - "$1" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+vocab = {chr(c): b for b, c in zip(bs, cs)}
+json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "post_processor": None, "decoder": {"type": "ByteLevel"}, "added_tokens": []},
+          open(sys.argv[1], "w"))
+PY
+}

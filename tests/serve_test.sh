@@ -16,18 +16,9 @@ command -v curl >/dev/null || fail "curl is needed (scripts/setup.sh installs it
 
 # A byte-level tokenizer whose 256 ids fit tiny-llama's vocabulary, with a chat template.
 mkdir -p "$TMPDIR/tok"
+byte_tokenizer "$TMPDIR/tok/tokenizer.json"
 python3 - "$TMPDIR/tok" <<'PY'
 import json, sys
-bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): b for b, c in zip(bs, cs)}
-json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "normalizer": None,
-           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
-           "post_processor": None, "decoder": {"type": "ByteLevel"}, "added_tokens": []},
-          open(sys.argv[1] + "/tokenizer.json", "w"))
 json.dump({"chat_template": "{% for m in messages %}<{{ m.role }}>{{ m['content'] | trim }}"
            "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"},
           open(sys.argv[1] + "/tokenizer_config.json", "w"))

@@ -26,19 +26,7 @@ private_tmp tokenizer
 TINY=$ROOT/examples/models/tiny-llama
 export TINY
 mkdir -p "$TMPDIR/bytes"
-python3 - "$TMPDIR/bytes/tokenizer.json" <<'PY'
-import json, sys
-bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): b for b, c in zip(bs, cs)}
-json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "normalizer": None,
-           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
-           "post_processor": None, "decoder": {"type": "ByteLevel"}, "added_tokens": []},
-          open(sys.argv[1], "w"))
-PY
+byte_tokenizer "$TMPDIR/bytes/tokenizer.json"
 expect_exit 0 "$L" run --model "$TINY" --seed 1 --text $'h\u00e9llo' --tokenizer "$TMPDIR/bytes" --max-new 12 --json
 [ "$(json 'd["prompt"]')" = "[104, 195, 169, 108, 108, 111]" ] || fail "run --text prompt ids: $(cat out.txt)"
 ids=$(json '",".join(map(str, d["tokens"]))'); text_json=$(json 'json.dumps(d["text"])')
