@@ -35,6 +35,8 @@ using Clock = control::Clock;
 using TimePoint = Clock::TimePoint;
 // How long a worker's "peer disconnected" waits for the launcher to report the peer's death.
 constexpr std::chrono::milliseconds kRootCauseGrace{300};
+// How many queued messages one Pump handles before it goes back to shipping and pinging.
+constexpr int kDrainBatch = 1024;
 
 std::string Mib(uint64_t bytes) {
   const uint64_t tenths = bytes * 10 / (uint64_t{1} << 20);
@@ -127,9 +129,11 @@ struct Coordinator::Impl {
     if (!shipments.empty()) until_ping = std::min(until_ping, Millis(1));
     std::optional<control::ControlChannel::Incoming> in =
         Receive(std::max(Millis(0), std::min(wait, until_ping)));
-    // Drain what is already queued before judging anyone silent.
-    for (int i = 0; in && i < 1024; ++i) {
+    // Drain what is already queued before judging anyone silent (at most a bounded batch, so
+    // shards keep flowing; what is left waits for the next Pump — never received and dropped).
+    for (int handled = 0; in; ++handled) {
       Handle(*in, clock.Now(), on_message);
+      if (handled + 1 == kDrainBatch) break;
       in = Receive(Millis(0));
     }
     Feed();

@@ -163,6 +163,30 @@ TEST_P(CoordinatorTest, AWorkerThatIsNotReadyInTimeIsNamed) {
   worker.join();
 }
 
+// Regression (CI, a 128-chip in-process deploy under load): more messages queued than one
+// Pump handles at a time (1,024) — heartbeats from many workers while shards ship — and the one
+// received past that batch was dropped, so a worker's ready was never counted and the run
+// failed "not ready". Every queued message is handled, in order, across Pumps: here the ready
+// sits just before, at, and just past the batch's edge.
+TEST_P(CoordinatorTest, AReadyBehindAThousandHeartbeatsIsCounted) {
+  for (const int beats : {1023, 1024, 1025}) {
+    SCOPED_TRACE(std::to_string(beats) + " heartbeats before the ready");
+    CoordinatorOptions options = net_.Options();
+    options.ready_timeout = Millis(3000);
+    Coordinator coordinator(options);
+    std::unique_ptr<control::ControlConnection> worker = net_.Connect();
+    worker->Send(Hello(3));
+    coordinator.AwaitWorkers(1, Millis(5000));
+    // All queued before the coordinator looks again.
+    for (int i = 0; i < beats; ++i) worker->Send(HeartbeatMsg{3, -1, {}});
+    worker->Send(control::ReadyMsg{3});
+    if (!net_.manual()) std::this_thread::sleep_for(Millis(200));  // let the socket deliver
+    const auto start = net_.clock().Now();
+    coordinator.Deploy(FakeDeployment({3}, 8));  // threw "chip 3 ... was not ready" before
+    EXPECT_LT(net_.Since(start), 3000);
+  }
+}
+
 TEST_P(CoordinatorTest, WorkerErrorReportFailsTheRunWithItsMessage) {
   Coordinator coordinator(net_.Options());
   ScriptedWorker fake;

@@ -96,8 +96,11 @@ struct Server::Impl {
     // polls). Busy: only take what has already arrived, so steps follow each other at once.
     std::optional<control::ControlChannel::Incoming> in =
         socket->Receive(idle && !stop ? kIdlePoll : Millis(0));
-    for (int i = 0; in && i < 256; ++i) {
+    // At most a batch per poll, so steps keep running; what is left waits for the next poll
+    // (never received and then dropped).
+    for (int handled = 0; in; ++handled) {
       OnMessage(*in, submit);
+      if (handled + 1 == 256) break;
       in = socket->Receive(Millis(0));
     }
     return !stop;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "lockstep/common/error.h"
+#include "lockstep/control/channel.h"
 #include "lockstep/coordinator/client.h"
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/model/reference.h"
@@ -52,8 +53,23 @@ TEST(Server, ConcurrentClientsEachGetTheReference) {
   so.address = "ipc://" + base + "-clients";
   so.vocab_size = spec.vocab_size;
   Server server(coordinator, so);
+  // Regression: requests queued past one poll's batch (256) were dropped — the one received
+  // just past the batch was never answered. 600 wait before the first poll; each gets its
+  // refusal (out of the vocabulary), in order.
+  std::unique_ptr<control::ControlConnection> burst = control::Connect(server.address());
+  constexpr uint64_t kBurst = 600;
+  for (uint64_t i = 0; i < kBurst; ++i) burst->Send(control::SubmitMsg{i, {96}, 1, {}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all delivered before Run
   ServeStats stats;
   std::thread serving([&] { EXPECT_NO_THROW(stats = server.Run()); });
+  for (uint64_t i = 0; i < kBurst; ++i) {
+    std::optional<control::ControlMessage> m = burst->Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(m) << "request " << i << " of the burst was never answered";
+    const auto* done = std::get_if<control::DoneMsg>(&*m);
+    ASSERT_NE(done, nullptr) << control::MessageName(*m);
+    EXPECT_EQ(done->id, i);
+    EXPECT_EQ(done->code, ErrorCode::kInvalidInput);
+  }
 
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}};
   const std::vector<model::SamplingOptions> sampling = {
@@ -94,7 +110,7 @@ TEST(Server, ConcurrentClientsEachGetTheReference) {
   client.RequestShutdown();
   serving.join();
   EXPECT_EQ(stats.requests, 4);
-  EXPECT_EQ(stats.refused, 2);
+  EXPECT_EQ(stats.refused, 2 + static_cast<int64_t>(kBurst));
   coordinator.Shutdown();
   workers.Join();
   std::filesystem::remove(base + "-control");
