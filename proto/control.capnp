@@ -47,6 +47,7 @@
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("lockstep::proto");
+using Schedule = import "schedule.capnp";
 
 struct ControlMessage {
   version @0 :UInt16;  # control protocol version; this schema is version 2
@@ -170,7 +171,8 @@ struct Assignment {
   slots @11 :Int32;              # pipeline slots (sequences in flight)
   maxPositions @12 :Int64;       # KV cache positions per slot
   group @13 :List(Int32);        # the chips of its stage's TP group, in rank order
-  incoming @14 :List(LinkTable); # reservation tables of the link directions into this chip
+  incoming @14 :List(Schedule.LinkTable); # reservation tables of the link directions into
+                                          # this chip (schedule/link_table_capnp.h)
   reuseShard @15 :Bool;          # failover: keep the shard already loaded (same stage and rank);
                                  # no chunks follow, the worker abandons its step, reopens links
   # A self-clocked run's programs and time (worker::ChipSetup): the decode program's repeat
@@ -237,20 +239,6 @@ struct RunDone {
   tokens @3 :Int64;
   lagBuckets @4 :List(Int64);  # worker::LagHistogram's bucket counts
   lagMaxNs @5 :Int64;
-}
-
-# schedule::LinkTable: one link direction's transfers in order (the order messages arrive).
-struct LinkTable {
-  link @0 :Int32;
-  from @1 :Int32;
-  to @2 :Int32;
-  reservations @3 :List(Reservation);
-}
-
-struct Reservation {
-  startNs @0 :Int64;
-  endNs @1 :Int64;
-  msg @2 :Int64;
 }
 
 struct ShardChunk {

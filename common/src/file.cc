@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "lockstep/common/error.h"
 
@@ -40,6 +42,15 @@ void WriteFileAtomically(const std::string& path, std::string_view bytes) {
     ::unlink(tmp.c_str());
     throw fail(why);
   }
+}
+
+std::string ReadFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kNotFound, path + ": no such " + std::string(what));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (in.bad()) throw Error(ErrorCode::kNotFound, path + ": cannot read: " + std::strerror(errno));
+  return bytes.str();
 }
 
 }  // namespace lockstep

@@ -39,5 +39,22 @@ TEST(WriteFileAtomically, ReplacesWholeAndLeavesNothingBehindOnFailure) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(File, ReadFileReadsItWholeOrNamesWhatIsMissing) {
+  const std::string dir = ::testing::TempDir() + "lockstep_read_file_test";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/in.bin";
+  const std::string bytes("a\0b\nc", 5);  // binary: a NUL and a newline survive
+  WriteFileAtomically(path, bytes);
+  EXPECT_EQ(ReadFile(path, "plan file"), bytes);
+  try {
+    ReadFile(dir + "/missing.plan", "plan file");
+    ADD_FAILURE() << "read a missing file";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_EQ(std::string(e.what()), dir + "/missing.plan: no such plan file");
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace lockstep

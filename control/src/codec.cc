@@ -9,6 +9,8 @@
 
 #include "lockstep/partition/plan.h"
 #include "lockstep/proto/control.capnp.h"
+#include "lockstep/proto/read.h"
+#include "lockstep/schedule/link_table_capnp.h"
 #include "lockstep/schedule/program_codec.h"
 
 namespace lockstep::control {
@@ -165,20 +167,7 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   b.setReuseShard(a.reuse_shard);
   auto group = b.initGroup(static_cast<unsigned>(a.group.size()));
   for (size_t i = 0; i < a.group.size(); ++i) group.set(static_cast<unsigned>(i), a.group[i]);
-  auto tables = b.initIncoming(static_cast<unsigned>(a.incoming.size()));
-  for (size_t i = 0; i < a.incoming.size(); ++i) {
-    const schedule::LinkTable& table = a.incoming[i];
-    auto o = tables[static_cast<unsigned>(i)];
-    o.setLink(table.link);
-    o.setFrom(table.from);
-    o.setTo(table.to);
-    auto rs = o.initReservations(static_cast<unsigned>(table.reservations.size()));
-    for (size_t k = 0; k < table.reservations.size(); ++k) {
-      rs[static_cast<unsigned>(k)].setStartNs(table.reservations[k].start_ns);
-      rs[static_cast<unsigned>(k)].setEndNs(table.reservations[k].end_ns);
-      rs[static_cast<unsigned>(k)].setMsg(table.reservations[k].msg);
-    }
-  }
+  schedule::PutLinkTables(a.incoming, b.initIncoming(static_cast<unsigned>(a.incoming.size())));
   b.setRepeatNs(a.repeat_ns);
   b.setDecodeMakespanNs(a.decode_makespan_ns);
   b.setLookahead(a.lookahead);
@@ -456,16 +445,7 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   a.max_positions = r.getMaxPositions();
   a.reuse_shard = r.getReuseShard();
   for (int32_t chip : r.getGroup()) a.group.push_back(chip);
-  for (auto in : r.getIncoming()) {
-    schedule::LinkTable table;
-    table.link = in.getLink();
-    table.from = in.getFrom();
-    table.to = in.getTo();
-    for (auto x : in.getReservations()) {
-      table.reservations.push_back({x.getStartNs(), x.getEndNs(), x.getMsg()});
-    }
-    a.incoming.push_back(std::move(table));
-  }
+  a.incoming = schedule::GetLinkTables(r.getIncoming());
   a.repeat_ns = r.getRepeatNs();
   a.decode_makespan_ns = r.getDecodeMakespanNs();
   a.lookahead = r.getLookahead();
@@ -730,32 +710,17 @@ std::vector<std::byte> Encode(const control::ControlMessage& message) {
 }
 
 control::ControlMessage Decode(const std::byte* data, size_t size, const std::string& context) {
-  if (size == 0 || size % sizeof(capnp::word) != 0) {
-    throw Bad(context, std::to_string(size) + " bytes (want a non-empty multiple of 8)");
-  }
   if (size > kMaxControlBytes) {
     throw Bad(context,
               std::to_string(size) + " bytes (at most " + std::to_string(kMaxControlBytes) + ")");
   }
-  // ZeroMQ frames are not guaranteed to be word-aligned; Cap'n Proto needs aligned words, so
-  // an unaligned frame is copied first (an aligned one, the usual case, is read in place).
-  kj::Array<capnp::word> copy;
-  kj::ArrayPtr<const capnp::word> words;
-  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
-    words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(data), size / sizeof(capnp::word));
-  } else {
-    copy = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
-    std::memcpy(copy.begin(), data, size);
-    words = copy;
-  }
-  try {
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = size / sizeof(capnp::word) * 4 + 1024;
-    capnp::FlatArrayMessageReader reader(words, options);
-    return DecodeReader(reader.getRoot<proto::ControlMessage>(), context);
-  } catch (const kj::Exception& e) {
-    throw Bad(context, e.getDescription().cStr());
-  }
+  // ZeroMQ frames need not be word-aligned: the reader copies those (an aligned one, the usual
+  // case, is read in place). A control message's decoder reads some lists twice: 4x its size.
+  return proto::ReadMessage<proto::ControlMessage>(
+      std::span<const std::byte>(data, size),
+      [&](const std::string& why) { return Bad(context, why); },
+      [&](proto::ControlMessage::Reader r) { return DecodeReader(r, context); },
+      {.traversal_factor = 4});
 }
 
 }  // namespace lockstep::control

@@ -8,8 +8,10 @@
 #include <sstream>
 
 #include "lockstep/common/error.h"
+#include "lockstep/common/file.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/proto/plan.capnp.h"
+#include "lockstep/proto/read.h"
 #include "lockstep/topology/chip_spec.h"
 
 namespace lockstep::partition {
@@ -406,27 +408,15 @@ std::string SerializePlan(const Plan& plan) {
 namespace {
 
 // Reads `bytes` as one Cap'n Proto message with root Root and hands the root to `decode`.
-// `what` names the expected content in errors ("a Lockstep plan").
+// `what` names the expected content in errors ("a Lockstep plan"). The traversal limit is Cap'n
+// Proto's default (64 MiB of words), as plans have always been read.
 template <typename Root, typename Decode>
 auto ReadMessage(std::string_view bytes, const std::string& source, const char* what,
                  const Decode& decode) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    throw InvalidInput(source + ": not " + what + " (" + std::to_string(bytes.size()) +
-                       " bytes is not a whole Cap'n Proto message)");
-  }
-  // Copy into word-aligned memory: the reader requires alignment.
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  try {
-    capnp::FlatArrayMessageReader reader(words);
-    return decode(reader.getRoot<Root>());
-  } catch (const kj::Exception& e) {
-    std::string text = e.getDescription().cStr();
-    for (char& c : text) {
-      if (c == '\n') c = ' ';
-    }
-    throw InvalidInput(source + ": not " + what + ": " + text);
-  }
+  return proto::ReadMessage<Root>(
+      bytes,
+      [&](const std::string& why) { return InvalidInput(source + ": not " + what + ": " + why); },
+      decode, {.traversal_factor = 0, .traversal_floor = uint64_t{8} << 20});
 }
 
 }  // namespace
@@ -448,19 +438,9 @@ ModelSpec ParseModelSpecBytes(std::string_view bytes, const std::string& source)
 
 void WritePlanFile(const std::string& path, const Plan& plan) {
   const bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(ErrorCode::kNotFound, path + ": cannot open for writing");
-  out << (json ? PlanToJson(plan) : SerializePlan(plan));
-  out.flush();
-  if (!out) throw Error(ErrorCode::kNotFound, path + ": write failed");
+  WriteFileAtomically(path, json ? PlanToJson(plan) : SerializePlan(plan));
 }
 
-Plan ReadPlanFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kNotFound, path + ": no such plan file");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return ParsePlan(bytes.str(), path);
-}
+Plan ReadPlanFile(const std::string& path) { return ParsePlan(ReadFile(path, "plan file"), path); }
 
 }  // namespace lockstep::partition

@@ -16,7 +16,9 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/common/file.h"
+#include "lockstep/proto/read.h"
 #include "lockstep/proto/schedule.capnp.h"
+#include "lockstep/schedule/link_table_capnp.h"
 #include "lockstep/schedule/program_codec.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/schedule/schedule_file.h"
@@ -121,14 +123,37 @@ ChipProgram GetProgram(proto::Program::Reader o, const Bad& bad) {
   return cp;
 }
 
-std::string OneLine(std::string text) {
-  for (char& c : text) {
-    if (c == '\n') c = ' ';
+}  // namespace
+
+void PutLinkTables(const std::vector<LinkTable>& tables,
+                   capnp::List<proto::LinkTable>::Builder out) {
+  for (unsigned t = 0; t < tables.size(); ++t) {
+    out[t].setLink(tables[t].link);
+    out[t].setFrom(tables[t].from);
+    out[t].setTo(tables[t].to);
+    auto r = out[t].initReservations(static_cast<unsigned>(tables[t].reservations.size()));
+    for (unsigned k = 0; k < tables[t].reservations.size(); ++k) {
+      r[k].setStartNs(tables[t].reservations[k].start_ns);
+      r[k].setEndNs(tables[t].reservations[k].end_ns);
+      r[k].setMsg(tables[t].reservations[k].msg);
+    }
   }
-  return text;
 }
 
-}  // namespace
+std::vector<LinkTable> GetLinkTables(capnp::List<proto::LinkTable>::Reader in) {
+  std::vector<LinkTable> out;
+  for (auto t : in) {
+    LinkTable table;
+    table.link = t.getLink();
+    table.from = t.getFrom();
+    table.to = t.getTo();
+    for (auto r : t.getReservations()) {
+      table.reservations.push_back({r.getStartNs(), r.getEndNs(), r.getMsg()});
+    }
+    out.push_back(std::move(table));
+  }
+  return out;
+}
 
 std::vector<std::byte> SerializeProgram(const ChipProgram& program) {
   capnp::MallocMessageBuilder message;
@@ -144,19 +169,8 @@ ChipProgram ParseProgram(std::span<const std::byte> bytes, const std::string& co
   auto bad = [&](const std::string& what) {
     return Error(ErrorCode::kProtocol, context + ": malformed chip program: " + what);
   };
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    throw bad(std::to_string(bytes.size()) + " bytes is not a whole Cap'n Proto message");
-  }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 2 * words.size() + 1024;
-  try {
-    capnp::FlatArrayMessageReader reader(words, options);
-    return GetProgram(reader.getRoot<proto::Program>(), bad);
-  } catch (const kj::Exception& e) {
-    throw bad(OneLine(e.getDescription().cStr()));
-  }
+  return proto::ReadMessage<proto::Program>(
+      bytes, bad, [&](proto::Program::Reader r) { return GetProgram(r, bad); });
 }
 
 // ---- The schedule file (schedule_file.h) ----
@@ -247,18 +261,7 @@ std::string ChipMessage(const CompactChip& c, const IncomingBodies& incoming) {
     PutInstructions(c.bodies[x], p.initInstructions(static_cast<unsigned>(c.bodies[x].size())));
     const std::vector<LinkTable>& tables =
         x < incoming.size() ? incoming[x] : std::vector<LinkTable>{};
-    auto in = p.initIncoming(static_cast<unsigned>(tables.size()));
-    for (unsigned t = 0; t < tables.size(); ++t) {
-      in[t].setLink(tables[t].link);
-      in[t].setFrom(tables[t].from);
-      in[t].setTo(tables[t].to);
-      auto r = in[t].initReservations(static_cast<unsigned>(tables[t].reservations.size()));
-      for (unsigned k = 0; k < tables[t].reservations.size(); ++k) {
-        r[k].setStartNs(tables[t].reservations[k].start_ns);
-        r[k].setEndNs(tables[t].reservations[k].end_ns);
-        r[k].setMsg(tables[t].reservations[k].msg);
-      }
-    }
+    PutLinkTables(tables, p.initIncoming(static_cast<unsigned>(tables.size())));
   }
   return Flat(message);
 }
@@ -291,25 +294,16 @@ std::map<ChipId, IncomingBodies> AllIncoming(const CompactSchedule& s) {
   return out;
 }
 
-// A word-aligned copy a Cap'n Proto reader can read; `what` names the message in errors.
+// One message of a schedule file; `what` names it in errors.
 template <typename Root, typename Fn>
 auto ReadMessage(std::string_view bytes, const std::string& source, const std::string& what,
                  const Fn& fn) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
-    throw InvalidInput(source + ": not a Lockstep schedule: " + what + " is " +
-                       std::to_string(bytes.size()) + " bytes, not whole Cap'n Proto words");
-  }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), bytes.data(), bytes.size());
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 2 * words.size() + 1024;
-  try {
-    capnp::FlatArrayMessageReader reader(words, options);
-    return fn(reader.getRoot<Root>());
-  } catch (const kj::Exception& e) {
-    throw InvalidInput(source + ": not a Lockstep schedule: " + what + ": " +
-                       OneLine(e.getDescription().cStr()));
-  }
+  return proto::ReadMessage<Root>(
+      bytes,
+      [&](const std::string& why) {
+        return InvalidInput(source + ": not a Lockstep schedule: " + what + ": " + why);
+      },
+      fn);
 }
 
 // The preamble: checks magic and version, returns the header's size.
@@ -445,18 +439,7 @@ void ReadChip(std::string_view bytes, const std::string& source, size_t phases, 
     size_t x = 0;
     for (auto p : o.getPhases()) {
       c.bodies.push_back(GetInstructions(p.getInstructions(), c.chip, bad));
-      if (incoming) {
-        for (auto t : p.getIncoming()) {
-          LinkTable table;
-          table.link = t.getLink();
-          table.from = t.getFrom();
-          table.to = t.getTo();
-          for (auto r : t.getReservations()) {
-            table.reservations.push_back({r.getStartNs(), r.getEndNs(), r.getMsg()});
-          }
-          (*incoming)[x].push_back(std::move(table));
-        }
-      }
+      if (incoming) (*incoming)[x] = GetLinkTables(p.getIncoming());
       ++x;
     }
     return 0;
@@ -484,15 +467,6 @@ void CheckPlan(const CompactSchedule& s, const partition::Plan* plan, const std:
 }
 
 std::string ErrnoText() { return std::strerror(errno); }
-
-// The whole file (or nothing: Error kNotFound naming it).
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kNotFound, path + ": no such schedule file");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
 
 }  // namespace
 
@@ -548,7 +522,7 @@ void WriteScheduleFile(const std::string& path, const CompactSchedule& schedule)
 }
 
 CompactSchedule ReadScheduleFile(const std::string& path, const partition::Plan* plan) {
-  CompactSchedule s = ParseScheduleFile(ReadAll(path), path);
+  CompactSchedule s = ParseScheduleFile(ReadFile(path, "schedule file"), path);
   CheckPlan(s, plan, path);
   return s;
 }
