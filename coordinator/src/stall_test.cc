@@ -53,8 +53,10 @@ TEST_P(StallTest, AStallNamesTheChipStepOpAndLinkAndWritesTheRecorder) {
   }
   // A stall, not a death: the worker still answers, so it is named after the stall timeout (and
   // the flight recorder's round trip), well before the heartbeat timeout.
-  EXPECT_GT(net.Since(start), 300);
+  // (Since() truncates to whole ms: on the real clock 300.6 ms reads 300.)
+  EXPECT_GE(net.Since(start), 300);
   if (net.manual()) {
+    EXPECT_GT(net.Since(start), 300);
     EXPECT_LE(net.Since(start), 450);
   }
   coordinator.Shutdown();
