@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 #include "command.h"
 #include "lockstep/common/error.h"
@@ -69,52 +70,62 @@ void PrintMapping(const coordinator::HostMap& map, const topology::HostsFile& ho
   for (const std::string& note : map.notes) std::cout << "  note: " << note << "\n";
 }
 
-int Deploy(const std::vector<std::string>& args, Context& ctx) {
+// The command line of `deploy`, checked (ParseDeployFlags).
+struct DeployFlags {
   std::string plan_path, hosts_path, config_path, weights_path, prompt_text, prompts_file, listen,
       advertise, ssh_command = "ssh", remote_worker, backend = "tcp", checksums = "auto";
   uint64_t seed = 0;
+  bool seed_given = false;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, register_ms = 30000,
           link_timeout_ms = 5000;
   int32_t slots = 0;
   int tcp_base_port = 0;
   bool dry_run = false, shared = false;
+  std::vector<std::vector<int32_t>> prompts;
+  transport::LinkChecksums link_checksums{};
+};
+
+// Parses and checks `args`; nullopt when --help was printed.
+std::optional<DeployFlags> ParseDeployFlags(const std::vector<std::string>& args) {
+  DeployFlags f;
   po::options_description opts("options");
-  opts.add_options()("plan", po::value<std::string>(&plan_path),
+  opts.add_options()("plan", po::value<std::string>(&f.plan_path),
                      "the plan file (lockstep plan -o); required")(
-      "hosts", po::value<std::string>(&hosts_path), "the hosts file (topology/HOSTS.md); required")(
-      "model", po::value<std::string>(&config_path),
+      "hosts", po::value<std::string>(&f.hosts_path),
+      "the hosts file (topology/HOSTS.md); required")(
+      "model", po::value<std::string>(&f.config_path),
       "config.json or its folder: checked against the plan's model")(
-      "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
-      "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
-      "dry-run", po::bool_switch(&dry_run), "print the mapping and stop")(
-      "allow-shared-cores", po::bool_switch(&shared),
+      "weights", po::value<std::string>(&f.weights_path), "safetensors checkpoint")(
+      "seed", po::value<uint64_t>(&f.seed), "generated weights with this seed instead")(
+      "dry-run", po::bool_switch(&f.dry_run), "print the mapping and stop")(
+      "allow-shared-cores", po::bool_switch(&f.shared),
       "let several chips share a core when a host has fewer cores than chips")(
-      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3")(
-      "prompts", po::value<std::string>(&prompts_file), "a file of prompts, one per line")(
-      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens per prompt")(
-      "slots", po::value<int32_t>(&slots)->default_value(0), "pipeline slots; 0 = stages")(
-      "transport", po::value<std::string>(&backend)->default_value("tcp"),
+      "prompt", po::value<std::string>(&f.prompt_text), "prompt token ids, e.g. 1,2,3")(
+      "prompts", po::value<std::string>(&f.prompts_file), "a file of prompts, one per line")(
+      "max-new", po::value<int64_t>(&f.max_new)->default_value(16), "tokens per prompt")(
+      "slots", po::value<int32_t>(&f.slots)->default_value(0), "pipeline slots; 0 = stages")(
+      "transport", po::value<std::string>(&f.backend)->default_value("tcp"),
       "links: tcp, or ipc when every host is local")(
-      "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
+      "tcp-base-port", po::value<int>(&f.tcp_base_port)->default_value(0),
       "first tcp link port (0: the hosts file's tcp_base_port, else derived from the pid)")(
-      "link-checksums", po::value<std::string>(&checksums)->default_value("auto"),
+      "link-checksums", po::value<std::string>(&f.checksums)->default_value("auto"),
       "CRC32C on link payloads: auto (ipc unchecked, tcp checked unless CURVE authenticates), "
       "on (every link; unchecked frames refused) or off")(
-      "listen", po::value<std::string>(&listen),
+      "listen", po::value<std::string>(&f.listen),
       "control address (default tcp://127.0.0.1:0, or tcp://0.0.0.0:0 with remote hosts)")(
-      "advertise", po::value<std::string>(&advertise),
+      "advertise", po::value<std::string>(&f.advertise),
       "the host name or IP remote workers reach the coordinator at (default: this hostname)")(
-      "ssh-command", po::value<std::string>(&ssh_command)->default_value("ssh"),
+      "ssh-command", po::value<std::string>(&f.ssh_command)->default_value("ssh"),
       "how to reach a remote host: run as CMD -p PORT [USER@]ADDRESS lockstep-worker ...")(
-      "remote-worker", po::value<std::string>(&remote_worker),
+      "remote-worker", po::value<std::string>(&f.remote_worker),
       "lockstep-worker's path on remote hosts (default: the local one's path)")(
-      "register-timeout-ms", po::value<int64_t>(&register_ms)->default_value(30000),
+      "register-timeout-ms", po::value<int64_t>(&f.register_ms)->default_value(30000),
       "every worker must register within this")(
-      "link-timeout-ms", po::value<int64_t>(&link_timeout_ms)->default_value(5000),
+      "link-timeout-ms", po::value<int64_t>(&f.link_timeout_ms)->default_value(5000),
       "pre-flight: every link must answer its hello within this")(
-      "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
+      "heartbeat-timeout-ms", po::value<int64_t>(&f.heartbeat_ms)->default_value(3000),
       "a worker silent this long fails the run")(
-      "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
+      "step-timeout-ms", po::value<int64_t>(&f.step_timeout_ms)->default_value(10000),
       "a link transfer waiting this long fails the run");
   po::positional_options_description pos;
   po::variables_map vm;
@@ -122,44 +133,52 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
       "lockstep deploy --plan PLAN --hosts HOSTS [--model CONFIG] (--weights F | --seed S) "
       "[--prompt 1,2,3 | --prompts FILE] [--max-new N] [--dry-run] [--allow-shared-cores] "
       "[--ssh-command CMD] [--json]";
-  if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
-  if (plan_path.empty()) throw UsageError("missing --plan PLAN (see: lockstep deploy --help)");
-  if (hosts_path.empty()) throw UsageError("missing --hosts HOSTS (see: lockstep deploy --help)");
-  if (!dry_run && weights_path.empty() == !vm.count("seed")) {
+  if (!ParseOrHelp(args, usage, opts, pos, vm)) return std::nullopt;
+  f.seed_given = vm.count("seed") > 0;
+  if (f.plan_path.empty()) throw UsageError("missing --plan PLAN (see: lockstep deploy --help)");
+  if (f.hosts_path.empty()) throw UsageError("missing --hosts HOSTS (see: lockstep deploy --help)");
+  if (!f.dry_run && f.weights_path.empty() == !f.seed_given) {
     throw UsageError("give exactly one of --weights FILE or --seed S (or --dry-run)");
   }
-  if (!prompt_text.empty() && !prompts_file.empty()) {
+  if (!f.prompt_text.empty() && !f.prompts_file.empty()) {
     throw UsageError("give at most one of --prompt and --prompts");
   }
-  if (backend != "tcp" && backend != "ipc") throw UsageError("--transport must be tcp or ipc");
-  const transport::LinkChecksums link_checksums = ParseChecksumsFlag(checksums);
-  if (max_new < 0 || slots < 0 || register_ms < 1 || link_timeout_ms < 1 || heartbeat_ms < 1 ||
-      step_timeout_ms < 1) {
+  if (f.backend != "tcp" && f.backend != "ipc") throw UsageError("--transport must be tcp or ipc");
+  f.link_checksums = ParseChecksumsFlag(f.checksums);
+  if (f.max_new < 0 || f.slots < 0 || f.register_ms < 1 || f.link_timeout_ms < 1 ||
+      f.heartbeat_ms < 1 || f.step_timeout_ms < 1) {
     throw UsageError("--max-new and --slots must be >= 0, the timeouts >= 1");
   }
-  std::vector<std::vector<int32_t>> prompts;
-  if (!prompt_text.empty()) prompts.push_back(ParseTokenList(prompt_text, "--prompt"));
-  if (!prompts_file.empty()) prompts = ReadPromptsFile(prompts_file);
+  if (!f.prompt_text.empty()) f.prompts.push_back(ParseTokenList(f.prompt_text, "--prompt"));
+  if (!f.prompts_file.empty()) f.prompts = ReadPromptsFile(f.prompts_file);
 
+  return f;
+}
+
+int Deploy(const std::vector<std::string>& args, Context& ctx) {
+  const std::optional<DeployFlags> parsed = ParseDeployFlags(args);
+  if (!parsed) return 0;
+  const DeployFlags& f = *parsed;
   const Clock::time_point start = Clock::now();
   nlohmann::json timings = nlohmann::json::object();
   launch::RunConfig config;
-  config.inputs.plan = partition::ReadPlanFile(plan_path);
+  config.inputs.plan = partition::ReadPlanFile(f.plan_path);
   config.inputs.topo = partition::PlanTopology(config.inputs.plan);
   config.inputs.spec = config.inputs.plan.spec;
-  if (!config_path.empty()) {
-    const partition::ModelSpec given = partition::LoadModelSpec(config_path);
+  if (!f.config_path.empty()) {
+    const partition::ModelSpec given = partition::LoadModelSpec(f.config_path);
     const std::string diff = partition::ModelSpecDifference(config.inputs.plan.spec, given);
     if (!diff.empty()) {
-      throw InvalidInput("plan " + plan_path + " was made for another model than " + config_path +
-                         ": " + diff);
+      throw InvalidInput("plan " + f.plan_path + " was made for another model than " +
+                         f.config_path + ": " + diff);
     }
     config.inputs.spec = given;
   }
   const partition::ModelSpec& spec = config.inputs.spec;
   const topology::Topology& topo = config.inputs.topo;
-  const topology::HostsFile hosts = topology::ReadHostsFile(hosts_path);
-  const launch::HostPlacement placement = launch::PlaceOnHosts(config.inputs, slots, hosts, shared);
+  const topology::HostsFile hosts = topology::ReadHostsFile(f.hosts_path);
+  const launch::HostPlacement placement =
+      launch::PlaceOnHosts(config.inputs, f.slots, hosts, f.shared);
   const coordinator::HostMap& map = placement.map;
   timings["mapping_ms"] = MsSince(start);
   nlohmann::json mapping = {{"hosts_file", hosts.source},
@@ -179,9 +198,9 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   }
   mapping["hosts"] = hosts_json;
   if (!ctx.json) PrintMapping(map, hosts, placement.this_host);
-  if (dry_run) {
+  if (f.dry_run) {
     if (ctx.json) {
-      PrintJson({{"plan", plan_path},
+      PrintJson({{"plan", f.plan_path},
                  {"model", spec.name},
                  {"topology", topo.name()},
                  {"dry_run", true},
@@ -190,7 +209,7 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
     }
     return 0;
   }
-  if (backend == "ipc" && !placement.all_local) {
+  if (f.backend == "ipc" && !placement.all_local) {
     throw UsageError("--transport ipc needs every host local; " + hosts.source +
                      " has remote hosts (use tcp)");
   }
@@ -198,23 +217,24 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   // Inputs first: nothing starts before the weights and the plan are known to fit together.
   const Clock::time_point load_start = Clock::now();
   config.inputs.weights =
-      weights_path.empty() ? model::GenerateLlamaWeights(spec, seed)
-                           : model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
-  launch::CheckPromptsFit(spec, prompts, max_new);
-  config.deploy.slots = slots;
-  config.deploy.transport.backend = backend;
-  config.deploy.transport.step_timeout_ms = step_timeout_ms;
-  config.deploy.transport.connect_timeout_ms = link_timeout_ms;
-  config.deploy.transport.checksums = link_checksums;
-  config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: the hosts file's, or the pid's
-  launch::ApplyPlacement(placement, hosts, {ssh_command, remote_worker}, config);
-  config.listen = !listen.empty()       ? listen
+      f.weights_path.empty()
+          ? model::GenerateLlamaWeights(spec, f.seed)
+          : model::LoadLlamaWeights(model::Checkpoint::Open(f.weights_path), spec);
+  launch::CheckPromptsFit(spec, f.prompts, f.max_new);
+  config.deploy.slots = f.slots;
+  config.deploy.transport.backend = f.backend;
+  config.deploy.transport.step_timeout_ms = f.step_timeout_ms;
+  config.deploy.transport.connect_timeout_ms = f.link_timeout_ms;
+  config.deploy.transport.checksums = f.link_checksums;
+  config.deploy.transport.tcp_base_port = f.tcp_base_port;  // 0: the hosts file's, or the pid's
+  launch::ApplyPlacement(placement, hosts, {f.ssh_command, f.remote_worker}, config);
+  config.listen = !f.listen.empty()     ? f.listen
                   : placement.all_local ? "tcp://127.0.0.1:0"
                                         : "tcp://0.0.0.0:0";
-  config.advertise = advertise;
-  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  config.register_timeout = std::chrono::milliseconds(register_ms);
-  config.worker_connect_timeout = std::chrono::milliseconds(register_ms);
+  config.advertise = f.advertise;
+  config.heartbeat_timeout = std::chrono::milliseconds(f.heartbeat_ms);
+  config.register_timeout = std::chrono::milliseconds(f.register_ms);
+  config.worker_connect_timeout = std::chrono::milliseconds(f.register_ms);
   config.settle = std::chrono::milliseconds(300);
   config.log = ctx.log;
   launch::Launch launch(std::move(config));
@@ -233,10 +253,10 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   const size_t chips = launch.deployment().chips.size();
 
   std::vector<coordinator::Finished> results;
-  if (!prompts.empty()) {
+  if (!f.prompts.empty()) {
     std::vector<coordinator::Request> requests;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
+    for (size_t i = 0; i < f.prompts.size(); ++i) {
+      requests.push_back({static_cast<uint64_t>(i), f.prompts[i], f.max_new, {}});
     }
     t = Clock::now();
     results = launch.coordinator().Generate(requests);
@@ -249,9 +269,9 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
   if (ctx.json) {
     nlohmann::json reqs = nlohmann::json::array();
     for (size_t i = 0; i < results.size(); ++i) {
-      reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
+      reqs.push_back({{"prompt", f.prompts[i]}, {"tokens", results[i].tokens}});
     }
-    PrintJson({{"plan", plan_path},
+    PrintJson({{"plan", f.plan_path},
                {"model", spec.name},
                {"topology", topo.name()},
                {"dry_run", false},
@@ -262,8 +282,8 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
                {"timings", timings}});
   } else {
     std::cout << "ready: " << chips << " workers\n";
-    for (const coordinator::Finished& f : results) {
-      for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
+    for (const coordinator::Finished& r : results) {
+      for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
       std::cout << "\n";
     }
   }

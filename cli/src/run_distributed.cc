@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
@@ -57,74 +58,79 @@ StepBreakdown Breakdown(const coordinator::RunStats& stats, int64_t measured) {
   return b;
 }
 
-}  // namespace
-
-bool WantsDistributed(const std::vector<std::string>& args) {
-  for (const std::string& a : args) {
-    if (a == "--transport" || a.rfind("--transport=", 0) == 0) return true;
-  }
-  return false;
-}
-
-int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
-  po::options_description opts("options");
+// The command line of `run --transport`, checked (ParseRunFlags).
+struct RunFlags {
   std::string config_path, weights_path, prompt_text, prompts_file, dump, backend,
       topo_name = "node", plan_path, pin_map, curve_keys, flight_file, checksums = "auto";
   uint64_t seed = 0, sample_seed = 0;
+  bool seed_given = false, topology_given = false, curve = false;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
   int32_t slots = 0;
   std::vector<std::string> inject_text;
+  std::vector<launch::Injection> injections;
   model::SamplingOptions sampling;
-  opts.add_options()("model", po::value<std::string>(&config_path),
+  std::vector<std::vector<int32_t>> prompts;
+  transport::LinkChecksums link_checksums{};
+
+  bool threads() const { return backend == "sim" || backend == "inproc"; }
+};
+
+// Parses and checks `args`; nullopt when --help was printed.
+std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
+  RunFlags f;
+  po::options_description opts("options");
+  opts.add_options()("model", po::value<std::string>(&f.config_path),
                      "config.json, or a folder holding one (required without --plan)")(
-      "weights", po::value<std::string>(&weights_path),
+      "weights", po::value<std::string>(&f.weights_path),
       "safetensors checkpoint: a file, an index.json, or a folder")(
-      "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
-      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3")(
-      "prompts", po::value<std::string>(&prompts_file),
+      "seed", po::value<uint64_t>(&f.seed), "use generated weights with this seed instead")(
+      "prompt", po::value<std::string>(&f.prompt_text), "prompt token ids, e.g. 1,2,3")(
+      "prompts", po::value<std::string>(&f.prompts_file),
       "a file of prompts, one per line (1,2,3): all run concurrently")(
-      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate per prompt")(
-      "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
+      "max-new", po::value<int64_t>(&f.max_new)->default_value(16),
+      "tokens to generate per prompt")(
+      "temperature", po::value<double>(&f.sampling.temperature)->default_value(0.0),
       "sampling temperature; 0 = greedy")(
-      "top-p", po::value<double>(&sampling.top_p)->default_value(1.0), "nucleus mass in (0, 1]")(
-      "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0), "seed of the draws")(
-      "transport", po::value<std::string>(&backend),
+      "top-p", po::value<double>(&f.sampling.top_p)->default_value(1.0), "nucleus mass in (0, 1]")(
+      "sample-seed", po::value<uint64_t>(&f.sample_seed)->default_value(0), "seed of the draws")(
+      "transport", po::value<std::string>(&f.backend),
       "sim or inproc (workers as threads), ipc or tcp (worker processes)")(
-      "topology", po::value<std::string>(&topo_name)->default_value("node"),
+      "topology", po::value<std::string>(&f.topo_name)->default_value("node"),
       "a topology file (lockstep topo generate), or node, rack or racks:N; with --plan, the "
-      "plan's own by default")("spare-nodes", po::value<int>(&spare_nodes)->default_value(1),
+      "plan's own by default")("spare-nodes", po::value<int>(&f.spare_nodes)->default_value(1),
                                "spare nodes per rack (rack and racks:N)")(
-      "plan", po::value<std::string>(&plan_path), "a plan file (lockstep plan -o); else plan now")(
-      "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree (0 = search)")(
-      "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count (0 = search)")(
-      "slots", po::value<int32_t>(&slots)->default_value(0),
+      "plan", po::value<std::string>(&f.plan_path),
+      "a plan file (lockstep plan -o); else plan now")(
+      "tp", po::value<int>(&f.tp)->default_value(0), "planning: fixed TP degree (0 = search)")(
+      "pp", po::value<int>(&f.pp)->default_value(0), "planning: fixed stage count (0 = search)")(
+      "slots", po::value<int32_t>(&f.slots)->default_value(0),
       "pipeline slots (sequences in flight); 0 = the number of stages")(
-      "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
+      "heartbeat-timeout-ms", po::value<int64_t>(&f.heartbeat_ms)->default_value(3000),
       "a worker silent this long fails the run")(
-      "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
+      "step-timeout-ms", po::value<int64_t>(&f.step_timeout_ms)->default_value(10000),
       "a link transfer waiting this long fails the run")(
-      "pin-map", po::value<std::string>(&pin_map),
+      "pin-map", po::value<std::string>(&f.pin_map),
       "pin each chip's worker to the CPUs this file names (lockstep topo host --map T --json); "
       "a CPU this host lacks stops the run before it starts")(
-      "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(0),
+      "tcp-base-port", po::value<int>(&f.tcp_base_port)->default_value(0),
       "tcp: first link port (0 = derived from the process id)")(
-      "inject", po::value<std::vector<std::string>>(&inject_text),
+      "inject", po::value<std::vector<std::string>>(&f.inject_text),
       "fault injection (ipc, tcp; repeatable): kill:CHIP@STEP or stop:CHIP@STEP sends SIGKILL or "
       "SIGSTOP to that chip's worker as step STEP starts; the run fails over to a spare chip")(
-      "stall-timeout-ms", po::value<int64_t>(&stall_ms),
+      "stall-timeout-ms", po::value<int64_t>(&f.stall_ms),
       "no step completing for this long is a stall: report the chips behind and the links "
       "they wait on (default: half the step timeout; 0 = off)")(
-      "flight-recorder", po::value<std::string>(&flight_file),
+      "flight-recorder", po::value<std::string>(&f.flight_file),
       "on a stall, write every worker's last instructions here (JSON; default "
       "/tmp/lockstep-flight-recorder-PID.json)")(
       "curve", "tcp: CURVE-encrypt and authenticate every link with a fresh key pair")(
-      "link-checksums", po::value<std::string>(&checksums)->default_value("auto"),
+      "link-checksums", po::value<std::string>(&f.checksums)->default_value("auto"),
       "CRC32C on link payloads: auto (ipc and inproc unchecked, tcp checked unless CURVE "
       "authenticates), on (every link; unchecked frames refused) or off")(
-      "curve-keys", po::value<std::string>(&curve_keys),
+      "curve-keys", po::value<std::string>(&f.curve_keys),
       "tcp: CURVE with the key pair in DIR (lockstep keys generate -o DIR) instead")(
-      "dump-logits", po::value<std::string>(&dump),
+      "dump-logits", po::value<std::string>(&f.dump),
       "write each token's logits to a float32 .npy [max_new, vocab]; with --prompts one file "
       "per prompt, FILE with .npy replaced by .<i>.npy");
   po::positional_options_description pos;
@@ -134,96 +140,86 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
       "[--slots M] [--inject kill:CHIP@STEP]... [--curve | --curve-keys DIR] [--dump-logits F.npy] "
       "[--json]";
-  if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
+  if (!ParseOrHelp(args, usage, opts, pos, vm)) return std::nullopt;
   const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
-  if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
-    throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + backend + "'");
+  if (std::find(backends.begin(), backends.end(), f.backend) == backends.end()) {
+    throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + f.backend + "'");
   }
-  if (prompt_text.empty() == prompts_file.empty()) {
+  if (f.prompt_text.empty() == f.prompts_file.empty()) {
     throw UsageError("give exactly one of --prompt 1,2,3 or --prompts FILE");
   }
-  if (max_new < 0) throw UsageError("--max-new must be >= 0");
-  if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
-  if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) throw UsageError("--top-p in (0, 1]");
-  if (tp < 0 || pp < 0 || slots < 0 || heartbeat_ms < 1 || step_timeout_ms < 1) {
+  if (f.max_new < 0) throw UsageError("--max-new must be >= 0");
+  if (!(f.sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
+  if (!(f.sampling.top_p > 0.0 && f.sampling.top_p <= 1.0)) throw UsageError("--top-p in (0, 1]");
+  if (f.tp < 0 || f.pp < 0 || f.slots < 0 || f.heartbeat_ms < 1 || f.step_timeout_ms < 1) {
     throw UsageError("--tp, --pp, --slots must be >= 0 and the timeouts >= 1");
   }
-  const bool curve = vm.count("curve") > 0 || !curve_keys.empty();
-  if (curve && backend != "tcp") throw UsageError("--curve needs --transport tcp");
-  const transport::LinkChecksums link_checksums = ParseChecksumsFlag(checksums);
-  sampling.seed = sample_seed;
-  std::vector<launch::Injection> injections;
-  for (const std::string& t : inject_text) injections.push_back(launch::ParseInjection(t));
-  if (!injections.empty() && (backend == "sim" || backend == "inproc")) {
+  f.curve = vm.count("curve") > 0 || !f.curve_keys.empty();
+  if (f.curve && f.backend != "tcp") throw UsageError("--curve needs --transport tcp");
+  f.link_checksums = ParseChecksumsFlag(f.checksums);
+  f.sampling.seed = f.sample_seed;
+  for (const std::string& t : f.inject_text) f.injections.push_back(launch::ParseInjection(t));
+  if (!f.injections.empty() && (f.backend == "sim" || f.backend == "inproc")) {
     throw UsageError("--inject needs worker processes (--transport ipc or tcp)");
   }
-  const std::vector<std::vector<int32_t>> prompts =
-      prompts_file.empty()
-          ? std::vector<std::vector<int32_t>>{ParseTokenList(prompt_text, "--prompt")}
-          : ReadPromptsFile(prompts_file);
+  f.prompts = f.prompts_file.empty()
+                  ? std::vector<std::vector<int32_t>>{ParseTokenList(f.prompt_text, "--prompt")}
+                  : ReadPromptsFile(f.prompts_file);
 
-  // Everything that can be wrong with the inputs is checked before anything starts.
-  if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
-  const Clock::time_point load_start = Clock::now();
-  const bool threads = backend == "sim" || backend == "inproc";
+  f.seed_given = vm.count("seed") > 0;
+  f.topology_given = !vm["topology"].defaulted();
+  return f;
+}
+
+// The run the flags ask for (inputs loaded and checked: nothing has started yet).
+launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
+  const bool threads = f.threads();
   launch::RunConfig config;
   config.inputs = LoadRunInputs(
-      {config_path, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
-       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
-  launch::CheckPromptsFit(config.inputs.spec, prompts, max_new);
-  config.deploy.slots = slots;
-  config.deploy.transport.backend = backend;
-  config.deploy.transport.step_timeout_ms = step_timeout_ms;
-  config.deploy.transport.tcp_base_port = tcp_base_port;  // 0: derived from the process id
-  config.deploy.transport.checksums = link_checksums;
+      {f.config_path, f.weights_path, f.seed_given ? std::optional<uint64_t>(f.seed) : std::nullopt,
+       f.topology_given ? f.topo_name : "", f.spare_nodes, f.plan_path, f.tp, f.pp});
+  launch::CheckPromptsFit(config.inputs.spec, f.prompts, f.max_new);
+  config.deploy.slots = f.slots;
+  config.deploy.transport.backend = f.backend;
+  config.deploy.transport.step_timeout_ms = f.step_timeout_ms;
+  config.deploy.transport.tcp_base_port = f.tcp_base_port;  // 0: derived from the process id
+  config.deploy.transport.checksums = f.link_checksums;
   config.workers = threads ? launch::Workers::kThreads : launch::Workers::kProcesses;
-  config.pin_map = pin_map;
-  config.curve = curve;
-  config.curve_keys = curve_keys;
-  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  if (stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(stall_ms);
-  config.flight_recorder_file = flight_file;
-  config.keep_logits = !dump.empty();  // else the tokens alone come back from the sampling chip
+  config.pin_map = f.pin_map;
+  config.curve = f.curve;
+  config.curve_keys = f.curve_keys;
+  config.heartbeat_timeout = std::chrono::milliseconds(f.heartbeat_ms);
+  if (f.stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(f.stall_ms);
+  config.flight_recorder_file = f.flight_file;
+  config.keep_logits = !f.dump.empty();  // else the tokens alone come back from the sampling chip
   // Failover needs worker processes: a thread cannot be killed and replaced.
   config.failover = !threads;
-  config.injections = injections;
+  config.injections = f.injections;
   config.log = ctx.log;
-  launch::Launch launch(std::move(config));
-  const partition::ModelSpec& spec = launch.config().inputs.spec;
-  const partition::Plan& plan = launch.plan();
-  const coordinator::Deployment& deployment = launch.deployment();
-  std::string layout;
-  for (const partition::StagePlan& s : plan.stages) {
-    layout += (layout.empty() ? "" : " ") + std::to_string(s.end_layer - s.first_layer) + "L x tp" +
-              std::to_string(s.tp);
-  }
-  ctx.log->info("plan: {} stage(s) [{}] on {} chips of {}; schedule {} slot(s); {} shard bytes",
-                plan.stages.size(), layout, deployment.chips.size(), launch.topology().name(),
-                deployment.slots, deployment.shard_bytes());
-  coordinator::Coordinator& coord = launch.Start();
-  launch.Deploy();
-  const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+  return config;
+}
 
-  std::vector<coordinator::Request> requests;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, sampling});
-  }
+// What a run gave: its results (partial ones when it stopped for want of a spare), its failovers
+// and statistics.
+struct RunOutcome {
   std::vector<coordinator::Finished> results;
-  // No spare left: the run stops, but what it produced is printed (partial) before the error.
+  std::vector<coordinator::FailoverRecord> failovers;
+  coordinator::RunStats stats;
   std::optional<Error> failure;
-  try {
-    results = coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
-      ctx.log->debug("request {} token {}: {}", request, index, token);
-    });
-  } catch (const Error& e) {
-    if (coord.failovers().empty()) throw;
-    failure = e;
-    results = coord.partial();
-  }
-  const std::vector<coordinator::FailoverRecord> failovers = coord.failovers();
-  const coordinator::RunStats stats = coord.stats();
-  launch.Stop();
+  double load_s = 0;
+};
+
+// Logs where the time went, writes the logits files, prints the tokens (or the JSON object).
+void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome, Context& ctx) {
+  const partition::ModelSpec& spec = launch.config().inputs.spec;
+  const coordinator::Deployment& deployment = launch.deployment();
+  const std::vector<coordinator::Finished>& results = outcome.results;
+  const std::vector<coordinator::FailoverRecord>& failovers = outcome.failovers;
+  const coordinator::RunStats& stats = outcome.stats;
+  const std::optional<Error>& failure = outcome.failure;
+  const double load_s = outcome.load_s;
   const topology::Topology& topo = launch.topology();
+  const partition::Plan& plan = launch.plan();
 
   const int64_t measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
   const int64_t compute_per_token =
@@ -243,7 +239,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   const int64_t predicted =
       partition::RuntimeStepNs(plan, deployment.schedule_step_ns, deployment.schedule_compute_ns);
   const int64_t in_flight =
-      std::min<int64_t>(static_cast<int64_t>(prompts.size()), deployment.slots);
+      std::min<int64_t>(static_cast<int64_t>(f.prompts.size()), deployment.slots);
   const double predicted_decode_tokens_per_s =
       predicted > 0 ? static_cast<double>(in_flight) * 1e9 / static_cast<double>(predicted) : 0.0;
   const double prediction_error =
@@ -273,8 +269,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
       stats.deploy_ns / 1e9);
   std::vector<std::string> dumps;
-  for (size_t i = 0; i < results.size() && !dump.empty(); ++i) {
-    std::string path = dump;
+  for (size_t i = 0; i < results.size() && !f.dump.empty(); ++i) {
+    std::string path = f.dump;
     if (results.size() > 1) {
       const std::string stem =
           path.size() > 4 && path.ends_with(".npy") ? path.substr(0, path.size() - 4) : path;
@@ -291,7 +287,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   if (ctx.json) {
     nlohmann::json reqs = nlohmann::json::array();
     for (size_t i = 0; i < results.size(); ++i) {
-      reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
+      reqs.push_back({{"prompt", f.prompts[i]}, {"tokens", results[i].tokens}});
     }
     nlohmann::json stages = nlohmann::json::array();
     for (const partition::StagePlan& s : launch.plan().stages) {
@@ -301,8 +297,8 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"chips", s.chips}});
     }
     nlohmann::json j = {{"model", spec.name},
-                        {"transport", backend},
-                        {"link_checksums", checksums},
+                        {"transport", f.backend},
+                        {"link_checksums", f.checksums},
                         {"topology", topo.name()},
                         {"chips", deployment.chips.size()},
                         {"stages", stages},
@@ -339,21 +335,21 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
                         {"control_messages_per_token", control_per_token}};
     if (!dumps.empty()) j["logits_files"] = dumps;
     nlohmann::json fo = nlohmann::json::array();
-    for (const coordinator::FailoverRecord& f : failovers) {
-      fo.push_back({{"chip", f.chip},
-                    {"spare", f.spare},
-                    {"cause", f.cause},
-                    {"step", f.step},
-                    {"detect_ms", f.detect_ms},
-                    {"recover_ms", f.recover_ms}});
+    for (const coordinator::FailoverRecord& r : failovers) {
+      fo.push_back({{"chip", r.chip},
+                    {"spare", r.spare},
+                    {"cause", r.cause},
+                    {"step", r.step},
+                    {"detect_ms", r.detect_ms},
+                    {"recover_ms", r.recover_ms}});
     }
     j["failovers"] = fo;
     j["partial"] = failure.has_value();
     if (failure) j["error"] = failure->what();
     PrintJson(j);
   } else {
-    for (const coordinator::Finished& f : results) {
-      for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
+    for (const coordinator::Finished& r : results) {
+      for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
       std::cout << "\n";
     }
     std::cout << "predicted token latency " << predicted << " ns (" << topo.spec_of(0).name
@@ -363,7 +359,60 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
               << " tokens/s over the decode steps, " << predicted_decode_tokens_per_s
               << " predicted)\n";
   }
-  if (failure) throw *failure;  // after the partial output: one line on stderr, exit 1
+}
+
+}  // namespace
+
+bool WantsDistributed(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "--transport" || a.rfind("--transport=", 0) == 0) return true;
+  }
+  return false;
+}
+
+int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
+  const std::optional<RunFlags> parsed = ParseRunFlags(args);
+  if (!parsed) return 0;
+  const RunFlags& f = *parsed;
+  // Everything that can be wrong with the inputs is checked before anything starts.
+  if (!f.dump.empty()) CheckOutputFile(f.dump, "--dump-logits");
+  const Clock::time_point load_start = Clock::now();
+  launch::Launch launch(MakeRunConfig(f, ctx));
+  const partition::Plan& plan = launch.plan();
+  const coordinator::Deployment& deployment = launch.deployment();
+  std::string layout;
+  for (const partition::StagePlan& s : plan.stages) {
+    layout += (layout.empty() ? "" : " ") + std::to_string(s.end_layer - s.first_layer) + "L x tp" +
+              std::to_string(s.tp);
+  }
+  ctx.log->info("plan: {} stage(s) [{}] on {} chips of {}; schedule {} slot(s); {} shard bytes",
+                plan.stages.size(), layout, deployment.chips.size(), launch.topology().name(),
+                deployment.slots, deployment.shard_bytes());
+  coordinator::Coordinator& coord = launch.Start();
+  launch.Deploy();
+  RunOutcome outcome;
+  outcome.load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+
+  std::vector<coordinator::Request> requests;
+  for (size_t i = 0; i < f.prompts.size(); ++i) {
+    requests.push_back({static_cast<uint64_t>(i), f.prompts[i], f.max_new, f.sampling});
+  }
+  // No spare left: the run stops, but what it produced is printed (partial) before the error.
+  try {
+    outcome.results = coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
+      ctx.log->debug("request {} token {}: {}", request, index, token);
+    });
+  } catch (const Error& e) {
+    if (coord.failovers().empty()) throw;
+    outcome.failure = e;
+    outcome.results = coord.partial();
+  }
+  outcome.failovers = coord.failovers();
+  outcome.stats = coord.stats();
+  launch.Stop();
+  PrintRun(f, launch, outcome, ctx);
+  if (outcome.failure)
+    throw *outcome.failure;  // after the partial output: one line on stderr, exit 1
   return 0;
 }
 
