@@ -5,7 +5,7 @@
 #include "command.h"
 #include "lockstep/common/dtype.h"
 #include "lockstep/partition/model_spec.h"
-#include "report_json.h"
+#include "lockstep/viz/report_json.h"
 
 namespace lockstep::cli {
 namespace {
@@ -79,7 +79,7 @@ int ModelShow(const std::vector<std::string>& args, Context& ctx) {
   ctx.log->debug("model {}: {} parameters", m.name, c.total);
 
   if (ctx.json) {
-    PrintJson(ModelJson(m, dtype, context));
+    PrintJson(viz::ModelJson(m, dtype, context));
     return 0;
   }
 

@@ -18,8 +18,8 @@
 #include "lockstep/schedule/trace.h"
 #include "lockstep/schedule/validate.h"
 #include "lockstep/topology/generators.h"
+#include "lockstep/viz/report_json.h"
 #include "lockstep/viz/svg.h"
-#include "report_json.h"
 #include "topology_arg.h"
 
 namespace lockstep::cli {
@@ -330,7 +330,7 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
   const schedule::SimMetrics& m = r.metrics;
   if (ctx.json) {
-    PrintJson(SimulateJson(l.plan, l.schedule, r));
+    PrintJson(viz::SimulateJson(l.plan, l.schedule, r));
     return 0;
   }
   auto line = [](const char* name, const schedule::Measured& x, double scale, const char* unit) {
@@ -348,7 +348,7 @@ int Simulate(const std::vector<std::string>& args, Context& ctx) {
   line("link utilization", m.link_utilization, 1, "");
   line("bubble fraction", m.bubble_fraction, 1, "");
   if (l.schedule.prefill) line("time to first token", m.time_to_first_token_ns, 1e-3, "us");
-  const std::vector<schedule::GapShare> contributors = GapContributors(r);
+  const std::vector<schedule::GapShare> contributors = viz::GapContributors(r);
   if (!contributors.empty()) {
     std::cout << "  gap to the token latency bound: "
               << Us(m.token_latency_ns.value - m.token_latency_ns.bound)

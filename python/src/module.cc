@@ -15,7 +15,7 @@
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/schedule/simulate.h"
 #include "lockstep/topology/generators.h"
-#include "report_json.h"
+#include "lockstep/viz/report_json.h"
 #include "topology_arg.h"
 
 namespace py = pybind11;
@@ -44,7 +44,7 @@ py::dict ModelInfo(const std::string& path, std::optional<std::string> dtype, in
   if (context < 0) throw InvalidInput("context must be >= 0, got " + std::to_string(context));
   const partition::ModelSpec m = partition::LoadModelSpec(path);
   const Dtype d = dtype ? DtypeArg(*dtype) : m.torch_dtype.value_or(Dtype::kFp16);
-  return ToPython(cli::ModelJson(m, d, context).dump());
+  return ToPython(viz::ModelJson(m, d, context).dump());
 }
 
 PyPlan MakePlan(const std::string& model, const std::string& topology, const std::string& dtype,
@@ -104,7 +104,7 @@ py::dict Simulate(const PyPlan& p, int64_t tokens, int64_t sequences, bool prefi
   sim.link_params = plan.link_params;
   const schedule::SimResult r = schedule::Simulate(s, topo, sim);
   if (!r.ok) throw Error(ErrorCode::kDisconnected, "simulation failed: " + r.failure);
-  return ToPython(cli::SimulateJson(plan, s, r).dump());
+  return ToPython(viz::SimulateJson(plan, s, r).dump());
 }
 
 }  // namespace

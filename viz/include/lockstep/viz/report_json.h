@@ -1,5 +1,6 @@
-// The JSON objects `lockstep model show --json` and `lockstep simulate --json` print, built in one
-// place so the Python module (python/) returns exactly the same fields as the commands.
+// The JSON reports `lockstep model show --json` and `lockstep simulate --json` print, built in one
+// place (here, beside the pictures of the same plans and schedules) so the Python module (python/)
+// returns exactly the same fields as the commands. Pure functions of their arguments.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/schedule/simulate.h"
 
-namespace lockstep::cli {
+namespace lockstep::viz {
 
 // A model's description: parameters, weight and KV bytes at `dtype`, FLOPs per decoded token at
 // `context`, its shape.
@@ -28,4 +29,4 @@ nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalS
 // The critical path's categories that the bound does not count (it is compute and reduce steps).
 std::vector<schedule::GapShare> GapContributors(const schedule::SimResult& r);
 
-}  // namespace lockstep::cli
+}  // namespace lockstep::viz

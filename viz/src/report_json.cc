@@ -1,6 +1,6 @@
-#include "report_json.h"
+#include "lockstep/viz/report_json.h"
 
-namespace lockstep::cli {
+namespace lockstep::viz {
 namespace {
 
 nlohmann::json MeasuredJson(const schedule::Measured& m) {
@@ -120,4 +120,4 @@ nlohmann::json SimulateJson(const partition::Plan& plan, const schedule::GlobalS
   return Simulated(plan, schedule, r);
 }
 
-}  // namespace lockstep::cli
+}  // namespace lockstep::viz
