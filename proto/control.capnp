@@ -181,6 +181,8 @@ struct Assignment {
   decodeMakespanNs @17 :Int64;
   prefill @18 :List(PrefillProgram);
   lookahead @19 :Int32 = 1;
+  shardSource @20 :Text;         # model::EncodeShardSource: the worker builds its shard itself
+                                 # from a checkpoint on its host or the seed; no chunks follow
 }
 
 struct PrefillProgram {

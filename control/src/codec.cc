@@ -165,6 +165,7 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   b.setSlots(a.slots);
   b.setMaxPositions(a.max_positions);
   b.setReuseShard(a.reuse_shard);
+  b.setShardSource(a.shard_source);
   auto group = b.initGroup(static_cast<unsigned>(a.group.size()));
   for (size_t i = 0; i < a.group.size(); ++i) group.set(static_cast<unsigned>(i), a.group[i]);
   schedule::PutLinkTables(a.incoming, b.initIncoming(static_cast<unsigned>(a.incoming.size())));
@@ -444,6 +445,7 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   a.slots = r.getSlots();
   a.max_positions = r.getMaxPositions();
   a.reuse_shard = r.getReuseShard();
+  a.shard_source = r.getShardSource().cStr();
   for (int32_t chip : r.getGroup()) a.group.push_back(chip);
   a.incoming = schedule::GetLinkTables(r.getIncoming());
   a.repeat_ns = r.getRepeatNs();

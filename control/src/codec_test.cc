@@ -102,8 +102,10 @@ TEST(Codec, AssignmentCarriesProgramSpecLinksAndTransport) {
   a.group = {4, 5};
   a.incoming = {{3, 6, 5, {{10, 20, 98}, {30, 40, 99}}}};
   a.reuse_shard = true;
+  a.shard_source = R"({"checkpoint":"/m.safetensors","rank":2})";
   const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
   EXPECT_TRUE(back.reuse_shard);
+  EXPECT_EQ(back.shard_source, a.shard_source);
   a.reuse_shard = false;
   EXPECT_FALSE(RoundTripAs<AssignmentMsg>(a).reuse_shard);
   EXPECT_EQ(back.chip, 5u);

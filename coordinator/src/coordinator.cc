@@ -311,7 +311,9 @@ struct Coordinator::Impl {
     a.spec = d.spec;
     a.reuse_shard = reuse_shard;
     const uint64_t chunk = std::max<uint64_t>(1, options.chunk_bytes);
-    if (!reuse_shard) {
+    if (!reuse_shard && !c.shard_source.empty()) {
+      a.shard_source = c.shard_source;  // the worker reads its own slices: nothing to ship
+    } else if (!reuse_shard) {
       a.shard_bytes = c.shard.size();
       a.shard_chunks = static_cast<uint32_t>((c.shard.size() + chunk - 1) / chunk);
     }
@@ -326,7 +328,7 @@ struct Coordinator::Impl {
     a.group = c.group;
     a.incoming = c.incoming;
     socket->Send(peers[w], a);
-    if (reuse_shard) return;
+    if (reuse_shard || !a.shard_source.empty()) return;
     shipments.push_back({w, &c, 0, a.shard_chunks, chunk});
     Feed();
   }

@@ -32,9 +32,12 @@ void CheckSchedule(const schedule::GlobalSchedule& schedule, const topology::Top
       "the compiled schedule fails validation (nothing deployed): " + problems.front() + more);
 }
 
-Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
-                          const topology::Topology& topo, const model::LlamaWeights& weights,
-                          const DeployOptions& options) {
+namespace {
+
+// The deployment of `plan` with each used chip's shard filled in by `shard(stages, chip)`.
+template <typename ShardFn>
+Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
+                const topology::Topology& topo, const DeployOptions& options, ShardFn shard) {
   if (plan.topology != topo.name()) {
     throw InvalidInput("plan was made for topology '" + plan.topology + "', not '" + topo.name() +
                        "' (plan again for this topology, or pass the plan's topology)");
@@ -84,16 +87,49 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
     c.rank = program.rank;
     c.index = index++;
     c.links = control::LinkSpecs(topo, schedule::ProgramLinks(program));
-    if (program.stage >= 0) {
-      c.shard = model::ShardToBytes(
-          model::ExtractShard(weights, spec, stages, program.stage, program.rank), spec);
-    }
+    if (program.stage >= 0) shard(stages, c);
     c.program = program;
     if (program.stage >= 0) c.group = plan.stages[static_cast<size_t>(program.stage)].chips;
     c.incoming = schedule::IncomingTables(global, program.chip);
     d.chips.push_back(std::move(c));
   }
   return d;
+}
+
+}  // namespace
+
+Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo, const model::LlamaWeights& weights,
+                          const DeployOptions& options) {
+  return Make(plan, spec, topo, options,
+              [&](const std::vector<model::StageUnits>& stages, ChipDeployment& c) {
+                c.shard = model::ShardToBytes(
+                    model::ExtractShard(weights, spec, stages, c.stage, c.rank), spec);
+              });
+}
+
+Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo, const model::ShardSource& weights,
+                          const DeployOptions& options) {
+  model::RequireDenseShards(spec);
+  if (!weights.checkpoint.empty()) {
+    model::CheckLlamaWeights(model::Checkpoint::Open(weights.checkpoint), spec);
+  }
+  return Make(plan, spec, topo, options,
+              [&](const std::vector<model::StageUnits>& stages, ChipDeployment& c) {
+                model::ShardSource source = weights;
+                source.stages = stages;
+                source.stage = c.stage;
+                source.rank = c.rank;
+                c.shard_source = model::EncodeShardSource(source);
+              });
+}
+
+void MaterializeShard(const partition::ModelSpec& spec, ChipDeployment& c) {
+  if (c.shard_source.empty()) return;
+  c.shard =
+      model::ShardToBytes(model::LoadShard(model::DecodeShardSource(c.shard_source), spec), spec);
+  c.shard_source.clear();
 }
 
 }  // namespace lockstep::coordinator

@@ -60,6 +60,9 @@ struct AssignmentMsg {
   };
   std::vector<Prefill> prefill;
   int32_t lookahead = 1;
+  // Where the worker reads its own shard (model::EncodeShardSource: a checkpoint on its host, or
+  // the seed); no chunks follow. Empty: the shard comes in chunks.
+  std::string shard_source;
 };
 
 struct ShardChunkMsg {

@@ -16,6 +16,7 @@
 
 #include "lockstep/control/settings.h"
 #include "lockstep/model/llama_weights.h"
+#include "lockstep/model/shard_loader.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/schedule.h"
@@ -34,6 +35,8 @@ struct ChipDeployment {
   std::vector<topology::ChipId> group;        // its stage's TP group in rank order
   std::vector<schedule::LinkTable> incoming;  // schedule::IncomingTables(schedule, chip)
   std::vector<std::byte> shard;  // model::ShardToBytes of its shard; empty when forwarding only
+  // Or where its worker reads the shard itself (model::EncodeShardSource), shipping nothing.
+  std::string shard_source;
   // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
   // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
   int index = 0;
@@ -76,6 +79,18 @@ struct DeployOptions {
 Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
                           const topology::Topology& topo, const model::LlamaWeights& weights,
                           const DeployOptions& options);
+
+// The same, with no weights in this process: each used chip gets the source of its shard
+// (`weights`' checkpoint or seed, the plan's stages, its stage and rank) for its worker to load
+// itself — every worker reads only its slices, all at once. `weights.checkpoint` must be a path
+// the workers can open (absolute) and is checked against `spec` here, from its headers.
+Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo, const model::ShardSource& weights,
+                          const DeployOptions& options);
+
+// Chip `c`'s shard built here from its source and carried as bytes (for a worker that cannot open
+// the checkpoint: another host); nothing for a chip that already has its bytes.
+void MaterializeShard(const partition::ModelSpec& spec, ChipDeployment& c);
 
 // The contract is checked before anything moves: schedule::Validate on `schedule` against
 // `topo` (with the link figures it was compiled with). Throws Error (kInvalidInput) whose message
