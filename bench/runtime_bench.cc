@@ -86,7 +86,7 @@ void BM_InProcessInproc205M(benchmark::State& state) {
   }
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
   RunConfig config;
-  config.inputs = {spec, Weights(), topo, plan};
+  config.inputs = {spec, {}, topo, plan, Weights()};
   config.deploy.slots = 1;
   config.deploy.transport.backend = "inproc";
   config.workers = Workers::kThreads;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 
@@ -216,10 +217,13 @@ int Deploy(const std::vector<std::string>& args, Context& ctx) {
 
   // Inputs first: nothing starts before the weights and the plan are known to fit together.
   const Clock::time_point load_start = Clock::now();
-  config.inputs.weights =
-      f.weights_path.empty()
-          ? model::GenerateLlamaWeights(spec, f.seed)
-          : model::LoadLlamaWeights(model::Checkpoint::Open(f.weights_path), spec);
+  config.inputs.weights = {};
+  if (f.weights_path.empty()) {
+    config.inputs.weights.seed = f.seed;
+  } else {
+    config.inputs.weights.checkpoint = std::filesystem::absolute(f.weights_path).string();
+    model::CheckLlamaWeights(model::Checkpoint::Open(f.weights_path), spec);
+  }
   launch::CheckPromptsFit(spec, f.prompts, f.max_new);
   config.deploy.slots = f.slots;
   config.deploy.transport.backend = f.backend;

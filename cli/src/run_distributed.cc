@@ -6,6 +6,7 @@
 #include "run_distributed.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -207,6 +208,9 @@ struct RunOutcome {
   coordinator::RunStats stats;
   std::optional<Error> failure;
   double load_s = 0;
+  // Peak resident memory (bytes) of this process and of every worker process by chip.
+  int64_t coordinator_rss = 0;
+  std::vector<std::pair<int32_t, int64_t>> worker_rss;
 };
 
 // Logs where the time went, writes the logits files, prints the tokens (or the JSON object).
@@ -268,6 +272,15 @@ void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outco
       "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
       stats.deploy_ns / 1e9);
+  std::string rss_text;
+  nlohmann::json rss_workers = nlohmann::json::array();
+  for (const auto& [chip, bytes] : outcome.worker_rss) {
+    rss_workers.push_back({{"chip", chip}, {"bytes", bytes}});
+    rss_text += (rss_text.empty() ? "" : ", ") + std::to_string(chip) + ": " +
+                std::to_string(bytes >> 20) + " MiB";
+  }
+  ctx.log->info("peak resident memory: this process {} MiB{}", outcome.coordinator_rss >> 20,
+                rss_text.empty() ? "" : "; worker processes by chip " + rss_text);
   std::vector<std::string> dumps;
   for (size_t i = 0; i < results.size() && !f.dump.empty(); ++i) {
     std::string path = f.dump;
@@ -334,6 +347,7 @@ void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outco
                         {"control_hops", 2},
                         {"control_messages_per_token", control_per_token}};
     if (!dumps.empty()) j["logits_files"] = dumps;
+    j["peak_rss_bytes"] = {{"coordinator", outcome.coordinator_rss}, {"workers", rss_workers}};
     nlohmann::json fo = nlohmann::json::array();
     for (const coordinator::FailoverRecord& r : failovers) {
       fo.push_back({{"chip", r.chip},
@@ -409,7 +423,12 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   outcome.failovers = coord.failovers();
   outcome.stats = coord.stats();
+  // Peak resident memory of every process of the run (the workers' before they exit).
+  outcome.worker_rss = launch.WorkerPeakRss();
   launch.Stop();
+  rusage self_usage{};
+  getrusage(RUSAGE_SELF, &self_usage);
+  outcome.coordinator_rss = static_cast<int64_t>(self_usage.ru_maxrss) * 1024;
   PrintRun(f, launch, outcome, ctx);
   if (outcome.failure)
     throw *outcome.failure;  // after the partial output: one line on stderr, exit 1

@@ -134,7 +134,7 @@ RunConfig InProcess(const partition::Plan& plan, const ModelSpec& spec,
                     const std::string& transport, int32_t slots = 0,
                     const partition::LinkCostParams& link_params = {}) {
   RunConfig config;
-  config.inputs = {spec, weights, topo, plan};
+  config.inputs = {spec, {}, topo, plan, weights};
   config.deploy.slots = slots;
   config.deploy.link_params = link_params;
   config.deploy.transport.backend = transport;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "lockstep/model/llama_weights.h"
 #include "lockstep/model/safetensors.h"
 #include "lockstep/topology/named.h"
 
@@ -32,9 +33,12 @@ RunInputs LoadRunInputs(const RunInputArgs& args) {
   } else {
     in.spec = in.plan.spec;
   }
-  in.weights = args.weights.empty()
-                   ? model::GenerateLlamaWeights(in.spec, *args.seed)
-                   : model::LoadLlamaWeights(model::Checkpoint::Open(args.weights), in.spec);
+  if (args.weights.empty()) {
+    in.weights.seed = *args.seed;
+  } else {
+    in.weights.checkpoint = std::filesystem::absolute(args.weights).string();
+    model::CheckLlamaWeights(model::Checkpoint::Open(in.weights.checkpoint), in.spec);
+  }
   if (args.topology.empty() && !args.plan.empty()) {
     in.topo = partition::PlanTopology(in.plan);
   } else {

@@ -135,6 +135,23 @@ struct Launch::Impl : coordinator::WorkerSupervisor {
     return args;
   }
 
+  // A worker of this host reads its own shard from the checkpoint (or generates it); workers not
+  // on this host (over ssh, or started by someone else) may not see the file: their shards are
+  // cut here, one at a time, and shipped. Weights given in memory are cut and shipped for all.
+  coordinator::Deployment MakeDeployment(const partition::Plan& p, const topology::Topology& t,
+                                         const coordinator::DeployOptions& o) const {
+    const RunInputs& in = config.inputs;
+    if (in.in_memory) return coordinator::MakeDeployment(p, in.spec, t, *in.in_memory, o);
+    coordinator::Deployment d = coordinator::MakeDeployment(p, in.spec, t, in.weights, o);
+    for (coordinator::ChipDeployment& chip : d.chips) {
+      const auto h = config.hosts.find(chip.chip);
+      const bool elsewhere = config.workers == Workers::kExternal ||
+                             (h != config.hosts.end() && !h->second.command.empty());
+      if (elsewhere) coordinator::MaterializeShard(in.spec, chip);
+    }
+    return d;
+  }
+
   void StartProcess(uint32_t chip) {
     auto place = config.hosts.find(chip);
     const WorkerHost here;
@@ -198,8 +215,7 @@ struct Launch::Impl : coordinator::WorkerSupervisor {
     if (deploy.transport.tcp_base_port + 2 * block <= 65535) {
       deploy.transport.tcp_base_port += static_cast<int>(block);
     }
-    return coordinator::MakeDeployment(plan, config.inputs.spec, topo, config.inputs.weights,
-                                       deploy);
+    return MakeDeployment(plan, topo, deploy);
   }
 
   void StartWorker(uint32_t chip) override { StartProcess(chip); }
@@ -236,8 +252,7 @@ Launch::Launch(RunConfig config) : impl_(std::make_unique<Impl>(std::move(config
                               ? transport::ReadCurveKey(im.key_dir / "lockstep.public")
                               : transport::ReadCurveKeyPair(im.key_dir).public_key;
   }
-  im.deployment =
-      coordinator::MakeDeployment(im.plan, c.inputs.spec, im.topo, c.inputs.weights, im.deploy);
+  im.deployment = im.MakeDeployment(im.plan, im.topo, im.deploy);
   if (!c.pin_map.empty()) {
     ApplyPinMap(ReadPinMap(c.pin_map), c.pin_map, topology::DiscoverHost(), im.deployment);
   }
@@ -340,6 +355,10 @@ coordinator::Coordinator& Launch::Start() {
 }
 
 void Launch::Deploy() { coordinator().Deploy(impl_->deployment); }
+
+std::vector<std::pair<int32_t, int64_t>> Launch::WorkerPeakRss() const {
+  return impl_->supervisor.PeakRss();
+}
 
 void Launch::Stop() {
   Impl& im = *impl_;

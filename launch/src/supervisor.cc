@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <string>
 
 #include "lockstep/common/error.h"
 #include "lockstep/launch/launch.h"
@@ -85,6 +87,20 @@ void Supervisor::SpawnThread(const worker::WorkerOptions& options) {
       thread_errors_.push_back(e.what());
     }
   });
+}
+
+std::vector<std::pair<int32_t, int64_t>> Supervisor::PeakRss() const {
+  std::vector<std::pair<int32_t, int64_t>> out;
+  for (const Child& c : children_) {
+    if (c.reaped) continue;
+    int64_t bytes = 0;
+    std::ifstream status("/proc/" + std::to_string(c.pid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmHWM:", 0) == 0) bytes = std::strtoll(line.c_str() + 6, nullptr, 10) * 1024;
+    }
+    out.emplace_back(c.chip, bytes);
+  }
+  return out;
 }
 
 bool Supervisor::Signal(int32_t chip, int signal) {

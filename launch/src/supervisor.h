@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lockstep/coordinator/coordinator.h"
@@ -43,6 +44,10 @@ class Supervisor {
                     int32_t chip);
   // Runs worker::RunWorker(options) on a thread of this process.
   void SpawnThread(const worker::WorkerOptions& options);
+
+  // The peak resident memory (VmHWM, bytes) of every worker process still running, by chip in
+  // the order started; 0 for one whose /proc entry cannot be read.
+  std::vector<std::pair<int32_t, int64_t>> PeakRss() const;
 
   // Sends `signal` to chip `chip`'s running worker process (false if none).
   bool Signal(int32_t chip, int signal);

@@ -154,6 +154,9 @@ class Agent {
     shard_.reserve(assignment_->shard_bytes);
     Log("assigned chip " + std::to_string(assignment_->chip) + " (stage " +
         std::to_string(assignment_->stage) + ", rank " + std::to_string(assignment_->rank) + ")");
+    // A shard the worker reads itself: no chunks come; the compute thread loads it (the agent
+    // keeps answering meanwhile).
+    if (!assignment_->shard_source.empty()) StartCompute();
   }
 
   // Failover: same place, new schedule. Abandon the step, drop the links, start over with the

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "cancellable_endpoint.h"
+#include "lockstep/model/shard_loader.h"
 #include "lockstep/model/stage_shard.h"
 #include "lockstep/worker/chip_runner.h"
 
@@ -83,7 +84,16 @@ void RunCompute(const WorkerOptions& options, const control::AssignmentMsg& a,
     setup.stage = a.stage;
     setup.rank = a.rank;
     setup.program = a.program;
-    if (a.stage >= 0) setup.shard = model::ShardFromBytes(shard, a.spec);
+    if (a.stage >= 0 && !a.shard_source.empty()) {
+      const model::ShardSource source = model::DecodeShardSource(a.shard_source);
+      if (source.stage != a.stage || source.rank != a.rank) {
+        throw Error(ErrorCode::kProtocol, "chip " + std::to_string(chip) +
+                                              ": its shard source is for another stage or rank");
+      }
+      setup.shard = model::LoadShard(source, a.spec);
+    } else if (a.stage >= 0) {
+      setup.shard = model::ShardFromBytes(shard, a.spec);
+    }
     setup.group.assign(a.group.begin(), a.group.end());
     setup.incoming = a.incoming;
     setup.schedule_id = a.schedule_id;

@@ -15,6 +15,7 @@
 
 #include "lockstep/common/error.h"
 #include "lockstep/model/llama_weights.h"
+#include "lockstep/model/shard_loader.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/topology/chip_spec.h"
@@ -42,9 +43,15 @@ struct RunInputArgs {
 
 struct RunInputs {
   partition::ModelSpec spec;
-  model::LlamaWeights weights;
+  // Where the weights are: a checkpoint (absolute path; checked against `spec` from its headers,
+  // never loaded here) or the seed. Each worker on this host reads only its own slices from it
+  // (model::ShardSource); a shard for a worker elsewhere is cut here, one at a time.
+  model::ShardSource weights;
   topology::Topology topo;
   partition::Plan plan;
+  // Or the weights themselves, already in this process (tests, embedders): every shard is cut
+  // from them and shipped; `weights` is then ignored.
+  std::optional<model::LlamaWeights> in_memory;
 };
 
 // ConfigError for a missing model without a plan, both or neither of weights and seed, or tp/pp

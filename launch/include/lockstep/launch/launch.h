@@ -42,6 +42,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lockstep/coordinator/coordinator.h"
@@ -160,6 +161,10 @@ class Launch {
   void Deploy();
   // After Start().
   coordinator::Coordinator& coordinator();
+
+  // The peak resident memory (bytes) of each worker process still running, by chip (none for
+  // worker threads); read before Stop().
+  std::vector<std::pair<int32_t, int64_t>> WorkerPeakRss() const;
 
   // Tells every worker to stop, waits up to 3 s for them, kills the rest, reaps everything and
   // removes the run directory. Idempotent.
