@@ -11,6 +11,8 @@
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/deployment.h"
 #include "lockstep/model/reference.h"
+#include "lockstep/model/safetensors.h"
+#include "lockstep/model/shard_loader.h"
 #include "lockstep/topology/chip_spec.h"
 #include "lockstep/topology/generators.h"
 #include "lockstep/transport/transport.h"
@@ -32,10 +34,13 @@ const partition::ModelSpec& RunSpec() {
 
 const std::vector<std::vector<int32_t>> kPrompts = {{5, 6, 7}, {1}, {9, 8, 7, 6}, {2, 2}, {40}};
 
-// Deploys TP 2 x 2 stages on threaded workers and generates 4 tokens for each of kPrompts
-// (request ids 100, 101, ...); `streamed` counts the tokens as they arrive.
-std::vector<Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_logits,
-                                  size_t& streamed) {
+// Every result equals the single-process reference of `weights`, tokens and logits bit for bit.
+void ExpectReference(const std::vector<Finished>& results, const model::LlamaWeights& weights);
+
+// TP 2 x 2 stages of RunSpec on a node, 2 slots, inproc, the shards from `weights` (whole
+// weights in memory, or a model::ShardSource).
+template <typename Weights>
+Deployment DeployTp2x2(const Weights& weights) {
   const topology::Topology topo = topology::GenerateNode(*topology::ChipPreset("lpu-v1"));
   partition::PlanOptions plan_options;
   plan_options.tp = 2;
@@ -44,7 +49,13 @@ std::vector<Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_
   DeployOptions options;
   options.slots = 2;
   options.transport.backend = "inproc";
-  const Deployment deployment = MakeDeployment(plan, RunSpec(), topo, weights, options);
+  return MakeDeployment(plan, RunSpec(), topo, weights, options);
+}
+
+// Runs `deployment` on threaded workers and generates 4 tokens for each of kPrompts (request ids
+// 100, 101, ...); `streamed` counts the tokens as they arrive.
+std::vector<Finished> RunThreaded(const Deployment& deployment, bool keep_logits,
+                                  size_t& streamed) {
   EXPECT_EQ(deployment.chips.size(), 4u);
 
   CoordinatorOptions co;
@@ -74,8 +85,56 @@ std::vector<Finished> RunThreaded(const model::LlamaWeights& weights, bool keep_
 TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
   const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
   size_t streamed = 0;
-  const std::vector<Finished> results = RunThreaded(weights, true, streamed);
+  const std::vector<Finished> results = RunThreaded(DeployTp2x2(weights), true, streamed);
   EXPECT_EQ(streamed, kPrompts.size() * 4);  // every token streamed once
+  ExpectReference(results, weights);
+}
+
+// Workers that read their own shards — from a bf16 checkpoint, or the seed — give the reference's
+// tokens and logits bit for bit, and nothing is shipped: the deployment carries sources only.
+// A shard materialized for a worker elsewhere is the bytes the in-memory path would ship.
+TEST(Run, WorkersReadingTheirOwnShardsMatchTheReferenceBitForBit) {
+  const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                     ("lockstep-run-test-" + std::to_string(getpid()) + ".st");
+  model::WriteGeneratedWeights(RunSpec(), 4, Dtype::kBf16, file);
+  const model::LlamaWeights from_file =
+      model::LoadLlamaWeights(model::Checkpoint::Open(file), RunSpec());
+  model::ShardSource checkpoint;
+  checkpoint.checkpoint = file.string();
+  model::ShardSource seed;
+  seed.seed = 4;
+  for (const auto& [source, weights] :
+       {std::pair{checkpoint, from_file},
+        std::pair{seed, model::GenerateLlamaWeights(RunSpec(), 4)}}) {
+    SCOPED_TRACE(source.checkpoint.empty() ? "seed" : "bf16 checkpoint");
+    Deployment deployment = DeployTp2x2(source);
+    EXPECT_EQ(deployment.shard_bytes(), 0u);
+    for (const ChipDeployment& c : deployment.chips) {
+      EXPECT_EQ(c.shard_source.empty(), c.stage < 0) << "chip " << c.chip;
+    }
+    size_t streamed = 0;
+    ExpectReference(RunThreaded(deployment, true, streamed), weights);
+    const Deployment shipped = DeployTp2x2(weights);
+    ChipDeployment& first = deployment.chips.front();
+    MaterializeShard(RunSpec(), first);
+    EXPECT_TRUE(first.shard_source.empty());
+    EXPECT_EQ(first.shard, shipped.chips.front().shard);
+  }
+  std::filesystem::remove(file);
+}
+
+TEST(Run, ASourceIsCheckedBeforeAnythingStarts) {
+  model::ShardSource missing;
+  missing.checkpoint = "/nonexistent/lockstep-run-test.safetensors";
+  try {
+    DeployTp2x2(missing);
+    FAIL() << "deployed from a missing checkpoint";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.checkpoint), std::string::npos) << e.what();
+  }
+}
+
+void ExpectReference(const std::vector<Finished>& results, const model::LlamaWeights& weights) {
   const model::ReferenceModel reference(RunSpec(), weights);
   ASSERT_EQ(results.size(), kPrompts.size());
   for (size_t i = 0; i < kPrompts.size(); ++i) {
@@ -97,7 +156,7 @@ TEST(Run, ThreadedWorkersMatchTheReferenceBitForBit) {
 TEST(Run, WithoutLogitsTheTokensComeAlone) {
   const model::LlamaWeights weights = model::GenerateLlamaWeights(RunSpec(), 4);
   size_t streamed = 0;
-  const std::vector<Finished> results = RunThreaded(weights, false, streamed);
+  const std::vector<Finished> results = RunThreaded(DeployTp2x2(weights), false, streamed);
   EXPECT_EQ(streamed, kPrompts.size() * 4);
   const model::ReferenceModel reference(RunSpec(), weights);
   ASSERT_EQ(results.size(), kPrompts.size());
