@@ -175,6 +175,9 @@ class Agent {
       shared_.steps.clear();
       shared_.failure.reset();
     }
+    // A shard read from its source is read again (the page cache still holds it); a shipped one
+    // is parsed again from the bytes kept.
+    if (a.shard_source.empty()) a.shard_source = assignment_->shard_source;
     assignment_ = std::move(a);
     Log("reassigned chip " + std::to_string(assignment_->chip) + " (schedule " +
         std::to_string(assignment_->schedule_id) + ")");
