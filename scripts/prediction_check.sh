@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Predicted vs measured on this host (issue #21, item 4): calibrates the host as a chip
 # (`lockstep calibrate --host`: per-core kernels and read bandwidth, the transport between pinned
-# processes, and the runtime's fixed costs fitted to short runs of tiny models), then runs
+# processes; the workers' per-step bookkeeping is not measured), then runs
 # layouts it did not calibrate on — the 205M fp32 Llama of BENCHMARKS.md at TP 1/2/4, 2 and 4
 # stages, 1 and 16 sequences in flight, over ipc and tcp — each planned on the host topology
 # (`plan --dtype fp32 --context` the run's mean context) and run with `lockstep run --plan`,
@@ -62,11 +62,12 @@ for transport in $TRANSPORTS; do
   python3 - "$work/calibrate-$transport.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print("# host (%s): %d core(s), %d chip(s); read %.1f GB/s, fp32 kernel %.1f Gflop/s, int8 %.1f Gflop/s, %s one-way %.1f us, %.2f GB/s; fitted %s (rms log error %.3f)" % (
+print("# host (%s): %d core(s), %d chip(s); read %.1f GB/s, fp32 decode kernel %.1f Gflop/s "
+      "(%.1f GB/s of weights), int8 %.1f Gop/s; %s one-way %.1f us, %.2f GB/s" % (
     d["transport"], d["cores"], d["chips"], d["read_bytes_per_s"] / 1e9,
-    d["fp32_decode_ops_per_s"] / 1e9, d["int8_decode_ops_per_s"] / 1e9, d["transport"], d["link_one_way_ns"] / 1e3,
-    d["link_bytes_per_s"] / 1e9, ", ".join("%s %.0f" % kv for kv in d["fitted"].items()),
-    d["rms_log_error"]))
+    d["fp32_decode_ops_per_s"] / 1e9, d["fp32_weight_bytes_per_s"] / 1e9,
+    d["int8_decode_ops_per_s"] / 1e9, d["transport"], d["link_one_way_ns"] / 1e3,
+    d["link_bytes_per_s"] / 1e9))
 PY
   for layout in $LAYOUTS; do
     shape=${layout%%/*}

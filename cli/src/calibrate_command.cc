@@ -216,6 +216,7 @@ std::string Sci(double v) {
 }
 
 int Calibrate(const std::vector<std::string>& args, Context& ctx) {
+  if (std::find(args.begin(), args.end(), "--host") != args.end()) return CalibrateHost(args, ctx);
   po::options_description opts("options");
   std::string observations, base_file, out, name, chip_name = "lpu-v1";
   std::vector<std::string> fit;
@@ -235,7 +236,9 @@ int Calibrate(const std::vector<std::string>& args, Context& ctx) {
   po::variables_map vm;
   const std::string usage =
       "lockstep calibrate --observations OBS.json --fit FIGURE[=LO:HI]... [--cost-params BASE] "
-      "-o OUT.yaml [--json]\n\n"
+      "-o OUT.yaml [--json]\n"
+      "lockstep calibrate --host [--transport ipc|tcp] -o HOST.yaml [--json]  (see: lockstep "
+      "calibrate --host --help)\n\n"
       "Fits cost figures to measurements: least squares on the log error of each observation's\n"
       "predicted token time (the partitioner's plan for it), within each figure's bounds; prints\n"
       "each figure (value, bounds), each observation's residual and its leave-one-out error\n"

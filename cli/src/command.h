@@ -78,6 +78,8 @@ CommandGroup DeployCommand();      // deploy_command.cc
 CommandGroup TokenizeCommand();    // tokenize_command.cc
 CommandGroup DetokenizeCommand();  // tokenize_command.cc
 CommandGroup CalibrateCommand();   // calibrate_command.cc
-CommandGroup ServeCommand();       // serve_command.cc
+// `lockstep calibrate --host` (calibrate_host.cc), dispatched by CalibrateCommand.
+int CalibrateHost(const std::vector<std::string>& args, Context& ctx);
+CommandGroup ServeCommand();  // serve_command.cc
 
 }  // namespace lockstep::cli
