@@ -37,6 +37,18 @@ expect_exit 0 "$L" --json schedule --plan p.plan --sequences 1
 [ "$(json "abs(d['token_latency_ns'] / d['predicted_token_latency_ns'] - 1) <= 0.05")" = True ] \
   || fail "schedule $(json "d['token_latency_ns']") ns vs plan $(json "d['predicted_token_latency_ns']") ns"
 
+# run plans with the file too (--cost-params), and its prediction is priced with it; a --plan
+# carries its own figures, so both together are refused, naming the flag.
+expect_exit 0 "$L" --json run --transport sim --model "$SRC/examples/models/tiny-llama" --seed 1 \
+  --prompt 1,2,3 --max-new 2 --cost-params slow.yaml
+[ "$(json "d['cost_params']")" = slow-fills ] || fail "run --cost-params: the plan lacks the file's figures"
+slow_ns=$(json "d['plan_token_latency_ns']")
+expect_exit 0 "$L" --json run --transport sim --model "$SRC/examples/models/tiny-llama" --seed 1 \
+  --prompt 1,2,3 --max-new 2
+[ "$(json "d['plan_token_latency_ns'] < $slow_ns")" = True ] || fail "slower fills did not slow the plan"
+expect_exit 2 "$L" run --transport sim --plan p.plan --seed 1 --prompt 1,2,3 --cost-params slow.yaml
+err_has "--cost-params prices a new plan"
+
 # Bad observations: the entry and field named, exit 1, nothing written.
 bad() {  # bad 'JSON' 'message'
   printf '%s\n' "$1" > obs.json

@@ -62,7 +62,8 @@ StepBreakdown Breakdown(const coordinator::RunStats& stats, int64_t measured) {
 // The command line of `run --transport`, checked (ParseRunFlags).
 struct RunFlags {
   std::string config_path, weights_path, prompt_text, prompts_file, dump, backend,
-      topo_name = "node", plan_path, pin_map, curve_keys, flight_file, checksums = "auto";
+      topo_name = "node", plan_path, pin_map, cost_params, curve_keys, flight_file,
+      checksums = "auto";
   uint64_t seed = 0, sample_seed = 0;
   bool seed_given = false, topology_given = false, curve = false;
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
@@ -105,6 +106,8 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "a plan file (lockstep plan -o); else plan now")(
       "tp", po::value<int>(&f.tp)->default_value(0), "planning: fixed TP degree (0 = search)")(
       "pp", po::value<int>(&f.pp)->default_value(0), "planning: fixed stage count (0 = search)")(
+      "cost-params", po::value<std::string>(&f.cost_params),
+      "planning: cost figures (lockstep calibrate -o FILE); a --plan carries its own")(
       "slots", po::value<int32_t>(&f.slots)->default_value(0),
       "pipeline slots (sequences in flight); 0 = the number of stages")(
       "heartbeat-timeout-ms", po::value<int64_t>(&f.heartbeat_ms)->default_value(3000),
@@ -139,7 +142,8 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
-      "[--slots M] [--inject kill:CHIP@STEP]... [--curve | --curve-keys DIR] [--dump-logits F.npy] "
+      "[--cost-params FILE] [--slots M] [--inject kill:CHIP@STEP]... [--curve | --curve-keys DIR] "
+      "[--dump-logits F.npy] "
       "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return std::nullopt;
   const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
@@ -178,7 +182,8 @@ launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
   launch::RunConfig config;
   config.inputs = LoadRunInputs(
       {f.config_path, f.weights_path, f.seed_given ? std::optional<uint64_t>(f.seed) : std::nullopt,
-       f.topology_given ? f.topo_name : "", f.spare_nodes, f.plan_path, f.tp, f.pp});
+       f.topology_given ? f.topo_name : "", f.spare_nodes, f.plan_path, f.tp, f.pp},
+      f.cost_params);
   launch::CheckPromptsFit(config.inputs.spec, f.prompts, f.max_new);
   config.deploy.slots = f.slots;
   config.deploy.transport.backend = f.backend;

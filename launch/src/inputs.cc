@@ -6,11 +6,12 @@
 
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/safetensors.h"
+#include "lockstep/partition/cost_params.h"
 #include "lockstep/topology/named.h"
 
 namespace lockstep::launch {
 
-RunInputs LoadRunInputs(const RunInputArgs& args) {
+RunInputs LoadRunInputs(const RunInputArgs& args, const std::string& cost_params) {
   if (args.model.empty() && args.plan.empty()) {
     throw ConfigError("missing --model CONFIG (or a --plan that carries its model)");
   }
@@ -19,6 +20,11 @@ RunInputs LoadRunInputs(const RunInputArgs& args) {
   }
   if (!args.plan.empty() && (args.tp > 0 || args.pp > 0)) {
     throw ConfigError("--tp/--pp plan a layout; they cannot change a --plan file");
+  }
+  if (!args.plan.empty() && !cost_params.empty()) {
+    throw ConfigError(
+        "--cost-params prices a new plan; a --plan file carries the figures it was made with "
+        "(plan it with lockstep plan --cost-params)");
   }
   RunInputs in;
   if (!args.plan.empty()) in.plan = partition::ReadPlanFile(args.plan);
@@ -53,6 +59,22 @@ RunInputs LoadRunInputs(const RunInputArgs& args) {
     partition::PlanOptions options;
     if (args.tp > 0) options.tp = args.tp;
     if (args.pp > 0) options.pp = args.pp;
+    if (!cost_params.empty()) {
+      const topology::Chip* first = nullptr;
+      for (const topology::Chip& c : in.topo.chips()) {
+        if (!c.spare && !c.down) {
+          first = &c;
+          break;
+        }
+      }
+      if (first == nullptr) throw InvalidInput(in.topo.name() + ": no working chip to plan on");
+      const partition::CostParams p =
+          partition::LoadCostParams(cost_params, in.topo.spec_of(first->id));
+      options.chip_params = p.chip;
+      options.link_params = p.link;
+      options.runtime_params = p.runtime;
+      options.cost_params_name = p.name;
+    }
     in.plan = partition::MakePlan(in.spec, in.topo, options);
   }
   return in;

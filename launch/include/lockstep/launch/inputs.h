@@ -54,9 +54,11 @@ struct RunInputs {
   std::optional<model::LlamaWeights> in_memory;
 };
 
-// ConfigError for a missing model without a plan, both or neither of weights and seed, or tp/pp
-// with a plan; lockstep::Error naming the file for anything unreadable or inconsistent.
-RunInputs LoadRunInputs(const RunInputArgs& args);
+// ConfigError for a missing model without a plan, both or neither of weights and seed, or
+// tp/pp/cost_params with a plan; lockstep::Error naming the file for anything unreadable or
+// inconsistent. `cost_params` (--cost-params FILE, planning only): the figures the plan is made
+// and predicted with (partition/cost_params.h), read against the topology's first working chip.
+RunInputs LoadRunInputs(const RunInputArgs& args, const std::string& cost_params = "");
 
 // Every prompt plus `max_new` must fit the model's positions; InvalidInput naming the longest.
 void CheckPromptsFit(const partition::ModelSpec& spec,
