@@ -46,6 +46,7 @@ struct Connection {
   std::thread thread;
   int fd = -1;
   std::atomic<bool> done{false};
+  std::atomic<bool> busy{false};  // handling a request (not waiting for the next one)
 };
 
 // The client closed its end (or the connection broke) while we wait for tokens.
@@ -72,6 +73,7 @@ struct HttpServer::Impl {
   int64_t admitted = 0;  // incoming + active
   uint64_t next_id = 1;
   bool stopping = false;
+  std::atomic<bool> closing{false};  // the destructor runs: no connection waits for another request
   std::string failure;
   std::list<Connection> connections;
 
@@ -250,7 +252,10 @@ void HttpServer::Impl::Serve(tcp::socket socket, Connection* connection) {
         break;
       }
       if (ec == http::error::end_of_stream || ec) break;
-      if (!Handle(socket, parser.get())) break;
+      connection->busy = true;
+      const bool keep = Handle(socket, parser.get());
+      connection->busy = false;
+      if (!keep || closing) break;
     }
   } catch (const std::exception& e) {
     Log(std::string("connection: ") + e.what());  // a write to a client that went away
@@ -367,15 +372,16 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
       bool done = false;
       {
         std::unique_lock lock(job->m);
-        job->cv.wait_for(lock, milliseconds(50),
-                         [&] { return job->tokens.size() > seen || job->finished; });
+        job->cv.wait_for(lock, milliseconds(50), [&] {
+          return job->tokens.size() > seen || job->finished || !job->error.empty();
+        });
         fresh.assign(job->tokens.begin() + static_cast<ptrdiff_t>(seen), job->tokens.end());
         times.assign(job->times.begin() + static_cast<ptrdiff_t>(seen), job->times.end());
         seen = job->tokens.size();
         done = job->finished;
         error = job->error;
       }
-      if (!error.empty()) break;
+      // Tokens that came before a failure still go out, then the error.
       for (size_t i = 0; i < fresh.size(); ++i) {
         const int32_t t = fresh[i];
         const auto since = ids.empty() ? job->admitted : last_time;
@@ -397,6 +403,7 @@ bool HttpServer::Impl::Generate(tcp::socket& socket, const http::request<http::s
         }
         if (d.stop) break;
       }
+      if (!error.empty()) break;
       if (finish.empty() && done) {
         finish = "length";
         const std::string rest = text.Finish();
@@ -479,6 +486,7 @@ HttpServer::~HttpServer() {
   {
     std::lock_guard lock(im.mu);
     im.stopping = true;
+    im.closing = true;
     if (im.failure.empty()) im.failure = "the server stopped";
     // Wake every waiting connection: their requests will never finish now.
     for (auto& [id, job] : im.active) {
@@ -486,9 +494,16 @@ HttpServer::~HttpServer() {
       job->error = im.failure;
       job->cv.notify_all();
     }
+    for (auto& job : im.incoming) {
+      std::lock_guard jl(job->m);
+      job->error = im.failure;
+      job->cv.notify_all();
+    }
     ::shutdown(im.acceptor.native_handle(), SHUT_RDWR);
+    // Idle keep-alive connections are closed now; those handling a request first send its
+    // answer (a 503, or a stream's error event and last chunk) and then close.
     for (Connection& c : im.connections) {
-      if (c.fd >= 0) ::shutdown(c.fd, SHUT_RDWR);
+      if (c.fd >= 0 && !c.busy) ::shutdown(c.fd, SHUT_RDWR);
     }
   }
   im.accept_thread.join();
@@ -496,6 +511,24 @@ HttpServer::~HttpServer() {
   {
     std::lock_guard lock(im.mu);
     rest.swap(im.connections);
+  }
+  // A client that does not read its answer must not hold the server: after a bound, its
+  // socket is shut too.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  auto open = [&] {
+    for (const Connection& c : rest) {
+      if (!c.done) return true;
+    }
+    return false;
+  };
+  while (open() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  {
+    std::lock_guard lock(im.mu);
+    for (Connection& c : rest) {
+      if (c.fd >= 0) ::shutdown(c.fd, SHUT_RDWR);
+    }
   }
   for (Connection& c : rest) c.thread.join();
 }

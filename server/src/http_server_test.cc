@@ -163,5 +163,38 @@ TEST(HttpServer, StreamsEventsEndingInDoneAndFailsOpenRequestsWith503) {
   EXPECT_EQ(h.Read().result_int(), 503);
 }
 
+// `lockstep serve` on SIGINT/SIGTERM: Fail, then the server is destroyed at once. A streaming
+// client still gets its error event and the stream's last chunk, a waiting one its 503, before
+// their connections close; an idle keep-alive connection is closed.
+TEST(HttpServer, ClientsInFlightGetTheirErrorWhenFailIsFollowedByDestruction) {
+  auto server = std::make_unique<HttpServer>(Card(), Options(2));
+  FakeCoordinator coord(*server);
+  Client s(server->port());
+  s.Post("/v1/completions", R"({"model":"m","prompt":[3],"max_tokens":8,"stream":true})");
+  std::optional<coordinator::Request> r = coord.NextRequest();
+  ASSERT_TRUE(r);
+  server->on_token()(r->id, 4, 0);
+  Client w(server->port());
+  w.Post("/v1/completions", kBody);
+  ASSERT_TRUE(coord.NextRequest());
+  Client idle(server->port());
+  http::request<http::string_body> get{http::verb::get, "/health", 11};
+  http::write(idle.socket, get);
+  EXPECT_EQ(idle.Read().result_int(), 200);
+
+  server->Fail("the server is shutting down (signal 15)");
+  server.reset();
+  http::response<http::string_body> streamed = s.Read();  // throws if cut before the last chunk
+  EXPECT_NE(streamed.body().find("\"token_ids\":[4]"), std::string::npos) << streamed.body();
+  EXPECT_NE(streamed.body().find("signal 15"), std::string::npos) << streamed.body();
+  http::response<http::string_body> waited = w.Read();
+  EXPECT_EQ(waited.result_int(), 503);
+  EXPECT_NE(waited.body().find("signal 15"), std::string::npos) << waited.body();
+  beast::error_code ec;
+  http::response<http::string_body> none;
+  http::read(idle.socket, idle.buffer, none, ec);
+  EXPECT_TRUE(ec) << "an idle connection stays open after the server is gone";
+}
+
 }  // namespace
 }  // namespace lockstep::server

@@ -15,7 +15,9 @@
 // admitted requests have finished; after Fail() every open request gets a 503 error.
 //
 // Thread-safety: admission() and on_token() are called on the coordinator's thread; Stop(),
-// Fail() and port() from any thread. The destructor stops the server and joins its threads.
+// Fail() and port() from any thread. The destructor stops the server and joins its threads: a
+// request still open gets its 503 (a stream its error event and last chunk) before its connection
+// closes; a client that does not read it is cut off after 2 s.
 #pragma once
 
 #include <cstdint>
