@@ -83,45 +83,55 @@ class TextIo {
   tokenizer::StreamDecoder stream_;
 };
 
-int Run(const std::vector<std::string>& args, Context& ctx) {
-  if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
-  po::options_description opts("options");
+// The command line of `run` in this process, checked (ParseRunFlags).
+struct RunFlags {
   std::string config, weights_path, prompt_text, dump, plan_path, text, tokenizer_path, system;
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
-  opts.add_options()("model", po::value<std::string>(&config),
+  bool chat = false, ignore_eos = false;
+  bool uniform = false;  // --stages/--tp: a uniform layout (stages and tp then set, >= 1)
+
+  bool sharded() const { return uniform || !plan_path.empty(); }
+};
+
+// Parses and checks `args`; nullopt when --help was printed.
+std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
+  RunFlags f;
+  po::options_description opts("options");
+  opts.add_options()("model", po::value<std::string>(&f.config),
                      "config.json, or a folder holding one (required)")(
-      "weights", po::value<std::string>(&weights_path),
+      "weights", po::value<std::string>(&f.weights_path),
       "safetensors checkpoint: a file, an index.json, or a folder")(
-      "seed", po::value<uint64_t>(&seed), "use generated weights with this seed instead")(
-      "prompt", po::value<std::string>(&prompt_text), "prompt token ids, e.g. 1,2,3")(
-      "text", po::value<std::string>(&text),
+      "seed", po::value<uint64_t>(&f.seed), "use generated weights with this seed instead")(
+      "prompt", po::value<std::string>(&f.prompt_text), "prompt token ids, e.g. 1,2,3")(
+      "text", po::value<std::string>(&f.text),
       "prompt text instead of ids: encoded by the tokenizer (with its special tokens, e.g. BOS); "
       "the generated text is printed as it streams")(
-      "tokenizer", po::value<std::string>(&tokenizer_path),
+      "tokenizer", po::value<std::string>(&f.tokenizer_path),
       "tokenizer.json or a folder holding one, for --text (default: the --model folder)")(
       "chat",
       "with --text: the text is the user's message, put through the tokenizer's chat template "
       "(tokenizer_config.json) with the assistant's turn opened, as transformers' "
       "apply_chat_template(add_generation_prompt=True) does")(
-      "system", po::value<std::string>(&system), "with --chat: a system message before the user's")(
+      "system", po::value<std::string>(&f.system),
+      "with --chat: a system message before the user's")(
       "ignore-eos",
       "with --text: keep generating --max-new tokens past an end-of-sequence token (by default "
       "a --text run ends at the tokenizer's EOS or the model's eos_token_id of config.json or "
       "generation_config.json, and prints the text without it)")(
-      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens to generate")(
-      "temperature", po::value<double>(&sampling.temperature)->default_value(0.0),
+      "max-new", po::value<int64_t>(&f.max_new)->default_value(16), "tokens to generate")(
+      "temperature", po::value<double>(&f.sampling.temperature)->default_value(0.0),
       "sampling temperature; 0 = greedy")("top-p",
-                                          po::value<double>(&sampling.top_p)->default_value(1.0),
+                                          po::value<double>(&f.sampling.top_p)->default_value(1.0),
                                           "nucleus sampling mass in (0, 1]")(
-      "sample-seed", po::value<uint64_t>(&sample_seed)->default_value(0),
+      "sample-seed", po::value<uint64_t>(&f.sample_seed)->default_value(0),
       "seed of the sampling draws")(
-      "plan", po::value<std::string>(&plan_path),
+      "plan", po::value<std::string>(&f.plan_path),
       "run sharded by a partitioner plan (lockstep plan ... -o P.plan): its stages and TP degrees")(
-      "stages", po::value<int64_t>(&stages), "run sharded: pipeline stages (default 1)")(
-      "tp", po::value<int64_t>(&tp), "run sharded: tensor-parallel degree per stage (default 1)")(
-      "dump-logits", po::value<std::string>(&dump),
+      "stages", po::value<int64_t>(&f.stages), "run sharded: pipeline stages (default 1)")(
+      "tp", po::value<int64_t>(&f.tp), "run sharded: tensor-parallel degree per stage (default 1)")(
+      "dump-logits", po::value<std::string>(&f.dump),
       "write the logits of every generated token to a float32 .npy [max_new, vocab]");
   po::positional_options_description pos;
   po::variables_map vm;
@@ -133,90 +143,118 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       "[--json]\n\nIn this one process. With --transport sim|inproc|ipc|tcp the run is "
       "distributed: a "
       "coordinator and one worker per chip (see: lockstep run --transport ipc --help)";
-  if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
-  if (config.empty() && plan_path.empty()) {
+  if (!ParseOrHelp(args, usage, opts, pos, vm)) return std::nullopt;
+  if (f.config.empty() && f.plan_path.empty()) {
     throw UsageError("missing --model CONFIG (see: lockstep run --help)");
   }
-  if (weights_path.empty() == !vm.count("seed")) {
+  if (f.weights_path.empty() == !vm.count("seed")) {
     throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
   }
-  if (prompt_text.empty() == text.empty()) {
+  if (f.prompt_text.empty() == f.text.empty()) {
     throw UsageError("give exactly one of --prompt 1,2,3 or --text \"...\"");
   }
-  if ((vm.count("chat") || vm.count("system")) && text.empty()) {
+  f.chat = vm.count("chat") > 0;
+  f.ignore_eos = vm.count("ignore-eos") > 0;
+  if ((f.chat || vm.count("system")) && f.text.empty()) {
     throw UsageError("--chat and --system go with --text (a chat template renders text)");
   }
-  if (vm.count("system") && !vm.count("chat")) throw UsageError("--system goes with --chat");
-  if (vm.count("ignore-eos") && text.empty()) {
+  if (vm.count("system") && !f.chat) throw UsageError("--system goes with --chat");
+  if (f.ignore_eos && f.text.empty()) {
     throw UsageError("--ignore-eos goes with --text (a --prompt run never ends early)");
   }
-  if (!dump.empty()) CheckOutputFile(dump, "--dump-logits");
-  if (max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(max_new));
-  if (!(sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
-  if (!(sampling.top_p > 0.0 && sampling.top_p <= 1.0)) {
+  if (!f.dump.empty()) CheckOutputFile(f.dump, "--dump-logits");
+  if (f.max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(f.max_new));
+  if (!(f.sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
+  if (!(f.sampling.top_p > 0.0 && f.sampling.top_p <= 1.0)) {
     throw UsageError("--top-p must be in (0, 1]");
   }
-  const bool uniform = vm.count("stages") || vm.count("tp");
-  if (uniform && !plan_path.empty()) {
+  f.uniform = vm.count("stages") || vm.count("tp");
+  if (f.uniform && !f.plan_path.empty()) {
     throw UsageError("give either --plan PLAN or --stages/--tp, not both");
   }
-  const bool sharded = uniform || !plan_path.empty();
-  if (uniform) {
-    stages = vm.count("stages") ? stages : 1;
-    tp = vm.count("tp") ? tp : 1;
-    if (stages < 1 || tp < 1) throw UsageError("--stages and --tp must be >= 1");
+  if (f.uniform) {
+    f.stages = vm.count("stages") ? f.stages : 1;
+    f.tp = vm.count("tp") ? f.tp : 1;
+    if (f.stages < 1 || f.tp < 1) throw UsageError("--stages and --tp must be >= 1");
   }
-  sampling.seed = sample_seed;
-  std::optional<TextIo> text_io;
-  if (!text.empty()) {
-    // By default the model's own folder (--model may name the folder or its config.json).
-    std::error_code ec;
-    const std::string folder = std::filesystem::is_directory(config, ec)
-                                   ? config
-                                   : std::filesystem::path(config).parent_path().string();
-    text_io.emplace(tokenizer_path.empty() ? folder : tokenizer_path);
-  }
-  const std::vector<int32_t> prompt = text_io ? text_io->Encode(text, vm.count("chat") > 0, system)
-                                              : ParseTokenList(prompt_text, "--prompt");
+  f.sampling.seed = f.sample_seed;
+  return f;
+}
 
+// --text's tokenizer: --tokenizer, by default the model's own folder (--model may name the
+// folder or its config.json).
+std::string TokenizerPath(const RunFlags& f) {
+  if (!f.tokenizer_path.empty()) return f.tokenizer_path;
+  std::error_code ec;
+  return std::filesystem::is_directory(f.config, ec)
+             ? f.config
+             : std::filesystem::path(f.config).parent_path().string();
+}
+
+// What the flags name, read and checked: nothing has run yet.
+struct LocalInputs {
+  std::vector<int32_t> prompt;
+  partition::ModelSpec spec;
+  std::vector<int32_t> stop;                 // tokens that end the run early
+  std::optional<model::ModelLayout> layout;  // sharded runs
+  model::LlamaWeights weights;
+  std::string weights_format;
+};
+
+LocalInputs MakeLocalInputs(const RunFlags& f, const TextIo* text_io) {
+  LocalInputs in;
+  in.prompt = text_io ? text_io->Encode(f.text, f.chat, f.system)
+                      : ParseTokenList(f.prompt_text, "--prompt");
   std::optional<partition::Plan> plan;
-  if (!plan_path.empty()) plan = partition::ReadPlanFile(plan_path);
+  if (!f.plan_path.empty()) plan = partition::ReadPlanFile(f.plan_path);
   // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
-  const partition::ModelSpec spec = config.empty() ? plan->spec : partition::LoadModelSpec(config);
-  if (text_io) text_io->CheckVocabulary(prompt, spec.vocab_size);
+  in.spec = f.config.empty() ? plan->spec : partition::LoadModelSpec(f.config);
+  if (text_io) text_io->CheckVocabulary(in.prompt, in.spec.vocab_size);
   // --text runs end early at the tokenizer's EOS and the model's; --prompt runs generate
   // --max-new tokens, as the distributed run does.
-  std::vector<int32_t> stop;
-  if (text_io && !vm.count("ignore-eos")) {
-    if (!config.empty()) stop = ModelEosIds(config);
-    if (text_io->eos() && std::find(stop.begin(), stop.end(), *text_io->eos()) == stop.end()) {
-      stop.push_back(*text_io->eos());
+  if (text_io && !f.ignore_eos) {
+    if (!f.config.empty()) in.stop = ModelEosIds(f.config);
+    if (text_io->eos() &&
+        std::find(in.stop.begin(), in.stop.end(), *text_io->eos()) == in.stop.end()) {
+      in.stop.push_back(*text_io->eos());
     }
   }
-  std::optional<model::ModelLayout> layout;
   if (plan) {
     try {
-      layout = model::LayoutFromPlan(*plan, spec);
+      in.layout = model::LayoutFromPlan(*plan, in.spec);
     } catch (const Error& e) {
-      throw Error(e.code(), plan_path + ": " + e.what());
+      throw Error(e.code(), f.plan_path + ": " + e.what());
     }
-  } else if (uniform) {
-    if (stages > spec.num_layers) {
-      throw UsageError("--stages " + std::to_string(stages) + " exceeds the model's " +
-                       std::to_string(spec.num_layers) + " layers");
+  } else if (f.uniform) {
+    if (f.stages > in.spec.num_layers) {
+      throw UsageError("--stages " + std::to_string(f.stages) + " exceeds the model's " +
+                       std::to_string(in.spec.num_layers) + " layers");
     }
-    layout = model::ModelLayout::Uniform(spec.num_layers, stages, tp);
+    in.layout = model::ModelLayout::Uniform(in.spec.num_layers, f.stages, f.tp);
   }
-  model::LlamaWeights weights;
-  if (!weights_path.empty()) {
-    weights = model::LoadLlamaWeights(model::Checkpoint::Open(weights_path), spec);
+  if (!f.weights_path.empty()) {
+    in.weights = model::LoadLlamaWeights(model::Checkpoint::Open(f.weights_path), in.spec);
   } else {
-    weights = model::GenerateLlamaWeights(spec, seed);
+    in.weights = model::GenerateLlamaWeights(in.spec, f.seed);
   }
-  const std::string weights_format(model::WeightFormatName(weights.format()));
-  const auto start = std::chrono::steady_clock::now();
+  in.weights_format = model::WeightFormatName(in.weights.format());
+  return in;
+}
+
+// What a run gave: the tokens (and logits), how it ran and how long it took.
+struct RunOutcome {
   model::Generation g;
   std::string mode = "reference";
+  int64_t decode_steps = 0, decode_ns = 0, token_latency = 0;
+  double seconds = 0;
+};
+
+// Generates: the reference model, or every shard in turn; with --text (not --json) the text
+// streams to stdout as the tokens come. Takes the weights.
+RunOutcome Generate(const RunFlags& f, LocalInputs& in, TextIo* text_io, const Context& ctx) {
+  const std::vector<int32_t>& prompt = in.prompt;
+  const auto start = std::chrono::steady_clock::now();
+  RunOutcome out;
   // Every forward call after the prompt's is one decode step: timed, as `run --transport`
   // times its decode steps (measured_token_latency_ns).
   int64_t calls = 0, decode_ns = 0;
@@ -234,49 +272,60 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
       return logits;
     };
   };
-  if (sharded) {
-    const model::ShardedModel model(spec, weights, *layout);
-    mode = "sharded " + model.layout().ToString();
-    model::ShardedKvCache cache = model.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
-    g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
-                              std::vector<model::ShardedStep> step = {{&cache, tokens}};
-                              return std::move(model.Forward(step)[0]);
-                            }),
-                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty(), stop);
+  const int64_t capacity = static_cast<int64_t>(prompt.size()) + f.max_new + 1;
+  if (f.sharded()) {
+    const model::ShardedModel model(in.spec, in.weights, *in.layout);
+    out.mode = "sharded " + model.layout().ToString();
+    model::ShardedKvCache cache = model.NewCache(capacity);
+    out.g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
+                                  std::vector<model::ShardedStep> step = {{&cache, tokens}};
+                                  return std::move(model.Forward(step)[0]);
+                                }),
+                                prompt, f.max_new, f.sampling, /*keep_logits=*/!f.dump.empty(),
+                                in.stop);
   } else {
-    const model::ReferenceModel reference(spec, std::move(weights));
-    model::KvCache cache = reference.NewCache(static_cast<int64_t>(prompt.size()) + max_new + 1);
-    g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
-                              std::vector<model::SequenceStep> step = {{&cache, tokens}};
-                              return std::move(reference.Forward(step)[0]);
-                            }),
-                            prompt, max_new, sampling, /*keep_logits=*/!dump.empty(), stop);
+    const model::ReferenceModel reference(in.spec, std::move(in.weights));
+    model::KvCache cache = reference.NewCache(capacity);
+    out.g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
+                                  std::vector<model::SequenceStep> step = {{&cache, tokens}};
+                                  return std::move(reference.Forward(step)[0]);
+                                }),
+                                prompt, f.max_new, f.sampling, /*keep_logits=*/!f.dump.empty(),
+                                in.stop);
   }
-  const int64_t decode_steps = std::max<int64_t>(calls - 1, 0);  // one sequence: a token each
-  const int64_t token_latency = decode_steps > 0 ? decode_ns / decode_steps : 0;
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.decode_steps = std::max<int64_t>(calls - 1, 0);  // one sequence: a token each
+  out.decode_ns = decode_ns;
+  out.token_latency = out.decode_steps > 0 ? decode_ns / out.decode_steps : 0;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+// Logs the time taken, writes the logits file, prints the tokens, the text or the JSON object.
+void PrintRun(const RunFlags& f, const LocalInputs& in, const RunOutcome& out, TextIo* text_io,
+              const Context& ctx) {
+  const model::Generation& g = out.g;
   ctx.log->info("{} prompt + {} generated tokens in {:.3f} s ({}, {}); decode {:.2f} ms/token",
-                prompt.size(), g.tokens.size(), seconds, mode, weights_format, token_latency / 1e6);
-  if (!dump.empty()) {
+                in.prompt.size(), g.tokens.size(), out.seconds, out.mode, in.weights_format,
+                out.token_latency / 1e6);
+  if (!f.dump.empty()) {
     std::vector<float> flat;
     for (const std::vector<float>& row : g.logits) flat.insert(flat.end(), row.begin(), row.end());
-    model::WriteNpyFloat32(dump, static_cast<int64_t>(g.logits.size()), spec.vocab_size, flat);
+    model::WriteNpyFloat32(f.dump, static_cast<int64_t>(g.logits.size()), in.spec.vocab_size, flat);
   }
   if (ctx.json) {
-    nlohmann::json j = {{"model", spec.name},
-                        {"mode", mode},
-                        {"weights_format", weights_format},
-                        {"prompt", prompt},
+    nlohmann::json j = {{"model", in.spec.name},
+                        {"mode", out.mode},
+                        {"weights_format", in.weights_format},
+                        {"prompt", in.prompt},
                         {"tokens", g.tokens}};
     // Wall time of the whole generation (prefill included), as `run --transport` reports it.
-    j["seconds"] = seconds;
-    j["tokens_per_s"] = seconds > 0 ? static_cast<double>(g.tokens.size()) / seconds : 0.0;
-    j["measured_token_latency_ns"] = token_latency;
-    j["decode_steps"] = decode_steps;
-    j["decode_tokens"] = decode_steps;  // as `run --transport` counts them
-    j["decode_tokens_per_s"] = decode_ns > 0 ? decode_steps * 1e9 / decode_ns : 0.0;
-    if (!dump.empty()) j["logits_file"] = dump;
+    j["seconds"] = out.seconds;
+    j["tokens_per_s"] = out.seconds > 0 ? static_cast<double>(g.tokens.size()) / out.seconds : 0.0;
+    j["measured_token_latency_ns"] = out.token_latency;
+    j["decode_steps"] = out.decode_steps;
+    j["decode_tokens"] = out.decode_steps;  // as `run --transport` counts them
+    j["decode_tokens_per_s"] = out.decode_ns > 0 ? out.decode_steps * 1e9 / out.decode_ns : 0.0;
+    if (!f.dump.empty()) j["logits_file"] = f.dump;
     // OpenAI's names: "stop" at an end-of-sequence token, "length" at --max-new.
     j["finish_reason"] = g.stopped ? "stop" : "length";
     if (text_io) {
@@ -293,6 +342,19 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
     for (size_t i = 0; i < g.tokens.size(); ++i) std::cout << (i ? " " : "") << g.tokens[i];
     std::cout << "\n";
   }
+}
+
+int Run(const std::vector<std::string>& args, Context& ctx) {
+  if (WantsDistributed(args)) return RunDistributed(args, ctx);  // --transport: coordinator/
+  const std::optional<RunFlags> parsed = ParseRunFlags(args);
+  if (!parsed) return 0;
+  const RunFlags& f = *parsed;
+  std::optional<TextIo> text_io;
+  if (!f.text.empty()) text_io.emplace(TokenizerPath(f));
+  TextIo* io = text_io ? &*text_io : nullptr;
+  LocalInputs inputs = MakeLocalInputs(f, io);
+  const RunOutcome outcome = Generate(f, inputs, io, ctx);
+  PrintRun(f, inputs, outcome, io, ctx);
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "lockstep/common/error.h"
@@ -36,63 +37,71 @@ class UsageError : public std::runtime_error {
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void OnStopSignal(int sig) { g_stop_signal = sig; }
 
-int Main(int argc, char** argv) {
+// The command line, checked (ParseFlags).
+struct Flags {
   std::string listen = "tcp://127.0.0.1:7700", config_path, weights_path, topo_name = "node",
-              plan_path, backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir;
+              plan_path, backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir,
+              flight_file;
   std::vector<std::string> prompt_texts, tcp_hosts;
   uint64_t seed = 0;
+  bool seed_given = false, topology_given = false;
   int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000, step_timeout_ms = 10000,
           stall_ms = -1, connect_timeout_ms = 10000;
-  std::string flight_file;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 27000;
   int32_t slots = 0;
   bool json = false;
+  std::vector<std::vector<int32_t>> prompts;  // --prompt ones first, then --prompts FILE's
+};
+
+// Parses and checks the command line; nullopt when --help was printed.
+std::optional<Flags> ParseFlags(int argc, char** argv) {
+  Flags f;
   po::options_description opts("options");
   opts.add_options()("help,h", "show this help")(
-      "listen", po::value<std::string>(&listen)->default_value(listen),
+      "listen", po::value<std::string>(&f.listen)->default_value(f.listen),
       "control address workers connect to: tcp://HOST:PORT or ipc://PATH")(
-      "model", po::value<std::string>(&config_path),
+      "model", po::value<std::string>(&f.config_path),
       "config.json or its folder (required without --plan)")(
-      "weights", po::value<std::string>(&weights_path), "safetensors checkpoint")(
-      "seed", po::value<uint64_t>(&seed), "generated weights with this seed instead")(
-      "topology", po::value<std::string>(&topo_name)->default_value("node"),
+      "weights", po::value<std::string>(&f.weights_path), "safetensors checkpoint")(
+      "seed", po::value<uint64_t>(&f.seed), "generated weights with this seed instead")(
+      "topology", po::value<std::string>(&f.topo_name)->default_value("node"),
       lockstep::topology::kTopologyHelp)(
-      "spare-nodes", po::value<int>(&spare_nodes)->default_value(1), "spare nodes per rack")(
-      "plan", po::value<std::string>(&plan_path), "a plan file; else plan now")(
-      "tp", po::value<int>(&tp)->default_value(0), "planning: fixed TP degree")(
-      "pp", po::value<int>(&pp)->default_value(0), "planning: fixed stage count")(
-      "slots", po::value<int32_t>(&slots)->default_value(0), "pipeline slots; 0 = stages")(
-      "transport", po::value<std::string>(&backend)->default_value("tcp"),
+      "spare-nodes", po::value<int>(&f.spare_nodes)->default_value(1), "spare nodes per rack")(
+      "plan", po::value<std::string>(&f.plan_path), "a plan file; else plan now")(
+      "tp", po::value<int>(&f.tp)->default_value(0), "planning: fixed TP degree")(
+      "pp", po::value<int>(&f.pp)->default_value(0), "planning: fixed stage count")(
+      "slots", po::value<int32_t>(&f.slots)->default_value(0), "pipeline slots; 0 = stages")(
+      "transport", po::value<std::string>(&f.backend)->default_value("tcp"),
       "links between worker processes: ipc (one host) or tcp")(
-      "ipc-dir", po::value<std::string>(&ipc_dir)->default_value("/tmp"), "ipc socket files")(
-      "tcp-base-port", po::value<int>(&tcp_base_port)->default_value(27000),
+      "ipc-dir", po::value<std::string>(&f.ipc_dir)->default_value("/tmp"), "ipc socket files")(
+      "tcp-base-port", po::value<int>(&f.tcp_base_port)->default_value(27000),
       "tcp: link ports are base + chip * 16 + port")(
-      "tcp-host", po::value<std::vector<std::string>>(&tcp_hosts),
+      "tcp-host", po::value<std::vector<std::string>>(&f.tcp_hosts),
       "tcp: CHIP=IP, the host of a chip (repeatable; default 127.0.0.1)")(
-      "curve", po::value<std::string>(&curve_dir),
+      "curve", po::value<std::string>(&f.curve_dir),
       "tcp: CURVE on every link with the key pair in DIR (lockstep keys generate -o DIR); only "
       "DIR/lockstep.public is read here, each worker reads the pair (lockstep-worker --curve)")(
-      "prompt", po::value<std::vector<std::string>>(&prompt_texts),
-      "prompt ids 1,2,3 (repeatable)")("prompts", po::value<std::string>(&prompts_file),
+      "prompt", po::value<std::vector<std::string>>(&f.prompt_texts),
+      "prompt ids 1,2,3 (repeatable)")("prompts", po::value<std::string>(&f.prompts_file),
                                        "a file of prompts, one per line")(
-      "max-new", po::value<int64_t>(&max_new)->default_value(16), "tokens per prompt")(
-      "serve", po::value<std::string>(&serve),
+      "max-new", po::value<int64_t>(&f.max_new)->default_value(16), "tokens per prompt")(
+      "serve", po::value<std::string>(&f.serve),
       "after deploying (and the prompts, if any), serve clients at this address "
       "(tcp://HOST:PORT or ipc://PATH) until SIGINT/SIGTERM or a client's shutdown request")(
-      "register-timeout-ms", po::value<int64_t>(&register_ms)->default_value(60000),
+      "register-timeout-ms", po::value<int64_t>(&f.register_ms)->default_value(60000),
       "wait this long for the workers to register")(
-      "heartbeat-timeout-ms", po::value<int64_t>(&heartbeat_ms)->default_value(3000),
+      "heartbeat-timeout-ms", po::value<int64_t>(&f.heartbeat_ms)->default_value(3000),
       "a worker silent this long fails the run")(
-      "connect-timeout-ms", po::value<int64_t>(&connect_timeout_ms)->default_value(10000),
+      "connect-timeout-ms", po::value<int64_t>(&f.connect_timeout_ms)->default_value(10000),
       "every link's peer must answer within this when the links open")(
-      "step-timeout-ms", po::value<int64_t>(&step_timeout_ms)->default_value(10000),
+      "step-timeout-ms", po::value<int64_t>(&f.step_timeout_ms)->default_value(10000),
       "a link transfer waiting this long fails the run")(
-      "stall-timeout-ms", po::value<int64_t>(&stall_ms),
+      "stall-timeout-ms", po::value<int64_t>(&f.stall_ms),
       "no step completing for this long is a stall: report the chips behind and the links they "
       "wait on (default: half the step timeout; 0 = off)")(
-      "flight-recorder", po::value<std::string>(&flight_file),
+      "flight-recorder", po::value<std::string>(&f.flight_file),
       "on a stall, write every worker's last instructions here (JSON; default "
-      "/tmp/lockstep-flight-recorder-PID.json)")("json", po::bool_switch(&json),
+      "/tmp/lockstep-flight-recorder-PID.json)")("json", po::bool_switch(&f.json),
                                                  "print the result as one JSON object");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -103,94 +112,119 @@ int Main(int argc, char** argv) {
                  "[--plan P | --tp N --pp N] [--transport ipc|tcp] [--json]\n\n"
                  "Then start one `lockstep-worker --coordinator ADDR` per chip the plan uses.\n\n"
               << opts;
-    return 0;
+    return std::nullopt;
   }
-  if (backend != "ipc" && backend != "tcp") throw UsageError("--transport must be ipc or tcp");
-  if (!curve_dir.empty() && backend != "tcp") throw UsageError("--curve needs --transport tcp");
-  std::vector<std::vector<int32_t>> prompts;
-  for (const std::string& p : prompt_texts) {
-    prompts.push_back(launch::ParseTokenList(p, "--prompt"));
+  if (f.backend != "ipc" && f.backend != "tcp") {
+    throw UsageError("--transport must be ipc or tcp");
   }
-  if (!prompts_file.empty()) {
-    for (auto& p : launch::ReadPromptsFile(prompts_file)) prompts.push_back(std::move(p));
+  if (!f.curve_dir.empty() && f.backend != "tcp") {
+    throw UsageError("--curve needs --transport tcp");
   }
-  if (prompts.empty() && serve.empty()) {
+  for (const std::string& p : f.prompt_texts) {
+    f.prompts.push_back(launch::ParseTokenList(p, "--prompt"));
+  }
+  if (!f.prompts_file.empty()) {
+    for (auto& p : launch::ReadPromptsFile(f.prompts_file)) f.prompts.push_back(std::move(p));
+  }
+  if (f.prompts.empty() && f.serve.empty()) {
     throw UsageError("give --prompt 1,2,3, --prompts FILE or --serve ADDR");
   }
 
-  if (step_timeout_ms < 1 || connect_timeout_ms < 1) {
+  if (f.step_timeout_ms < 1 || f.connect_timeout_ms < 1) {
     throw UsageError("--step-timeout-ms and --connect-timeout-ms must be >= 1");
   }
+  f.seed_given = vm.count("seed") > 0;
+  f.topology_given = !vm["topology"].defaulted();
+  return f;
+}
+
+// The run the flags ask for, its workers external (inputs loaded and checked: nothing has
+// started yet).
+launch::RunConfig MakeRunConfig(const Flags& f) {
   launch::RunConfig config;
   config.inputs = launch::LoadRunInputs(
-      {config_path, weights_path, vm.count("seed") ? std::optional<uint64_t>(seed) : std::nullopt,
-       vm["topology"].defaulted() ? "" : topo_name, spare_nodes, plan_path, tp, pp});
-  config.deploy.slots = slots;
+      {f.config_path, f.weights_path, f.seed_given ? std::optional<uint64_t>(f.seed) : std::nullopt,
+       f.topology_given ? f.topo_name : "", f.spare_nodes, f.plan_path, f.tp, f.pp});
+  config.deploy.slots = f.slots;
   lockstep::control::TransportSettings& ts = config.deploy.transport;
-  ts.backend = backend;
-  ts.ipc_dir = ipc_dir;
-  ts.tcp_base_port = tcp_base_port;
-  ts.connect_timeout_ms = connect_timeout_ms;
-  ts.step_timeout_ms = step_timeout_ms;
-  for (const std::string& h : tcp_hosts) {
+  ts.backend = f.backend;
+  ts.ipc_dir = f.ipc_dir;
+  ts.tcp_base_port = f.tcp_base_port;
+  ts.connect_timeout_ms = f.connect_timeout_ms;
+  ts.step_timeout_ms = f.step_timeout_ms;
+  for (const std::string& h : f.tcp_hosts) {
     const size_t eq = h.find('=');
     if (eq == std::string::npos) throw UsageError("--tcp-host wants CHIP=IP, got '" + h + "'");
     ts.tcp_hosts.emplace_back(std::stoul(h.substr(0, eq)), h.substr(eq + 1));
   }
   config.workers = launch::Workers::kExternal;
-  config.curve = !curve_dir.empty();  // only DIR/lockstep.public is read here
-  config.curve_keys = curve_dir;
-  config.listen = listen;
-  config.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
-  config.register_timeout = std::chrono::milliseconds(register_ms);
-  if (stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(stall_ms);
-  config.flight_recorder_file = flight_file;
+  config.curve = !f.curve_dir.empty();  // only DIR/lockstep.public is read here
+  config.curve_keys = f.curve_dir;
+  config.listen = f.listen;
+  config.heartbeat_timeout = std::chrono::milliseconds(f.heartbeat_ms);
+  config.register_timeout = std::chrono::milliseconds(f.register_ms);
+  if (f.stall_ms >= 0) config.stall_timeout = std::chrono::milliseconds(f.stall_ms);
+  config.flight_recorder_file = f.flight_file;
   config.log = std::make_shared<spdlog::logger>("lockstep-coordinator",
                                                 std::make_shared<spdlog::sinks::stderr_sink_st>());
   config.log->set_pattern("lockstep-coordinator: %v");
-  launch::Launch run(std::move(config));
+  return config;
+}
+
+// --serve: serves clients at `address` until SIGINT/SIGTERM or a client's shutdown request.
+void Serve(lockstep::coordinator::Coordinator& coordinator, const launch::Launch& run,
+           const std::string& address) {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  lockstep::coordinator::ServeOptions so;
+  so.address = address;
+  so.vocab_size = run.config().inputs.spec.vocab_size;
+  so.stop_requested = [] { return g_stop_signal != 0; };
+  so.log = [](std::string_view line) { std::cerr << "lockstep-coordinator: " << line << "\n"; };
+  lockstep::coordinator::Server server(coordinator, so);
+  std::cerr << "lockstep-coordinator: serving clients at " << server.address() << "\n";
+  const lockstep::coordinator::ServeStats served = server.Run();
+  std::cerr << "lockstep-coordinator: served " << served.requests << " requests, refused "
+            << served.refused << "; stopping the workers\n";
+}
+
+// Prints each prompt's tokens, a line each (or the JSON object).
+void PrintResults(const Flags& f, const std::vector<lockstep::coordinator::Finished>& results,
+                  size_t chips, int64_t steps) {
+  if (f.json) {
+    nlohmann::json reqs = nlohmann::json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      reqs.push_back({{"prompt", f.prompts[i]}, {"tokens", results[i].tokens}});
+    }
+    std::cout << nlohmann::json{{"requests", reqs}, {"chips", chips}, {"steps", steps}}.dump(2)
+              << "\n";
+  } else {
+    for (const lockstep::coordinator::Finished& r : results) {
+      for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
+      std::cout << "\n";
+    }
+  }
+}
+
+int Main(int argc, char** argv) {
+  const std::optional<Flags> parsed = ParseFlags(argc, argv);
+  if (!parsed) return 0;
+  const Flags& f = *parsed;
+  launch::Launch run(MakeRunConfig(f));
   const lockstep::coordinator::Deployment& deployment = run.deployment();
   lockstep::coordinator::Coordinator& coordinator = run.Start();
   run.Deploy();
   std::vector<lockstep::coordinator::Request> requests;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    requests.push_back({static_cast<uint64_t>(i), prompts[i], max_new, {}});
+  for (size_t i = 0; i < f.prompts.size(); ++i) {
+    requests.push_back({static_cast<uint64_t>(i), f.prompts[i], f.max_new, {}});
   }
   const std::vector<lockstep::coordinator::Finished> results =
       requests.empty() ? std::vector<lockstep::coordinator::Finished>{}
                        : coordinator.Generate(requests);
-  if (!serve.empty()) {
-    std::signal(SIGINT, OnStopSignal);
-    std::signal(SIGTERM, OnStopSignal);
-    lockstep::coordinator::ServeOptions so;
-    so.address = serve;
-    so.vocab_size = run.config().inputs.spec.vocab_size;
-    so.stop_requested = [] { return g_stop_signal != 0; };
-    so.log = [](std::string_view line) { std::cerr << "lockstep-coordinator: " << line << "\n"; };
-    lockstep::coordinator::Server server(coordinator, so);
-    std::cerr << "lockstep-coordinator: serving clients at " << server.address() << "\n";
-    const lockstep::coordinator::ServeStats served = server.Run();
-    std::cerr << "lockstep-coordinator: served " << served.requests << " requests, refused "
-              << served.refused << "; stopping the workers\n";
-  }
+  if (!f.serve.empty()) Serve(coordinator, run, f.serve);
   const int64_t steps = coordinator.stats().steps;
   run.Stop();
-  if (json) {
-    nlohmann::json reqs = nlohmann::json::array();
-    for (size_t i = 0; i < results.size(); ++i) {
-      reqs.push_back({{"prompt", prompts[i]}, {"tokens", results[i].tokens}});
-    }
-    std::cout << nlohmann::json{{"requests", reqs},
-                                {"chips", deployment.chips.size()},
-                                {"steps", steps}}
-                     .dump(2)
-              << "\n";
-  } else {
-    for (const lockstep::coordinator::Finished& f : results) {
-      for (size_t i = 0; i < f.tokens.size(); ++i) std::cout << (i ? " " : "") << f.tokens[i];
-      std::cout << "\n";
-    }
-  }
+  PrintResults(f, results, deployment.chips.size(), steps);
   return 0;
 }
 
