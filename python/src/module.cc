@@ -8,15 +8,14 @@
 #include <optional>
 #include <string>
 
-#include "command.h"
 #include "lockstep/common/error.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/schedule.h"
 #include "lockstep/schedule/simulate.h"
 #include "lockstep/topology/generators.h"
+#include "lockstep/topology/named.h"
 #include "lockstep/viz/report_json.h"
-#include "topology_arg.h"
 
 namespace py = pybind11;
 
@@ -66,7 +65,7 @@ PyPlan MakePlan(const std::string& model, const std::string& topology, const std
   options.prompt_len = prompt_len;
   if (tp > 0) options.tp = tp;
   if (pp > 0) options.pp = pp;
-  const topology::Topology topo = cli::ResolveTopology(topology, *chip, spare_nodes);
+  const topology::Topology topo = topology::NamedTopology(topology, *chip, spare_nodes);
   PyPlan p;
   p.plan = partition::MakePlan(spec, topo, options);
   p.dict = ToPython(partition::PlanToJson(p.plan));
@@ -119,9 +118,7 @@ PYBIND11_MODULE(lockstep, m) {
   py::register_exception_translator([](std::exception_ptr e) {
     try {
       if (e) std::rethrow_exception(e);
-    } catch (const lockstep::Error& x) {
-      error(x.what());
-    } catch (const lockstep::cli::UsageError& x) {
+    } catch (const lockstep::Error& x) {  // topology::NameError (a misspelt name) among them
       error(x.what());
     }
   });
