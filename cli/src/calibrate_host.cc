@@ -23,6 +23,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "command.h"
@@ -332,22 +333,27 @@ std::string Gb(double v) {
   return s.str();
 }
 
-}  // namespace
-
-int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
-  po::options_description opts("options");
+// The command line of `calibrate --host`, checked (ParseHostFlags).
+struct HostFlags {
   std::string backend = "ipc", out, cores_text;
   int chips = 0;
+  bool quick = false;
+};
+
+// Parses and checks `args` (the output folder too); nullopt when --help was printed.
+std::optional<HostFlags> ParseHostFlags(const std::vector<std::string>& args) {
+  HostFlags flags;
+  po::options_description opts("options");
   opts.add_options()("host", "measure this machine (required for this form)")(
-      "transport", po::value<std::string>(&backend)->default_value("ipc"),
+      "transport", po::value<std::string>(&flags.backend)->default_value("ipc"),
       "the links between the chips: ipc or tcp (what `lockstep run --transport` will use)")(
-      "chips", po::value<int>(&chips)->default_value(0),
+      "chips", po::value<int>(&flags.chips)->default_value(0),
       "chips in the topology (0 = one per usable core); with more chips than cores, chip i "
       "runs on core i mod cores as `lockstep run` pins its workers")(
-      "cores", po::value<std::string>(&cores_text),
+      "cores", po::value<std::string>(&flags.cores_text),
       "measure only these cores (hwloc logical indices, e.g. 0,1; default: every usable core)")(
       "quick", "shorter measurements (smaller weights, fewer repetitions): for tests")(
-      "output,o", po::value<std::string>(&out), "write the topology file here");
+      "output,o", po::value<std::string>(&flags.out), "write the topology file here");
   po::variables_map vm;
   const std::string usage =
       "lockstep calibrate --host [--transport ipc|tcp] [--chips N] [--cores LIST] [--quick] "
@@ -363,15 +369,22 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
       "measured_token_latency_ns). Not measured: the workers' per-step bookkeeping\n"
       "(step_overhead_ns 0). Takes a few seconds per core (--quick: about one); progress on\n"
       "stderr. Run it on a quiet machine: the figures are what the cores give at the time.";
-  if (!ParseOrHelp(args, usage, opts, {}, vm)) return 0;
-  if (backend != "ipc" && backend != "tcp") {
-    throw UsageError("--transport must be ipc or tcp, got '" + backend + "'");
+  if (!ParseOrHelp(args, usage, opts, {}, vm)) return std::nullopt;
+  if (flags.backend != "ipc" && flags.backend != "tcp") {
+    throw UsageError("--transport must be ipc or tcp, got '" + flags.backend + "'");
   }
-  if (out.empty()) throw UsageError("-o HOST.yaml is required (see: lockstep calibrate --help)");
-  if (chips < 0) throw UsageError("--chips must be >= 0 (0 = one per usable core)");
-  CheckOutputFile(out, "-o");
-  const bool quick = vm.count("quick") > 0;
+  if (flags.out.empty()) {
+    throw UsageError("-o HOST.yaml is required (see: lockstep calibrate --help)");
+  }
+  if (flags.chips < 0) throw UsageError("--chips must be >= 0 (0 = one per usable core)");
+  CheckOutputFile(flags.out, "-o");
+  flags.quick = vm.count("quick") > 0;
+  return flags;
+}
 
+// The cores to measure, as hwloc reports them: every usable one, or --cores' (in its order,
+// each once); a core that is not there is a usage error.
+std::vector<topology::HostCore> ChooseCores(const std::string& cores_text) {
   const topology::HostSummary host = topology::DiscoverHost();
   std::vector<topology::HostCore> all;
   for (const topology::NumaDomain& d : host.numa) {
@@ -382,27 +395,26 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
   });
   if (all.empty())
     throw Error(ErrorCode::kInvalidInput, "calibrate --host: hwloc reports no cores");
+  if (cores_text.empty()) return all;
   std::vector<topology::HostCore> cores;
-  if (cores_text.empty()) {
-    cores = all;
-  } else {
-    for (int want : ParseCores(cores_text)) {
-      auto it = std::find_if(all.begin(), all.end(),
-                             [&](const topology::HostCore& c) { return c.index == want; });
-      if (it == all.end()) {
-        throw UsageError("--cores: core " + std::to_string(want) +
-                         " is not on this host (cores 0-" + std::to_string(all.back().index) + ")");
-      }
-      if (std::none_of(cores.begin(), cores.end(),
-                       [&](const topology::HostCore& c) { return c.index == want; })) {
-        cores.push_back(*it);
-      }
+  for (int want : ParseCores(cores_text)) {
+    auto it = std::find_if(all.begin(), all.end(),
+                           [&](const topology::HostCore& c) { return c.index == want; });
+    if (it == all.end()) {
+      throw UsageError("--cores: core " + std::to_string(want) + " is not on this host (cores 0-" +
+                       std::to_string(all.back().index) + ")");
+    }
+    if (std::none_of(cores.begin(), cores.end(),
+                     [&](const topology::HostCore& c) { return c.index == want; })) {
+      cores.push_back(*it);
     }
   }
-  cpu_set_t before;
-  CPU_ZERO(&before);
-  sched_getaffinity(0, sizeof(before), &before);
+  return cores;
+}
 
+// Each core's figures, the thread pinned to it in turn (it stays pinned to the last).
+std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cores, bool quick,
+                                      Context& ctx) {
   ctx.log->info("calibrate --host: preparing the kernels' weights ({})",
                 quick ? "quick: 48 MiB" : "64 MiB");
   KernelInputs in = MakeInputs(quick);
@@ -421,22 +433,48 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
                   cores[i].index, Gb(per_core.back().read_bytes_per_s),
                   Gb(per_core.back().fp32_ops_per_s_1), Gb(per_core.back().fp32_ops_per_s_16));
   }
-  in = KernelInputs{};
-  const topology::HostCore& a = cores.front();
-  const topology::HostCore& b = cores.size() > 1 ? cores[1] : cores.front();
+  return per_core;
+}
+
+// What calibrate --host measured: every chosen core, and the transport between the first two
+// (the first with itself when only one is chosen).
+struct HostMeasurements {
+  std::vector<topology::HostCore> cores;
+  std::vector<CoreFigures> per_core;
+  int link_a = 0, link_b = 0;  // the cores the transport ran between
+  LinkFigures link;
+};
+
+// Measures the cores, then the transport from the first core; the thread's affinity is put back
+// as it was.
+HostMeasurements MeasureHost(const HostFlags& flags, std::vector<topology::HostCore> cores,
+                             Context& ctx) {
+  HostMeasurements m;
+  m.cores = std::move(cores);
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  sched_getaffinity(0, sizeof(before), &before);
+  m.per_core = MeasureCores(m.cores, flags.quick, ctx);  // the kernels' weights freed on return
+  const topology::HostCore& a = m.cores.front();
+  const topology::HostCore& b = m.cores.size() > 1 ? m.cores[1] : m.cores.front();
+  m.link_a = a.index;
+  m.link_b = b.index;
   if (!PinTo(a.pus)) {
     throw Error(ErrorCode::kInvalidInput, "calibrate --host: cannot pin to core " +
                                               std::to_string(a.index) + " (PU " + PuList(a.pus) +
                                               "): the OS refused");
   }
-  ctx.log->info("calibrate --host: {} between pinned processes on cores {} and {}", backend,
+  ctx.log->info("calibrate --host: {} between pinned processes on cores {} and {}", flags.backend,
                 a.index, b.index);
-  const LinkFigures link = MeasureLink(backend, a, b, quick);
+  m.link = MeasureLink(flags.backend, a, b, flags.quick);
   sched_setaffinity(0, sizeof(before), &before);
-  ctx.log->info("calibrate --host: {} one-way {:.1f} us, {} GB/s", backend, link.one_way_ns / 1e3,
-                Gb(link.bytes_per_s));
+  ctx.log->info("calibrate --host: {} one-way {:.1f} us, {} GB/s", flags.backend,
+                m.link.one_way_ns / 1e3, Gb(m.link.bytes_per_s));
+  return m;
+}
 
-  // The chip: the slowest core's figures (a step waits for its slowest chip).
+// The chip: the slowest core's figures (a step waits for its slowest chip).
+CoreFigures Slowest(const std::vector<CoreFigures>& per_core) {
   CoreFigures slow = per_core.front();
   for (const CoreFigures& f : per_core) {
     slow.read_bytes_per_s = std::min(slow.read_bytes_per_s, f.read_bytes_per_s);
@@ -455,10 +493,26 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
     slow.op_overhead_ns = std::max(slow.op_overhead_ns, f.op_overhead_ns);
     slow.vector_ops_per_s = std::min(slow.vector_ops_per_s, f.vector_ops_per_s);
   }
-  const int n = chips > 0 ? chips : static_cast<int>(cores.size());
+  return slow;
+}
+
+// What calibrate --host writes: `chips` chips of one spec, the slowest core's figures.
+struct HostChip {
+  CoreFigures slow;
+  int chips = 0;
+  topology::ChipSpec spec;
+};
+
+HostChip MakeHostChip(const HostFlags& flags, const HostMeasurements& m) {
+  HostChip h;
+  h.slow = Slowest(m.per_core);
+  const CoreFigures& slow = h.slow;
+  const LinkFigures& link = m.link;
+  const int n = flags.chips > 0 ? flags.chips : static_cast<int>(m.cores.size());
+  h.chips = n;
   const int64_t memory =
       static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
-  topology::ChipSpec spec;
+  topology::ChipSpec& spec = h.spec;
   spec.name = "host-core";
   spec.sram_bytes = std::max<int64_t>(1, memory / n);  // the host's memory shared by its chips
   // Matrix compute: the kernels' rate with 16 rows in flight (one row streams the weight at
@@ -487,10 +541,17 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
       {"control_hops", "2"},
       {"control_hop_ns", std::to_string(Round(link.one_way_ns))},
       {"step_overhead_ns", "0"},
-      {"cores", std::to_string(cores.size())},
+      {"cores", std::to_string(m.cores.size())},
   };
-  topology::Topology topo("host-" + backend);
-  const int s = topo.AddSpec(spec);
+  return h;
+}
+
+// Writes the topology (chips linked all to all) under a header of where its figures came from;
+// through a temporary file renamed into place.
+void WriteHostTopology(const HostFlags& flags, const HostMeasurements& m, const HostChip& h) {
+  const int n = h.chips;
+  topology::Topology topo("host-" + flags.backend);
+  const int s = topo.AddSpec(h.spec);
   for (int i = 0; i < n; ++i) topo.AddChip(0, 0, false, s);
   // All to all: chip i's port to chip j is j (j < i) or j - 1 (j > i).
   for (int i = 0; i < n; ++i) {
@@ -498,71 +559,77 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
       topo.AddLink({i, j - 1}, {j, i});
     }
   }
+  const CoreFigures& slow = h.slow;
   std::ostringstream header;
-  header << "# lockstep calibrate --host --transport " << backend << (quick ? " --quick" : "")
-         << ": " << n << " chip(s) on " << cores.size() << " core(s) of this host\n"
+  header << "# lockstep calibrate --host --transport " << flags.backend
+         << (flags.quick ? " --quick" : "") << ": " << n << " chip(s) on " << m.cores.size()
+         << " core(s) of this host\n"
          << "# the slowest core's figures: read " << Gb(slow.read_bytes_per_s)
          << " GB/s, fp32 weight stream " << Gb(slow.fp32_weight_bytes_per_s)
          << " GB/s, fp32 16 rows " << Gb(slow.fp32_ops_per_s_16) << " Gflop/s, int8 16 rows "
-         << Gb(static_cast<double>(spec.peak_ops(Dtype::kInt8))) << " Gop/s, small product "
-         << op_ns << " ns; " << backend << " one-way " << Round(link.one_way_ns) << " ns, "
-         << Gb(link.bytes_per_s) << " GB/s\n"
+         << Gb(static_cast<double>(h.spec.peak_ops(Dtype::kInt8))) << " Gop/s, small product "
+         << Round(slow.op_overhead_ns) << " ns; " << flags.backend << " one-way "
+         << Round(m.link.one_way_ns) << " ns, " << Gb(m.link.bytes_per_s) << " GB/s\n"
          << "# not measured: the workers' step bookkeeping (step_overhead_ns 0)\n";
-  {
-    const std::string tmp = out + ".tmp";
-    std::ofstream f(tmp, std::ios::binary);
-    f << header.str() << topology::WriteTopologyYaml(topo);
-    f.close();
-    if (!f) throw Error(ErrorCode::kInternal, "cannot write " + tmp);
-    std::filesystem::rename(tmp, out);
-  }
-  ctx.log->info("wrote {}", out);
+  const std::string tmp = flags.out + ".tmp";
+  std::ofstream f(tmp, std::ios::binary);
+  f << header.str() << topology::WriteTopologyYaml(topo);
+  f.close();
+  if (!f) throw Error(ErrorCode::kInternal, "cannot write " + tmp);
+  std::filesystem::rename(tmp, flags.out);
+}
 
-  if (ctx.json) {
-    nlohmann::json rows = nlohmann::json::array();
-    for (const CoreFigures& f : per_core) {
-      rows.push_back({{"core", f.core},
-                      {"pus", f.pus},
-                      {"read_bytes_per_s", f.read_bytes_per_s},
-                      {"fp32_weight_bytes_per_s", f.fp32_weight_bytes_per_s},
-                      {"fp32_decode_ops_per_s", f.fp32_ops_per_s_1},
-                      {"fp32_ops_per_s_16_rows", f.fp32_ops_per_s_16},
-                      {"int8_block32_decode_ops_per_s", f.int8_block32_ops_per_s_1},
-                      {"int8_block32_ops_per_s_16_rows", f.int8_block32_ops_per_s_16},
-                      {"int8_channel_decode_ops_per_s", f.int8_channel_ops_per_s_1},
-                      {"int8_channel_ops_per_s_16_rows", f.int8_channel_ops_per_s_16},
-                      {"op_overhead_ns", f.op_overhead_ns},
-                      {"vector_ops_per_s", f.vector_ops_per_s}});
-    }
-    nlohmann::json figures = nlohmann::json::object();
-    for (const auto& [k, v] : spec.cost_params) figures[k] = v;
-    PrintJson({{"output", out},
-               {"transport", backend},
-               {"cores", cores.size()},
-               {"chips", n},
-               {"quick", quick},
-               {"read_bytes_per_s", slow.read_bytes_per_s},
-               {"fp32_decode_ops_per_s", slow.fp32_ops_per_s_1},
-               {"fp32_weight_bytes_per_s", slow.fp32_weight_bytes_per_s},
-               {"int8_decode_ops_per_s",
-                std::min(slow.int8_block32_ops_per_s_1, slow.int8_channel_ops_per_s_1)},
-               {"link_one_way_ns", link.one_way_ns},
-               {"link_bytes_per_s", link.bytes_per_s},
-               {"per_core", rows},
-               {"chip_spec",
-                {{"name", spec.name},
-                 {"sram_bytes", spec.sram_bytes},
-                 {"peak_ops_per_s",
-                  {{"fp32", spec.peak_ops(Dtype::kFp32)}, {"int8", spec.peak_ops(Dtype::kInt8)}}},
-                 {"memory_bandwidth_bytes_per_s", spec.memory_bandwidth_bytes_per_s},
-                 {"ports", spec.ports},
-                 {"link_bandwidth_bytes_per_s", spec.link_bandwidth_bytes_per_s},
-                 {"link_latency_ns", spec.link_latency_ns}}},
-               {"cost_params", figures}});
-    return 0;
+// --json: the slowest core's figures, the link's, every core's and the chip spec written.
+void PrintHostJson(const HostFlags& flags, const HostMeasurements& m, const HostChip& h) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const CoreFigures& f : m.per_core) {
+    rows.push_back({{"core", f.core},
+                    {"pus", f.pus},
+                    {"read_bytes_per_s", f.read_bytes_per_s},
+                    {"fp32_weight_bytes_per_s", f.fp32_weight_bytes_per_s},
+                    {"fp32_decode_ops_per_s", f.fp32_ops_per_s_1},
+                    {"fp32_ops_per_s_16_rows", f.fp32_ops_per_s_16},
+                    {"int8_block32_decode_ops_per_s", f.int8_block32_ops_per_s_1},
+                    {"int8_block32_ops_per_s_16_rows", f.int8_block32_ops_per_s_16},
+                    {"int8_channel_decode_ops_per_s", f.int8_channel_ops_per_s_1},
+                    {"int8_channel_ops_per_s_16_rows", f.int8_channel_ops_per_s_16},
+                    {"op_overhead_ns", f.op_overhead_ns},
+                    {"vector_ops_per_s", f.vector_ops_per_s}});
   }
-  std::cout << "host: " << cores.size() << " core(s) measured, " << n << " chip(s) written\n";
-  for (const CoreFigures& f : per_core) {
+  const topology::ChipSpec& spec = h.spec;
+  const CoreFigures& slow = h.slow;
+  nlohmann::json figures = nlohmann::json::object();
+  for (const auto& [k, v] : spec.cost_params) figures[k] = v;
+  PrintJson({{"output", flags.out},
+             {"transport", flags.backend},
+             {"cores", m.cores.size()},
+             {"chips", h.chips},
+             {"quick", flags.quick},
+             {"read_bytes_per_s", slow.read_bytes_per_s},
+             {"fp32_decode_ops_per_s", slow.fp32_ops_per_s_1},
+             {"fp32_weight_bytes_per_s", slow.fp32_weight_bytes_per_s},
+             {"int8_decode_ops_per_s",
+              std::min(slow.int8_block32_ops_per_s_1, slow.int8_channel_ops_per_s_1)},
+             {"link_one_way_ns", m.link.one_way_ns},
+             {"link_bytes_per_s", m.link.bytes_per_s},
+             {"per_core", rows},
+             {"chip_spec",
+              {{"name", spec.name},
+               {"sram_bytes", spec.sram_bytes},
+               {"peak_ops_per_s",
+                {{"fp32", spec.peak_ops(Dtype::kFp32)}, {"int8", spec.peak_ops(Dtype::kInt8)}}},
+               {"memory_bandwidth_bytes_per_s", spec.memory_bandwidth_bytes_per_s},
+               {"ports", spec.ports},
+               {"link_bandwidth_bytes_per_s", spec.link_bandwidth_bytes_per_s},
+               {"link_latency_ns", spec.link_latency_ns}}},
+             {"cost_params", figures}});
+}
+
+// Text: a line per core, the link's line, the file written.
+void PrintHostText(const HostFlags& flags, const HostMeasurements& m, const HostChip& h) {
+  std::cout << "host: " << m.cores.size() << " core(s) measured, " << h.chips
+            << " chip(s) written\n";
+  for (const CoreFigures& f : m.per_core) {
     std::cout << "  core " << f.core << ": read " << Gb(f.read_bytes_per_s) << " GB/s; fp32 "
               << Gb(f.fp32_ops_per_s_1) << " Gflop/s (1 row, " << Gb(f.fp32_weight_bytes_per_s)
               << " GB/s of weights), " << Gb(f.fp32_ops_per_s_16) << " (16 rows); int8-block32 "
@@ -571,10 +638,26 @@ int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
               << Gb(f.int8_channel_ops_per_s_16) << "; small product "
               << static_cast<int64_t>(f.op_overhead_ns) << " ns\n";
   }
-  std::cout << "  " << backend << " between cores " << a.index << " and " << b.index << ": one-way "
-            << std::fixed << std::setprecision(1) << link.one_way_ns / 1e3 << " us, "
-            << Gb(link.bytes_per_s) << " GB/s\n"
-            << "wrote " << out << "\n";
+  std::cout << "  " << flags.backend << " between cores " << m.link_a << " and " << m.link_b
+            << ": one-way " << std::fixed << std::setprecision(1) << m.link.one_way_ns / 1e3
+            << " us, " << Gb(m.link.bytes_per_s) << " GB/s\n"
+            << "wrote " << flags.out << "\n";
+}
+
+}  // namespace
+
+int CalibrateHost(const std::vector<std::string>& args, Context& ctx) {
+  const std::optional<HostFlags> flags = ParseHostFlags(args);
+  if (!flags) return 0;  // --help
+  const HostMeasurements m = MeasureHost(*flags, ChooseCores(flags->cores_text), ctx);
+  const HostChip chip = MakeHostChip(*flags, m);
+  WriteHostTopology(*flags, m, chip);
+  ctx.log->info("wrote {}", flags->out);
+  if (ctx.json) {
+    PrintHostJson(*flags, m, chip);
+  } else {
+    PrintHostText(*flags, m, chip);
+  }
   return 0;
 }
 
