@@ -224,6 +224,11 @@ grep -q "mixture of experts.*run it in process" err.txt || fail "distributed MoE
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 8
 cp out.txt run_seed.txt
 [ "$(wc -w <run_seed.txt)" = 8 ] || fail "run prints 8 tokens"
+# In one process as distributed: every token needs a position (tiny-llama has 256).
+expect_exit 1 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --seed 3 --prompt 1,2,3 --max-new 254
+grep -qF "a prompt of 3 tokens + --max-new 254 exceeds the model's 256 positions" err.txt \
+  || fail "run past the model's positions: $(cat err.txt)"
+[ ! -s out.txt ] || fail "run past the model's positions printed tokens"
 expect_exit 0 "$LOCKSTEP" run --model "$MODELS/tiny-llama" --weights w1.safetensors --prompt 1,2,3 --max-new 8 --json --dump-logits logits.npy
 python3 - out.txt run_seed.txt logits.npy <<'PY' || fail "run --json / --dump-logits"
 import json, struct, sys

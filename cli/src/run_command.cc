@@ -11,6 +11,7 @@
 
 #include "command.h"
 #include "lockstep/common/error.h"
+#include "lockstep/launch/inputs.h"
 #include "lockstep/model/layout_from_plan.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/npy.h"
@@ -210,6 +211,8 @@ LocalInputs MakeLocalInputs(const RunFlags& f, const TextIo* text_io) {
   // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
   in.spec = f.config.empty() ? plan->spec : partition::LoadModelSpec(f.config);
   if (text_io) text_io->CheckVocabulary(in.prompt, in.spec.vocab_size);
+  // As the distributed run: the prompt and every new token must have a position.
+  launch::CheckPromptsFit(in.spec, {in.prompt}, f.max_new);
   // --text runs end early at the tokenizer's EOS and the model's; --prompt runs generate
   // --max-new tokens, as the distributed run does.
   if (text_io && !f.ignore_eos) {
