@@ -21,6 +21,7 @@
 # core i mod cores as `lockstep run` pins its workers; with more chips than cores the prediction
 # bounds a step by all chips' compute over the cores. QUICK=1: shorter host measurements.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   exit 0
@@ -33,13 +34,7 @@ QUICK=${QUICK:-0}
 [ -x "$L" ] || { echo "prediction_check: no lockstep binary at $L (build first)" >&2; exit 2; }
 work=$(mktemp -d /tmp/lockstep-prediction-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/llama-205m.json" <<'JSON'
-{"_name_or_path": "llama-205m", "model_type": "llama", "hidden_size": 1024,
- "intermediate_size": 2816, "num_hidden_layers": 16, "num_attention_heads": 16,
- "num_key_value_heads": 16, "vocab_size": 32000, "rms_norm_eps": 1e-5,
- "max_position_embeddings": 2048}
-JSON
-M="$work/llama-205m.json"
+M="$ROOT/examples/models/llama-205m"  # the benchmarks' 205M Llama
 PROMPT_LEN=8
 for i in $(seq 0 63); do seq -s, $((i * 8 + 1)) $((i * 8 + 8)); done >"$work/prompts.txt"
 most=1

@@ -50,18 +50,13 @@
 #   scripts/runtime_bench.sh [build/cli/lockstep] [NEW_TOKENS]
 #   TRANSPORTS="ipc" LAYOUTS="1x2 2x1/16" RUNS=5 scripts/runtime_bench.sh ...   # a subset, more pairs
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 L=${1:-build/cli/lockstep}
 NEW=${2:-16}
 RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/lockstep-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/llama-205m.json" <<'JSON'
-{"_name_or_path": "llama-205m", "model_type": "llama", "hidden_size": 1024,
- "intermediate_size": 2816, "num_hidden_layers": 16, "num_attention_heads": 16,
- "num_key_value_heads": 16, "vocab_size": 32000, "rms_norm_eps": 1e-5,
- "max_position_embeddings": 2048}
-JSON
-M="$work/llama-205m.json"
+M="$ROOT/examples/models/llama-205m"  # the benchmarks' 205M Llama
 "$L" topo generate --preset node -o "$work/node.yaml" >/dev/null
 sed -i 's/{name: lpu-v1, preset: lpu-v1}/{name: lpu-v1-8g, preset: lpu-v1, sram_bytes: 8589934592}/; s/defaults: {spec: lpu-v1}/defaults: {spec: lpu-v1-8g}/' \
   "$work/node.yaml"

@@ -52,13 +52,7 @@ if [ ! -f node8g.yaml ]; then
   "$L" topo generate --preset node -o node8g.yaml >/dev/null
   sed -i 's/{name: lpu-v1, preset: lpu-v1}/{name: lpu-v1-8g, preset: lpu-v1, sram_bytes: 8589934592}/; s/defaults: {spec: lpu-v1}/defaults: {spec: lpu-v1-8g}/' node8g.yaml
 fi
-cat >llama-205m.json <<'JSON'
-{"_name_or_path": "llama-205m", "model_type": "llama", "hidden_size": 1024,
- "intermediate_size": 2816, "num_hidden_layers": 16, "num_attention_heads": 16,
- "num_key_value_heads": 16, "vocab_size": 32000, "rms_norm_eps": 1e-5,
- "max_position_embeddings": 2048}
-JSON
-M205=llama-205m.json
+M205="$ROOT/examples/models/llama-205m"  # the benchmarks' 205M Llama
 TINY="$ROOT/examples/models/tinyllama-1.1b"
 
 if [[ " $PARTS " == *" load "* ]]; then
@@ -83,7 +77,7 @@ if [[ " $PARTS " == *" load "* ]]; then
 fi
 
 if [[ " $PARTS " == *" start "* ]]; then
-  [ -f m205-fp32.safetensors ] || "$L" weights generate --model $M205 --seed 1 -o m205-fp32.safetensors
+  [ -f m205-fp32.safetensors ] || "$L" weights generate --model "$M205" --seed 1 -o m205-fp32.safetensors
   cat m205-fp32.safetensors >/dev/null
   echo "## start: 205M, lockstep run --transport ipc --tp 2 to its first token"
   echo "| weights | wall s (start to first token) | load s | load avg |"
@@ -91,7 +85,7 @@ if [[ " $PARTS " == *" start "* ]]; then
   for w in "--weights m205-fp32.safetensors" "--seed 1"; do
     before=$(load)
     t0=$(date +%s.%N)
-    "$L" --log-level warn --json run --model $M205 $w --prompt 1,2,3 --max-new 1 --transport ipc --tp 2 \
+    "$L" --log-level warn --json run --model "$M205" $w --prompt 1,2,3 --max-new 1 --transport ipc --tp 2 \
       --topology node8g.yaml >start.json
     t1=$(date +%s.%N)
     echo "| ${w#--} | $(python3 -c "print('%.2f' % ($t1 - $t0))") | $(field start.json "'%.2f' % d['load_seconds']") | $before |"
@@ -99,10 +93,10 @@ if [[ " $PARTS " == *" start "* ]]; then
 fi
 
 if [[ " $PARTS " == *" decode "* ]]; then
-  [ -f m205-fp32.safetensors ] || "$L" weights generate --model $M205 --seed 1 -o m205-fp32.safetensors
-  [ -f m205-bf16.safetensors ] || "$L" weights generate --model $M205 --seed 1 --dtype bf16 -o m205-bf16.safetensors
+  [ -f m205-fp32.safetensors ] || "$L" weights generate --model "$M205" --seed 1 -o m205-fp32.safetensors
+  [ -f m205-bf16.safetensors ] || "$L" weights generate --model "$M205" --seed 1 --dtype bf16 -o m205-bf16.safetensors
   for s in int8-block32 int8-channel; do
-    [ -f m205-$s.safetensors ] || "$L" weights quantize --model $M205 --weights m205-fp32.safetensors --scheme $s -o m205-$s.safetensors >/dev/null
+    [ -f m205-$s.safetensors ] || "$L" weights quantize --model "$M205" --weights m205-fp32.safetensors --scheme $s -o m205-$s.safetensors >/dev/null
   done
   echo "## decode: 205M, $NEW new tokens, decode tokens/s (lockstep run --json decode_tokens_per_s)"
   echo "| weights | one process | vs fp32 | ipc TP 2 | TP 2 vs one process | load avg |"
@@ -110,13 +104,13 @@ if [[ " $PARTS " == *" decode "* ]]; then
   base=""
   for w in fp32 bf16 int8-block32 int8-channel; do
     before=$(load)
-    "$L" --log-level warn --json run --model $M205 --weights m205-$w.safetensors --prompt 1,2,3,4,5,6,7,8 \
+    "$L" --log-level warn --json run --model "$M205" --weights m205-$w.safetensors --prompt 1,2,3,4,5,6,7,8 \
       --max-new $NEW >dec.json
     one=$(field dec.json "'%.2f' % d['decode_tokens_per_s']")
     [ -z "$base" ] && base=$one
     tp2="-"; ratio="-"
     if [[ $w == int8* ]]; then
-      "$L" --log-level warn --json run --model $M205 --weights m205-$w.safetensors --prompt 1,2,3,4,5,6,7,8 \
+      "$L" --log-level warn --json run --model "$M205" --weights m205-$w.safetensors --prompt 1,2,3,4,5,6,7,8 \
         --max-new $NEW --transport ipc --tp 2 --topology node8g.yaml >dec2.json
       tp2=$(field dec2.json "'%.2f' % d['decode_tokens_per_s']")
       ratio=$(python3 -c "print('%.2fx' % ($tp2 / $one))")
@@ -126,13 +120,13 @@ if [[ " $PARTS " == *" decode "* ]]; then
 fi
 
 if [[ " $PARTS " == *" quality "* ]]; then
-  [ -f m205-fp32.safetensors ] || "$L" weights generate --model $M205 --seed 1 -o m205-fp32.safetensors
+  [ -f m205-fp32.safetensors ] || "$L" weights generate --model "$M205" --seed 1 -o m205-fp32.safetensors
   echo "## quality: int8 against fp32, same weights, 256 tokens (lockstep weights compare)"
   echo "| scheme | max abs delta logit | mean abs delta logit | top-1 agreement |"
   echo "|---|---|---|---|"
   for s in int8-block32 int8-channel; do
-    [ -f m205-$s.safetensors ] || "$L" weights quantize --model $M205 --weights m205-fp32.safetensors --scheme $s -o m205-$s.safetensors >/dev/null
-    "$L" --log-level warn --json weights compare --model $M205 --weights m205-$s.safetensors \
+    [ -f m205-$s.safetensors ] || "$L" weights quantize --model "$M205" --weights m205-fp32.safetensors --scheme $s -o m205-$s.safetensors >/dev/null
+    "$L" --log-level warn --json weights compare --model "$M205" --weights m205-$s.safetensors \
       --against m205-fp32.safetensors --tokens 256 >q.json
     echo "| $s | $(field q.json "'%.4f' % d['max_abs_logit_diff']") | $(field q.json "'%.5f' % d['mean_abs_logit_diff']") | $(field q.json "'%d/%d' % (d['top1_agreements'], d['positions'])") |"
   done
