@@ -218,55 +218,62 @@ struct RunOutcome {
   std::vector<std::pair<int32_t, int64_t>> worker_rss;
 };
 
-// Logs where the time went, writes the logits files, prints the tokens (or the JSON object).
-void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome, Context& ctx) {
-  const partition::ModelSpec& spec = launch.config().inputs.spec;
-  const coordinator::Deployment& deployment = launch.deployment();
-  const std::vector<coordinator::Finished>& results = outcome.results;
-  const std::vector<coordinator::FailoverRecord>& failovers = outcome.failovers;
-  const coordinator::RunStats& stats = outcome.stats;
-  const std::optional<Error>& failure = outcome.failure;
-  const double load_s = outcome.load_s;
-  const topology::Topology& topo = launch.topology();
-  const partition::Plan& plan = launch.plan();
+// A run's figures: measured beside predicted (PrintRun).
+struct RunFigures {
+  int64_t measured = 0, compute_per_token = 0, predicted = 0;
+  double tokens_per_s = 0, decode_tokens_per_s = 0, predicted_decode_tokens_per_s = 0,
+         prediction_error = 0, control_per_token = 0;
+  StepBreakdown parts;
+};
 
-  const int64_t measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
-  const int64_t compute_per_token =
-      stats.decode_steps > 0 ? stats.decode_compute_ns / stats.decode_steps : 0;
-  const double tokens_per_s =
+RunFigures FiguresOf(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome) {
+  const coordinator::Deployment& deployment = launch.deployment();
+  const coordinator::RunStats& stats = outcome.stats;
+  const partition::Plan& plan = launch.plan();
+  RunFigures g;
+  g.measured = stats.decode_steps > 0 ? stats.decode_wall_ns / stats.decode_steps : 0;
+  g.compute_per_token = stats.decode_steps > 0 ? stats.decode_compute_ns / stats.decode_steps : 0;
+  g.tokens_per_s =
       stats.wall_ns > 0 ? static_cast<double>(stats.tokens) * 1e9 / stats.wall_ns : 0.0;
   // Throughput of the decode steps: every sequence in flight gains a token per step.
-  const double decode_tokens_per_s =
-      stats.decode_wall_ns > 0
-          ? static_cast<double>(stats.decode_tokens) * 1e9 / stats.decode_wall_ns
-          : 0.0;
+  g.decode_tokens_per_s = stats.decode_wall_ns > 0 ? static_cast<double>(stats.decode_tokens) *
+                                                         1e9 / stats.decode_wall_ns
+                                                   : 0.0;
   // The prediction for this run (partition::RuntimeStepNs): the compiled schedule's step for the
   // deployment's slots, the chips' compute over the cores they share and the runtime's own terms
   // (control hops, step bookkeeping) from the plan's cost figures — a host calibrated by
   // `lockstep calibrate --host` has them; a chip whose runtime is its schedule has none. Every
   // sequence in flight gains a token per step.
-  const int64_t predicted =
+  g.predicted =
       partition::RuntimeStepNs(plan, deployment.schedule_step_ns, deployment.schedule_compute_ns);
   const int64_t in_flight =
       std::min<int64_t>(static_cast<int64_t>(f.prompts.size()), deployment.slots);
-  const double predicted_decode_tokens_per_s =
-      predicted > 0 ? static_cast<double>(in_flight) * 1e9 / static_cast<double>(predicted) : 0.0;
-  const double prediction_error =
-      predicted > 0 && measured > 0 ? static_cast<double>(measured) / predicted - 1.0 : 0.0;
+  g.predicted_decode_tokens_per_s =
+      g.predicted > 0 ? static_cast<double>(in_flight) * 1e9 / static_cast<double>(g.predicted)
+                      : 0.0;
+  g.prediction_error =
+      g.predicted > 0 && g.measured > 0 ? static_cast<double>(g.measured) / g.predicted - 1.0 : 0.0;
+  g.parts = Breakdown(stats, g.measured);
+  // Issue #19's figure: control-plane messages per generated token in the decode steps.
+  g.control_per_token = stats.decode_tokens > 0
+                            ? static_cast<double>(stats.decode_control_messages) /
+                                  static_cast<double>(stats.decode_tokens)
+                            : 0.0;
+  return g;
+}
+
+// Logs where the time went: tokens and steps, the decode step, the shards, peak memory.
+void LogRun(const RunOutcome& outcome, const RunFigures& g, Context& ctx) {
+  const coordinator::RunStats& stats = outcome.stats;
+  const StepBreakdown& parts = g.parts;
   ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
-                stats.tokens, stats.steps, stats.wall_ns / 1e9, tokens_per_s, load_s);
+                stats.tokens, stats.steps, stats.wall_ns / 1e9, g.tokens_per_s, outcome.load_s);
   ctx.log->info("decode: {} token(s) in {} steps, {:.1f} tokens/s over the decode steps",
-                stats.decode_tokens, stats.decode_steps, decode_tokens_per_s);
+                stats.decode_tokens, stats.decode_steps, g.decode_tokens_per_s);
   ctx.log->info(
       "decode step: {:.2f} ms measured, of it {:.2f} ms compute (slowest rank per "
       "stage); {} link hops in a row plus the coordinator's 2",
-      measured / 1e6, compute_per_token / 1e6, stats.critical_hops);
-  const StepBreakdown parts = Breakdown(stats, measured);
-  // Issue #19's figure: control-plane messages per generated token in the decode steps.
-  const double control_per_token = stats.decode_tokens > 0
-                                       ? static_cast<double>(stats.decode_control_messages) /
-                                             static_cast<double>(stats.decode_tokens)
-                                       : 0.0;
+      g.measured / 1e6, g.compute_per_token / 1e6, stats.critical_hops);
   ctx.log->info(
       "decode step of the mean chip: {:.2f} ms compute, {:.2f} reduce, {:.2f} send, {:.2f} "
       "waiting on links (recv {:.2f}, forward {:.2f}), {:.2f} between instructions; {:.2f} ms on "
@@ -278,14 +285,17 @@ void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outco
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
       stats.deploy_ns / 1e9);
   std::string rss_text;
-  nlohmann::json rss_workers = nlohmann::json::array();
   for (const auto& [chip, bytes] : outcome.worker_rss) {
-    rss_workers.push_back({{"chip", chip}, {"bytes", bytes}});
     rss_text += (rss_text.empty() ? "" : ", ") + std::to_string(chip) + ": " +
                 std::to_string(bytes >> 20) + " MiB";
   }
   ctx.log->info("peak resident memory: this process {} MiB{}", outcome.coordinator_rss >> 20,
                 rss_text.empty() ? "" : "; worker processes by chip " + rss_text);
+}
+
+// --dump-logits: one .npy per request (PATH, or PATH's stem + ".i.npy" for several); their paths.
+std::vector<std::string> WriteLogits(const RunFlags& f, const partition::ModelSpec& spec,
+                                     const std::vector<coordinator::Finished>& results) {
   std::vector<std::string> dumps;
   for (size_t i = 0; i < results.size() && !f.dump.empty(); ++i) {
     std::string path = f.dump;
@@ -302,81 +312,111 @@ void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outco
                            flat);
     dumps.push_back(path);
   }
+  return dumps;
+}
+
+// --json: the run as one object.
+void PrintRunJson(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome,
+                  const RunFigures& g, const std::vector<std::string>& dumps) {
+  const partition::ModelSpec& spec = launch.config().inputs.spec;
+  const coordinator::Deployment& deployment = launch.deployment();
+  const std::vector<coordinator::Finished>& results = outcome.results;
+  const coordinator::RunStats& stats = outcome.stats;
+  const StepBreakdown& parts = g.parts;
+  nlohmann::json rss_workers = nlohmann::json::array();
+  for (const auto& [chip, bytes] : outcome.worker_rss) {
+    rss_workers.push_back({{"chip", chip}, {"bytes", bytes}});
+  }
+  nlohmann::json reqs = nlohmann::json::array();
+  for (size_t i = 0; i < results.size(); ++i) {
+    reqs.push_back({{"prompt", f.prompts[i]}, {"tokens", results[i].tokens}});
+  }
+  nlohmann::json stages = nlohmann::json::array();
+  for (const partition::StagePlan& s : launch.plan().stages) {
+    stages.push_back({{"first_layer", s.first_layer},
+                      {"end_layer", s.end_layer},
+                      {"tp", s.tp},
+                      {"chips", s.chips}});
+  }
+  nlohmann::json j = {{"model", spec.name},
+                      {"transport", f.backend},
+                      {"link_checksums", f.checksums},
+                      {"topology", launch.topology().name()},
+                      {"chips", deployment.chips.size()},
+                      {"stages", stages},
+                      {"slots", deployment.slots},
+                      {"tokens", results.front().tokens},
+                      {"requests", reqs},
+                      {"steps", stats.steps},
+                      {"plan_token_latency_ns", deployment.predicted_token_latency_ns},
+                      {"predicted_token_latency_ns", g.predicted},
+                      {"measured_token_latency_ns", g.measured},
+                      {"prediction_error", g.prediction_error},
+                      {"cost_params", launch.plan().cost_params_name},
+                      {"tokens_per_s", g.tokens_per_s},
+                      {"decode_steps", stats.decode_steps},
+                      {"decode_tokens", stats.decode_tokens},
+                      {"predicted_decode_tokens_per_s", g.predicted_decode_tokens_per_s},
+                      {"decode_tokens_per_s", g.decode_tokens_per_s},
+                      {"load_seconds", outcome.load_s},
+                      {"shard_bytes", stats.shard_bytes},
+                      {"shard_ship_seconds", stats.ship_ns / 1e9},
+                      {"shard_ship_mib_per_s", ShipMibPerS(stats)},
+                      {"deploy_seconds", stats.deploy_ns / 1e9},
+                      {"measured_compute_ns_per_token", g.compute_per_token},
+                      {"critical_hops", stats.critical_hops},
+                      {"decode_breakdown_ns_per_token",
+                       {{"compute", parts.compute},
+                        {"reduce", parts.reduce},
+                        {"send", parts.send},
+                        {"recv", parts.recv},
+                        {"forward", parts.forward},
+                        {"between_instructions", parts.between},
+                        {"control", parts.control}}},
+                      {"control_hops", 2},
+                      {"control_messages_per_token", g.control_per_token}};
+  if (!dumps.empty()) j["logits_files"] = dumps;
+  j["peak_rss_bytes"] = {{"coordinator", outcome.coordinator_rss}, {"workers", rss_workers}};
+  nlohmann::json fo = nlohmann::json::array();
+  for (const coordinator::FailoverRecord& r : outcome.failovers) {
+    fo.push_back({{"chip", r.chip},
+                  {"spare", r.spare},
+                  {"cause", r.cause},
+                  {"step", r.step},
+                  {"detect_ms", r.detect_ms},
+                  {"recover_ms", r.recover_ms}});
+  }
+  j["failovers"] = fo;
+  j["partial"] = outcome.failure.has_value();
+  if (outcome.failure) j["error"] = outcome.failure->what();
+  PrintJson(j);
+}
+
+// The tokens of each request, a line each, then predicted beside measured.
+void PrintRunText(launch::Launch& launch, const RunOutcome& outcome, const RunFigures& g) {
+  for (const coordinator::Finished& r : outcome.results) {
+    for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
+    std::cout << "\n";
+  }
+  std::cout << "predicted token latency " << g.predicted << " ns ("
+            << launch.topology().spec_of(0).name << "), measured " << g.measured
+            << " ns on this host (error " << std::showpos << std::fixed << std::setprecision(1)
+            << 100 * g.prediction_error << std::noshowpos << "%), " << std::defaultfloat
+            << g.tokens_per_s << " tokens/s (" << g.decode_tokens_per_s
+            << " tokens/s over the decode steps, " << g.predicted_decode_tokens_per_s
+            << " predicted)\n";
+}
+
+// Logs where the time went, writes the logits files, prints the tokens (or the JSON object).
+void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome, Context& ctx) {
+  const RunFigures g = FiguresOf(f, launch, outcome);
+  LogRun(outcome, g, ctx);
+  const std::vector<std::string> dumps =
+      WriteLogits(f, launch.config().inputs.spec, outcome.results);
   if (ctx.json) {
-    nlohmann::json reqs = nlohmann::json::array();
-    for (size_t i = 0; i < results.size(); ++i) {
-      reqs.push_back({{"prompt", f.prompts[i]}, {"tokens", results[i].tokens}});
-    }
-    nlohmann::json stages = nlohmann::json::array();
-    for (const partition::StagePlan& s : launch.plan().stages) {
-      stages.push_back({{"first_layer", s.first_layer},
-                        {"end_layer", s.end_layer},
-                        {"tp", s.tp},
-                        {"chips", s.chips}});
-    }
-    nlohmann::json j = {{"model", spec.name},
-                        {"transport", f.backend},
-                        {"link_checksums", f.checksums},
-                        {"topology", topo.name()},
-                        {"chips", deployment.chips.size()},
-                        {"stages", stages},
-                        {"slots", deployment.slots},
-                        {"tokens", results.front().tokens},
-                        {"requests", reqs},
-                        {"steps", stats.steps},
-                        {"plan_token_latency_ns", deployment.predicted_token_latency_ns},
-                        {"predicted_token_latency_ns", predicted},
-                        {"measured_token_latency_ns", measured},
-                        {"prediction_error", prediction_error},
-                        {"cost_params", plan.cost_params_name},
-                        {"tokens_per_s", tokens_per_s},
-                        {"decode_steps", stats.decode_steps},
-                        {"decode_tokens", stats.decode_tokens},
-                        {"predicted_decode_tokens_per_s", predicted_decode_tokens_per_s},
-                        {"decode_tokens_per_s", decode_tokens_per_s},
-                        {"load_seconds", load_s},
-                        {"shard_bytes", stats.shard_bytes},
-                        {"shard_ship_seconds", stats.ship_ns / 1e9},
-                        {"shard_ship_mib_per_s", ShipMibPerS(stats)},
-                        {"deploy_seconds", stats.deploy_ns / 1e9},
-                        {"measured_compute_ns_per_token", compute_per_token},
-                        {"critical_hops", stats.critical_hops},
-                        {"decode_breakdown_ns_per_token",
-                         {{"compute", parts.compute},
-                          {"reduce", parts.reduce},
-                          {"send", parts.send},
-                          {"recv", parts.recv},
-                          {"forward", parts.forward},
-                          {"between_instructions", parts.between},
-                          {"control", parts.control}}},
-                        {"control_hops", 2},
-                        {"control_messages_per_token", control_per_token}};
-    if (!dumps.empty()) j["logits_files"] = dumps;
-    j["peak_rss_bytes"] = {{"coordinator", outcome.coordinator_rss}, {"workers", rss_workers}};
-    nlohmann::json fo = nlohmann::json::array();
-    for (const coordinator::FailoverRecord& r : failovers) {
-      fo.push_back({{"chip", r.chip},
-                    {"spare", r.spare},
-                    {"cause", r.cause},
-                    {"step", r.step},
-                    {"detect_ms", r.detect_ms},
-                    {"recover_ms", r.recover_ms}});
-    }
-    j["failovers"] = fo;
-    j["partial"] = failure.has_value();
-    if (failure) j["error"] = failure->what();
-    PrintJson(j);
+    PrintRunJson(f, launch, outcome, g, dumps);
   } else {
-    for (const coordinator::Finished& r : results) {
-      for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
-      std::cout << "\n";
-    }
-    std::cout << "predicted token latency " << predicted << " ns (" << topo.spec_of(0).name
-              << "), measured " << measured << " ns on this host (error " << std::showpos
-              << std::fixed << std::setprecision(1) << 100 * prediction_error << std::noshowpos
-              << "%), " << std::defaultfloat << tokens_per_s << " tokens/s (" << decode_tokens_per_s
-              << " tokens/s over the decode steps, " << predicted_decode_tokens_per_s
-              << " predicted)\n";
+    PrintRunText(launch, outcome, g);
   }
 }
 
