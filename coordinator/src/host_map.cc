@@ -103,12 +103,14 @@ const ChipOnHost* HostMap::Find(topology::ChipId chip) const {
   return nullptr;
 }
 
-HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& topo,
-                   const topology::HostsFile& hosts, const HostMapOptions& options) {
-  if (hosts.hosts.empty()) throw InvalidInput("hosts file " + hosts.source + " lists no hosts");
-  const std::vector<Domain> domains = Domains(hosts);
+namespace {
+
+// The plan's chips, checked against the topology (each once), in the order given; `is_used`
+// marks them by chip id.
+std::vector<ChipOnHost> UsedChips(const std::vector<UsedChip>& used, const topology::Topology& topo,
+                                  std::vector<bool>& is_used) {
   std::vector<ChipOnHost> chips;
-  std::vector<bool> is_used(static_cast<size_t>(topo.chip_count()), false);
+  is_used.assign(static_cast<size_t>(topo.chip_count()), false);
   for (const UsedChip& u : used) {
     if (!topo.has_chip(u.chip)) {
       throw InvalidInput("chip " + std::to_string(u.chip) + " is not in topology '" + topo.name() +
@@ -125,9 +127,15 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
     c.rank = u.rank;
     chips.push_back(c);
   }
+  return chips;
+}
+
+// Chips per domain: its cores, or (more chips than cores, if allowed) its share of the chips by
+// cores.
+std::vector<int> Capacities(const std::vector<Domain>& domains, int64_t n,
+                            const topology::HostsFile& hosts, const HostMapOptions& options) {
   int64_t total_cores = 0;
   for (const Domain& d : domains) total_cores += d.cores;
-  const int64_t n = static_cast<int64_t>(chips.size());
   const bool shared = n > total_cores;
   if (shared && !options.allow_shared_cores) {
     throw Error(ErrorCode::kCannotFit,
@@ -136,7 +144,6 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
                     std::to_string(total_cores) + " cores: " + std::to_string(n - total_cores) +
                     " cores missing (add hosts or cores, or allow shared cores)");
   }
-  // Capacity per domain: its cores, or (sharing) its share of the chips by cores.
   std::vector<int> cap;
   int64_t given = 0;
   for (size_t d = 0; d < domains.size(); ++d) {
@@ -146,12 +153,16 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
     given += c;
   }
   for (size_t d = 0; given < n; d = (d + 1) % domains.size(), ++given) ++cap[d];
+  return cap;
+}
 
-  HostMap map;
-  bool cut = false;
-  std::vector<std::vector<ChipOnHost>> packed = Pack(ByNode(chips), cap, cut);
-  if (packed.empty()) packed = Pack(ByNode(chips), cap, cut);  // unreachable: capacities sum to n
-  std::vector<int> free_from(domains.size(), 0);
+// The packed chips onto their domains' cores (spread over them when more chips than cores);
+// `free_from[d]`: domain d's first core left free. Returns, per host whose cores are shared,
+// (chips, cores).
+std::map<int, std::pair<int, int>> PlaceChips(const std::vector<std::vector<ChipOnHost>>& packed,
+                                              const std::vector<Domain>& domains, HostMap& map,
+                                              std::vector<int>& free_from) {
+  free_from.assign(domains.size(), 0);
   std::map<int, std::pair<int, int>> per_host_load;  // host -> (chips, cores) when shared
   for (size_t d = 0; d < domains.size(); ++d) {
     const Domain& dom = domains[d];
@@ -172,28 +183,12 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
       load.second += dom.cores;
     }
   }
-  if (cut) {
-    std::map<int, std::vector<int>> node_domains;
-    for (size_t d = 0; d < packed.size(); ++d) {
-      for (const ChipOnHost& c : packed[d]) {
-        std::vector<int>& ds = node_domains[c.node];
-        if (ds.empty() || ds.back() != static_cast<int>(d)) ds.push_back(static_cast<int>(d));
-      }
-    }
-    for (const auto& [node, ds] : node_domains) {
-      if (ds.size() < 2) continue;
-      std::string where;
-      for (int d : ds) {
-        const Domain& dom = domains[static_cast<size_t>(d)];
-        where += (where.empty() ? "" : ", ") + hosts.hosts[static_cast<size_t>(dom.host)].name +
-                 (hosts.hosts[static_cast<size_t>(dom.host)].numa_nodes > 1
-                      ? " numa " + std::to_string(dom.numa)
-                      : "");
-      }
-      map.notes.push_back("node " + std::to_string(node) + " is cut across " + where +
-                          " (no domain has room for all its chips)");
-    }
-  }
+  return per_host_load;
+}
+
+// A note for each host whose cores the chips share.
+void NoteSharedHosts(const std::map<int, std::pair<int, int>>& per_host_load,
+                     const topology::HostsFile& hosts, HostMap& map) {
   for (const auto& [host, load] : per_host_load) {
     map.notes.push_back("host " + hosts.hosts[static_cast<size_t>(host)].name + ": " +
                         std::to_string(load.first) + " chips share " + std::to_string(load.second) +
@@ -201,10 +196,38 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
                         std::to_string((load.first + load.second - 1) / load.second) +
                         " per core; shared cores allowed)");
   }
-  std::sort(map.chips.begin(), map.chips.end(),
-            [](const ChipOnHost& a, const ChipOnHost& b) { return a.chip < b.chip; });
+}
 
-  // Spares: onto the cores left free, whole nodes where they fit; the rest share cores.
+// A note for each node whose chips landed in more than one domain.
+void NoteCutNodes(const std::vector<std::vector<ChipOnHost>>& packed,
+                  const std::vector<Domain>& domains, const topology::HostsFile& hosts,
+                  HostMap& map) {
+  std::map<int, std::vector<int>> node_domains;
+  for (size_t d = 0; d < packed.size(); ++d) {
+    for (const ChipOnHost& c : packed[d]) {
+      std::vector<int>& ds = node_domains[c.node];
+      if (ds.empty() || ds.back() != static_cast<int>(d)) ds.push_back(static_cast<int>(d));
+    }
+  }
+  for (const auto& [node, ds] : node_domains) {
+    if (ds.size() < 2) continue;
+    std::string where;
+    for (int d : ds) {
+      const Domain& dom = domains[static_cast<size_t>(d)];
+      where += (where.empty() ? "" : ", ") + hosts.hosts[static_cast<size_t>(dom.host)].name +
+               (hosts.hosts[static_cast<size_t>(dom.host)].numa_nodes > 1
+                    ? " numa " + std::to_string(dom.numa)
+                    : "");
+    }
+    map.notes.push_back("node " + std::to_string(node) + " is cut across " + where +
+                        " (no domain has room for all its chips)");
+  }
+}
+
+// Spares: onto the cores left free, whole nodes where they fit; the rest share cores.
+void PlaceSpares(const topology::Topology& topo, const std::vector<bool>& is_used,
+                 const std::vector<Domain>& domains, const std::vector<int>& free_from,
+                 HostMap& map) {
   std::vector<ChipOnHost> spares;
   for (const topology::Chip& c : topo.chips()) {
     if (!c.spare || is_used[static_cast<size_t>(c.id)]) continue;
@@ -218,16 +241,14 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
   for (size_t d = 0; d < domains.size(); ++d) left.push_back(domains[d].cores - free_from[d]);
   std::vector<std::vector<ChipOnHost>> placed(domains.size());
   std::vector<ChipOnHost> overflow;
-  {
-    size_t d = 0;
-    for (const std::vector<ChipOnHost>& node : ByNode(spares)) {
-      for (const ChipOnHost& s : node) {
-        while (d < domains.size() && static_cast<int>(placed[d].size()) >= left[d]) ++d;
-        if (d == domains.size()) {
-          overflow.push_back(s);
-        } else {
-          placed[d].push_back(s);
-        }
+  size_t next = 0;
+  for (const std::vector<ChipOnHost>& node : ByNode(spares)) {
+    for (const ChipOnHost& s : node) {
+      while (next < domains.size() && static_cast<int>(placed[next].size()) >= left[next]) ++next;
+      if (next == domains.size()) {
+        overflow.push_back(s);
+      } else {
+        placed[next].push_back(s);
       }
     }
   }
@@ -255,6 +276,30 @@ HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& 
                         " spare chip(s) mapped onto cores already in use (spares are not "
                         "started; a failover onto one would share its core)");
   }
+}
+
+}  // namespace
+
+HostMap MapToHosts(const std::vector<UsedChip>& used, const topology::Topology& topo,
+                   const topology::HostsFile& hosts, const HostMapOptions& options) {
+  if (hosts.hosts.empty()) throw InvalidInput("hosts file " + hosts.source + " lists no hosts");
+  const std::vector<Domain> domains = Domains(hosts);
+  std::vector<bool> is_used;
+  const std::vector<ChipOnHost> chips = UsedChips(used, topo, is_used);
+  const std::vector<int> cap =
+      Capacities(domains, static_cast<int64_t>(chips.size()), hosts, options);
+  HostMap map;
+  bool cut = false;
+  std::vector<std::vector<ChipOnHost>> packed = Pack(ByNode(chips), cap, cut);
+  if (packed.empty()) packed = Pack(ByNode(chips), cap, cut);  // unreachable: capacities sum to n
+  std::vector<int> free_from;
+  const std::map<int, std::pair<int, int>> per_host_load =
+      PlaceChips(packed, domains, map, free_from);
+  if (cut) NoteCutNodes(packed, domains, hosts, map);
+  NoteSharedHosts(per_host_load, hosts, map);
+  std::sort(map.chips.begin(), map.chips.end(),
+            [](const ChipOnHost& a, const ChipOnHost& b) { return a.chip < b.chip; });
+  PlaceSpares(topo, is_used, domains, free_from, map);
   std::sort(map.spares.begin(), map.spares.end(),
             [](const ChipOnHost& a, const ChipOnHost& b) { return a.chip < b.chip; });
   return map;
