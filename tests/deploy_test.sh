@@ -12,10 +12,11 @@ BIN=$(dirname "$LOCKSTEP")
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../scripts" && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HOST=$(hostname)
-# Workers this test starts carry "deploy host=" (deploy) or "launch-local worker" (script) tags.
+# Workers this test starts are this build's (another checkout's suite may run meanwhile) and
+# carry "deploy host=" (deploy) or "launch-local worker" (script) tags.
 no_leftovers() {  # no_leftovers WHAT
   sleep 0.2
-  if pgrep -f "lockstep-worker .*(deploy host=|launch-local worker)" >/dev/null; then
+  if pgrep -f "^$BIN/lockstep-worker .*(deploy host=|launch-local worker)" >/dev/null; then
     pgrep -af "lockstep-worker" >&2
     fail "$1: worker processes left behind"
   fi
