@@ -276,25 +276,25 @@ RunOutcome Generate(const RunFlags& f, LocalInputs& in, TextIo* text_io, const C
     };
   };
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + f.max_new + 1;
+  auto generate = [&](auto forward) {
+    return model::GenerateWith(timed(forward), prompt, f.max_new, f.sampling,
+                               /*keep_logits=*/!f.dump.empty(), in.stop);
+  };
   if (f.sharded()) {
     const model::ShardedModel model(in.spec, in.weights, *in.layout);
     out.mode = "sharded " + model.layout().ToString();
     model::ShardedKvCache cache = model.NewCache(capacity);
-    out.g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
-                                  std::vector<model::ShardedStep> step = {{&cache, tokens}};
-                                  return std::move(model.Forward(step)[0]);
-                                }),
-                                prompt, f.max_new, f.sampling, /*keep_logits=*/!f.dump.empty(),
-                                in.stop);
+    out.g = generate([&](const std::vector<int32_t>& tokens) {
+      std::vector<model::ShardedStep> step = {{&cache, tokens}};
+      return std::move(model.Forward(step)[0]);
+    });
   } else {
     const model::ReferenceModel reference(in.spec, std::move(in.weights));
     model::KvCache cache = reference.NewCache(capacity);
-    out.g = model::GenerateWith(timed([&](const std::vector<int32_t>& tokens) {
-                                  std::vector<model::SequenceStep> step = {{&cache, tokens}};
-                                  return std::move(reference.Forward(step)[0]);
-                                }),
-                                prompt, f.max_new, f.sampling, /*keep_logits=*/!f.dump.empty(),
-                                in.stop);
+    out.g = generate([&](const std::vector<int32_t>& tokens) {
+      std::vector<model::SequenceStep> step = {{&cache, tokens}};
+      return std::move(reference.Forward(step)[0]);
+    });
   }
   out.decode_steps = std::max<int64_t>(calls - 1, 0);  // one sequence: a token each
   out.decode_ns = decode_ns;
