@@ -48,16 +48,6 @@ double MedianNs(int reps, int64_t min_ns, F&& f) {
   return t[t.size() / 2];
 }
 
-// Pins the calling thread to `pus` (OS indices); false when the OS refuses.
-bool PinTo(const std::vector<int>& pus) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int pu : pus) {
-    if (pu >= 0 && pu < CPU_SETSIZE) CPU_SET(pu, &set);
-  }
-  return CPU_COUNT(&set) > 0 && sched_setaffinity(0, sizeof(set), &set) == 0;
-}
-
 std::string PuList(const std::vector<int>& pus) {
   std::string s;
   for (int p : pus) s += (s.empty() ? "" : ",") + std::to_string(p);
@@ -182,7 +172,7 @@ uint64_t ReadBytes(const transport::Payload& p) {
 // through, then acknowledges. Exit status 0, 5 (could not pin) or 6 (transport error).
 [[noreturn]] void Peer(const transport::TransportOptions& options, const transport::LinkSpec& link,
                        const std::vector<int>& pus, int pings, int stream) {
-  if (!PinTo(pus)) _exit(5);
+  if (!topology::PinCallingThread(pus)) _exit(5);
   int status = 0;
   try {
     auto t = transport::CreateTransport(options);
@@ -276,7 +266,7 @@ std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cor
   KernelInputs in = MakeInputs(quick);
   std::vector<CoreFigures> per_core;
   for (size_t i = 0; i < cores.size(); ++i) {
-    if (!PinTo(cores[i].pus)) {
+    if (!topology::PinCallingThread(cores[i].pus)) {
       throw Error(ErrorCode::kInvalidInput, "calibrate --host: cannot pin to core " +
                                                 std::to_string(cores[i].index) + " (PU " +
                                                 PuList(cores[i].pus) +
@@ -313,7 +303,7 @@ HostMeasurements MeasureHost(std::vector<topology::HostCore> cores, const Measur
   const topology::HostCore& b = m.cores.size() > 1 ? m.cores[1] : m.cores.front();
   m.link_a = a.index;
   m.link_b = b.index;
-  if (!PinTo(a.pus)) {
+  if (!topology::PinCallingThread(a.pus)) {
     throw Error(ErrorCode::kInvalidInput, "calibrate --host: cannot pin to core " +
                                               std::to_string(a.index) + " (PU " + PuList(a.pus) +
                                               "): the OS refused");

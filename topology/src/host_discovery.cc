@@ -1,5 +1,6 @@
 // Host discovery with hwloc (see host.h). hwloc is used only here.
 #include <hwloc.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cctype>
@@ -173,6 +174,15 @@ HostSummary DiscoverSyntheticHost(const std::string& description) {
   }
   if (hwloc_topology_load(t.get()) != 0) throw invalid("could not be built by hwloc");
   return Summarize(t.get(), "synthetic: " + description);
+}
+
+bool PinCallingThread(const std::vector<int>& pus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int pu : pus) {
+    if (pu >= 0 && pu < CPU_SETSIZE) CPU_SET(pu, &set);
+  }
+  return CPU_COUNT(&set) > 0 && sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
 }  // namespace lockstep::topology

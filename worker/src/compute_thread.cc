@@ -1,11 +1,11 @@
 #include "compute_thread.h"
 
-#include <sched.h>
 #include <time.h>
 
 #include "cancellable_endpoint.h"
 #include "lockstep/model/shard_loader.h"
 #include "lockstep/model/stage_shard.h"
+#include "lockstep/topology/host.h"
 #include "lockstep/worker/chip_runner.h"
 
 namespace lockstep::worker {
@@ -20,12 +20,7 @@ namespace {
 // Pins the calling thread to `cpus` (OS indices). Returns what happened, for the report.
 std::string Pin(const std::vector<int>& cpus) {
   if (cpus.empty()) return "not pinned (no core assigned)";
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int cpu : cpus) {
-    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &set);
-  }
-  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+  if (!topology::PinCallingThread(cpus)) {
     return "not pinned (sched_setaffinity refused cpu " + std::to_string(cpus.front()) + ")";
   }
   return "cpu " + std::to_string(cpus.front());

@@ -72,6 +72,10 @@ HostSummary DiscoverHost();
 // it describes more than 65536 PUs.
 HostSummary DiscoverSyntheticHost(const std::string& description);
 
+// Pins the calling thread to the PUs `pus` (OS indices; ones outside the CPU set's range are
+// left out). False when none is left or the OS refuses.
+bool PinCallingThread(const std::vector<int>& pus);
+
 // Where one chip's worker runs.
 struct ChipPlacement {
   ChipId chip = 0;
