@@ -228,6 +228,10 @@ void HttpServer::Impl::AcceptLoop() {
       socket.close(ignored);
       continue;
     }
+    // Each SSE event is a small write after the headers: with Nagle's algorithm on, it waits for
+    // the client's delayed ACK (~40 ms on Linux) whenever an earlier write is unacknowledged.
+    boost::system::error_code nodelay;
+    socket.set_option(tcp::no_delay(true), nodelay);
     Connection& c = connections.emplace_back();
     c.fd = socket.native_handle();
     c.thread = std::thread([this, s = std::move(socket), &c]() mutable {

@@ -3,12 +3,17 @@
 // failures happen exactly when the test says, over real HTTP on a loopback port.
 #include "lockstep/server/http_server.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -161,6 +166,36 @@ TEST(HttpServer, StreamsEventsEndingInDoneAndFailsOpenRequestsWith503) {
   http::request<http::string_body> get{http::verb::get, "/health", 11};
   http::write(h.socket, get);
   EXPECT_EQ(h.Read().result_int(), 503);
+}
+
+// The server's end of a connection to `port` in this process (the test hosts the server), or -1.
+int AcceptedSocketOn(uint16_t port) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(entry.path().filename().string());
+    sockaddr_in local{}, peer{};
+    socklen_t n = sizeof local, m = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &n) != 0) continue;
+    if (local.sin_family != AF_INET || ntohs(local.sin_port) != port) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &m) != 0) continue;  // the listener
+    return fd;
+  }
+  return -1;
+}
+
+// Streamed events are small writes: with Nagle's algorithm each one after the first waits for
+// the client's delayed ACK (~40 ms), which made every time to first token ~44 ms.
+TEST(HttpServer, AcceptedConnectionsSendWithoutNagleDelay) {
+  HttpServer server(Card(), Options(1));
+  Client c(server.port());
+  c.Post("/v1/completions", R"({"model":"m","prompt":[3],"max_tokens":1,"stream":true})");
+  FakeCoordinator coord(server);
+  ASSERT_TRUE(coord.NextRequest());  // the connection is accepted and served by now
+  const int fd = AcceptedSocketOn(server.port());
+  ASSERT_GE(fd, 0);
+  int on = 0;
+  socklen_t len = sizeof on;
+  ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+  EXPECT_NE(on, 0);
 }
 
 // `lockstep serve` on SIGINT/SIGTERM: Fail, then the server is destroyed at once. A streaming
