@@ -77,6 +77,18 @@ err_has "1 observation(s) cannot determine 2 free figure(s)"
 [ ! -e out.yaml ] || fail "wrote out.yaml"
 expect_exit 2 "$L" calibrate --observations obs.json --fit matrix_fil -o out.yaml
 err_has "--fit: unknown cost figure 'matrix_fil'"
+# The held-out published rates: each gets a prediction from the shipped figures, and none of them
+# is among the observations those figures were fitted to.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+expect_exit 0 "$ROOT/scripts/held_out_check.sh" "$L" "$ROOT/partition/params/lpu-v1.held-out.json" --json
+[ "$(json "' '.join(r['name'] for r in d['rows'])")" = "groq-llama-2-7b groq-mixtral-8x7b" ] ||
+  fail "held_out_check rows: $(json "[r['name'] for r in d['rows']]")"
+[ "$(json "int(all(r['predicted_tokens_per_s_per_user'] > 0 and r['chips'] > 0 for r in d['rows']))")" = 1 ] ||
+  fail "held_out_check: a row without a prediction: $(cat out.txt)"
+for name in groq-llama-2-7b groq-mixtral-8x7b; do
+  ! grep -q "$name" "$ROOT/partition/params/lpu-v1.observations.json" "$ROOT/partition/params/lpu-v1.yaml" ||
+    fail "held-out $name is among the fitted observations"
+done
 expect_exit 0 "$L" calibrate --help
 grep -q "leave-one-out" out.txt || fail "--help does not explain the fit"
 echo "calibrate: ok"
