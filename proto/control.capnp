@@ -183,6 +183,10 @@ struct Assignment {
   lookahead @19 :Int32 = 1;
   shardSource @20 :Text;         # model::EncodeShardSource: the worker builds its shard itself
                                  # from a checkpoint on its host or the seed; no chunks follow
+  # The link figures the schedule was compiled with (partition::LinkCostParams, the plan's): a
+  # self-clocked run in virtual time times its messages by them.
+  linkEfficiency @21 :Float64 = 0.9;
+  hopLatencyNs @22 :Int64 = -1;  # < 0: each link's own latency
 }
 
 struct PrefillProgram {

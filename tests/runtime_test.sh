@@ -66,6 +66,20 @@ check ipc_pp2_tp2 --transport ipc --tp 2 --pp 2
 check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
 check inproc_tp2 --transport inproc --tp 2 --pp 2
 check sim_tp2 --transport sim --tp 2 --pp 1
+# Self-clocked (issue #19): sim runs in virtual time, every instruction of every chip starting
+# exactly when the schedule says (lag 0), the coordinator getting only the token stream (at most
+# one message per token); a paced run over worker processes keeps the bits and reports its lag.
+[ "$(json "d['self_clocked'] and d['schedule_lag_ns']['max'] == 0 and d['schedule_lag_ns']['instructions'] > 0 and len(d['schedule_lag_ns']['chips']) == d['chips'] and 0 < d['control_messages_per_token'] <= 1")" = True ] \
+  || fail "sim_tp2: virtual time $(cat out.txt)"
+check sim_pp2_tp2 --transport sim --tp 2 --pp 2
+[ "$(json "d['schedule_lag_ns']['max'] == 0 and all(c['max'] == 0 for c in d['schedule_lag_ns']['chips'])")" = True ] \
+  || fail "sim_pp2_tp2: virtual time $(cat out.txt)"
+check ipc_pp2_paced --transport ipc --tp 1 --pp 2 --pace 50
+[ "$(json "d['self_clocked'] and d['pace'] == 50 and d['schedule_lag_ns']['instructions'] > 0 and d['schedule_lag_ns']['p50'] <= d['schedule_lag_ns']['p95'] <= d['schedule_lag_ns']['max'] and 0 < d['control_messages_per_token'] <= 1")" = True ] \
+  || fail "ipc_pp2_paced: $(cat out.txt)"
+check tcp_tp2_paced --transport tcp --tp 2 --pp 1 --pace 20
+[ "$(json "d['self_clocked'] and not d['virtual_time'] and d['control_hops'] == 0 and d['control_messages_per_token'] == 1 and d['decode_steps'] == 5 and 'decode_breakdown_ns_per_token' not in d")" = True ] \
+  || fail "tcp_tp2_paced: $(cat out.txt)"
 # --link-checksums (issue #19 item 7): every link CRC32C-checks its payloads and refuses
 # unchecked frames; the bits stay the reference's. auto is the default.
 check ipc_tp2_checksums_on --transport ipc --tp 2 --pp 1 --link-checksums on
@@ -140,6 +154,8 @@ grep -q "started" err.txt && fail "foreign plan started workers"
 expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport carrier-pigeon
 expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --link-checksums maybe
 grep -q "link-checksums must be auto, on or off, got 'maybe'" err.txt || fail "bad --link-checksums: $(cat err.txt)"
+expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --pace 0.5
+grep -q "pace must be >= 1" err.txt || fail "bad --pace: $(cat err.txt)"
 # A topology whose chips the host cannot pin: a pin map (as `topo host --map T --json` writes)
 # naming a CPU this host lacks stops the run before any worker starts; one made here runs.
 cat >badpins.json <<'JSON'

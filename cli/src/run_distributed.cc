@@ -1,19 +1,24 @@
 // `lockstep run --transport T`: parses the flags into a launch::RunConfig — workers as threads over
 // one shared transport for sim and inproc, `lockstep-worker` processes (found next to this binary)
-// for ipc and tcp, failover to spare chips for processes — runs it (launch/launch.h: deploy,
-// generate, nothing left behind on success or failure) and prints the tokens beside the predicted
-// and the measured per-token latency and where a decode step went.
+// for ipc and tcp — runs it (launch/launch.h: deploy, generate, nothing left behind on success or
+// failure) and prints the tokens beside the predicted and the measured per-token latency.
+// With --pace or over sim the run is self-clocked (Coordinator::RunSelfClocked: one start message,
+// then every chip runs on its own, the coordinator only receives the token stream); otherwise
+// every step goes through the coordinator (Coordinator::Generate), the path that fails over to
+// spare chips and reports where a decode step went.
 #include "run_distributed.h"
 
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
@@ -21,6 +26,7 @@
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/npy.h"
 #include "lockstep/partition/plan.h"
+#include "lockstep/schedule/schedule.h"
 #include "run_inputs.h"
 #include "token_list.h"
 
@@ -69,6 +75,8 @@ struct RunFlags {
   int64_t max_new = 16, heartbeat_ms = 3000, step_timeout_ms = 10000, stall_ms = -1;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 0;
   int32_t slots = 0;
+  // --pace F (>= 1; 0 = not given): a self-clocked run paced at F x the schedule's times.
+  double pace = 0;
   std::vector<std::string> inject_text;
   std::vector<launch::Injection> injections;
   model::SamplingOptions sampling;
@@ -76,6 +84,8 @@ struct RunFlags {
   transport::LinkChecksums link_checksums{};
 
   bool threads() const { return backend == "sim" || backend == "inproc"; }
+  // Self-clocked (issue #19): paced, or over sim in virtual time.
+  bool self_clocked() const { return pace > 0 || backend == "sim"; }
 };
 
 // Parses and checks `args`; nullopt when --help was printed.
@@ -129,6 +139,12 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "on a stall, write every worker's last instructions here (JSON; default "
       "/tmp/lockstep-flight-recorder-PID.json)")(
       "curve", "tcp: CURVE-encrypt and authenticate every link with a fresh key pair")(
+      "pace", po::value<double>(&f.pace),
+      "run self-clocked (one start message, then every chip runs its program on its own, clocked "
+      "by its links; the coordinator only receives the token stream) with every instruction "
+      "started no earlier than its scheduled time x F (F >= 1, time dilation; one host); --json "
+      "reports how late starts were (schedule_lag_ns). --transport sim runs self-clocked in "
+      "virtual time: every start exactly as scheduled. A self-clocked run does not fail over")(
       "link-checksums", po::value<std::string>(&f.checksums)->default_value("auto"),
       "CRC32C on link payloads: auto (ipc and inproc unchecked, tcp checked unless CURVE "
       "authenticates), on (every link; unchecked frames refused) or off")(
@@ -142,7 +158,8 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
-      "[--cost-params FILE] [--slots M] [--inject kill:CHIP@STEP]... [--curve | --curve-keys DIR] "
+      "[--cost-params FILE] [--slots M] [--pace F | --inject kill:CHIP@STEP...] "
+      "[--curve | --curve-keys DIR] "
       "[--dump-logits F.npy] "
       "[--json]";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return std::nullopt;
@@ -162,10 +179,21 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   f.curve = vm.count("curve") > 0 || !f.curve_keys.empty();
   if (f.curve && f.backend != "tcp") throw UsageError("--curve needs --transport tcp");
   f.link_checksums = ParseChecksumsFlag(f.checksums);
+  if (vm.count("pace") && !(f.pace >= 1)) {
+    std::ostringstream got;
+    got << f.pace;
+    throw UsageError("--pace must be >= 1 (a time dilation of the schedule), got " + got.str());
+  }
   f.sampling.seed = f.sample_seed;
   for (const std::string& t : f.inject_text) f.injections.push_back(launch::ParseInjection(t));
   if (!f.injections.empty() && (f.backend == "sim" || f.backend == "inproc")) {
     throw UsageError("--inject needs worker processes (--transport ipc or tcp)");
+  }
+  if (!f.injections.empty() && f.self_clocked()) {
+    throw UsageError("--inject: a self-clocked run (--pace) does not fail over yet");
+  }
+  if (f.self_clocked() && f.max_new < 1) {
+    throw UsageError("--pace and --transport sim need --max-new >= 1");
   }
   f.prompts = f.prompts_file.empty()
                   ? std::vector<std::vector<int32_t>>{ParseTokenList(f.prompt_text, "--prompt")}
@@ -186,6 +214,15 @@ launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
       f.cost_params);
   launch::CheckPromptsFit(config.inputs.spec, f.prompts, f.max_new);
   config.deploy.slots = f.slots;
+  if (f.self_clocked()) {
+    // One prefill program per bucket the prompts need (PromptBucket's powers of two from 16).
+    std::vector<int64_t>& buckets = config.deploy.prompt_buckets;
+    for (const std::vector<int32_t>& p : f.prompts) {
+      buckets.push_back(schedule::PromptBucket(static_cast<int64_t>(p.size()), {}));
+    }
+    std::sort(buckets.begin(), buckets.end());
+    buckets.erase(std::unique(buckets.begin(), buckets.end()), buckets.end());
+  }
   config.deploy.transport.backend = f.backend;
   config.deploy.transport.step_timeout_ms = f.step_timeout_ms;
   config.deploy.transport.tcp_base_port = f.tcp_base_port;  // 0: derived from the process id
@@ -199,7 +236,7 @@ launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
   config.flight_recorder_file = f.flight_file;
   config.keep_logits = !f.dump.empty();  // else the tokens alone come back from the sampling chip
   // Failover needs worker processes: a thread cannot be killed and replaced.
-  config.failover = !threads;
+  config.failover = !threads && !f.self_clocked();
   config.injections = f.injections;
   config.log = ctx.log;
   return config;
@@ -211,6 +248,8 @@ struct RunOutcome {
   std::vector<coordinator::Finished> results;
   std::vector<coordinator::FailoverRecord> failovers;
   coordinator::RunStats stats;
+  // A self-clocked run's own figures (its lag behind the schedule).
+  std::optional<coordinator::SelfClockedResult> clocked;
   std::optional<Error> failure;
   double load_s = 0;
   // Peak resident memory (bytes) of this process and of every worker process by chip.
@@ -262,14 +301,9 @@ RunFigures FiguresOf(const RunFlags& f, launch::Launch& launch, const RunOutcome
   return g;
 }
 
-// Logs where the time went: tokens and steps, the decode step, the shards, peak memory.
-void LogRun(const RunOutcome& outcome, const RunFigures& g, Context& ctx) {
-  const coordinator::RunStats& stats = outcome.stats;
+// The barrier path: where a decode step went, on the coordinator and on the mean chip.
+void LogBreakdown(const coordinator::RunStats& stats, const RunFigures& g, Context& ctx) {
   const StepBreakdown& parts = g.parts;
-  ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
-                stats.tokens, stats.steps, stats.wall_ns / 1e9, g.tokens_per_s, outcome.load_s);
-  ctx.log->info("decode: {} token(s) in {} steps, {:.1f} tokens/s over the decode steps",
-                stats.decode_tokens, stats.decode_steps, g.decode_tokens_per_s);
   ctx.log->info(
       "decode step: {:.2f} ms measured, of it {:.2f} ms compute (slowest rank per "
       "stage); {} link hops in a row plus the coordinator's 2",
@@ -280,6 +314,25 @@ void LogRun(const RunOutcome& outcome, const RunFigures& g, Context& ctx) {
       "the control plane (Step and result)",
       parts.compute / 1e6, parts.reduce / 1e6, parts.send / 1e6, (parts.recv + parts.forward) / 1e6,
       parts.recv / 1e6, parts.forward / 1e6, parts.between / 1e6, parts.control / 1e6);
+}
+
+// Logs where the time went: tokens and steps, the decode step, the shards, peak memory.
+void LogRun(const RunOutcome& outcome, const RunFigures& g, Context& ctx) {
+  const coordinator::RunStats& stats = outcome.stats;
+  ctx.log->info("{} token(s) in {} steps, {:.3f} s ({:.1f} tokens/s); loading took {:.2f} s",
+                stats.tokens, stats.steps, stats.wall_ns / 1e9, g.tokens_per_s, outcome.load_s);
+  if (outcome.clocked) {
+    const control::LagHistogram& lag = outcome.clocked->lag;
+    ctx.log->info(
+        "self-clocked: {} token(s) in {} token messages after the first, {:.1f} tokens/s, {:.2f} "
+        "ms between them; schedule lag p50 {} ns, p95 {} ns, max {} ns over {} instructions",
+        stats.decode_tokens, stats.decode_steps, g.decode_tokens_per_s, g.measured / 1e6,
+        lag.Percentile(0.5), lag.Percentile(0.95), lag.max_ns(), lag.count());
+  } else {
+    ctx.log->info("decode: {} token(s) in {} steps, {:.1f} tokens/s over the decode steps",
+                  stats.decode_tokens, stats.decode_steps, g.decode_tokens_per_s);
+    LogBreakdown(stats, g, ctx);
+  }
   ctx.log->info(
       "shards: {:.1f} MiB shipped in {:.2f} s ({:.1f} MiB/s), workers ready after {:.2f} s",
       stats.shard_bytes / 1048576.0, stats.ship_ns / 1e9, ShipMibPerS(stats),
@@ -365,17 +418,37 @@ void PrintRunJson(const RunFlags& f, launch::Launch& launch, const RunOutcome& o
                       {"deploy_seconds", stats.deploy_ns / 1e9},
                       {"measured_compute_ns_per_token", g.compute_per_token},
                       {"critical_hops", stats.critical_hops},
-                      {"decode_breakdown_ns_per_token",
-                       {{"compute", parts.compute},
-                        {"reduce", parts.reduce},
-                        {"send", parts.send},
-                        {"recv", parts.recv},
-                        {"forward", parts.forward},
-                        {"between_instructions", parts.between},
-                        {"control", parts.control}}},
-                      {"control_hops", 2},
+                      // Per token: a Step out and a result back, or none (self-clocked).
+                      {"control_hops", outcome.clocked ? 0 : 2},
                       {"control_messages_per_token", g.control_per_token}};
   if (!dumps.empty()) j["logits_files"] = dumps;
+  if (!outcome.clocked) {  // the chips' step times come with the barrier's results only
+    j["decode_breakdown_ns_per_token"] = {
+        {"compute", parts.compute}, {"reduce", parts.reduce},
+        {"send", parts.send},       {"recv", parts.recv},
+        {"forward", parts.forward}, {"between_instructions", parts.between},
+        {"control", parts.control}};
+  }
+  j["self_clocked"] = outcome.clocked.has_value();
+  if (outcome.clocked) {
+    auto lag = [](const control::LagHistogram& h) {
+      return nlohmann::json{{"p50", h.Percentile(0.5)},
+                            {"p95", h.Percentile(0.95)},
+                            {"p99", h.Percentile(0.99)},
+                            {"max", h.max_ns()},
+                            {"instructions", h.count()}};
+    };
+    nlohmann::json chips = nlohmann::json::array();
+    for (const coordinator::ChipLag& c : outcome.clocked->chips) {
+      nlohmann::json one = lag(c.lag);
+      one["chip"] = c.chip;
+      chips.push_back(one);
+    }
+    j["schedule_lag_ns"] = lag(outcome.clocked->lag);
+    j["schedule_lag_ns"]["chips"] = chips;
+    j["pace"] = f.pace;
+    j["virtual_time"] = f.backend == "sim";
+  }
   j["peak_rss_bytes"] = {{"coordinator", outcome.coordinator_rss}, {"workers", rss_workers}};
   nlohmann::json fo = nlohmann::json::array();
   for (const coordinator::FailoverRecord& r : outcome.failovers) {
@@ -458,9 +531,18 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   // No spare left: the run stops, but what it produced is printed (partial) before the error.
   try {
-    outcome.results = coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
-      ctx.log->debug("request {} token {}: {}", request, index, token);
-    });
+    if (f.self_clocked()) {
+      coordinator::SelfClockedOptions so;
+      so.pace = f.pace;
+      so.virtual_time = f.backend == "sim";
+      outcome.clocked = coord.RunSelfClocked(requests, so);
+      outcome.results = outcome.clocked->finished;
+    } else {
+      outcome.results =
+          coord.Generate(requests, [&](uint64_t request, int32_t token, int64_t index) {
+            ctx.log->debug("request {} token {}: {}", request, index, token);
+          });
+    }
   } catch (const Error& e) {
     if (coord.failovers().empty()) throw;
     outcome.failure = e;
@@ -468,6 +550,20 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   }
   outcome.failovers = coord.failovers();
   outcome.stats = coord.stats();
+  if (outcome.clocked) {
+    // Self-clocked: the steps overlap (no barrier), so a step's time is the token stream's: from
+    // the first token message to the last, over the messages after the first (one per step that
+    // drew a token). The workers' per-step breakdown is not reported on this path.
+    coordinator::RunStats& stats = outcome.stats;
+    const coordinator::SelfClockedResult& c = *outcome.clocked;
+    stats.steps = c.steps;
+    stats.tokens = c.tokens;
+    stats.wall_ns = c.wall_ns;
+    stats.decode_steps = c.stream_messages;
+    stats.decode_tokens = c.stream_tokens;
+    stats.decode_wall_ns = c.stream_wall_ns;
+    stats.decode_control_messages = c.stream_messages;
+  }
   // Peak resident memory of every process of the run (the workers' before they exit).
   outcome.worker_rss = launch.WorkerPeakRss();
   launch.Stop();

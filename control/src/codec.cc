@@ -172,6 +172,8 @@ void Encode(ControlMessage::Builder m, const AssignmentMsg& a) {
   b.setRepeatNs(a.repeat_ns);
   b.setDecodeMakespanNs(a.decode_makespan_ns);
   b.setLookahead(a.lookahead);
+  b.setLinkEfficiency(a.link_params.link_efficiency);
+  b.setHopLatencyNs(a.link_params.hop_latency_ns);
   auto prefill = b.initPrefill(static_cast<unsigned>(a.prefill.size()));
   for (size_t i = 0; i < a.prefill.size(); ++i) {
     auto o = prefill[static_cast<unsigned>(i)];
@@ -451,6 +453,8 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   a.repeat_ns = r.getRepeatNs();
   a.decode_makespan_ns = r.getDecodeMakespanNs();
   a.lookahead = r.getLookahead();
+  a.link_params.link_efficiency = r.getLinkEfficiency();
+  a.link_params.hop_latency_ns = r.getHopLatencyNs();
   for (auto p : r.getPrefill()) {
     AssignmentMsg::Prefill o;
     o.bucket = p.getBucket();
@@ -464,6 +468,10 @@ AssignmentMsg GetAssignment(proto::Assignment::Reader r, const std::string& cont
   if (a.slots < 1) throw Bad(context, "assignment with " + std::to_string(a.slots) + " slots");
   if (a.repeat_ns < 0 || a.decode_makespan_ns < 0 || a.lookahead < 1) {
     throw Bad(context, "assignment with a negative time or a lookahead below 1");
+  }
+  if (!(a.link_params.link_efficiency > 0 && a.link_params.link_efficiency <= 1)) {
+    throw Bad(context, "assignment with link efficiency " +
+                           std::to_string(a.link_params.link_efficiency) + " (valid: (0, 1])");
   }
   return a;
 }

@@ -378,7 +378,11 @@ TEST(Codec, SelfClockedRunMessagesRoundTrip) {
   a.decode_makespan_ns = 23456;
   a.lookahead = 2;
   a.prefill = {{16, 4, 777, SampleProgram()}, {32, 8, 999, {}}};
+  a.link_params.link_efficiency = 0.75;
+  a.link_params.hop_latency_ns = 250;
   const AssignmentMsg back = RoundTripAs<AssignmentMsg>(a);
+  EXPECT_EQ(back.link_params.link_efficiency, 0.75);
+  EXPECT_EQ(back.link_params.hop_latency_ns, 250);
   EXPECT_EQ(back.repeat_ns, 12345);
   EXPECT_EQ(back.decode_makespan_ns, 23456);
   EXPECT_EQ(back.lookahead, 2);

@@ -96,6 +96,7 @@ struct Coordinator::Impl {
   uint32_t sampling_chip = 0;
   int32_t slots = 1;
   int64_t max_positions = 0;
+  int32_t lookahead = 0;  // the deployment's kind lookahead; 0: no self-clocked run
 
   void Progress(const std::string& line) const {
     if (options.progress) options.progress(line);
@@ -327,6 +328,11 @@ struct Coordinator::Impl {
     a.max_positions = d.max_positions;
     a.group = c.group;
     a.incoming = c.incoming;
+    a.repeat_ns = d.repeat_ns;  // a self-clocked run's (deployment.h)
+    a.decode_makespan_ns = d.decode_makespan_ns;
+    a.prefill = c.prefill;
+    a.lookahead = d.lookahead;
+    a.link_params = d.link_params;
     socket->Send(peers[w], a);
     if (reuse_shard || !a.shard_source.empty()) return;
     shipments.push_back({w, &c, 0, a.shard_chunks, chunk});
@@ -422,6 +428,7 @@ void Coordinator::Deploy(const Deployment& d) {
   im.sampling_chip = d.sampling_chip;
   im.slots = d.slots;
   im.max_positions = d.max_positions;
+  im.lookahead = d.prompt_buckets.empty() ? 0 : d.lookahead;  // 0: cannot run self-clocked
   for (const ChipDeployment& c : d.chips) im.places[c.chip] = {c.stage, c.rank};
   const size_t n = d.chips.size();
   const uint64_t total_bytes = d.shard_bytes();
@@ -787,6 +794,124 @@ void Coordinator::Shutdown() {
   for (const std::string& peer : impl_->peers) impl_->socket->Send(peer, ShutdownMsg{});
   // A worker still reading its queue gets its shutdown; one that does not is gone or stopped.
   impl_->socket->Drain(Millis(500));
+}
+
+// A self-clocked run (issue #19): one start message to every chip, then only the sampling
+// chip's token stream and each chip's end of run come back; nothing goes out per step.
+SelfClockedResult Coordinator::RunSelfClocked(const std::vector<Request>& requests,
+                                              const SelfClockedOptions& o) {
+  Impl& im = *impl_;
+  if (!im.deployed) throw Error(ErrorCode::kInternal, "RunSelfClocked before Deploy");
+  if (im.lookahead < 1) {
+    throw InvalidInput(
+        "this deployment has no prefill programs (DeployOptions::prompt_buckets): it cannot run "
+        "self-clocked");
+  }
+  control::RunStartMsg start;
+  std::map<uint64_t, Finished> done;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    if (!done.emplace(r.id, Finished{}).second) {
+      throw InvalidInput("request id " + std::to_string(r.id) + " given twice");
+    }
+    done[r.id].id = r.id;
+    if (r.max_new < 1 || r.prompt.empty()) {
+      throw InvalidInput("request " + std::to_string(r.id) +
+                         ": a self-clocked run needs a prompt and max_new >= 1");
+    }
+    control::Admission a;
+    a.number = static_cast<int64_t>(i);
+    a.step = im.lookahead;
+    a.request = r.id;
+    a.tokens = r.prompt;
+    a.max_new = r.max_new;
+    a.sampling = r.sampling;
+    a.logits = im.options.keep_logits;
+    start.admissions.push_back(std::move(a));
+  }
+  start.closed = true;  // a batch: the same steps every run
+  start.pace = o.pace;
+  start.virtual_time = o.virtual_time;
+  const Clock::TimePoint begin = im.clock.Now();
+  if (o.pace > 0) {
+    // One origin for every chip of this host on the clock the workers pace by (the steady clock;
+    // CLOCK_MONOTONIC is system-wide), far enough ahead that every chip has the start message
+    // by then. Not the injected clock: a time origin, never a decision of the coordinator's.
+    start.epoch_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         (std::chrono::steady_clock::now() + o.epoch_margin).time_since_epoch())
+                         .count();
+  }
+  SelfClockedResult result;
+  const size_t n = im.workers.size();
+  size_t left = 0;
+  for (size_t w = 0; w < n; ++w) {
+    if (im.gone[w]) continue;
+    im.socket->Send(im.peers[w], start);
+    ++left;
+  }
+  std::vector<bool> finished(n, false);
+  std::optional<Clock::TimePoint> first_tokens;
+  while (left > 0) {
+    im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
+      if (auto* t = std::get_if<control::TokensMsg>(&m)) {
+        if (static_cast<uint32_t>(im.workers[w].chip) != im.sampling_chip) {
+          im.Fail(w, ErrorCode::kProtocol,
+                  "sent the tokens of step " + std::to_string(t->step) + ", but chip " +
+                      std::to_string(im.sampling_chip) + " samples");
+        }
+        ++result.token_messages;
+        const Clock::TimePoint now = im.clock.Now();
+        if (first_tokens) {
+          ++result.stream_messages;
+          result.stream_tokens += static_cast<int64_t>(t->tokens.size());
+          result.stream_wall_ns = Ns(now - *first_tokens);
+        } else {
+          first_tokens = now;
+        }
+        for (control::SampledToken& s : t->tokens) {
+          auto it = done.find(s.request);
+          if (it == done.end() || s.index != static_cast<int64_t>(it->second.tokens.size())) {
+            im.Fail(w, ErrorCode::kProtocol,
+                    "sent token " + std::to_string(s.index) + " of request " +
+                        std::to_string(s.request) + ", which this run does not expect");
+          }
+          it->second.tokens.push_back(s.token);
+          if (im.options.keep_logits) it->second.logits.push_back(std::move(s.logits));
+          ++result.tokens;
+        }
+      } else if (auto* r = std::get_if<control::RunDoneMsg>(&m)) {
+        if (finished[w]) im.Fail(w, ErrorCode::kProtocol, "ended the run twice");
+        finished[w] = true;
+        --left;
+        ChipLag c;
+        c.chip = static_cast<uint32_t>(im.workers[w].chip);
+        c.steps = r->steps;
+        c.lag = control::LagHistogram::FromBuckets(std::move(r->lag_buckets), r->lag_max_ns);
+        result.lag.Merge(c.lag);
+        if (c.chip == im.sampling_chip) result.steps = r->steps;
+        result.chips.push_back(std::move(c));
+      } else if (auto* f = std::get_if<control::RefusedMsg>(&m)) {
+        im.Fail(w, ErrorCode::kInvalidInput,
+                "refused admission " + std::to_string(f->number) + ": " + f->reason);
+      } else {
+        im.Fail(w, ErrorCode::kProtocol,
+                std::string("sent a ") + control::MessageName(m) + " message during a run");
+      }
+    });
+  }
+  result.wall_ns = Ns(im.clock.Now() - begin);
+  std::sort(result.chips.begin(), result.chips.end(),
+            [](const ChipLag& a, const ChipLag& b) { return a.chip < b.chip; });
+  for (const Request& r : requests) {
+    Finished& f = done.at(r.id);
+    if (static_cast<int64_t>(f.tokens.size()) != r.max_new) {
+      throw Error(ErrorCode::kProtocol, "request " + std::to_string(r.id) + " got " +
+                                            std::to_string(f.tokens.size()) + " of its " +
+                                            std::to_string(r.max_new) + " tokens");
+    }
+    result.finished.push_back(std::move(f));
+  }
+  return result;
 }
 
 }  // namespace lockstep::coordinator

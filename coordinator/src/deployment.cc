@@ -64,9 +64,36 @@ Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
   schedule::ScheduleOptions so;
   so.tokens = 1;
   so.sequences = d.slots;
-  so.link_params = options.link_params;
+  // The plan's own figures (a calibrated host's, --cost-params'), not the chip's defaults: the
+  // schedule then keeps the times the plan predicted.
+  so.chip_params = plan.chip_params;
+  so.link_params = plan.link_params;
+  d.link_params = plan.link_params;
+  // A self-clocked run repeats the period as the modulo schedule does (same programs, plus the
+  // repeat interval); the validator then checks the overlapping periods too.
+  so.modulo = !options.prompt_buckets.empty();
   const schedule::GlobalSchedule global = schedule::Compile(plan, spec, topo, so);
-  CheckSchedule(global, topo, options.link_params);  // before any shard is cut or shipped
+  CheckSchedule(global, topo, plan.link_params);  // before any shard is cut or shipped
+  std::vector<schedule::GlobalSchedule> prefill;
+  for (int64_t bucket : options.prompt_buckets) {
+    schedule::ScheduleOptions po;
+    po.sequences = 1;
+    po.chip_params = plan.chip_params;
+    po.link_params = plan.link_params;
+    po.prefill = true;
+    po.prompt_len = bucket;
+    po.prompt_buckets = options.prompt_buckets;
+    po.prefill_chunk = options.prefill_chunk;
+    const schedule::GlobalSchedule compiled = schedule::Compile(plan, spec, topo, po);
+    CheckSchedule(compiled, topo, plan.link_params);
+    prefill.push_back(schedule::PrefillPass(compiled));
+  }
+  if (so.modulo) {
+    d.prompt_buckets = options.prompt_buckets;
+    d.repeat_ns = global.repeat_ns;
+    d.decode_makespan_ns = global.makespan_ns;
+    d.lookahead = options.lookahead;
+  }
   d.schedule_token_latency_ns = global.token_latency_ns;
   d.schedule_step_ns = global.makespan_ns;
   for (const schedule::ChipProgram& program : global.programs) {
@@ -75,8 +102,18 @@ Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
   }
   // Each link direction must buffer a whole step's messages (chips trail each other within a
   // step), or a sender could block on a receiver that waits for it.
-  d.transport.queue_capacity = static_cast<int>(
-      std::max<int64_t>(d.transport.queue_capacity, schedule::MaxMessagesPerLinkDirection(global)));
+  // A self-clocked run overlaps consecutive periods (and a prefill pass follows a period):
+  // twice a period's messages, plus the largest pass's.
+  int64_t per_link = schedule::MaxMessagesPerLinkDirection(global);
+  if (so.modulo) {
+    int64_t prefill_most = 0;
+    for (const schedule::GlobalSchedule& p : prefill) {
+      prefill_most = std::max(prefill_most, schedule::MaxMessagesPerLinkDirection(p));
+    }
+    per_link = 2 * per_link + prefill_most;
+  }
+  d.transport.queue_capacity =
+      static_cast<int>(std::max<int64_t>(d.transport.queue_capacity, per_link));
   const std::vector<model::StageUnits> stages = model::StagesFromPlan(plan);
   d.sampling_chip = static_cast<uint32_t>(plan.stages.back().chips.front());
   int index = 0;
@@ -91,6 +128,17 @@ Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
     c.program = program;
     if (program.stage >= 0) c.group = plan.stages[static_cast<size_t>(program.stage)].chips;
     c.incoming = schedule::IncomingTables(global, program.chip);
+    for (size_t b = 0; b < prefill.size(); ++b) {
+      control::AssignmentMsg::Prefill p;
+      p.bucket = options.prompt_buckets[b];
+      p.chunk_tokens = prefill[b].prefill_chunk_tokens;
+      p.makespan_ns = prefill[b].makespan_ns;
+      for (const schedule::ChipProgram& q : prefill[b].programs) {
+        if (q.chip == program.chip) p.program = q;
+      }
+      p.program.chip = program.chip;
+      c.prefill.push_back(std::move(p));
+    }
     d.chips.push_back(std::move(c));
   }
   return d;

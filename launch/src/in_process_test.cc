@@ -131,12 +131,10 @@ void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& we
 // Every chip a thread of this process over `transport` (sim or inproc), quiet.
 RunConfig InProcess(const partition::Plan& plan, const ModelSpec& spec,
                     const topology::Topology& topo, const model::LlamaWeights& weights,
-                    const std::string& transport, int32_t slots = 0,
-                    const partition::LinkCostParams& link_params = {}) {
+                    const std::string& transport, int32_t slots = 0) {
   RunConfig config;
   config.inputs = {spec, {}, topo, plan, weights};
   config.deploy.slots = slots;
-  config.deploy.link_params = link_params;
   config.deploy.transport.backend = transport;
   config.workers = Workers::kThreads;
   config.log = spdlog::null_logger_mt("in-process-test-" + std::to_string(++loggers));
@@ -151,13 +149,14 @@ void RunCase(const Case& c, int32_t slots = 0) {
                                              : topology::GenerateNode(topology::LpuV1());
   partition::PlanOptions po;
   po.layout = c.layout;
+  po.link_params = c.link_params;  // the deployment compiles with the plan's figures
   const partition::Plan plan = partition::MakePlan(spec, topo, po);
   RunPlan(c, spec, weights, topo, plan, slots);
 }
 
 void RunPlan(const Case& c, const ModelSpec& spec, const model::LlamaWeights& weights,
              const topology::Topology& topo, const partition::Plan& plan, int32_t slots) {
-  Launch launch(InProcess(plan, spec, topo, weights, c.transport, slots, c.link_params));
+  Launch launch(InProcess(plan, spec, topo, weights, c.transport, slots));
   launch.Start();
   launch.Deploy();
   const std::vector<Request> requests = Requests();

@@ -130,6 +130,28 @@ class Agent {
         shared_.steps.push_back(std::move(s->step));
       }
       shared_.cv.notify_all();
+    } else if (auto* r = std::get_if<control::RunStartMsg>(&m)) {
+      if (!compute_.joinable()) throw Protocol("a run start before the shard");
+      {
+        std::lock_guard lock(shared_.mutex);
+        shared_.log = r->admissions;
+        shared_.log_closed = r->closed;
+        r->admissions.clear();
+        shared_.run_start = std::move(*r);
+      }
+      shared_.cv.notify_all();
+    } else if (auto* ad = std::get_if<control::AdmitMsg>(&m)) {
+      {
+        std::lock_guard lock(shared_.mutex);
+        shared_.log.push_back(std::move(ad->admission));
+      }
+      shared_.cv.notify_all();
+    } else if (std::holds_alternative<control::CloseLogMsg>(m)) {
+      {
+        std::lock_guard lock(shared_.mutex);
+        shared_.log_closed = true;
+      }
+      shared_.cv.notify_all();
     } else if (auto* lc = std::get_if<LinkCheckMsg>(&m)) {
       if (assignment_ || link_check_.joinable()) {
         throw Protocol("a link check after setup began");

@@ -17,6 +17,62 @@ using control::StepResultMsg;
 
 namespace {
 
+// The chip's side of a self-clocked run over the worker's control thread: admissions come through
+// `shared` (the control thread appends them), tokens and refusals go out through the outbox.
+class SharedRunControl : public RunControl {
+ public:
+  SharedRunControl(Shared& shared, control::ControlConnection::Outbox& outbox, int32_t chip)
+      : shared_(shared), outbox_(outbox), chip_(chip) {}
+
+  Admission AwaitAdmission(int64_t number) override {
+    std::unique_lock lock(shared_.mutex);
+    while (true) {
+      for (const Admission& a : shared_.log) {
+        if (a.number == number) return a;
+      }
+      Abandoned();
+      shared_.cv.wait(lock);
+    }
+  }
+
+  Inbox Poll(bool wait) override {
+    std::unique_lock lock(shared_.mutex);
+    while (wait && seen_ == shared_.log.size() && !shared_.log_closed) {
+      Abandoned();
+      shared_.cv.wait(lock);
+    }
+    Abandoned();
+    Inbox in;
+    in.admissions.assign(shared_.log.begin() + static_cast<std::ptrdiff_t>(seen_),
+                         shared_.log.end());
+    seen_ = shared_.log.size();
+    in.closed = shared_.log_closed;
+    return in;
+  }
+
+  void Refuse(const Admission& admission, int64_t decided, const std::string& reason) override {
+    outbox_.Post(control::RefusedMsg{chip_, admission.number, decided, reason});
+  }
+
+  void Emit(int64_t step, std::vector<SampledToken> tokens) override {
+    outbox_.Post(control::TokensMsg{chip_, step, std::move(tokens)});
+  }
+
+ private:
+  // Called with the mutex held.
+  void Abandoned() const {
+    if (shared_.stop || shared_.abandon.load()) {
+      throw Error(ErrorCode::kDisconnected,
+                  "chip " + std::to_string(chip_) + ": the run was abandoned");
+    }
+  }
+
+  Shared& shared_;
+  control::ControlConnection::Outbox& outbox_;
+  const int32_t chip_;
+  size_t seen_ = 0;  // entries of shared_.log that Poll has returned
+};
+
 // Pins the calling thread to `cpus` (OS indices). Returns what happened, for the report.
 std::string Pin(const std::vector<int>& cpus) {
   if (cpus.empty()) return "not pinned (no core assigned)";
@@ -94,6 +150,13 @@ void RunCompute(const WorkerOptions& options, const control::AssignmentMsg& a,
     setup.schedule_id = a.schedule_id;
     setup.timeout = transport::Millis(a.transport.step_timeout_ms);
     setup.recorder = shared.recorder.get();
+    setup.repeat_ns = a.repeat_ns;
+    setup.decode_makespan_ns = a.decode_makespan_ns;
+    setup.lookahead = a.lookahead;
+    setup.link_params = a.link_params;
+    for (const control::AssignmentMsg::Prefill& p : a.prefill) {
+      setup.prefill.push_back({p.bucket, p.chunk_tokens, p.program, p.makespan_ns});
+    }
     std::unique_ptr<transport::Transport> own;
     transport::Transport* transport = options.shared_transport;
     if (transport == nullptr) {
@@ -113,12 +176,34 @@ void RunCompute(const WorkerOptions& options, const control::AssignmentMsg& a,
     outbox.Post(ReadyMsg{a.chip});
     while (true) {
       control::Step step;
+      std::optional<control::RunStartMsg> run;
       {
         std::unique_lock lock(shared.mutex);
-        shared.cv.wait(lock, [&] { return shared.stop || !shared.steps.empty(); });
+        shared.cv.wait(lock, [&] {
+          return shared.stop || !shared.steps.empty() || shared.run_start.has_value();
+        });
         if (shared.stop) break;
-        step = std::move(shared.steps.front());
-        shared.steps.pop_front();
+        if (shared.run_start) {
+          run = std::move(shared.run_start);
+          shared.run_start.reset();
+        } else {
+          step = std::move(shared.steps.front());
+          shared.steps.pop_front();
+        }
+      }
+      if (run) {
+        runner.SetTiming(run->pace, run->epoch_ns, run->virtual_time);
+        SharedRunControl run_control(shared, outbox, chip);
+        const RunReport report = runner.Run(run_control);
+        {
+          std::lock_guard lock(shared.mutex);
+          shared.log.clear();
+          shared.log_closed = false;
+        }
+        shared.steps_done += report.steps;
+        outbox.Post(control::RunDoneMsg{chip, report.steps, report.prefill_steps, report.tokens,
+                                        report.lag.buckets(), report.lag.max_ns()});
+        continue;
       }
       const int64_t cpu_before = ThreadCpuNs();
       StepResultMsg result{a.chip, step.index, runner.RunStep(step)};

@@ -1,6 +1,8 @@
 // The compute thread of a worker (agent.cc): it pins itself, loads the shard, opens the chip's
 // links, tells the coordinator it is ready and runs ChipRunner::RunStep for every Step the control
-// thread hands it, posting each result (with the step's CPU time and where its wall time went).
+// thread hands it, posting each result (with the step's CPU time and where its wall time went),
+// or, after a runStart, ChipRunner::Run on its own (admissions from the control thread, tokens,
+// refusals and the run's report posted as they come).
 // A failed step is posted as an ErrorMsg and kept for the report. Raising `abandon` takes it out
 // of a step at once (failover: links dropped, nothing reported). Private to the worker library.
 #pragma once
@@ -29,6 +31,12 @@ struct Shared {
   std::condition_variable cv;
   std::deque<control::Step> steps;
   bool stop = false;
+  // A self-clocked run (run_control.h): its start, and the admission log as it came (runStart's
+  // entries, then each admit), and whether it is closed. The compute thread reads them through
+  // its RunControl.
+  std::optional<control::RunStartMsg> run_start;
+  std::vector<control::Admission> log;
+  bool log_closed = false;
   // Failover: raised to take the compute thread out of its step (links dropped, no report).
   std::atomic<bool> abandon{false};
   std::optional<Error> failure;

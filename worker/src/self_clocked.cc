@@ -397,14 +397,32 @@ class SelfClockedRun {
     }
   }
 
-  // Virtual time: when instruction `i` of `e` starts (`arrival`: its message's, or -1) and ends;
-  // records both, the resource's use and the start's lag behind the schedule, and sets the
-  // virtual arrival a Send or Forward stamps.
-  void VirtualTimes(Exec& e, size_t i, int64_t arrival) {
+  // Virtual time: the earliest start the link model (schedule.h) allows the Recv or Forward `in`
+  // of a message whose previous hop started at `sent` (the sender's virtual start): a Recv once
+  // the message has wholly arrived (one hop's latency and payload after), a Forward cut-through,
+  // once its head has arrived, but not so early that its tail would leave before it is in.
+  int64_t VirtualReady(const Instruction& in, int64_t sent) {
+    const transport::LinkSpec& spec = im_.Link(in.in_link).link();
+    topology::Link link;
+    link.latency_ns = spec.latency_ns;
+    link.bandwidth_bytes_per_s = spec.bytes_per_second;
+    const int64_t hop = schedule::HopTimeNs(link, in.bytes, setup_.link_params);
+    if (in.kind == InstrKind::kRecv) return sent + hop;
+    const int64_t latency = setup_.link_params.hop_latency_ns >= 0
+                                ? setup_.link_params.hop_latency_ns
+                                : link.latency_ns;
+    // The Forward holds its outgoing link for its planned time (end - start).
+    return std::max(sent + latency, sent + hop - (in.end_ns - in.start_ns));
+  }
+
+  // Virtual time: when instruction `i` of `e` starts (`sent`: the virtual start of the hop that
+  // brought its message, or -1) and ends; records both, the resource's use and the start's lag
+  // behind the schedule, and sets the virtual start a Send or Forward stamps on its message.
+  void VirtualTimes(Exec& e, size_t i, int64_t sent) {
     const Instruction& in = e.program->instructions[i];
     const int64_t scheduled = e.t0 + in.start_ns;
     const int32_t slot = SlotOf(e, in);
-    int64_t start = std::max(scheduled, arrival);
+    int64_t start = sent >= 0 ? std::max(scheduled, VirtualReady(in, sent)) : scheduled;
     for (int32_t d : in.deps) start = std::max(start, e.v_end[static_cast<size_t>(d)]);
     if (in.deps.empty()) {  // the slot's previous step on this chip (Unroll's rule)
       auto before = slot_end_.find({e.step - 1, slot});
@@ -417,7 +435,7 @@ class SelfClockedRun {
     const int64_t end = start + (compute ? in.duration_ns : out ? in.end_ns - in.start_ns : 0);
     if (compute) compute_free_ = end;
     if (out) link_free_[in.link] = end;
-    im_.send_time = out ? end : -1;
+    im_.send_time = out ? start : -1;
     e.v_end[i] = end;
     int64_t& slot_end = slot_end_[{e.step, slot}];
     slot_end = std::max(slot_end, end);
@@ -515,6 +533,16 @@ class SelfClockedRun {
   std::map<std::tuple<topology::LinkId, int64_t, int64_t>, transport::Message> stash_;
   RunReport report_;
 };
+
+void ChipRunner::SetTiming(double pace, int64_t epoch_ns, bool virtual_time) {
+  if (pace != 0 && !(pace >= 1)) {
+    throw InvalidInput("chip " + std::to_string(chip()) +
+                       ": pace must be >= 1 (time dilation), not " + std::to_string(pace));
+  }
+  impl_->setup.pace = pace;
+  impl_->setup.epoch_ns = epoch_ns;
+  impl_->setup.virtual_time = virtual_time;
+}
 
 RunReport ChipRunner::Run(RunControl& control) {
   if (impl_->closed) {

@@ -380,6 +380,43 @@ TEST(SelfClocked, VirtualTimeShowsAScheduleThatDoesNotHold) {
   EXPECT_GE(worst, 1'000'000);
 }
 
+// Virtual time holds a message until the link model has it there (schedule.h: a hop's latency is
+// time in flight; a Forward passes it on cut-through): with every Recv and Forward of the decode
+// program scheduled 300 ns earlier than its message can be there (a hand-broken schedule; an
+// lpu-v1 hop takes 600 ns and more), those with no slack start exactly 300 ns late, nothing
+// later. Stamping a message's arrival without the hop's latency would start them on time.
+TEST(SelfClocked, VirtualTimeHoldsAMessageUntilItArrives) {
+  const partition::ModelSpec spec = Tiny();
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology node = topology::GenerateNode(topology::LpuV1());
+  const topology::Topology rack = topology::GenerateRack(topology::LpuV1());
+  constexpr int64_t kEarly = 300;
+  Timing early;
+  early.transport = "sim";
+  early.virtual_time = true;
+  early.tamper = [](schedule::ChipProgram& p) {
+    for (schedule::Instruction& in : p.instructions) {
+      if (in.kind == schedule::InstrKind::kRecv || in.kind == schedule::InstrKind::kForward) {
+        in.start_ns -= kEarly;
+        in.end_ns -= kEarly;
+      }
+    }
+  };
+  const std::vector<Request> requests = {{{1, 2, 3}, 3, {}}, {{4, 5}, 2, {}}};
+  for (const auto& [topo, layout] :
+       {std::pair{&node, std::vector<std::pair<int64_t, int>>{{4, 1}, {4, 1}}},
+        std::pair{&rack, std::vector<std::pair<int64_t, int>>{{2, 1}, {2, 8}, {4, 2}}}}) {
+    const Outcome got = RunAll(spec, weights, *topo, layout, 2, requests, {16}, 16, 1, early);
+    ExpectReference(spec, weights, requests, got);
+    int64_t worst = 0;
+    for (size_t c = 0; c < got.reports.size(); ++c) {
+      EXPECT_LE(got.reports[c].lag.max_ns(), kEarly) << "chip " << c;
+      worst = std::max(worst, got.reports[c].lag.max_ns());
+    }
+    EXPECT_EQ(worst, kEarly) << layout.size() << "-stage plan";
+  }
+}
+
 // Paced: no instruction starts before epoch + pace x its scheduled start, and each start's lag
 // is recorded; the run takes at least pace x the last scheduled start.
 TEST(SelfClocked, PacedRunStartsNothingEarly) {

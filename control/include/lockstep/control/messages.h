@@ -60,6 +60,9 @@ struct AssignmentMsg {
   };
   std::vector<Prefill> prefill;
   int32_t lookahead = 1;
+  // The link figures the schedule was compiled with (the plan's; only link_efficiency and
+  // hop_latency_ns travel): a run in virtual time times its messages by them.
+  partition::LinkCostParams link_params;
   // Where the worker reads its own shard (model::EncodeShardSource: a checkpoint on its host, or
   // the seed); no chunks follow. Empty: the shard comes in chunks.
   std::string shard_source;

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "lockstep/control/channel.h"
+#include "lockstep/control/lag_histogram.h"
 #include "lockstep/control/progress.h"
 #include "lockstep/coordinator/batcher.h"
 #include "lockstep/coordinator/deployment.h"
@@ -191,6 +192,43 @@ struct Admission {
   std::function<std::vector<uint64_t>()> cancelled;
 };
 
+// A self-clocked run (RunSelfClocked; worker/run_control.h): how the chips keep time.
+struct SelfClockedOptions {
+  // >= 1: no instruction starts before its scheduled start x pace after the run's origin (one
+  // host: the workers share the steady clock); 0: as soon as its data is there.
+  double pace = 0;
+  // The sim transport: every chip keeps a clock of planned durations instead of the wall, so
+  // every instruction starts exactly when the schedule says (lag 0).
+  bool virtual_time = false;
+  // Paced: the run's origin this long after the start message goes out.
+  Millis epoch_margin{300};
+};
+
+// How late one chip's instructions started against the schedule.
+struct ChipLag {
+  uint32_t chip = 0;
+  int64_t steps = 0;
+  control::LagHistogram lag;
+};
+
+struct SelfClockedResult {
+  std::vector<Finished> finished;  // in the order of the requests
+  std::vector<ChipLag> chips;      // by chip id
+  control::LagHistogram lag;       // every chip's, merged
+  int64_t steps = 0;               // steps the sampling chip ran (the stop step not counted)
+  int64_t tokens = 0;
+  // Control messages after the start message: token batches from the sampling chip (one per
+  // step that drew a token) — the only traffic while the chips run; each chip's end of run
+  // (one each) and nothing the coordinator sends are not counted here.
+  int64_t token_messages = 0;
+  int64_t wall_ns = 0;  // from the start message to the last chip's end of run
+  // From the first token message to the last (the steady stream, the first prompt's prefill
+  // left out): the messages after the first, their tokens, and the time between.
+  int64_t stream_messages = 0;
+  int64_t stream_tokens = 0;
+  int64_t stream_wall_ns = 0;
+};
+
 class Coordinator {
  public:
   // Binds the control socket; InvalidInput naming the address if it cannot.
@@ -226,6 +264,13 @@ class Coordinator {
   std::vector<Finished> Generate(const std::vector<Request>& requests,
                                  const TokenCallback& on_token = {},
                                  const Admission* admission = nullptr);
+  // Runs `requests` (unique ids, each a prompt and max_new >= 1) self-clocked: every chip gets
+  // one start message holding the whole admission log (closed: the same steps every run), then
+  // runs step after step on its own; the sampling chip streams tokens back. Needs a deployment
+  // with prefill programs (DeployOptions::prompt_buckets), else InvalidInput. No failover here:
+  // a lost worker fails the call as in Generate without a supervisor that can fail over.
+  SelfClockedResult RunSelfClocked(const std::vector<Request>& requests,
+                                   const SelfClockedOptions& options = {});
   const RunStats& stats() const;
   const std::vector<FailoverRecord>& failovers() const;
   // After Generate threw: what every request of that call had produced (tokens, logits), in the

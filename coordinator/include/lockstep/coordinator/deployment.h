@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lockstep/control/messages.h"
 #include "lockstep/control/settings.h"
 #include "lockstep/model/llama_weights.h"
 #include "lockstep/model/shard_loader.h"
@@ -37,6 +38,9 @@ struct ChipDeployment {
   std::vector<std::byte> shard;  // model::ShardToBytes of its shard; empty when forwarding only
   // Or where its worker reads the shard itself (model::EncodeShardSource), shipping nothing.
   std::string shard_source;
+  // A self-clocked run: one prefill program per prompt bucket (Deployment::prompt_buckets), its
+  // entry of schedule::PrefillPass of the bucket's compile (empty when it has no part in it).
+  std::vector<control::AssignmentMsg::Prefill> prefill;
   // Which of the run's used chips this is (0, 1, ...): the worker pins to core `index % cores`
   // of its host, so the chips of a small plan spread over every core even on a 2-core machine.
   int index = 0;
@@ -59,6 +63,15 @@ struct Deployment {
   uint32_t sampling_chip = 0;  // last stage, rank 0: where results come from
   control::TransportSettings transport;
   std::vector<ChipDeployment> chips;  // by chip id
+  // A self-clocked run (DeployOptions::prompt_buckets given; else empty and 0): the buckets whose
+  // prefill programs every chip holds, the decode period's repeat interval and makespan (the
+  // modulo compile), and how many steps ahead a step's kind is announced.
+  std::vector<int64_t> prompt_buckets;
+  int64_t repeat_ns = 0;
+  int64_t decode_makespan_ns = 0;
+  int32_t lookahead = 1;
+  // The link figures the schedule was compiled with: the plan's (partition::Plan::link_params).
+  partition::LinkCostParams link_params;
 
   uint64_t shard_bytes() const;
 };
@@ -67,9 +80,15 @@ struct DeployOptions {
   int32_t slots = 0;          // pipeline slots (sequences in flight); 0 = the number of stages
   int64_t max_positions = 0;  // 0 = spec.max_position_embeddings
   control::TransportSettings transport;
-  // The link figures the schedule is compiled with: they decide, among others, which all-reduce
-  // each collective runs (partition::ChooseAllReduce).
-  partition::LinkCostParams link_params;
+  // (The schedule is compiled with the plan's own chip and link figures, plan.chip_params and
+  // plan.link_params, as the plan was made: what it predicts is what the chips are held to.)
+  // A self-clocked run (ChipRunner::Run): the prompt buckets to compile prefill programs for
+  // (ascending; a prompt runs in the smallest that holds it), the most tokens per prefill chunk,
+  // and the kind lookahead. Empty: no prefill programs; the decode program is then the plain
+  // compile's, run step by step under the coordinator's Steps.
+  std::vector<int64_t> prompt_buckets;
+  int64_t prefill_chunk = 2048;
+  int32_t lookahead = 1;
 };
 
 // Compiles the schedule of `plan`, checks it with the independent validator (CheckSchedule) and

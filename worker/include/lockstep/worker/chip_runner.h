@@ -132,6 +132,12 @@ struct ChipSetup {
   // message carries its virtual arrival (MessageHeader::send_time_ns). Run reports each start's
   // lag behind the schedule: all 0 when the run reproduces the schedule exactly.
   bool virtual_time = false;
+  // Virtual time: the link figures the schedule was compiled with (the plan's), by which a
+  // message is timed as the schedule's link model has it (schedule.h): a Recv may start once the
+  // message has wholly arrived (its sender's start + schedule::HopTimeNs over the incoming link),
+  // a Forward cut-through once its head is in (one hop latency) unless its tail would then leave
+  // before it has arrived. The links' own latency and bandwidth are the endpoints' LinkSpecs.
+  partition::LinkCostParams link_params;
 };
 
 // What one Run did on this chip.
@@ -175,6 +181,11 @@ class ChipRunner {
   // naming chip, step, instruction and link on any failure, and when a step's kind is not known
   // by the time it must start (a lookahead too short for the schedule).
   RunReport Run(RunControl& control);
+
+  // How the next Run keeps time (ChipSetup::pace, epoch_ns, virtual_time): a run start message
+  // says, after the runner was built. Throws Error (kInvalidInput) for a pace that is neither 0
+  // nor >= 1.
+  void SetTiming(double pace, int64_t epoch_ns, bool virtual_time);
 
   // Closes every endpoint (end-of-stream to the peers). Idempotent.
   void Close();

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "lockstep/control/lag_histogram.h"
 #include "lockstep/control/step.h"
 
 namespace lockstep::worker {
@@ -45,26 +46,8 @@ std::optional<StepKind> DecodeStepKind(uint64_t code);
 using control::Admission;
 using control::SampledToken;
 
-// How late instructions started against their scheduled starts (ns; an early start counts as
-// 0): exact count and maximum, percentiles to within 1/8 of a power of two (log buckets), so
-// histograms of many chips merge into the run's.
-class LagHistogram {
- public:
-  void Add(int64_t lag_ns);
-  void Merge(const LagHistogram& other);
-  int64_t count() const { return count_; }
-  int64_t max_ns() const { return max_; }
-  // The smallest bucket bound at or above `q` (0..1) of the lags; 0 when none or all on time.
-  int64_t Percentile(double q) const;
-  // Bucket counts: [0] on time, then 8 per power of two from 1 ns (what a report carries).
-  const std::vector<int64_t>& buckets() const { return buckets_; }
-  static LagHistogram FromBuckets(std::vector<int64_t> buckets, int64_t max_ns);
-
- private:
-  std::vector<int64_t> buckets_;
-  int64_t count_ = 0;
-  int64_t max_ = 0;
-};
+// How late instructions started (a control value: the run's report carries it).
+using control::LagHistogram;
 
 // The chip's side of the control plane while it runs. Called from the chip's compute thread;
 // an implementation feeds it from another (the worker's control thread), so every call may

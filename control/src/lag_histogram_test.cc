@@ -1,10 +1,10 @@
+#include "lockstep/control/lag_histogram.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "lockstep/worker/run_control.h"
-
-namespace lockstep::worker {
+namespace lockstep::control {
 namespace {
 
 TEST(LagHistogram, PercentilesWithinABucketAndMerges) {
@@ -34,4 +34,4 @@ TEST(LagHistogram, PercentilesWithinABucketAndMerges) {
 }
 
 }  // namespace
-}  // namespace lockstep::worker
+}  // namespace lockstep::control

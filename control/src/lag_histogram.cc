@@ -1,11 +1,12 @@
+#include "lockstep/control/lag_histogram.h"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 
 #include "lockstep/common/error.h"
-#include "lockstep/worker/run_control.h"
 
-namespace lockstep::worker {
+namespace lockstep::control {
 namespace {
 
 constexpr int kSub = 8;  // buckets per power of two
@@ -66,4 +67,4 @@ LagHistogram LagHistogram::FromBuckets(std::vector<int64_t> buckets, int64_t max
   return h;
 }
 
-}  // namespace lockstep::worker
+}  // namespace lockstep::control
