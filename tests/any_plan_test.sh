@@ -46,7 +46,8 @@ PY
 }
 
 # same_as_reference NAME MODEL PLAN: the plan's runs over ipc and tcp give the reference's tokens
-# and logits, and forward messages on the way.
+# and logits, self-clocked (the default) and with the per-step barrier (--barrier), whose decode
+# breakdown shows chips forwarded messages on the way.
 same_as_reference() {
   local name=$1 model=$2 plan=$3
   expect_exit 0 "$L" --json run --model "$model" --seed 1 --prompt 1,2,3 --max-new 6 \
@@ -55,7 +56,13 @@ same_as_reference() {
   want=$(json "d['tokens']")
   for t in ipc tcp; do
     expect_exit 0 "$L" --json run --plan "$plan" --seed 1 --prompt 1,2,3 --max-new 6 \
-      --transport $t --dump-logits "$name-$t.logits"
+      --transport $t --dump-logits "$name-$t-clocked.logits"
+    [ "$(json "d['self_clocked'] and d['tokens']")" = "$want" ] ||
+      fail "$name over $t, self-clocked: tokens $(json "d.get('tokens')") differ from the reference's $want"
+    cmp -s "$name-ref.logits" "$name-$t-clocked.logits" ||
+      fail "$name over $t, self-clocked: logits differ from the in-process reference"
+    expect_exit 0 "$L" --json run --plan "$plan" --seed 1 --prompt 1,2,3 --max-new 6 \
+      --transport $t --barrier --dump-logits "$name-$t.logits"
     [ "$(json "d['tokens']")" = "$want" ] ||
       fail "$name over $t: tokens $(json "d.get('tokens')") differ from the reference's $want"
     cmp -s "$name-ref.logits" "$name-$t.logits" ||

@@ -17,7 +17,8 @@ JSON
 printf '5,6,7\n9,8\n' >prompts.txt
 # Two sequences in flight, sampled with temperature: the draws must continue identically.
 BASE=(run --model m.json --seed 3 --prompts prompts.txt --temperature 0.8 --sample-seed 11
-      --transport ipc --topology rack --tp 2 --pp 2 --slots 2 --heartbeat-timeout-ms 1000 --json)
+      --transport ipc --topology rack --tp 2 --pp 2 --slots 2 --heartbeat-timeout-ms 1000 --json
+      --barrier)  # failover runs on the per-step barrier path (not yet self-clocked)
 RUN=(--log-level warn "${BASE[@]}" --max-new 10)
 expect_exit 0 "$LOCKSTEP" "${RUN[@]}" --dump-logits ref.npy
 ref=$(json "[r['tokens'] for r in d['requests']]")
@@ -83,7 +84,7 @@ no_leftovers "outside kill"
 # produced so far (partial), exit 1.
 expect_exit 0 "$LOCKSTEP" topo generate --preset rack --chips-per-node 2 --nodes 3 --spare-nodes 1 -o small.yaml
 SMALL=(--log-level warn run --model m.json --seed 3 --prompt 5,6,7 --max-new 10 --transport ipc
-       --topology small.yaml --tp 2 --pp 2 --heartbeat-timeout-ms 1000 --json)
+       --topology small.yaml --tp 2 --pp 2 --heartbeat-timeout-ms 1000 --json --barrier)
 expect_exit 1 "$LOCKSTEP" "${SMALL[@]}" --inject kill:0@2 --inject kill:1@4 --inject kill:2@6
 grep -q "no spare chip left to replace chip 2" err.txt || fail "no spare: $(cat err.txt)"
 [ "$(grep -c "error" err.txt)" = 1 ] || fail "no spare: want one error line: $(cat err.txt)"

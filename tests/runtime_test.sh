@@ -37,8 +37,10 @@ check() {  # check NAME ARGS...: tokens and logits equal the reference
   no_leftovers "$name"
 }
 
-check tcp_tp2 --transport tcp --tp 2 --pp 1
+# The per-step barrier (--barrier; failover's path): every step a Step to every chip and back.
+check tcp_tp2 --transport tcp --tp 2 --pp 1 --barrier
 [ "$(json "d['chips']")" = 2 ] || fail "tcp_tp2 runs on 2 chips"
+[ "$(json "d['self_clocked']")" = False ] || fail "tcp_tp2 --barrier: $(cat out.txt)"
 # Where a step goes: compute measured on the workers (less than the whole step), and the
 # schedule's chain of link hops: at TP 2 every all-reduce is one-shot (one hop): the embedding's,
 # two per layer, then the head's gather and the sampled token to rank 1 of the stage.
@@ -57,10 +59,17 @@ check tcp_tp2 --transport tcp --tp 2 --pp 1
 # for the one sequence's token (pings and heartbeats are liveness, not counted).
 [ "$(json "d['control_messages_per_token'] == 2 * d['chips']")" = True ] \
   || fail "tcp_tp2: control messages per token $(cat out.txt)"
+# Self-clocked, the default (issue #19 item 1): one start message, then the chips run on their
+# own and the coordinator only receives the sampling chip's token stream — one message per token
+# for one sequence, no control hop on the token path.
+check tcp_tp2_clocked --transport tcp --tp 2 --pp 1
+[ "$(json "d['self_clocked'] and not d['virtual_time'] and d['pace'] == 0 and d['control_hops'] == 0 and d['control_messages_per_token'] == 1 and d['decode_steps'] == 5 and 'decode_breakdown_ns_per_token' not in d")" = True ] \
+  || fail "tcp_tp2_clocked: $(cat out.txt)"
 check ipc_tp4 --transport ipc --tp 4 --pp 1
 check ipc_pp2 --transport ipc --tp 1 --pp 2
 [ "$(json "len(d['stages'])")" = 2 ] || fail "ipc_pp2 has 2 stages"
 check ipc_pp2_tp2 --transport ipc --tp 2 --pp 2
+check ipc_pp2_tp2_barrier --transport ipc --tp 2 --pp 2 --barrier
 # Regression: a worker ready before the last shard left was once not counted (chip 0 never
 # "ready"); 4 chips make that likely.
 check tcp_pp2_tp2 --transport tcp --tp 2 --pp 2
@@ -125,6 +134,21 @@ cmp -s rack_ref.npy rack_ipc.npy || fail "64-process rack run: logits differ fro
 no_leftovers "rack_64"
 fi
 
+# 16 sequences through 2 stages, 16 slots: the self-clocked run and the barrier run give the same
+# tokens and logits, sequence by sequence.
+for i in $(seq 0 15); do echo "$((i + 1)),$((i * 7 % 50 + 2)),$((i * 13 % 90 + 3))"; done >p16.txt
+expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts p16.txt --max-new 4 \
+  --transport ipc --tp 1 --pp 2 --slots 16 --barrier --dump-logits b16.npy --json
+b16=$(json "[r['tokens'] for r in d['requests']]")
+expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts p16.txt --max-new 4 \
+  --transport ipc --tp 1 --pp 2 --slots 16 --dump-logits s16.npy --json
+[ "$(json "[r['tokens'] for r in d['requests']]")" = "$b16" ] || fail "16 sequences: self-clocked tokens differ from the barrier's"
+[ "$(json "d['self_clocked'] and 0 < d['control_messages_per_token'] <= 1")" = True ] || fail "16 sequences: $(cat out.txt)"
+for i in $(seq 0 15); do
+  cmp -s "b16.$i.npy" "s16.$i.npy" || fail "16 sequences: sequence $i's logits differ from the barrier's"
+done
+no_leftovers "16 sequences"
+
 # Many concurrent requests (more than the pipeline's slots): each equals running it alone.
 printf '5,6,7\n1\n9,8,7,6,5\n2,2\n100,3\n7\n' >prompts.txt
 expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts prompts.txt --max-new 5 \
@@ -156,6 +180,10 @@ expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --l
 grep -q "link-checksums must be auto, on or off, got 'maybe'" err.txt || fail "bad --link-checksums: $(cat err.txt)"
 expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --pace 0.5
 grep -q "pace must be >= 1" err.txt || fail "bad --pace: $(cat err.txt)"
+expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --pace 2 --barrier
+grep -q "pace paces a self-clocked run; leave out --barrier" err.txt || fail "--pace --barrier: $(cat err.txt)"
+expect_exit 2 "$LOCKSTEP" run --model $M --seed 9 --prompt 1 --transport ipc --inject kill:0@1
+grep -q "failover runs on the barrier path only.*add --barrier" err.txt || fail "--inject self-clocked: $(cat err.txt)"
 # A topology whose chips the host cannot pin: a pin map (as `topo host --map T --json` writes)
 # naming a CPU this host lacks stops the run before any worker starts; one made here runs.
 cat >badpins.json <<'JSON'

@@ -2,9 +2,9 @@
 // one shared transport for sim and inproc, `lockstep-worker` processes (found next to this binary)
 // for ipc and tcp — runs it (launch/launch.h: deploy, generate, nothing left behind on success or
 // failure) and prints the tokens beside the predicted and the measured per-token latency.
-// With --pace or over sim the run is self-clocked (Coordinator::RunSelfClocked: one start message,
-// then every chip runs on its own, the coordinator only receives the token stream); otherwise
-// every step goes through the coordinator (Coordinator::Generate), the path that fails over to
+// By default the run is self-clocked (Coordinator::RunSelfClocked: one start message, then every
+// chip runs on its own, the coordinator only receives the token stream); --barrier runs every
+// step through the coordinator instead (Coordinator::Generate), the path that fails over to
 // spare chips and reports where a decode step went.
 #include "run_distributed.h"
 
@@ -77,6 +77,8 @@ struct RunFlags {
   int32_t slots = 0;
   // --pace F (>= 1; 0 = not given): a self-clocked run paced at F x the schedule's times.
   double pace = 0;
+  // --barrier: every step a Step to each chip and its answer (failover's path).
+  bool barrier = false;
   std::vector<std::string> inject_text;
   std::vector<launch::Injection> injections;
   model::SamplingOptions sampling;
@@ -84,8 +86,8 @@ struct RunFlags {
   transport::LinkChecksums link_checksums{};
 
   bool threads() const { return backend == "sim" || backend == "inproc"; }
-  // Self-clocked (issue #19): paced, or over sim in virtual time.
-  bool self_clocked() const { return pace > 0 || backend == "sim"; }
+  // Self-clocked (issue #19) unless --barrier: paced or not; over sim in virtual time.
+  bool self_clocked() const { return !barrier; }
 };
 
 // Parses and checks `args`; nullopt when --help was printed.
@@ -139,12 +141,16 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "on a stall, write every worker's last instructions here (JSON; default "
       "/tmp/lockstep-flight-recorder-PID.json)")(
       "curve", "tcp: CURVE-encrypt and authenticate every link with a fresh key pair")(
+      "barrier",
+      "run every step as a barrier through the coordinator (a Step to every chip, every chip's "
+      "answer) instead of self-clocked (the default: one start message, then every chip runs its "
+      "program on its own, clocked by its links, and the coordinator only receives the token "
+      "stream). The barrier path is the one that fails over to spare chips (--inject, a worker "
+      "lost): a self-clocked run does not fail over yet, a lost worker fails it")(
       "pace", po::value<double>(&f.pace),
-      "run self-clocked (one start message, then every chip runs its program on its own, clocked "
-      "by its links; the coordinator only receives the token stream) with every instruction "
-      "started no earlier than its scheduled time x F (F >= 1, time dilation; one host); --json "
-      "reports how late starts were (schedule_lag_ns). --transport sim runs self-clocked in "
-      "virtual time: every start exactly as scheduled. A self-clocked run does not fail over")(
+      "self-clocked: start every instruction no earlier than its scheduled time x F (F >= 1, "
+      "time dilation; one host); --json reports how late starts were (schedule_lag_ns). Over "
+      "--transport sim a self-clocked run keeps virtual time: every start exactly as scheduled")(
       "link-checksums", po::value<std::string>(&f.checksums)->default_value("auto"),
       "CRC32C on link payloads: auto (ipc and inproc unchecked, tcp checked unless CURVE "
       "authenticates), on (every link; unchecked frames refused) or off")(
@@ -158,7 +164,7 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
       "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
-      "[--cost-params FILE] [--slots M] [--pace F | --inject kill:CHIP@STEP...] "
+      "[--cost-params FILE] [--slots M] [--pace F | --barrier [--inject kill:CHIP@STEP]...] "
       "[--curve | --curve-keys DIR] "
       "[--dump-logits F.npy] "
       "[--json]";
@@ -179,6 +185,10 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   f.curve = vm.count("curve") > 0 || !f.curve_keys.empty();
   if (f.curve && f.backend != "tcp") throw UsageError("--curve needs --transport tcp");
   f.link_checksums = ParseChecksumsFlag(f.checksums);
+  f.barrier = vm.count("barrier") > 0;
+  if (f.barrier && vm.count("pace")) {
+    throw UsageError("--pace paces a self-clocked run; leave out --barrier");
+  }
   if (vm.count("pace") && !(f.pace >= 1)) {
     std::ostringstream got;
     got << f.pace;
@@ -190,10 +200,12 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
     throw UsageError("--inject needs worker processes (--transport ipc or tcp)");
   }
   if (!f.injections.empty() && f.self_clocked()) {
-    throw UsageError("--inject: a self-clocked run (--pace) does not fail over yet");
+    throw UsageError(
+        "--inject: failover runs on the barrier path only (a self-clocked run does not fail over "
+        "yet); add --barrier");
   }
   if (f.self_clocked() && f.max_new < 1) {
-    throw UsageError("--pace and --transport sim need --max-new >= 1");
+    throw UsageError("a self-clocked run needs --max-new >= 1 (or --barrier)");
   }
   f.prompts = f.prompts_file.empty()
                   ? std::vector<std::vector<int32_t>>{ParseTokenList(f.prompt_text, "--prompt")}
