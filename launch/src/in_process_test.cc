@@ -277,11 +277,13 @@ schedule::GlobalSchedule Deployed(const partition::Plan& plan, const ModelSpec& 
   return schedule::Compile(plan, spec, topo, so);
 }
 
-// TP 16 is wider than a node: the group spans two nodes, so it is not fully connected and the
-// compiler lays out ring all-reduces (15 reduce-scatter steps), some legs routed through other
-// chips. Row-parallel partials go around as canonical tree-node sums; column-parallel ones as
-// input slices passed on: both bit for bit the reference.
-TEST(InProcess, Tp16RingAcrossTwoNodesRowParallelInproc) {
+// TP 16 is wider than a node: the group spans two nodes, so it is not fully connected. With
+// both projections row-parallel the compiler lays out hierarchical all-reduces (one
+// reduce-scatter step inside each node, node sums exchanged across, routed through the chips
+// that join the nodes, one all-gather step inside each node); the runtime exchanges canonical
+// tree-node sums across and matches the reference bit for bit. Column-parallel projections
+// keep the ring (input slices passed on, below).
+TEST(InProcess, Tp16HierarchicalAcrossTwoNodesRowParallelInproc) {
   const ModelSpec spec = Tp16RowParallel();
   const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
   partition::PlanOptions po;
@@ -290,10 +292,11 @@ TEST(InProcess, Tp16RingAcrossTwoNodesRowParallelInproc) {
   ASSERT_TRUE(partition::RowParallelProjection(spec, 16, false));
   ASSERT_TRUE(partition::RowParallelProjection(spec, 16, true));
   const schedule::GlobalSchedule schedule = Deployed(plan, spec, topo);
-  EXPECT_EQ(RingReduces(schedule), 15);
+  EXPECT_EQ(RingReduces(schedule), 1);
   const Routes routes = RoutesOf(schedule);
-  EXPECT_GE(routes.longest.at(schedule::Tag::kReduceScatter), 2) << "no ring leg is forwarded";
-  RunPlan({"tp16 ring rows", {}, "inproc"}, spec, Weights(spec), topo, plan, 0);
+  EXPECT_GE(routes.longest.at(schedule::Tag::kAllReduce), 2) << "no node sum is forwarded";
+  EXPECT_EQ(routes.forwards.count(schedule::Tag::kReduceScatter), 0u) << "inside a node: direct";
+  RunPlan({"tp16 hierarchical rows", {}, "inproc"}, spec, Weights(spec), topo, plan, 0);
 }
 TEST(InProcess, Tp16RingAcrossTwoNodesColumnParallelSim) {
   ASSERT_FALSE(partition::RowParallelProjection(Tiny(), 16, false));

@@ -453,12 +453,15 @@ int64_t TransferTimeNs(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per
 
 LinkTimeParts AllReduceTimeParts(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                                  int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                                 const LinkCostParams& params, int64_t chain_hops) {
+                                 const LinkCostParams& params, int64_t chain_hops, int node_size) {
   LinkTimeParts t;
   if (group <= 1 || bytes <= 0) return t;
-  // One-shot sends the whole partial in its one step; the others a 1/group chunk per step.
-  const int64_t per_step =
-      algorithm == AllReduceAlgorithm::kOneShot ? bytes : CeilDiv(bytes, group);
+  // One-shot sends the whole partial in its one step; hierarchical a 1/node_size segment per
+  // step; the others a 1/group chunk per step.
+  const bool hierarchical = algorithm == AllReduceAlgorithm::kHierarchical && node_size > 0;
+  const int64_t per_step = algorithm == AllReduceAlgorithm::kOneShot ? bytes
+                           : hierarchical                            ? CeilDiv(bytes, node_size)
+                                                                     : CeilDiv(bytes, group);
   const LinkTimeParts hop =
       TransferTimeParts(per_step, 1, link_bandwidth_bytes_per_s, link_latency_ns, params);
   const int64_t steps = AllReduceSteps(algorithm, group);
@@ -471,9 +474,9 @@ LinkTimeParts AllReduceTimeParts(int64_t bytes, int group, AllReduceAlgorithm al
 
 int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                         int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                        const LinkCostParams& params, int64_t chain_hops) {
+                        const LinkCostParams& params, int64_t chain_hops, int node_size) {
   return AllReduceTimeParts(bytes, group, algorithm, link_bandwidth_bytes_per_s, link_latency_ns,
-                            params, chain_hops)
+                            params, chain_hops, node_size)
       .total();
 }
 
@@ -497,6 +500,8 @@ int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group) {
       return 1;
     case AllReduceAlgorithm::kDirect:
       return 2;
+    case AllReduceAlgorithm::kHierarchical:
+      return 3;
     case AllReduceAlgorithm::kRing:
       break;
   }
@@ -523,8 +528,8 @@ bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op) {
 
 AllReduceAlgorithm ChooseAllReduce(int64_t bytes, int group, bool direct, bool one_shot_allowed,
                                    int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                                   const LinkCostParams& params) {
-  if (!direct) return AllReduceAlgorithm::kRing;
+                                   const LinkCostParams& params, int node_size) {
+  if (!direct) return node_size > 0 ? AllReduceAlgorithm::kHierarchical : AllReduceAlgorithm::kRing;
   if (!one_shot_allowed) return AllReduceAlgorithm::kDirect;
   const auto time = [&](AllReduceAlgorithm a) {
     return AllReduceTimeNs(bytes, group, a, link_bandwidth_bytes_per_s, link_latency_ns, params);
@@ -532,6 +537,36 @@ AllReduceAlgorithm ChooseAllReduce(int64_t bytes, int group, bool direct, bool o
   return time(AllReduceAlgorithm::kOneShot) <= time(AllReduceAlgorithm::kDirect)
              ? AllReduceAlgorithm::kOneShot
              : AllReduceAlgorithm::kDirect;
+}
+
+int HierarchicalNodeSize(const ModelSpec& spec, const topology::Topology& topo,
+                         const std::vector<topology::ChipId>& chips) {
+  const auto g = static_cast<int>(chips.size());
+  if (g < 4 || !RowParallelProjection(spec, g, false) || !RowParallelProjection(spec, g, true)) {
+    return 0;
+  }
+  // The run of ranks in rank 0's node sets the size; every run must match it.
+  int n = 1;
+  while (n < g && topo.chip(chips[static_cast<size_t>(n)]).node == topo.chip(chips[0]).node) ++n;
+  if (n < 2 || n == g || g % n != 0) return 0;
+  std::vector<int> nodes;
+  for (int first = 0; first < g; first += n) {
+    const int node = topo.chip(chips[static_cast<size_t>(first)]).node;
+    if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) return 0;
+    nodes.push_back(node);
+    for (int i = first; i < first + n; ++i) {
+      const topology::ChipId a = chips[static_cast<size_t>(i)];
+      if (topo.chip(a).node != node) return 0;
+      for (int j = i + 1; j < first + n; ++j) {
+        bool linked = false;
+        for (const topology::Adjacent& adj : topo.Neighbors(a)) {
+          linked |= adj.peer == chips[static_cast<size_t>(j)];
+        }
+        if (!linked) return 0;
+      }
+    }
+  }
+  return n;
 }
 
 }  // namespace lockstep::partition

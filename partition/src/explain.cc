@@ -67,6 +67,7 @@ TimeShares StageShares(const Plan& plan, int stage) {
   // splits such a group over two nodes).
   bool direct = true;
   for (topology::ChipId c : st.chips) direct &= topo.chip(c).node == topo.chip(st.chips[0]).node;
+  const int node_size = direct ? 0 : HierarchicalNodeSize(plan.spec, topo, st.chips);
   const int64_t bw = chip.link_bandwidth_bytes_per_s;
   const int64_t lat = chip.link_latency_ns;
   const LinkCostParams& lp = plan.link_params;
@@ -99,9 +100,9 @@ TimeShares StageShares(const Plan& plan, int stage) {
     if (op.allreduce_bytes > 0 && st.tp > 1) {
       const AllReduceAlgorithm a =
           ChooseAllReduce(op.allreduce_bytes, st.tp, direct,
-                          OneShotAllowed(plan.spec, st.tp, op.kind), bw, lat, lp);
+                          OneShotAllowed(plan.spec, st.tp, op.kind), bw, lat, lp, node_size);
       Add(AllReduceTimeParts(op.allreduce_bytes, st.tp, a, bw, lat, lp,
-                             direct ? 0 : st.ring_chain_hops),
+                             direct ? 0 : st.ring_chain_hops, node_size),
           s);
     }
     if (op.gather_bytes > 0 && st.tp > 1) {

@@ -110,6 +110,28 @@ TEST(PartitionerTest, CannotFitSaysWhatWouldFit) {
   }
 }
 
+// A TP 16 group after a stage that ends inside a node starts at the next node, so it is two
+// whole nodes (the last one across two racks) and all-reduces hierarchically: priced as 3 steps
+// along 2 + its crossing's hops.
+TEST(PartitionerTest, GroupsWiderThanANodeAreWholeNodes) {
+  ModelSpec spec = Example("llama-2-7b");
+  spec.intermediate_size = 11264;  // 704 per rank, whole 64-element chunks: row-parallel
+  const topology::Topology racks = topology::GenerateSystem(topology::LpuV1(), 2);
+  PlanOptions o = Options(Dtype::kInt8);
+  o.layout = {{1, 4}, {8, 16}, {8, 16}, {8, 16}, {9, 16}};
+  const Plan plan = MakePlan(spec, racks, o);
+  ExpectValid(plan, spec, racks);
+  ASSERT_EQ(plan.stages.size(), 5u);
+  for (size_t s = 1; s < plan.stages.size(); ++s) {
+    const StagePlan& st = plan.stages[s];
+    EXPECT_EQ(st.chips.front() % 8, 0) << "stage " << s << " starts inside a node";
+    EXPECT_EQ(HierarchicalNodeSize(spec, racks, st.chips), 8) << "stage " << s;
+    EXPECT_GE(st.ring_chain_hops, 3) << "stage " << s;
+    EXPECT_LE(st.ring_chain_hops, 2 + 5) << "stage " << s;
+  }
+  EXPECT_EQ(HierarchicalNodeSize(spec, racks, plan.stages[0].chips), 0);  // inside one node
+}
+
 TEST(PartitionerTest, SameInputsGiveIdenticalBytes) {
   const ModelSpec spec = Example("mixtral-8x7b");
   const topology::Topology topo = topology::GenerateSystem(topology::LpuV1(), 4);

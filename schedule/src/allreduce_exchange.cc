@@ -49,6 +49,8 @@ AllReduceFn AllReduceFor(partition::AllReduceAlgorithm algorithm) {
       return AllReduceDirect;
     case partition::AllReduceAlgorithm::kRing:
       return AllReduceRing;
+    case partition::AllReduceAlgorithm::kHierarchical:
+      return AllReduceHierarchical;
   }
   return AllReduceRing;
 }

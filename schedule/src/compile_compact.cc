@@ -28,6 +28,7 @@ struct StageCode {
   std::vector<OpEntry> prefill_ops;  // the prompt's last chunk (when compiled)
   std::vector<OpEntry> chunk_ops;    // the other chunks: prefill_ops without the LM head
   bool direct = true;                // the group is fully connected
+  int node_size = 0;                 // whole nodes of this many chips (HierarchicalNodeSize)
 };
 
 bool FullyConnected(const topology::Topology& topo, const std::vector<ChipId>& chips) {
@@ -229,6 +230,7 @@ CompactSchedule CompileCompact(const partition::Plan& plan, const partition::Mod
     StageCode sc;
     sc.plan = &st;
     sc.direct = FullyConnected(topo, st.chips);
+    sc.node_size = sc.direct ? 0 : partition::HierarchicalNodeSize(spec, topo, st.chips);
     auto build = [&](const partition::Workload& wl) {
       std::vector<OpEntry> list;
       auto add = [&](const std::vector<OpCost>& ops) {
@@ -236,7 +238,8 @@ CompactSchedule CompileCompact(const partition::Plan& plan, const partition::Mod
         for (const OpCost& op : ops) {
           const partition::AllReduceAlgorithm allreduce = partition::ChooseAllReduce(
               op.allreduce_bytes, st.tp, sc.direct, partition::OneShotAllowed(spec, st.tp, op.kind),
-              chip_spec.link_bandwidth_bytes_per_s, chip_spec.link_latency_ns, options.link_params);
+              chip_spec.link_bandwidth_bytes_per_s, chip_spec.link_latency_ns, options.link_params,
+              sc.node_size);
           list.push_back({op, partition::TimeOp(op, wl.dtype, chip_spec, cp).ns, allreduce});
         }
       };

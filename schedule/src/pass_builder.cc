@@ -66,7 +66,21 @@ int32_t PassBuilder::Compute(ChipId chip, const Deps& deps, int64_t ns, InstrKin
 
 Deps PassBuilder::Transfer(ChipId src, const Deps& deps, ChipId dst, int64_t bytes, Tag tag) {
   if (src == dst) return deps;
-  const std::vector<RouteHop>& hops = routes_.Route(src, dst);
+  return Move(routes_.Route(src, dst), deps, bytes, tag);
+}
+
+Deps PassBuilder::TransferVia(ChipId src, const Deps& deps, const RouteHop& crossing, ChipId dst,
+                              int64_t bytes, Tag tag) {
+  std::vector<RouteHop> hops = routes_.Route(src, crossing.from);
+  hops.push_back(crossing);
+  const std::vector<RouteHop>& rest = routes_.Route(crossing.to, dst);
+  hops.insert(hops.end(), rest.begin(), rest.end());
+  return Move(hops, deps, bytes, tag);
+}
+
+Deps PassBuilder::Move(const std::vector<RouteHop>& hops, const Deps& deps, int64_t bytes,
+                       Tag tag) {
+  const ChipId src = hops.front().from;
   int64_t earliest = ReadyAt(src, deps);
   int64_t in_msg = -1;
   for (size_t h = 0; h < hops.size(); ++h) {
@@ -108,7 +122,7 @@ Deps PassBuilder::Transfer(ChipId src, const Deps& deps, ChipId dst, int64_t byt
   recv.in_link = hops.back().link;
   recv.in_peer = hops.back().from;
   recv.in_msg = in_msg;
-  return {Emit(dst, std::move(recv))};
+  return {Emit(hops.back().to, std::move(recv))};
 }
 
 PassBuilder::Result PassBuilder::Finish() {

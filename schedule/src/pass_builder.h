@@ -34,6 +34,11 @@ class PassBuilder {
   // route, every hop reserved, intermediate chips forwarding; returns what an instruction on
   // `dst` waits for (the Recv; `deps` itself when src == dst).
   Deps Transfer(ChipId src, const Deps& deps, ChipId dst, int64_t bytes, Tag tag);
+  // As Transfer, over the minimal routes from `src` to `crossing.from`, the link `crossing`,
+  // and from `crossing.to` to `dst`: a caller spreading messages over the links that join two
+  // groups of chips picks which one each takes.
+  Deps TransferVia(ChipId src, const Deps& deps, const RouteHop& crossing, ChipId dst,
+                   int64_t bytes, Tag tag);
 
   // Links on the deterministic minimal route from `a` to `b` (0 when equal).
   int Hops(ChipId a, ChipId b) { return static_cast<int>(routes_.Route(a, b).size()); }
@@ -55,6 +60,8 @@ class PassBuilder {
 
  private:
   int32_t Emit(ChipId chip, Instruction in);
+  // Moves `bytes` over `hops` (non-empty, chained), the first hop after `deps`.
+  Deps Move(const std::vector<RouteHop>& hops, const Deps& deps, int64_t bytes, Tag tag);
   int64_t Take(ModuloTimeline& table, int64_t& busy, std::pair<int64_t, int64_t>& span,
                int64_t ready, int64_t duration);
 

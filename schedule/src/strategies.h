@@ -29,6 +29,14 @@ void AllReduceDirect(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps&
 // allreduce_ring.cc: any group: 2 x (group - 1) steps of bytes / group to the next rank.
 void AllReduceRing(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data, int64_t bytes,
                    int64_t overhead);
+// allreduce_hierarchical.cc: a group of whole fully connected nodes (partition::
+// HierarchicalNodeSize: runs of n consecutive ranks, one run per node): reduce-scatter inside
+// each node (rank r gets bytes / n of segment r mod n from each node peer), then each rank
+// exchanges its node's sum of that segment with the ranks of the same place in the other nodes
+// (one-shot among them, tag kAllReduce, routed across the links joining the nodes), then
+// all-gather inside the node: 3 steps instead of a ring's 2 x (group - 1).
+void AllReduceHierarchical(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
+                           int64_t bytes, int64_t overhead);
 // The strategy for the algorithm the cost model priced (partition::ChooseAllReduce).
 AllReduceFn AllReduceFor(partition::AllReduceAlgorithm algorithm);
 

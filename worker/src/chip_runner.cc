@@ -30,6 +30,27 @@ bool CollectivesAreRing(const schedule::ChipProgram& program, int tp, const std:
                      std::to_string(tp));
 }
 
+// The ranks per node when a stage's all-reduces are hierarchical (schedule's
+// AllReduceHierarchical), from its program: per collective n - 1 reduce-scatter sends (to the
+// node's peers), one reduce-scatter Reduce, and tp / n - 1 sends of the node's sum across (tag
+// kAllReduce); 0 for any other shape (a direct exchange sends tp - 1 times, a ring never across).
+int HierarchicalRanks(const schedule::ChipProgram& program, int tp) {
+  if (tp < 4) return 0;
+  int64_t sends = 0, reduces = 0, across = 0;
+  for (const Instruction& in : program.instructions) {
+    if (in.sequence != 0) continue;
+    if (in.tag == Tag::kReduceScatter) {
+      sends += in.kind == InstrKind::kSend;
+      reduces += in.kind == InstrKind::kReduce;
+    }
+    across += in.tag == Tag::kAllReduce && in.kind == InstrKind::kSend;
+  }
+  if (reduces == 0 || across == 0 || sends % reduces != 0) return 0;
+  const int64_t n = sends / reduces + 1;
+  if (n < 2 || n >= tp || tp % n != 0 || across != reduces * (tp / n - 1)) return 0;
+  return static_cast<int>(n);
+}
+
 }  // namespace
 
 ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::Endpoint>> endpoints)
@@ -74,7 +95,8 @@ ChipRunner::ChipRunner(ChipSetup setup, std::vector<std::unique_ptr<transport::E
     }
     for (size_t r = 0; r < setup.group.size(); ++r)
       im.rank_of[setup.group[r]] = static_cast<int>(r);
-    im.ring = CollectivesAreRing(setup.program, im.tp, chip);
+    im.hier = HierarchicalRanks(setup.program, im.tp);
+    im.ring = im.hier == 0 && CollectivesAreRing(setup.program, im.tp, chip);
     if (!im.ring) {
       // A direct exchange picks the segment a hop carries by the peer at its end.
       for (const Instruction& in : setup.program.instructions) {

@@ -79,6 +79,14 @@ struct CollectiveState {
   // message may arrive before the previous step's Reduce ran, so each step keeps its own.
   std::map<int, ring::NodeSums> arrived_sums, outgoing_sums;
   std::map<int, std::vector<float>> arrived_rows, outgoing_rows;
+  // Hierarchical (schedule's AllReduceHierarchical): this node's sum of this rank's segment
+  // (row-parallel: canonical tree-node sums over the node's chunks, ring.h; embedding: the rows
+  // whose token the node's ranks hold) and the other nodes' sums of it, by their first rank.
+  // Kept until the step ends: this rank's own send across may follow its combine.
+  std::optional<ring::NodeSums> node_sums;
+  std::optional<std::vector<float>> node_rows;
+  std::map<int, ring::NodeSums> across_sums;
+  std::map<int, std::vector<float>> across_rows;
 };
 
 // A collective is named by its layer (-1: the embedding) and its ordinal in the layer
@@ -136,6 +144,10 @@ struct ChipRunner::Impl {
   bool closed = false;
   // The stage's all-reduces run as a ring (a TP group that is not fully connected): ring.h.
   bool ring = false;
+  // Ranks per node when the stage's all-reduces are hierarchical (whole nodes of consecutive
+  // ranks: reduce-scatter in the node, node sums across, all-gather in the node), else 0. Rank r
+  // then finishes and all-gathers segment r mod hier of hier, as every rank of its place does.
+  int hier = 0;
   // Run: the step kinds this chip knows (EncodeStepKind), by step; every message of step s it
   // sends carries the kind of step s + lookahead when known (RunStep: none).
   std::map<int64_t, uint64_t> kinds;
@@ -152,6 +164,13 @@ struct ChipRunner::Impl {
 
   std::pair<int64_t, int64_t> Segment(int j) const {
     return {hidden * j / tp, hidden * (j + 1) / tp};
+  }
+  // Direct and hierarchical exchanges: which segment `rank` finishes (its key in
+  // CollectiveState::segments), the key's outputs, and how many segments there are.
+  int SegKey(int rank) const { return hier > 0 ? rank % hier : rank; }
+  int SegCount() const { return hier > 0 ? hier : tp; }
+  std::pair<int64_t, int64_t> SegmentOfKey(int key) const {
+    return {hidden * key / SegCount(), hidden * (key + 1) / SegCount()};
   }
 
   [[noreturn]] void Fail(const Instruction& in, size_t index, int64_t step,
@@ -287,7 +306,12 @@ struct ChipRunner::Impl {
   // step, in step order (each step's send follows the previous step's Reduce).
   CollectiveStep StepOf(const Instruction& in, SlotState& st) const {
     const int n = st.seen[{in.layer, in.tag, in.kind}]++;
-    const int per = in.kind == InstrKind::kReduce && !ring ? 1 : tp - 1;
+    int per = tp - 1;
+    if (in.kind == InstrKind::kReduce && !ring) {
+      per = 1;
+    } else if (hier > 0) {  // hier - 1 peers in the node; one per other node across
+      per = in.tag == Tag::kAllReduce ? tp / hier - 1 : hier - 1;
+    }
     return {{in.layer, n / per}, ring ? n % per : 0};
   }
 
@@ -418,6 +442,10 @@ struct ChipRunner::Impl {
     const CollectiveStep at = StepOf(in, st);
     const CollectiveKey& key = at.key;
     CollectiveState& c = st.collectives[key];
+    if (in.tag == Tag::kAllReduce && hier > 0) {
+      CombineAcross(in, index, step, st, c, key);
+      return;
+    }
     if (in.tag == Tag::kAllReduce) {
       if (!c.mine || static_cast<int>(c.parts.size()) != tp - 1 || c.parts.count(setup.rank) != 0) {
         Fail(in, index, step,
@@ -445,14 +473,88 @@ struct ChipRunner::Impl {
     }
     if (in.tag == Tag::kReduceScatter) {
       if (c.mine) {  // this rank's own slice (a column-parallel input: all of it)
-        const auto [b, e] = Segment(setup.rank);
+        const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
         c.parts[setup.rank] =
             c.mine->kind == model::PartialKind::kColumnInput ? *c.mine : c.mine->Slice(b, e - b);
+      }
+      if (hier > 0) {
+        SumNode(in, index, step, st, c, key);
+        return;
       }
       FinishScatter(in, index, step, st, c, key);
       return;
     }
     Assemble(in, index, step, st, c, key);
+  }
+
+  // Hierarchical, the end of the reduce-scatter inside the node: this node's sum of segment
+  // SegKey(rank) from its ranks' partials in c.parts (row-parallel: the tree-node sums over the
+  // node's chunks, as a ring message carries them; embedding: the rows the node's ranks own).
+  void SumNode(const Instruction& in, size_t index, int64_t step, const SlotState& st,
+               CollectiveState& c, const CollectiveKey& key) {
+    if (!c.mine || static_cast<int>(c.parts.size()) != hier) {
+      Fail(in, index, step,
+           "reduce-scatter in the node with partials of " + std::to_string(c.parts.size()) +
+               " of " + std::to_string(hier) + " ranks");
+    }
+    const Collective kind = KindOf(key);
+    const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
+    if (kind == Collective::kEmbedding) {
+      std::vector<float> rows(static_cast<size_t>(st.rows * (e - b)), 0.0f);
+      for (const auto& [r, p] : c.parts) {
+        ring::PickOwnRows(p, st.work->tokens, setup.spec.vocab_size, tp, r, b, e, rows);
+      }
+      c.node_rows = std::move(rows);
+    } else if (!RowParallel(kind)) {
+      Fail(in, index, step, "a hierarchical all-reduce of a column-parallel projection");
+    } else {
+      const int64_t total = TotalChunks(kind);
+      std::optional<ring::NodeSums> sum;
+      for (const auto& [r, p] : c.parts) {
+        ring::NodeSums mine = ring::FromPartial(p, total, b, e);
+        sum = sum ? ring::Merge(*sum, mine, total) : std::move(mine);
+      }
+      c.node_sums = std::move(sum);
+    }
+    c.parts.clear();
+  }
+
+  // Hierarchical, the end of the exchange across nodes: segment SegKey(rank) from this node's
+  // sum and every other node's (bit for bit the canonical combine: ring.h).
+  void CombineAcross(const Instruction& in, size_t index, int64_t step, SlotState& st,
+                     CollectiveState& c, const CollectiveKey& key) {
+    const Collective kind = KindOf(key);
+    const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
+    const size_t others = static_cast<size_t>(tp / hier - 1);
+    if (kind == Collective::kEmbedding) {
+      if (!c.node_rows || c.across_rows.size() != others) {
+        Fail(in, index, step,
+             "embedding rows across nodes from " + std::to_string(c.across_rows.size()) + " of " +
+                 std::to_string(others) + " other nodes");
+      }
+      std::vector<float> rows = *c.node_rows;
+      const int64_t vocab = setup.spec.vocab_size;
+      for (const auto& [first, theirs] : c.across_rows) {
+        const int64_t lo = vocab * first / tp, hi = vocab * (first + hier) / tp;
+        for (size_t i = 0; i < st.work->tokens.size(); ++i) {
+          if (st.work->tokens[i] < lo || st.work->tokens[i] >= hi) continue;
+          std::copy_n(theirs.begin() + static_cast<int64_t>(i) * (e - b), e - b,
+                      rows.begin() + static_cast<int64_t>(i) * (e - b));
+        }
+      }
+      c.segments[SegKey(setup.rank)] = std::move(rows);
+      return;
+    }
+    if (!c.node_sums || c.across_sums.size() != others) {
+      Fail(in, index, step,
+           "node sums across nodes from " + std::to_string(c.across_sums.size()) + " of " +
+               std::to_string(others) + " other nodes");
+    }
+    const int64_t total = TotalChunks(kind);
+    ring::NodeSums sum = *c.node_sums;
+    for (const auto& [first, theirs] : c.across_sums) sum = ring::Merge(sum, theirs, total);
+    c.segments[SegKey(setup.rank)] =
+        ring::Finish(sum, total, shard->RowParallelBias(key.first, kind == Collective::kMlp), b);
   }
 
   // The end of a reduce-scatter: segment `rank` from every rank's partial of it in c.parts (a
@@ -477,14 +579,14 @@ struct ChipRunner::Impl {
   // The end of an all-gather: every segment in place.
   void Assemble(const Instruction& in, size_t index, int64_t step, SlotState& st,
                 CollectiveState& c, const CollectiveKey& key) {
-    if (static_cast<int>(c.segments.size()) != tp) {
+    if (static_cast<int>(c.segments.size()) != SegCount()) {
       Fail(in, index, step,
-           "all-gather with " + std::to_string(c.segments.size()) + " of " + std::to_string(tp) +
-               " segments");
+           "all-gather with " + std::to_string(c.segments.size()) + " of " +
+               std::to_string(SegCount()) + " segments");
     }
     c.result.assign(static_cast<size_t>(st.rows * hidden), 0.0f);
     for (const auto& [j, seg] : c.segments) {
-      const auto [b, e] = Segment(j);
+      const auto [b, e] = SegmentOfKey(j);
       for (int64_t r = 0; r < st.rows; ++r) {
         std::copy_n(seg.begin() + r * (e - b), e - b, c.result.begin() + r * hidden + b);
       }
@@ -589,6 +691,18 @@ struct ChipRunner::Impl {
           RingSend(in, index, step, st, c, at);
           return;
         }
+        if (in.tag == Tag::kAllReduce && hier > 0) {  // this node's sum of my segment, across
+          const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
+          if (KindOf(key) == Collective::kEmbedding) {
+            if (!c.node_rows) Fail(in, index, step, "rows across before the node's reduce");
+            SendFloats(in, step, {rows, e - b, 1}, *c.node_rows);
+          } else {
+            if (!c.node_sums) Fail(in, index, step, "node sums across before the node's reduce");
+            const auto nodes = static_cast<int64_t>(c.node_sums->nodes.size());
+            SendFloats(in, step, {rows, e - b, nodes}, c.node_sums->values);
+          }
+          return;
+        }
         if (in.tag == Tag::kAllReduce) {
           if (!c.mine) Fail(in, index, step, "all-reduce send before the partials");
           if (c.mine->kind == model::PartialKind::kColumnInput) {
@@ -607,16 +721,17 @@ struct ChipRunner::Impl {
             SendFloats(in, step, {rows, c.mine->out_count, 1}, c.mine->values);
             return;
           }
-          // A direct exchange's hop goes straight to the peer rank (a fully connected group).
-          const auto [b, e] = Segment(RankOf(in.peer, in, index, step));
+          // A direct exchange's hop goes straight to the peer rank (a fully connected group, or
+          // the node of a hierarchical one).
+          const auto [b, e] = SegmentOfKey(SegKey(RankOf(in.peer, in, index, step)));
           model::Partial p = c.mine->Slice(b, e - b);
           SendFloats(in, step, {rows, e - b, p.chunks}, std::move(p.values));
         } else {
-          auto seg = c.segments.find(setup.rank);
+          auto seg = c.segments.find(SegKey(setup.rank));
           if (seg == c.segments.end()) {
             Fail(in, index, step, "all-gather send before the reduce-scatter");
           }
-          const auto [b, e] = Segment(setup.rank);
+          const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
           SendFloats(in, step, {rows, e - b, 1}, seg->second);
         }
         return;
@@ -669,19 +784,24 @@ struct ChipRunner::Impl {
           RingReceive(in, index, step, st, c, at, from, ToFloats(m.payload), shape);
           return;
         }
-        if ((in.tag == Tag::kAllGather ? c.segments.count(from) : c.parts.count(from)) != 0) {
+        if (in.tag == Tag::kAllReduce && hier > 0) {
+          ReceiveAcross(in, index, step, st, c, at, from, ToFloats(m.payload), shape);
+          return;
+        }
+        if ((in.tag == Tag::kAllGather ? c.segments.count(SegKey(from)) : c.parts.count(from)) !=
+            0) {
           Fail(in, index, step,
                "a second " + std::string(schedule::TagName(in.tag)) + " message from rank " +
                    std::to_string(from));
         }
         if (in.tag == Tag::kAllGather) {
-          c.segments[from] = ToFloats(m.payload);
+          c.segments[SegKey(from)] = ToFloats(m.payload);
           return;
         }
         const Collective kind = KindOf(key);
         const bool row_parallel = RowParallel(kind);
         const auto [b, e] = in.tag == Tag::kAllReduce ? std::pair<int64_t, int64_t>{0, hidden}
-                                                      : Segment(setup.rank);
+                                                      : SegmentOfKey(SegKey(setup.rank));
         model::Partial p;
         p.kind = model::PartialKind::kRowParallel;  // the Reduce picks the combine by its key
         p.rows = st.rows;
@@ -793,6 +913,47 @@ struct ChipRunner::Impl {
     }
     const auto nodes = static_cast<int64_t>(out.nodes.size());
     SendFloats(in, step, {rows, e - b, nodes}, std::move(out.values));
+  }
+
+  // Hierarchical: another node's sum of this rank's segment, from the rank of its place there
+  // (its node: ranks first .. first + hier - 1), kept for the Reduce.
+  void ReceiveAcross(const Instruction& in, size_t index, int64_t step, const SlotState& st,
+                     CollectiveState& c, const CollectiveStep& at, int from,
+                     std::vector<float> values, const std::vector<int64_t>& shape) {
+    const int first = from / hier * hier;
+    if (SegKey(from) != SegKey(setup.rank) || first == setup.rank / hier * hier) {
+      Fail(in, index, step,
+           "a node sum from rank " + std::to_string(from) + ", not of rank " +
+               std::to_string(setup.rank) + "'s place in another node");
+    }
+    if (c.across_sums.count(first) != 0 || c.across_rows.count(first) != 0) {
+      Fail(in, index, step, "a second node sum from rank " + std::to_string(from));
+    }
+    const auto [b, e] = SegmentOfKey(SegKey(setup.rank));
+    const Collective kind = KindOf(at.key);
+    int64_t per_output = 1;
+    ring::NodeSums sums;
+    if (kind != Collective::kEmbedding) {
+      const int64_t total = TotalChunks(kind);
+      std::vector<int> ranks(static_cast<size_t>(hier));
+      for (int i = 0; i < hier; ++i) ranks[static_cast<size_t>(i)] = first + i;
+      sums.nodes = ring::RankCover(total, total / tp, ranks);
+      sums.rows = st.rows;
+      sums.count = e - b;
+      per_output = static_cast<int64_t>(sums.nodes.size());
+    }
+    if (shape[1] != e - b || shape[2] != per_output ||
+        Elements(shape) != static_cast<int64_t>(values.size())) {
+      Fail(in, index, step,
+           "node sum of the wrong shape (want " + std::to_string(st.rows) + " x " +
+               std::to_string(e - b) + " x " + std::to_string(per_output) + ")");
+    }
+    if (kind == Collective::kEmbedding) {
+      c.across_rows[first] = std::move(values);
+      return;
+    }
+    sums.values = std::move(values);
+    c.across_sums[first] = std::move(sums);
   }
 
   // A ring step's message from rank - 1 (what RingSend sent there), kept for the Reduce.

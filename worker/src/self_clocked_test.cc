@@ -459,5 +459,28 @@ TEST(SelfClocked, RingsOverTwoRacksBitForBit) {
                   RunPlan(spec, weights, topo, plan, 3, requests, {16, 32}, 8, 1));
 }
 
+// TP 16 over two whole nodes with row-parallel projections: the compiler lays out hierarchical
+// all-reduces (reduce-scatter in each node, node sums exchanged across, all-gather in each
+// node), prompt chunks and decode alike; every token is the reference's.
+TEST(SelfClocked, HierarchicalOverTwoNodesBitForBit) {
+  const partition::ModelSpec spec = partition::ParseModelSpec(R"({"_name_or_path": "tp16-rows",
+    "model_type": "llama", "hidden_size": 64, "head_dim": 32, "intermediate_size": 1024,
+    "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "vocab_size": 200, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "max_position_embeddings": 32})",
+                                                              "tp16-rows");
+  const model::LlamaWeights weights = model::GenerateLlamaWeights(spec, 11);
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{2, 16}, {2, 16}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  for (const partition::StagePlan& st : plan.stages) {
+    ASSERT_EQ(partition::HierarchicalNodeSize(spec, topo, st.chips), 8);
+  }
+  const std::vector<Request> requests = Requests();
+  ExpectReference(spec, weights, requests,
+                  RunPlan(spec, weights, topo, plan, 3, requests, {16, 32}, 8, 1));
+}
+
 }  // namespace
 }  // namespace lockstep::worker

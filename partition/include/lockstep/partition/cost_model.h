@@ -34,6 +34,7 @@
 #include "lockstep/common/dtype.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/topology/chip_spec.h"
+#include "lockstep/topology/topology.h"
 
 namespace lockstep::partition {
 
@@ -298,24 +299,31 @@ int64_t TransferTimeNs(int64_t bytes, int hops, int64_t link_bandwidth_bytes_per
 // link latency, `bytes` on each link. Direct (group fully connected, one link per pair, e.g.
 // one node): reduce-scatter then all-gather, each a single step in which every chip sends
 // bytes/group to each peer: two latencies, 2 x bytes/group on each link. Ring (otherwise):
-// 2 x (group - 1) steps of bytes/group each. Every step also costs the collective step
-// overhead. group <= 1 costs nothing.
-enum class AllReduceAlgorithm { kOneShot, kDirect, kRing };
+// 2 x (group - 1) steps of bytes/group each. Hierarchical (a group of whole fully connected
+// nodes of `node_size` chips, HierarchicalNodeSize): reduce-scatter inside each node (each rank
+// sends bytes/node_size to each node peer), then each rank exchanges its node's sum of its
+// segment with the rank of the same place in every other node (routed across the few links
+// joining the nodes), then all-gather inside the node: 3 steps of bytes/node_size, one hop, the
+// crossing's hops, one hop — instead of a ring's 2 x (group - 1) steps. Every step also costs
+// the collective step overhead. group <= 1 costs nothing.
+enum class AllReduceAlgorithm { kOneShot, kDirect, kRing, kHierarchical };
 // `chain_hops`: the links the slowest chain of dependent steps crosses in all (0 = one per
 // step). A ring whose neighbours are not all directly linked routes those steps over several
 // links, store-and-forward; each rank's step waits for its own previous step and its left
 // neighbour's transfer, so the slowest chain runs around the ring through 2 x (group - 1)
-// consecutive neighbour pairs (RingChainHops).
+// consecutive neighbour pairs (RingChainHops). Hierarchical: 2 + the farthest pair of ranks
+// exchanging across nodes (0 = 3). `node_size`: the hierarchical group's chips per node.
 LinkTimeParts AllReduceTimeParts(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                                  int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                                 const LinkCostParams& params, int64_t chain_hops = 0);
+                                 const LinkCostParams& params, int64_t chain_hops = 0,
+                                 int node_size = 0);
 int64_t AllReduceTimeNs(int64_t bytes, int group, AllReduceAlgorithm algorithm,
                         int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                        const LinkCostParams& params, int64_t chain_hops = 0);
+                        const LinkCostParams& params, int64_t chain_hops = 0, int node_size = 0);
 // The most hops over 2 x (g - 1) consecutive neighbour pairs of a ring of g ranks, where
 // `pair_hops[r]` is the routed hops from rank r to rank r + 1 (mod g).
 int64_t RingChainHops(const std::vector<int>& pair_hops);
-// Steps of a collective in a row (1, 2 or 2 x (group - 1)); 0 for group <= 1.
+// Steps of a collective in a row (1, 2, 3 or 2 x (group - 1)); 0 for group <= 1.
 int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group);
 
 // Whether the all-reduce after `op` may be one-shot: every rank can combine all outputs from
@@ -324,12 +332,22 @@ int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group);
 // each rank holding only its own outputs' weights.
 bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op);
 
-// The all-reduce the schedule runs (the partitioner prices the same): ring when the group is
-// not fully connected (`direct` false); else one-shot when allowed and no slower than
+// The all-reduce the schedule runs (the partitioner prices the same): when the group is not
+// fully connected (`direct` false), hierarchical when it is whole nodes (`node_size` > 0:
+// HierarchicalNodeSize), else ring; when it is, one-shot when allowed and no slower than
 // reduce-scatter + all-gather (small partials: latency-bound), else direct. Integer times, so
 // every caller decides the same.
 AllReduceAlgorithm ChooseAllReduce(int64_t bytes, int group, bool direct, bool one_shot_allowed,
                                    int64_t link_bandwidth_bytes_per_s, int64_t link_latency_ns,
-                                   const LinkCostParams& params);
+                                   const LinkCostParams& params, int node_size = 0);
+
+// The chips per node of a TP group that may all-reduce hierarchically, 0 when it may not: the
+// group's ranks are m >= 2 runs of n >= 2 consecutive ranks, each run all the chips the group has
+// in one node and fully linked, the runs in distinct nodes; and every all-reduce of the stage
+// combines whole partials (both projections row-parallel, RowParallelProjection), as the
+// exchange of node sums across nodes needs. A pure function of the topology, the chips and the
+// model, so the compiler, the cost model and the runtime (from the program's shape) agree.
+int HierarchicalNodeSize(const ModelSpec& spec, const topology::Topology& topo,
+                         const std::vector<topology::ChipId>& chips);
 
 }  // namespace lockstep::partition

@@ -99,8 +99,9 @@ struct StagePlan {
   // Links the send crosses: the most over the transfers to the next stage's ranks, as routed
   // (store-and-forward).
   int send_hops = 0;
-  // A ring all-reduce over several nodes: the links its slowest chain of steps crosses, as
-  // routed (RingChainHops; 0 = one per step, a group inside one node). The gather to rank 0
+  // An all-reduce over several nodes: the links its slowest chain of steps crosses, as routed
+  // (a ring's: RingChainHops; a hierarchical one's: 2 + the farthest pair exchanging across
+  // nodes; 0 = one per step, a group inside one node). The gather to rank 0
   // after sampling: its farthest rank's routed hops (1 inside a node).
   int64_t ring_chain_hops = 0;
   int gather_hops = 1;

@@ -19,7 +19,9 @@
 //     partitioner priced): when every pair of the group is joined by a link, one-shot (every
 //     rank sends its whole partial to every peer and combines all of them: one step) if the op
 //     allows it and it is no slower, else direct exchange (reduce-scatter then all-gather, one
-//     step each); a ring in rank order otherwise; each step ends with a Reduce instruction of
+//     step each); over whole nodes whose all-reduces combine whole partials, hierarchical
+//     (reduce-scatter in each node, node sums to the same place in the other nodes, all-gather
+//     in each node: 3 steps); a ring in rank order otherwise; each step ends with a Reduce of
 //     LinkCostParams::collective_step_overhead_ns that adds the received partials in rank order
 //     (a fixed reduction order, so results are bit-reproducible);
 //   - after sampling with tp > 1, a gather of each rank's (value, index) pair to rank 0, which

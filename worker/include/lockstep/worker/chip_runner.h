@@ -40,7 +40,11 @@
 //     message's sender from the rank it names, never from the link it came in on (a route may
 //     pass through other chips). Fully connected groups: one-shot, or direct reduce-scatter then
 //     all-gather (segment j of the hidden dimension = [h*j/t, h*(j+1)/t) is combined by rank j
-//     from every rank's partials). Groups that are not (a TP group spanning nodes): a ring,
+//     from every rank's partials). A group of whole nodes (consecutive ranks per node, both
+//     projections row-parallel): hierarchical — direct reduce-scatter inside the node (rank r
+//     combines segment r mod n of n), its node's canonical tree-node sums of that segment sent
+//     to the rank of the same place in every other node and merged there (src/ring.h), then
+//     direct all-gather inside the node. Other groups that are not fully connected: a ring,
 //     t - 1 reduce-scatter and t - 1 all-gather steps to rank + 1, where rank j again ends
 //     owning segment j and each message carries canonical tree-node sums of the ranks passed so
 //     far (src/ring.h), so the result has the reference's bits; a column-parallel product's
