@@ -2,8 +2,8 @@
 # Every plan the partitioner emits runs over worker processes (issue #19, item 3), bit for bit the
 # in-process reference, over ipc and tcp:
 #   - TP 16 on a rack: the group is wider than a node (8 chips), so it spans two nodes, is not
-#     fully connected, and the compiler lays out ring all-reduces with legs forwarded by other
-#     chips;
+#     fully connected, and the compiler lays out hierarchical all-reduces (whole nodes,
+#     row-parallel projections) whose node sums cross between the nodes forwarded by other chips;
 #   - 4 stages x TP 2 on a 2-rack Dragonfly of 2-chip nodes: the stages sit on both racks and the
 #     stage-to-stage routes (the token back to stage 0 among them) are forwarded over several chips.
 # Each run's logits file must equal the reference's byte for byte, and its decode breakdown must
@@ -72,14 +72,14 @@ same_as_reference() {
   done
 }
 
-# TP 16 across two nodes: a ring.
+# TP 16 across two nodes: hierarchical all-reduces (ring_chain_hops: their chain, 2 + the crossing).
 expect_exit 0 "$L" --json plan --model tp16.json --topology rack.yaml --tp 16 --pp 1 -o tp16.plan
 cp out.txt tp16-plan.json
 [ "$(json "d['stages'][0]['tp']")" = 16 ] || fail "TP 16 plan: the stage has tp $(json "d['stages'][0]['tp']")"
 [ "$(placement tp16-plan.json rack.yaml node)" = "0:0,1" ] ||
   fail "TP 16 plan: the group is not on two nodes: $(placement tp16-plan.json rack.yaml node)"
 [ "$(json "int(d['stages'][0]['ring_chain_hops'] > 0)")" = 1 ] ||
-  fail "TP 16 plan: no ring all-reduce (ring_chain_hops $(json "d['stages'][0]['ring_chain_hops']"))"
+  fail "TP 16 plan: no all-reduce across nodes (ring_chain_hops $(json "d['stages'][0]['ring_chain_hops']"))"
 same_as_reference tp16 tp16.json tp16.plan
 
 # 4 stages x TP 2 over two racks: forwarded stage-to-stage routes.
