@@ -10,20 +10,15 @@ namespace {
 void Exchange(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data, Tag tag,
               int64_t size, int64_t overhead) {
   const size_t g = chips.size();
-  RankDeps in(g);
-  for (size_t r = 0; r < g; ++r) {
-    for (size_t k = 1; k < g; ++k) {
-      const size_t j = (r + k) % g;
-      const Deps d = b.Transfer(chips[r], data[r], chips[j], size, tag);
-      in[j].insert(in[j].end(), d.begin(), d.end());
-    }
-  }
-  for (size_t j = 0; j < g; ++j) {
-    Deps deps = data[j];
-    deps.insert(deps.end(), in[j].begin(), in[j].end());
-    data[j] = {
-        b.Compute(chips[j], deps, overhead, InstrKind::kReduce, tag, partition::OpKind::kMlp)};
-  }
+  auto peers = [g](size_t r) {
+    std::vector<size_t> out;
+    for (size_t k = 1; k < g; ++k) out.push_back((r + k) % g);
+    return out;
+  };
+  auto move = [&](size_t r, size_t j, const Deps& deps) {
+    return b.Transfer(chips[r], deps, chips[j], size, tag);
+  };
+  ExchangeStep(b, chips, data, tag, overhead, peers, move);
 }
 
 }  // namespace

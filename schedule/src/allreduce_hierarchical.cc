@@ -5,31 +5,6 @@
 #include "strategies.h"
 
 namespace lockstep::schedule {
-namespace {
-
-// Every rank r sends to each rank j of `peers(r)` (in the order given) by `move(r, j, deps)`,
-// then each reduces its own data and everything it received.
-template <typename Peers, typename Move>
-void Step(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data, Tag tag,
-          int64_t overhead, Peers peers, Move move) {
-  const size_t g = chips.size();
-  RankDeps in(g);
-  for (size_t r = 0; r < g; ++r) {
-    for (size_t j : peers(r)) {
-      const Deps d = move(r, j, data[r]);
-      in[j].insert(in[j].end(), d.begin(), d.end());
-    }
-  }
-  for (size_t j = 0; j < g; ++j) {
-    Deps deps = data[j];
-    deps.insert(deps.end(), in[j].begin(), in[j].end());
-    data[j] = {
-        b.Compute(chips[j], deps, overhead, InstrKind::kReduce, tag, partition::OpKind::kMlp)};
-  }
-}
-
-}  // namespace
-
 void AllReduceHierarchical(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
                            int64_t bytes, int64_t overhead) {
   const topology::Topology& topo = b.topology();
@@ -86,9 +61,9 @@ void AllReduceHierarchical(PassBuilder& b, const std::vector<ChipId>& chips, Ran
     ++taken[{best->link, best->from}];
     return b.TransferVia(chips[r], deps, *best, chips[j], segment, Tag::kAllReduce);
   };
-  Step(b, chips, data, Tag::kReduceScatter, overhead, in_node, direct(Tag::kReduceScatter));
-  Step(b, chips, data, Tag::kAllReduce, overhead, across, spread);
-  Step(b, chips, data, Tag::kAllGather, overhead, in_node, direct(Tag::kAllGather));
+  ExchangeStep(b, chips, data, Tag::kReduceScatter, overhead, in_node, direct(Tag::kReduceScatter));
+  ExchangeStep(b, chips, data, Tag::kAllReduce, overhead, across, spread);
+  ExchangeStep(b, chips, data, Tag::kAllGather, overhead, in_node, direct(Tag::kAllGather));
 }
 
 }  // namespace lockstep::schedule

@@ -15,6 +15,28 @@ namespace lockstep::schedule {
 
 using RankDeps = std::vector<Deps>;
 
+// One step of a collective: every rank r sends to each rank j of `peers(r)` (in the order given)
+// by `move(r, j, data[r])` (what rank j then waits for), then every rank reduces its own data and
+// everything it received (a Reduce of `overhead` ns tagged `tag`).
+template <typename Peers, typename Move>
+void ExchangeStep(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data, Tag tag,
+                  int64_t overhead, Peers peers, Move move) {
+  const size_t g = chips.size();
+  RankDeps in(g);
+  for (size_t r = 0; r < g; ++r) {
+    for (size_t j : peers(r)) {
+      const Deps d = move(r, j, data[r]);
+      in[j].insert(in[j].end(), d.begin(), d.end());
+    }
+  }
+  for (size_t j = 0; j < g; ++j) {
+    Deps deps = data[j];
+    deps.insert(deps.end(), in[j].begin(), in[j].end());
+    data[j] = {
+        b.Compute(chips[j], deps, overhead, InstrKind::kReduce, tag, partition::OpKind::kMlp)};
+  }
+}
+
 // All-reduce of each rank's `bytes`-byte partial over the TP group `chips`; each step ends with
 // a Reduce of `overhead` ns on every rank.
 using AllReduceFn = void (*)(PassBuilder& b, const std::vector<ChipId>& chips, RankDeps& data,
