@@ -298,6 +298,30 @@ TEST(InProcess, Tp16HierarchicalAcrossTwoNodesRowParallelInproc) {
   EXPECT_EQ(routes.forwards.count(schedule::Tag::kReduceScatter), 0u) << "inside a node: direct";
   RunPlan({"tp16 hierarchical rows", {}, "inproc"}, spec, Weights(spec), topo, plan, 0);
 }
+// TP 32 over four whole nodes: each rank's node sum goes to the ranks of its place in the three
+// other nodes, and each merges four node sums: bit for bit.
+TEST(InProcess, Tp32HierarchicalAcrossFourNodesSim) {
+  const ModelSpec spec = partition::ParseModelSpec(R"({"_name_or_path": "tp32-rows",
+    "model_type": "llama", "hidden_size": 64, "head_dim": 32, "intermediate_size": 2048,
+    "num_hidden_layers": 2, "num_attention_heads": 64, "num_key_value_heads": 8,
+    "vocab_size": 200, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "max_position_embeddings": 32})",
+                                                   "tp32-rows");
+  const topology::Topology topo = topology::GenerateRack(topology::LpuV1());
+  partition::PlanOptions po;
+  po.layout = {{4, 32}};
+  const partition::Plan plan = partition::MakePlan(spec, topo, po);
+  ASSERT_EQ(partition::HierarchicalNodeSize(spec, topo, plan.stages[0].chips), 8);
+  const schedule::GlobalSchedule schedule = Deployed(plan, spec, topo);
+  EXPECT_EQ(RingReduces(schedule), 1);
+  size_t across = 0;
+  for (const schedule::Instruction& in : schedule.programs.front().instructions) {
+    across += in.kind == schedule::InstrKind::kSend && in.tag == schedule::Tag::kAllReduce &&
+              in.layer == -1 && in.sequence == 0;
+  }
+  EXPECT_EQ(across, 3u) << "one node sum to each other node";
+  RunPlan({"tp32 hierarchical rows", {}, "sim"}, spec, Weights(spec), topo, plan, 0);
+}
 TEST(InProcess, Tp16RingAcrossTwoNodesColumnParallelSim) {
   ASSERT_FALSE(partition::RowParallelProjection(Tiny(), 16, false));
   RunCase({"tp16 ring columns", {{8, 16}}, "sim", true});
