@@ -143,7 +143,9 @@ b16=$(json "[r['tokens'] for r in d['requests']]")
 expect_exit 0 "$LOCKSTEP" --log-level warn run --model $M --seed 9 --prompts p16.txt --max-new 4 \
   --transport ipc --tp 1 --pp 2 --slots 16 --dump-logits s16.npy --json
 [ "$(json "[r['tokens'] for r in d['requests']]")" = "$b16" ] || fail "16 sequences: self-clocked tokens differ from the barrier's"
-[ "$(json "d['self_clocked'] and 0 < d['control_messages_per_token'] <= 1")" = True ] || fail "16 sequences: $(cat out.txt)"
+# The 16 prefills come first (a step each), then 3 decode steps of 16 tokens, one message each.
+[ "$(json "d['self_clocked'] and d['decode_steps'] == 3 and d['decode_tokens'] == 48 and d['control_messages_per_token'] == 1 / 16")" = True ] \
+  || fail "16 sequences: $(cat out.txt)"
 for i in $(seq 0 15); do
   cmp -s "b16.$i.npy" "s16.$i.npy" || fail "16 sequences: sequence $i's logits differ from the barrier's"
 done

@@ -563,18 +563,18 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   outcome.failovers = coord.failovers();
   outcome.stats = coord.stats();
   if (outcome.clocked) {
-    // Self-clocked: the steps overlap (no barrier), so a step's time is the token stream's: from
-    // the first token message to the last, over the messages after the first (one per step that
-    // drew a token). The workers' per-step breakdown is not reported on this path.
+    // Self-clocked: the steps overlap (no barrier), so a decode step's time is the token stream's:
+    // from the message before a decode step's tokens to them (one message per step that drew a
+    // token). The workers' per-step breakdown is not reported on this path.
     coordinator::RunStats& stats = outcome.stats;
     const coordinator::SelfClockedResult& c = *outcome.clocked;
     stats.steps = c.steps;
     stats.tokens = c.tokens;
     stats.wall_ns = c.wall_ns;
-    stats.decode_steps = c.stream_messages;
-    stats.decode_tokens = c.stream_tokens;
-    stats.decode_wall_ns = c.stream_wall_ns;
-    stats.decode_control_messages = c.stream_messages;
+    stats.decode_steps = c.decode_messages;
+    stats.decode_tokens = c.decode_tokens;
+    stats.decode_wall_ns = c.decode_wall_ns;
+    stats.decode_control_messages = c.decode_messages;
   }
   // Peak resident memory of every process of the run (the workers' before they exit).
   outcome.worker_rss = launch.WorkerPeakRss();

@@ -850,7 +850,7 @@ SelfClockedResult Coordinator::RunSelfClocked(const std::vector<Request>& reques
     ++left;
   }
   std::vector<bool> finished(n, false);
-  std::optional<Clock::TimePoint> first_tokens;
+  std::optional<Clock::TimePoint> last_tokens;  // when the last token message came
   while (left > 0) {
     im.Pump(Millis(50), [&](size_t w, ControlMessage& m) {
       if (auto* t = std::get_if<control::TokensMsg>(&m)) {
@@ -861,13 +861,14 @@ SelfClockedResult Coordinator::RunSelfClocked(const std::vector<Request>& reques
         }
         ++result.token_messages;
         const Clock::TimePoint now = im.clock.Now();
-        if (first_tokens) {
-          ++result.stream_messages;
-          result.stream_tokens += static_cast<int64_t>(t->tokens.size());
-          result.stream_wall_ns = Ns(now - *first_tokens);
-        } else {
-          first_tokens = now;
+        const bool decode = std::all_of(t->tokens.begin(), t->tokens.end(),
+                                        [](const control::SampledToken& s) { return s.index > 0; });
+        if (last_tokens && decode) {
+          ++result.decode_messages;
+          result.decode_tokens += static_cast<int64_t>(t->tokens.size());
+          result.decode_wall_ns += Ns(now - *last_tokens);
         }
+        last_tokens = now;
         for (control::SampledToken& s : t->tokens) {
           auto it = done.find(s.request);
           if (it == done.end() || s.index != static_cast<int64_t>(it->second.tokens.size())) {

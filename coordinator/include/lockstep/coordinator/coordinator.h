@@ -222,11 +222,13 @@ struct SelfClockedResult {
   // (one each) and nothing the coordinator sends are not counted here.
   int64_t token_messages = 0;
   int64_t wall_ns = 0;  // from the start message to the last chip's end of run
-  // From the first token message to the last (the steady stream, the first prompt's prefill
-  // left out): the messages after the first, their tokens, and the time between.
-  int64_t stream_messages = 0;
-  int64_t stream_tokens = 0;
-  int64_t stream_wall_ns = 0;
+  // The decode steps as the token stream shows them: the messages of decode steps (every token
+  // past its request's first; a prefill step draws a request's first), their tokens, and the
+  // time from the message before each to it (so prefill steps and the first prompt's are left
+  // out, as the barrier path's decode figures leave them out).
+  int64_t decode_messages = 0;
+  int64_t decode_tokens = 0;
+  int64_t decode_wall_ns = 0;
 };
 
 class Coordinator {
