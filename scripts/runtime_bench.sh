@@ -32,10 +32,20 @@
 # A layout may end in /SEQS: that many sequences in flight at once (`--prompts` of SEQS different
 # 8-token prompts, `--slots SEQS`), e.g. 2x1/16 = 2 pipeline stages serving 16 sequences. Each
 # decode step then gives every sequence a token, and the stages work on different sequences at
-# the same time: the pipeline's throughput, where one sequence shows its latency. A step ends on
-# every chip before the next starts (the coordinator's Step brings the tokens), so each step has
-# a bubble of one stage's work per stage boundary: S stages with M sequences keep a stage busy
-# M / (M + S - 1) of the step (2 stages: 8 sequences 89%, 16 sequences 94%).
+# the same time: the pipeline's throughput, where one sequence shows its latency.
+#
+# Every distributed configuration runs both ways (MODES, default "barrier self-clocked"), paired
+# with the same reference run and interleaved, the modes' order reversed every other round:
+# reference, barrier, self-clocked, reference, self-clocked, barrier, ...
+#   barrier       `--barrier`: a step ends on every chip before the next starts (the
+#                 coordinator's Step brings the tokens), so each step has a bubble of one stage's
+#                 work per stage boundary: S stages with M sequences keep a stage busy
+#                 M / (M + S - 1) of the step (2 stages: 8 sequences 89%, 16 sequences 94%).
+#   self-clocked  the default: every chip runs on its own, consecutive decode periods overlapping
+#                 as the modulo schedule has them; the coordinator only receives the token stream.
+#                 Its "decode ms/step" is from the sampling chip's token message before a decode
+#                 step's to that step's (prefill steps left out, as the barrier's figures leave
+#                 them out); it reports no per-chip breakdown or compute column.
 #
 # "vs reference" compares decode tokens/s (`decode_tokens_per_s`: tokens of the decode steps over
 # their wall time), this row's over the reference's. The reference decodes one sequence at a time,
@@ -96,15 +106,39 @@ run() {  # run OUT ARGS...: one `lockstep run --json` into OUT, its `time` figur
   /usr/bin/time -f "%e %U %S" -o "$out.time" "$L" --log-level warn --json run --model "$M" --seed 1 \
     "${prompt[@]}" --max-new "$NEW" "$@" >"$out"
 }
-one() {  # one LABEL HOP_US ARGS...: RUNS runs, each right after a reference run (a pair)
+one() {  # one LABEL HOP_US ARGS...: RUNS rounds, each a reference run then every mode's run
   local label=$1 hop=$2; shift 2
-  local i files=()
+  local i mode modes=(reference) order mode_args
+  [ $# -gt 0 ] && read -r -a modes <<<"${MODES:-barrier self-clocked}"
   for i in $(seq "$RUNS"); do
     run "$work/ref.$i.json"
-    [ $# -gt 0 ] && run "$work/out.$i.json" "$@"
-    files+=("$work/ref.$i.json" "$work/out.$i.json")
+    if [ $# -gt 0 ]; then
+      order=("${modes[@]}")
+      if [ $((i % 2)) = 0 ]; then  # every other round the other way round: no mode always first
+        order=()
+        for mode in "${modes[@]}"; do order=("$mode" "${order[@]}"); done
+      fi
+      for mode in "${order[@]}"; do
+        mode_args=()
+        [ "$mode" = barrier ] && mode_args=(--barrier)
+        run "$work/out.$mode.$i.json" "$@" "${mode_args[@]}"
+      done
+    fi
   done
-  python3 - "$label" "$hop" "$ref" "${files[@]}" <<'PY'
+  for mode in "${modes[@]}"; do
+    local files=() row=$label
+    [ $# -gt 0 ] && row="$label, $mode"
+    for i in $(seq "$RUNS"); do files+=("$work/ref.$i.json" "$work/out.$mode.$i.json"); done
+    pair "$row" "$hop" "${files[@]}"
+  done
+  if [ -z "$ref" ]; then
+    ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/ref.1.json")
+  fi
+  rm -f "$work"/ref.* "$work"/out.*
+}
+pair() {  # pair LABEL HOP_US REF1 OUT1 REF2 OUT2 ...: the row of the median pair
+  local label=$1 hop=$2; shift 2
+  python3 - "$label" "$hop" "$ref" "$@" <<'PY'
 import json, os, sys
 label, hop, ref = sys.argv[1:4]
 files = sys.argv[4:]
@@ -146,10 +180,6 @@ cols = [label, f"{d['decode_tokens_per_s']:.2f}", f"{ratio:.2f}x" if dist else "
         d["_load"]]
 print("| " + " | ".join(cols) + " |")
 PY
-  if [ -z "$ref" ]; then
-    ref=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['tokens'])" "$work/ref.1.json")
-  fi
-  rm -f "$work"/ref.* "$work"/out.*
 }
 one "reference, 1 process" 0
 if [ -n "${TPS:-}" ] && [ -z "${LAYOUTS:-}" ]; then  # the older spelling: TPS="2 4" = one stage
