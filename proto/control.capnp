@@ -304,6 +304,14 @@ struct StepResult {
   recvNs @7 :Int64;
   forwardNs @8 :Int64;
   stepNs @9 :Int64;
+  # control::LinkBytes: the payload bytes the chip put on each outgoing link in this step.
+  sent @10 :List(LinkBytes);
+}
+
+struct LinkBytes {
+  link @0 :Int32;
+  peer @1 :Int32;            # the chip at the link's far end
+  bytes @2 :Int64;
 }
 
 struct Heartbeat {

@@ -2,11 +2,7 @@
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <climits>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "command.h"
 #include "lockstep/common/error.h"
@@ -27,33 +23,6 @@ void CheckOutputFile(const std::string& path, const std::string& flag) {
   if (::access(dir.c_str(), W_OK) != 0) {
     throw UsageError(flag + " " + path + ": folder " + dir.string() + " is not writable");
   }
-}
-
-std::vector<int32_t> ModelEosIds(const std::string& config) {
-  std::error_code ec;
-  const std::filesystem::path folder = std::filesystem::is_directory(config, ec)
-                                           ? std::filesystem::path(config)
-                                           : std::filesystem::path(config).parent_path();
-  const std::filesystem::path config_file = std::filesystem::is_directory(config, ec)
-                                                ? folder / "config.json"
-                                                : std::filesystem::path(config);
-  std::vector<int32_t> ids;
-  for (const std::filesystem::path& file : {config_file, folder / "generation_config.json"}) {
-    std::ifstream in(file);
-    if (!in) continue;
-    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("eos_token_id")) continue;
-    const nlohmann::json& e = j["eos_token_id"];
-    for (const nlohmann::json& id : e.is_array() ? e : nlohmann::json::array({e})) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
-        throw InvalidInput(file.string() + ": eos_token_id must be a token id or a list of them");
-      }
-      if (std::find(ids.begin(), ids.end(), id.get<int32_t>()) == ids.end()) {
-        ids.push_back(id.get<int32_t>());
-      }
-    }
-  }
-  return ids;
 }
 
 transport::LinkChecksums ParseChecksumsFlag(const std::string& value) {

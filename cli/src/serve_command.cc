@@ -3,53 +3,17 @@
 // `lockstep-worker` processes for ipc and tcp). Parses the flags, deploys, prints where it
 // listens, then serves until SIGINT/SIGTERM: the coordinator's thread runs Generate with the
 // server's admission hook, so requests take free pipeline slots as they arrive.
-#include <filesystem>
 #include <iostream>
 #include <optional>
 
 #include "command.h"
 #include "lockstep/common/error.h"
-#include "lockstep/coordinator/coordinator.h"
 #include "lockstep/launch/launch.h"
-#include "lockstep/server/http_server.h"
-#include "lockstep/tokenizer/tokenizer.h"
+#include "lockstep/server/serve.h"
 #include "run_inputs.h"
 
 namespace lockstep::cli {
 namespace {
-
-// The run's figures for GET /metrics, as the coordinator counts them.
-server::RunFigures Figures(coordinator::Coordinator& coord, const launch::Launch& launch) {
-  const coordinator::RunStats& stats = coord.stats();
-  server::RunFigures f;
-  f.steps = stats.steps;
-  f.decode_steps = stats.decode_steps;
-  f.decode_wall_ns = stats.decode_wall_ns;
-  using schedule::InstrKind;
-  const control::StepTimes& t = stats.decode_times;
-  f.chip_step_ns = {{"compute", t.of(InstrKind::kCompute)}, {"reduce", t.of(InstrKind::kReduce)},
-                    {"send", t.of(InstrKind::kSend)},       {"recv", t.of(InstrKind::kRecv)},
-                    {"forward", t.of(InstrKind::kForward)}, {"step", t.step_ns}};
-  f.chip_steps = stats.decode_chip_steps;
-  f.shard_bytes = stats.shard_bytes;
-  f.failovers = static_cast<int64_t>(coord.failovers().size());
-  f.chips = static_cast<int64_t>(launch.deployment().chips.size());
-  f.slots = launch.deployment().slots;
-  return f;
-}
-
-// HOST:PORT -> (host, port); UsageError naming --http otherwise.
-std::pair<std::string, uint16_t> ParseHttp(const std::string& text) {
-  const size_t colon = text.rfind(':');
-  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
-  if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
-      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535) {
-    throw UsageError(
-        "--http must be HOST:PORT (e.g. 127.0.0.1:8000; port 0: any free port), got '" + text +
-        "'");
-  }
-  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(port))};
-}
 
 int Serve(const std::vector<std::string>& args, Context& ctx) {
   po::options_description opts("options");
@@ -101,7 +65,7 @@ int Serve(const std::vector<std::string>& args, Context& ctx) {
       "tokens `lockstep run` gives; every choice carries its \"token_ids\".";
   if (!ParseOrHelp(args, usage, opts, pos, vm)) return 0;
   if (http.empty()) throw UsageError("missing --http HOST:PORT (see: lockstep serve --help)");
-  const auto [host, port] = ParseHttp(http);
+  const auto [host, port] = server::ParseHttpAddress(http);
   const std::vector<std::string> backends = {"sim", "inproc", "ipc", "tcp"};
   if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
     throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + backend + "'");
@@ -109,21 +73,6 @@ int Serve(const std::vector<std::string>& args, Context& ctx) {
   if (tp < 0 || pp < 0 || slots < 0 || max_waiting < -1 || step_timeout_ms < 1) {
     throw UsageError("--tp, --pp, --slots must be >= 0, --max-waiting >= -1, the timeout >= 1");
   }
-  // The tokenizer: --tokenizer, else the model folder's when it has one.
-  std::optional<tokenizer::Tokenizer> tok;
-  if (!tokenizer_path.empty()) {
-    if (!tokenizer::Tokenizer::Exists(tokenizer_path)) {
-      throw UsageError("--tokenizer " + tokenizer_path + ": no tokenizer.json there");
-    }
-    tok.emplace(tokenizer::Tokenizer::Load(tokenizer_path));
-  } else if (!config_path.empty()) {
-    std::error_code ec;
-    const std::string folder = std::filesystem::is_directory(config_path, ec)
-                                   ? config_path
-                                   : std::filesystem::path(config_path).parent_path().string();
-    if (tokenizer::Tokenizer::Exists(folder)) tok.emplace(tokenizer::Tokenizer::Load(folder));
-  }
-
   const bool threads = backend == "sim" || backend == "inproc";
   launch::RunConfig config;
   config.inputs = LoadRunInputs(
@@ -136,65 +85,32 @@ int Serve(const std::vector<std::string>& args, Context& ctx) {
   config.keep_logits = false;  // tokens alone come back from the sampling chip
   config.failover = !threads;
   config.log = ctx.log;
-  const partition::ModelSpec& spec = config.inputs.spec;
-
-  server::ModelCard card;
-  card.id = name.empty() ? spec.name : name;
-  card.context = spec.max_position_embeddings;
-  card.vocab_size = spec.vocab_size;
-  card.tokenizer = tok ? &*tok : nullptr;
-  if (!config_path.empty()) card.eos = ModelEosIds(config_path);
-  if (tok && tok->eos_id() &&
-      std::find(card.eos.begin(), card.eos.end(), *tok->eos_id()) == card.eos.end()) {
-    card.eos.push_back(*tok->eos_id());
-  }
+  const server::ServedModel model =
+      server::LoadServedModel(config.inputs.spec, {config_path, tokenizer_path, name});
 
   launch::Launch launch(std::move(config));
-  coordinator::Coordinator& coord = launch.Start();
+  launch.Start();
   launch.Deploy();
-  const int32_t deployed_slots = launch.deployment().slots;
-
   server::HttpOptions options;
   options.host = host;
   options.port = port;
-  options.slots = deployed_slots;
   options.max_waiting = max_waiting;
   options.log = [&ctx](std::string_view line) { ctx.log->info("{}", line); };
-  server::HttpServer server(card, options);
-  const std::string url = "http://" + host + ":" + std::to_string(server.port());
-  ctx.log->info("serving '{}' on {} ({} slots, {} chips over {}; tokenizer: {})", card.id, url,
-                deployed_slots, launch.deployment().chips.size(), backend,
-                tok ? tok->Describe() : "none, prompts are token ids");
-  if (ctx.json) {
-    std::cout << nlohmann::json{{"url", url},
-                                {"port", server.port()},
-                                {"model", card.id},
-                                {"slots", deployed_slots},
-                                {"chips", launch.deployment().chips.size()},
-                                {"transport", backend},
-                                {"tokenizer", tok.has_value()}}
-                     .dump()
-              << std::endl;
-  } else {
-    std::cout << "listening on " << url << std::endl;
-  }
-  // Before every step (and while idle) the run's figures go to /metrics.
-  coordinator::Admission admission = server.admission();
-  admission.poll = [&, poll = admission.poll](
-                       const std::function<void(coordinator::Request)>& submit, bool idle) {
-    const bool more = poll(submit, idle);
-    server.metrics().Publish(Figures(coord, launch));
-    return more;
-  };
-  try {
-    coord.Generate({}, server.on_token(), &admission);
-  } catch (const launch::Interrupted& e) {
-    server.Fail("the server is shutting down (signal " + std::to_string(e.signal()) + ")");
-    throw;
-  } catch (const std::exception& e) {
-    server.Fail(e.what());
-    throw;
-  }
+  server::ServeHttp(launch, model, options, [&](const std::string& url, uint16_t bound) {
+    if (ctx.json) {
+      std::cout << nlohmann::json{{"url", url},
+                                  {"port", bound},
+                                  {"model", model.card.id},
+                                  {"slots", launch.deployment().slots},
+                                  {"chips", launch.deployment().chips.size()},
+                                  {"transport", backend},
+                                  {"tokenizer", model.tokenizer != nullptr}}
+                       .dump()
+                << std::endl;
+    } else {
+      std::cout << "listening on " << url << std::endl;
+    }
+  });
   return 0;
 }
 

@@ -296,6 +296,13 @@ void Encode(ControlMessage::Builder m, const StepResultMsg& s) {
   b.setRecvNs(s.times.of(InstrKind::kRecv));
   b.setForwardNs(s.times.of(InstrKind::kForward));
   b.setStepNs(s.times.step_ns);
+  auto sent = b.initSent(static_cast<unsigned>(s.sent.size()));
+  for (size_t i = 0; i < s.sent.size(); ++i) {
+    auto o = sent[static_cast<unsigned>(i)];
+    o.setLink(s.sent[i].link);
+    o.setPeer(s.sent[i].peer);
+    o.setBytes(s.sent[i].bytes);
+  }
   auto results = b.initResults(static_cast<unsigned>(s.results.size()));
   for (size_t i = 0; i < s.results.size(); ++i) {
     const SlotResult& r = s.results[i];
@@ -554,6 +561,14 @@ StepResultMsg GetStepResult(proto::StepResult::Reader r, const std::string& cont
   set(InstrKind::kRecv, r.getRecvNs());
   set(InstrKind::kForward, r.getForwardNs());
   s.times.step_ns = time(r.getStepNs(), "step");
+  for (auto x : r.getSent()) {
+    if (x.getLink() < 0 || x.getPeer() < 0 || x.getBytes() < 0) {
+      throw Bad(context, "step result with link bytes of link " + std::to_string(x.getLink()) +
+                             " to chip " + std::to_string(x.getPeer()) + ": " +
+                             std::to_string(x.getBytes()) + " (want link, peer, bytes >= 0)");
+    }
+    s.sent.push_back({x.getLink(), x.getPeer(), x.getBytes()});
+  }
   for (auto x : r.getResults()) {
     SlotResult o;
     o.slot = x.getSlot();

@@ -189,11 +189,13 @@ TEST(Codec, StepAndResults) {
   StepResultMsg r{3, 17, {{1, 9, 200, {1.0f / 3.0f, -0.0f, 1e-38f}}}, 1234567};
   for (size_t k = 0; k < StepTimes::kKinds; ++k) r.times.by_kind_ns[k] = 1000 * (k + 1);
   r.times.step_ns = 99999;
+  r.sent = {{4, 7, 8192}, {9, 2, 0}, {11, 5, int64_t{1} << 40}};
   const StepResultMsg rb = RoundTripAs<StepResultMsg>(r);
   EXPECT_EQ(rb.chip, 3u);
   EXPECT_EQ(rb.index, 17);
   EXPECT_EQ(rb.compute_ns, 1234567);
   EXPECT_EQ(rb.times, r.times);
+  EXPECT_EQ(rb.sent, r.sent);
   ASSERT_EQ(rb.results.size(), 1u);
   EXPECT_EQ(rb.results[0].token, 200);
   EXPECT_EQ(std::memcmp(rb.results[0].logits.data(), r.results[0].logits.data(), 3 * sizeof(float)),
@@ -271,6 +273,20 @@ TEST(Codec, NegativeStepTimesAreRejected) {
     ADD_FAILURE() << "a negative step time was taken";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("a negative step time"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Codec, NegativeLinkBytesAreRejected) {
+  StepResultMsg r{3, 17, {}, 5};
+  r.sent = {{4, 7, -1}};
+  const std::vector<std::byte> bytes = Encode(r);
+  try {
+    Decode(bytes.data(), bytes.size(), "chip 3");
+    ADD_FAILURE() << "negative link bytes were taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kProtocol);
+    EXPECT_NE(std::string(e.what()).find("link bytes of link 4 to chip 7: -1"), std::string::npos)
+        << e.what();
   }
 }
 

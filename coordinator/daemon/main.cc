@@ -3,7 +3,10 @@
 // programs and shards, runs the prompts, prints the tokens and tells every worker to exit.
 // With --serve ADDR it then stays up serving clients (lockstep generate --coordinator ADDR,
 // coordinator/client.h) until SIGINT/SIGTERM or a client's shutdown request, then tells every
-// worker to exit and exits 0.
+// worker to exit and exits 0. With --http HOST:PORT it serves the OpenAI-compatible HTTP API
+// instead (server/serve.h, as `lockstep serve` does over the workers it starts) until
+// SIGINT/SIGTERM: new requests are then answered 503, the admitted ones finish, every worker is
+// told to exit, and it exits 0.
 // Exit status: 0 success, 1 runtime failure (one line on stderr), 2 usage error.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include "lockstep/coordinator/coordinator.h"
 #include "lockstep/coordinator/server.h"
 #include "lockstep/launch/launch.h"
+#include "lockstep/server/serve.h"
 #include "lockstep/topology/named.h"
 
 namespace {
@@ -41,14 +45,14 @@ extern "C" void OnStopSignal(int sig) { g_stop_signal = sig; }
 struct Flags {
   std::string listen = "tcp://127.0.0.1:7700", config_path, weights_path, topo_name = "node",
               plan_path, backend = "tcp", ipc_dir = "/tmp", prompts_file, serve, curve_dir,
-              flight_file;
+              flight_file, http, tokenizer_path, served_name;
   std::vector<std::string> prompt_texts, tcp_hosts;
   uint64_t seed = 0;
   bool seed_given = false, topology_given = false;
   int64_t max_new = 16, register_ms = 60000, heartbeat_ms = 3000, step_timeout_ms = 10000,
           stall_ms = -1, connect_timeout_ms = 10000;
   int tp = 0, pp = 0, spare_nodes = 1, tcp_base_port = 27000;
-  int32_t slots = 0;
+  int32_t slots = 0, max_waiting = -1;
   bool json = false;
   std::vector<std::vector<int32_t>> prompts;  // --prompt ones first, then --prompts FILE's
 };
@@ -88,8 +92,20 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
       "serve", po::value<std::string>(&f.serve),
       "after deploying (and the prompts, if any), serve clients at this address "
       "(tcp://HOST:PORT or ipc://PATH) until SIGINT/SIGTERM or a client's shutdown request")(
-      "register-timeout-ms", po::value<int64_t>(&f.register_ms)->default_value(60000),
-      "wait this long for the workers to register")(
+      "http", po::value<std::string>(&f.http),
+      "after deploying (and the prompts, if any), serve the OpenAI-compatible HTTP API on "
+      "HOST:PORT (port 0: any free port, printed) until SIGINT/SIGTERM: GET /health, /v1/models, "
+      "/metrics; POST /v1/completions, /v1/chat/completions (as lockstep serve)")(
+      "tokenizer", po::value<std::string>(&f.tokenizer_path),
+      "--http: tokenizer.json or a folder holding one (and tokenizer_config.json); default: the "
+      "--model folder's, if it has one. Without one, prompts are token ids")(
+      "served-model-name", po::value<std::string>(&f.served_name),
+      "--http: the model id clients name (default: the model's name)")(
+      "max-waiting", po::value<int32_t>(&f.max_waiting)->default_value(-1),
+      "--http: requests admitted beyond the slots, waiting for one; more are answered 429 (-1 = "
+      "as many as the slots)")("register-timeout-ms",
+                               po::value<int64_t>(&f.register_ms)->default_value(60000),
+                               "wait this long for the workers to register")(
       "heartbeat-timeout-ms", po::value<int64_t>(&f.heartbeat_ms)->default_value(3000),
       "a worker silent this long fails the run")(
       "connect-timeout-ms", po::value<int64_t>(&f.connect_timeout_ms)->default_value(10000),
@@ -109,7 +125,8 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << "usage: lockstep-coordinator --model CONFIG (--weights F | --seed S) "
                  "(--prompt 1,2,3 ... | --prompts FILE) [--listen ADDR] [--topology T] "
-                 "[--plan P | --tp N --pp N] [--transport ipc|tcp] [--json]\n\n"
+                 "[--plan P | --tp N --pp N] [--transport ipc|tcp] [--serve ADDR | --http "
+                 "HOST:PORT [--tokenizer DIR]] [--json]\n\n"
                  "Then start one `lockstep-worker --coordinator ADDR` per chip the plan uses.\n\n"
               << opts;
     return std::nullopt;
@@ -126,9 +143,19 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
   if (!f.prompts_file.empty()) {
     for (auto& p : launch::ReadPromptsFile(f.prompts_file)) f.prompts.push_back(std::move(p));
   }
-  if (f.prompts.empty() && f.serve.empty()) {
-    throw UsageError("give --prompt 1,2,3, --prompts FILE or --serve ADDR");
+  if (f.prompts.empty() && f.serve.empty() && f.http.empty()) {
+    throw UsageError("give --prompt 1,2,3, --prompts FILE, --serve ADDR or --http HOST:PORT");
   }
+  if (!f.serve.empty() && !f.http.empty()) {
+    throw UsageError("give --serve ADDR or --http HOST:PORT, not both");
+  }
+  if (f.http.empty() &&
+      (vm.count("tokenizer") || vm.count("served-model-name") || !vm["max-waiting"].defaulted())) {
+    throw UsageError("--tokenizer, --served-model-name and --max-waiting go with --http");
+  }
+  if (!f.http.empty())
+    lockstep::server::ParseHttpAddress(f.http);  // checked before anything starts
+  if (f.max_waiting < -1) throw UsageError("--max-waiting must be >= -1");
 
   if (f.step_timeout_ms < 1 || f.connect_timeout_ms < 1) {
     throw UsageError("--step-timeout-ms and --connect-timeout-ms must be >= 1");
@@ -188,6 +215,28 @@ void Serve(lockstep::coordinator::Coordinator& coordinator, const launch::Launch
             << served.refused << "; stopping the workers\n";
 }
 
+// --http: serves the OpenAI-compatible API until SIGINT/SIGTERM, then lets the admitted requests
+// finish.
+void ServeOpenAi(launch::Launch& run, const lockstep::server::ServedModel& model,
+                 const std::string& http, int32_t max_waiting) {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  const auto [host, port] = lockstep::server::ParseHttpAddress(http);
+  lockstep::server::HttpOptions options;
+  options.host = host;
+  options.port = port;
+  options.max_waiting = max_waiting;
+  options.stop_requested = [] { return g_stop_signal != 0; };
+  options.log = [](std::string_view line) {
+    std::cerr << "lockstep-coordinator: " << line << "\n";
+  };
+  lockstep::server::ServeHttp(run, model, options, [](const std::string& url, uint16_t) {
+    std::cerr << "lockstep-coordinator: listening on " << url << std::endl;
+  });
+  std::cerr << "lockstep-coordinator: stopped serving HTTP (signal " << g_stop_signal
+            << "); stopping the workers\n";
+}
+
 // Prints each prompt's tokens, a line each (or the JSON object).
 void PrintResults(const Flags& f, const std::vector<lockstep::coordinator::Finished>& results,
                   size_t chips, int64_t steps) {
@@ -210,7 +259,15 @@ int Main(int argc, char** argv) {
   const std::optional<Flags> parsed = ParseFlags(argc, argv);
   if (!parsed) return 0;
   const Flags& f = *parsed;
-  launch::Launch run(MakeRunConfig(f));
+  launch::RunConfig config = MakeRunConfig(f);
+  std::optional<lockstep::server::ServedModel>
+      model;  // --http: loaded before any worker is waited for
+  if (!f.http.empty()) {
+    config.keep_logits = false;  // tokens alone come back from the sampling chip
+    model = lockstep::server::LoadServedModel(config.inputs.spec,
+                                              {f.config_path, f.tokenizer_path, f.served_name});
+  }
+  launch::Launch run(std::move(config));
   const lockstep::coordinator::Deployment& deployment = run.deployment();
   lockstep::coordinator::Coordinator& coordinator = run.Start();
   run.Deploy();
@@ -222,6 +279,7 @@ int Main(int argc, char** argv) {
       requests.empty() ? std::vector<lockstep::coordinator::Finished>{}
                        : coordinator.Generate(requests);
   if (!f.serve.empty()) Serve(coordinator, run, f.serve);
+  if (model) ServeOpenAi(run, *model, f.http, f.max_waiting);
   const int64_t steps = coordinator.stats().steps;
   run.Stop();
   PrintResults(f, results, deployment.chips.size(), steps);

@@ -559,8 +559,9 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
     std::vector<bool> answered(n, false);
     size_t answers = 0, expected = 0;
     std::vector<control::SlotResult> results;
-    std::map<int, int64_t> stage_compute;  // the slowest rank's compute, by stage
-    control::StepTimes step_times;         // summed over the chips with a stage
+    std::map<int, int64_t> stage_compute;               // the slowest rank's compute, by stage
+    control::StepTimes step_times;                      // summed over the chips with a stage
+    std::map<uint32_t, control::StepTimes> chip_times;  // the same, by chip
     int64_t timed_chips = 0;
     int64_t control_messages = 0;  // both directions, liveness (pings, heartbeats) apart
     try {
@@ -591,11 +592,17 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
           ++answers;
           last_completion = im.clock.Now();
           im.last_step[w] = r->index;
-          const auto place = im.places.find(static_cast<uint32_t>(im.workers[w].chip));
+          const uint32_t chip = static_cast<uint32_t>(im.workers[w].chip);
+          for (const control::LinkBytes& l : r->sent) {
+            control::LinkBytes& sum = im.stats.chips[chip].sent[l.link];
+            sum = {l.link, l.peer, sum.bytes + l.bytes};
+          }
+          const auto place = im.places.find(chip);
           if (place != im.places.end() && place->second.first >= 0) {
             int64_t& slowest = stage_compute[place->second.first];
             slowest = std::max(slowest, r->compute_ns);
             step_times += r->times;
+            chip_times[chip] = r->times;
             ++timed_chips;
           }
           if (static_cast<uint32_t>(im.workers[w].chip) == im.sampling_chip) {
@@ -630,6 +637,10 @@ std::vector<Finished> Coordinator::Generate(const std::vector<Request>& requests
       for (const auto& [stage, ns] : stage_compute) im.stats.decode_compute_ns += ns;
       im.stats.decode_times += step_times;
       im.stats.decode_chip_steps += timed_chips;
+      for (const auto& [chip, times] : chip_times) {
+        im.stats.chips[chip].decode_times += times;
+        ++im.stats.chips[chip].decode_steps;
+      }
       im.stats.decode_control_messages += control_messages;
       im.stats.decode_wall_ns += Ns(im.clock.Now() - step_start);
     }

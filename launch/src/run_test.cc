@@ -52,6 +52,27 @@ Deployment DeployTp2x2(const Weights& weights) {
   return MakeDeployment(plan, RunSpec(), topo, weights, options);
 }
 
+// Every chip (all four have a stage) reported every decode step: its own times add up to the
+// run's, and it put bytes on links to other chips of the deployment, each link once.
+void ExpectChipStats(const RunStats& stats, const Deployment& deployment) {
+  ASSERT_EQ(stats.chips.size(), deployment.chips.size());
+  ASSERT_GT(stats.decode_steps, 0);
+  control::StepTimes sum;
+  for (const auto& [chip, c] : stats.chips) {
+    EXPECT_EQ(c.decode_steps, stats.decode_steps) << "chip " << chip;
+    EXPECT_GT(c.decode_times.step_ns, 0) << "chip " << chip;
+    sum += c.decode_times;
+    EXPECT_FALSE(c.sent.empty()) << "chip " << chip;
+    for (const auto& [link, l] : c.sent) {
+      EXPECT_EQ(l.link, link);
+      EXPECT_NE(static_cast<uint32_t>(l.peer), chip);
+      EXPECT_EQ(stats.chips.count(static_cast<uint32_t>(l.peer)), 1u) << "chip " << chip;
+      EXPECT_GT(l.bytes, 0) << "chip " << chip << " link " << link;
+    }
+  }
+  EXPECT_EQ(sum, stats.decode_times);
+}
+
 // Runs `deployment` on threaded workers and generates 4 tokens for each of kPrompts (request ids
 // 100, 101, ...); `streamed` counts the tokens as they arrive.
 std::vector<Finished> RunThreaded(const Deployment& deployment, bool keep_logits,
@@ -76,6 +97,7 @@ std::vector<Finished> RunThreaded(const Deployment& deployment, bool keep_logits
   streamed = 0;
   const std::vector<Finished> results =
       coordinator.Generate(requests, [&](uint64_t, int32_t, int64_t) { ++streamed; });
+  ExpectChipStats(coordinator.stats(), deployment);
   coordinator.Shutdown();
   workers.Join();
   std::filesystem::remove(socket_file);

@@ -103,14 +103,25 @@ std::string Metrics::Render() const {
        "Wall time of the decode steps on the coordinator.");
   out << "lockstep_decode_step_seconds_total " << Num(run_.decode_wall_ns / 1e9) << "\n";
   Head(out, "lockstep_chip_step_seconds_total", "counter",
-       "A chip's decode step (kind=\"step\") and its parts by instruction kind, summed over decode "
-       "steps and chips.");
-  for (const auto& [kind, ns] : run_.chip_step_ns) {
-    out << "lockstep_chip_step_seconds_total{kind=\"" << kind << "\"} " << Num(ns / 1e9) << "\n";
+       "A chip's decode steps (kind=\"step\") and their parts by instruction kind (wall time; a "
+       "recv or forward is mostly waiting on its link), summed over its decode steps.");
+  for (const auto& [chip, c] : run_.chips_by_id) {
+    for (const auto& [kind, ns] : c.step_ns) {
+      out << "lockstep_chip_step_seconds_total{chip=\"" << chip << "\",kind=\"" << kind << "\"} "
+          << Num(ns / 1e9) << "\n";
+    }
   }
   Head(out, "lockstep_chip_steps_total", "counter",
-       "Chip-steps the chip step times are summed over (mean = seconds / chip steps).");
-  out << "lockstep_chip_steps_total " << run_.chip_steps << "\n";
+       "Decode steps a chip's step times are summed over (mean step = seconds / steps).");
+  for (const auto& [chip, c] : run_.chips_by_id) {
+    out << "lockstep_chip_steps_total{chip=\"" << chip << "\"} " << c.steps << "\n";
+  }
+  Head(out, "lockstep_link_bytes_total", "counter",
+       "Payload bytes a chip put on an outgoing link (to chip peer), over every step.");
+  for (const LinkFigures& l : run_.links) {
+    out << "lockstep_link_bytes_total{chip=\"" << l.chip << "\",link=\"" << l.link << "\",peer=\""
+        << l.peer << "\"} " << l.bytes << "\n";
+  }
   Head(out, "lockstep_shard_bytes", "gauge", "Weight shard bytes shipped to the chips.");
   out << "lockstep_shard_bytes " << run_.shard_bytes << "\n";
   Head(out, "lockstep_failovers_total", "counter", "Chips replaced by spares.");

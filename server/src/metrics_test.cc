@@ -22,7 +22,9 @@ TEST(Metrics, RendersCountersGaugesAndCumulativeHistograms) {
   RunFigures f;
   f.steps = 12;
   f.failovers = 1;
-  f.chip_step_ns = {{"compute", 1500000000}};
+  f.chips_by_id[3] = {{{"compute", 1500000000}, {"step", 2000000000}}, 4};
+  f.chips_by_id[1] = {{{"compute", 250000000}}, 4};
+  f.links = {{1, 5, 3, 4096}, {3, 7, 1, 16}};
   m.Publish(f);
   const std::string t = m.Render();
   EXPECT_TRUE(Has(t, "lockstep_requests_total{outcome=\"length\"} 2")) << t;
@@ -41,7 +43,15 @@ TEST(Metrics, RendersCountersGaugesAndCumulativeHistograms) {
   EXPECT_TRUE(Has(t, "lockstep_inter_token_latency_seconds_sum 9.004"));
   EXPECT_TRUE(Has(t, "lockstep_steps_total 12"));
   EXPECT_TRUE(Has(t, "lockstep_failovers_total 1"));
-  EXPECT_TRUE(Has(t, "lockstep_chip_step_seconds_total{kind=\"compute\"} 1.5"));
+  EXPECT_TRUE(Has(t, "lockstep_chip_step_seconds_total{chip=\"3\",kind=\"compute\"} 1.5"));
+  EXPECT_TRUE(Has(t, "lockstep_chip_step_seconds_total{chip=\"3\",kind=\"step\"} 2"));
+  EXPECT_TRUE(Has(t, "lockstep_chip_step_seconds_total{chip=\"1\",kind=\"compute\"} 0.25"));
+  EXPECT_TRUE(Has(t, "lockstep_chip_steps_total{chip=\"1\"} 4"));
+  EXPECT_TRUE(Has(t, "lockstep_link_bytes_total{chip=\"1\",link=\"5\",peer=\"3\"} 4096"));
+  EXPECT_TRUE(Has(t, "lockstep_link_bytes_total{chip=\"3\",link=\"7\",peer=\"1\"} 16"));
+  EXPECT_TRUE(Has(t, "# TYPE lockstep_link_bytes_total counter"));
+  // Chips in id order.
+  EXPECT_LT(t.find("{chip=\"1\",kind=\"compute\"}"), t.find("{chip=\"3\",kind=\"compute\"}"));
   EXPECT_TRUE(Has(t, "# TYPE lockstep_time_to_first_token_seconds histogram"));
 }
 

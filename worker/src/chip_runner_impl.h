@@ -236,6 +236,14 @@ struct ChipRunner::Impl {
     m.header.src_rank = src_rank;
     m.header.ahead = KindAhead(step);
     m.payload = std::move(payload);
+    Put(in, std::move(m));
+  }
+
+  // Puts `m` on the instruction's outgoing link; its payload counts in the step's link bytes.
+  void Put(const Instruction& in, transport::Message m) {
+    if (setup.recorder != nullptr) {
+      setup.recorder->Sent(in.link, in.peer, static_cast<int64_t>(m.payload.size()));
+    }
     Link(in.link).Send(std::move(m), setup.timeout);
   }
 
@@ -1018,7 +1026,7 @@ struct ChipRunner::Impl {
     out.header.send_time_ns = send_time >= 0 ? send_time : in.start_ns;
     if (const uint64_t ahead = KindAhead(step); ahead != 0) out.header.ahead = ahead;
     out.payload = std::move(m.payload);
-    Link(in.link).Send(std::move(out), setup.timeout);
+    Put(in, std::move(out));
   }
 };
 

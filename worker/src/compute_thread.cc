@@ -209,6 +209,7 @@ void RunCompute(const WorkerOptions& options, const control::AssignmentMsg& a,
       StepResultMsg result{a.chip, step.index, runner.RunStep(step)};
       result.compute_ns = ThreadCpuNs() - cpu_before;
       result.times = shared.recorder->LastStepTimes();
+      result.sent = shared.recorder->LastStepSent();
       shared.last_step = step.index;
       ++shared.steps_done;
       outbox.Post(result);

@@ -28,6 +28,7 @@ void FlightRecorder::BeginStep(int64_t step) {
   std::lock_guard lock(mutex_);
   step_start_ns_ = now;
   running_times_ = StepTimes{};
+  running_sent_.clear();
   progress_.step = step;
   progress_.running = true;
   progress_.current = FlightEntry{};
@@ -55,11 +56,22 @@ void FlightRecorder::EndOp() {
   progress_.current = FlightEntry{};
 }
 
+void FlightRecorder::Sent(int32_t link, int32_t peer, int64_t bytes) {
+  std::lock_guard lock(mutex_);
+  auto it = std::lower_bound(running_sent_.begin(), running_sent_.end(), link,
+                             [](const control::LinkBytes& l, int32_t id) { return l.link < id; });
+  if (it == running_sent_.end() || it->link != link) {
+    it = running_sent_.insert(it, control::LinkBytes{link, peer, 0});
+  }
+  it->bytes += bytes;
+}
+
 void FlightRecorder::EndStep() {
   const int64_t now = Now();
   std::lock_guard lock(mutex_);
   running_times_.step_ns = now - step_start_ns_;
   last_times_ = running_times_;
+  last_sent_ = running_sent_;
   progress_.running = false;
   progress_.last_completed_step = progress_.step;
   progress_.current = FlightEntry{};
@@ -92,6 +104,11 @@ ChipProgress FlightRecorder::Progress() const {
 StepTimes FlightRecorder::LastStepTimes() const {
   std::lock_guard lock(mutex_);
   return last_times_;
+}
+
+std::vector<control::LinkBytes> FlightRecorder::LastStepSent() const {
+  std::lock_guard lock(mutex_);
+  return last_sent_;
 }
 
 int64_t FlightRecorder::recorded() const {

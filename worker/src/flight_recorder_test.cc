@@ -86,6 +86,26 @@ TEST(FlightRecorder, StepTimesSumEachKindAndTheWholeStep) {
   EXPECT_EQ(t.step_ns, 9);
 }
 
+TEST(FlightRecorder, SentBytesSumPerLinkInLinkOrderAndStepByStep) {
+  FlightRecorder rec(2, [] { return int64_t{0}; });
+  EXPECT_TRUE(rec.LastStepSent().empty());
+  rec.BeginStep(1);
+  rec.Sent(9, 4, 100);
+  rec.Sent(2, 1, 8);
+  rec.Sent(9, 4, 28);
+  rec.Sent(5, 3, 0);                        // an idle slot's empty tensor: the link was used
+  EXPECT_TRUE(rec.LastStepSent().empty());  // only a completed step is reported
+  rec.EndStep();
+  using control::LinkBytes;
+  EXPECT_EQ(rec.LastStepSent(),
+            (std::vector<LinkBytes>{LinkBytes{2, 1, 8}, LinkBytes{5, 3, 0}, LinkBytes{9, 4, 128}}));
+  // The next step starts from nothing.
+  rec.BeginStep(2);
+  rec.Sent(5, 3, 7);
+  rec.EndStep();
+  EXPECT_EQ(rec.LastStepSent(), (std::vector<LinkBytes>{LinkBytes{5, 3, 7}}));
+}
+
 TEST(FlightRecorder, FewerThanCapacityAndExactlyFull) {
   FlightRecorder rec(3, [] { return int64_t{0}; });
   EXPECT_TRUE(rec.Entries().empty());

@@ -97,6 +97,8 @@ struct StepResultMsg {
   int64_t compute_ns = 0;
   // Where the step's wall time went on the chip (its flight recorder's sums).
   StepTimes times = {};
+  // What it sent in the step, one entry per outgoing link used, in link order.
+  std::vector<LinkBytes> sent = {};
 };
 
 struct PingMsg {};

@@ -1,8 +1,8 @@
 // Where a chip is and where its time went, as a worker reports it to the coordinator: the
 // entries of its flight recorder (worker/flight_recorder.h keeps the last N), its progress (the
 // step and instruction it is in, usually the receive it waits on) and the wall time of a step by
-// instruction kind. Heartbeats carry the progress, a stall report the entries
-// (coordinator/src/stall_report.h), a step's result the times.
+// instruction kind and its bytes by outgoing link. Heartbeats carry the progress, a stall report
+// the entries (coordinator/src/stall_report.h), a step's result the times and bytes.
 //
 // Plain values. Times are wall-clock nanoseconds relative to the step's start: diagnostics only,
 // they never shape a schedule or an output.
@@ -59,6 +59,17 @@ struct StepTimes {
     return *this;
   }
   friend bool operator==(const StepTimes&, const StepTimes&) = default;
+};
+
+// The bytes a chip put on one of its outgoing links in a step: the payloads of its Send and
+// Forward instructions there (the real tensors, whose rows follow the step's work, not the
+// schedule's planned sizes; message headers not counted).
+struct LinkBytes {
+  int32_t link = -1;
+  int32_t peer = -1;  // the chip at the far end
+  int64_t bytes = 0;
+
+  friend bool operator==(const LinkBytes&, const LinkBytes&) = default;
 };
 
 }  // namespace lockstep::control

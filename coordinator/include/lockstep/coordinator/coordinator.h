@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -138,6 +139,17 @@ struct WorkerInfo {
   int32_t chip = -1;  // the chip it asked for or was given; -1 until then
 };
 
+// One chip's share of a run (RunStats::chips), as its worker reports it with each step's result.
+struct ChipStats {
+  // Its decode steps by instruction kind (as RunStats::decode_times, this chip alone; chips with
+  // a stage) and how many decode steps those are.
+  control::StepTimes decode_times;
+  int64_t decode_steps = 0;
+  // The payload bytes it put on each outgoing link over every step it answered (prefill too),
+  // by link id.
+  std::map<int32_t, control::LinkBytes> sent;
+};
+
 struct RunStats {
   int64_t steps = 0;
   int64_t tokens = 0;
@@ -171,6 +183,8 @@ struct RunStats {
   // every result and other report in; pings and heartbeats, which keep liveness whatever runs,
   // not counted): over decode_tokens, the control messages per generated token (issue #19).
   int64_t decode_control_messages = 0;
+  // By chip id: each chip's decode step times and link bytes (server/metrics.h shows them).
+  std::map<uint32_t, ChipStats> chips;
 };
 
 // Called for every generated token as it arrives: request id, token, its index in the request.

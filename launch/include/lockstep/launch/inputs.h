@@ -74,4 +74,10 @@ std::vector<int32_t> ParseTokenList(const std::string& text, const std::string& 
 // ConfigError naming FILE:LINE for a bad line.
 std::vector<std::vector<int32_t>> ReadPromptsFile(const std::string& path);
 
+// The model's own end-of-sequence ids: eos_token_id (a number or a list) of config.json and of
+// generation_config.json beside it (Llama 3 Instruct ends turns with <|eot_id|> there).
+// `config`: the --model argument (a folder or its config.json). InvalidInput naming the file for
+// an eos_token_id that is not a token id or a list of them.
+std::vector<int32_t> ModelEosIds(const std::string& config);
+
 }  // namespace lockstep::launch

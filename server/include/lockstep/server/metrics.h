@@ -1,7 +1,8 @@
 // Metrics: what `GET /metrics` shows, in the Prometheus text format (version 0.0.4), every name
 // prefixed `lockstep_`. The HTTP server records requests as they end and tokens as they go out;
-// the coordinator's thread publishes the run's own figures (steps, step time by instruction kind,
-// failovers) between steps. Thread-safe (one mutex); Render() is a consistent snapshot.
+// the coordinator's thread publishes the run's own figures (steps, each chip's step time by
+// instruction kind, each chip's bytes by outgoing link, failovers) between steps. Thread-safe (one
+// mutex); Render() is a consistent snapshot.
 #pragma once
 
 #include <array>
@@ -13,14 +14,26 @@
 
 namespace lockstep::server {
 
+// One chip's decode steps as its worker reports them.
+struct ChipFigures {
+  // Wall ns by instruction kind ("compute", "reduce", "send", "recv", "forward") and of the
+  // whole step ("step"), summed over its decode steps.
+  std::map<std::string, int64_t> step_ns;
+  int64_t steps = 0;  // decode steps those sums are over
+};
+
+// The payload bytes chip `chip` put on its outgoing link `link` (to chip `peer`), every step.
+struct LinkFigures {
+  int64_t chip = 0, link = 0, peer = 0, bytes = 0;
+};
+
 // The run's figures as the coordinator counts them (coordinator::RunStats and failovers()).
 struct RunFigures {
   int64_t steps = 0;
   int64_t decode_steps = 0;
   int64_t decode_wall_ns = 0;
-  // A chip's decode step by instruction kind, summed over decode steps and chips (wall ns).
-  std::map<std::string, int64_t> chip_step_ns;  // "compute", "reduce", "send", "recv", "forward"
-  int64_t chip_steps = 0;                       // chip-steps those sums are over
+  std::map<int64_t, ChipFigures> chips_by_id;  // chips with a stage, by chip id
+  std::vector<LinkFigures> links;              // by chip, then link
   int64_t shard_bytes = 0;
   int64_t failovers = 0;
   int64_t chips = 0;

@@ -4,12 +4,15 @@
 // instruction it is in: usually the receive it waits on). When a run stalls, the coordinator
 // collects every worker's recorder and names the chips that are behind and the link they wait on
 // (coordinator/src/stall_report.h). It also sums each step's wall time by instruction kind
-// (control::StepTimes: compute, reduce, send, the waits of recv/forward), which the worker reports
-// with the step's result: where a decode step goes (`lockstep run --json`).
+// (control::StepTimes: compute, reduce, send, the waits of recv/forward) and the payload bytes
+// it sent on each outgoing link (control::LinkBytes), which the worker reports with the step's
+// result: where a decode step goes (`lockstep run --json`), per-chip step times and link bytes
+// (`lockstep serve`'s /metrics).
 //
-// Recording never allocates: the ring is sized once at construction; an op overwrites the
-// oldest entry. Times are wall-clock nanoseconds from an injected clock (steady_clock by
-// default) and are diagnostics only: they never shape a schedule or an output.
+// Recording never allocates once the first step has seen every outgoing link: the ring is sized
+// once at construction; an op overwrites the oldest entry. Times are wall-clock nanoseconds from an
+// injected clock (steady_clock by default) and are diagnostics only: they never shape a schedule or
+// an output.
 //
 // Thread-safety: one thread records (the chip's compute thread); any thread may read Entries()
 // and Progress() at the same time (the control thread answering heartbeats). A mutex guards both
@@ -40,6 +43,8 @@ class FlightRecorder {
   void BeginOp(control::FlightEntry entry);
   // The current instruction finished: it enters the ring.
   void EndOp();
+  // The step put `bytes` of payload on outgoing link `link` (to chip `peer`).
+  void Sent(int32_t link, int32_t peer, int64_t bytes);
   void EndStep();
   // A self-clocked run (ChipRunner::Run): step `step` ended, while a later one may be running.
   void CompleteStep(int64_t step);
@@ -49,6 +54,8 @@ class FlightRecorder {
   control::ChipProgress Progress() const;
   // The last completed step's times (all zero before the first EndStep).
   control::StepTimes LastStepTimes() const;
+  // The last completed step's bytes by outgoing link, in link order (empty before the first).
+  std::vector<control::LinkBytes> LastStepSent() const;
   size_t capacity() const { return ring_.size(); }
   int64_t recorded() const;
 
@@ -61,8 +68,9 @@ class FlightRecorder {
   size_t next_ = 0;
   int64_t recorded_ = 0;
   int64_t step_start_ns_ = 0;
-  control::StepTimes running_times_;  // the step in progress
-  control::StepTimes last_times_;     // the last completed step
+  control::StepTimes running_times_;                          // the step in progress
+  control::StepTimes last_times_;                             // the last completed step
+  std::vector<control::LinkBytes> running_sent_, last_sent_;  // in link order
   control::ChipProgress progress_;
 };
 
