@@ -20,77 +20,22 @@
 #include "lockstep/model/sharded.h"
 #include "lockstep/partition/model_spec.h"
 #include "lockstep/partition/plan.h"
-#include "lockstep/tokenizer/chat_template.h"
 #include "lockstep/tokenizer/tokenizer.h"
 #include "run_distributed.h"
 #include "run_inputs.h"
+#include "text_io.h"
 #include "token_list.h"
 
 namespace lockstep::cli {
 namespace {
 
-// --text: the prompt through the model's tokenizer (with --chat through its chat template
-// first), and the generated ids back to text on stdout as they come (whole characters only).
-class TextIo {
- public:
-  explicit TextIo(const std::string& path) : tokenizer_(Load(path)), stream_(tokenizer_) {}
-  std::vector<int32_t> Encode(const std::string& text, bool chat, const std::string& system) const {
-    try {
-      if (!chat) return tokenizer_.Encode(text, /*add_special_tokens=*/true);
-      std::vector<tokenizer::ChatMessage> messages;
-      if (!system.empty()) messages.push_back({"system", system});
-      messages.push_back({"user", text});
-      const std::string prompt = tokenizer_.ApplyChatTemplate(
-          tokenizer::ChatTemplate::MessagesJson(messages), /*add_generation_prompt=*/true);
-      // The template writes BOS and its other special tokens itself.
-      return tokenizer_.Encode(prompt, /*add_special_tokens=*/false);
-    } catch (const Error& e) {
-      throw Error(e.code(), std::string(chat ? "--chat: " : "--text: ") + e.what());
-    }
-  }
-  // The tokenizer's EOS (tokenizer_config.json's eos_token), when it has one.
-  std::optional<int32_t> eos() const { return tokenizer_.eos_id(); }
-  void CheckVocabulary(const std::vector<int32_t>& ids, int64_t vocab_size) const {
-    for (int32_t id : ids) {
-      if (id >= vocab_size) {
-        throw InvalidInput("--text: the tokenizer gives id " + std::to_string(id) +
-                           ", outside the model's vocabulary of " + std::to_string(vocab_size) +
-                           " (is --tokenizer the model's own?)");
-      }
-    }
-  }
-  void Stream(const std::vector<int32_t>& ids) {
-    for (int32_t id : ids) std::cout << stream_.Push(id);
-    std::cout.flush();
-  }
-  void Finish() { std::cout << stream_.Finish() << "\n"; }
-  std::string Decode(const std::vector<int32_t>& ids) const {
-    tokenizer::DecodeOptions o;
-    o.clean_up_tokenization_spaces = false;
-    return tokenizer_.Decode(ids, o);
-  }
-
- private:
-  static tokenizer::Tokenizer Load(const std::string& path) {
-    if (path.empty() || !tokenizer::Tokenizer::Exists(path)) {
-      throw UsageError(
-          "--text needs a tokenizer: --tokenizer DIR|tokenizer.json, or a --model "
-          "folder holding tokenizer.json" +
-          (path.empty() ? std::string() : " (none at " + path + ")"));
-    }
-    return tokenizer::Tokenizer::Load(path);
-  }
-  tokenizer::Tokenizer tokenizer_;
-  tokenizer::StreamDecoder stream_;
-};
-
 // The command line of `run` in this process, checked (ParseRunFlags).
 struct RunFlags {
-  std::string config, weights_path, prompt_text, dump, plan_path, text, tokenizer_path, system;
+  std::string config, weights_path, prompt_text, dump, plan_path;
+  TextFlags text;  // --text and its companions
   uint64_t seed = 0, sample_seed = 0;
   int64_t max_new = 16, stages = 0, tp = 0;
   model::SamplingOptions sampling;
-  bool chat = false, ignore_eos = false;
   bool uniform = false;  // --stages/--tp: a uniform layout (stages and tp then set, >= 1)
 
   bool sharded() const { return uniform || !plan_path.empty(); }
@@ -106,21 +51,6 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "safetensors checkpoint: a file, an index.json, or a folder")(
       "seed", po::value<uint64_t>(&f.seed), "use generated weights with this seed instead")(
       "prompt", po::value<std::string>(&f.prompt_text), "prompt token ids, e.g. 1,2,3")(
-      "text", po::value<std::string>(&f.text),
-      "prompt text instead of ids: encoded by the tokenizer (with its special tokens, e.g. BOS); "
-      "the generated text is printed as it streams")(
-      "tokenizer", po::value<std::string>(&f.tokenizer_path),
-      "tokenizer.json or a folder holding one, for --text (default: the --model folder)")(
-      "chat",
-      "with --text: the text is the user's message, put through the tokenizer's chat template "
-      "(tokenizer_config.json) with the assistant's turn opened, as transformers' "
-      "apply_chat_template(add_generation_prompt=True) does")(
-      "system", po::value<std::string>(&f.system),
-      "with --chat: a system message before the user's")(
-      "ignore-eos",
-      "with --text: keep generating --max-new tokens past an end-of-sequence token (by default "
-      "a --text run ends at the tokenizer's EOS or the model's eos_token_id of config.json or "
-      "generation_config.json, and prints the text without it)")(
       "max-new", po::value<int64_t>(&f.max_new)->default_value(16), "tokens to generate")(
       "temperature", po::value<double>(&f.sampling.temperature)->default_value(0.0),
       "sampling temperature; 0 = greedy")("top-p",
@@ -134,6 +64,7 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "tp", po::value<int64_t>(&f.tp), "run sharded: tensor-parallel degree per stage (default 1)")(
       "dump-logits", po::value<std::string>(&f.dump),
       "write the logits of every generated token to a float32 .npy [max_new, vocab]");
+  AddTextOptions(opts, f.text);
   po::positional_options_description pos;
   po::variables_map vm;
   const std::string usage =
@@ -151,18 +82,10 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   if (f.weights_path.empty() == !vm.count("seed")) {
     throw UsageError("give exactly one of --weights FILE or --seed S (see: lockstep run --help)");
   }
-  if (f.prompt_text.empty() == f.text.empty()) {
+  if (f.prompt_text.empty() == f.text.text.empty()) {
     throw UsageError("give exactly one of --prompt 1,2,3 or --text \"...\"");
   }
-  f.chat = vm.count("chat") > 0;
-  f.ignore_eos = vm.count("ignore-eos") > 0;
-  if ((f.chat || vm.count("system")) && f.text.empty()) {
-    throw UsageError("--chat and --system go with --text (a chat template renders text)");
-  }
-  if (vm.count("system") && !f.chat) throw UsageError("--system goes with --chat");
-  if (f.ignore_eos && f.text.empty()) {
-    throw UsageError("--ignore-eos goes with --text (a --prompt run never ends early)");
-  }
+  CheckTextFlags(vm, f.text);
   if (!f.dump.empty()) CheckOutputFile(f.dump, "--dump-logits");
   if (f.max_new < 0) throw UsageError("--max-new must be >= 0, got " + std::to_string(f.max_new));
   if (!(f.sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
@@ -182,16 +105,6 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   return f;
 }
 
-// --text's tokenizer: --tokenizer, by default the model's own folder (--model may name the
-// folder or its config.json).
-std::string TokenizerPath(const RunFlags& f) {
-  if (!f.tokenizer_path.empty()) return f.tokenizer_path;
-  std::error_code ec;
-  return std::filesystem::is_directory(f.config, ec)
-             ? f.config
-             : std::filesystem::path(f.config).parent_path().string();
-}
-
 // What the flags name, read and checked: nothing has run yet.
 struct LocalInputs {
   std::vector<int32_t> prompt;
@@ -204,8 +117,7 @@ struct LocalInputs {
 
 LocalInputs MakeLocalInputs(const RunFlags& f, const TextIo* text_io) {
   LocalInputs in;
-  in.prompt = text_io ? text_io->Encode(f.text, f.chat, f.system)
-                      : ParseTokenList(f.prompt_text, "--prompt");
+  in.prompt = text_io ? text_io->EncodePrompt() : ParseTokenList(f.prompt_text, "--prompt");
   std::optional<partition::Plan> plan;
   if (!f.plan_path.empty()) plan = partition::ReadPlanFile(f.plan_path);
   // A plan carries its model: --model may be left out (LayoutFromPlan checks a given one).
@@ -215,13 +127,7 @@ LocalInputs MakeLocalInputs(const RunFlags& f, const TextIo* text_io) {
   launch::CheckPromptsFit(in.spec, {in.prompt}, f.max_new);
   // --text runs end early at the tokenizer's EOS and the model's; --prompt runs generate
   // --max-new tokens, as the distributed run does.
-  if (text_io && !f.ignore_eos) {
-    if (!f.config.empty()) in.stop = ModelEosIds(f.config);
-    if (text_io->eos() &&
-        std::find(in.stop.begin(), in.stop.end(), *text_io->eos()) == in.stop.end()) {
-      in.stop.push_back(*text_io->eos());
-    }
-  }
+  if (text_io) in.stop = text_io->StopIds();
   if (plan) {
     try {
       in.layout = model::LayoutFromPlan(*plan, in.spec);
@@ -353,7 +259,7 @@ int Run(const std::vector<std::string>& args, Context& ctx) {
   if (!parsed) return 0;
   const RunFlags& f = *parsed;
   std::optional<TextIo> text_io;
-  if (!f.text.empty()) text_io.emplace(TokenizerPath(f));
+  if (!f.text.text.empty()) text_io.emplace(f.text, f.config);
   TextIo* io = text_io ? &*text_io : nullptr;
   LocalInputs inputs = MakeLocalInputs(f, io);
   const RunOutcome outcome = Generate(f, inputs, io, ctx);

@@ -5,7 +5,9 @@
 // By default the run is self-clocked (Coordinator::RunSelfClocked: one start message, then every
 // chip runs on its own, the coordinator only receives the token stream); --barrier runs every
 // step through the coordinator instead (Coordinator::Generate), the path that fails over to
-// spare chips and reports where a decode step went.
+// spare chips and reports where a decode step went. --text (text_io.h) takes the barrier path too:
+// its request goes in through the admission hook, its text streams as the tokens come and an
+// end-of-sequence id ends it, as in one process.
 #include "run_distributed.h"
 
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "lockstep/common/error.h"
 #include "lockstep/coordinator/coordinator.h"
@@ -28,6 +31,7 @@
 #include "lockstep/partition/plan.h"
 #include "lockstep/schedule/schedule.h"
 #include "run_inputs.h"
+#include "text_io.h"
 #include "token_list.h"
 
 namespace lockstep::cli {
@@ -84,10 +88,12 @@ struct RunFlags {
   model::SamplingOptions sampling;
   std::vector<std::vector<int32_t>> prompts;
   transport::LinkChecksums link_checksums{};
+  TextFlags text;  // --text: the one prompt, encoded in RunDistributed
 
   bool threads() const { return backend == "sim" || backend == "inproc"; }
-  // Self-clocked (issue #19) unless --barrier: paced or not; over sim in virtual time.
-  bool self_clocked() const { return !barrier; }
+  // Self-clocked (issue #19) unless --barrier: paced or not; over sim in virtual time. A --text
+  // run takes the barrier path, whose tokens stream and whose request an EOS id ends.
+  bool self_clocked() const { return !barrier && text.text.empty(); }
 };
 
 // Parses and checks `args`; nullopt when --help was printed.
@@ -159,11 +165,13 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
       "dump-logits", po::value<std::string>(&f.dump),
       "write each token's logits to a float32 .npy [max_new, vocab]; with --prompts one file "
       "per prompt, FILE with .npy replaced by .<i>.npy");
+  AddTextOptions(opts, f.text);
   po::positional_options_description pos;
   po::variables_map vm;
   const std::string usage =
       "lockstep run --transport sim|inproc|ipc|tcp --model CONFIG (--weights F | --seed S) "
-      "(--prompt 1,2,3 | --prompts FILE) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
+      "(--prompt 1,2,3 | --prompts FILE | --text T [--chat [--system S]] [--tokenizer DIR] "
+      "[--ignore-eos]) [--max-new N] [--topology T] [--plan P | --tp N --pp N] "
       "[--cost-params FILE] [--slots M] [--pace F | --barrier [--inject kill:CHIP@STEP]...] "
       "[--curve | --curve-keys DIR] "
       "[--dump-logits F.npy] "
@@ -173,9 +181,10 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   if (std::find(backends.begin(), backends.end(), f.backend) == backends.end()) {
     throw UsageError("--transport must be sim, inproc, ipc or tcp, got '" + f.backend + "'");
   }
-  if (f.prompt_text.empty() == f.prompts_file.empty()) {
-    throw UsageError("give exactly one of --prompt 1,2,3 or --prompts FILE");
+  if (!f.prompt_text.empty() + !f.prompts_file.empty() + !f.text.text.empty() != 1) {
+    throw UsageError("give exactly one of --prompt 1,2,3, --prompts FILE or --text \"...\"");
   }
+  CheckTextFlags(vm, f.text);
   if (f.max_new < 0) throw UsageError("--max-new must be >= 0");
   if (!(f.sampling.temperature >= 0.0)) throw UsageError("--temperature must be >= 0");
   if (!(f.sampling.top_p > 0.0 && f.sampling.top_p <= 1.0)) throw UsageError("--top-p in (0, 1]");
@@ -188,6 +197,10 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   f.barrier = vm.count("barrier") > 0;
   if (f.barrier && vm.count("pace")) {
     throw UsageError("--pace paces a self-clocked run; leave out --barrier");
+  }
+  if (!f.text.text.empty() && vm.count("pace")) {
+    throw UsageError(
+        "--pace: a --text run takes the barrier path (its text streams, an EOS ends it)");
   }
   if (vm.count("pace") && !(f.pace >= 1)) {
     std::ostringstream got;
@@ -207,9 +220,11 @@ std::optional<RunFlags> ParseRunFlags(const std::vector<std::string>& args) {
   if (f.self_clocked() && f.max_new < 1) {
     throw UsageError("a self-clocked run needs --max-new >= 1 (or --barrier)");
   }
-  f.prompts = f.prompts_file.empty()
-                  ? std::vector<std::vector<int32_t>>{ParseTokenList(f.prompt_text, "--prompt")}
-                  : ReadPromptsFile(f.prompts_file);
+  if (!f.prompts_file.empty()) {
+    f.prompts = ReadPromptsFile(f.prompts_file);
+  } else if (!f.prompt_text.empty()) {
+    f.prompts = {ParseTokenList(f.prompt_text, "--prompt")};
+  }
 
   f.seed_given = vm.count("seed") > 0;
   f.topology_given = !vm["topology"].defaulted();
@@ -382,7 +397,8 @@ std::vector<std::string> WriteLogits(const RunFlags& f, const partition::ModelSp
 
 // --json: the run as one object.
 void PrintRunJson(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome,
-                  const RunFigures& g, const std::vector<std::string>& dumps) {
+                  const RunFigures& g, const std::vector<std::string>& dumps,
+                  const TextIo* text_io) {
   const partition::ModelSpec& spec = launch.config().inputs.spec;
   const coordinator::Deployment& deployment = launch.deployment();
   const std::vector<coordinator::Finished>& results = outcome.results;
@@ -461,6 +477,15 @@ void PrintRunJson(const RunFlags& f, launch::Launch& launch, const RunOutcome& o
     j["pace"] = f.pace;
     j["virtual_time"] = f.backend == "sim";
   }
+  if (text_io) {
+    // As the in-process run: "stop" at an end-of-sequence token, the text without it.
+    const std::vector<int32_t>& tokens = results.front().tokens;
+    const std::vector<int32_t> stop = text_io->StopIds();
+    const bool stopped =
+        !tokens.empty() && std::find(stop.begin(), stop.end(), tokens.back()) != stop.end();
+    j["finish_reason"] = stopped ? "stop" : "length";
+    j["text"] = text_io->Decode({tokens.begin(), tokens.end() - (stopped ? 1 : 0)});
+  }
   j["peak_rss_bytes"] = {{"coordinator", outcome.coordinator_rss}, {"workers", rss_workers}};
   nlohmann::json fo = nlohmann::json::array();
   for (const coordinator::FailoverRecord& r : outcome.failovers) {
@@ -477,32 +502,74 @@ void PrintRunJson(const RunFlags& f, launch::Launch& launch, const RunOutcome& o
   PrintJson(j);
 }
 
+// Predicted beside measured, one line.
+std::string FiguresLine(launch::Launch& launch, const RunFigures& g) {
+  std::ostringstream out;
+  out << "predicted token latency " << g.predicted << " ns (" << launch.topology().spec_of(0).name
+      << "), measured " << g.measured << " ns on this host (error " << std::showpos << std::fixed
+      << std::setprecision(1) << 100 * g.prediction_error << std::noshowpos << "%), "
+      << std::defaultfloat << g.tokens_per_s << " tokens/s (" << g.decode_tokens_per_s
+      << " tokens/s over the decode steps, " << g.predicted_decode_tokens_per_s << " predicted)";
+  return out.str();
+}
+
 // The tokens of each request, a line each, then predicted beside measured.
 void PrintRunText(launch::Launch& launch, const RunOutcome& outcome, const RunFigures& g) {
   for (const coordinator::Finished& r : outcome.results) {
     for (size_t i = 0; i < r.tokens.size(); ++i) std::cout << (i ? " " : "") << r.tokens[i];
     std::cout << "\n";
   }
-  std::cout << "predicted token latency " << g.predicted << " ns ("
-            << launch.topology().spec_of(0).name << "), measured " << g.measured
-            << " ns on this host (error " << std::showpos << std::fixed << std::setprecision(1)
-            << 100 * g.prediction_error << std::noshowpos << "%), " << std::defaultfloat
-            << g.tokens_per_s << " tokens/s (" << g.decode_tokens_per_s
-            << " tokens/s over the decode steps, " << g.predicted_decode_tokens_per_s
-            << " predicted)\n";
+  std::cout << FiguresLine(launch, g) << "\n";
 }
 
-// Logs where the time went, writes the logits files, prints the tokens (or the JSON object).
-void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome, Context& ctx) {
+// Logs where the time went, writes the logits files, prints the tokens (or the JSON object); with
+// --text (its text streamed already) the rest of the text, and the figures go to the log.
+void PrintRun(const RunFlags& f, launch::Launch& launch, const RunOutcome& outcome, TextIo* text_io,
+              Context& ctx) {
   const RunFigures g = FiguresOf(f, launch, outcome);
   LogRun(outcome, g, ctx);
   const std::vector<std::string> dumps =
       WriteLogits(f, launch.config().inputs.spec, outcome.results);
   if (ctx.json) {
-    PrintRunJson(f, launch, outcome, g, dumps);
+    PrintRunJson(f, launch, outcome, g, dumps, text_io);
+  } else if (text_io) {
+    text_io->Finish();
+    ctx.log->info("{}", FiguresLine(launch, g));
   } else {
     PrintRunText(launch, outcome, g);
   }
+}
+
+// --text: the one request through the coordinator's admission hook (as a server's are), so that
+// it ends at an end-of-sequence token — cancelled there, its slot freed — as the in-process run
+// ends; its text goes to stdout as the tokens come when `stream`. `result` gets every token as it
+// arrives (the end-of-sequence one included), so a run that fails keeps what it produced.
+void GenerateText(coordinator::Coordinator& coord, const coordinator::Request& request,
+                  TextIo& text_io, bool stream, coordinator::Finished& result) {
+  const std::vector<int32_t> stop = text_io.StopIds();
+  bool submitted = false, finished = false, stopped = false;
+  std::vector<uint64_t> cancel;
+  result.id = request.id;
+  coordinator::Admission admission;
+  admission.poll = [&](const std::function<void(coordinator::Request)>& submit, bool) {
+    if (!std::exchange(submitted, true)) submit(request);
+    return !finished;
+  };
+  admission.on_finished = [&](coordinator::Finished) { finished = true; };
+  admission.cancelled = [&] { return std::exchange(cancel, {}); };
+  coord.Generate(
+      {},
+      [&](uint64_t, int32_t token, int64_t) {
+        if (stopped) return;
+        result.tokens.push_back(token);
+        if (std::find(stop.begin(), stop.end(), token) != stop.end()) {
+          stopped = true;
+          cancel.push_back(request.id);
+        } else if (stream) {
+          text_io.Stream({token});
+        }
+      },
+      &admission);
 }
 
 }  // namespace
@@ -515,13 +582,19 @@ bool WantsDistributed(const std::vector<std::string>& args) {
 }
 
 int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
-  const std::optional<RunFlags> parsed = ParseRunFlags(args);
+  std::optional<RunFlags> parsed = ParseRunFlags(args);
   if (!parsed) return 0;
+  std::optional<TextIo> text_io;  // --text: the one prompt through the tokenizer
+  if (!parsed->text.text.empty()) {
+    text_io.emplace(parsed->text, parsed->config_path);
+    parsed->prompts = {text_io->EncodePrompt()};
+  }
   const RunFlags& f = *parsed;
   // Everything that can be wrong with the inputs is checked before anything starts.
   if (!f.dump.empty()) CheckOutputFile(f.dump, "--dump-logits");
   const Clock::time_point load_start = Clock::now();
   launch::Launch launch(MakeRunConfig(f, ctx));
+  if (text_io) text_io->CheckVocabulary(f.prompts.front(), launch.config().inputs.spec.vocab_size);
   const partition::Plan& plan = launch.plan();
   const coordinator::Deployment& deployment = launch.deployment();
   std::string layout;
@@ -542,8 +615,12 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
     requests.push_back({static_cast<uint64_t>(i), f.prompts[i], f.max_new, f.sampling});
   }
   // No spare left: the run stops, but what it produced is printed (partial) before the error.
+  coordinator::Finished text_result;  // --text: its tokens as they came
   try {
-    if (f.self_clocked()) {
+    if (text_io) {  // the barrier path (self_clocked() is false)
+      GenerateText(coord, requests.front(), *text_io, !ctx.json, text_result);
+      outcome.results = {text_result};
+    } else if (f.self_clocked()) {
       coordinator::SelfClockedOptions so;
       so.pace = f.pace;
       so.virtual_time = f.backend == "sim";
@@ -558,7 +635,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   } catch (const Error& e) {
     if (coord.failovers().empty()) throw;
     outcome.failure = e;
-    outcome.results = coord.partial();
+    outcome.results = text_io ? std::vector<coordinator::Finished>{text_result} : coord.partial();
   }
   outcome.failovers = coord.failovers();
   outcome.stats = coord.stats();
@@ -582,7 +659,7 @@ int RunDistributed(const std::vector<std::string>& args, Context& ctx) {
   rusage self_usage{};
   getrusage(RUSAGE_SELF, &self_usage);
   outcome.coordinator_rss = static_cast<int64_t>(self_usage.ru_maxrss) * 1024;
-  PrintRun(f, launch, outcome, ctx);
+  PrintRun(f, launch, outcome, text_io ? &*text_io : nullptr, ctx);
   if (outcome.failure)
     throw *outcome.failure;  // after the partial output: one line on stderr, exit 1
   return 0;
