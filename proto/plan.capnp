@@ -178,6 +178,8 @@ struct RuntimeCostParams {
   controlHopNs @1 :Int64;
   stepOverheadNs @2 :Int64;
   cores @3 :Int64;
+  # The weight bytes/s the host's cores stream together (0: none shared).
+  sharedWeightStreamBytesPerS @4 :Int64;
 }
 
 struct Plan {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Predicted vs measured on this host (issue #21, item 4): calibrates the host as a chip
-# (`lockstep calibrate --host`: per-core kernels and read bandwidth, the transport between pinned
-# processes; the workers' per-step bookkeeping is not measured), then runs
+# (`lockstep calibrate --host`: per-core kernels and read bandwidth, all cores' kernel at once, the
+# transport between pinned processes, each the median of 3 rounds; the runtime's per-step and
+# per-collective-step costs from a small model over worker processes), then runs
 # layouts it did not calibrate on — the 205M fp32 Llama of BENCHMARKS.md at TP 1/2/4, 2 and 4
 # stages, 1 and 16 sequences in flight, over ipc and tcp — each planned on the host topology
 # (`plan --dtype fp32 --context` the run's mean context) and run with `lockstep run --plan`,
@@ -58,11 +59,23 @@ for transport in $TRANSPORTS; do
 import json, sys
 d = json.load(open(sys.argv[1]))
 print("# host (%s): %d core(s), %d chip(s); read %.1f GB/s, fp32 decode kernel %.1f Gflop/s "
-      "(%.1f GB/s of weights), int8 %.1f Gop/s; %s one-way %.1f us, %.2f GB/s" % (
+      "(%.1f GB/s of weights; all cores at once %.1f GB/s), int8 %.1f Gop/s; %s one-way %.1f us, "
+      "%.2f GB/s" % (
     d["transport"], d["cores"], d["chips"], d["read_bytes_per_s"] / 1e9,
     d["fp32_decode_ops_per_s"] / 1e9, d["fp32_weight_bytes_per_s"] / 1e9,
+    d.get("concurrent_weight_bytes_per_s", 0) / 1e9,
     d["int8_decode_ops_per_s"] / 1e9, d["transport"], d["link_one_way_ns"] / 1e3,
     d["link_bytes_per_s"] / 1e9))
+if "spread" in d:
+    print("# spread over %d rounds ((max - min) / median): %s" % (d["rounds"], ", ".join(
+        "%s %.0f%%" % (k, 100 * s["relative"]) for k, s in d["spread"].items())))
+r = d.get("runtime_probe")
+if r:
+    print("# runtime probe: step overhead %.0f us (1 chip: %.0f us step, %.0f compute); "
+          "%.0f us per collective step (TP 2: %.0f us step, %.0f compute, %d hops)" % (
+        r["step_overhead_ns"] / 1e3, r["single_measured_ns"] / 1e3, r["single_compute_ns"] / 1e3,
+        r["collective_overhead_ns"] / 1e3, r["pair_measured_ns"] / 1e3,
+        r["pair_compute_ns"] / 1e3, r["pair_hops"]))
 PY
   for layout in $LAYOUTS; do
     shape=${layout%%/*}

@@ -9,8 +9,8 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 . "$SRC/tests/lib.sh"
 private_tmp calibrate-host
 
-# ipc, one chip per usable core; the JSON's figures are the file's.
-expect_exit 0 "$L" --json calibrate --host --quick -o host.yaml
+# ipc, one chip per usable core, two rounds; the JSON's figures are the file's.
+expect_exit 0 "$L" --json calibrate --host --quick --rounds 2 -o host.yaml
 cp out.txt cal.json
 cores=$(json "d['cores']")
 [ "$(json "d['chips'] == d['cores'] >= 1 and d['transport'] == 'ipc'")" = True ] || fail "chips/cores/transport"
@@ -26,7 +26,24 @@ cores=$(json "d['cores']")
   || fail "link figures are not the measured ones"
 [ "$(json "int(d['cost_params']['weight_stream_bytes_per_s']) == int(d['fp32_weight_bytes_per_s'] + 0.5) and d['cost_params']['cores'] == str(d['cores']) and int(d['cost_params']['control_hop_ns']) == int(d['link_one_way_ns'] + 0.5)")" = True ] \
   || fail "cost figures are not the measured ones"
+[ "$(json "d['concurrent_weight_bytes_per_s'] > 0 and int(d['cost_params']['shared_weight_stream_bytes_per_s']) == int(d['concurrent_weight_bytes_per_s'] + 0.5)")" = True ] \
+  || fail "the cores' shared weight rate is not the measured one"
+# Each figure the median of the rounds, with the rounds' spread.
+[ "$(json "d['rounds'] == 2 and all(0 < s['min'] <= s['median'] <= s['max'] and s['relative'] >= 0 for s in d['spread'].values())")" = True ] \
+  || fail "spread missing or not min <= median <= max: $(cat cal.json)"
+[ "$(json "all(d['spread'][k]['median'] == d[k] for k in ('link_one_way_ns', 'link_bytes_per_s', 'concurrent_weight_bytes_per_s')) and d['spread']['read_bytes_per_s']['min'] <= d['read_bytes_per_s'] <= d['spread']['read_bytes_per_s']['max']")" = True ] \
+  || fail "the figures written are not the rounds' medians"
 grep -q "^# lockstep calibrate --host --transport ipc" host.yaml || fail "no provenance header"
+grep -q "medians of 2 round(s)" host.yaml || fail "the header does not say how many rounds"
+# The runtime probe: a small model's steps over worker processes, their cost beyond the prediction
+# written as the per-step and per-collective-step figures.
+[ "$(json "d['runtime_probe']['single_measured_ns'] > 0 and d['runtime_probe']['single_compute_ns'] > 0 and d['runtime_probe']['step_overhead_ns'] >= 0 and int(d['cost_params']['step_overhead_ns']) == d['runtime_probe']['step_overhead_ns']")" = True ] \
+  || fail "the runtime probe's step overhead is not the one written"
+if [ "$cores" -ge 2 ]; then
+  [ "$(json "d['runtime_probe']['pair_measured_ns'] > 0 and d['runtime_probe']['pair_hops'] > 0 and int(d['cost_params']['collective_step_overhead_ns']) == int(d['cost_params']['op_overhead_ns']) + d['runtime_probe']['collective_overhead_ns']")" = True ] \
+    || fail "the runtime probe's collective cost is not the one written"
+fi
+grep -q "^# the runtime's own costs" host.yaml || fail "the header does not give the runtime's costs"
 
 # The file is a topology: its chips, spec and links as the JSON says.
 expect_exit 0 "$L" --json topo show host.yaml
@@ -54,13 +71,19 @@ assert cp["name"] == "host-core"
 assert cp["chip"]["weight_stream_bytes_per_s"] == int(c["cost_params"]["weight_stream_bytes_per_s"])
 assert cp["runtime"]["control_hop_ns"] == int(c["cost_params"]["control_hop_ns"]) > 0
 assert cp["runtime"]["cores"] == c["cores"]
+assert cp["runtime"]["step_overhead_ns"] == int(c["cost_params"]["step_overhead_ns"])
+assert cp["link"]["collective_step_overhead_ns"] == int(c["cost_params"]["collective_step_overhead_ns"])
+assert cp["runtime"]["shared_weight_stream_bytes_per_s"] == int(c["cost_params"]["shared_weight_stream_bytes_per_s"]) > 0
 assert p["predicted"]["token_latency_ns"] > 0
 PY
 
 # tcp with more chips than cores: every pair linked, each chip one port per peer.
-expect_exit 0 "$L" --json calibrate --host --quick --transport tcp --chips 3 --cores 0 -o tcp.yaml
+expect_exit 0 "$L" --json calibrate --host --quick --rounds 1 --no-runtime --transport tcp --chips 3 --cores 0 -o tcp.yaml
 [ "$(json "d['transport'] == 'tcp' and d['chips'] == 3 and d['cores'] == 1 and d['link_bytes_per_s'] > 0")" = True ] \
   || fail "tcp --chips 3 --cores 0"
+[ "$(json "d['runtime_probe'] is None and d['cost_params']['step_overhead_ns'] == '0'")" = True ] \
+  || fail "--no-runtime ran the probe"
+grep -q "not measured: the workers' step bookkeeping" tcp.yaml || fail "--no-runtime header"
 cp err.txt tcp-err.txt
 expect_exit 0 "$L" --json topo show tcp.yaml
 [ "$(json "d['chips'] == 3 and d['links'] == 3 and d['chip_specs'][0]['ports'] == 2")" = True ] \
@@ -81,6 +104,8 @@ expect_exit 2 "$L" calibrate --host --cores zero -o bad.yaml
 err_has "--cores: expected core indices"
 expect_exit 2 "$L" calibrate --host --chips -1 -o bad.yaml
 err_has "--chips must be >= 0"
+expect_exit 2 "$L" calibrate --host --rounds 0 -o bad.yaml
+err_has "--rounds must be >= 1"
 expect_exit 2 "$L" calibrate --host
 err_has "-o HOST.yaml is required"
 expect_exit 2 "$L" calibrate --host -o no/such/dir/x.yaml

@@ -250,6 +250,9 @@ launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
     std::sort(buckets.begin(), buckets.end());
     buckets.erase(std::unique(buckets.begin(), buckets.end()), buckets.end());
   }
+  // The schedule is compiled with the figures the plan was priced with (a calibrated host's
+  // collective step cost among them), so the run's prediction is the plan's.
+  config.deploy.link_params = config.inputs.plan.link_params;
   config.deploy.transport.backend = f.backend;
   config.deploy.transport.step_timeout_ms = f.step_timeout_ms;
   config.deploy.transport.tcp_base_port = f.tcp_base_port;  // 0: derived from the process id
@@ -306,14 +309,24 @@ RunFigures FiguresOf(const RunFlags& f, launch::Launch& launch, const RunOutcome
                                                          1e9 / stats.decode_wall_ns
                                                    : 0.0;
   // The prediction for this run (partition::RuntimeStepNs): the compiled schedule's step for the
-  // deployment's slots, the chips' compute over the cores they share and the runtime's own terms
-  // (control hops, step bookkeeping) from the plan's cost figures — a host calibrated by
-  // `lockstep calibrate --host` has them; a chip whose runtime is its schedule has none. Every
-  // sequence in flight gains a token per step.
-  g.predicted =
-      partition::RuntimeStepNs(plan, deployment.schedule_step_ns, deployment.schedule_compute_ns);
+  // sequences in flight, the chips' compute over the cores and memory they share and the
+  // runtime's own terms (control hops on the barrier path, step bookkeeping) from the plan's cost
+  // figures — a host calibrated by `lockstep calibrate --host` has them; a chip whose runtime is
+  // its schedule has none. Every sequence in flight gains a token per step.
   const int64_t in_flight =
       std::min<int64_t>(static_cast<int64_t>(f.prompts.size()), deployment.slots);
+  // A slot with no sequence computes nothing: fewer sequences than slots take the step
+  // compiled for those in flight.
+  coordinator::ScheduleStep step{deployment.schedule_step_ns, deployment.schedule_compute_ns};
+  if (in_flight > 0 && in_flight < deployment.slots) {
+    step = coordinator::InFlightStep(plan, deployment.spec, launch.topology(),
+                                     launch.config().deploy.link_params,
+                                     static_cast<int32_t>(in_flight));
+  }
+  // Self-clocked, the coordinator is off the token path: no control message per step.
+  partition::Plan priced = plan;
+  if (f.self_clocked()) priced.runtime_params.control_hops = 0;
+  g.predicted = partition::RuntimeStepNs(priced, step.step_ns, step.compute_ns);
   g.predicted_decode_tokens_per_s =
       g.predicted > 0 ? static_cast<double>(in_flight) * 1e9 / static_cast<double>(g.predicted)
                       : 0.0;

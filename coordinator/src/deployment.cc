@@ -34,6 +34,30 @@ void CheckSchedule(const schedule::GlobalSchedule& schedule, const topology::Top
 
 namespace {
 
+ScheduleStep StepOf(const schedule::GlobalSchedule& global) {
+  ScheduleStep t;
+  t.step_ns = global.makespan_ns;
+  for (const schedule::ChipProgram& program : global.programs) {
+    for (const schedule::Instruction& in : program.instructions) t.compute_ns += in.duration_ns;
+  }
+  return t;
+}
+
+}  // namespace
+
+ScheduleStep InFlightStep(const partition::Plan& plan, const partition::ModelSpec& spec,
+                          const topology::Topology& topo,
+                          const partition::LinkCostParams& link_params, int32_t sequences) {
+  if (sequences < 1) throw InvalidInput("InFlightStep: sequences must be >= 1");
+  schedule::ScheduleOptions so;
+  so.tokens = 1;
+  so.sequences = sequences;
+  so.link_params = link_params;
+  return StepOf(schedule::Compile(plan, spec, topo, so));
+}
+
+namespace {
+
 // The deployment of `plan` with each used chip's shard filled in by `shard(stages, chip)`.
 template <typename ShardFn>
 Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
@@ -95,11 +119,9 @@ Deployment Make(const partition::Plan& plan, const partition::ModelSpec& spec,
     d.lookahead = options.lookahead;
   }
   d.schedule_token_latency_ns = global.token_latency_ns;
-  d.schedule_step_ns = global.makespan_ns;
-  for (const schedule::ChipProgram& program : global.programs) {
-    for (const schedule::Instruction& in : program.instructions)
-      d.schedule_compute_ns += in.duration_ns;
-  }
+  const ScheduleStep step = StepOf(global);
+  d.schedule_step_ns = step.step_ns;
+  d.schedule_compute_ns = step.compute_ns;
   // Each link direction must buffer a whole step's messages (chips trail each other within a
   // step), or a sender could block on a receiver that waits for it.
   // A self-clocked run overlaps consecutive periods (and a prefill pass follows a period):

@@ -45,6 +45,24 @@ TEST(Deployment, ValidScheduleDeploys) {
   EXPECT_EQ(d.chips.size(), 4u);
 }
 
+TEST(Deployment, OneSequenceInFlightTakesItsOwnStep) {
+  // Two stages, two slots: the deployment's step carries both slots' tokens, the second
+  // overlapping the first's second stage. One sequence in flight computes half of it, and its
+  // step is its two stages in a row: shorter, though more than half (no overlap).
+  const Fixture f;
+  const Deployment d = MakeDeployment(f.plan, f.spec, f.topo,
+                                      model::GenerateLlamaWeights(f.spec, 1), DeployOptions{});
+  ASSERT_EQ(d.slots, 2);
+  const ScheduleStep all = InFlightStep(f.plan, f.spec, f.topo, {}, 2);
+  EXPECT_EQ(all.step_ns, d.schedule_step_ns);
+  EXPECT_EQ(all.compute_ns, d.schedule_compute_ns);
+  const ScheduleStep one = InFlightStep(f.plan, f.spec, f.topo, {}, 1);
+  EXPECT_EQ(2 * one.compute_ns, d.schedule_compute_ns);
+  EXPECT_LT(one.step_ns, d.schedule_step_ns);
+  EXPECT_GT(2 * one.step_ns, d.schedule_step_ns);
+  EXPECT_THROW(InFlightStep(f.plan, f.spec, f.topo, {}, 0), Error);
+}
+
 TEST(Deployment, BrokenScheduleIsRefusedNamingChipAndStep) {
   Fixture f;
   // A compute instruction pulled before its inputs can be there: a dependency violated.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 namespace lockstep::hostcal {
@@ -34,6 +35,8 @@ HostMeasurements TwoCores() {
   // Core 1 is slower in every rate and so has the larger fixed cost.
   m.per_core = {Core(0, 1.0), Core(1, 0.5)};
   m.link = {35'400, 0.9e9};
+  m.concurrent_weight_bytes_per_s = 6e9;  // less than the two cores' own 8 + 4
+  m.rounds.push_back({m.per_core, m.link, m.concurrent_weight_bytes_per_s});
   return m;
 }
 
@@ -62,6 +65,55 @@ TEST(HostChip, TheSpecHoldsTheMeasuredFiguresAndCostParameters) {
   EXPECT_EQ(h.spec.cost_params.at("control_hop_ns"), "35400");
   EXPECT_EQ(h.spec.cost_params.at("step_overhead_ns"), "0");  // not measured
   EXPECT_EQ(h.spec.cost_params.at("cores"), "2");
+  EXPECT_EQ(h.spec.cost_params.at("shared_weight_stream_bytes_per_s"), "6000000000");
+}
+
+TEST(HostChip, TheRuntimesCostsArePricedPerStepAndPerCollectiveStep) {
+  const HostChip h =
+      WithRuntimeCosts(MakeHostChip(TwoCores(), 0, int64_t{8} << 30), 250'000, 40'000);
+  EXPECT_EQ(h.spec.cost_params.at("step_overhead_ns"), "250000");
+  // The op overhead (the slowest core's small product) plus the measured hand-offs.
+  EXPECT_EQ(h.spec.cost_params.at("collective_step_overhead_ns"), "41800");
+  const std::string header = HostTopologyHeader(TwoCores(), h, "ipc", false);
+  EXPECT_NE(header.find("250000 ns per step, 40000 ns per collective step"), std::string::npos)
+      << header;
+  EXPECT_EQ(header.find("not measured"), std::string::npos) << header;
+  // A residual below the prediction is no cost.
+  EXPECT_EQ(WithRuntimeCosts(h, -5, -7).spec.cost_params.at("step_overhead_ns"), "0");
+}
+
+TEST(HostChip, EachFigureIsTheMedianOverTheRounds) {
+  // Three rounds of one core: every figure's median is the middle round's, whichever round
+  // holds it (the fast round's op overhead is the least).
+  const CoreFigures median = MedianFigures({Core(3, 1.0), Core(3, 0.5), Core(3, 2.0)});
+  EXPECT_EQ(median.core, 3);
+  EXPECT_DOUBLE_EQ(median.read_bytes_per_s, 10e9);
+  EXPECT_DOUBLE_EQ(median.fp32_weight_bytes_per_s, 8e9);
+  EXPECT_DOUBLE_EQ(median.int8_block32_ops_per_s_16, 40e9);
+  EXPECT_DOUBLE_EQ(median.vector_ops_per_s, 2e9);
+  EXPECT_DOUBLE_EQ(median.op_overhead_ns, 900);
+  // An even count: the mean of the middle two.
+  EXPECT_DOUBLE_EQ(MedianFigures({Core(0, 1.0), Core(0, 0.5)}).read_bytes_per_s, 7.5e9);
+}
+
+TEST(HostChip, TheSpreadIsTheRoundsLeastMedianAndGreatest) {
+  HostMeasurements m = TwoCores();
+  m.rounds = {{{Core(0, 1.0), Core(1, 0.5)}, {40'000, 1e9}, 6e9},
+              {{Core(0, 1.0), Core(1, 0.25)}, {30'000, 2e9}, 5e9},
+              {{Core(0, 1.0), Core(1, 1.0)}, {50'000, 3e9}, 7e9}};
+  m.per_core = {MedianFigures({Core(0, 1.0), Core(0, 1.0), Core(0, 1.0)}),
+                MedianFigures({Core(1, 0.5), Core(1, 0.25), Core(1, 1.0)})};
+  std::map<std::string, Spread> by_name;
+  for (const auto& [name, s] : Spreads(m)) by_name[name] = s;
+  // Core 1's median is the slower: its rounds give 5, 2.5 and 10 GB/s of read.
+  EXPECT_DOUBLE_EQ(by_name.at("read_bytes_per_s").min, 2.5e9);
+  EXPECT_DOUBLE_EQ(by_name.at("read_bytes_per_s").median, 5e9);
+  EXPECT_DOUBLE_EQ(by_name.at("read_bytes_per_s").max, 10e9);
+  EXPECT_DOUBLE_EQ(by_name.at("op_overhead_ns").max, 3600);
+  EXPECT_DOUBLE_EQ(by_name.at("link_one_way_ns").median, 40'000);
+  EXPECT_DOUBLE_EQ(by_name.at("link_bytes_per_s").min, 1e9);
+  EXPECT_DOUBLE_EQ(by_name.at("concurrent_weight_bytes_per_s").max, 7e9);
+  EXPECT_EQ(by_name.size(), 11u);
 }
 
 TEST(HostChip, TheTopologyLinksEveryChipToEveryOther) {
@@ -85,6 +137,9 @@ TEST(HostChip, TheTopologyLinksEveryChipToEveryOther) {
             0u)
       << header;
   EXPECT_NE(header.find("not measured: the workers' step bookkeeping"), std::string::npos);
+  EXPECT_NE(header.find("all 2 core(s) at once 6.00 GB/s of weights; medians of 1 round(s)"),
+            std::string::npos)
+      << header;
 }
 
 }  // namespace

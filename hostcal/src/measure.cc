@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 
 #include "lockstep/common/error.h"
 #include "lockstep/hostcal/host_chip.h"
@@ -106,12 +108,16 @@ KernelInputs MakeInputs(bool quick) {
   return in;
 }
 
+// Timings per figure in one round (MeasureOptions::rounds more of them in all).
+int RepsPerRound(bool quick) { return quick ? 1 : 3; }
+int64_t MinNs(bool quick) { return quick ? 20'000'000 : 200'000'000; }
+
 CoreFigures MeasureCore(const topology::HostCore& core, KernelInputs& in, bool quick) {
   CoreFigures f;
   f.core = core.index;
   f.pus = core.pus;
-  const int reps = quick ? 3 : 7;
-  const int64_t min_ns = quick ? 20'000'000 : 200'000'000;
+  const int reps = RepsPerRound(quick);
+  const int64_t min_ns = MinNs(quick);
   const double read_ns = MedianNs(reps, min_ns, [&] { g_sink = g_sink + ReadAll(in.words); });
   f.read_bytes_per_s = static_cast<double>(in.words.size() * 8) / read_ns * 1e9;
   auto rate = [&](const model::Weight& w, int64_t rows) {
@@ -136,6 +142,53 @@ CoreFigures MeasureCore(const topology::HostCore& core, KernelInputs& in, bool q
   });
   f.vector_ops_per_s = static_cast<double>(in.vec.size()) / vec_ns * 1e9;
   return f;
+}
+
+// The fp32 decode kernel (one row) on every core at once, a thread pinned to each over its own
+// copy of `weight` (chips hold their own weights): the weight bytes all of them stream per
+// second together. Each thread runs the kernel until `min_ns` passed after a common start; the
+// rate is the bytes all threads read over the longest thread's time; the median of `reps`.
+double MeasureConcurrent(const std::vector<topology::HostCore>& cores, const model::Weight& weight,
+                         const std::vector<float>& x, bool quick) {
+  const size_t n = cores.size();
+  std::vector<model::Weight> weights(n, weight);
+  std::vector<std::vector<float>> ys(n, std::vector<float>(static_cast<size_t>(weight.rows)));
+  std::vector<double> rates;
+  for (int r = 0; r < RepsPerRound(quick); ++r) {
+    std::atomic<size_t> ready{0};
+    std::atomic<bool> go{false}, refused{false};
+    std::vector<int64_t> products(n, 0), elapsed(n, 0);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] {
+        if (!topology::PinCallingThread(cores[i].pus)) refused = true;
+        ready.fetch_add(1);
+        while (!go.load()) std::this_thread::yield();
+        const Clock::time_point t0 = Clock::now();
+        do {
+          model::MatMul(x.data(), 1, weights[i], nullptr, ys[i].data());
+          ++products[i];
+          elapsed[i] = NsSince(t0);
+        } while (elapsed[i] < MinNs(quick));
+      });
+    }
+    while (ready.load() < n) std::this_thread::yield();
+    go = true;
+    for (std::thread& t : threads) t.join();
+    if (refused) {
+      throw Error(ErrorCode::kInvalidInput,
+                  "calibrate --host: cannot pin a thread to every core at once: the OS refused");
+    }
+    double bytes = 0;
+    int64_t longest = 1;
+    for (size_t i = 0; i < n; ++i) {
+      bytes += static_cast<double>(products[i]) * static_cast<double>(weight.bytes());
+      longest = std::max(longest, elapsed[i]);
+    }
+    rates.push_back(bytes / static_cast<double>(longest) * 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
 }
 
 constexpr transport::Millis kWait{20000};
@@ -195,7 +248,7 @@ uint64_t ReadBytes(const transport::Payload& p) {
 }
 
 LinkFigures MeasureLink(const std::string& backend, const topology::HostCore& a,
-                        const topology::HostCore& b, bool quick) {
+                        const topology::HostCore& b, bool quick, int round) {
   transport::TransportOptions options;
   options.backend = backend;
   std::string dir;
@@ -206,8 +259,9 @@ LinkFigures MeasureLink(const std::string& backend, const topology::HostCore& a,
     dir = tmpl;
     options.ipc_dir = dir;
   } else {
-    // Below Linux's ephemeral range (32768+), apart per process.
-    options.tcp_base_port = 12000 + static_cast<int>(getpid() % 600) * 32;
+    // Below Linux's ephemeral range (32768+), apart per process and round (a closed round's
+    // sockets may linger).
+    options.tcp_base_port = 12000 + static_cast<int>((getpid() + round * 97) % 600) * 32;
   }
   transport::LinkSpec link;
   link.a = {0, 0};
@@ -259,11 +313,9 @@ LinkFigures MeasureLink(const std::string& backend, const topology::HostCore& a,
 }
 
 // Each core's figures, the thread pinned to it in turn (it stays pinned to the last).
-std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cores, bool quick,
+std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cores,
+                                      KernelInputs& in, bool quick, const std::string& round,
                                       const Progress& progress) {
-  progress(std::string("calibrate --host: preparing the kernels' weights (") +
-           (quick ? "quick: 48 MiB" : "64 MiB") + ")");
-  KernelInputs in = MakeInputs(quick);
   std::vector<CoreFigures> per_core;
   for (size_t i = 0; i < cores.size(); ++i) {
     if (!topology::PinCallingThread(cores[i].pus)) {
@@ -272,11 +324,11 @@ std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cor
                                                 PuList(cores[i].pus) +
                                                 "): the OS refused; leave it out with --cores");
     }
-    progress("calibrate --host: core " + std::to_string(cores[i].index) + " (" +
+    progress("calibrate --host: " + round + "core " + std::to_string(cores[i].index) + " (" +
              std::to_string(i + 1) + " of " + std::to_string(cores.size()) +
              "): read bandwidth and decode kernels");
     per_core.push_back(MeasureCore(cores[i], in, quick));
-    progress("calibrate --host: core " + std::to_string(cores[i].index) + ": read " +
+    progress("calibrate --host: " + round + "core " + std::to_string(cores[i].index) + ": read " +
              Gb(per_core.back().read_bytes_per_s) + " GB/s, fp32 " +
              Gb(per_core.back().fp32_ops_per_s_1) + " Gflop/s (1 row) " +
              Gb(per_core.back().fp32_ops_per_s_16) + " (16 rows)");
@@ -284,38 +336,66 @@ std::vector<CoreFigures> MeasureCores(const std::vector<topology::HostCore>& cor
   return per_core;
 }
 
-// Measures the cores, then the transport from the first core; the thread's affinity is put back
-// as it was.
+// Each round: the cores one by one, all of them at once, then the transport from the first core;
+// the medians over the rounds. The thread's affinity is put back as it was.
 }  // namespace
 
 HostMeasurements MeasureHost(std::vector<topology::HostCore> cores, const MeasureOptions& options) {
   const Progress progress = [&](const std::string& line) {
     if (options.progress) options.progress(line);
   };
+  if (options.rounds < 1) throw InvalidInput("calibrate --host: rounds must be >= 1");
   HostMeasurements m;
   m.cores = std::move(cores);
-  cpu_set_t before;
-  CPU_ZERO(&before);
-  sched_getaffinity(0, sizeof(before), &before);
-  m.per_core =
-      MeasureCores(m.cores, options.quick, progress);  // the kernels' weights freed on return
   const topology::HostCore& a = m.cores.front();
   const topology::HostCore& b = m.cores.size() > 1 ? m.cores[1] : m.cores.front();
   m.link_a = a.index;
   m.link_b = b.index;
-  if (!topology::PinCallingThread(a.pus)) {
-    throw Error(ErrorCode::kInvalidInput, "calibrate --host: cannot pin to core " +
-                                              std::to_string(a.index) + " (PU " + PuList(a.pus) +
-                                              "): the OS refused");
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  sched_getaffinity(0, sizeof(before), &before);
+  progress(std::string("calibrate --host: preparing the kernels' weights (") +
+           (options.quick ? "quick: 48 MiB" : "64 MiB") + ")");
+  KernelInputs in = MakeInputs(options.quick);
+  for (int r = 0; r < options.rounds; ++r) {
+    const std::string round = options.rounds > 1 ? "round " + std::to_string(r + 1) + " of " +
+                                                       std::to_string(options.rounds) + ": "
+                                                 : "";
+    RoundFigures figures;
+    figures.per_core = MeasureCores(m.cores, in, options.quick, round, progress);
+    progress("calibrate --host: " + round + "the fp32 decode kernel on all " +
+             std::to_string(m.cores.size()) + " core(s) at once");
+    figures.concurrent_weight_bytes_per_s =
+        MeasureConcurrent(m.cores, in.fp32, in.x, options.quick);
+    if (!topology::PinCallingThread(a.pus)) {
+      throw Error(ErrorCode::kInvalidInput, "calibrate --host: cannot pin to core " +
+                                                std::to_string(a.index) + " (PU " + PuList(a.pus) +
+                                                "): the OS refused");
+    }
+    progress("calibrate --host: " + round + options.backend +
+             " between pinned processes on cores " + std::to_string(a.index) + " and " +
+             std::to_string(b.index));
+    figures.link = MeasureLink(options.backend, a, b, options.quick, r);
+    std::ostringstream us;
+    us << std::fixed << std::setprecision(1) << figures.link.one_way_ns / 1e3;
+    progress("calibrate --host: " + round + options.backend + " one-way " + us.str() + " us, " +
+             Gb(figures.link.bytes_per_s) + " GB/s; all cores at once " +
+             Gb(figures.concurrent_weight_bytes_per_s) + " GB/s of weights");
+    m.rounds.push_back(std::move(figures));
   }
-  progress("calibrate --host: " + options.backend + " between pinned processes on cores " +
-           std::to_string(a.index) + " and " + std::to_string(b.index));
-  m.link = MeasureLink(options.backend, a, b, options.quick);
   sched_setaffinity(0, sizeof(before), &before);
-  std::ostringstream us;
-  us << std::fixed << std::setprecision(1) << m.link.one_way_ns / 1e3;
-  progress("calibrate --host: " + options.backend + " one-way " + us.str() + " us, " +
-           Gb(m.link.bytes_per_s) + " GB/s");
+  // The medians over the rounds.
+  for (size_t i = 0; i < m.cores.size(); ++i) {
+    std::vector<CoreFigures> per_round;
+    for (const RoundFigures& f : m.rounds) per_round.push_back(f.per_core[i]);
+    m.per_core.push_back(MedianFigures(per_round));
+  }
+  // The link's and the concurrent rate's medians: those of their spreads (what --json shows).
+  for (const auto& [name, spread] : Spreads(m)) {
+    if (name == "link_one_way_ns") m.link.one_way_ns = spread.median;
+    if (name == "link_bytes_per_s") m.link.bytes_per_s = spread.median;
+    if (name == "concurrent_weight_bytes_per_s") m.concurrent_weight_bytes_per_s = spread.median;
+  }
   return m;
 }
 

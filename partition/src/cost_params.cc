@@ -18,7 +18,7 @@ constexpr std::string_view kFormat = "lockstep-cost-params/1";
 enum class Range { kEfficiency, kNonNegative, kHopLatency };
 
 // Every figure: name, integer?, range. Order = file order.
-constexpr std::array<std::pair<std::string_view, std::pair<bool, Range>>, 17> kFigures = {{
+constexpr std::array<std::pair<std::string_view, std::pair<bool, Range>>, 18> kFigures = {{
     {"matrix_efficiency", {false, Range::kEfficiency}},
     {"weight_stream_bytes_per_s", {true, Range::kNonNegative}},
     {"weight_stream_fraction", {false, Range::kEfficiency}},
@@ -35,6 +35,7 @@ constexpr std::array<std::pair<std::string_view, std::pair<bool, Range>>, 17> kF
     {"control_hop_ns", {true, Range::kNonNegative}},
     {"step_overhead_ns", {true, Range::kNonNegative}},
     {"cores", {true, Range::kNonNegative}},
+    {"shared_weight_stream_bytes_per_s", {true, Range::kNonNegative}},
     {"", {true, Range::kNonNegative}},  // sentinel, never a name
 }};
 
@@ -78,6 +79,8 @@ Slot SlotOf(CostParams& p, std::string_view n) {
   if (n == "control_hop_ns") return {nullptr, &r.control_hop_ns};
   if (n == "step_overhead_ns") return {nullptr, &r.step_overhead_ns};
   if (n == "cores") return {nullptr, &r.cores};
+  if (n == "shared_weight_stream_bytes_per_s")
+    return {nullptr, &r.shared_weight_stream_bytes_per_s};
   throw InvalidInput("unknown cost figure '" + std::string(n) + "' (figures: " + ValidNames() +
                      ")");
 }
@@ -190,6 +193,7 @@ CostParams LpuV1Params() {
   note("control_hop_ns", "none: the schedule is the runtime");
   note("step_overhead_ns", "none: the schedule is the runtime");
   note("cores", "none: every chip is its own processor");
+  note("shared_weight_stream_bytes_per_s", "none: every chip streams from its own SRAM");
   return p;
 }
 

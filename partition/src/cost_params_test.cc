@@ -36,7 +36,10 @@ TEST(CostParamsTest, RoundTripsWithNotesByteForByte) {
   CostParams p = CostParamsForChip(topology::LpuV1());
   p.name = "lab \"chip\"";
   p.chip.matrix_efficiency = 0.123456789;
-  p.runtime = {.control_hops = 2, .control_hop_ns = 81234, .step_overhead_ns = 900};
+  p.runtime = {.control_hops = 2,
+               .control_hop_ns = 81234,
+               .step_overhead_ns = 900,
+               .shared_weight_stream_bytes_per_s = 21'000'000'000};
   p.notes["control_hop_ns"] = {"measured: ipc, 4 KiB", false, 0, 0};
   const std::string text = CostParamsToYaml(p);
   const CostParams back = ParseCostParams(text, "mem", CostParams{});
@@ -136,6 +139,7 @@ TEST(CostParamsTest, APlanMadeWithAFileEmbedsIt) {
   p.link.collective_step_overhead_ns = 555;
   p.runtime.control_hops = 2;
   p.runtime.control_hop_ns = 70'000;
+  p.runtime.shared_weight_stream_bytes_per_s = 12'345'678'901;  // carried into the plan file
   SaveCostParams(file.string(), p);
   const CostParams read = LoadCostParams(file.string(), topology::LpuV1());
   std::filesystem::remove(file);
@@ -160,11 +164,20 @@ TEST(CostParamsTest, APlanMadeWithAFileEmbedsIt) {
   // A run's step: the schedule's step plus the runtime's terms; with the chips' compute over
   // shared cores longer than the schedule's step, that compute bounds it.
   Plan shared = plan;
+  shared.runtime_params.shared_weight_stream_bytes_per_s = 0;  // each chip its own, until below
   shared.runtime_params.cores = 0;
   EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 1'140'000);  // a core per chip
   shared.runtime_params.cores = 2;
   EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 4'140'000);
   EXPECT_EQ(RuntimeStepNs(shared, 5'000'000, 8'000'000), 5'140'000);
+  // Cores that share one memory stream weights together at less than the sum of their own
+  // rates: a step is at least all the compute at the shared rate (8 ms x 10 / 16 GB/s = 5 ms).
+  shared.chip_params.weight_stream_bytes_per_s = 10'000'000'000;
+  shared.runtime_params.shared_weight_stream_bytes_per_s = 16'000'000'000;
+  EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 5'140'000);
+  EXPECT_EQ(RuntimeStepNs(shared, 6'000'000, 8'000'000), 6'140'000);  // the schedule's longer
+  shared.runtime_params.shared_weight_stream_bytes_per_s = 0;         // none shared
+  EXPECT_EQ(RuntimeStepNs(shared, 1'000'000, 8'000'000), 4'140'000);
   EXPECT_THROW(RuntimeStepNs(shared, -1, 0), Error);
   // The slower fills are priced: the same plan with the built-in figures is faster.
   PlanOptions builtin;

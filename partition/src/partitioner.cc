@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
 #include <set>
@@ -706,10 +707,19 @@ int64_t RuntimeStepNs(const Plan& plan, int64_t schedule_step_ns, int64_t comput
   if (schedule_step_ns < 0 || compute_ns < 0) {
     throw InvalidInput("RuntimeStepNs: negative schedule step or compute time");
   }
-  const int64_t cores = plan.runtime_params.cores;
+  const RuntimeCostParams& r = plan.runtime_params;
   // Chips that compute at the same time take turns on the shared cores.
-  const int64_t shared = cores > 0 ? (compute_ns + cores - 1) / cores : 0;
-  return std::max(schedule_step_ns, shared) + RuntimeTokenNs(plan);
+  const int64_t shared = r.cores > 0 ? (compute_ns + r.cores - 1) / r.cores : 0;
+  // ... and share the memory their weights stream from: all the step's compute at the rate the
+  // cores stream together (one division, rounded up to whole ns).
+  const int64_t own = plan.chip_params.weight_stream_bytes_per_s;
+  const int64_t together = r.shared_weight_stream_bytes_per_s;
+  const int64_t memory = own > 0 && together > 0
+                             ? static_cast<int64_t>(std::ceil(static_cast<double>(compute_ns) *
+                                                              static_cast<double>(own) /
+                                                              static_cast<double>(together)))
+                             : 0;
+  return std::max({schedule_step_ns, shared, memory}) + RuntimeTokenNs(plan);
 }
 
 std::vector<std::string> VerifyPlan(const Plan& plan, const ModelSpec& spec,

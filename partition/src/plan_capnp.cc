@@ -274,6 +274,7 @@ void Encode(const Plan& plan, proto::Plan::Builder b) {
   rt.setControlHopNs(plan.runtime_params.control_hop_ns);
   rt.setStepOverheadNs(plan.runtime_params.step_overhead_ns);
   rt.setCores(plan.runtime_params.cores);
+  rt.setSharedWeightStreamBytesPerS(plan.runtime_params.shared_weight_stream_bytes_per_s);
   b.setCostParamsName(plan.cost_params_name);
 }
 
@@ -372,6 +373,7 @@ Plan Decode(proto::Plan::Reader r, const std::string& source) {
   plan.runtime_params.control_hop_ns = rt.getControlHopNs();
   plan.runtime_params.step_overhead_ns = rt.getStepOverheadNs();
   plan.runtime_params.cores = rt.getCores();
+  plan.runtime_params.shared_weight_stream_bytes_per_s = rt.getSharedWeightStreamBytesPerS();
   plan.cost_params_name = r.getCostParamsName();
   for (const StagePlan& s : plan.stages) {
     for (topology::ChipId chip : s.chips) {

@@ -280,6 +280,12 @@ struct RuntimeCostParams {
   // turns, and a step is at least the compute of all chips over this many cores. 0 = a core per
   // chip.
   int64_t cores = 0;
+  // The weight bytes per second the host's cores stream together when each of them runs the
+  // decode kernel at once (measured by calibrate --host): cores share one memory, so chips
+  // that compute at the same time each get less than ChipCostParams::weight_stream_bytes_per_s.
+  // A step is then at least all chips' compute at this rate instead of each chip's own
+  // (compute x weight_stream_bytes_per_s / this). 0 = no shared memory (each chip its own).
+  int64_t shared_weight_stream_bytes_per_s = 0;
 
   friend bool operator==(const RuntimeCostParams&, const RuntimeCostParams&) = default;
 };

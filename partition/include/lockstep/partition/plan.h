@@ -219,8 +219,12 @@ int64_t RuntimeTokenNs(const Plan& plan);
 // The decode step `lockstep run` is predicted to take for this plan: the compiled schedule's
 // step (`schedule_step_ns`: from the step's first instruction to its last, every slot's token),
 // at least `compute_ns` (the compute and reduce time of every chip in that step) shared over
-// the cores the workers run on (runtime_params.cores; 0 = a core per chip, no such bound),
-// plus RuntimeTokenNs. Throws Error (kInvalidInput) for a negative time.
+// the cores the workers run on (runtime_params.cores; 0 = a core per chip, no such bound) and
+// at least that compute at the rate the cores stream weights together (runtime_params.
+// shared_weight_stream_bytes_per_s over chip_params.weight_stream_bytes_per_s; 0 = no such
+// bound), plus RuntimeTokenNs. The schedule's step and compute are those of the sequences in
+// flight: a slot with no sequence computes nothing. Throws Error (kInvalidInput) for a
+// negative time.
 int64_t RuntimeStepNs(const Plan& plan, int64_t schedule_step_ns, int64_t compute_ns);
 
 // Capacity planning: the smallest standard system of `chip` — one node, one rack, then 2, 3, ...
