@@ -16,6 +16,7 @@
 #
 #   scripts/prediction_check.sh [build/cli/lockstep] [NEW_TOKENS]
 #   TRANSPORTS=ipc LAYOUTS="1x1 2x1/16" QUICK=1 scripts/prediction_check.sh build/cli/lockstep 4
+#   RUN_ARGS=--barrier scripts/prediction_check.sh   # every step through the coordinator
 #
 # LAYOUTS are STAGESxTP[/SEQS] (default: 1x1 1x2 1x4 2x1 4x1 1x1/16 2x1/16 4x1/16). The host
 # topology gets CHIPS chips (default: the most any layout uses) on the usable cores, chip i on
@@ -32,6 +33,7 @@ NEW=${2:-16}
 TRANSPORTS=${TRANSPORTS:-"ipc tcp"}
 LAYOUTS=${LAYOUTS:-"1x1 1x2 1x4 2x1 4x1 1x1/16 2x1/16 4x1/16"}
 QUICK=${QUICK:-0}
+read -r -a run_args <<<"${RUN_ARGS:-}"  # extra `lockstep run` flags, e.g. --barrier
 [ -x "$L" ] || { echo "prediction_check: no lockstep binary at $L (build first)" >&2; exit 2; }
 work=$(mktemp -d /tmp/lockstep-prediction-XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -94,7 +96,7 @@ PY
       inputs=(--prompts "$work/p$seqs.txt" --slots "$seqs")
     fi
     if ! "$L" --json --log-level warn run --transport "$transport" --plan "$plan" --seed 1 \
-        "${inputs[@]}" --max-new "$NEW" >"$work/run.json" 2>"$work/run.err"; then
+        "${inputs[@]}" "${run_args[@]}" --max-new "$NEW" >"$work/run.json" 2>"$work/run.err"; then
       echo "prediction_check: $layout over $transport failed: $(tail -n 1 "$work/run.err")" >&2
       exit 1
     fi

@@ -55,7 +55,6 @@ Measured RunProbe(const partition::ModelSpec& spec, const topology::Topology& to
   config.inputs.topo = topo;
   config.inputs.plan = plan;
   config.deploy.transport.backend = backend;
-  config.deploy.link_params = plan.link_params;  // the schedule priced as the plan
   config.workers = launch::Workers::kProcesses;
   config.keep_logits = false;
   config.log = log;
@@ -66,7 +65,7 @@ Measured RunProbe(const partition::ModelSpec& spec, const topology::Topology& to
   m.hops = coordinator::CriticalHops(launch.deployment());
   std::vector<int32_t> prompt;
   for (int64_t i = 0; i < kPromptTokens; ++i) prompt.push_back(static_cast<int32_t>(i + 1));
-  coord.Generate({{0, prompt, max_new, {}}});
+  coord.Generate({{0, prompt, max_new, {}}});  // step by step: the workers report their compute
   const coordinator::RunStats stats = coord.stats();
   launch.Stop();
   if (stats.decode_steps <= 0) {

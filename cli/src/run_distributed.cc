@@ -250,9 +250,6 @@ launch::RunConfig MakeRunConfig(const RunFlags& f, Context& ctx) {
     std::sort(buckets.begin(), buckets.end());
     buckets.erase(std::unique(buckets.begin(), buckets.end()), buckets.end());
   }
-  // The schedule is compiled with the figures the plan was priced with (a calibrated host's
-  // collective step cost among them), so the run's prediction is the plan's.
-  config.deploy.link_params = config.inputs.plan.link_params;
   config.deploy.transport.backend = f.backend;
   config.deploy.transport.step_timeout_ms = f.step_timeout_ms;
   config.deploy.transport.tcp_base_port = f.tcp_base_port;  // 0: derived from the process id
@@ -320,7 +317,6 @@ RunFigures FiguresOf(const RunFlags& f, launch::Launch& launch, const RunOutcome
   coordinator::ScheduleStep step{deployment.schedule_step_ns, deployment.schedule_compute_ns};
   if (in_flight > 0 && in_flight < deployment.slots) {
     step = coordinator::InFlightStep(plan, deployment.spec, launch.topology(),
-                                     launch.config().deploy.link_params,
                                      static_cast<int32_t>(in_flight));
   }
   // Self-clocked, the coordinator is off the token path: no control message per step.

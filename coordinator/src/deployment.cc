@@ -46,13 +46,13 @@ ScheduleStep StepOf(const schedule::GlobalSchedule& global) {
 }  // namespace
 
 ScheduleStep InFlightStep(const partition::Plan& plan, const partition::ModelSpec& spec,
-                          const topology::Topology& topo,
-                          const partition::LinkCostParams& link_params, int32_t sequences) {
+                          const topology::Topology& topo, int32_t sequences) {
   if (sequences < 1) throw InvalidInput("InFlightStep: sequences must be >= 1");
   schedule::ScheduleOptions so;
   so.tokens = 1;
   so.sequences = sequences;
-  so.link_params = link_params;
+  so.chip_params = plan.chip_params;  // as the deployment compiles it
+  so.link_params = plan.link_params;
   return StepOf(schedule::Compile(plan, spec, topo, so));
 }
 

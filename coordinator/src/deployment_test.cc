@@ -53,14 +53,14 @@ TEST(Deployment, OneSequenceInFlightTakesItsOwnStep) {
   const Deployment d = MakeDeployment(f.plan, f.spec, f.topo,
                                       model::GenerateLlamaWeights(f.spec, 1), DeployOptions{});
   ASSERT_EQ(d.slots, 2);
-  const ScheduleStep all = InFlightStep(f.plan, f.spec, f.topo, {}, 2);
+  const ScheduleStep all = InFlightStep(f.plan, f.spec, f.topo, 2);
   EXPECT_EQ(all.step_ns, d.schedule_step_ns);
   EXPECT_EQ(all.compute_ns, d.schedule_compute_ns);
-  const ScheduleStep one = InFlightStep(f.plan, f.spec, f.topo, {}, 1);
+  const ScheduleStep one = InFlightStep(f.plan, f.spec, f.topo, 1);
   EXPECT_EQ(2 * one.compute_ns, d.schedule_compute_ns);
   EXPECT_LT(one.step_ns, d.schedule_step_ns);
   EXPECT_GT(2 * one.step_ns, d.schedule_step_ns);
-  EXPECT_THROW(InFlightStep(f.plan, f.spec, f.topo, {}, 0), Error);
+  EXPECT_THROW(InFlightStep(f.plan, f.spec, f.topo, 0), Error);
 }
 
 TEST(Deployment, BrokenScheduleIsRefusedNamingChipAndStep) {

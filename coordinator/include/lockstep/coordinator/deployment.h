@@ -111,18 +111,17 @@ Deployment MakeDeployment(const partition::Plan& plan, const partition::ModelSpe
 // the checkpoint: another host); nothing for a chip that already has its bytes.
 void MaterializeShard(const partition::ModelSpec& spec, ChipDeployment& c);
 
-// One decode step of `plan` with `sequences` sequences in flight, compiled for them with
-// `link_params`: its first instruction to its last, and the compute and reduce time of all chips
-// in it — what partition::RuntimeStepNs predicts a run's step from. A deployment's slots with no
-// sequence compute nothing, so a run with fewer sequences than slots takes this step, not the
-// deployment's (schedule_step_ns: every slot's token).
+// One decode step of `plan` with `sequences` sequences in flight, compiled for them with the
+// plan's figures as a deployment is: its first instruction to its last, and the compute and reduce
+// time of all chips in it — what partition::RuntimeStepNs predicts a run's step from. A
+// deployment's slots with no sequence compute nothing, so a run with fewer sequences than slots
+// takes this step, not the deployment's (schedule_step_ns: every slot's token).
 struct ScheduleStep {
   int64_t step_ns = 0;
   int64_t compute_ns = 0;
 };
 ScheduleStep InFlightStep(const partition::Plan& plan, const partition::ModelSpec& spec,
-                          const topology::Topology& topo,
-                          const partition::LinkCostParams& link_params, int32_t sequences);
+                          const topology::Topology& topo, int32_t sequences);
 
 // The contract is checked before anything moves: schedule::Validate on `schedule` against
 // `topo` (with the link figures it was compiled with). Throws Error (kInvalidInput) whose message
