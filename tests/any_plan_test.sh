@@ -91,5 +91,23 @@ racks=$(placement df-plan.json dragonfly.yaml rack)
   fail "Dragonfly plan: no stage-to-stage route of 3 or more hops (send_hops $(json "[s['send_hops'] for s in d['stages']]"))"
 same_as_reference dragonfly six.json df.plan
 
+# TP 2 where a layer's o is column-parallel (query width 64: 32-element slices) and its down
+# row-parallel (intermediate 128: one 64-element chunk per rank): both all-reduces take the same
+# form (the runtime tells a layer's collectives apart by it). It failed "a one-shot all-reduce of
+# a column-parallel projection" when the down alone was one-shot.
+cat >mixed.json <<'JSON'
+{"_name_or_path": "mixed", "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+ "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+ "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 256,
+ "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64}
+JSON
+expect_exit 0 "$L" --json run --model mixed.json --seed 1 --prompt 1,2,3 --max-new 6 \
+  --dump-logits mixed-ref.logits
+for t in ipc tcp; do
+  expect_exit 0 "$L" --json run --model mixed.json --seed 1 --prompt 1,2,3 --max-new 6 \
+    --transport $t --tp 2 --dump-logits mixed-$t.logits
+  cmp -s mixed-ref.logits mixed-$t.logits || fail "mixed TP 2 over $t: logits differ from the reference"
+done
+
 no_run_leftovers "any plan"
 echo "any_plan_test: TP 16 over two nodes and 4 stages over two Dragonfly racks, ipc and tcp, bit for bit"

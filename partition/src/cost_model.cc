@@ -518,9 +518,12 @@ bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op) {
     case OpKind::kEmbedding:
       return true;
     case OpKind::kOutputProjection:
-      return RowParallelProjection(spec, tp, false);
     case OpKind::kMlp:
-      return RowParallelProjection(spec, tp, true);
+      // Both of a layer's all-reduces or neither: a worker tells a layer's two collectives apart
+      // by their order among the collectives of the same form (worker/src/chip_runner_impl.h
+      // StepOf), so a one-shot o beside a reduce-scatter down (or the reverse) would be taken
+      // for the other projection's.
+      return RowParallelProjection(spec, tp, false) && RowParallelProjection(spec, tp, true);
     default:
       return false;
   }

@@ -229,3 +229,27 @@ TEST(CostModelTest, LinkTimes) {
 
 }  // namespace
 }  // namespace lockstep::partition
+
+namespace lockstep::partition {
+namespace {
+
+// o column-parallel at TP 2 (query width 64: 32-element slices), down row-parallel
+// (intermediate 128: one 64-element chunk per rank). A worker orders a layer's collectives by
+// their form, so the two must share it: neither may be one-shot. (Over worker processes the
+// mixed plan failed "a one-shot all-reduce of a column-parallel projection".)
+TEST(CostModelTest, OneShotOnlyWhenBothProjectionsOfALayerAreRowParallel) {
+  const ModelSpec mixed = ParseModelSpec(R"({"model_type": "llama", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 4, "vocab_size": 256, "max_position_embeddings": 64})",
+                                         "mixed");
+  ASSERT_FALSE(RowParallelProjection(mixed, 2, false));
+  ASSERT_TRUE(RowParallelProjection(mixed, 2, true));
+  EXPECT_FALSE(OneShotAllowed(mixed, 2, OpKind::kOutputProjection));
+  EXPECT_FALSE(OneShotAllowed(mixed, 2, OpKind::kMlp));
+  EXPECT_TRUE(OneShotAllowed(mixed, 2, OpKind::kEmbedding));
+  // Both row-parallel at TP 1 and when every slice is whole chunks.
+  EXPECT_TRUE(OneShotAllowed(mixed, 1, OpKind::kMlp));
+}
+
+}  // namespace
+}  // namespace lockstep::partition

@@ -269,15 +269,16 @@ TEST(Compile, CollectivesUseTheGroupsWiring) {
     EXPECT_EQ(n.at(Tag::kAllGather), SendsReduces(7 * allreduces, allreduces));
   }
   // An MLP slice of 125 (not whole 64-element chunks) is column-parallel: its all-reduce must
-  // be a reduce-scatter (each rank holds only its outputs' down weights); attention and
-  // embedding stay one-shot.
+  // be a reduce-scatter (each rank holds only its outputs' down weights), and so is the
+  // attention's in the same layer — a worker tells a layer's two collectives apart by their
+  // order among those of one form (partition::OneShotAllowed); the embedding stays one-shot.
   {
     partition::ModelSpec odd = spec;
     odd.intermediate_size = 1000;
     const GlobalSchedule s = Compile(LayoutPlan(odd, node, {{8, 8}}), odd, node);
     const auto n = CollectiveCounts(s.programs[3]);
-    EXPECT_EQ(n.at(Tag::kAllReduce), SendsReduces(7 * (6 + 1), 6 + 1));
-    EXPECT_EQ(n.at(Tag::kReduceScatter), SendsReduces(7 * 6, 6));
+    EXPECT_EQ(n.at(Tag::kAllReduce), SendsReduces(7, 1));
+    EXPECT_EQ(n.at(Tag::kReduceScatter), SendsReduces(7 * 2 * 6, 2 * 6));
   }
   // TP 16 over two whole nodes, both projections row-parallel: hierarchical — per all-reduce 7
   // reduce-scatter sends to the node's peers and one Reduce, one send of the node's sum to the

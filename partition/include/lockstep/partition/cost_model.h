@@ -335,7 +335,9 @@ int64_t AllReduceSteps(AllReduceAlgorithm algorithm, int group);
 // Whether the all-reduce after `op` may be one-shot: every rank can combine all outputs from
 // the whole partials. True for the vocab-parallel embedding and for row-parallel o / down
 // projections; a column-parallel one (RowParallelProjection false) needs its reduce-scatter,
-// each rank holding only its own outputs' weights.
+// each rank holding only its own outputs' weights. A layer's o and down are one-shot together
+// or not at all: when either is column-parallel, neither is (the runtime orders a layer's
+// collectives by their form).
 bool OneShotAllowed(const ModelSpec& spec, int tp, OpKind op);
 
 // The all-reduce the schedule runs (the partitioner prices the same): when the group is not
