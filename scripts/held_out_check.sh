@@ -25,7 +25,13 @@ python3 - "$L" "$FILE" "$JSON" <<'PY'
 import json, os, subprocess, sys
 lockstep, path, as_json = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 rows = []
-for i, e in enumerate(json.load(open(path))):
+try:
+    entries = json.load(open(path))
+except ValueError as err:
+    sys.exit("held_out_check: %s: not a JSON list of held-out rates: %s" % (path, err))
+if not isinstance(entries, list):
+    sys.exit("held_out_check: %s: not a JSON list of held-out rates" % path)
+for i, e in enumerate(entries):
     for field in ("name", "model", "topology", "dtype", "context", "objective", "tokens_per_s_per_user"):
         if field not in e:
             sys.exit("held_out_check: %s: entry %d lacks '%s'" % (path, i, field))
